@@ -1,0 +1,423 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Roles a member can have.
+const (
+	RoleNode   = "node"
+	RoleRouter = "router"
+)
+
+// Meta is what a member tells the others about itself through gossip.
+type Meta struct {
+	ID     string `json:"id"`
+	Role   string `json:"role"`
+	GRPC   string `json:"grpc,omitempty"`   // object nodes: the Rooms service
+	HTTP   string `json:"http,omitempty"`   // routers: the browser edge
+	Gossip string `json:"gossip,omitempty"` // where to rejoin it
+	// Started orders two metas of the same member: the later process wins,
+	// so a node restarted on new addresses replaces its old entry.
+	Started int64 `json:"started"`
+}
+
+// Timings tunes failure detection. The defaults declare a crashed member
+// dead in about one to two seconds on a LAN; memberlist's stock LAN config
+// takes 4-24 s with three or four members.
+type Timings struct {
+	ProbeInterval       time.Duration
+	ProbeTimeout        time.Duration
+	SuspicionMult       int
+	GossipInterval      time.Duration
+	PushPullInterval    time.Duration
+	DeadNodeReclaimTime time.Duration
+	RejoinInterval      time.Duration
+}
+
+// DefaultTimings suits a LAN or loopback.
+func DefaultTimings() Timings {
+	return Timings{
+		ProbeInterval:       400 * time.Millisecond,
+		ProbeTimeout:        200 * time.Millisecond,
+		SuspicionMult:       2,
+		GossipInterval:      100 * time.Millisecond,
+		PushPullInterval:    5 * time.Second,
+		DeadNodeReclaimTime: time.Second,
+		RejoinInterval:      time.Second,
+	}
+}
+
+// Config configures one member.
+type Config struct {
+	Meta      Meta     // ID, Role and the addresses others should use
+	Bind      string   // gossip listen address, host:port (port 0 picks one)
+	Advertise string   // gossip address others use; empty means Bind
+	Seeds     []string // gossip addresses to join
+	Timings   Timings
+	// Known is the set of object nodes this member knew before it started
+	// (persisted by nodes), so a node restarted while another is down still
+	// builds the same ring.
+	Known []Meta
+	// OnKnown is called, from the membership goroutine, whenever the set of
+	// known object nodes changes; nodes persist it.
+	OnKnown func([]Meta)
+	Logger  *slog.Logger
+	// LogOutput receives memberlist's own log lines.
+	LogOutput io.Writer
+}
+
+// Membership is this process's view of the cluster. One goroutine (run)
+// owns the known/alive sets; readers get immutable Placement snapshots.
+type Membership struct {
+	cfg    Config
+	meta   atomic.Pointer[Meta] // read by memberlist goroutines
+	ml     *memberlist.Memberlist
+	events chan memberlist.NodeEvent
+	merges chan []Meta
+	log    *slog.Logger
+
+	placement atomic.Pointer[Placement]
+	changedMu sync.Mutex
+	changed   chan struct{} // closed and replaced on every new placement
+
+	stop     chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
+}
+
+// Start creates the memberlist, joins the seeds (retrying in the background
+// until it succeeds) and starts tracking the cluster.
+func Start(cfg Config) (*Membership, error) {
+	if cfg.Meta.ID == "" {
+		return nil, errors.New("cluster: member id is empty")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Timings == (Timings{}) {
+		cfg.Timings = DefaultTimings()
+	}
+	if cfg.Meta.Started == 0 {
+		cfg.Meta.Started = time.Now().UnixNano()
+	}
+	m := &Membership{
+		cfg:     cfg,
+		events:  make(chan memberlist.NodeEvent, 256),
+		merges:  make(chan []Meta, 16),
+		log:     cfg.Logger,
+		changed: make(chan struct{}),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+
+	host, port, err := splitHostPort(cfg.Bind)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: gossip bind address: %w", err)
+	}
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = cfg.Meta.ID
+	mc.BindAddr, mc.BindPort = host, port
+	if cfg.Advertise != "" {
+		ah, ap, err := splitHostPort(cfg.Advertise)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: gossip advertise address: %w", err)
+		}
+		mc.AdvertiseAddr, mc.AdvertisePort = ah, ap
+	}
+	t := cfg.Timings
+	mc.ProbeInterval = t.ProbeInterval
+	mc.ProbeTimeout = t.ProbeTimeout
+	mc.SuspicionMult = t.SuspicionMult
+	mc.SuspicionMaxTimeoutMult = 3
+	mc.GossipInterval = t.GossipInterval
+	mc.PushPullInterval = t.PushPullInterval
+	mc.DeadNodeReclaimTime = t.DeadNodeReclaimTime
+	mc.TCPTimeout = 2 * time.Second
+	mc.Events = &memberlist.ChannelEventDelegate{Ch: m.events}
+	mc.Delegate = (*delegate)(m)
+	out := cfg.LogOutput
+	if out == nil {
+		out = io.Discard
+	}
+	if !cfg.Logger.Enabled(context.Background(), slog.LevelDebug) {
+		out = dropDebug{out}
+	}
+	mc.Logger = log.New(out, "memberlist: ", log.Lmicroseconds)
+
+	known := map[string]Meta{}
+	for _, k := range cfg.Known {
+		if k.ID != "" && k.Role == RoleNode {
+			known[k.ID] = k
+		}
+	}
+	// Publish an initial placement and meta before memberlist can call the
+	// delegate.
+	m.placement.Store(newPlacement(0, known, map[string]bool{}))
+	if cfg.Meta.Gossip == "" && port != 0 {
+		cfg.Meta.Gossip = cfg.Bind
+		if cfg.Advertise != "" {
+			cfg.Meta.Gossip = cfg.Advertise
+		}
+	}
+	meta := cfg.Meta
+	m.meta.Store(&meta)
+
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: start gossip on %s: %w", cfg.Bind, err)
+	}
+	m.ml = ml
+	if port == 0 {
+		// Only now is the picked port known; gossip it with the next update.
+		ln := ml.LocalNode()
+		meta.Gossip = net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
+		m.meta.Store(&meta)
+		if err := ml.UpdateNode(time.Second); err != nil {
+			m.log.Warn("gossip own address", "err", err)
+		}
+	}
+
+	go m.run(known)
+	return m, nil
+}
+
+// Meta is this member's own metadata (with the gossip address filled in).
+func (m *Membership) Meta() Meta { return *m.meta.Load() }
+
+// GossipAddr is the address other members can join.
+func (m *Membership) GossipAddr() string { return m.meta.Load().Gossip }
+
+// Placement is the current view.
+func (m *Membership) Placement() *Placement { return m.placement.Load() }
+
+// Changed returns a channel closed when the placement next changes.
+func (m *Membership) Changed() <-chan struct{} {
+	m.changedMu.Lock()
+	defer m.changedMu.Unlock()
+	return m.changed
+}
+
+// Leave tells the others this member is going away on purpose. It keeps its
+// place in the ring: a node that leaves is expected back.
+func (m *Membership) Leave(timeout time.Duration) error {
+	if err := m.ml.Leave(timeout); err != nil {
+		return fmt.Errorf("cluster: leave: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops gossip. It is idempotent.
+func (m *Membership) Shutdown() error {
+	var err error
+	m.stopOnce.Do(func() {
+		close(m.stop)
+		err = m.ml.Shutdown()
+		<-m.done
+	})
+	return err
+}
+
+// run owns known and alive. It coalesces bursts of events into one new
+// placement, persists the known set when it grows or changes, and rejoins
+// members it knows of but does not see.
+func (m *Membership) run(known map[string]Meta) {
+	defer close(m.done)
+	alive := map[string]bool{}
+	var version uint64
+	rejoin := time.NewTicker(m.cfg.Timings.RejoinInterval)
+	defer rejoin.Stop()
+	m.rejoin(known, alive)
+
+	for {
+		knownChanged, dirty := false, false
+		apply := func(ev memberlist.NodeEvent) {
+			dirty = true
+			switch ev.Event {
+			case memberlist.NodeJoin, memberlist.NodeUpdate:
+				var meta Meta
+				if err := json.Unmarshal(ev.Node.Meta, &meta); err != nil || meta.ID != ev.Node.Name {
+					m.log.Warn("ignoring member with bad metadata", "member", ev.Node.Name, "err", err)
+					return
+				}
+				if ev.Event == memberlist.NodeJoin && !alive[meta.ID] {
+					m.log.Info("member up", "member", meta.ID, "role", meta.Role, "gossip", meta.Gossip)
+				}
+				alive[meta.ID] = true
+				if meta.Role == RoleNode && mergeMeta(known, meta) {
+					knownChanged = true
+				}
+			case memberlist.NodeLeave:
+				if alive[ev.Node.Name] {
+					m.log.Info("member down", "member", ev.Node.Name)
+				}
+				delete(alive, ev.Node.Name)
+			}
+		}
+		merge := func(metas []Meta) {
+			for _, meta := range metas {
+				if meta.Role == RoleNode && mergeMeta(known, meta) {
+					knownChanged, dirty = true, true
+				}
+			}
+		}
+
+		select {
+		case <-m.stop:
+			return
+		case ev := <-m.events:
+			apply(ev)
+		case metas := <-m.merges:
+			merge(metas)
+		case <-rejoin.C:
+			m.rejoin(known, alive)
+			continue
+		}
+	drain:
+		for {
+			select {
+			case ev := <-m.events:
+				apply(ev)
+			case metas := <-m.merges:
+				merge(metas)
+			default:
+				break drain
+			}
+		}
+		if !dirty {
+			continue
+		}
+		version++
+		m.publish(newPlacement(version, known, alive))
+		if knownChanged && m.cfg.OnKnown != nil {
+			m.cfg.OnKnown(m.placement.Load().Nodes())
+		}
+	}
+}
+
+func (m *Membership) publish(p *Placement) {
+	m.placement.Store(p)
+	m.changedMu.Lock()
+	close(m.changed)
+	m.changed = make(chan struct{})
+	m.changedMu.Unlock()
+}
+
+// rejoin joins seeds and known nodes that gossip does not currently show
+// alive: memberlist stops probing dead members, so without this a cluster
+// whose members all restarted would stay split.
+func (m *Membership) rejoin(known map[string]Meta, alive map[string]bool) {
+	var addrs []string
+	self := m.meta.Load()
+	seen := map[string]bool{self.Gossip: true}
+	add := func(a string) {
+		if a != "" && !seen[a] {
+			seen[a] = true
+			addrs = append(addrs, a)
+		}
+	}
+	for _, s := range m.cfg.Seeds {
+		if m.ml.NumMembers() <= 1 {
+			add(s)
+		}
+	}
+	for id, k := range known {
+		if id != self.ID && !alive[id] {
+			add(k.Gossip)
+		}
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	// Join can take TCPTimeout per unreachable address; run it aside so
+	// events keep flowing.
+	go func() {
+		if n, err := m.ml.Join(addrs); err != nil && n == 0 {
+			m.log.Debug("rejoin found nobody", "tried", addrs, "err", err)
+		}
+	}()
+}
+
+// mergeMeta records meta in known if it is new or newer; it reports a change.
+func mergeMeta(known map[string]Meta, meta Meta) bool {
+	old, ok := known[meta.ID]
+	if ok && (old.Started > meta.Started || old == meta) {
+		return false
+	}
+	known[meta.ID] = meta
+	return true
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(ps)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q: %w", ps, err)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	return host, port, nil
+}
+
+// delegate carries the member's metadata and, in push/pull exchanges, the
+// set of known object nodes, so a process that starts while a node is down
+// still learns that node's place in the ring.
+type delegate Membership
+
+func (d *delegate) NodeMeta(limit int) []byte {
+	b, _ := json.Marshal(d.meta.Load())
+	if len(b) > limit {
+		d.log.Error("member metadata too large", "bytes", len(b), "limit", limit)
+		return nil
+	}
+	return b
+}
+
+func (d *delegate) NotifyMsg([]byte)                           {}
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+
+func (d *delegate) LocalState(join bool) []byte {
+	b, _ := json.Marshal(d.placement.Load().Nodes())
+	return b
+}
+
+func (d *delegate) MergeRemoteState(buf []byte, join bool) {
+	var metas []Meta
+	if err := json.Unmarshal(buf, &metas); err != nil {
+		d.log.Warn("ignoring bad remote state", "err", err)
+		return
+	}
+	select {
+	case d.merges <- metas:
+	case <-d.stop:
+	}
+}
+
+// dropDebug filters memberlist's debug lines (one per gossip exchange) out
+// of the log unless the process runs with --debug.
+type dropDebug struct{ w io.Writer }
+
+func (d dropDebug) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte("[DEBUG]")) {
+		return len(p), nil
+	}
+	return d.w.Write(p)
+}

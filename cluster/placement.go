@@ -1,0 +1,157 @@
+// Package cluster is the membership and placement layer that routers and
+// object nodes share: who is in the cluster (gossip, hashicorp/memberlist)
+// and where each room lives (consistent hashing, buraksezer/consistent).
+package cluster
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/buraksezer/consistent"
+	"github.com/cespare/xxhash/v2"
+)
+
+// Partitions is the number of shards a room name hashes into. It is fixed
+// for the life of a cluster: changing it moves almost every room.
+const Partitions = 64
+
+// ringLoad and ringReplicas are chosen so that consistent v0.10.0 never
+// panics ("not enough room to distribute partitions"): with a load factor
+// above 1 the members' total capacity always exceeds Partitions, and with at
+// least two points per member the bounded-load walk reaches every member.
+// TestPlacementNeverPanics checks 1..64 members.
+const (
+	ringLoad     = 1.25
+	ringReplicas = 40
+)
+
+type hasher struct{}
+
+func (hasher) Sum64(b []byte) uint64 { return xxhash.Sum64(b) }
+
+type ringMember string
+
+func (m ringMember) String() string { return string(m) }
+
+// Placement is an immutable view of the cluster: the known object nodes,
+// which of them are alive, and the ring built from them. Every process that
+// builds a Placement from the same known set gets the same owners, because
+// liveness never changes the ring: a crashed node keeps its place, so a crash
+// never reshuffles rooms.
+type Placement struct {
+	version uint64
+	ring    *consistent.Consistent
+	nodes   map[string]Meta // known object nodes by id
+	alive   map[string]bool // ids of members gossip currently sees
+	routers []Meta
+}
+
+func newPlacement(version uint64, known map[string]Meta, alive map[string]bool) *Placement {
+	p := &Placement{version: version, nodes: map[string]Meta{}, alive: map[string]bool{}}
+	var members []consistent.Member
+	for id, m := range known {
+		switch m.Role {
+		case RoleNode:
+			p.nodes[id] = m
+			members = append(members, ringMember(id))
+		case RoleRouter:
+			if alive[id] {
+				p.routers = append(p.routers, m)
+			}
+		}
+	}
+	for id, ok := range alive {
+		if ok {
+			p.alive[id] = true
+		}
+	}
+	sort.Slice(p.routers, func(i, j int) bool { return p.routers[i].ID < p.routers[j].ID })
+	if len(members) > 0 {
+		p.ring = consistent.New(members, consistent.Config{
+			Hasher:            hasher{},
+			PartitionCount:    Partitions,
+			ReplicationFactor: ringReplicas,
+			Load:              ringLoad,
+		})
+	}
+	return p
+}
+
+// Version increases with every change the local process has seen.
+func (p *Placement) Version() uint64 { return p.version }
+
+// Shard is the partition a room belongs to.
+func Shard(room string) int {
+	return int(xxhash.Sum64String(room) % Partitions)
+}
+
+// Owner is the node that hosts the room (the first replica of its shard).
+// ok is false while no object node is known.
+func (p *Placement) Owner(room string) (Meta, bool) {
+	return p.ShardOwner(Shard(room))
+}
+
+// ShardOwner is the first replica of a shard.
+func (p *Placement) ShardOwner(shard int) (Meta, bool) {
+	if p.ring == nil {
+		return Meta{}, false
+	}
+	m := p.ring.GetPartitionOwner(shard)
+	if m == nil {
+		return Meta{}, false
+	}
+	meta, ok := p.nodes[m.String()]
+	return meta, ok
+}
+
+// Replicas lists up to r nodes for a shard, the owner first.
+func (p *Placement) Replicas(shard, r int) ([]Meta, error) {
+	if p.ring == nil {
+		return nil, fmt.Errorf("cluster: no object nodes known")
+	}
+	if r > len(p.nodes) {
+		r = len(p.nodes)
+	}
+	ms, err := p.ring.GetClosestNForPartition(shard, r)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: replicas of shard %d: %w", shard, err)
+	}
+	out := make([]Meta, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, p.nodes[m.String()])
+	}
+	return out, nil
+}
+
+// Nodes lists the known object nodes, sorted by id.
+func (p *Placement) Nodes() []Meta {
+	out := make([]Meta, 0, len(p.nodes))
+	for _, m := range p.nodes {
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Routers lists the live routers, sorted by id.
+func (p *Placement) Routers() []Meta { return p.routers }
+
+// Node returns the known object node with this id.
+func (p *Placement) Node(id string) (Meta, bool) {
+	m, ok := p.nodes[id]
+	return m, ok
+}
+
+// Alive reports whether gossip currently sees the member.
+func (p *Placement) Alive(id string) bool { return p.alive[id] }
+
+// LiveNodes counts the known object nodes that are alive.
+func (p *Placement) LiveNodes() int {
+	n := 0
+	for id := range p.nodes {
+		if p.alive[id] {
+			n++
+		}
+	}
+	return n
+}

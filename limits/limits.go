@@ -1,0 +1,142 @@
+// Package limits names every bound that user input is held to, in one place
+// that the router, the object nodes and the docs (docs/protocol.md) share.
+package limits
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+const (
+	// MaxMessageBytes bounds a chat message's UTF-8 text after trimming.
+	MaxMessageBytes = 4096
+	// MaxFrameBytes bounds one WebSocket frame from a browser; larger frames
+	// close the connection with 1009 since they cannot be read safely.
+	MaxFrameBytes = 16 << 10
+	// MaxNameRunes bounds a user name (the web UI asks for 3-20).
+	MaxNameRunes = 32
+	// MaxRoomBytes bounds a room name.
+	MaxRoomBytes = 64
+	// MaxClientIDBytes bounds a client message id.
+	MaxClientIDBytes = 64
+	// HistoryLimit is how many of the newest messages a new session gets, and
+	// the largest page a history request returns.
+	HistoryLimit = 100
+	// ResumeLimit is the most messages replayed for one resume; a client that
+	// missed more gets the newest HistoryLimit and pages back.
+	ResumeLimit = 1000
+	// DedupeWindow is how many of a room's newest client message ids are
+	// remembered to drop a resent message (G5). Resends happen within
+	// seconds, far inside this window.
+	DedupeWindow = 4096
+	// DefaultRoom and DefaultName are the seed app's defaults.
+	DefaultRoom = "default"
+	DefaultName = "Anonymous"
+)
+
+// Error codes sent to clients.
+const (
+	CodeBadJSON     = "bad_json"
+	CodeBinary      = "binary"
+	CodeEmpty       = "empty"
+	CodeTooLarge    = "too_large"
+	CodeBadName     = "bad_name"
+	CodeBadRoom     = "bad_room"
+	CodeBadID       = "bad_id"
+	CodeRateLimited = "rate_limited"
+	CodeUnknownType = "unknown_type"
+	CodeUnavailable = "unavailable"
+)
+
+// Error is a rejection a client can act on.
+type Error struct {
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+var _ error = (*Error)(nil)
+
+func errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Room trims a room name, applies the default, and checks it.
+func Room(raw string) (string, error) {
+	room := strings.TrimSpace(raw)
+	if room == "" {
+		return DefaultRoom, nil
+	}
+	if len(room) > MaxRoomBytes {
+		return "", errorf(CodeBadRoom, "room name too long (max %d bytes)", MaxRoomBytes)
+	}
+	if err := printable(room); err != nil {
+		return "", errorf(CodeBadRoom, "room name %v", err)
+	}
+	return room, nil
+}
+
+// Name trims a user name, applies the default, and checks it.
+func Name(raw string) (string, error) {
+	name := strings.TrimSpace(raw)
+	if name == "" {
+		return DefaultName, nil
+	}
+	if utf8.RuneCountInString(name) > MaxNameRunes {
+		return "", errorf(CodeBadName, "name too long (max %d characters)", MaxNameRunes)
+	}
+	if err := printable(name); err != nil {
+		return "", errorf(CodeBadName, "name %v", err)
+	}
+	return name, nil
+}
+
+// Message trims a message and checks it. Messages may hold newlines and tabs
+// but no other control characters.
+func Message(raw string) (string, error) {
+	text := strings.TrimSpace(raw)
+	if text == "" {
+		return "", errorf(CodeEmpty, "empty message")
+	}
+	if len(text) > MaxMessageBytes {
+		return "", errorf(CodeTooLarge, "message too large (max %d bytes)", MaxMessageBytes)
+	}
+	if !utf8.ValidString(text) {
+		return "", errorf(CodeBadJSON, "message is not valid UTF-8")
+	}
+	for _, r := range text {
+		if unicode.IsControl(r) && r != '\n' && r != '\t' && r != '\r' {
+			return "", errorf(CodeBadJSON, "message contains control character %U", r)
+		}
+	}
+	return text, nil
+}
+
+// ClientID checks a client message id.
+func ClientID(id string) error {
+	if id == "" {
+		return errorf(CodeBadID, "message id is empty")
+	}
+	if len(id) > MaxClientIDBytes {
+		return errorf(CodeBadID, "message id too long (max %d bytes)", MaxClientIDBytes)
+	}
+	return nil
+}
+
+var errControl = errors.New("contains a control character")
+
+func printable(s string) error {
+	if !utf8.ValidString(s) {
+		return errors.New("is not valid UTF-8")
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			return errControl
+		}
+	}
+	return nil
+}

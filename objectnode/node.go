@@ -1,0 +1,377 @@
+// Package objectnode hosts room objects: single-threaded actors, one per
+// active room, whose every write is durable in the node's Pebble DB before
+// anyone sees it. Routers reach them over gRPC (proto/roompb).
+package objectnode
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"hellochat/cluster"
+	pb "hellochat/proto/roompb"
+)
+
+// Config configures a node. Every address is host:port.
+type Config struct {
+	ID              string
+	DataDir         string
+	GRPCListen      string
+	GRPCAdvertise   string // empty: the listener's address
+	GossipListen    string
+	GossipAdvertise string
+	Seeds           []string
+	// Expect is how many object nodes must be known before this node
+	// serves rooms, so that the first nodes of a new cluster do not take
+	// rooms that belong to nodes still starting (like Consul's
+	// bootstrap-expect). Known nodes are persisted, so a restart does not
+	// wait again.
+	Expect    int
+	Timings   cluster.Timings
+	RoomIdle  time.Duration // evict a room with nobody attached after this
+	Logger    *slog.Logger
+	LogOutput io.Writer // memberlist's log lines
+}
+
+// DefaultConfig is a single node on loopback.
+func DefaultConfig() Config {
+	return Config{
+		ID:           "node1",
+		DataDir:      "data/node1",
+		GRPCListen:   "127.0.0.1:9101",
+		GossipListen: "127.0.0.1:7101",
+		Expect:       1,
+		Timings:      cluster.DefaultTimings(),
+		RoomIdle:     time.Minute,
+	}
+}
+
+// Node is one object node process.
+type Node struct {
+	cfg       Config
+	log       *slog.Logger
+	store     *Store
+	committer Committer
+	members   *cluster.Membership
+	grpc      *grpc.Server
+	lis       net.Listener
+
+	roomsMu sync.Mutex
+	rooms   map[string]*room // guarded by roomsMu
+	roomsWG sync.WaitGroup
+
+	stopping     chan struct{} // closed when shutdown begins
+	loopDone     chan struct{}
+	shutdownOnce sync.Once
+}
+
+// Start opens the store, starts gRPC and gossip, and begins serving.
+func Start(cfg Config) (*Node, error) {
+	if cfg.ID == "" {
+		return nil, errors.New("objectnode: node id is empty")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.RoomIdle <= 0 {
+		cfg.RoomIdle = time.Minute
+	}
+	if cfg.Expect < 1 {
+		cfg.Expect = 1
+	}
+	n := &Node{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		rooms:    map[string]*room{},
+		stopping: make(chan struct{}),
+		loopDone: make(chan struct{}),
+	}
+
+	lis, err := net.Listen("tcp", cfg.GRPCListen)
+	if err != nil {
+		return nil, fmt.Errorf("objectnode: listen for gRPC on %s: %w", cfg.GRPCListen, err)
+	}
+	n.lis = lis
+	store, err := OpenStore(cfg.DataDir, cfg.Logger)
+	if err != nil {
+		lis.Close()
+		return nil, err
+	}
+	n.store = store
+	n.committer = localCommitter{store: store}
+
+	known, err := n.loadKnown()
+	if err != nil {
+		n.closeEarly()
+		return nil, err
+	}
+	members, err := cluster.Start(cluster.Config{
+		Meta:      cluster.Meta{ID: cfg.ID, Role: cluster.RoleNode, GRPC: n.advertiseGRPC(), Gossip: cfg.GossipAdvertise},
+		Bind:      cfg.GossipListen,
+		Advertise: cfg.GossipAdvertise,
+		Seeds:     cfg.Seeds,
+		Timings:   cfg.Timings,
+		Known:     known,
+		OnKnown:   n.saveKnown,
+		Logger:    cfg.Logger,
+		LogOutput: cfg.LogOutput,
+	})
+	if err != nil {
+		n.closeEarly()
+		return nil, err
+	}
+	n.members = members
+
+	n.grpc = grpc.NewServer(
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
+	)
+	pb.RegisterRoomsServer(n.grpc, &service{node: n})
+	go func() {
+		if err := n.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			n.log.Error("gRPC server stopped", "err", err)
+		}
+	}()
+	go n.watchPlacement()
+	n.log.Info("object node started", "id", cfg.ID, "grpc", n.advertiseGRPC(),
+		"gossip", members.GossipAddr(), "data", cfg.DataDir, "expect", cfg.Expect)
+	return n, nil
+}
+
+func (n *Node) closeEarly() {
+	n.lis.Close()
+	n.store.Close()
+}
+
+// ID is the node's id.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// GRPCAddr is the address routers use.
+func (n *Node) GRPCAddr() string { return n.advertiseGRPC() }
+
+// GossipAddr is the address other members join.
+func (n *Node) GossipAddr() string { return n.members.GossipAddr() }
+
+// Members is the node's membership view.
+func (n *Node) Members() *cluster.Membership { return n.members }
+
+func (n *Node) advertiseGRPC() string {
+	if n.cfg.GRPCAdvertise != "" {
+		return n.cfg.GRPCAdvertise
+	}
+	return n.lis.Addr().String()
+}
+
+func (n *Node) ready() bool {
+	return len(n.members.Placement().Nodes()) >= n.cfg.Expect
+}
+
+// redirectFor is nil when this node should host the room now, and
+// otherwise says where to go instead.
+func (n *Node) redirectFor(room string) *pb.Redirect {
+	select {
+	case <-n.stopping:
+		return &pb.Redirect{Reason: "node shutting down"}
+	default:
+	}
+	if !n.ready() {
+		return &pb.Redirect{Reason: fmt.Sprintf("waiting for %d object nodes to join", n.cfg.Expect)}
+	}
+	owner, ok := n.members.Placement().Owner(room)
+	if !ok {
+		return &pb.Redirect{Reason: "no owner known"}
+	}
+	if owner.ID != n.cfg.ID {
+		return &pb.Redirect{OwnerId: owner.ID, OwnerAddr: owner.GRPC, Reason: "not owner"}
+	}
+	return nil
+}
+
+// attach binds a stream to the room's actor, starting the actor if the room
+// is not active. It retries when it races with an actor that is exiting.
+func (n *Node) attach(ctx context.Context, name string, st *stream, open *pb.Open) (*room, error) {
+	for {
+		r := n.room(name)
+		if r == nil {
+			return nil, ErrRoomStopped
+		}
+		q := roomReq{attach: &attachReq{st: st, open: open, result: make(chan error, 1)}}
+		err := r.enqueue(ctx, q)
+		if errors.Is(err, ErrRoomStopped) {
+			if r.loadErr != nil {
+				return nil, r.loadErr
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case err := <-q.attach.result:
+			if errors.Is(err, ErrRoomStopped) {
+				continue
+			}
+			return r, err
+		case <-r.done:
+			if r.loadErr != nil {
+				return nil, r.loadErr
+			}
+			continue
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// room returns the active actor for name, starting one if needed; nil once
+// the node is shutting down.
+func (n *Node) room(name string) *room {
+	n.roomsMu.Lock()
+	defer n.roomsMu.Unlock()
+	select {
+	case <-n.stopping:
+		return nil
+	default:
+	}
+	if r, ok := n.rooms[name]; ok {
+		return r
+	}
+	r := newRoom(n, name)
+	n.rooms[name] = r
+	n.roomsWG.Add(1)
+	go func() {
+		defer n.roomsWG.Done()
+		r.run()
+	}()
+	return r
+}
+
+// evict forgets r if it is still the active actor for its room; it reports
+// whether it did. Once forgotten, the next attach starts a fresh actor that
+// reloads the room from the store.
+func (n *Node) evict(r *room) bool {
+	n.roomsMu.Lock()
+	defer n.roomsMu.Unlock()
+	if n.rooms[r.name] != r {
+		return false
+	}
+	delete(n.rooms, r.name)
+	return true
+}
+
+func (n *Node) activeRooms() []*room {
+	n.roomsMu.Lock()
+	defer n.roomsMu.Unlock()
+	out := make([]*room, 0, len(n.rooms))
+	for _, r := range n.rooms {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// watchPlacement stops the rooms this node no longer owns whenever the ring
+// changes, redirecting their streams to the new owner, so a room is never
+// live in two places.
+func (n *Node) watchPlacement() {
+	defer close(n.loopDone)
+	for {
+		changed := n.members.Changed()
+		for _, r := range n.activeRooms() {
+			if redirect := n.redirectFor(r.name); redirect != nil {
+				n.log.Info("room moves away", "room", r.name, "to", redirect.OwnerId, "reason", redirect.Reason)
+				r.stop(redirect)
+			}
+		}
+		select {
+		case <-changed:
+		case <-n.stopping:
+			return
+		}
+	}
+}
+
+const knownKey = "members"
+
+func (n *Node) loadKnown() ([]cluster.Meta, error) {
+	b, err := n.store.systemGet(knownKey)
+	if err != nil || b == nil {
+		return nil, err
+	}
+	var metas []cluster.Meta
+	if err := json.Unmarshal(b, &metas); err != nil {
+		return nil, fmt.Errorf("objectnode: decode known members: %w", err)
+	}
+	return metas, nil
+}
+
+func (n *Node) saveKnown(metas []cluster.Meta) {
+	b, err := json.Marshal(metas)
+	if err == nil {
+		err = n.store.systemPut(knownKey, b)
+	}
+	if err != nil {
+		n.log.Error("persist known members", "err", err)
+	}
+}
+
+// Shutdown leaves the cluster, hands every stream a redirect, stops gRPC
+// and closes the store. It is idempotent; ctx bounds the graceful part.
+func (n *Node) Shutdown(ctx context.Context) error {
+	var err error
+	n.shutdownOnce.Do(func() {
+		if lerr := n.members.Leave(500 * time.Millisecond); lerr != nil {
+			n.log.Warn("leave cluster", "err", lerr)
+		}
+		n.roomsMu.Lock()
+		close(n.stopping)
+		n.roomsMu.Unlock()
+		<-n.loopDone
+
+		stopped := make(chan struct{})
+		go func() {
+			n.grpc.GracefulStop()
+			close(stopped)
+		}()
+		select {
+		case <-stopped:
+		case <-ctx.Done():
+			n.grpc.Stop()
+			<-stopped
+		}
+		n.roomsWG.Wait()
+		if merr := n.members.Shutdown(); merr != nil {
+			n.log.Warn("stop gossip", "err", merr)
+		}
+		err = n.store.Close()
+		n.log.Info("object node stopped", "id", n.cfg.ID)
+	})
+	return err
+}
+
+// Kill stops the node abruptly, as close to kill -9 as an in-process test
+// can get: no leave, no redirects, no flush; only synced writes survive.
+func (n *Node) Kill() {
+	n.shutdownOnce.Do(func() {
+		n.grpc.Stop()
+		n.members.Shutdown()
+		n.roomsMu.Lock()
+		close(n.stopping)
+		n.roomsMu.Unlock()
+		n.roomsWG.Wait()
+		<-n.loopDone
+		n.store.Close()
+	})
+}
+
+func shardOf(room string) int { return cluster.Shard(room) }

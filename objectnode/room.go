@@ -1,0 +1,586 @@
+package objectnode
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"hellochat/limits"
+	pb "hellochat/proto/roompb"
+)
+
+// RoomMailbox bounds the requests queued for one room. A full mailbox
+// blocks the streams feeding it, which pushes back through gRPC flow control
+// to the routers and from them to the browsers: a flood slows its senders
+// instead of growing memory.
+const RoomMailbox = 4096
+
+// ErrRoomStopped is returned to callers of a room that has shut down (idle
+// eviction, lost ownership, node shutdown); they retry on a fresh actor or
+// follow the redirect.
+var ErrRoomStopped = errors.New("objectnode: room stopped")
+
+// msgKeyPrefix prefixes a chat message's key: 'm' + big-endian seq, so keys
+// sort in seq order.
+const msgKeyPrefix = 'm'
+
+func msgKey(seq uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = msgKeyPrefix
+	binary.BigEndian.PutUint64(k[1:], seq)
+	return k
+}
+
+// roomReq is one input to a room actor. Exactly one field is set.
+type roomReq struct {
+	attach *attachReq
+	detach *stream
+	from   *stream
+	req    *pb.AttachRequest
+	status chan *pb.RoomStatus
+}
+
+type attachReq struct {
+	st     *stream
+	open   *pb.Open
+	result chan error
+}
+
+type sessionKey struct {
+	st *stream
+	id uint64
+}
+
+type session struct {
+	name string
+}
+
+// pendingSend is a message waiting for its batch to commit, with everyone
+// who must be acked when it does (a resend of an id still in flight waits
+// on the first copy instead of being stored twice).
+type pendingSend struct {
+	msg     *pb.ChatMessage
+	waiters []sessionKey
+}
+
+// room is the actor for one chat room: a single goroutine (run) owns all of
+// its state, handles every event in arrival order and is the only writer of
+// the room's keys. Nothing it broadcasts, acks or serves as history has not
+// been committed first (the output gate).
+type room struct {
+	name    string
+	shard   int
+	node    *Node
+	mailbox chan roomReq
+	stopc   chan *pb.Redirect // apart from mailbox so a full mailbox cannot delay it
+	commitc chan error        // result of the one batch in flight
+	done    chan struct{}
+	loadErr error // set before done is closed when the room could not load
+
+	// Owned by run.
+	lastSeq  uint64 // highest committed seq
+	lastTS   int64
+	recent   []*pb.ChatMessage // newest committed, ascending, at most HistoryLimit
+	dedupe   map[string]uint64 // client id -> seq, the newest DedupeWindow
+	dedupeQ  []string          // client ids in seq order, to expire them
+	streams  map[*stream]struct{}
+	sessions map[sessionKey]*session
+	inflight []*pendingSend
+	pending  []*pendingSend
+	queued   map[string]*pendingSend // client id -> inflight or pending send
+}
+
+func newRoom(n *Node, name string) *room {
+	return &room{
+		name:     name,
+		shard:    shardOf(name),
+		node:     n,
+		mailbox:  make(chan roomReq, RoomMailbox),
+		stopc:    make(chan *pb.Redirect, 1),
+		commitc:  make(chan error, 1),
+		done:     make(chan struct{}),
+		dedupe:   map[string]uint64{},
+		streams:  map[*stream]struct{}{},
+		sessions: map[sessionKey]*session{},
+		queued:   map[string]*pendingSend{},
+	}
+}
+
+// load restores the room's seq, newest messages and dedupe window from the
+// store. It runs on the actor's goroutine before the first request.
+func (r *room) load() error {
+	kvs, err := r.node.store.List(r.name, []byte{msgKeyPrefix}, []byte{msgKeyPrefix + 1}, limits.DedupeWindow, true)
+	if err != nil {
+		return fmt.Errorf("load room %q: %w", r.name, err)
+	}
+	for i := len(kvs) - 1; i >= 0; i-- {
+		m := &pb.ChatMessage{}
+		if err := proto.Unmarshal(kvs[i].Value, m); err != nil {
+			return fmt.Errorf("load room %q: decode message: %w", r.name, err)
+		}
+		r.remember(m)
+	}
+	return nil
+}
+
+// remember records a committed message in the actor's memory.
+func (r *room) remember(m *pb.ChatMessage) {
+	r.lastSeq = m.Seq
+	if m.TsMs > r.lastTS {
+		r.lastTS = m.TsMs
+	}
+	r.recent = append(r.recent, m)
+	if len(r.recent) > limits.HistoryLimit {
+		r.recent = slices.Delete(r.recent, 0, len(r.recent)-limits.HistoryLimit)
+	}
+	if m.ClientId != "" {
+		r.dedupe[m.ClientId] = m.Seq
+		r.dedupeQ = append(r.dedupeQ, m.ClientId)
+		if len(r.dedupeQ) > limits.DedupeWindow {
+			delete(r.dedupe, r.dedupeQ[0]) // an id is stored once, so queued once
+			r.dedupeQ = r.dedupeQ[1:]
+		}
+	}
+}
+
+// run is the actor loop. It exits when stopped, when idle for the node's
+// RoomIdle with nobody attached, or when the node shuts down.
+func (r *room) run() {
+	defer r.exit()
+	if err := r.load(); err != nil {
+		r.node.log.Error("room failed to load", "room", r.name, "err", err)
+		r.loadErr = err
+		return
+	}
+	idle := time.NewTimer(r.node.cfg.RoomIdle)
+	defer idle.Stop()
+	for {
+		select {
+		case q := <-r.mailbox:
+			r.handle(q)
+		case redirect := <-r.stopc:
+			r.shutdown(redirect)
+			return
+		case err := <-r.commitc:
+			r.committed(err)
+		case <-idle.C:
+			if r.idle() && r.node.evict(r) {
+				return
+			}
+		case <-r.node.stopping:
+			r.shutdown(&pb.Redirect{Reason: "node shutting down"})
+			return
+		}
+		if r.idle() {
+			idle.Reset(r.node.cfg.RoomIdle)
+		}
+	}
+}
+
+// enqueue hands the actor a request, waiting while its mailbox is full.
+func (r *room) enqueue(ctx context.Context, q roomReq) error {
+	select {
+	case r.mailbox <- q:
+		return nil
+	case <-r.done:
+		return ErrRoomStopped
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// stop asks the actor to hand its streams a redirect and exit.
+func (r *room) stop(redirect *pb.Redirect) {
+	select {
+	case r.stopc <- redirect:
+	default: // a stop is already pending
+	}
+}
+
+func (r *room) idle() bool {
+	return len(r.streams) == 0 && len(r.inflight) == 0 && len(r.pending) == 0
+}
+
+// exit closes done and fails whatever is still queued, so callers blocked
+// on this actor retry elsewhere instead of waiting forever.
+func (r *room) exit() {
+	r.node.evict(r)
+	close(r.done)
+	for {
+		select {
+		case q := <-r.mailbox:
+			switch {
+			case q.attach != nil:
+				q.attach.result <- r.stoppedErr()
+			case q.status != nil:
+				close(q.status)
+			}
+		default:
+			return
+		}
+	}
+}
+
+func (r *room) stoppedErr() error {
+	if r.loadErr != nil {
+		return r.loadErr
+	}
+	return ErrRoomStopped
+}
+
+// shutdown finishes the batch in flight, rejects what was still waiting,
+// and sends every stream the redirect before dropping it.
+func (r *room) shutdown(redirect *pb.Redirect) {
+	if len(r.inflight) > 0 {
+		r.committed(<-r.commitc)
+	}
+	for _, p := range r.pending {
+		r.reject(p, limits.CodeUnavailable, "room moved; resend")
+	}
+	r.pending = nil
+	for st := range r.streams {
+		st.end(redirect)
+	}
+	r.streams = map[*stream]struct{}{}
+}
+
+func (r *room) handle(q roomReq) {
+	switch {
+	case q.attach != nil:
+		r.attach(q.attach)
+	case q.detach != nil:
+		r.detach(q.detach)
+	case q.status != nil:
+		q.status <- &pb.RoomStatus{Room: r.name, Shard: uint32(r.shard), LastSeq: r.lastSeq,
+			Sessions: uint32(len(r.sessions)), Streams: uint32(len(r.streams))}
+	case q.req != nil:
+		if _, ok := r.streams[q.from]; !ok {
+			return // the stream was dropped; its leftovers mean nothing now
+		}
+		switch k := q.req.Kind.(type) {
+		case *pb.AttachRequest_Join:
+			r.join(q.from, k.Join)
+		case *pb.AttachRequest_Send:
+			r.send(q.from, k.Send)
+		case *pb.AttachRequest_Leave:
+			r.leave(sessionKey{q.from, k.Leave.Session})
+		case *pb.AttachRequest_Typing:
+			if s := r.sessions[sessionKey{q.from, k.Typing.Session}]; s != nil {
+				r.broadcast(&pb.AttachEvent{Kind: &pb.AttachEvent_Typing{Typing: &pb.Typing{
+					Name: s.name, OriginRouter: q.from.router, OriginSession: k.Typing.Session}}})
+			}
+		case *pb.AttachRequest_History:
+			r.page(q.from, k.History)
+		}
+	}
+}
+
+// attach registers a stream. A resuming router first gets every message it
+// missed, then Opened, all in stream order before any live broadcast.
+func (r *room) attach(a *attachReq) {
+	r.streams[a.st] = struct{}{}
+	if a.open.Resume && a.open.ResumeAfter < r.lastSeq {
+		msgs, _, err := r.after(a.open.ResumeAfter, limits.ResumeLimit*10)
+		if err != nil {
+			delete(r.streams, a.st)
+			a.result <- err
+			return
+		}
+		for _, m := range msgs {
+			r.sendTo(a.st, &pb.AttachEvent{Kind: &pb.AttachEvent_Message{Message: m}})
+		}
+	}
+	r.sendTo(a.st, &pb.AttachEvent{Kind: &pb.AttachEvent_Opened{Opened: &pb.Opened{
+		NodeId: r.node.cfg.ID, LastSeq: r.lastSeq}}})
+	a.result <- nil
+}
+
+func (r *room) detach(st *stream) {
+	if _, ok := r.streams[st]; !ok {
+		return
+	}
+	delete(r.streams, st)
+	var gone []sessionKey
+	for k := range r.sessions {
+		if k.st == st {
+			gone = append(gone, k)
+		}
+	}
+	sort.Slice(gone, func(i, j int) bool { return gone[i].id < gone[j].id })
+	for _, k := range gone {
+		r.leave(k)
+	}
+}
+
+func (r *room) join(st *stream, j *pb.Join) {
+	name, err := limits.Name(j.Name)
+	if err != nil {
+		r.sendTo(st, rejectEvent(j.Session, "", limits.CodeBadName, err.Error()))
+		return
+	}
+	key := sessionKey{st, j.Session}
+	_, rejoin := r.sessions[key]
+	r.sessions[key] = &session{name: name}
+	if !j.Quiet {
+		var msgs []*pb.ChatMessage
+		var more bool
+		var err error
+		if j.HistoryAfter > 0 {
+			msgs, more, err = r.after(j.HistoryAfter, limits.ResumeLimit)
+		} else {
+			msgs, more, err = r.newest(r.lastSeq+1, historyLimit(j.HistoryLimit))
+		}
+		if err != nil {
+			r.node.log.Error("read history", "room", r.name, "err", err)
+			r.sendTo(st, rejectEvent(j.Session, "", limits.CodeUnavailable, "history unavailable"))
+		}
+		r.sendTo(st, &pb.AttachEvent{Kind: &pb.AttachEvent_History{History: &pb.History{
+			Session: j.Session, Messages: msgs, More: more}}})
+	}
+	change := pb.Presence_JOINED
+	if j.Quiet || rejoin {
+		change = pb.Presence_SNAPSHOT
+	}
+	r.presence(change, name, key)
+}
+
+func (r *room) leave(key sessionKey) {
+	s, ok := r.sessions[key]
+	if !ok {
+		return
+	}
+	delete(r.sessions, key)
+	r.presence(pb.Presence_LEFT, s.name, key)
+}
+
+func (r *room) presence(change pb.Presence_Change, name string, key sessionKey) {
+	users := make([]string, 0, len(r.sessions))
+	for _, s := range r.sessions {
+		users = append(users, s.name)
+	}
+	sort.Strings(users)
+	r.broadcast(&pb.AttachEvent{Kind: &pb.AttachEvent_Presence{Presence: &pb.Presence{
+		Change: change, Name: name, OriginRouter: key.st.router, OriginSession: key.id, Users: users}}})
+}
+
+// send queues a message for the next batch, or acks a resend of one that
+// is already stored or on its way.
+func (r *room) send(st *stream, s *pb.Send) {
+	key := sessionKey{st, s.Session}
+	// A router resends unacknowledged messages after a failover even when
+	// their sender has gone meanwhile; Send carries the name so they are
+	// still stored.
+	name := s.Name
+	if sess := r.sessions[key]; sess != nil && name == "" {
+		name = sess.name
+	}
+	if name == "" {
+		r.sendTo(st, rejectEvent(s.Session, s.ClientId, limits.CodeBadName, "sender has no name"))
+		return
+	}
+	if err := limits.ClientID(s.ClientId); err != nil {
+		r.sendTo(st, rejectEvent(s.Session, s.ClientId, limits.CodeBadID, err.Error()))
+		return
+	}
+	text, err := limits.Message(s.Text)
+	if err != nil {
+		code := limits.CodeBadJSON
+		var le *limits.Error
+		if errors.As(err, &le) {
+			code = le.Code
+		}
+		r.sendTo(st, rejectEvent(s.Session, s.ClientId, code, err.Error()))
+		return
+	}
+	if seq, ok := r.dedupe[s.ClientId]; ok {
+		r.sendTo(st, &pb.AttachEvent{Kind: &pb.AttachEvent_Ack{Ack: &pb.Ack{
+			Session: s.Session, ClientId: s.ClientId, Seq: seq, TsMs: r.tsOf(seq), Duplicate: true}}})
+		return
+	}
+	if p, ok := r.queued[s.ClientId]; ok {
+		p.waiters = append(p.waiters, key)
+		return
+	}
+	p := &pendingSend{
+		msg: &pb.ChatMessage{Name: name, Text: text, ClientId: s.ClientId,
+			OriginRouter: st.router, OriginSession: s.Session},
+		waiters: []sessionKey{key},
+	}
+	r.queued[s.ClientId] = p
+	r.pending = append(r.pending, p)
+	if len(r.inflight) == 0 {
+		r.propose()
+	}
+}
+
+// propose stamps everything pending with seq and time and commits it as one
+// batch: group commit, so a busy room pays one fsync per batch, not per
+// message.
+func (r *room) propose() {
+	batch := r.pending
+	r.pending = nil
+	now := time.Now().UnixMilli()
+	if now < r.lastTS {
+		now = r.lastTS // G7: timestamps never go backwards in a room
+	}
+	ops := make([]Op, 0, len(batch))
+	seq := r.lastSeq
+	for _, p := range batch {
+		seq++
+		p.msg.Seq, p.msg.TsMs = seq, now
+		stored := &pb.ChatMessage{Seq: seq, Name: p.msg.Name, Text: p.msg.Text, TsMs: now, ClientId: p.msg.ClientId}
+		b, err := proto.Marshal(stored)
+		if err != nil {
+			panic(fmt.Sprintf("objectnode: marshal message: %v", err)) // a proto of strings and ints cannot fail
+		}
+		ops = append(ops, Op{Key: msgKey(seq), Value: b})
+	}
+	r.inflight = batch
+	r.node.committer.Commit(r.name, ops, func(err error) { r.commitc <- err })
+}
+
+// committed runs when the batch in flight is durable (or failed): only now
+// may anyone see it.
+func (r *room) committed(err error) {
+	batch := r.inflight
+	r.inflight = nil
+	if err != nil {
+		r.node.log.Error("commit failed", "room", r.name, "messages", len(batch), "err", err)
+		for _, p := range batch {
+			r.reject(p, limits.CodeUnavailable, "message not stored: storage error")
+		}
+	} else {
+		for _, p := range batch {
+			delete(r.queued, p.msg.ClientId)
+			r.remember(&pb.ChatMessage{Seq: p.msg.Seq, Name: p.msg.Name, Text: p.msg.Text,
+				TsMs: p.msg.TsMs, ClientId: p.msg.ClientId})
+			r.broadcast(&pb.AttachEvent{Kind: &pb.AttachEvent_Message{Message: p.msg}})
+			for i, w := range p.waiters {
+				if _, ok := r.streams[w.st]; ok {
+					r.sendTo(w.st, &pb.AttachEvent{Kind: &pb.AttachEvent_Ack{Ack: &pb.Ack{
+						Session: w.id, ClientId: p.msg.ClientId, Seq: p.msg.Seq, TsMs: p.msg.TsMs, Duplicate: i > 0}}})
+				}
+			}
+		}
+	}
+	if len(r.pending) > 0 {
+		r.propose()
+	}
+}
+
+func (r *room) reject(p *pendingSend, code, msg string) {
+	delete(r.queued, p.msg.ClientId)
+	for _, w := range p.waiters {
+		if _, ok := r.streams[w.st]; ok {
+			r.sendTo(w.st, rejectEvent(w.id, p.msg.ClientId, code, msg))
+		}
+	}
+}
+
+func (r *room) tsOf(seq uint64) int64 {
+	if msgs, err := r.rangeSeq(seq, seq+1); err == nil && len(msgs) == 1 {
+		return msgs[0].TsMs
+	}
+	return 0
+}
+
+// page answers a request for older history.
+func (r *room) page(st *stream, h *pb.HistoryRequest) {
+	msgs, more, err := r.newest(h.Before, historyLimit(h.Limit))
+	if err != nil {
+		r.node.log.Error("read history", "room", r.name, "err", err)
+		r.sendTo(st, rejectEvent(h.Session, "", limits.CodeUnavailable, "history unavailable"))
+		return
+	}
+	r.sendTo(st, &pb.AttachEvent{Kind: &pb.AttachEvent_History{History: &pb.History{
+		Session: h.Session, Messages: msgs, More: more, Before: h.Before}}})
+}
+
+func historyLimit(n uint32) int {
+	if n == 0 || n > limits.HistoryLimit {
+		return limits.HistoryLimit
+	}
+	return int(n)
+}
+
+// newest returns up to limit committed messages with seq < before, oldest
+// first; more tells whether older ones exist.
+func (r *room) newest(before uint64, limit int) ([]*pb.ChatMessage, bool, error) {
+	if before > r.lastSeq+1 {
+		before = r.lastSeq + 1
+	}
+	if before <= 1 {
+		return nil, false, nil
+	}
+	lo := uint64(1)
+	if before > uint64(limit) {
+		lo = before - uint64(limit)
+	}
+	msgs, err := r.rangeSeq(lo, before)
+	return msgs, lo > 1, err
+}
+
+// after returns the committed messages with seq > after, oldest first, at
+// most limit; when more than limit were missed it returns the newest
+// HistoryLimit instead and more = true, and the client pages back.
+func (r *room) after(after uint64, limit int) ([]*pb.ChatMessage, bool, error) {
+	if after >= r.lastSeq {
+		return nil, false, nil
+	}
+	if r.lastSeq-after > uint64(limit) {
+		return r.newest(r.lastSeq+1, limits.HistoryLimit)
+	}
+	msgs, err := r.rangeSeq(after+1, r.lastSeq+1)
+	return msgs, false, err
+}
+
+// rangeSeq reads messages lo <= seq < hi, from memory when it holds them.
+func (r *room) rangeSeq(lo, hi uint64) ([]*pb.ChatMessage, error) {
+	if n := len(r.recent); n > 0 && lo >= r.recent[0].Seq {
+		first := r.recent[0].Seq
+		return slices.Clone(r.recent[lo-first : hi-first]), nil
+	}
+	kvs, err := r.node.store.List(r.name, msgKey(lo), msgKey(hi), 0, false)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*pb.ChatMessage, 0, len(kvs))
+	for _, kv := range kvs {
+		m := &pb.ChatMessage{}
+		if err := proto.Unmarshal(kv.Value, m); err != nil {
+			return nil, fmt.Errorf("decode message %x of %q: %w", kv.Key, r.name, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func (r *room) broadcast(ev *pb.AttachEvent) {
+	for st := range r.streams {
+		r.sendTo(st, ev)
+	}
+}
+
+// sendTo queues an event for one stream without ever blocking the room: a
+// stream whose queue is full is dropped, and its router re-attaches with a
+// resume, so a slow router cannot stall a room or make it lose messages.
+func (r *room) sendTo(st *stream, ev *pb.AttachEvent) {
+	select {
+	case st.out <- ev:
+	default:
+		r.node.log.Warn("dropping slow stream", "room", r.name, "router", st.router, "queued", cap(st.out))
+		st.end(&pb.Redirect{OwnerId: r.node.cfg.ID, OwnerAddr: r.node.advertiseGRPC(), Reason: "stream too slow"})
+		r.detach(st)
+	}
+}
+
+func rejectEvent(session uint64, clientID, code, msg string) *pb.AttachEvent {
+	return &pb.AttachEvent{Kind: &pb.AttachEvent_Reject{Reject: &pb.Reject{
+		Session: session, ClientId: clientID, Code: code, Message: msg}}}
+}

@@ -1,0 +1,182 @@
+package objectnode
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/cockroachdb/pebble"
+)
+
+// Key layout of the node's one Pebble DB:
+//
+//	o <object> 0x00 <key>   an object's own keys (room names hold no 0x00)
+//	s <name>                node-level state (known members)
+const (
+	objectPrefix = 'o'
+	systemPrefix = 's'
+)
+
+// Op is one write in an object's batch; keys are relative to the object.
+type Op struct {
+	Key    []byte
+	Value  []byte
+	Delete bool
+}
+
+// KV is one stored pair, with the key relative to its object.
+type KV struct {
+	Key   []byte
+	Value []byte
+}
+
+// Store is the node's Pebble database. Objects see it through a small KV
+// API (get, list by range, batched writes), so other object kinds can live
+// beside chat rooms.
+type Store struct {
+	db *pebble.DB
+}
+
+// OpenStore opens (or creates) the Pebble DB in dir.
+func OpenStore(dir string, log *slog.Logger) (*Store, error) {
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log}})
+	if err != nil {
+		return nil, fmt.Errorf("objectnode: open pebble in %s: %w", dir, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the DB.
+func (s *Store) Close() error { return s.db.Close() }
+
+func objectKey(object string, key []byte) []byte {
+	k := make([]byte, 0, 2+len(object)+len(key))
+	k = append(k, objectPrefix)
+	k = append(k, object...)
+	k = append(k, 0)
+	return append(k, key...)
+}
+
+// Apply writes an object's ops as one batch and syncs the WAL before it
+// returns: after Apply returns nil the writes survive kill -9 and power loss.
+// Pebble groups concurrent synced commits into one fsync, which is what makes
+// many rooms committing at once cheap.
+func (s *Store) Apply(object string, ops []Op) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, op := range ops {
+		var err error
+		if op.Delete {
+			err = b.Delete(objectKey(object, op.Key), nil)
+		} else {
+			err = b.Set(objectKey(object, op.Key), op.Value, nil)
+		}
+		if err != nil {
+			return fmt.Errorf("objectnode: batch for %q: %w", object, err)
+		}
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("objectnode: commit for %q: %w", object, err)
+	}
+	return nil
+}
+
+// Get reads one key of an object; found is false when it is absent.
+func (s *Store) Get(object string, key []byte) (value []byte, found bool, err error) {
+	v, closer, err := s.db.Get(objectKey(object, key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("objectnode: get %q: %w", object, err)
+	}
+	defer closer.Close()
+	return bytes.Clone(v), true, nil
+}
+
+// List returns an object's pairs with start <= key < end (nil end: to the
+// end of the object), at most limit of them (0: no limit). With reverse set
+// it walks from the end, so the first pairs returned are the highest keys.
+func (s *Store) List(object string, start, end []byte, limit int, reverse bool) ([]KV, error) {
+	lower := objectKey(object, start)
+	var upper []byte
+	if end != nil {
+		upper = objectKey(object, end)
+	} else {
+		upper = objectKey(object, nil)
+		upper[len(upper)-1] = 1 // just past the 0x00 separator
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, fmt.Errorf("objectnode: list %q: %w", object, err)
+	}
+	defer it.Close()
+	prefixLen := len(object) + 2
+	var out []KV
+	valid := it.First()
+	step := it.Next
+	if reverse {
+		valid, step = it.Last(), it.Prev
+	}
+	for ; valid; valid = step() {
+		out = append(out, KV{Key: bytes.Clone(it.Key()[prefixLen:]), Value: bytes.Clone(it.Value())})
+		if limit > 0 && len(out) >= limit {
+			break
+		}
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("objectnode: list %q: %w", object, err)
+	}
+	return out, nil
+}
+
+// systemGet and systemPut hold node-level state outside every object.
+func (s *Store) systemGet(name string) ([]byte, error) {
+	v, closer, err := s.db.Get(append([]byte{systemPrefix}, name...))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("objectnode: read %s: %w", name, err)
+	}
+	defer closer.Close()
+	return bytes.Clone(v), nil
+}
+
+func (s *Store) systemPut(name string, value []byte) error {
+	if err := s.db.Set(append([]byte{systemPrefix}, name...), value, pebble.Sync); err != nil {
+		return fmt.Errorf("objectnode: write %s: %w", name, err)
+	}
+	return nil
+}
+
+// Committer makes an object's batch of writes durable and then calls done,
+// exactly once. For one object, done calls come in Commit order. This is the
+// seam between room logic and replication: stage 1 commits a synced local
+// Pebble batch; stage 2 proposes the batch to the shard's Raft group and
+// calls done when it is applied.
+type Committer interface {
+	Commit(object string, ops []Op, done func(error))
+}
+
+// localCommitter commits on this node only (replication factor 1).
+type localCommitter struct{ store *Store }
+
+func (c localCommitter) Commit(object string, ops []Op, done func(error)) {
+	// A goroutine per commit lets Pebble's commit pipeline merge the fsyncs
+	// of every room committing at the same moment.
+	go func() { done(c.store.Apply(object, ops)) }()
+}
+
+// pebbleLogger keeps Pebble's informational chatter out of the node's log
+// and passes on what matters.
+type pebbleLogger struct{ log *slog.Logger }
+
+func (pebbleLogger) Infof(format string, args ...any) {}
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Error("pebble: " + fmt.Sprintf(format, args...))
+}
+func (pebbleLogger) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf("pebble: fatal: "+format, args...))
+}

@@ -1,0 +1,487 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"hellochat/cluster"
+	"hellochat/limits"
+	pb "hellochat/proto/roompb"
+)
+
+const (
+	// RelayInbox bounds requests from browser sessions waiting for a relay.
+	RelayInbox = 1024
+	// RelayStreamQueue bounds requests waiting to be written to the node.
+	RelayStreamQueue = 4096
+	// MaxUnacked bounds the messages a relay holds for resending while the
+	// room's node is unreachable; beyond it, sends are refused.
+	MaxUnacked = 10000
+	// RelayLinger is how long a relay whose browsers have all left keeps
+	// trying to deliver their unacknowledged messages.
+	RelayLinger = 30 * time.Second
+	// Reconnect backoff bounds.
+	backoffMin = 50 * time.Millisecond
+	backoffMax = 2 * time.Second
+)
+
+var errRelayStopped = errors.New("router: relay stopped")
+
+// relayReq is one input from a browser session. Exactly one of join,
+// leave, or from+req is set.
+type relayReq struct {
+	join  *session
+	leave *session
+	from  *session
+	req   *pb.AttachRequest
+}
+
+// streamEvent is what a stream's receive goroutine reports, tagged with the
+// stream generation so late events of an old stream are ignored.
+type streamEvent struct {
+	gen uint64
+	ev  *pb.AttachEvent
+	err error
+}
+
+type relaySession struct {
+	s              *session
+	historyPending bool
+}
+
+// relay holds one room for this router: one Attach stream to the node that
+// owns the room, multiplexing every browser in the room. When the stream
+// breaks it keeps the browsers connected, finds the owner again, resumes
+// after the last seq it saw and resends what was not acknowledged.
+// One goroutine (run) owns all of its state.
+type relay struct {
+	rt     *Router
+	room   string
+	inbox  chan relayReq
+	events chan streamEvent
+	done   chan struct{}
+
+	// Owned by run.
+	sessions  map[uint64]*relaySession
+	users     []string
+	lastSeq   uint64
+	haveSeq   bool
+	unacked   []*pb.Send // in send order
+	unackedID map[string]bool
+	gen       uint64
+	stream    *relayStream // nil while disconnected
+	ready     bool         // Opened seen on the current stream
+	target    cluster.Meta // node of the current or next stream
+	hint      *pb.Redirect // where the last node told us to go
+	backoff   time.Duration
+	redial    *time.Timer
+	lingering time.Time // when the last browser left, if unacked remain
+}
+
+// relayStream is the write side of one Attach stream.
+type relayStream struct {
+	gen    uint64
+	sendc  chan *pb.AttachRequest
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func newRelay(rt *Router, room string) *relay {
+	rl := &relay{
+		rt:        rt,
+		room:      room,
+		inbox:     make(chan relayReq, RelayInbox),
+		events:    make(chan streamEvent, RelayStreamQueue),
+		done:      make(chan struct{}),
+		sessions:  map[uint64]*relaySession{},
+		unackedID: map[string]bool{},
+		backoff:   backoffMin,
+		redial:    time.NewTimer(time.Hour),
+	}
+	rl.redial.Stop()
+	return rl
+}
+
+// submit hands the relay a request, waiting while its inbox is full.
+func (rl *relay) submit(q relayReq) {
+	select {
+	case rl.inbox <- q:
+	case <-rl.done:
+	}
+}
+
+func (rl *relay) run() {
+	defer close(rl.done)
+	defer rl.closeStream()
+	rl.dial()
+	linger := time.NewTicker(time.Second)
+	defer linger.Stop()
+	for {
+		changed := rl.rt.members.Changed()
+		select {
+		case q := <-rl.inbox:
+			rl.handle(q)
+		case e := <-rl.events:
+			rl.event(e)
+		case <-rl.redial.C:
+			rl.dial()
+		case <-changed:
+			rl.placementChanged()
+		case <-linger.C:
+			if !rl.lingering.IsZero() && time.Since(rl.lingering) > RelayLinger {
+				rl.rt.log.Warn("giving up on unacknowledged messages", "room", rl.room, "count", len(rl.unacked))
+				rl.unacked, rl.unackedID = nil, map[string]bool{}
+			}
+		case <-rl.rt.ctx.Done():
+			return
+		}
+		if len(rl.sessions) == 0 && len(rl.unacked) == 0 && rl.rt.retire(rl) {
+			return
+		}
+	}
+}
+
+func (rl *relay) handle(q relayReq) {
+	switch {
+	case q.join != nil:
+		s := q.join
+		rl.sessions[s.id] = &relaySession{s: s, historyPending: true}
+		rl.lingering = time.Time{}
+		if !rl.ready && rl.stream != nil && s.proto == protoV2 {
+			s.enqueue(statusFrame("reconnecting"))
+		}
+		rl.write(rl.joinReq(s, false))
+	case q.leave != nil:
+		if _, ok := rl.sessions[q.leave.id]; !ok {
+			return
+		}
+		delete(rl.sessions, q.leave.id)
+		rl.write(&pb.AttachRequest{Kind: &pb.AttachRequest_Leave{Leave: &pb.Leave{Session: q.leave.id}}})
+		if len(rl.sessions) == 0 && len(rl.unacked) > 0 {
+			rl.lingering = time.Now()
+		}
+	case q.req != nil:
+		if send := q.req.GetSend(); send != nil {
+			if rl.unackedID[send.ClientId] {
+				return // the same id is already on its way
+			}
+			if len(rl.unacked) >= MaxUnacked {
+				q.from.enqueue(errorFrame(q.from.proto, limits.CodeUnavailable, "room unavailable; message not sent", send.ClientId))
+				return
+			}
+			rl.unacked = append(rl.unacked, send)
+			rl.unackedID[send.ClientId] = true
+		}
+		rl.write(q.req)
+	}
+}
+
+func (rl *relay) joinReq(s *session, quiet bool) *pb.AttachRequest {
+	return &pb.AttachRequest{Kind: &pb.AttachRequest_Join{Join: &pb.Join{
+		Session: s.id, Name: s.name, Quiet: quiet, HistoryAfter: s.after, HistoryLimit: limits.HistoryLimit}}}
+}
+
+// write queues a request on the current stream. With no stream it is
+// dropped: joins and unacknowledged sends are replayed on the next one.
+func (rl *relay) write(req *pb.AttachRequest) {
+	st := rl.stream
+	if st == nil {
+		return
+	}
+	select {
+	case st.sendc <- req:
+	case <-st.ctx.Done():
+	}
+}
+
+// dial opens a new stream to the room's node and queues, in order, the
+// Open (resuming after the last seq seen), a Join for every browser and
+// every unacknowledged send.
+func (rl *relay) dial() {
+	rl.closeStream()
+	target, ok := rl.pickTarget()
+	if !ok {
+		rl.retryLater("no object node known")
+		return
+	}
+	conn, err := rl.rt.conn(target.GRPC)
+	if err != nil {
+		rl.retryLater(err.Error())
+		return
+	}
+	rl.gen++
+	ctx, cancel := context.WithCancel(rl.rt.ctx)
+	st := &relayStream{gen: rl.gen, sendc: make(chan *pb.AttachRequest, RelayStreamQueue), ctx: ctx, cancel: cancel}
+	rl.stream, rl.target, rl.ready = st, target, false
+
+	client := pb.NewRoomsClient(conn)
+	gen, events := st.gen, rl.events
+	go func() {
+		stream, err := client.Attach(ctx)
+		if err != nil {
+			select {
+			case events <- streamEvent{gen: gen, err: err}:
+			case <-ctx.Done():
+			}
+			return
+		}
+		go func() {
+			for {
+				select {
+				case req := <-st.sendc:
+					if err := stream.Send(req); err != nil {
+						cancel() // Recv reports the cause
+						return
+					}
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+		for {
+			ev, err := stream.Recv()
+			if err != nil {
+				select {
+				case events <- streamEvent{gen: gen, err: err}:
+				case <-ctx.Done():
+				}
+				return
+			}
+			select {
+			case events <- streamEvent{gen: gen, ev: ev}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	// The stream goroutines are running, so these cannot wait forever.
+	rl.write(&pb.AttachRequest{Kind: &pb.AttachRequest_Open{Open: &pb.Open{
+		Room: rl.room, RouterId: rl.rt.instance, Resume: rl.haveSeq, ResumeAfter: rl.lastSeq}}})
+	for _, rs := range rl.sessions {
+		rl.write(rl.joinReq(rs.s, !rs.historyPending))
+	}
+	for _, send := range rl.unacked {
+		rl.write(&pb.AttachRequest{Kind: &pb.AttachRequest_Send{Send: send}})
+	}
+}
+
+// pickTarget prefers the node's own redirect hint, then the ring's owner.
+func (rl *relay) pickTarget() (cluster.Meta, bool) {
+	if h := rl.hint; h != nil && h.OwnerAddr != "" {
+		return cluster.Meta{ID: h.OwnerId, GRPC: h.OwnerAddr}, true
+	}
+	owner, ok := rl.rt.members.Placement().Owner(rl.room)
+	return owner, ok && owner.GRPC != ""
+}
+
+func (rl *relay) closeStream() {
+	if rl.stream != nil {
+		rl.stream.cancel()
+		rl.stream = nil
+	}
+	rl.ready = false
+}
+
+func (rl *relay) retryLater(why string) {
+	if rl.ready || rl.backoff == backoffMin {
+		rl.rt.log.Info("room relay reconnecting", "room", rl.room, "node", rl.target.ID, "why", why)
+	}
+	rl.closeStream()
+	for _, rs := range rl.sessions {
+		if rs.s.proto == protoV2 && !rs.historyPending {
+			rs.s.enqueue(statusFrame("reconnecting"))
+		}
+	}
+	d := rl.backoff/2 + rand.N(rl.backoff/2+1)
+	rl.backoff = min(rl.backoff*2, backoffMax)
+	rl.redial.Reset(d)
+}
+
+// placementChanged re-targets the stream when the room's owner moved.
+func (rl *relay) placementChanged() {
+	rl.hint = nil
+	owner, ok := rl.rt.members.Placement().Owner(rl.room)
+	if ok && rl.stream != nil && owner.ID != rl.target.ID {
+		rl.rt.log.Info("room owner changed", "room", rl.room, "from", rl.target.ID, "to", owner.ID)
+		rl.backoff = backoffMin
+		rl.dial()
+	}
+}
+
+func (rl *relay) event(e streamEvent) {
+	if rl.stream == nil || e.gen != rl.stream.gen {
+		return // a stream we already gave up on
+	}
+	if e.err != nil {
+		why := e.err.Error()
+		if s, ok := status.FromError(e.err); ok {
+			why = s.Code().String() + ": " + s.Message()
+		}
+		if errors.Is(e.err, io.EOF) || status.Code(e.err) == codes.Canceled {
+			why = "stream closed by node"
+		}
+		rl.retryLater(why)
+		return
+	}
+	switch k := e.ev.Kind.(type) {
+	case *pb.AttachEvent_Opened:
+		rl.ready = true
+		rl.backoff = backoffMin
+		if k.Opened.LastSeq > rl.lastSeq {
+			rl.lastSeq = k.Opened.LastSeq
+		}
+		rl.haveSeq = true
+		for _, rs := range rl.sessions {
+			if rs.s.proto == protoV2 && !rs.historyPending {
+				rs.s.enqueue(statusFrame("ready"))
+			}
+		}
+	case *pb.AttachEvent_Redirect:
+		r := k.Redirect
+		if r.OwnerAddr != "" && r.OwnerAddr != rl.target.GRPC {
+			rl.hint = r
+			rl.rt.log.Info("room redirected", "room", rl.room, "from", rl.target.ID, "to", r.OwnerId, "why", r.Reason)
+			rl.backoff = backoffMin
+			rl.dial()
+			return
+		}
+		rl.hint = nil
+		rl.retryLater("redirected: " + r.Reason)
+	case *pb.AttachEvent_Message:
+		rl.message(k.Message)
+	case *pb.AttachEvent_Ack:
+		rl.acked(k.Ack.ClientId)
+		if rs := rl.sessions[k.Ack.Session]; rs != nil && rs.s.proto == protoV2 {
+			rs.s.enqueue(ackFrame(k.Ack))
+		}
+	case *pb.AttachEvent_History:
+		rl.history(k.History)
+	case *pb.AttachEvent_Presence:
+		rl.presence(k.Presence)
+	case *pb.AttachEvent_Typing:
+		frame := mustJSON(v2Out{Type: "typing", Name: k.Typing.Name})
+		for id, rs := range rl.sessions {
+			if rs.s.proto == protoV2 && !rs.historyPending && !(k.Typing.OriginRouter == rl.rt.instance && k.Typing.OriginSession == id) {
+				rs.s.enqueue(frame)
+			}
+		}
+	case *pb.AttachEvent_Reject:
+		rj := k.Reject
+		if rj.ClientId != "" {
+			rl.acked(rj.ClientId)
+		}
+		if rs := rl.sessions[rj.Session]; rs != nil {
+			rs.s.enqueue(errorFrame(rs.s.proto, rj.Code, rj.Message, rj.ClientId))
+		}
+	}
+}
+
+func (rl *relay) acked(id string) {
+	if !rl.unackedID[id] {
+		return
+	}
+	delete(rl.unackedID, id)
+	for i, s := range rl.unacked {
+		if s.ClientId == id {
+			rl.unacked = append(rl.unacked[:i], rl.unacked[i+1:]...)
+			break
+		}
+	}
+}
+
+// message fans a committed message out to the browsers in seq order. A
+// resume can replay messages this relay already passed on; those are
+// dropped here so no browser sees one twice.
+func (rl *relay) message(m *pb.ChatMessage) {
+	if rl.haveSeq && m.Seq <= rl.lastSeq {
+		return
+	}
+	if rl.haveSeq && m.Seq != rl.lastSeq+1 {
+		rl.rt.log.Warn("gap in room sequence", "room", rl.room, "after", rl.lastSeq, "got", m.Seq)
+	}
+	rl.lastSeq, rl.haveSeq = m.Seq, true
+	mine := m.OriginRouter == rl.rt.instance
+	if mine {
+		rl.acked(m.ClientId)
+	}
+	frames := encodeMessage(m)
+	for id, rs := range rl.sessions {
+		if rs.historyPending {
+			continue // its history, still to come, includes this message
+		}
+		switch rs.s.proto {
+		case protoSeed:
+			if !(mine && m.OriginSession == id) {
+				rs.s.enqueue(frames.seed)
+			}
+		case protoV2:
+			rs.s.enqueue(frames.v2)
+		}
+	}
+}
+
+func (rl *relay) history(h *pb.History) {
+	rs := rl.sessions[h.Session]
+	if rs == nil {
+		return
+	}
+	s := rs.s
+	if h.Before > 0 { // a page requested by a v2 browser
+		if s.proto == protoV2 {
+			s.enqueue(historyFrame(h.Messages, h.More, h.Before))
+		}
+		return
+	}
+	if !rs.historyPending {
+		return
+	}
+	rs.historyPending = false
+	if s.proto == protoSeed {
+		for _, m := range h.Messages {
+			s.enqueue(mustJSON(seedFrame{Name: m.Name, Message: m.Text, Timestamp: m.TsMs}))
+		}
+		return
+	}
+	s.enqueue(historyFrame(h.Messages, h.More, 0))
+	s.enqueue(presenceFrame(rl.users))
+	if !rl.ready {
+		s.enqueue(statusFrame("reconnecting"))
+	}
+}
+
+func (rl *relay) presence(p *pb.Presence) {
+	rl.users = p.Users
+	var seed, v2 []byte
+	switch p.Change {
+	case pb.Presence_JOINED:
+		seed = mustJSON(seedFrame{Name: p.Name, Message: "joined the chat"})
+		v2 = mustJSON(v2Out{Type: "joined", Name: p.Name})
+	case pb.Presence_LEFT:
+		seed = mustJSON(seedFrame{Name: p.Name, Message: "Disconnected"})
+		v2 = mustJSON(v2Out{Type: "left", Name: p.Name})
+	}
+	users := presenceFrame(p.Users)
+	for id, rs := range rl.sessions {
+		if rs.historyPending {
+			continue
+		}
+		subject := p.OriginRouter == rl.rt.instance && p.OriginSession == id
+		switch rs.s.proto {
+		case protoSeed:
+			if seed != nil && !subject {
+				rs.s.enqueue(seed)
+			}
+		case protoV2:
+			if v2 != nil && !subject {
+				rs.s.enqueue(v2)
+			}
+			rs.s.enqueue(users)
+		}
+	}
+}

@@ -1,0 +1,280 @@
+// Package router is the stateless edge: it holds browser WebSockets, finds
+// the object node that owns each room, relays over one gRPC stream per room,
+// and keeps browsers connected while rooms move or nodes restart.
+package router
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+
+	"hellochat/cluster"
+	"hellochat/web"
+)
+
+// Config configures a router. Every address is host:port.
+type Config struct {
+	ID              string
+	HTTPListen      string
+	HTTPAdvertise   string
+	GossipListen    string
+	GossipAdvertise string
+	Seeds           []string
+	Timings         cluster.Timings
+	// SendRate and SendBurst bound each browser's messages per second.
+	SendRate  float64
+	SendBurst int
+	// AllowAnyOrigin accepts WebSockets from pages of other origins.
+	AllowAnyOrigin bool
+	Logger         *slog.Logger
+	LogOutput      io.Writer
+}
+
+// Defaults for the per-connection send limit (flags --send-rate, --send-burst).
+const (
+	DefaultSendRate  = 100
+	DefaultSendBurst = 200
+)
+
+// DefaultConfig is one router on loopback.
+func DefaultConfig() Config {
+	return Config{
+		ID:           "router1",
+		HTTPListen:   "127.0.0.1:8080",
+		GossipListen: "127.0.0.1:7100",
+		Timings:      cluster.DefaultTimings(),
+		SendRate:     DefaultSendRate,
+		SendBurst:    DefaultSendBurst,
+	}
+}
+
+// Router is one router process.
+type Router struct {
+	cfg      Config
+	log      *slog.Logger
+	members  *cluster.Membership
+	instance string // unique per process start; scopes router-made ids
+	http     *http.Server
+	lis      net.Listener
+
+	ctx    context.Context // canceled at shutdown
+	cancel context.CancelFunc
+
+	nextSession atomic.Uint64
+
+	mu       sync.Mutex
+	relays   map[string]*relay // guarded by mu
+	sessions map[*session]bool // guarded by mu
+	closing  bool              // guarded by mu
+	relayWG  sync.WaitGroup
+
+	connsMu sync.Mutex
+	conns   map[string]*grpc.ClientConn // by node gRPC address
+}
+
+// Start listens, joins the cluster and serves.
+func Start(cfg Config) (*Router, error) {
+	if cfg.ID == "" {
+		return nil, errors.New("router: id is empty")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.SendBurst < 1 {
+		cfg.SendBurst = 1
+	}
+	nonce := make([]byte, 6)
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, fmt.Errorf("router: make instance id: %w", err)
+	}
+	lis, err := net.Listen("tcp", cfg.HTTPListen)
+	if err != nil {
+		return nil, fmt.Errorf("router: listen for HTTP on %s: %w", cfg.HTTPListen, err)
+	}
+	rt := &Router{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		instance: cfg.ID + "." + hex.EncodeToString(nonce),
+		lis:      lis,
+		relays:   map[string]*relay{},
+		sessions: map[*session]bool{},
+		conns:    map[string]*grpc.ClientConn{},
+	}
+	rt.ctx, rt.cancel = context.WithCancel(context.Background())
+	httpAddr := cfg.HTTPAdvertise
+	if httpAddr == "" {
+		httpAddr = lis.Addr().String()
+	}
+	members, err := cluster.Start(cluster.Config{
+		Meta:      cluster.Meta{ID: cfg.ID, Role: cluster.RoleRouter, HTTP: httpAddr, Gossip: cfg.GossipAdvertise},
+		Bind:      cfg.GossipListen,
+		Advertise: cfg.GossipAdvertise,
+		Seeds:     cfg.Seeds,
+		Timings:   cfg.Timings,
+		Logger:    cfg.Logger,
+		LogOutput: cfg.LogOutput,
+	})
+	if err != nil {
+		lis.Close()
+		return nil, err
+	}
+	rt.members = members
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ws", rt.handleWS)
+	mux.HandleFunc("/healthz", rt.handleHealth)
+	mux.HandleFunc("/api/cluster", rt.handleCluster)
+	mux.HandleFunc("/qr.png", handleQR)
+	mux.Handle("/", web.Handler())
+	rt.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := rt.http.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			rt.log.Error("HTTP server stopped", "err", err)
+		}
+	}()
+	rt.log.Info("router started", "id", cfg.ID, "http", httpAddr, "gossip", members.GossipAddr())
+	return rt, nil
+}
+
+// Addr is the HTTP address browsers use.
+func (rt *Router) Addr() string { return rt.lis.Addr().String() }
+
+// GossipAddr is the address other members join.
+func (rt *Router) GossipAddr() string { return rt.members.GossipAddr() }
+
+// Members is the router's membership view.
+func (rt *Router) Members() *cluster.Membership { return rt.members }
+
+// join adds a browser session to its room's relay, starting the relay if
+// the room has none here yet. The lookup and the hand-over happen under mu,
+// which is also held by a relay deciding to retire, so a join never lands
+// in a relay that is on its way out.
+func (rt *Router) join(s *session) *relay {
+	rt.mu.Lock()
+	rl, ok := rt.relays[s.room]
+	if !ok {
+		rl = newRelay(rt, s.room)
+		rt.relays[s.room] = rl
+		rt.relayWG.Add(1)
+		go func() {
+			defer rt.relayWG.Done()
+			rl.run()
+		}()
+	}
+	select {
+	case rl.inbox <- relayReq{join: s}:
+		rt.mu.Unlock()
+	default:
+		// The inbox is full, so the relay has work and will not retire.
+		rt.mu.Unlock()
+		rl.submit(relayReq{join: s})
+	}
+	return rl
+}
+
+// retire removes an idle relay; false when a join slipped in first.
+func (rt *Router) retire(rl *relay) bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if len(rl.inbox) > 0 {
+		return false
+	}
+	if rt.relays[rl.room] == rl {
+		delete(rt.relays, rl.room)
+	}
+	return true
+}
+
+func (rt *Router) track(s *session) bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.closing {
+		return false
+	}
+	rt.sessions[s] = true
+	return true
+}
+
+func (rt *Router) untrack(s *session) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	delete(rt.sessions, s)
+}
+
+// conn returns the shared client connection to a node.
+func (rt *Router) conn(addr string) (*grpc.ClientConn, error) {
+	rt.connsMu.Lock()
+	defer rt.connsMu.Unlock()
+	if c, ok := rt.conns[addr]; ok {
+		return c, nil
+	}
+	c, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// Keepalive notices a node that stopped answering (paused or cut
+		// off) even while its streams are idle.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 2 * time.Second, Timeout: time.Second, PermitWithoutStream: true}),
+		grpc.WithConnectParams(grpcConnectParams),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("router: connect to node %s: %w", addr, err)
+	}
+	rt.conns[addr] = c
+	return c, nil
+}
+
+// Shutdown closes every browser with 1001 (going away) so they reconnect to
+// another router, lets relays deliver what they hold, and leaves the
+// cluster. It is idempotent; ctx bounds the wait.
+func (rt *Router) Shutdown(ctx context.Context) error {
+	rt.mu.Lock()
+	if rt.closing {
+		rt.mu.Unlock()
+		return nil
+	}
+	rt.closing = true
+	sessions := make([]*session, 0, len(rt.sessions))
+	for s := range rt.sessions {
+		sessions = append(sessions, s)
+	}
+	rt.mu.Unlock()
+
+	err := rt.http.Shutdown(ctx)
+	for _, s := range sessions {
+		s.kill(1001, "router shutting down")
+	}
+	relaysDone := make(chan struct{})
+	go func() {
+		rt.relayWG.Wait()
+		close(relaysDone)
+	}()
+	select {
+	case <-relaysDone:
+	case <-ctx.Done():
+	}
+	rt.cancel()
+	<-relaysDone
+	if lerr := rt.members.Leave(500 * time.Millisecond); lerr != nil {
+		rt.log.Warn("leave cluster", "err", lerr)
+	}
+	rt.members.Shutdown()
+	rt.connsMu.Lock()
+	for _, c := range rt.conns {
+		c.Close()
+	}
+	rt.connsMu.Unlock()
+	rt.log.Info("router stopped", "id", rt.cfg.ID)
+	return err
+}

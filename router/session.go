@@ -1,0 +1,244 @@
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"hellochat/limits"
+	pb "hellochat/proto/roompb"
+)
+
+const (
+	// SessionQueue bounds the frames waiting to be written to one browser.
+	// A browser that falls this far behind is disconnected (1008) rather
+	// than slowing its room or growing the router's memory; it reconnects
+	// and resumes.
+	SessionQueue = 1024
+	// WriteTimeout bounds one frame write to a browser.
+	WriteTimeout = 10 * time.Second
+	// TypingInterval is the least time between two typing notices relayed
+	// for one session.
+	TypingInterval = 500 * time.Millisecond
+)
+
+// session is one browser WebSocket. Its read loop (serve) parses and checks
+// frames and hands them to the room's relay; its writer goroutine drains out.
+type session struct {
+	id       uint64
+	proto    protocol
+	room     string
+	name     string
+	after    uint64 // v2 resume point from ?after=
+	conn     *websocket.Conn
+	out      chan []byte
+	closed   chan struct{}
+	killOnce sync.Once
+
+	// Owned by the read loop.
+	tokens     float64
+	lastRefill time.Time
+	lastTyping time.Time
+	seedSeq    uint64
+}
+
+// enqueue queues a frame without blocking; a session that cannot keep up is
+// closed.
+func (s *session) enqueue(frame []byte) {
+	select {
+	case s.out <- frame:
+	case <-s.closed:
+	default:
+		s.kill(websocket.StatusPolicyViolation, fmt.Sprintf("slow consumer: %d frames queued", SessionQueue))
+	}
+}
+
+func (s *session) kill(code websocket.StatusCode, reason string) {
+	s.killOnce.Do(func() {
+		close(s.closed)
+		go s.conn.Close(code, reason)
+	})
+}
+
+func (s *session) writeLoop(ctx context.Context) {
+	for {
+		select {
+		case frame := <-s.out:
+			wctx, cancel := context.WithTimeout(ctx, WriteTimeout)
+			err := s.conn.Write(wctx, websocket.MessageText, frame)
+			cancel()
+			if err != nil {
+				s.kill(websocket.StatusGoingAway, "write failed")
+				return
+			}
+		case <-s.closed:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// handleWS upgrades a browser connection and serves it until it closes.
+func (rt *Router) handleWS(w http.ResponseWriter, req *http.Request) {
+	conn, err := websocket.Accept(w, req, &websocket.AcceptOptions{
+		Subprotocols:       []string{SubprotocolV2},
+		InsecureSkipVerify: rt.cfg.AllowAnyOrigin,
+	})
+	if err != nil {
+		return // Accept has answered the request
+	}
+	conn.SetReadLimit(limits.MaxFrameBytes)
+	q := req.URL.Query()
+	s := &session{
+		id:     rt.nextSession.Add(1),
+		conn:   conn,
+		out:    make(chan []byte, SessionQueue),
+		closed: make(chan struct{}),
+		tokens: float64(rt.cfg.SendBurst),
+	}
+	if conn.Subprotocol() == SubprotocolV2 {
+		s.proto = protoV2
+	}
+	ctx, cancel := context.WithCancel(rt.ctx)
+	defer cancel()
+	go s.writeLoop(ctx)
+
+	room, rerr := limits.Room(q.Get("room"))
+	name, nerr := limits.Name(q.Get("name"))
+	var after uint64
+	if a := q.Get("after"); a != "" && s.proto == protoV2 {
+		after, err = strconv.ParseUint(a, 10, 64)
+		if err != nil {
+			rerr = &limits.Error{Code: limits.CodeBadJSON, Message: "after must be a seq number"}
+		}
+	}
+	for _, err := range []error{rerr, nerr} {
+		var le *limits.Error
+		if errors.As(err, &le) {
+			s.enqueue(errorFrame(s.proto, le.Code, le.Message, ""))
+			// Let the writer send the error before the close frame.
+			time.Sleep(50 * time.Millisecond)
+			s.kill(websocket.StatusPolicyViolation, le.Message)
+			return
+		}
+	}
+	s.room, s.name, s.after = room, name, after
+
+	if !rt.track(s) {
+		s.kill(websocket.StatusGoingAway, "router shutting down")
+		return
+	}
+	defer rt.untrack(s)
+	if s.proto == protoV2 {
+		s.enqueue(welcomeFrame(room, name))
+	}
+	rl := rt.join(s)
+	defer rl.submit(relayReq{leave: s})
+	s.readLoop(ctx, rl)
+}
+
+// readLoop reads and checks frames until the browser goes away. Bad input
+// is answered with an error frame and the connection carries on.
+func (s *session) readLoop(ctx context.Context, rl *relay) {
+	for {
+		typ, data, err := s.conn.Read(ctx)
+		if err != nil {
+			s.kill(websocket.StatusNormalClosure, "")
+			return
+		}
+		if typ != websocket.MessageText {
+			s.enqueue(errorFrame(s.proto, limits.CodeBinary, "binary frames are not supported; send JSON text", ""))
+			continue
+		}
+		if s.proto == protoSeed {
+			s.readSeed(rl, data)
+		} else {
+			s.readV2(rl, data)
+		}
+	}
+}
+
+func (s *session) readSeed(rl *relay, data []byte) {
+	var in seedIn
+	if err := json.Unmarshal(data, &in); err != nil || in.Message == nil {
+		s.enqueue(errorFrame(s.proto, limits.CodeBadJSON, `invalid frame: expected {"message":"..."}`, ""))
+		return
+	}
+	s.seedSeq++
+	// The router names seed messages itself so a resend after a failover
+	// is still stored once.
+	id := rl.rt.instance + "-" + strconv.FormatUint(s.id, 36) + "-" + strconv.FormatUint(s.seedSeq, 36)
+	s.post(rl, id, *in.Message)
+}
+
+func (s *session) readV2(rl *relay, data []byte) {
+	var in v2In
+	if err := json.Unmarshal(data, &in); err != nil {
+		s.enqueue(errorFrame(s.proto, limits.CodeBadJSON, "invalid JSON frame", ""))
+		return
+	}
+	switch in.Type {
+	case "send":
+		if err := limits.ClientID(in.ID); err != nil {
+			s.enqueue(errorFrame(s.proto, limits.CodeBadID, err.Error(), in.ID))
+			return
+		}
+		s.post(rl, in.ID, in.Text)
+	case "typing":
+		if now := time.Now(); now.Sub(s.lastTyping) >= TypingInterval {
+			s.lastTyping = now
+			rl.submit(relayReq{from: s, req: &pb.AttachRequest{Kind: &pb.AttachRequest_Typing{Typing: &pb.TypingRequest{Session: s.id}}}})
+		}
+	case "history":
+		rl.submit(relayReq{from: s, req: &pb.AttachRequest{Kind: &pb.AttachRequest_History{History: &pb.HistoryRequest{
+			Session: s.id, Before: in.Before, Limit: in.Limit}}}})
+	default:
+		s.enqueue(errorFrame(s.proto, limits.CodeUnknownType, fmt.Sprintf("unknown frame type %q", in.Type), in.ID))
+	}
+}
+
+// post checks a message and the sender's rate, then hands it to the relay.
+func (s *session) post(rl *relay, id, raw string) {
+	text, err := limits.Message(raw)
+	if err != nil {
+		var le *limits.Error
+		errors.As(err, &le)
+		s.enqueue(errorFrame(s.proto, le.Code, le.Message, id))
+		return
+	}
+	if !s.allow(rl.rt.cfg.SendRate, rl.rt.cfg.SendBurst) {
+		s.enqueue(errorFrame(s.proto, limits.CodeRateLimited,
+			fmt.Sprintf("too many messages (max %g/s); message not sent", rl.rt.cfg.SendRate), id))
+		return
+	}
+	rl.submit(relayReq{from: s, req: &pb.AttachRequest{Kind: &pb.AttachRequest_Send{Send: &pb.Send{
+		Session: s.id, ClientId: id, Text: text, Name: s.name}}}})
+}
+
+// allow is a token bucket: rate per second, up to burst at once.
+func (s *session) allow(rate float64, burst int) bool {
+	if rate <= 0 {
+		return true
+	}
+	now := time.Now()
+	if !s.lastRefill.IsZero() {
+		s.tokens += now.Sub(s.lastRefill).Seconds() * rate
+		if s.tokens > float64(burst) {
+			s.tokens = float64(burst)
+		}
+	}
+	s.lastRefill = now
+	if s.tokens < 1 {
+		return false
+	}
+	s.tokens--
+	return true
+}
