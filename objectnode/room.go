@@ -164,6 +164,9 @@ func (r *room) run() {
 		select {
 		case q := <-r.mailbox:
 			r.handle(q)
+			if q.status != nil {
+				continue // looking at a room does not keep it awake
+			}
 		case redirect := <-r.stopc:
 			r.shutdown(redirect)
 			return

@@ -44,6 +44,7 @@
     ws: null,
     conn: 0,
     welcomed: false,
+    welcomedAt: 0,
     resuming: false,       // this socket was opened with after=
     attempt: 0,
     retryTimer: null,
@@ -99,8 +100,8 @@
 
   // Stable per-name colour so people are easy to tell apart at a glance.
   function nameHue(name) {
-    let h = 0;
-    for (const ch of name) h = (h * 31 + ch.codePointAt(0)) >>> 0;
+    let h = 2166136261; // FNV-1a, so similar names still get different colours
+    for (const ch of name) h = Math.imul(h ^ ch.codePointAt(0), 16777619) >>> 0;
     return h % 360;
   }
 
@@ -232,6 +233,7 @@
   function showName() {
     ui.myName.textContent = state.name;
     ui.myName.title = state.name;
+    ui.myName.parentElement.hidden = !state.name;
   }
 
   // ---------- connection ----------
@@ -283,13 +285,16 @@
       try { frame = JSON.parse(ev.data); } catch (e) { return; }
       if (frame && typeof frame === 'object') handleFrame(frame);
     };
-    ws.onclose = (ev) => {
+    ws.onclose = () => {
       if (conn !== state.conn) return;
-      onClosed(ev);
+      onClosed();
     };
   }
 
-  function onClosed(ev) {
+  function onClosed() {
+    // Only a connection that lasted resets the backoff: a server that welcomes
+    // and then drops us at once must not be hammered twice a second.
+    if (state.welcomed && Date.now() - state.welcomedAt > 5000) state.attempt = 0;
     state.ws = null;
     state.welcomed = false;
     state.serverReconnecting = false;
@@ -326,6 +331,7 @@
       try { old.close(1000, 'reconnect'); } catch (e) { /* ignore */ }
     }
     state.welcomed = false;
+    state.loadingOlder = false;
     state.attempt = 0;
     connect();
   }
@@ -356,8 +362,8 @@
 
   function onWelcome(f) {
     state.welcomed = true;
+    state.welcomedAt = Date.now();
     state.everConnected = true;
-    state.attempt = 0;
     const lim = f.limits || {};
     if (Number.isInteger(lim.maxMessageBytes) && lim.maxMessageBytes > 0) state.maxMessageBytes = lim.maxMessageBytes;
     // The server may normalise the name; show what the others will see.
@@ -815,6 +821,21 @@
         setStatus('offline', 'Offline (no network)');
       }
     });
+    // A page leaving (or entering the back/forward cache) must not keep its socket:
+    // it would linger in the room's presence list as a ghost tab.
+    window.addEventListener('pagehide', () => {
+      clearTimeout(state.retryTimer);
+      const old = state.ws;
+      if (old) {
+        state.ws = null;
+        state.welcomed = false;
+        state.conn++;
+        try { old.close(1000, 'page hidden'); } catch (e) { /* ignore */ }
+      }
+    });
+    window.addEventListener('pageshow', (ev) => {
+      if (ev.persisted && state.name && !state.stopped) reconnectNow();
+    });
     document.addEventListener('visibilitychange', () => { if (!document.hidden) clearUnread(); });
     setInterval(refreshTimesIfNewDay, 60 * 1000);
   }
@@ -830,6 +851,7 @@
     wire();
     setStatus('offline', 'Not connected');
     updateEmpty();
+    showName();
 
     const fromURL = validateName(new URLSearchParams(location.search).get('name'));
     const fromStore = validateName(storage('get'));

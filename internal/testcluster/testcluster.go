@@ -1,0 +1,246 @@
+// Package testcluster runs a real hellochat cluster inside a test: object
+// nodes and a router on 127.0.0.1 ports, each node with Pebble in a temp
+// dir, gossiping for real. Nothing is mocked.
+package testcluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"hellochat/cluster"
+	"hellochat/internal/logging"
+	"hellochat/objectnode"
+	"hellochat/router"
+)
+
+// Timings makes failure detection quick on loopback.
+func Timings() cluster.Timings {
+	return cluster.Timings{
+		ProbeInterval:       100 * time.Millisecond,
+		ProbeTimeout:        50 * time.Millisecond,
+		SuspicionMult:       2,
+		GossipInterval:      50 * time.Millisecond,
+		PushPullInterval:    time.Second,
+		DeadNodeReclaimTime: 200 * time.Millisecond,
+		RejoinInterval:      200 * time.Millisecond,
+	}
+}
+
+// Options change a cluster from its defaults.
+type Options struct {
+	RoomIdle  time.Duration // default 1 minute
+	SendRate  float64       // default router.DefaultSendRate
+	SendBurst int
+}
+
+// Cluster is n object nodes and one router.
+type Cluster struct {
+	t      testing.TB
+	opts   Options
+	dir    string
+	cfgs   []objectnode.Config
+	Nodes  []*objectnode.Node // nil while a node is down
+	Router *router.Router
+}
+
+// New starts n nodes and a router and waits until every member sees the
+// others. Everything is stopped by t.Cleanup.
+func New(t testing.TB, n int, opts Options) *Cluster {
+	t.Helper()
+	if opts.RoomIdle == 0 {
+		opts.RoomIdle = time.Minute
+	}
+	if opts.SendRate == 0 {
+		opts.SendRate = router.DefaultSendRate
+		opts.SendBurst = router.DefaultSendBurst
+	}
+	c := &Cluster{t: t, opts: opts, dir: t.TempDir(), Nodes: make([]*objectnode.Node, n)}
+	var seeds []string
+	for i := 0; i < n; i++ {
+		seeds = append(seeds, "127.0.0.1:"+strconv.Itoa(FreePort(t)))
+	}
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("node%d", i+1)
+		logger, raw := testLogger(t, id)
+		c.cfgs = append(c.cfgs, objectnode.Config{
+			ID:           id,
+			DataDir:      filepath.Join(c.dir, id),
+			GRPCListen:   "127.0.0.1:" + strconv.Itoa(FreePort(t)),
+			GossipListen: seeds[i],
+			Seeds:        seeds,
+			Expect:       n,
+			Timings:      Timings(),
+			RoomIdle:     opts.RoomIdle,
+			Logger:       logger,
+			LogOutput:    raw,
+		})
+	}
+	t.Cleanup(c.Close)
+	for i := range c.cfgs {
+		c.Start(i)
+	}
+	logger, raw := testLogger(t, "router1")
+	rt, err := router.Start(router.Config{
+		ID:           "router1",
+		HTTPListen:   "127.0.0.1:0",
+		GossipListen: "127.0.0.1:" + strconv.Itoa(FreePort(t)),
+		Seeds:        seeds,
+		Timings:      Timings(),
+		SendRate:     opts.SendRate,
+		SendBurst:    opts.SendBurst,
+		Logger:       logger,
+		LogOutput:    raw,
+	})
+	if err != nil {
+		t.Fatalf("start router: %v", err)
+	}
+	c.Router = rt
+	c.WaitConverged(10 * time.Second)
+	return c
+}
+
+// Start starts (or restarts) node i on its old ports and data dir.
+func (c *Cluster) Start(i int) {
+	c.t.Helper()
+	var err error
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c.Nodes[i], err = objectnode.Start(c.cfgs[i])
+		// A port just released by a killed node can take a moment.
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		c.t.Fatalf("start %s: %v", c.cfgs[i].ID, err)
+	}
+}
+
+// Kill stops node i abruptly (no leave, no redirects).
+func (c *Cluster) Kill(i int) {
+	if n := c.Nodes[i]; n != nil {
+		n.Kill()
+		c.Nodes[i] = nil
+	}
+}
+
+// Config is node i's configuration.
+func (c *Cluster) Config(i int) objectnode.Config { return c.cfgs[i] }
+
+// WaitConverged waits until every running member sees every node alive.
+func (c *Cluster) WaitConverged(timeout time.Duration) {
+	c.t.Helper()
+	want := 0
+	for _, n := range c.Nodes {
+		if n != nil {
+			want++
+		}
+	}
+	Eventually(c.t, timeout, func() error {
+		views := []*cluster.Membership{c.Router.Members()}
+		for _, n := range c.Nodes {
+			if n != nil {
+				views = append(views, n.Members())
+			}
+		}
+		for _, m := range views {
+			p := m.Placement()
+			if got := p.LiveNodes(); got != want || len(p.Nodes()) != len(c.Nodes) {
+				return fmt.Errorf("%s sees %d of %d nodes alive (%d known)", m.Meta().ID, got, want, len(p.Nodes()))
+			}
+		}
+		return nil
+	})
+}
+
+// Owner is the id of the node that owns room, as the router sees it.
+func (c *Cluster) Owner(room string) string {
+	o, _ := c.Router.Members().Placement().Owner(room)
+	return o.ID
+}
+
+// NodeIndex maps a node id to its index.
+func (c *Cluster) NodeIndex(id string) int {
+	for i, cfg := range c.cfgs {
+		if cfg.ID == id {
+			return i
+		}
+	}
+	c.t.Fatalf("no node %q", id)
+	return -1
+}
+
+// URL is the router's base URL.
+func (c *Cluster) URL() string { return "http://" + c.Router.Addr() }
+
+// Close stops everything.
+func (c *Cluster) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if c.Router != nil {
+		c.Router.Shutdown(ctx)
+		c.Router = nil
+	}
+	for i, n := range c.Nodes {
+		if n != nil {
+			n.Shutdown(ctx)
+			c.Nodes[i] = nil
+		}
+	}
+}
+
+// Eventually retries check until it returns nil or timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not true after %v: %v", timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// FreePort returns a port free for both TCP and UDP on 127.0.0.1 (gossip
+// needs both).
+func FreePort(t testing.TB) int {
+	t.Helper()
+	for i := 0; i < 50; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("free port: %v", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port
+		}
+	}
+	t.Fatal("no free TCP+UDP port")
+	return 0
+}
+
+// testLogger logs to stderr only with HELLOCHAT_TEST_LOG=1: cluster logs
+// drown the test output otherwise.
+func testLogger(_ testing.TB, name string) (*slog.Logger, io.Writer) {
+	var out io.Writer = io.Discard
+	if os.Getenv("HELLOCHAT_TEST_LOG") != "" {
+		out = os.Stderr
+	}
+	return logging.New(name, out, slog.LevelInfo)
+}
