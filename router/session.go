@@ -142,6 +142,15 @@ func (rt *Router) handleWS(w http.ResponseWriter, req *http.Request) {
 	}
 	rl := rt.join(s)
 	defer rl.submit(relayReq{leave: s})
+	// A killed session (slow consumer) leaves its room at once, even though
+	// its read loop may wait for the close handshake for a while.
+	go func() {
+		select {
+		case <-s.closed:
+			rl.submit(relayReq{leave: s})
+		case <-ctx.Done():
+		}
+	}()
 	s.readLoop(ctx, rl)
 }
 

@@ -1,0 +1,86 @@
+package cluster
+
+import (
+	"fmt"
+	"testing"
+)
+
+func nodes(n int) map[string]Meta {
+	m := map[string]Meta{}
+	for i := 1; i <= n; i++ {
+		id := fmt.Sprintf("node%d", i)
+		m[id] = Meta{ID: id, Role: RoleNode, GRPC: fmt.Sprintf("127.0.0.1:%d", 9100+i)}
+	}
+	return m
+}
+
+// consistent v0.10.0 panics when members x load cannot hold every
+// partition; our partition count, load and replication factor must fit
+// every cluster size.
+func TestPlacementNeverPanics(t *testing.T) {
+	for n := 1; n <= 64; n++ {
+		p := newPlacement(1, nodes(n), nil)
+		owned := map[string]int{}
+		for s := 0; s < Partitions; s++ {
+			o, ok := p.ShardOwner(s)
+			if !ok {
+				t.Fatalf("%d nodes: shard %d has no owner", n, s)
+			}
+			owned[o.ID]++
+		}
+		limit := int(float64(Partitions)/float64(n)*ringLoad) + 1
+		for id, c := range owned {
+			if c > limit {
+				t.Errorf("%d nodes: %s owns %d shards, bounded load allows %d", n, id, c, limit)
+			}
+		}
+		if r, err := p.Replicas(0, 3); err != nil || len(r) != min(3, n) {
+			t.Fatalf("%d nodes: replicas %v, %v", n, r, err)
+		}
+	}
+}
+
+// Liveness must not move rooms: a crashed node keeps its place.
+func TestPlacementIgnoresLiveness(t *testing.T) {
+	known := nodes(3)
+	all := newPlacement(1, known, map[string]bool{"node1": true, "node2": true, "node3": true})
+	oneDown := newPlacement(2, known, map[string]bool{"node1": true, "node3": true})
+	for i := 0; i < 1000; i++ {
+		room := fmt.Sprintf("room-%d", i)
+		a, _ := all.Owner(room)
+		b, _ := oneDown.Owner(room)
+		if a.ID != b.ID {
+			t.Fatalf("room %s moved from %s to %s when node2 went down", room, a.ID, b.ID)
+		}
+	}
+	if oneDown.LiveNodes() != 2 || len(oneDown.Nodes()) != 3 {
+		t.Fatalf("live %d known %d", oneDown.LiveNodes(), len(oneDown.Nodes()))
+	}
+}
+
+// Two processes with the same known set agree on every owner.
+func TestPlacementDeterministic(t *testing.T) {
+	a := newPlacement(1, nodes(5), nil)
+	b := newPlacement(7, nodes(5), map[string]bool{"node3": true})
+	for s := 0; s < Partitions; s++ {
+		x, _ := a.ShardOwner(s)
+		y, _ := b.ShardOwner(s)
+		ra, _ := a.Replicas(s, 3)
+		rb, _ := b.Replicas(s, 3)
+		if x.ID != y.ID || fmt.Sprint(ra) != fmt.Sprint(rb) || ra[0].ID != x.ID {
+			t.Fatalf("shard %d: owners %s/%s replicas %v/%v", s, x.ID, y.ID, ra, rb)
+		}
+	}
+}
+
+func BenchmarkOwner(b *testing.B) {
+	p := newPlacement(1, nodes(3), nil)
+	rooms := make([]string, 1024)
+	for i := range rooms {
+		rooms[i] = fmt.Sprintf("room-%d", i)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p.Owner(rooms[i%len(rooms)])
+	}
+}
