@@ -79,6 +79,7 @@ type relay struct {
 	ready     bool         // Opened seen on the current stream
 	target    cluster.Meta // node of the current or next stream
 	hint      *pb.Redirect // where the last node told us to go
+	degraded  bool // browsers were told "reconnecting" and not yet "ready"
 	backoff   time.Duration
 	redial    *time.Timer
 	lingering time.Time // when the last browser left, if unacked remain
@@ -153,9 +154,6 @@ func (rl *relay) handle(q relayReq) {
 		s := q.join
 		rl.sessions[s.id] = &relaySession{s: s, historyPending: true}
 		rl.lingering = time.Time{}
-		if !rl.ready && rl.stream != nil && s.proto == protoV2 {
-			s.enqueue(statusFrame("reconnecting"))
-		}
 		rl.write(rl.joinReq(s, false))
 	case q.leave != nil:
 		if _, ok := rl.sessions[q.leave.id]; !ok {
@@ -293,9 +291,12 @@ func (rl *relay) retryLater(why string) {
 		rl.rt.log.Info("room relay reconnecting", "room", rl.room, "node", rl.target.ID, "why", why)
 	}
 	rl.closeStream()
-	for _, rs := range rl.sessions {
-		if rs.s.proto == protoV2 && !rs.historyPending {
-			rs.s.enqueue(statusFrame("reconnecting"))
+	if !rl.degraded {
+		rl.degraded = true
+		for _, rs := range rl.sessions {
+			if rs.s.proto == protoV2 && !rs.historyPending {
+				rs.s.enqueue(statusFrame("reconnecting"))
+			}
 		}
 	}
 	d := rl.backoff/2 + rand.N(rl.backoff/2+1)
@@ -337,9 +338,12 @@ func (rl *relay) event(e streamEvent) {
 			rl.lastSeq = k.Opened.LastSeq
 		}
 		rl.haveSeq = true
-		for _, rs := range rl.sessions {
-			if rs.s.proto == protoV2 && !rs.historyPending {
-				rs.s.enqueue(statusFrame("ready"))
+		if rl.degraded {
+			rl.degraded = false
+			for _, rs := range rl.sessions {
+				if rs.s.proto == protoV2 && !rs.historyPending {
+					rs.s.enqueue(statusFrame("ready"))
+				}
 			}
 		}
 	case *pb.AttachEvent_Redirect:
@@ -450,7 +454,7 @@ func (rl *relay) history(h *pb.History) {
 	}
 	s.enqueue(historyFrame(h.Messages, h.More, 0))
 	s.enqueue(presenceFrame(rl.users))
-	if !rl.ready {
+	if rl.degraded {
 		s.enqueue(statusFrame("reconnecting"))
 	}
 }
