@@ -7,12 +7,17 @@ import (
 	"log/slog"
 
 	"github.com/cockroachdb/pebble"
+
+	"hellochat/cluster"
 )
 
 // Key layout of the node's one Pebble DB:
 //
-//	o <object> 0x00 <key>   an object's own keys (room names hold no 0x00)
-//	s <name>                node-level state (known members)
+//	o <shard:2> <object> 0x00 <key>   an object's own keys (room names hold no 0x00)
+//	s <name>                          node-level state (known members)
+//
+// The shard comes first so that one shard's data is one contiguous range:
+// that is what a replica snapshot copies.
 const (
 	objectPrefix = 'o'
 	systemPrefix = 's'
@@ -51,8 +56,9 @@ func OpenStore(dir string, log *slog.Logger) (*Store, error) {
 func (s *Store) Close() error { return s.db.Close() }
 
 func objectKey(object string, key []byte) []byte {
-	k := make([]byte, 0, 2+len(object)+len(key))
-	k = append(k, objectPrefix)
+	k := make([]byte, 0, 4+len(object)+len(key))
+	shard := cluster.Shard(object)
+	k = append(k, objectPrefix, byte(shard>>8), byte(shard))
 	k = append(k, object...)
 	k = append(k, 0)
 	return append(k, key...)
@@ -112,7 +118,7 @@ func (s *Store) List(object string, start, end []byte, limit int, reverse bool) 
 		return nil, fmt.Errorf("objectnode: list %q: %w", object, err)
 	}
 	defer it.Close()
-	prefixLen := len(object) + 2
+	prefixLen := len(object) + 4
 	var out []KV
 	valid := it.First()
 	step := it.Next
