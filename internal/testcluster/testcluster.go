@@ -73,7 +73,7 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 		c.cfgs = append(c.cfgs, objectnode.Config{
 			ID:           id,
 			DataDir:      filepath.Join(c.dir, id),
-			GRPCListen:   "127.0.0.1:" + strconv.Itoa(FreePort(t)),
+			GRPCListen:   "127.0.0.1:0", // fixed at first start, kept for restarts
 			GossipListen: seeds[i],
 			Seeds:        seeds,
 			Expect:       n,
@@ -123,6 +123,7 @@ func (c *Cluster) Start(i int) {
 	if err != nil {
 		c.t.Fatalf("start %s: %v", c.cfgs[i].ID, err)
 	}
+	c.cfgs[i].GRPCListen = c.Nodes[i].GRPCAddr()
 }
 
 // Kill stops node i abruptly (no leave, no redirects).
