@@ -32,8 +32,22 @@ type Meta struct {
 	HTTP   string `json:"http,omitempty"`   // routers: the browser edge
 	Gossip string `json:"gossip,omitempty"` // where to rejoin it
 	// Started orders two metas of the same member: the later process wins,
-	// so a node restarted on new addresses replaces its old entry.
-	Started int64 `json:"started"`
+	// so a node restarted on new addresses replaces its old entry. Version
+	// orders the updates of one process.
+	Started int64  `json:"started"`
+	Version uint64 `json:"version,omitempty"`
+	// Leads is a bitmask of the shards whose Raft group this node leads and
+	// serves: routers follow it to find a room's leader quickly, and notice
+	// a new leader even while an old, paused one still holds its streams.
+	Leads uint64 `json:"leads,omitempty"`
+}
+
+// newer reports whether m supersedes old.
+func (m Meta) newer(old Meta) bool {
+	if m.Started != old.Started {
+		return m.Started > old.Started
+	}
+	return m.Version > old.Version
 }
 
 // Timings tunes failure detection. The defaults declare a crashed member
@@ -84,12 +98,15 @@ type Config struct {
 // Membership is this process's view of the cluster. One goroutine (run)
 // owns the known/alive sets; readers get immutable Placement snapshots.
 type Membership struct {
-	cfg    Config
-	meta   atomic.Pointer[Meta] // read by memberlist goroutines
-	ml     *memberlist.Memberlist
-	events chan memberlist.NodeEvent
-	merges chan []Meta
-	log    *slog.Logger
+	cfg  Config
+	meta atomic.Pointer[Meta] // read by memberlist goroutines
+	// updateMu serializes writers of meta; updates wakes gossipUpdates.
+	updateMu sync.Mutex
+	updates  chan struct{}
+	ml       *memberlist.Memberlist
+	events   chan memberlist.NodeEvent
+	merges   chan []Meta
+	log      *slog.Logger
 
 	placement atomic.Pointer[Placement]
 	changedMu sync.Mutex
@@ -119,6 +136,7 @@ func Start(cfg Config) (*Membership, error) {
 		cfg:     cfg,
 		events:  make(chan memberlist.NodeEvent, 256),
 		merges:  make(chan []Meta, 16),
+		updates: make(chan struct{}, 1),
 		log:     cfg.Logger,
 		changed: make(chan struct{}),
 		stop:    make(chan struct{}),
@@ -193,6 +211,7 @@ func Start(cfg Config) (*Membership, error) {
 	}
 
 	go m.run(known)
+	go m.gossipUpdates()
 	return m, nil
 }
 
@@ -201,6 +220,39 @@ func (m *Membership) Meta() Meta { return *m.meta.Load() }
 
 // GossipAddr is the address other members can join.
 func (m *Membership) GossipAddr() string { return m.meta.Load().Gossip }
+
+// SetLeads gossips the set of shards this member leads. Updates are
+// coalesced: memberlist's UpdateNode waits for the broadcast, so one
+// goroutine sends the newest mask while others keep coming.
+func (m *Membership) SetLeads(mask uint64) {
+	m.updateMu.Lock()
+	meta := *m.meta.Load()
+	if meta.Leads == mask {
+		m.updateMu.Unlock()
+		return
+	}
+	meta.Leads = mask
+	meta.Version++
+	m.meta.Store(&meta)
+	m.updateMu.Unlock()
+	select {
+	case m.updates <- struct{}{}:
+	default: // an update is already pending and will carry this mask
+	}
+}
+
+func (m *Membership) gossipUpdates() {
+	for {
+		select {
+		case <-m.updates:
+			if err := m.ml.UpdateNode(time.Second); err != nil {
+				m.log.Debug("gossip metadata update", "err", err)
+			}
+		case <-m.stop:
+			return
+		}
+	}
+}
 
 // Placement is the current view.
 func (m *Membership) Placement() *Placement { return m.placement.Load() }
@@ -355,7 +407,7 @@ func (m *Membership) rejoin(known map[string]Meta, alive map[string]bool) {
 // mergeMeta records meta in known if it is new or newer; it reports a change.
 func mergeMeta(known map[string]Meta, meta Meta) bool {
 	old, ok := known[meta.ID]
-	if ok && (old.Started > meta.Started || old == meta) {
+	if ok && !meta.newer(old) {
 		return false
 	}
 	known[meta.ID] = meta

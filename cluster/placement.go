@@ -155,3 +155,15 @@ func (p *Placement) LiveNodes() int {
 	}
 	return n
 }
+
+// Leaders lists the live nodes that claim to lead a shard (normally one;
+// two for a moment while leadership moves or an old leader is paused).
+func (p *Placement) Leaders(shard int) []Meta {
+	var out []Meta
+	for _, m := range p.Nodes() {
+		if p.alive[m.ID] && m.Leads&(1<<uint(shard)) != 0 {
+			out = append(out, m)
+		}
+	}
+	return out
+}

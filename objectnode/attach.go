@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"hellochat/cluster"
 	"hellochat/limits"
 	pb "hellochat/proto/roompb"
 )
@@ -137,6 +138,13 @@ func (s *service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusRe
 	n := s.node
 	p := n.members.Placement()
 	resp := &pb.StatusResponse{NodeId: n.cfg.ID, Ready: n.ready()}
+	if h := n.host.Load(); h != nil {
+		for s := 0; s < cluster.Partitions; s++ {
+			if serving, _ := h.Serving(s); serving {
+				resp.Leading = append(resp.Leading, uint32(s))
+			}
+		}
+	}
 	for _, m := range p.Nodes() {
 		resp.Members = append(resp.Members, &pb.MemberStatus{Id: m.ID, Role: m.Role, GrpcAddr: m.GRPC, Alive: p.Alive(m.ID)})
 	}

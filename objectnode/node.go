@@ -13,6 +13,7 @@ import (
 	"net"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -20,6 +21,8 @@ import (
 
 	"hellochat/cluster"
 	pb "hellochat/proto/roompb"
+	"hellochat/shard"
+	"hellochat/storage"
 )
 
 // Config configures a node. Every address is host:port.
@@ -36,23 +39,33 @@ type Config struct {
 	// rooms that belong to nodes still starting (like Consul's
 	// bootstrap-expect). Known nodes are persisted, so a restart does not
 	// wait again.
-	Expect    int
-	Timings   cluster.Timings
-	RoomIdle  time.Duration // evict a room with nobody attached after this
-	Logger    *slog.Logger
-	LogOutput io.Writer // memberlist's log lines
+	Expect   int
+	Timings  cluster.Timings
+	RoomIdle time.Duration // evict a room with nobody attached after this
+	// Replicas is how many nodes hold each shard (Raft group size).
+	Replicas int
+	// RaftTick and ElectionTicks set Raft's clock: a dead leader is
+	// replaced within about ElectionTicks to 2*ElectionTicks ticks, sooner
+	// when gossip or the transport reports it dead.
+	RaftTick      time.Duration
+	ElectionTicks int
+	Logger        *slog.Logger
+	LogOutput     io.Writer // memberlist's log lines
 }
 
 // DefaultConfig is a single node on loopback.
 func DefaultConfig() Config {
 	return Config{
-		ID:           "node1",
-		DataDir:      "data/node1",
-		GRPCListen:   "127.0.0.1:9101",
-		GossipListen: "127.0.0.1:7101",
-		Expect:       1,
-		Timings:      cluster.DefaultTimings(),
-		RoomIdle:     time.Minute,
+		ID:            "node1",
+		DataDir:       "data/node1",
+		GRPCListen:    "127.0.0.1:9101",
+		GossipListen:  "127.0.0.1:7101",
+		Expect:        1,
+		Timings:       cluster.DefaultTimings(),
+		RoomIdle:      time.Minute,
+		Replicas:      3,
+		RaftTick:      100 * time.Millisecond,
+		ElectionTicks: 10,
 	}
 }
 
@@ -60,8 +73,10 @@ func DefaultConfig() Config {
 type Node struct {
 	cfg       Config
 	log       *slog.Logger
-	store     *Store
+	store     *storage.Store
 	committer Committer
+	host      atomic.Pointer[shard.Host] // nil until the cluster has formed
+	raftSrv   *shard.Server
 	members   *cluster.Membership
 	grpc      *grpc.Server
 	lis       net.Listener
@@ -71,7 +86,7 @@ type Node struct {
 	roomsWG sync.WaitGroup
 
 	stopping     chan struct{} // closed when shutdown begins
-	loopDone     chan struct{}
+	loopDone     chan struct{} // closed when startReplication returns
 	shutdownOnce sync.Once
 }
 
@@ -102,13 +117,14 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("objectnode: listen for gRPC on %s: %w", cfg.GRPCListen, err)
 	}
 	n.lis = lis
-	store, err := OpenStore(cfg.DataDir, cfg.Logger)
+	store, err := storage.OpenStore(cfg.DataDir, cfg.Logger)
 	if err != nil {
 		lis.Close()
 		return nil, err
 	}
 	n.store = store
-	n.committer = localCommitter{store: store}
+	n.committer = raftCommitter{n}
+	n.raftSrv = shard.NewServer()
 
 	known, err := n.loadKnown()
 	if err != nil {
@@ -137,12 +153,13 @@ func Start(cfg Config) (*Node, error) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
 	)
 	pb.RegisterRoomsServer(n.grpc, &service{node: n})
+	pb.RegisterReplicationServer(n.grpc, n.raftSrv)
 	go func() {
 		if err := n.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			n.log.Error("gRPC server stopped", "err", err)
 		}
 	}()
-	go n.watchPlacement()
+	go n.startReplication()
 	n.log.Info("object node started", "id", cfg.ID, "grpc", n.advertiseGRPC(),
 		"gossip", members.GossipAddr(), "data", cfg.DataDir, "expect", cfg.Expect)
 	return n, nil
@@ -162,6 +179,16 @@ func (n *Node) GRPCAddr() string { return n.advertiseGRPC() }
 // GossipAddr is the address other members join.
 func (n *Node) GossipAddr() string { return n.members.GossipAddr() }
 
+// Serves reports whether this node leads the room's shard and serves it.
+func (n *Node) Serves(room string) bool {
+	h := n.host.Load()
+	if h == nil {
+		return false
+	}
+	serving, _ := h.Serving(shardOf(room))
+	return serving
+}
+
 // Members is the node's membership view.
 func (n *Node) Members() *cluster.Membership { return n.members }
 
@@ -176,25 +203,32 @@ func (n *Node) ready() bool {
 	return len(n.members.Placement().Nodes()) >= n.cfg.Expect
 }
 
-// redirectFor is nil when this node should host the room now, and
-// otherwise says where to go instead.
+// redirectFor is nil when this node should host the room now: it leads
+// the room's shard and has applied everything committed before its term.
+// Otherwise it says where to go instead ("not leader, try X").
 func (n *Node) redirectFor(room string) *pb.Redirect {
 	select {
 	case <-n.stopping:
 		return &pb.Redirect{Reason: "node shutting down"}
 	default:
 	}
-	if !n.ready() {
+	h := n.host.Load()
+	if h == nil {
 		return &pb.Redirect{Reason: fmt.Sprintf("waiting for %d object nodes to join", n.cfg.Expect)}
 	}
-	owner, ok := n.members.Placement().Owner(room)
-	if !ok {
-		return &pb.Redirect{Reason: "no owner known"}
+	serving, leader := h.Serving(shardOf(room))
+	if serving {
+		return nil
 	}
-	if owner.ID != n.cfg.ID {
-		return &pb.Redirect{OwnerId: owner.ID, OwnerAddr: owner.GRPC, Reason: "not owner"}
+	return n.redirectTo(leader, "not leader")
+}
+
+func (n *Node) redirectTo(leader, reason string) *pb.Redirect {
+	if leader == "" || leader == n.cfg.ID {
+		return &pb.Redirect{Reason: reason + "; no leader elected yet"}
 	}
-	return nil
+	meta, _ := n.members.Placement().Node(leader)
+	return &pb.Redirect{OwnerId: leader, OwnerAddr: meta.GRPC, Reason: reason}
 }
 
 // attach binds a stream to the room's actor, starting the actor if the room
@@ -246,6 +280,11 @@ func (n *Node) room(name string) *room {
 	if r, ok := n.rooms[name]; ok {
 		return r
 	}
+	// Checked under roomsMu, which leadershipChanged also takes: a room is
+	// either refused here or stopped there, never live on a non-leader.
+	if n.redirectFor(name) != nil {
+		return nil
+	}
 	r := newRoom(n, name)
 	n.rooms[name] = r
 	n.roomsWG.Add(1)
@@ -280,23 +319,51 @@ func (n *Node) activeRooms() []*room {
 	return out
 }
 
-// watchPlacement stops the rooms this node no longer owns whenever the ring
-// changes, redirecting their streams to the new owner, so a room is never
-// live in two places.
-func (n *Node) watchPlacement() {
+// startReplication starts the Raft groups once the cluster has formed
+// (Expect nodes known): replica sets come from the ring, so they must not be
+// chosen from a partial view.
+func (n *Node) startReplication() {
 	defer close(n.loopDone)
-	for {
-		changed := n.members.Changed()
-		for _, r := range n.activeRooms() {
-			if redirect := n.redirectFor(r.name); redirect != nil {
-				n.log.Info("room moves away", "room", r.name, "to", redirect.OwnerId, "reason", redirect.Reason)
-				r.stop(redirect)
-			}
-		}
+	for !n.ready() {
 		select {
-		case <-changed:
+		case <-n.members.Changed():
 		case <-n.stopping:
 			return
+		}
+	}
+	h, err := shard.Start(shard.Config{
+		NodeID:        n.cfg.ID,
+		Store:         n.store,
+		Members:       n.members,
+		Replicas:      n.cfg.Replicas,
+		Tick:          n.cfg.RaftTick,
+		ElectionTicks: n.cfg.ElectionTicks,
+		Logger:        n.log,
+		OnLeadership:  n.leadershipChanged,
+	})
+	if err != nil {
+		n.log.Error("cannot start replication", "err", err)
+		return
+	}
+	n.host.Store(h)
+	n.raftSrv.SetHost(h)
+}
+
+// leadershipChanged runs on the Raft loop. A shard this node stopped
+// serving has its rooms stopped at once, their streams redirected to the
+// new leader; either way, gossip learns which shards this node leads.
+func (n *Node) leadershipChanged(s int, serving bool, leader string) {
+	if h := n.host.Load(); h != nil {
+		n.members.SetLeads(h.Leads())
+	}
+	if serving {
+		return
+	}
+	n.roomsMu.Lock()
+	defer n.roomsMu.Unlock()
+	for _, r := range n.rooms {
+		if r.shard == s {
+			r.stop(n.redirectTo(leader, "leadership moved"))
 		}
 	}
 }
@@ -304,7 +371,7 @@ func (n *Node) watchPlacement() {
 const knownKey = "members"
 
 func (n *Node) loadKnown() ([]cluster.Meta, error) {
-	b, err := n.store.systemGet(knownKey)
+	b, err := n.store.SystemGet(knownKey)
 	if err != nil || b == nil {
 		return nil, err
 	}
@@ -318,7 +385,7 @@ func (n *Node) loadKnown() ([]cluster.Meta, error) {
 func (n *Node) saveKnown(metas []cluster.Meta) {
 	b, err := json.Marshal(metas)
 	if err == nil {
-		err = n.store.systemPut(knownKey, b)
+		err = n.store.SystemPut(knownKey, b)
 	}
 	if err != nil {
 		n.log.Error("persist known members", "err", err)
@@ -338,6 +405,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.roomsMu.Unlock()
 		<-n.loopDone
 
+		// Rooms finish their batch in flight, which needs Raft running.
+		n.roomsWG.Wait()
+		n.raftSrv.Close()
 		stopped := make(chan struct{})
 		go func() {
 			n.grpc.GracefulStop()
@@ -349,7 +419,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			n.grpc.Stop()
 			<-stopped
 		}
-		n.roomsWG.Wait()
+		if h := n.host.Load(); h != nil {
+			h.Stop()
+		}
 		if merr := n.members.Shutdown(); merr != nil {
 			n.log.Warn("stop gossip", "err", merr)
 		}
@@ -365,6 +437,9 @@ func (n *Node) Kill() {
 	n.shutdownOnce.Do(func() {
 		n.grpc.Stop()
 		n.members.Shutdown()
+		if h := n.host.Load(); h != nil {
+			h.Stop()
+		}
 		n.roomsMu.Lock()
 		close(n.stopping)
 		n.roomsMu.Unlock()

@@ -13,6 +13,8 @@ import (
 
 	"hellochat/limits"
 	pb "hellochat/proto/roompb"
+	"hellochat/shard"
+	"hellochat/storage"
 )
 
 // RoomMailbox bounds the requests queued for one room. A full mailbox
@@ -94,7 +96,12 @@ type room struct {
 	inflight []*pendingSend
 	pending  []*pendingSend
 	queued   map[string]*pendingSend // client id -> inflight or pending send
+	stopping bool                    // lost leadership: finish up and exit
 }
+
+// ShutdownCommitWait bounds how long a stopping room waits for its batch in
+// flight; without a quorum it may never commit.
+const ShutdownCommitWait = 2 * time.Second
 
 func newRoom(n *Node, name string) *room {
 	return &room{
@@ -172,6 +179,10 @@ func (r *room) run() {
 			return
 		case err := <-r.commitc:
 			r.committed(err)
+			if r.stopping {
+				r.shutdown(r.node.redirectTo(r.leaderHint(), "leadership moved"))
+				return
+			}
 		case <-idle.C:
 			if r.idle() && r.node.evict(r) {
 				return
@@ -230,6 +241,15 @@ func (r *room) exit() {
 	}
 }
 
+// leaderHint is the shard's leader as far as this node knows.
+func (r *room) leaderHint() string {
+	if h := r.node.host.Load(); h != nil {
+		_, leader := h.Serving(r.shard)
+		return leader
+	}
+	return ""
+}
+
 func (r *room) stoppedErr() error {
 	if r.loadErr != nil {
 		return r.loadErr
@@ -240,12 +260,21 @@ func (r *room) stoppedErr() error {
 // shutdown finishes the batch in flight, rejects what was still waiting,
 // and sends every stream the redirect before dropping it.
 func (r *room) shutdown(redirect *pb.Redirect) {
+	r.stopping = true
 	if len(r.inflight) > 0 {
-		r.committed(<-r.commitc)
+		select {
+		case err := <-r.commitc:
+			r.committed(err)
+			if r.stopping {
+				r.shutdown(r.node.redirectTo(r.leaderHint(), "leadership moved"))
+				return
+			}
+		case <-time.After(ShutdownCommitWait):
+			r.node.log.Warn("leaving a batch uncommitted", "room", r.name, "messages", len(r.inflight))
+		}
 	}
-	for _, p := range r.pending {
-		r.reject(p, limits.CodeUnavailable, "room moved; resend")
-	}
+	// Nothing waiting was acked or refused: the routers resend it, with
+	// the same ids, wherever the room lives next.
 	r.pending = nil
 	for st := range r.streams {
 		st.end(redirect)
@@ -432,7 +461,7 @@ func (r *room) propose() {
 	if now < r.lastTS {
 		now = r.lastTS // G7: timestamps never go backwards in a room
 	}
-	ops := make([]Op, 0, len(batch))
+	ops := make([]storage.Op, 0, len(batch))
 	seq := r.lastSeq
 	for _, p := range batch {
 		seq++
@@ -442,7 +471,7 @@ func (r *room) propose() {
 		if err != nil {
 			panic(fmt.Sprintf("objectnode: marshal message: %v", err)) // a proto of strings and ints cannot fail
 		}
-		ops = append(ops, Op{Key: msgKey(seq), Value: b})
+		ops = append(ops, storage.Op{Key: msgKey(seq), Value: b})
 	}
 	r.inflight = batch
 	r.node.committer.Commit(r.name, ops, func(err error) { r.commitc <- err })
@@ -453,12 +482,19 @@ func (r *room) propose() {
 func (r *room) committed(err error) {
 	batch := r.inflight
 	r.inflight = nil
-	if err != nil {
+	switch {
+	case errors.Is(err, shard.ErrNotLeader) || errors.Is(err, shard.ErrStopped):
+		// The room moves (or the node stops). The batch may still commit
+		// under the next leader; its senders are neither acked nor refused
+		// here, and their routers resend it there, where ids dedupe.
+		r.stopping = true
+		return
+	case err != nil:
 		r.node.log.Error("commit failed", "room", r.name, "messages", len(batch), "err", err)
 		for _, p := range batch {
 			r.reject(p, limits.CodeUnavailable, "message not stored: storage error")
 		}
-	} else {
+	default:
 		for _, p := range batch {
 			delete(r.queued, p.msg.ClientId)
 			r.remember(&pb.ChatMessage{Seq: p.msg.Seq, Name: p.msg.Name, Text: p.msg.Text,
@@ -472,7 +508,7 @@ func (r *room) committed(err error) {
 			}
 		}
 	}
-	if len(r.pending) > 0 {
+	if len(r.pending) > 0 && !r.stopping {
 		r.propose()
 	}
 }

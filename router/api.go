@@ -59,7 +59,8 @@ type clusterView struct {
 	Router     string         `json:"router"`
 	Partitions int            `json:"partitions"`
 	Members    []memberView   `json:"members"`
-	Shards     map[int]string `json:"shards"` // shard -> owner id
+	Shards     map[int]string `json:"shards"`  // shard -> preferred leader (ring's first replica)
+	Leaders    map[int]string `json:"leaders"` // shard -> node gossiping that it leads
 	Nodes      []nodeView     `json:"nodes"`
 	Rooms      []roomOwner    `json:"rooms,omitempty"`
 }
@@ -79,17 +80,17 @@ type nodeView struct {
 }
 
 type roomOwner struct {
-	Room  string `json:"room"`
-	Shard int    `json:"shard"`
-	Owner string `json:"owner"`
-	Alive bool   `json:"alive"`
+	Room     string   `json:"room"`
+	Shard    int      `json:"shard"`
+	Leader   string   `json:"leader"`
+	Replicas []string `json:"replicas"` // preferred leader first; "(down)" marks dead ones
 }
 
 // handleCluster reports members, shard owners and each node's active rooms:
 // the view users need while they kill and restart nodes.
 func (rt *Router) handleCluster(w http.ResponseWriter, req *http.Request) {
 	p := rt.members.Placement()
-	v := clusterView{Router: rt.cfg.ID, Partitions: cluster.Partitions, Shards: map[int]string{}}
+	v := clusterView{Router: rt.cfg.ID, Partitions: cluster.Partitions, Shards: map[int]string{}, Leaders: map[int]string{}}
 	for _, n := range p.Nodes() {
 		v.Members = append(v.Members, memberView{ID: n.ID, Role: n.Role, Addr: n.GRPC, Alive: p.Alive(n.ID)})
 	}
@@ -99,6 +100,9 @@ func (rt *Router) handleCluster(w http.ResponseWriter, req *http.Request) {
 	for s := 0; s < cluster.Partitions; s++ {
 		if o, ok := p.ShardOwner(s); ok {
 			v.Shards[s] = o.ID
+		}
+		if l := p.Leaders(s); len(l) > 0 {
+			v.Leaders[s] = l[0].ID
 		}
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), 2*time.Second)
@@ -118,8 +122,19 @@ func (rt *Router) handleCluster(w http.ResponseWriter, req *http.Request) {
 	}
 	if rooms := req.URL.Query().Get("rooms"); rooms != "" {
 		for _, room := range strings.Split(rooms, ",") {
-			o, _ := p.Owner(room)
-			v.Rooms = append(v.Rooms, roomOwner{Room: room, Shard: cluster.Shard(room), Owner: o.ID, Alive: p.Alive(o.ID)})
+			ro := roomOwner{Room: room, Shard: cluster.Shard(room)}
+			if l := p.Leaders(ro.Shard); len(l) > 0 {
+				ro.Leader = l[0].ID
+			}
+			reps, _ := p.Replicas(ro.Shard, 3)
+			for _, r := range reps {
+				name := r.ID
+				if !p.Alive(r.ID) {
+					name += "(down)"
+				}
+				ro.Replicas = append(ro.Replicas, name)
+			}
+			v.Rooms = append(v.Rooms, ro)
 		}
 	}
 	if req.URL.Query().Get("format") == "text" {
@@ -135,10 +150,13 @@ func (rt *Router) handleCluster(w http.ResponseWriter, req *http.Request) {
 
 func writeClusterText(w http.ResponseWriter, v clusterView) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "MEMBER\tROLE\tADDRESS\tSTATE\tSHARDS OWNED\n")
-	owned := map[string]int{}
+	fmt.Fprintf(tw, "MEMBER\tROLE\tADDRESS\tSTATE\tSHARDS LED (PREFERRED)\n")
+	owned, led := map[string]int{}, map[string]int{}
 	for _, o := range v.Shards {
 		owned[o]++
+	}
+	for _, l := range v.Leaders {
+		led[l]++
 	}
 	for _, m := range v.Members {
 		state := "alive"
@@ -147,7 +165,7 @@ func writeClusterText(w http.ResponseWriter, v clusterView) {
 		}
 		shards := "-"
 		if m.Role == cluster.RoleNode {
-			shards = fmt.Sprintf("%d/%d", owned[m.ID], v.Partitions)
+			shards = fmt.Sprintf("%d (%d) of %d", led[m.ID], owned[m.ID], v.Partitions)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.ID, m.Role, m.Addr, state, shards)
 	}
@@ -169,13 +187,13 @@ func writeClusterText(w http.ResponseWriter, v clusterView) {
 	if len(v.Rooms) > 0 {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-		fmt.Fprintf(tw, "ROOM\tSHARD\tOWNER\tOWNER STATE\n")
+		fmt.Fprintf(tw, "ROOM\tSHARD\tLEADER\tREPLICAS\n")
 		for _, r := range v.Rooms {
-			state := "alive"
-			if !r.Alive {
-				state = "DOWN"
+			leader := r.Leader
+			if leader == "" {
+				leader = "(electing)"
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", r.Room, r.Shard, r.Owner, state)
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", r.Room, r.Shard, leader, strings.Join(r.Replicas, ","))
 		}
 		tw.Flush()
 	}

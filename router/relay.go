@@ -78,8 +78,9 @@ type relay struct {
 	stream    *relayStream // nil while disconnected
 	ready     bool         // Opened seen on the current stream
 	target    cluster.Meta // node of the current or next stream
+	attempt   int          // dials so far, to rotate among replicas
 	hint      *pb.Redirect // where the last node told us to go
-	degraded  bool // browsers were told "reconnecting" and not yet "ready"
+	degraded  bool         // browsers were told "reconnecting" and not yet "ready"
 	backoff   time.Duration
 	redial    *time.Timer
 	lingering time.Time // when the last browser left, if unacked remain
@@ -269,13 +270,35 @@ func (rl *relay) dial() {
 	}
 }
 
-// pickTarget prefers the node's own redirect hint, then the ring's owner.
+// pickTarget chooses where to attach: the node a redirect named, else the
+// live node that gossips leadership of the room's shard, else the ring's
+// first live replica (which answers with a redirect if it is not leader).
 func (rl *relay) pickTarget() (cluster.Meta, bool) {
-	if h := rl.hint; h != nil && h.OwnerAddr != "" {
+	p := rl.rt.members.Placement()
+	if h := rl.hint; h != nil && h.OwnerAddr != "" && (h.OwnerId == "" || p.Alive(h.OwnerId)) {
 		return cluster.Meta{ID: h.OwnerId, GRPC: h.OwnerAddr}, true
 	}
-	owner, ok := rl.rt.members.Placement().Owner(rl.room)
-	return owner, ok && owner.GRPC != ""
+	shard := cluster.Shard(rl.room)
+	if leaders := p.Leaders(shard); len(leaders) > 0 {
+		return leaders[0], true
+	}
+	replicas, err := p.Replicas(shard, 3)
+	if err != nil {
+		return cluster.Meta{}, false
+	}
+	// Rotate through the replicas on retries, so a dead first replica
+	// does not hide the others.
+	live := replicas[:0:0]
+	for _, r := range replicas {
+		if p.Alive(r.ID) {
+			live = append(live, r)
+		}
+	}
+	if len(live) == 0 {
+		return replicas[0], replicas[0].GRPC != ""
+	}
+	rl.attempt++
+	return live[rl.attempt%len(live)], true
 }
 
 func (rl *relay) closeStream() {
@@ -304,15 +327,31 @@ func (rl *relay) retryLater(why string) {
 	rl.redial.Reset(d)
 }
 
-// placementChanged re-targets the stream when the room's owner moved.
+// placementChanged re-targets the stream when gossip says another node now
+// leads the room's shard, or that the current node died. This is also how a
+// relay leaves a paused leader: its stream stays open but silent, while the
+// new leader's claim arrives by gossip.
 func (rl *relay) placementChanged() {
-	rl.hint = nil
-	owner, ok := rl.rt.members.Placement().Owner(rl.room)
-	if ok && rl.stream != nil && owner.ID != rl.target.ID {
-		rl.rt.log.Info("room owner changed", "room", rl.room, "from", rl.target.ID, "to", owner.ID)
-		rl.backoff = backoffMin
-		rl.dial()
+	if rl.stream == nil {
+		return
 	}
+	p := rl.rt.members.Placement()
+	leaders := p.Leaders(cluster.Shard(rl.room))
+	current := false
+	for _, l := range leaders {
+		current = current || l.ID == rl.target.ID
+	}
+	switch {
+	case len(leaders) > 0 && !current:
+		rl.rt.log.Info("room leader changed", "room", rl.room, "from", rl.target.ID, "to", leaders[0].ID)
+	case rl.target.ID != "" && !p.Alive(rl.target.ID):
+		rl.rt.log.Info("room's node is down", "room", rl.room, "node", rl.target.ID)
+	default:
+		return
+	}
+	rl.hint = nil
+	rl.backoff = backoffMin
+	rl.dial()
 }
 
 func (rl *relay) event(e streamEvent) {

@@ -5,6 +5,7 @@ package test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -123,14 +124,12 @@ func TestV2ChatAckAndResume(t *testing.T) {
 }
 
 // TestRoomsSpreadOverNodes: 100 rooms land on every node, each active only
-// on its owner.
+// on the leader of its shard.
 func TestRoomsSpreadOverNodes(t *testing.T) {
 	c := tc.New(t, 3, tc.Options{})
-	owners := map[string]string{}
 	var clients []*tc.Client
 	for i := 0; i < 100; i++ {
 		room := fmt.Sprintf("room-%d", i)
-		owners[room] = c.Owner(room)
 		cl := tc.Dial(t, c.URL(), room, "u", true)
 		cl.Post("x", "hi")
 		clients = append(clients, cl)
@@ -142,8 +141,8 @@ func TestRoomsSpreadOverNodes(t *testing.T) {
 	for i := range c.Nodes {
 		st := nodeStatus(t, c.Config(i).GRPCListen)
 		for _, r := range st.Rooms {
-			if owners[r.Room] != st.NodeId {
-				t.Errorf("room %s active on %s but owned by %s", r.Room, st.NodeId, owners[r.Room])
+			if !slices.Contains(st.Leading, r.Shard) {
+				t.Errorf("room %s active on %s, which does not lead shard %d", r.Room, st.NodeId, r.Shard)
 			}
 			perNode[st.NodeId]++
 		}
@@ -163,13 +162,14 @@ func TestRoomsSpreadOverNodes(t *testing.T) {
 	}
 }
 
-// TestNotOwnerRedirects: a node asked for a room it does not own answers
-// "not owner, try X" and does not host it.
+// TestNotOwnerRedirects: a node asked for a room whose shard it does not
+// lead answers "not leader, try X" and does not host it.
 func TestNotOwnerRedirects(t *testing.T) {
 	c := tc.New(t, 3, tc.Options{})
 	room := "redirect-me"
-	owner := c.Owner(room)
-	other := (c.NodeIndex(owner) + 1) % 3
+	leader := c.Leader(room)
+	owner := c.Config(leader).ID
+	other := (leader + 1) % 3
 	conn := grpcConn(t, c.Config(other).GRPCListen)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -185,7 +185,7 @@ func TestNotOwnerRedirects(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := ev.GetRedirect()
-	if r == nil || r.OwnerId != owner || r.OwnerAddr != c.Config(c.NodeIndex(owner)).GRPCListen {
+	if r == nil || r.OwnerId != owner || r.OwnerAddr != c.Config(leader).GRPCListen {
 		t.Fatalf("got %v, want a redirect to %s", ev, owner)
 	}
 	for _, rs := range nodeStatus(t, c.Config(other).GRPCListen).Rooms {

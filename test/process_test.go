@@ -1,8 +1,10 @@
 package test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"hellochat/cluster"
 	tc "hellochat/internal/testcluster"
+	"hellochat/storage"
 )
 
 var (
@@ -49,6 +53,7 @@ type proc struct {
 	args []string
 	log  string
 	cmd  *exec.Cmd
+	exit chan struct{} // closed when the process has exited
 }
 
 func (p *proc) start(t *testing.T, bin string) {
@@ -63,7 +68,11 @@ func (p *proc) start(t *testing.T, bin string) {
 		t.Fatalf("start %s: %v", p.name, err)
 	}
 	f.Close()
-	go p.cmd.Wait()
+	p.exit = make(chan struct{})
+	go func(exit chan struct{}) {
+		p.cmd.Wait()
+		close(exit)
+	}(p.exit)
 }
 
 func (p *proc) kill9() {
@@ -87,9 +96,11 @@ type clusterJSON struct {
 		Role  string `json:"role"`
 		Alive bool   `json:"alive"`
 	} `json:"members"`
-	Rooms []struct {
-		Room  string `json:"room"`
-		Owner string `json:"owner"`
+	Shards  map[int]string `json:"shards"`
+	Leaders map[int]string `json:"leaders"`
+	Rooms   []struct {
+		Room   string `json:"room"`
+		Leader string `json:"leader"`
 	} `json:"rooms"`
 }
 
@@ -103,11 +114,35 @@ func getCluster(base, rooms string) (clusterJSON, error) {
 	return v, json.NewDecoder(resp.Body).Decode(&v)
 }
 
-// TestKill9NodeKeepsHistory runs the real binaries: it kills -9 an object
-// node, restarts it, and checks its rooms' history is intact. A browser
-// connected to one of its rooms stays connected through the outage, and the
-// message it sent while the node was down is stored once when it returns.
-func TestKill9NodeKeepsHistory(t *testing.T) {
+// settled waits until every shard is led by its preferred replica.
+func settled(t *testing.T, base, rooms string) clusterJSON {
+	t.Helper()
+	var view clusterJSON
+	tc.Eventually(t, 30*time.Second, func() error {
+		v, err := getCluster(base, rooms)
+		if err != nil {
+			return err
+		}
+		for s, owner := range v.Shards {
+			if v.Leaders[s] != owner {
+				return fmt.Errorf("shard %d led by %q, preferred %s", s, v.Leaders[s], owner)
+			}
+		}
+		if len(v.Shards) != cluster.Partitions {
+			return fmt.Errorf("%d shards placed", len(v.Shards))
+		}
+		view = v
+		return nil
+	})
+	return view
+}
+
+// TestKill9Failover runs the real binaries: it kills -9 the node leading
+// some rooms while a browser is connected to one of them. The browser stays
+// connected, a message it sends after the kill is acknowledged by the new
+// leader (seq continues without a gap), the node restarts and catches up,
+// and once everything is stopped all three replicas hold identical logs.
+func TestKill9Failover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
 	}
@@ -151,38 +186,20 @@ func TestKill9NodeKeepsHistory(t *testing.T) {
 	for i := 0; i < 40; i++ {
 		rooms = append(rooms, fmt.Sprintf("k%d", i))
 	}
-	var view clusterJSON
-	tc.Eventually(t, 20*time.Second, func() error {
-		v, err := getCluster(base, strings.Join(rooms, ","))
-		if err != nil {
-			return err
-		}
-		alive := 0
-		for _, m := range v.Members {
-			if m.Role == "node" && m.Alive {
-				alive++
-			}
-		}
-		if alive != 3 {
-			return fmt.Errorf("%d of 3 nodes alive", alive)
-		}
-		view = v
-		return nil
-	})
+	view := settled(t, base, strings.Join(rooms, ","))
 	victim := "node2"
 	var victimRooms, otherRooms []string
 	for _, r := range view.Rooms {
-		if r.Owner == victim {
+		if r.Leader == victim {
 			victimRooms = append(victimRooms, r.Room)
 		} else {
 			otherRooms = append(otherRooms, r.Room)
 		}
 	}
 	if len(victimRooms) < 2 || len(otherRooms) < 1 {
-		t.Fatalf("placement of 40 rooms: %d on %s, %d elsewhere", len(victimRooms), victim, len(otherRooms))
+		t.Fatalf("leaders of 40 rooms: %d on %s, %d elsewhere", len(victimRooms), victim, len(otherRooms))
 	}
-	victimRooms = victimRooms[:2]
-	rooms = append(victimRooms, otherRooms[0])
+	rooms = []string{victimRooms[0], victimRooms[1], otherRooms[0]}
 
 	const n = 20
 	for _, room := range rooms {
@@ -199,38 +216,71 @@ func TestKill9NodeKeepsHistory(t *testing.T) {
 	stay.Expect(wait, "history", tc.IsType("history"))
 
 	nodes[1].kill9()
-	// Rooms of other nodes keep working while node2 is down.
-	other := tc.Dial(t, base, otherRooms[0], "other", true)
-	other.Post("during-other", "while node2 is down")
-	if a := other.Expect(wait, "ack", tc.IsType("ack")); a.Seq != n+1 {
-		t.Fatalf("other room ack %s, want seq %d", a.Raw, n+1)
-	}
-	stay.Expect(wait, "reconnecting status", func(f tc.Frame) bool { return f.Type == "status" && f.State == "reconnecting" })
-	stay.Post("during", "sent while the node was down")
-	stay.Quiet(300*time.Millisecond, "ack while the node is down", tc.IsType("ack"))
-
-	nodes[1].start(t, filepath.Join(bin, "objectnode"))
-	a := stay.Expect(20*time.Second, "ack after restart", func(f tc.Frame) bool { return f.Type == "ack" && f.ID == "during" })
+	killed := time.Now()
+	stay.Post("during", "sent right after the kill")
+	a := stay.Expect(20*time.Second, "ack from the new leader", func(f tc.Frame) bool { return f.Type == "ack" && f.ID == "during" })
+	t.Logf("message sent at the kill acknowledged after %v", time.Since(killed).Round(time.Millisecond))
 	if a.Seq != n+1 {
-		t.Fatalf("message sent during the outage got seq %d, want %d", a.Seq, n+1)
+		t.Fatalf("message sent during the failover got seq %d, want %d", a.Seq, n+1)
 	}
 	if stay.Closed() {
-		t.Fatal("the browser's WebSocket closed during the outage")
+		t.Fatal("the browser's WebSocket closed during the failover")
 	}
-	for _, room := range rooms {
-		cl := tc.Dial(t, base, room, "reader", true)
-		h := cl.Expect(wait, "history", tc.IsType("history"))
-		want := n
-		if room == victimRooms[0] || room == otherRooms[0] {
-			want = n + 1
-		}
-		if len(h.Messages) != want {
-			t.Fatalf("room %s has %d messages after the restart, want %d", room, len(h.Messages), want)
-		}
-		for i, m := range h.Messages[:n] {
-			if m.Seq != uint64(i+1) || m.Text != fmt.Sprintf("%s message %d", room, i+1) {
-				t.Fatalf("room %s history[%d] = %+v", room, i, m)
+	other := tc.Dial(t, base, victimRooms[1], "other", true)
+	if h := other.Expect(wait, "history", tc.IsType("history")); len(h.Messages) != n {
+		t.Fatalf("room %s has %d messages on the new leader, want %d", victimRooms[1], len(h.Messages), n)
+	}
+	other.Post("after", "written on the new leader")
+	other.Expect(wait, "ack", tc.IsType("ack"))
+
+	nodes[1].start(t, filepath.Join(bin, "objectnode"))
+	settled(t, base, "")
+	stay.Post("back", "after node2 is back")
+	if a := stay.Expect(wait, "ack", func(f tc.Frame) bool { return f.Type == "ack" && f.ID == "back" }); a.Seq != n+2 {
+		t.Fatalf("ack after the restart has seq %d, want %d", a.Seq, n+2)
+	}
+
+	// Stop everything cleanly and compare the replicas byte for byte.
+	for _, p := range all {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, p := range all {
+		waitExit(t, p)
+	}
+	want := map[string]int{victimRooms[0]: n + 2, victimRooms[1]: n + 1, otherRooms[0]: n}
+	for room, count := range want {
+		var first []storage.KV
+		for i := 0; i < 3; i++ {
+			st, err := storage.OpenStore(filepath.Join(dir, fmt.Sprintf("node%d", i+1)), slog.Default())
+			if err != nil {
+				t.Fatal(err)
+			}
+			kvs, err := st.List(room, []byte("m"), []byte("n"), 0, false)
+			st.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(kvs) != count {
+				t.Fatalf("node%d holds %d messages of %s, want %d", i+1, len(kvs), room, count)
+			}
+			if i == 0 {
+				first = kvs
+				continue
+			}
+			for j := range kvs {
+				if !bytes.Equal(kvs[j].Key, first[j].Key) || !bytes.Equal(kvs[j].Value, first[j].Value) {
+					t.Fatalf("replicas differ in room %s at message %d (node1 vs node%d)", room, j+1, i+1)
+				}
 			}
 		}
+	}
+}
+
+func waitExit(t *testing.T, p *proc) {
+	t.Helper()
+	select {
+	case <-p.exit:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("%s did not exit within 15s of SIGTERM", p.name)
 	}
 }

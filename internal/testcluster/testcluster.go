@@ -104,7 +104,25 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	}
 	c.Router = rt
 	c.WaitConverged(10 * time.Second)
+	c.WaitLeaders(10 * time.Second)
 	return c
+}
+
+// WaitLeaders waits until every shard is led by its preferred replica (the
+// ring's first) and the router has heard so by gossip: after that, no
+// leader moves unless a test makes it.
+func (c *Cluster) WaitLeaders(timeout time.Duration) {
+	c.t.Helper()
+	Eventually(c.t, timeout, func() error {
+		p := c.Router.Members().Placement()
+		for s := 0; s < cluster.Partitions; s++ {
+			owner, _ := p.ShardOwner(s)
+			if l := p.Leaders(s); len(l) != 1 || l[0].ID != owner.ID {
+				return fmt.Errorf("shard %d: leaders %v, preferred %s", s, l, owner.ID)
+			}
+		}
+		return nil
+	})
 }
 
 // Start starts (or restarts) node i on its old ports and data dir.
@@ -167,6 +185,23 @@ func (c *Cluster) WaitConverged(timeout time.Duration) {
 func (c *Cluster) Owner(room string) string {
 	o, _ := c.Router.Members().Placement().Owner(room)
 	return o.ID
+}
+
+// Leader waits until a running node serves the room's shard and returns
+// its index.
+func (c *Cluster) Leader(room string) int {
+	c.t.Helper()
+	leader := -1
+	Eventually(c.t, 10*time.Second, func() error {
+		for i, n := range c.Nodes {
+			if n != nil && n.Serves(room) {
+				leader = i
+				return nil
+			}
+		}
+		return fmt.Errorf("no node serves room %q", room)
+	})
+	return leader
 }
 
 // NodeIndex maps a node id to its index.

@@ -1362,11 +1362,13 @@ func (*StatusRequest) Descriptor() ([]byte, []int) {
 }
 
 type StatusResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Ready         bool                   `protobuf:"varint,2,opt,name=ready,proto3" json:"ready,omitempty"`
-	Rooms         []*RoomStatus          `protobuf:"bytes,3,rep,name=rooms,proto3" json:"rooms,omitempty"`
-	Members       []*MemberStatus        `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	NodeId  string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Ready   bool                   `protobuf:"varint,2,opt,name=ready,proto3" json:"ready,omitempty"`
+	Rooms   []*RoomStatus          `protobuf:"bytes,3,rep,name=rooms,proto3" json:"rooms,omitempty"`
+	Members []*MemberStatus        `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
+	// leading lists the shards this node leads and serves.
+	Leading       []uint32 `protobuf:"varint,5,rep,packed,name=leading,proto3" json:"leading,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1425,6 +1427,13 @@ func (x *StatusResponse) GetRooms() []*RoomStatus {
 func (x *StatusResponse) GetMembers() []*MemberStatus {
 	if x != nil {
 		return x.Members
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetLeading() []uint32 {
+	if x != nil {
+		return x.Leading
 	}
 	return nil
 }
@@ -1667,12 +1676,13 @@ const file_roompb_room_proto_rawDesc = "" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x12\n" +
 	"\x04code\x18\x03 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\"\x0f\n" +
-	"\rStatusRequest\"\xaf\x01\n" +
+	"\rStatusRequest\"\xc9\x01\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05ready\x18\x02 \x01(\bR\x05ready\x123\n" +
 	"\x05rooms\x18\x03 \x03(\v2\x1d.hellochat.room.v1.RoomStatusR\x05rooms\x129\n" +
-	"\amembers\x18\x04 \x03(\v2\x1f.hellochat.room.v1.MemberStatusR\amembers\"\x87\x01\n" +
+	"\amembers\x18\x04 \x03(\v2\x1f.hellochat.room.v1.MemberStatusR\amembers\x12\x18\n" +
+	"\aleading\x18\x05 \x03(\rR\aleading\"\x87\x01\n" +
 	"\n" +
 	"RoomStatus\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x14\n" +

@@ -1,4 +1,7 @@
-package objectnode
+// Package storage is a node's one Pebble DB: the objects' data, each
+// shard replica's Raft log and state, and node-level state, under separate
+// key prefixes.
+package storage
 
 import (
 	"bytes"
@@ -137,8 +140,8 @@ func (s *Store) List(object string, start, end []byte, limit int, reverse bool) 
 	return out, nil
 }
 
-// systemGet and systemPut hold node-level state outside every object.
-func (s *Store) systemGet(name string) ([]byte, error) {
+// SystemGet and SystemPut hold node-level state outside every object.
+func (s *Store) SystemGet(name string) ([]byte, error) {
 	v, closer, err := s.db.Get(append([]byte{systemPrefix}, name...))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, nil
@@ -150,29 +153,11 @@ func (s *Store) systemGet(name string) ([]byte, error) {
 	return bytes.Clone(v), nil
 }
 
-func (s *Store) systemPut(name string, value []byte) error {
+func (s *Store) SystemPut(name string, value []byte) error {
 	if err := s.db.Set(append([]byte{systemPrefix}, name...), value, pebble.Sync); err != nil {
 		return fmt.Errorf("objectnode: write %s: %w", name, err)
 	}
 	return nil
-}
-
-// Committer makes an object's batch of writes durable and then calls done,
-// exactly once. For one object, done calls come in Commit order. This is the
-// seam between room logic and replication: stage 1 commits a synced local
-// Pebble batch; stage 2 proposes the batch to the shard's Raft group and
-// calls done when it is applied.
-type Committer interface {
-	Commit(object string, ops []Op, done func(error))
-}
-
-// localCommitter commits on this node only (replication factor 1).
-type localCommitter struct{ store *Store }
-
-func (c localCommitter) Commit(object string, ops []Op, done func(error)) {
-	// A goroutine per commit lets Pebble's commit pipeline merge the fsyncs
-	// of every room committing at the same moment.
-	go func() { done(c.store.Apply(object, ops)) }()
 }
 
 // pebbleLogger keeps Pebble's informational chatter out of the node's log

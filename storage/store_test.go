@@ -1,4 +1,4 @@
-package objectnode
+package storage
 
 import (
 	"fmt"
@@ -21,15 +21,15 @@ func TestStoreObjectsAreIsolatedAndDurable(t *testing.T) {
 	dir := t.TempDir()
 	s := openTestStore(t, dir)
 	for i := uint64(1); i <= 10; i++ {
-		if err := s.Apply("room", []Op{{Key: msgKey(i), Value: []byte(fmt.Sprint(i))}}); err != nil {
+		if err := s.Apply("room", []Op{{Key: key(i), Value: []byte(fmt.Sprint(i))}}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// "room2" shares a prefix with "room" but must not leak into it.
-	if err := s.Apply("room2", []Op{{Key: msgKey(1), Value: []byte("other")}}); err != nil {
+	if err := s.Apply("room2", []Op{{Key: key(1), Value: []byte("other")}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Apply("room", []Op{{Key: msgKey(10), Delete: true}}); err != nil {
+	if err := s.Apply("room", []Op{{Key: key(10), Delete: true}}); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -40,15 +40,15 @@ func TestStoreObjectsAreIsolatedAndDurable(t *testing.T) {
 	if err != nil || len(all) != 9 {
 		t.Fatalf("list: %d pairs, %v; want 9", len(all), err)
 	}
-	newest, err := s.List("room", msgKey(1), msgKey(100), 3, true)
+	newest, err := s.List("room", key(1), key(100), 3, true)
 	if err != nil || len(newest) != 3 || string(newest[0].Value) != "9" || string(newest[2].Value) != "7" {
 		t.Fatalf("reverse list: %v %v", newest, err)
 	}
-	v, ok, err := s.Get("room2", msgKey(1))
+	v, ok, err := s.Get("room2", key(1))
 	if err != nil || !ok || string(v) != "other" {
 		t.Fatalf("get room2: %q %v %v", v, ok, err)
 	}
-	if _, ok, _ := s.Get("room", msgKey(10)); ok {
+	if _, ok, _ := s.Get("room", key(10)); ok {
 		t.Fatal("deleted key is back")
 	}
 }
@@ -62,10 +62,12 @@ func BenchmarkApplySync(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		ops := make([]Op, 10)
 		for j := range ops {
-			ops[j] = Op{Key: msgKey(uint64(i*10 + j)), Value: val}
+			ops[j] = Op{Key: key(uint64(i*10 + j)), Value: val}
 		}
 		if err := s.Apply("bench", ops); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
+
+func key(i uint64) []byte { return []byte(fmt.Sprintf("m%020d", i)) }

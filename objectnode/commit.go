@@ -1,0 +1,29 @@
+package objectnode
+
+import (
+	"hellochat/shard"
+	"hellochat/storage"
+)
+
+// Committer makes an object's batch of writes durable and then calls done,
+// exactly once. For one object, done calls come in Commit order. This is the
+// seam between room logic and replication: stage 1 commits a synced local
+// Pebble batch; stage 2 proposes the batch to the shard's Raft group and
+// calls done when it is applied.
+type Committer interface {
+	Commit(object string, ops []storage.Op, done func(error))
+}
+
+// raftCommitter replicates through the shard's Raft group: done runs once
+// the batch is committed on a majority of the shard's replicas (each of
+// which fsyncs its log) and applied here.
+type raftCommitter struct{ n *Node }
+
+func (c raftCommitter) Commit(object string, ops []storage.Op, done func(error)) {
+	h := c.n.host.Load()
+	if h == nil {
+		done(shard.ErrNotLeader)
+		return
+	}
+	h.Propose(shardOf(object), object, ops, done)
+}

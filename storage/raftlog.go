@@ -1,0 +1,232 @@
+package storage
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/cockroachdb/pebble"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Raft state of one shard replica lives under 'r' <shard:2>:
+//
+//	r <shard> h              HardState
+//	r <shard> s              metadata of the latest snapshot (log truncated up to it)
+//	r <shard> a              applied index, written in the same batch as the data it applied
+//	r <shard> l <index:8>    log entries
+const (
+	raftPrefix  = 'r'
+	raftHard    = 'h'
+	raftSnap    = 's'
+	raftApplied = 'a'
+	raftLog     = 'l'
+)
+
+func raftKey(shard int, kind byte) []byte {
+	return []byte{raftPrefix, byte(shard >> 8), byte(shard), kind}
+}
+
+func logKey(shard int, index uint64) []byte {
+	k := raftKey(shard, raftLog)
+	return binary.BigEndian.AppendUint64(k, index)
+}
+
+// shardRange bounds a shard's object data.
+func shardRange(shard int) (lower, upper []byte) {
+	lower = []byte{objectPrefix, byte(shard >> 8), byte(shard)}
+	next := shard + 1
+	upper = []byte{objectPrefix, byte(next >> 8), byte(next)}
+	return lower, upper
+}
+
+// RaftState is what a shard replica persisted.
+type RaftState struct {
+	Hard    *raftpb.HardState
+	Snap    *raftpb.SnapshotMetadata // nil before the first snapshot or bootstrap
+	Entries []*raftpb.Entry          // after Snap, in order
+	Applied uint64
+}
+
+// LoadRaft reads a shard replica's state; found is false when it has none.
+func (s *Store) LoadRaft(shard int) (st RaftState, found bool, err error) {
+	get := func(kind byte, m proto.Message) (bool, error) {
+		v, closer, err := s.db.Get(raftKey(shard, kind))
+		if err == pebble.ErrNotFound {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		defer closer.Close()
+		return true, proto.Unmarshal(v, m)
+	}
+	st.Hard = &raftpb.HardState{}
+	hasHard, err := get(raftHard, st.Hard)
+	if err != nil {
+		return st, false, fmt.Errorf("storage: shard %d hard state: %w", shard, err)
+	}
+	snap := &raftpb.SnapshotMetadata{}
+	hasSnap, err := get(raftSnap, snap)
+	if err != nil {
+		return st, false, fmt.Errorf("storage: shard %d snapshot: %w", shard, err)
+	}
+	if hasSnap {
+		st.Snap = snap
+	}
+	if v, closer, err := s.db.Get(raftKey(shard, raftApplied)); err == nil {
+		st.Applied = binary.BigEndian.Uint64(v)
+		closer.Close()
+	} else if err != pebble.ErrNotFound {
+		return st, false, fmt.Errorf("storage: shard %d applied index: %w", shard, err)
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: logKey(shard, 0), UpperBound: raftKey(shard, raftLog+1)})
+	if err != nil {
+		return st, false, fmt.Errorf("storage: shard %d log: %w", shard, err)
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		e := &raftpb.Entry{}
+		if err := proto.Unmarshal(it.Value(), e); err != nil {
+			return st, false, fmt.Errorf("storage: shard %d log entry %x: %w", shard, it.Key(), err)
+		}
+		st.Entries = append(st.Entries, e)
+	}
+	if err := it.Error(); err != nil {
+		return st, false, fmt.Errorf("storage: shard %d log: %w", shard, err)
+	}
+	return st, hasHard || hasSnap || len(st.Entries) > 0, nil
+}
+
+// Batch gathers the writes of one round of the Raft loop, for every shard,
+// so the round costs one fsync however many shards had work.
+type Batch struct {
+	b *pebble.Batch
+}
+
+// NewBatch starts a batch.
+func (s *Store) NewBatch() *Batch { return &Batch{b: s.db.NewBatch()} }
+
+// Empty reports whether the batch holds no writes.
+func (b *Batch) Empty() bool { return b.b.Empty() }
+
+// Commit writes the batch; with sync it survives power loss when it returns.
+func (b *Batch) Commit(sync bool) error {
+	opt := pebble.NoSync
+	if sync {
+		opt = pebble.Sync
+	}
+	defer b.b.Close()
+	if err := b.b.Commit(opt); err != nil {
+		return fmt.Errorf("storage: commit raft batch: %w", err)
+	}
+	return nil
+}
+
+func (b *Batch) setProto(key []byte, m proto.Message) error {
+	v, err := proto.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return b.b.Set(key, v, nil)
+}
+
+// Append stores new log entries. Entries from the first new index on replace
+// whatever the log held there (Raft may rewrite an uncommitted suffix).
+func (b *Batch) Append(shard int, ents []*raftpb.Entry) error {
+	if len(ents) == 0 {
+		return nil
+	}
+	first := ents[0].GetIndex()
+	if err := b.b.DeleteRange(logKey(shard, first), raftKey(shard, raftLog+1), nil); err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := b.setProto(logKey(shard, e.GetIndex()), e); err != nil {
+			return fmt.Errorf("storage: shard %d entry %d: %w", shard, e.GetIndex(), err)
+		}
+	}
+	return nil
+}
+
+// SetHardState stores the replica's term, vote and commit index.
+func (b *Batch) SetHardState(shard int, hs *raftpb.HardState) error {
+	return b.setProto(raftKey(shard, raftHard), hs)
+}
+
+// SetApplied records how far the replica has applied its log.
+func (b *Batch) SetApplied(shard int, index uint64) error {
+	return b.b.Set(raftKey(shard, raftApplied), binary.BigEndian.AppendUint64(nil, index), nil)
+}
+
+// ApplyOps writes an object's ops (an applied log entry).
+func (b *Batch) ApplyOps(object string, ops []Op) error {
+	for _, op := range ops {
+		var err error
+		if op.Delete {
+			err = b.b.Delete(objectKey(object, op.Key), nil)
+		} else {
+			err = b.b.Set(objectKey(object, op.Key), op.Value, nil)
+		}
+		if err != nil {
+			return fmt.Errorf("storage: apply to %q: %w", object, err)
+		}
+	}
+	return nil
+}
+
+// Compact records a snapshot point and drops the log up to it.
+func (b *Batch) Compact(shard int, meta *raftpb.SnapshotMetadata, truncateBelow uint64) error {
+	if err := b.setProto(raftKey(shard, raftSnap), meta); err != nil {
+		return err
+	}
+	return b.b.DeleteRange(logKey(shard, 0), logKey(shard, truncateBelow), nil)
+}
+
+// InstallSnapshot replaces a shard's data and log with a snapshot received
+// from the leader.
+func (b *Batch) InstallSnapshot(shard int, meta *raftpb.SnapshotMetadata, pairs []KV) error {
+	lower, upper := shardRange(shard)
+	if err := b.b.DeleteRange(lower, upper, nil); err != nil {
+		return err
+	}
+	for _, kv := range pairs {
+		if !bytes.HasPrefix(kv.Key, lower[:3]) {
+			return fmt.Errorf("storage: snapshot key %x outside shard %d", kv.Key, shard)
+		}
+		if err := b.b.Set(kv.Key, kv.Value, nil); err != nil {
+			return err
+		}
+	}
+	if err := b.b.DeleteRange(logKey(shard, 0), raftKey(shard, raftLog+1), nil); err != nil {
+		return err
+	}
+	if err := b.setProto(raftKey(shard, raftSnap), meta); err != nil {
+		return err
+	}
+	return b.SetApplied(shard, meta.GetIndex())
+}
+
+// ShardData reads every key of a shard (full keys) with the applied index
+// they reflect, from one consistent Pebble snapshot.
+func (s *Store) ShardData(shard int) (pairs []KV, applied uint64, err error) {
+	snap := s.db.NewSnapshot()
+	defer snap.Close()
+	if v, closer, err := snap.Get(raftKey(shard, raftApplied)); err == nil {
+		applied = binary.BigEndian.Uint64(v)
+		closer.Close()
+	} else if err != pebble.ErrNotFound {
+		return nil, 0, err
+	}
+	lower, upper := shardRange(shard)
+	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, 0, err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		pairs = append(pairs, KV{Key: bytes.Clone(it.Key()), Value: bytes.Clone(it.Value())})
+	}
+	return pairs, applied, it.Error()
+}
