@@ -28,7 +28,7 @@ const (
 	RelayLinger = 30 * time.Second
 	// Reconnect backoff bounds.
 	backoffMin = 50 * time.Millisecond
-	backoffMax = 2 * time.Second
+	backoffMax = time.Second
 )
 
 var errRelayStopped = errors.New("router: relay stopped")
@@ -75,12 +75,14 @@ type relay struct {
 	unacked   []*pb.Send // in send order
 	unackedID map[string]bool
 	gen       uint64
-	stream    *relayStream // nil while disconnected
-	ready     bool         // Opened seen on the current stream
-	target    cluster.Meta // node of the current or next stream
-	attempt   int          // dials so far, to rotate among replicas
-	hint      *pb.Redirect // where the last node told us to go
-	degraded  bool         // browsers were told "reconnecting" and not yet "ready"
+	stream    *relayStream    // nil while disconnected
+	ready     bool            // Opened seen on the current stream
+	target    cluster.Meta    // node of the current or next stream
+	attempt   int             // dials so far, to rotate among replicas
+	claims    map[string]bool // nodes that claimed the shard at the last look
+	waiting   bool            // a redial is scheduled
+	hint      *pb.Redirect    // where the last node told us to go
+	degraded  bool            // browsers were told "reconnecting" and not yet "ready"
 	backoff   time.Duration
 	redial    *time.Timer
 	lingering time.Time // when the last browser left, if unacked remain
@@ -204,6 +206,8 @@ func (rl *relay) write(req *pb.AttachRequest) {
 // every unacknowledged send.
 func (rl *relay) dial() {
 	rl.closeStream()
+	rl.waiting = false
+	rl.redial.Stop()
 	target, ok := rl.pickTarget()
 	if !ok {
 		rl.retryLater("no object node known")
@@ -325,31 +329,47 @@ func (rl *relay) retryLater(why string) {
 	d := rl.backoff/2 + rand.N(rl.backoff/2+1)
 	rl.backoff = min(rl.backoff*2, backoffMax)
 	rl.redial.Reset(d)
+	rl.waiting = true
 }
 
-// placementChanged re-targets the stream when gossip says another node now
-// leads the room's shard, or that the current node died. This is also how a
-// relay leaves a paused leader: its stream stays open but silent, while the
-// new leader's claim arrives by gossip.
+
+// placementChanged re-targets the stream when gossip shows a node newly
+// claiming leadership of the room's shard, or says the current node died.
+// A new claim wins over an old one: that is how a relay leaves a paused
+// leader, whose stream stays open but silent while its claim lingers until
+// gossip declares it dead.
 func (rl *relay) placementChanged() {
-	if rl.stream == nil {
-		return
-	}
 	p := rl.rt.members.Placement()
 	leaders := p.Leaders(cluster.Shard(rl.room))
-	current := false
-	for _, l := range leaders {
-		current = current || l.ID == rl.target.ID
+	var fresh *cluster.Meta
+	claims := make(map[string]bool, len(leaders))
+	for i, l := range leaders {
+		claims[l.ID] = true
+		if !rl.claims[l.ID] && l.ID != rl.target.ID && fresh == nil {
+			fresh = &leaders[i]
+		}
+	}
+	rl.claims = claims
+	if rl.stream == nil && rl.waiting {
+		// Waiting out a backoff: a new leader is worth dialing now.
+		if fresh == nil {
+			return
+		}
+	} else if rl.stream == nil {
+		return
 	}
 	switch {
-	case len(leaders) > 0 && !current:
-		rl.rt.log.Info("room leader changed", "room", rl.room, "from", rl.target.ID, "to", leaders[0].ID)
+	case fresh != nil:
+		rl.rt.log.Info("room leader changed", "room", rl.room, "from", rl.target.ID, "to", fresh.ID)
 	case rl.target.ID != "" && !p.Alive(rl.target.ID):
 		rl.rt.log.Info("room's node is down", "room", rl.room, "node", rl.target.ID)
 	default:
 		return
 	}
 	rl.hint = nil
+	if fresh != nil {
+		rl.hint = &pb.Redirect{OwnerId: fresh.ID, OwnerAddr: fresh.GRPC}
+	}
 	rl.backoff = backoffMin
 	rl.dial()
 }

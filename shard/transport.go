@@ -224,15 +224,24 @@ func (s *Server) Close() { s.stopOnce.Do(func() { close(s.stop) }) }
 func (s *Server) Raft(stream pb.Replication_RaftServer) error {
 	errc := make(chan error, 1)
 	go func() {
+		from := ""
 		for {
 			b, err := stream.Recv()
-			if err != nil {
-				errc <- nil
-				return
-			}
 			s.mu.RLock()
 			h := s.host
 			s.mu.RUnlock()
+			if err != nil {
+				// A peer that closes its stream says goodbye (EOF); one
+				// whose stream just breaks has most likely died (kill -9
+				// closes its sockets at once). That is the earliest sign
+				// of a dead leader, well before gossip's verdict.
+				if !errors.Is(err, io.EOF) && from != "" && h != nil {
+					h.report(h.peerDown, from)
+				}
+				errc <- nil
+				return
+			}
+			from = b.FromNode
 			if h == nil {
 				continue
 			}
