@@ -332,7 +332,6 @@ func (rl *relay) retryLater(why string) {
 	rl.waiting = true
 }
 
-
 // placementChanged re-targets the stream when gossip shows a node newly
 // claiming leadership of the room's shard, or says the current node died.
 // A new claim wins over an old one: that is how a relay leaves a paused
