@@ -9,14 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"hellochat/cluster"
+	"hellochat/internal/launch"
 	tc "hellochat/internal/testcluster"
 	"hellochat/storage"
 )
@@ -47,94 +45,25 @@ func buildBinaries(t *testing.T) string {
 	return binDir
 }
 
-// proc is one real process of the cluster.
-type proc struct {
-	name string
-	args []string
-	log  string
-	cmd  *exec.Cmd
-	exit chan struct{} // closed when the process has exited
-}
-
-func (p *proc) start(t *testing.T, bin string) {
-	t.Helper()
-	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd = exec.Command(bin, p.args...)
-	p.cmd.Stdout, p.cmd.Stderr = f, f
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", p.name, err)
-	}
-	f.Close()
-	p.exit = make(chan struct{})
-	go func(exit chan struct{}) {
-		p.cmd.Wait()
-		close(exit)
-	}(p.exit)
-}
-
-func (p *proc) kill9() {
-	if p.cmd != nil && p.cmd.Process != nil {
-		p.cmd.Process.Signal(syscall.SIGKILL)
-	}
-}
-
-func (p *proc) tail() string {
-	b, _ := os.ReadFile(p.log)
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) > 15 {
-		lines = lines[len(lines)-15:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-type clusterJSON struct {
-	Members []struct {
-		ID    string `json:"id"`
-		Role  string `json:"role"`
-		Alive bool   `json:"alive"`
-	} `json:"members"`
-	Shards  map[int]string `json:"shards"`
-	Leaders map[int]string `json:"leaders"`
-	Rooms   []struct {
+type roomsJSON struct {
+	Rooms []struct {
 		Room   string `json:"room"`
 		Leader string `json:"leader"`
 	} `json:"rooms"`
 }
 
-func getCluster(base, rooms string) (clusterJSON, error) {
-	var v clusterJSON
-	resp, err := http.Get(base + "/api/cluster?rooms=" + rooms)
+func roomLeaders(t *testing.T, base string, rooms []string) roomsJSON {
+	t.Helper()
+	var v roomsJSON
+	resp, err := http.Get(base + "/api/cluster?rooms=" + strings.Join(rooms, ","))
 	if err != nil {
-		return v, err
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	return v, json.NewDecoder(resp.Body).Decode(&v)
-}
-
-// settled waits until every shard is led by its preferred replica.
-func settled(t *testing.T, base, rooms string) clusterJSON {
-	t.Helper()
-	var view clusterJSON
-	tc.Eventually(t, 30*time.Second, func() error {
-		v, err := getCluster(base, rooms)
-		if err != nil {
-			return err
-		}
-		for s, owner := range v.Shards {
-			if v.Leaders[s] != owner {
-				return fmt.Errorf("shard %d led by %q, preferred %s", s, v.Leaders[s], owner)
-			}
-		}
-		if len(v.Shards) != cluster.Partitions {
-			return fmt.Errorf("%d shards placed", len(v.Shards))
-		}
-		view = v
-		return nil
-	})
-	return view
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 // TestKill9Failover runs the real binaries: it kills -9 the node leading
@@ -148,48 +77,29 @@ func TestKill9Failover(t *testing.T) {
 	}
 	bin := buildBinaries(t)
 	dir := t.TempDir()
-	var gossip, grpcs []string
-	for i := 0; i < 3; i++ {
-		gossip = append(gossip, "127.0.0.1:"+strconv.Itoa(tc.FreePort(t)))
-		grpcs = append(grpcs, "127.0.0.1:"+strconv.Itoa(tc.FreePort(t)))
+	c, err := launch.Start(launch.Options{Bin: bin, Dir: dir,
+		NodeFlags:   []string{"--probe-interval", "100ms", "--probe-timeout", "50ms"},
+		RouterFlags: []string{"--probe-interval", "100ms", "--probe-timeout", "50ms"}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	fast := []string{"--probe-interval", "100ms", "--probe-timeout", "50ms"}
-	var nodes []*proc
-	for i := 0; i < 3; i++ {
-		id := fmt.Sprintf("node%d", i+1)
-		nodes = append(nodes, &proc{name: id, log: filepath.Join(dir, id+".log"), args: append([]string{
-			"--id", id, "--data", filepath.Join(dir, id), "--grpc-addr", grpcs[i],
-			"--gossip-addr", gossip[i], "--join", strings.Join(gossip, ","), "--expect", "3"}, fast...)})
-	}
-	httpAddr := "127.0.0.1:" + strconv.Itoa(tc.FreePort(t))
-	rt := &proc{name: "router", log: filepath.Join(dir, "router.log"), args: append([]string{
-		"--http-addr", httpAddr, "--gossip-addr", "127.0.0.1:" + strconv.Itoa(tc.FreePort(t)),
-		"--join", strings.Join(gossip, ",")}, fast...)}
-	all := append(nodes, rt)
 	t.Cleanup(func() {
-		for _, p := range all {
-			p.kill9()
-		}
+		c.Kill()
 		if t.Failed() {
-			for _, p := range all {
-				t.Logf("--- %s log:\n%s", p.name, p.tail())
+			for _, p := range c.All() {
+				t.Logf("--- %s log:\n%s", p.Name, p.Tail(15))
 			}
 		}
 	})
-	for _, p := range nodes {
-		p.start(t, filepath.Join(bin, "objectnode"))
-	}
-	rt.start(t, filepath.Join(bin, "router"))
-	base := "http://" + httpAddr
+	base := c.Base
 
 	var rooms []string
 	for i := 0; i < 40; i++ {
 		rooms = append(rooms, fmt.Sprintf("k%d", i))
 	}
-	view := settled(t, base, strings.Join(rooms, ","))
 	victim := "node2"
 	var victimRooms, otherRooms []string
-	for _, r := range view.Rooms {
+	for _, r := range roomLeaders(t, base, rooms).Rooms {
 		if r.Leader == victim {
 			victimRooms = append(victimRooms, r.Room)
 		} else {
@@ -215,7 +125,7 @@ func TestKill9Failover(t *testing.T) {
 	stay := tc.Dial(t, base, victimRooms[0], "stayer", true)
 	stay.Expect(wait, "history", tc.IsType("history"))
 
-	nodes[1].kill9()
+	c.Node(victim).Kill9()
 	killed := time.Now()
 	stay.Post("during", "sent right after the kill")
 	a := stay.Expect(20*time.Second, "ack from the new leader", func(f tc.Frame) bool { return f.Type == "ack" && f.ID == "during" })
@@ -233,19 +143,20 @@ func TestKill9Failover(t *testing.T) {
 	other.Post("after", "written on the new leader")
 	other.Expect(wait, "ack", tc.IsType("ack"))
 
-	nodes[1].start(t, filepath.Join(bin, "objectnode"))
-	settled(t, base, "")
+	if err := c.Node(victim).Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Settled(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 	stay.Post("back", "after node2 is back")
 	if a := stay.Expect(wait, "ack", func(f tc.Frame) bool { return f.Type == "ack" && f.ID == "back" }); a.Seq != n+2 {
 		t.Fatalf("ack after the restart has seq %d, want %d", a.Seq, n+2)
 	}
 
 	// Stop everything cleanly and compare the replicas byte for byte.
-	for _, p := range all {
-		p.cmd.Process.Signal(syscall.SIGTERM)
-	}
-	for _, p := range all {
-		waitExit(t, p)
+	if err := c.Stop(15 * time.Second); err != nil {
+		t.Fatal(err)
 	}
 	want := map[string]int{victimRooms[0]: n + 2, victimRooms[1]: n + 1, otherRooms[0]: n}
 	for room, count := range want {
@@ -273,14 +184,5 @@ func TestKill9Failover(t *testing.T) {
 				}
 			}
 		}
-	}
-}
-
-func waitExit(t *testing.T, p *proc) {
-	t.Helper()
-	select {
-	case <-p.exit:
-	case <-time.After(15 * time.Second):
-		t.Fatalf("%s did not exit within 15s of SIGTERM", p.name)
 	}
 }

@@ -3,45 +3,24 @@ package testcluster
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"net/url"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+
+	"hellochat/internal/chatclient"
 )
 
-// Frame is any server frame, seed or v2, decoded loosely.
-type Frame struct {
-	Type      string   `json:"type"`
-	Room      string   `json:"room"`
-	Name      string   `json:"name"`
-	Message   string   `json:"message"`
-	Timestamp int64    `json:"timestamp"`
-	Seq       uint64   `json:"seq"`
-	ID        string   `json:"id"`
-	Text      string   `json:"text"`
-	TS        int64    `json:"ts"`
-	Code      string   `json:"code"`
-	State     string   `json:"state"`
-	Users     []string `json:"users"`
-	More      bool     `json:"more"`
-	Before    uint64   `json:"before"`
-	Messages  []Frame  `json:"messages"`
-	Raw       string   `json:"-"`
-}
+// Frame is any server frame, seed or v2.
+type Frame = chatclient.Frame
 
-// Client is a real WebSocket client of the router, seed or v2.
+// Client is a real WebSocket client of the router, seed or v2, with
+// helpers that fail the test.
 type Client struct {
+	*chatclient.Client
 	t      testing.TB
-	Conn   *websocket.Conn
 	frames chan Frame
 	closed chan struct{}
-
-	mu       sync.Mutex
-	closeErr error
 }
 
 // Dial connects to the router. v2 selects the hellochat.v2 subprotocol;
@@ -59,51 +38,13 @@ func Dial(t testing.TB, base, room, name string, v2 bool, extra ...string) *Clie
 
 // TryDial is Dial returning the error.
 func TryDial(base, room, name string, v2 bool, extra ...string) (*Client, error) {
-	q := url.Values{}
-	if room != "" {
-		q.Set("room", room)
-	}
-	if name != "" {
-		q.Set("name", name)
-	}
-	for _, e := range extra {
-		k, v, _ := strings.Cut(e, "=")
-		q.Set(k, v)
-	}
-	u := "ws" + strings.TrimPrefix(base, "http") + "/ws?" + q.Encode()
-	opts := &websocket.DialOptions{}
-	if v2 {
-		opts.Subprotocols = []string{"hellochat.v2"}
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	conn, _, err := websocket.Dial(ctx, u, opts)
+	cc, err := chatclient.Dial(ctx, base, room, name, v2, extra...)
 	if err != nil {
 		return nil, err
 	}
-	conn.SetReadLimit(1 << 20)
-	c := &Client{Conn: conn, frames: make(chan Frame, 100000), closed: make(chan struct{})}
-	go c.readLoop()
-	return c, nil
-}
-
-func (c *Client) readLoop() {
-	defer close(c.closed)
-	for {
-		_, data, err := c.Conn.Read(context.Background())
-		if err != nil {
-			c.mu.Lock()
-			c.closeErr = err
-			c.mu.Unlock()
-			return
-		}
-		var f Frame
-		if err := json.Unmarshal(data, &f); err != nil {
-			f = Frame{Type: "undecodable"}
-		}
-		f.Raw = string(data)
-		c.frames <- f
-	}
+	return &Client{Client: cc, frames: cc.Frames, closed: cc.Closed}, nil
 }
 
 // SendJSON sends v as a text frame.
@@ -121,7 +62,7 @@ func (c *Client) SendRaw(typ websocket.MessageType, b []byte) {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := c.Conn.Write(ctx, typ, b); err != nil {
+	if err := c.Write(ctx, typ, b); err != nil {
 		c.t.Fatalf("write: %v", err)
 	}
 }
@@ -131,6 +72,7 @@ func (c *Client) Say(text string) { c.SendJSON(map[string]string{"message": text
 
 // Post sends a v2 message with a client id.
 func (c *Client) Post(id, text string) {
+	c.t.Helper()
 	c.SendJSON(map[string]string{"type": "send", "id": id, "text": text})
 }
 
@@ -205,21 +147,7 @@ func (c *Client) WaitClosed(timeout time.Duration) websocket.StatusCode {
 }
 
 // Closed reports whether the connection has closed.
-func (c *Client) Closed() bool {
-	select {
-	case <-c.closed:
-		return true
-	default:
-		return false
-	}
-}
-
-// CloseErr is why the connection closed.
-func (c *Client) CloseErr() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closeErr
-}
+func (c *Client) Closed() bool { return c.IsClosed() }
 
 // IsMessage matches a v2 chat message.
 func IsMessage(f Frame) bool { return f.Type == "message" }
@@ -231,5 +159,3 @@ func IsType(t string) func(Frame) bool { return func(f Frame) bool { return f.Ty
 func IsSeedText(text string) func(Frame) bool {
 	return func(f Frame) bool { return f.Type == "" && f.Message == text }
 }
-
-func (f Frame) String() string { return fmt.Sprintf("%+v", f.Raw) }

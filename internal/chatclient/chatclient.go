@@ -1,0 +1,136 @@
+// Package chatclient is a WebSocket client of the router for tests and
+// tools (the failover experiment, load generators): it speaks the seed
+// protocol or hellochat.v2 and delivers every server frame, decoded.
+package chatclient
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+
+	"github.com/coder/websocket"
+)
+
+// Frame is any server frame, seed or v2, decoded loosely.
+type Frame struct {
+	Type      string   `json:"type"`
+	Room      string   `json:"room"`
+	Name      string   `json:"name"`
+	Message   string   `json:"message"`
+	Timestamp int64    `json:"timestamp"`
+	Seq       uint64   `json:"seq"`
+	ID        string   `json:"id"`
+	Text      string   `json:"text"`
+	TS        int64    `json:"ts"`
+	Code      string   `json:"code"`
+	State     string   `json:"state"`
+	Users     []string `json:"users"`
+	More      bool     `json:"more"`
+	Before    uint64   `json:"before"`
+	Messages  []Frame  `json:"messages"`
+	Raw       string   `json:"-"`
+}
+
+func (f Frame) String() string { return f.Raw }
+
+// Client is one WebSocket connection to the router.
+type Client struct {
+	Conn   *websocket.Conn
+	Frames chan Frame    // every frame received, in order
+	Closed chan struct{} // closed when the connection ends
+
+	mu       sync.Mutex
+	closeErr error
+}
+
+// QueueSize bounds the frames a client buffers for its reader; a reader
+// that falls this far behind stalls the connection (and the router then
+// closes it as a slow consumer), as a real browser would.
+const QueueSize = 100000
+
+// Dial connects to base (http://host:port) for room as name. v2 selects
+// the hellochat.v2 subprotocol; extra adds query parameters ("after=5").
+func Dial(ctx context.Context, base, room, name string, v2 bool, extra ...string) (*Client, error) {
+	q := url.Values{}
+	if room != "" {
+		q.Set("room", room)
+	}
+	if name != "" {
+		q.Set("name", name)
+	}
+	for _, e := range extra {
+		k, v, _ := strings.Cut(e, "=")
+		q.Set(k, v)
+	}
+	u := "ws" + strings.TrimPrefix(base, "http") + "/ws?" + q.Encode()
+	opts := &websocket.DialOptions{}
+	if v2 {
+		opts.Subprotocols = []string{"hellochat.v2"}
+	}
+	conn, _, err := websocket.Dial(ctx, u, opts)
+	if err != nil {
+		return nil, fmt.Errorf("chatclient: dial %s: %w", u, err)
+	}
+	conn.SetReadLimit(1 << 20)
+	c := &Client{Conn: conn, Frames: make(chan Frame, QueueSize), Closed: make(chan struct{})}
+	go c.readLoop()
+	return c, nil
+}
+
+func (c *Client) readLoop() {
+	defer close(c.Closed)
+	for {
+		_, data, err := c.Conn.Read(context.Background())
+		if err != nil {
+			c.mu.Lock()
+			c.closeErr = err
+			c.mu.Unlock()
+			return
+		}
+		var f Frame
+		if err := json.Unmarshal(data, &f); err != nil {
+			f = Frame{Type: "undecodable"}
+		}
+		f.Raw = string(data)
+		c.Frames <- f
+	}
+}
+
+// Write sends one frame as it is.
+func (c *Client) Write(ctx context.Context, typ websocket.MessageType, b []byte) error {
+	return c.Conn.Write(ctx, typ, b)
+}
+
+// WriteJSON sends v as a text frame.
+func (c *Client) WriteJSON(ctx context.Context, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return c.Write(ctx, websocket.MessageText, b)
+}
+
+// Post sends a v2 message with a client id.
+func (c *Client) Post(ctx context.Context, id, text string) error {
+	return c.WriteJSON(ctx, map[string]string{"type": "send", "id": id, "text": text})
+}
+
+// CloseErr is why the connection ended (nil while open).
+func (c *Client) CloseErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeErr
+}
+
+// IsClosed reports whether the connection has ended.
+func (c *Client) IsClosed() bool {
+	select {
+	case <-c.Closed:
+		return true
+	default:
+		return false
+	}
+}
