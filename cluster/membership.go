@@ -185,7 +185,7 @@ func Start(cfg Config) (*Membership, error) {
 	}
 	// Publish an initial placement and meta before memberlist can call the
 	// delegate.
-	m.placement.Store(newPlacement(0, known, map[string]bool{}))
+	m.placement.Store(newPlacement(0, known, nil, nil))
 	if cfg.Meta.Gossip == "" && port != 0 {
 		cfg.Meta.Gossip = cfg.Bind
 		if cfg.Advertise != "" {
@@ -290,6 +290,7 @@ func (m *Membership) Shutdown() error {
 func (m *Membership) run(known map[string]Meta) {
 	defer close(m.done)
 	alive := map[string]bool{}
+	routers := map[string]Meta{} // live routers; they hold no place in the ring
 	var version uint64
 	rejoin := time.NewTicker(m.cfg.Timings.RejoinInterval)
 	defer rejoin.Stop()
@@ -313,11 +314,15 @@ func (m *Membership) run(known map[string]Meta) {
 				if meta.Role == RoleNode && mergeMeta(known, meta) {
 					knownChanged = true
 				}
+				if meta.Role == RoleRouter {
+					routers[meta.ID] = meta
+				}
 			case memberlist.NodeLeave:
-				if alive[ev.Node.Name] {
+				if alive[ev.Node.Name] && ev.Node.Name != m.meta.Load().ID {
 					m.log.Info("member down", "member", ev.Node.Name)
 				}
 				delete(alive, ev.Node.Name)
+				delete(routers, ev.Node.Name)
 			}
 		}
 		merge := func(metas []Meta) {
@@ -354,7 +359,7 @@ func (m *Membership) run(known map[string]Meta) {
 			continue
 		}
 		version++
-		m.publish(newPlacement(version, known, alive))
+		m.publish(newPlacement(version, known, alive, routers))
 		if knownChanged && m.cfg.OnKnown != nil {
 			m.cfg.OnKnown(m.placement.Load().Nodes())
 		}

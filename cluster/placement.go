@@ -46,18 +46,18 @@ type Placement struct {
 	routers []Meta
 }
 
-func newPlacement(version uint64, known map[string]Meta, alive map[string]bool) *Placement {
+func newPlacement(version uint64, known map[string]Meta, alive map[string]bool, routers map[string]Meta) *Placement {
 	p := &Placement{version: version, nodes: map[string]Meta{}, alive: map[string]bool{}}
 	var members []consistent.Member
 	for id, m := range known {
-		switch m.Role {
-		case RoleNode:
+		if m.Role == RoleNode {
 			p.nodes[id] = m
 			members = append(members, ringMember(id))
-		case RoleRouter:
-			if alive[id] {
-				p.routers = append(p.routers, m)
-			}
+		}
+	}
+	for id, m := range routers {
+		if alive[id] {
+			p.routers = append(p.routers, m)
 		}
 	}
 	for id, ok := range alive {

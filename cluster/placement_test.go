@@ -19,7 +19,7 @@ func nodes(n int) map[string]Meta {
 // every cluster size.
 func TestPlacementNeverPanics(t *testing.T) {
 	for n := 1; n <= 64; n++ {
-		p := newPlacement(1, nodes(n), nil)
+		p := newPlacement(1, nodes(n), nil, nil)
 		owned := map[string]int{}
 		for s := 0; s < Partitions; s++ {
 			o, ok := p.ShardOwner(s)
@@ -43,8 +43,8 @@ func TestPlacementNeverPanics(t *testing.T) {
 // Liveness must not move rooms: a crashed node keeps its place.
 func TestPlacementIgnoresLiveness(t *testing.T) {
 	known := nodes(3)
-	all := newPlacement(1, known, map[string]bool{"node1": true, "node2": true, "node3": true})
-	oneDown := newPlacement(2, known, map[string]bool{"node1": true, "node3": true})
+	all := newPlacement(1, known, map[string]bool{"node1": true, "node2": true, "node3": true}, nil)
+	oneDown := newPlacement(2, known, map[string]bool{"node1": true, "node3": true}, nil)
 	for i := 0; i < 1000; i++ {
 		room := fmt.Sprintf("room-%d", i)
 		a, _ := all.Owner(room)
@@ -60,8 +60,8 @@ func TestPlacementIgnoresLiveness(t *testing.T) {
 
 // Two processes with the same known set agree on every owner.
 func TestPlacementDeterministic(t *testing.T) {
-	a := newPlacement(1, nodes(5), nil)
-	b := newPlacement(7, nodes(5), map[string]bool{"node3": true})
+	a := newPlacement(1, nodes(5), nil, nil)
+	b := newPlacement(7, nodes(5), map[string]bool{"node3": true}, nil)
 	for s := 0; s < Partitions; s++ {
 		x, _ := a.ShardOwner(s)
 		y, _ := b.ShardOwner(s)
@@ -74,7 +74,7 @@ func TestPlacementDeterministic(t *testing.T) {
 }
 
 func BenchmarkOwner(b *testing.B) {
-	p := newPlacement(1, nodes(3), nil)
+	p := newPlacement(1, nodes(3), nil, nil)
 	rooms := make([]string, 1024)
 	for i := range rooms {
 		rooms[i] = fmt.Sprintf("room-%d", i)

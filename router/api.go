@@ -30,11 +30,19 @@ var grpcConnectParams = grpc.ConnectParams{
 
 func (rt *Router) handleHealth(w http.ResponseWriter, _ *http.Request) {
 	p := rt.members.Placement()
-	if p.LiveNodes() == 0 {
-		http.Error(w, "no object node reachable", http.StatusServiceUnavailable)
+	led := 0
+	for s := 0; s < cluster.Partitions; s++ {
+		if len(p.Leaders(s)) > 0 {
+			led++
+		}
+	}
+	// Healthy means every room can be served now: each shard has a leader.
+	if p.LiveNodes() == 0 || led < cluster.Partitions {
+		http.Error(w, fmt.Sprintf("not ready: %d of %d object nodes alive, %d of %d shards have a leader",
+			p.LiveNodes(), len(p.Nodes()), led, cluster.Partitions), http.StatusServiceUnavailable)
 		return
 	}
-	fmt.Fprintf(w, "ok: %d of %d object nodes alive\n", p.LiveNodes(), len(p.Nodes()))
+	fmt.Fprintf(w, "ok: %d of %d object nodes alive, all %d shards have a leader\n", p.LiveNodes(), len(p.Nodes()), cluster.Partitions)
 }
 
 // handleQR draws a QR code server-side so the page needs no CDN.
