@@ -13,9 +13,12 @@ HTTP_ADDR ?= 127.0.0.1:8080
 N ?=
 # Rooms for `make owners`, comma-separated.
 ROOMS ?=
-export HTTP_ADDR ROOMS
+# Cycles of `make failover`.
+KILLS ?= 20
+PAUSES ?= 5
+export HTTP_ADDR ROOMS KILLS PAUSES
 
-.PHONY: help build cluster kill-node restart-node owners test test-short lint bench \
+.PHONY: help build cluster kill-node restart-node owners failover test test-short lint bench \
 	proto verify-proto tidy clean clean-data
 
 help: ## list targets (this is the default)
@@ -54,6 +57,9 @@ test: lint ## lint, then all tests with the race detector
 
 test-short: lint ## lint, then the quick tests (-short, no race detector)
 	$(GO) test -short -count=1 -timeout 10m ./...
+
+failover: build ## failover experiment: kill -9 / SIGSTOP leaders under load (KILLS=20 PAUSES=5)
+	bash scripts/failover.sh
 
 bench: ## run the benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -17,6 +17,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
 
 	"hellochat/cluster"
@@ -726,6 +727,10 @@ func (h *Host) leaderDown(nodeID string) {
 	}
 }
 
+// transferLag is how far behind the preferred replica may be when the
+// leader starts handing leadership to it.
+const transferLag = 64
+
 // preferLeaders hands leadership to each shard's preferred replica (the
 // ring's first) when it is alive and caught up, so load follows the ring.
 func (h *Host) preferLeaders() {
@@ -742,8 +747,10 @@ func (h *Host) preferLeaders() {
 		if st.LeadTransferee != 0 {
 			continue
 		}
+		// Under steady load the follower is never exactly at the last
+		// index; Raft finishes catching it up before handing over.
 		last, _ := g.ms.LastIndex()
-		if pr, ok := st.Progress[RaftID(pref)]; ok && pr.Match == last {
+		if pr, ok := st.Progress[RaftID(pref)]; ok && pr.State == tracker.StateReplicate && pr.Match+transferLag >= last {
 			g.rn.TransferLeader(RaftID(pref))
 		}
 	}
