@@ -16,9 +16,11 @@ ROOMS ?=
 # Cycles of `make failover`.
 KILLS ?= 20
 PAUSES ?= 5
+# Time per target of `make fuzz`.
+FUZZTIME ?= 30s
 export HTTP_ADDR ROOMS KILLS PAUSES
 
-.PHONY: help build cluster kill-node restart-node owners failover test test-short lint bench \
+.PHONY: help build cluster kill-node restart-node owners failover fuzz test test-short lint bench \
 	proto verify-proto tidy clean clean-data
 
 help: ## list targets (this is the default)
@@ -60,6 +62,10 @@ test-short: lint ## lint, then the quick tests (-short, no race detector)
 
 failover: build ## failover experiment: kill -9 / SIGSTOP leaders under load (KILLS=20 PAUSES=5)
 	bash scripts/failover.sh
+
+fuzz: ## fuzz raft entry decoding and browser frame parsing (FUZZTIME=30s each)
+	$(GO) test -run '^$$' -fuzz FuzzDecodeCommand -fuzztime $(FUZZTIME) ./shard
+	$(GO) test -run '^$$' -fuzz FuzzParseFrame -fuzztime $(FUZZTIME) ./router
 
 bench: ## run the benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./...

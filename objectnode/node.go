@@ -49,8 +49,14 @@ type Config struct {
 	// when gossip or the transport reports it dead.
 	RaftTick      time.Duration
 	ElectionTicks int
-	Logger        *slog.Logger
-	LogOutput     io.Writer // memberlist's log lines
+	// SnapshotEvery and KeepEntries bound each shard's Raft log (see
+	// shard.Config); zero means the defaults.
+	SnapshotEvery, KeepEntries uint64
+	// RaftDrop cuts this node off from a peer's Raft messages while it
+	// returns true. Only tests set it.
+	RaftDrop  func(peer string) bool
+	Logger    *slog.Logger
+	LogOutput io.Writer // memberlist's log lines
 }
 
 // DefaultConfig is a single node on loopback.
@@ -338,6 +344,9 @@ func (n *Node) startReplication() {
 		Replicas:      n.cfg.Replicas,
 		Tick:          n.cfg.RaftTick,
 		ElectionTicks: n.cfg.ElectionTicks,
+		SnapshotEvery: n.cfg.SnapshotEvery,
+		KeepEntries:   n.cfg.KeepEntries,
+		Drop:          n.cfg.RaftDrop,
 		Logger:        n.log,
 		OnLeadership:  n.leadershipChanged,
 	})

@@ -167,40 +167,79 @@ func (s *session) readLoop(ctx context.Context, rl *relay) {
 			s.enqueue(errorFrame(s.proto, limits.CodeBinary, "binary frames are not supported; send JSON text", ""))
 			continue
 		}
-		if s.proto == protoSeed {
-			s.readSeed(rl, data)
-		} else {
-			s.readV2(rl, data)
+		s.handleFrame(rl, data)
+	}
+}
+
+// clientOp is one checked frame from a browser.
+type clientOp struct {
+	kind   string // "send", "typing" or "history"
+	id     string // client message id (v2 send); seed sends get one from the router
+	text   string // trimmed and checked
+	before uint64
+	limit  uint32
+}
+
+// parseFrame decodes and checks one text frame of either protocol. Any
+// error is one the client can be told about; nothing here panics on any
+// input (FuzzParseFrame).
+func parseFrame(p protocol, data []byte) (clientOp, *limits.Error) {
+	if p == protoSeed {
+		var in seedIn
+		if err := json.Unmarshal(data, &in); err != nil || in.Message == nil {
+			return clientOp{}, &limits.Error{Code: limits.CodeBadJSON, Message: `invalid frame: expected {"message":"..."}`}
 		}
+		return checkedSend("", *in.Message)
 	}
-}
-
-func (s *session) readSeed(rl *relay, data []byte) {
-	var in seedIn
-	if err := json.Unmarshal(data, &in); err != nil || in.Message == nil {
-		s.enqueue(errorFrame(s.proto, limits.CodeBadJSON, `invalid frame: expected {"message":"..."}`, ""))
-		return
-	}
-	s.seedSeq++
-	// The router names seed messages itself so a resend after a failover
-	// is still stored once.
-	id := rl.rt.instance + "-" + strconv.FormatUint(s.id, 36) + "-" + strconv.FormatUint(s.seedSeq, 36)
-	s.post(rl, id, *in.Message)
-}
-
-func (s *session) readV2(rl *relay, data []byte) {
 	var in v2In
 	if err := json.Unmarshal(data, &in); err != nil {
-		s.enqueue(errorFrame(s.proto, limits.CodeBadJSON, "invalid JSON frame", ""))
-		return
+		return clientOp{}, &limits.Error{Code: limits.CodeBadJSON, Message: "invalid JSON frame"}
 	}
 	switch in.Type {
 	case "send":
 		if err := limits.ClientID(in.ID); err != nil {
-			s.enqueue(errorFrame(s.proto, limits.CodeBadID, err.Error(), in.ID))
+			return clientOp{id: in.ID}, err.(*limits.Error)
+		}
+		return checkedSend(in.ID, in.Text)
+	case "typing":
+		return clientOp{kind: "typing"}, nil
+	case "history":
+		return clientOp{kind: "history", before: in.Before, limit: in.Limit}, nil
+	default:
+		return clientOp{id: in.ID}, &limits.Error{Code: limits.CodeUnknownType, Message: fmt.Sprintf("unknown frame type %q", in.Type)}
+	}
+}
+
+func checkedSend(id, raw string) (clientOp, *limits.Error) {
+	text, err := limits.Message(raw)
+	if err != nil {
+		return clientOp{id: id}, err.(*limits.Error)
+	}
+	return clientOp{kind: "send", id: id, text: text}, nil
+}
+
+// handleFrame acts on one text frame.
+func (s *session) handleFrame(rl *relay, data []byte) {
+	op, lerr := parseFrame(s.proto, data)
+	if lerr != nil {
+		s.enqueue(errorFrame(s.proto, lerr.Code, lerr.Message, op.id))
+		return
+	}
+	switch op.kind {
+	case "send":
+		if s.proto == protoSeed {
+			// The router names seed messages itself so a resend after a
+			// failover is still stored once.
+			s.seedSeq++
+			op.id = rl.rt.instance + "-" + strconv.FormatUint(s.id, 36) + "-" + strconv.FormatUint(s.seedSeq, 36)
+		}
+		if !s.allow(rl.rt.cfg.SendRate, rl.rt.cfg.SendBurst) {
+			s.enqueue(errorFrame(s.proto, limits.CodeRateLimited,
+				fmt.Sprintf("too many messages (max %g/s); message not sent", rl.rt.cfg.SendRate), op.id))
 			return
 		}
-		s.post(rl, in.ID, in.Text)
+		rl.submit(relayReq{from: s, req: &pb.AttachRequest{Kind: &pb.AttachRequest_Send{Send: &pb.Send{
+			Session: s.id, ClientId: op.id, Text: op.text, Name: s.name}}}})
 	case "typing":
 		if now := time.Now(); now.Sub(s.lastTyping) >= TypingInterval {
 			s.lastTyping = now
@@ -208,28 +247,8 @@ func (s *session) readV2(rl *relay, data []byte) {
 		}
 	case "history":
 		rl.submit(relayReq{from: s, req: &pb.AttachRequest{Kind: &pb.AttachRequest_History{History: &pb.HistoryRequest{
-			Session: s.id, Before: in.Before, Limit: in.Limit}}}})
-	default:
-		s.enqueue(errorFrame(s.proto, limits.CodeUnknownType, fmt.Sprintf("unknown frame type %q", in.Type), in.ID))
+			Session: s.id, Before: op.before, Limit: op.limit}}}})
 	}
-}
-
-// post checks a message and the sender's rate, then hands it to the relay.
-func (s *session) post(rl *relay, id, raw string) {
-	text, err := limits.Message(raw)
-	if err != nil {
-		var le *limits.Error
-		errors.As(err, &le)
-		s.enqueue(errorFrame(s.proto, le.Code, le.Message, id))
-		return
-	}
-	if !s.allow(rl.rt.cfg.SendRate, rl.rt.cfg.SendBurst) {
-		s.enqueue(errorFrame(s.proto, limits.CodeRateLimited,
-			fmt.Sprintf("too many messages (max %g/s); message not sent", rl.rt.cfg.SendRate), id))
-		return
-	}
-	rl.submit(relayReq{from: s, req: &pb.AttachRequest{Kind: &pb.AttachRequest_Send{Send: &pb.Send{
-		Session: s.id, ClientId: id, Text: text, Name: s.name}}}})
 }
 
 // allow is a token bucket: rate per second, up to burst at once.

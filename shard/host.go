@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"hellochat/cluster"
+	"hellochat/limits"
 	pb "hellochat/proto/roompb"
 	"hellochat/storage"
 )
@@ -54,6 +55,10 @@ type Config struct {
 	// OnLeadership is called from the Raft loop whenever this node starts or
 	// stops serving a shard. It must not block.
 	OnLeadership func(shard int, serving bool, leader string)
+	// Drop, when set, discards Raft messages between this node and a peer
+	// (both directions) while it returns true: fault injection for tests
+	// that cut a node off from its peers.
+	Drop func(peer string) bool
 }
 
 // DefaultConfig fills in what cfg leaves zero.
@@ -399,6 +404,9 @@ func (h *Host) drainProposals() {
 }
 
 func (h *Host) step(b *pb.RaftBatch) {
+	if h.cfg.Drop != nil && h.cfg.Drop(b.FromNode) {
+		return
+	}
 	for _, env := range b.Messages {
 		g := h.groups[int(env.Shard)]
 		if g == nil {
@@ -529,7 +537,7 @@ func (h *Host) round() error {
 	}
 	for to, envs := range out {
 		id, ok := h.ids[to]
-		if !ok {
+		if !ok || h.cfg.Drop != nil && h.cfg.Drop(id) {
 			continue
 		}
 		h.tr.send(id, envs, snaps)
@@ -551,11 +559,11 @@ func (h *Host) round() error {
 			switch e.GetType() {
 			case raftpb.EntryNormal:
 				if len(e.GetData()) > 0 {
-					cmd := &pb.Command{}
-					if err := proto.Unmarshal(e.GetData(), cmd); err != nil {
+					cmd, ops, err := DecodeCommand(g.shard, e.GetData())
+					if err != nil {
 						return fmt.Errorf("shard %d: entry %d: %w", g.shard, e.GetIndex(), err)
 					}
-					if err := applyCommand(ab, g.shard, cmd); err != nil {
+					if err := ab.ApplyOps(cmd.Object, ops); err != nil {
 						return fmt.Errorf("shard %d: entry %d: %w", g.shard, e.GetIndex(), err)
 					}
 					// Proposal ids are this node's own counter; an entry
@@ -622,15 +630,29 @@ func (h *Host) round() error {
 	return nil
 }
 
-func applyCommand(b *storage.Batch, shard int, cmd *pb.Command) error {
+// DecodeCommand decodes and checks a log entry's command for a shard. A
+// command that does not decode, names an invalid object, belongs to another
+// shard or holds an op without a key is an error: applying it would corrupt
+// the shard, so the replica stops instead.
+func DecodeCommand(shard int, data []byte) (*pb.Command, []storage.Op, error) {
+	cmd := &pb.Command{}
+	if err := proto.Unmarshal(data, cmd); err != nil {
+		return nil, nil, fmt.Errorf("decode command: %w", err)
+	}
+	if name, err := limits.Room(cmd.Object); err != nil || name != cmd.Object {
+		return nil, nil, fmt.Errorf("command for invalid object %q", cmd.Object)
+	}
 	if cluster.Shard(cmd.Object) != shard {
-		return fmt.Errorf("object %q does not belong to shard %d", cmd.Object, shard)
+		return nil, nil, fmt.Errorf("object %q does not belong to shard %d", cmd.Object, shard)
 	}
 	ops := make([]storage.Op, len(cmd.Ops))
 	for i, op := range cmd.Ops {
+		if len(op.Key) == 0 {
+			return nil, nil, fmt.Errorf("command for %q: op %d has no key", cmd.Object, i)
+		}
 		ops[i] = storage.Op{Key: op.Key, Value: op.Value, Delete: op.Delete}
 	}
-	return b.ApplyOps(cmd.Object, ops)
+	return cmd, ops, nil
 }
 
 // publish makes a group's leadership visible to other goroutines and tells

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"hellochat/cluster"
 	"hellochat/internal/launch"
 	tc "hellochat/internal/testcluster"
 	"hellochat/storage"
@@ -186,3 +188,7 @@ func TestKill9Failover(t *testing.T) {
 		}
 	}
 }
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func shardOf(room string) int { return cluster.Shard(room) }

@@ -19,6 +19,7 @@ import (
 	"hellochat/internal/logging"
 	"hellochat/objectnode"
 	"hellochat/router"
+	"hellochat/storage"
 )
 
 // Timings makes failure detection quick on loopback.
@@ -39,6 +40,9 @@ type Options struct {
 	RoomIdle  time.Duration // default 1 minute
 	SendRate  float64       // default router.DefaultSendRate
 	SendBurst int
+	// SnapshotEvery and KeepEntries shrink the Raft log bounds, to make
+	// snapshots happen in a test.
+	SnapshotEvery, KeepEntries uint64
 }
 
 // Cluster is n object nodes and one router.
@@ -79,8 +83,14 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 			Expect:       n,
 			Timings:      Timings(),
 			RoomIdle:     opts.RoomIdle,
-			Logger:       logger,
-			LogOutput:    raw,
+			Replicas:     3,
+			RaftTick:     50 * time.Millisecond,
+			// Ten ticks of 50 ms: elections within 0.5-1 s in tests.
+			ElectionTicks: 10,
+			SnapshotEvery: opts.SnapshotEvery,
+			KeepEntries:   opts.KeepEntries,
+			Logger:        logger,
+			LogOutput:     raw,
 		})
 	}
 	t.Cleanup(c.Close)
@@ -154,6 +164,47 @@ func (c *Cluster) Kill(i int) {
 
 // Config is node i's configuration.
 func (c *Cluster) Config(i int) objectnode.Config { return c.cfgs[i] }
+
+// SetRaftDrop makes node i drop Raft messages to and from a peer while drop
+// returns true; gossip and routers still reach it. It takes effect on the
+// node's next Start.
+func (c *Cluster) SetRaftDrop(i int, drop func(peer string) bool) { c.cfgs[i].RaftDrop = drop }
+
+// Stop shuts node i down cleanly.
+func (c *Cluster) Stop(i int) {
+	if n := c.Nodes[i]; n != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		n.Shutdown(ctx)
+		c.Nodes[i] = nil
+	}
+}
+
+// StopAll stops the router and every node cleanly, so their stores can be
+// opened and compared.
+func (c *Cluster) StopAll() { c.Close() }
+
+// Replicas opens every node's store (all must be stopped) and returns each
+// room's stored messages per node.
+func (c *Cluster) Replicas(rooms []string) (map[string][][]storage.KV, error) {
+	out := map[string][][]storage.KV{}
+	for _, cfg := range c.cfgs {
+		st, err := storage.OpenStore(cfg.DataDir, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			return nil, err
+		}
+		for _, room := range rooms {
+			kvs, err := st.List(room, []byte("m"), []byte("n"), 0, false)
+			if err != nil {
+				st.Close()
+				return nil, err
+			}
+			out[room] = append(out[room], kvs)
+		}
+		st.Close()
+	}
+	return out, nil
+}
 
 // WaitConverged waits until every running member sees every node alive.
 func (c *Cluster) WaitConverged(timeout time.Duration) {
