@@ -71,7 +71,7 @@ func DefaultConfig() Config {
 		RoomIdle:      time.Minute,
 		Replicas:      3,
 		RaftTick:      100 * time.Millisecond,
-		ElectionTicks: 10,
+		ElectionTicks: 6,
 	}
 }
 

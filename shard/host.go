@@ -145,6 +145,9 @@ type group struct {
 	lead      uint64
 	leader    bool
 	serving   bool
+	// recampaign counts down ticks to a second campaign after a leader
+	// died: the first can lose to a follower that has not yet forgotten it.
+	recampaign int
 	pending   map[uint64]func(error) // proposal id -> done
 }
 
@@ -331,6 +334,11 @@ func (h *Host) loop() {
 		case <-ticker.C:
 			for _, g := range h.groups {
 				g.rn.Tick()
+				if g.recampaign > 0 {
+					if g.recampaign--; g.recampaign == 0 && g.rn.BasicStatus().Lead == raft.None {
+						g.rn.Campaign()
+					}
+				}
 			}
 			if ticks++; ticks%10 == 0 {
 				h.preferLeaders()
@@ -743,6 +751,7 @@ func (h *Host) leaderDown(nodeID string) {
 			}
 			if id == h.cfg.NodeID {
 				g.rn.Campaign()
+				g.recampaign = 2
 			}
 			break
 		}
