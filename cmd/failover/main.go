@@ -28,14 +28,7 @@ func main() {
 	fs.IntVar(&cfg.Rooms, "rooms", 30, "rooms under load")
 	fs.IntVar(&cfg.Clients, "clients", 2, "browsers (WebSocket clients) per room")
 	fs.Float64Var(&cfg.Rate, "rate", 4, "messages per second each client sends")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: failover [flags]\n\nRuns the failover experiment against real processes on 127.0.0.1.\n\n")
-		fs.PrintDefaults()
-	}
-	if err := flagenv.Parse(fs, os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "failover:", err)
-		os.Exit(2)
-	}
+	flagenv.ParseOrExit(fs, "Runs the failover experiment against real processes on 127.0.0.1.")
 	if cfg.Kills < 0 || cfg.Pauses < 0 || cfg.Rooms < 1 || cfg.Clients < 1 || cfg.Rate <= 0 {
 		fmt.Fprintln(os.Stderr, "failover: --kills and --pauses must be >= 0; --rooms, --clients and --rate > 0")
 		os.Exit(2)

@@ -5,10 +5,19 @@
 package flagenv
 
 import (
+	"context"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
+	"time"
+
+	"hellochat/cluster"
+	"hellochat/internal/logging"
 )
 
 // EnvName is the variable that sets a flag.
@@ -43,4 +52,65 @@ func List(s string) []string {
 		}
 	}
 	return out
+}
+
+// Member holds the flags every cluster member (node or router) shares.
+type Member struct {
+	GossipListen, GossipAdvertise *string
+	seeds                         *string
+	debug                         *bool
+}
+
+// MemberFlags defines the gossip and logging flags shared by every member,
+// writing gossip timings straight into t.
+func MemberFlags(fs *flag.FlagSet, gossipListen, gossipAdvertise *string, t *cluster.Timings) *Member {
+	fs.StringVar(gossipListen, "gossip-addr", *gossipListen, "host:port for gossip (memberlist, TCP and UDP)")
+	fs.StringVar(gossipAdvertise, "gossip-advertise", "", "host:port others should gossip with, if not --gossip-addr")
+	fs.DurationVar(&t.ProbeInterval, "probe-interval", t.ProbeInterval, "gossip failure-detector probe interval")
+	fs.DurationVar(&t.ProbeTimeout, "probe-timeout", t.ProbeTimeout, "gossip probe timeout")
+	fs.IntVar(&t.SuspicionMult, "suspicion-mult", t.SuspicionMult, "gossip suspicion multiplier (higher: slower to declare death)")
+	return &Member{
+		seeds: fs.String("join", "", "comma-separated gossip addresses of members to join"),
+		debug: fs.Bool("debug", false, "log debug messages"),
+	}
+}
+
+// Seeds is the parsed --join list.
+func (m *Member) Seeds() []string { return List(*m.seeds) }
+
+// Logger returns the process's logger and raw log writer, prefixed with id.
+func (m *Member) Logger(id string) (*slog.Logger, io.Writer) {
+	level := slog.LevelInfo
+	if *m.debug {
+		level = slog.LevelDebug
+	}
+	return logging.New(id, os.Stderr, level)
+}
+
+// ParseOrExit parses args (after the environment) and exits with status 2
+// and the cause on a bad flag or variable.
+func ParseOrExit(fs *flag.FlagSet, usage string) {
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n\n%s Every flag can also be set by its environment variable.\n\n", fs.Name(), usage)
+		fs.PrintDefaults()
+	}
+	if err := Parse(fs, os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", fs.Name(), err)
+		os.Exit(2)
+	}
+}
+
+// ServeUntilSignal waits for SIGINT or SIGTERM, then shuts down with a
+// 10-second budget; it exits non-zero when shutdown fails.
+func ServeUntilSignal(log *slog.Logger, shutdown func(context.Context) error) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	s := <-sig
+	log.Info("shutting down", "signal", s.String())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := shutdown(ctx); err != nil {
+		log.Error("shutdown", "err", err)
+		os.Exit(1)
+	}
 }
