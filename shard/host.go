@@ -148,7 +148,7 @@ type group struct {
 	// recampaign counts down ticks to a second campaign after a leader
 	// died: the first can lose to a follower that has not yet forgotten it.
 	recampaign int
-	pending   map[uint64]func(error) // proposal id -> done
+	pending    map[uint64]func(error) // proposal id -> done
 }
 
 type snapReport struct {
