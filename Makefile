@@ -16,11 +16,13 @@ ROOMS ?=
 # Cycles of `make failover`.
 KILLS ?= 20
 PAUSES ?= 5
+# Scenario of `make bench` (empty: all).
+SCENARIO ?=
 # Time per target of `make fuzz`.
 FUZZTIME ?= 30s
 export HTTP_ADDR ROOMS KILLS PAUSES
 
-.PHONY: help build cluster kill-node restart-node owners failover fuzz test test-short lint bench \
+.PHONY: help build cluster kill-node restart-node owners failover fuzz bench-go test test-short lint bench \
 	proto verify-proto tidy clean clean-data
 
 help: ## list targets (this is the default)
@@ -67,7 +69,10 @@ fuzz: ## fuzz raft entry decoding and browser frame parsing (FUZZTIME=30s each)
 	$(GO) test -run '^$$' -fuzz FuzzDecodeCommand -fuzztime $(FUZZTIME) ./shard
 	$(GO) test -run '^$$' -fuzz FuzzParseFrame -fuzztime $(FUZZTIME) ./router
 
-bench: ## run the benchmarks
+bench: build ## benchmark suite on a real cluster (SCENARIO=n runs one); table in docs/benchmarks.md
+	./bin/bench $(if $(SCENARIO),--scenario $(SCENARIO))
+
+bench-go: ## Go benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 proto: ## regenerate proto/roompb/*.pb.go (needs protoc)

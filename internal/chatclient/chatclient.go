@@ -54,6 +54,18 @@ const QueueSize = 100000
 // Dial connects to base (http://host:port) for room as name. v2 selects
 // the hellochat.v2 subprotocol; extra adds query parameters ("after=5").
 func Dial(ctx context.Context, base, room, name string, v2 bool, extra ...string) (*Client, error) {
+	conn, err := DialConn(ctx, base, room, name, v2, extra...)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{Conn: conn, Frames: make(chan Frame, QueueSize), Closed: make(chan struct{})}
+	go c.readLoop()
+	return c, nil
+}
+
+// DialConn opens the bare WebSocket, for callers (load generators) that
+// read it themselves.
+func DialConn(ctx context.Context, base, room, name string, v2 bool, extra ...string) (*websocket.Conn, error) {
 	q := url.Values{}
 	if room != "" {
 		q.Set("room", room)
@@ -75,9 +87,7 @@ func Dial(ctx context.Context, base, room, name string, v2 bool, extra ...string
 		return nil, fmt.Errorf("chatclient: dial %s: %w", u, err)
 	}
 	conn.SetReadLimit(1 << 20)
-	c := &Client{Conn: conn, Frames: make(chan Frame, QueueSize), Closed: make(chan struct{})}
-	go c.readLoop()
-	return c, nil
+	return conn, nil
 }
 
 func (c *Client) readLoop() {

@@ -52,6 +52,14 @@ func (p *Proc) Start() error {
 	return nil
 }
 
+// Pid is the running process's id (0 when not started).
+func (p *Proc) Pid() int {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // Signal sends sig to the running process.
 func (p *Proc) Signal(sig syscall.Signal) {
 	if p.cmd != nil && p.cmd.Process != nil {
@@ -156,7 +164,13 @@ func Start(o Options) (*Cluster, error) {
 }
 
 // All is every process, nodes first.
-func (c *Cluster) All() []*Proc { return append(append([]*Proc{}, c.Nodes...), c.Router) }
+func (c *Cluster) All() []*Proc {
+	all := append([]*Proc{}, c.Nodes...)
+	if c.Router != nil {
+		all = append(all, c.Router)
+	}
+	return all
+}
 
 // Kill kills every process with -9.
 func (c *Cluster) Kill() {

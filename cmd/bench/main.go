@@ -1,0 +1,63 @@
+// Command bench runs the benchmark suite (`make bench`): a real cluster on
+// loopback, seven scenarios one after another, one table, JSON, and a
+// regenerated docs/benchmarks.md.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"hellochat/internal/bench"
+	"hellochat/internal/failover"
+	"hellochat/internal/flagenv"
+)
+
+func main() {
+	cfg := bench.Config{Out: os.Stdout}
+	fs := flag.NewFlagSet("bench", flag.ExitOnError)
+	fs.StringVar(&cfg.Bin, "bin", "bin", "directory holding the objectnode and router binaries")
+	fs.StringVar(&cfg.Dir, "data", "data/bench", "directory for the cluster's data and logs (wiped at start)")
+	fs.IntVar(&cfg.Only, "scenario", 0, "run only this scenario (1-7; 0: all)")
+	fs.BoolVar(&cfg.Short, "short", false, "shorter measuring windows")
+	fs.StringVar(&cfg.Target, "target", "", "load a running router at this URL instead of starting a cluster (loopback only)")
+	jsonOut := fs.String("json", "data/bench/results.json", "write the results here as JSON")
+	md := fs.String("markdown", "docs/benchmarks.md", "regenerate this file with the table (empty: do not; only for full runs)")
+	flagenv.ParseOrExit(fs, "Runs the hellochat benchmark suite against its own cluster on 127.0.0.1.")
+	if err := failover.PrepareDir(cfg.Dir); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	results, err := bench.Run(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println()
+	bench.Table(os.Stdout, results)
+	if err := os.MkdirAll(filepath.Dir(*jsonOut), 0o755); err == nil {
+		if err := bench.WriteJSON(*jsonOut, results); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+		}
+	}
+	if *md != "" && cfg.Only == 0 && !cfg.Short {
+		command := "make bench"
+		if len(os.Args) > 1 {
+			command = "bench " + strings.Join(os.Args[1:], " ")
+		}
+		if err := bench.Markdown(*md, command, results, time.Since(start)); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+		} else {
+			fmt.Printf("bench: wrote %s\n", *md)
+		}
+	}
+}

@@ -1,0 +1,25 @@
+package bench
+
+import "testing"
+
+// The tool must never load anything but this machine.
+func TestCheckLoopback(t *testing.T) {
+	for _, ok := range []string{"http://127.0.0.1:8080", "http://localhost:8080/", "http://127.1.2.3:9", "http://[::1]:8080"} {
+		if err := CheckLoopback(ok); err != nil {
+			t.Errorf("%s refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"http://10.0.0.1:8080", "http://192.168.1.5", "http://example.com:8080", "http://0.0.0.0:8080", "http://[::]:80", "not a url\x00"} {
+		if err := CheckLoopback(bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
+
+func TestMessageTextRoundTrip(t *testing.T) {
+	text := makeText("r1-c2", 7, 64)
+	at, from, ok := parseText(text)
+	if !ok || from != "r1-c2" || at <= 0 || len(text) != 64 {
+		t.Fatalf("%q -> %d %q %v", text, at, from, ok)
+	}
+}
