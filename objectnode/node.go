@@ -11,6 +11,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -54,7 +56,10 @@ type Config struct {
 	SnapshotEvery, KeepEntries uint64
 	// RaftDrop cuts this node off from a peer's Raft messages while it
 	// returns true. Only tests set it.
-	RaftDrop  func(peer string) bool
+	RaftDrop func(peer string) bool
+	// DebugAddr, when set, serves Go's pprof profiles there (keep it on
+	// loopback): where the time goes is measured, not guessed.
+	DebugAddr string
 	Logger    *slog.Logger
 	LogOutput io.Writer // memberlist's log lines
 }
@@ -166,6 +171,13 @@ func Start(cfg Config) (*Node, error) {
 		}
 	}()
 	go n.startReplication()
+	if cfg.DebugAddr != "" {
+		go func() {
+			if err := http.ListenAndServe(cfg.DebugAddr, pprofMux()); err != nil {
+				n.log.Error("debug server", "addr", cfg.DebugAddr, "err", err)
+			}
+		}()
+	}
 	n.log.Info("object node started", "id", cfg.ID, "grpc", n.advertiseGRPC(),
 		"gossip", members.GossipAddr(), "data", cfg.DataDir, "expect", cfg.Expect)
 	return n, nil
@@ -459,3 +471,11 @@ func (n *Node) Kill() {
 }
 
 func shardOf(room string) int { return cluster.Shard(room) }
+
+func pprofMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}

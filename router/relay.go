@@ -72,8 +72,8 @@ type relay struct {
 	users     []string
 	lastSeq   uint64
 	haveSeq   bool
-	unacked   []*pb.Send // in send order
-	unackedID map[string]bool
+	unacked   []*pb.Send      // in send order; may still hold acked ones (see acked)
+	unackedID map[string]bool // the sends not yet acked
 	gen       uint64
 	stream    *relayStream    // nil while disconnected
 	ready     bool            // Opened seen on the current stream
@@ -139,13 +139,13 @@ func (rl *relay) run() {
 			rl.placementChanged()
 		case <-linger.C:
 			if !rl.lingering.IsZero() && time.Since(rl.lingering) > RelayLinger {
-				rl.rt.log.Warn("giving up on unacknowledged messages", "room", rl.room, "count", len(rl.unacked))
+				rl.rt.log.Warn("giving up on unacknowledged messages", "room", rl.room, "count", len(rl.unackedID))
 				rl.unacked, rl.unackedID = nil, map[string]bool{}
 			}
 		case <-rl.rt.ctx.Done():
 			return
 		}
-		if len(rl.sessions) == 0 && len(rl.unacked) == 0 && rl.rt.retire(rl) {
+		if len(rl.sessions) == 0 && len(rl.unackedID) == 0 && rl.rt.retire(rl) {
 			return
 		}
 	}
@@ -164,7 +164,7 @@ func (rl *relay) handle(q relayReq) {
 		}
 		delete(rl.sessions, q.leave.id)
 		rl.write(&pb.AttachRequest{Kind: &pb.AttachRequest_Leave{Leave: &pb.Leave{Session: q.leave.id}}})
-		if len(rl.sessions) == 0 && len(rl.unacked) > 0 {
+		if len(rl.sessions) == 0 && len(rl.unackedID) > 0 {
 			rl.lingering = time.Now()
 		}
 	case q.req != nil:
@@ -172,7 +172,7 @@ func (rl *relay) handle(q relayReq) {
 			if rl.unackedID[send.ClientId] {
 				return // the same id is already on its way
 			}
-			if len(rl.unacked) >= MaxUnacked {
+			if len(rl.unackedID) >= MaxUnacked {
 				q.from.enqueue(errorFrame(q.from.proto, limits.CodeUnavailable, "room unavailable; message not sent", send.ClientId))
 				return
 			}
@@ -270,7 +270,9 @@ func (rl *relay) dial() {
 		rl.write(rl.joinReq(rs.s, !rs.historyPending))
 	}
 	for _, send := range rl.unacked {
-		rl.write(&pb.AttachRequest{Kind: &pb.AttachRequest_Send{Send: send}})
+		if rl.unackedID[send.ClientId] {
+			rl.write(&pb.AttachRequest{Kind: &pb.AttachRequest_Send{Send: send}})
+		}
 	}
 }
 
@@ -444,16 +446,21 @@ func (rl *relay) event(e streamEvent) {
 	}
 }
 
+// acked forgets an acknowledged send. Acks come nearly in send order, so
+// the ordered list is trimmed from its head, which keeps this O(1) per ack
+// instead of a search through thousands of sends in flight.
 func (rl *relay) acked(id string) {
 	if !rl.unackedID[id] {
 		return
 	}
 	delete(rl.unackedID, id)
-	for i, s := range rl.unacked {
-		if s.ClientId == id {
-			rl.unacked = append(rl.unacked[:i], rl.unacked[i+1:]...)
-			break
-		}
+	i := 0
+	for i < len(rl.unacked) && !rl.unackedID[rl.unacked[i].ClientId] {
+		i++
+	}
+	rl.unacked = rl.unacked[i:]
+	if len(rl.unackedID) == 0 {
+		rl.unacked = nil
 	}
 }
 

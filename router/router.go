@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,8 +40,10 @@ type Config struct {
 	SendBurst int
 	// AllowAnyOrigin accepts WebSockets from pages of other origins.
 	AllowAnyOrigin bool
-	Logger         *slog.Logger
-	LogOutput      io.Writer
+	// Pprof serves Go's profiles under /debug/pprof/ on the HTTP address.
+	Pprof     bool
+	Logger    *slog.Logger
+	LogOutput io.Writer
 }
 
 // Defaults for the per-connection send limit (flags --send-rate, --send-burst).
@@ -138,6 +141,11 @@ func Start(cfg Config) (*Router, error) {
 	mux.HandleFunc("/healthz", rt.handleHealth)
 	mux.HandleFunc("/api/cluster", rt.handleCluster)
 	mux.HandleFunc("/qr.png", handleQR)
+	if cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("/", web.Handler())
 	rt.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {

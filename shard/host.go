@@ -76,10 +76,10 @@ func (cfg *Config) setDefaults() {
 		cfg.HeartbeatTicks = 1
 	}
 	if cfg.SnapshotEvery == 0 {
-		cfg.SnapshotEvery = 10000
+		cfg.SnapshotEvery = 2000
 	}
 	if cfg.KeepEntries == 0 {
-		cfg.KeepEntries = 1000
+		cfg.KeepEntries = 200
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -22,6 +22,7 @@ func main() {
 	fs.IntVar(&cfg.Replicas, "replicas", cfg.Replicas, "replicas per shard (Raft group size); fewer only while the cluster has fewer nodes")
 	fs.DurationVar(&cfg.RaftTick, "raft-tick", cfg.RaftTick, "Raft clock tick; the leader sends heartbeats every tick")
 	fs.IntVar(&cfg.ElectionTicks, "election-ticks", cfg.ElectionTicks, "ticks without a leader before an election (randomized up to twice this)")
+	fs.StringVar(&cfg.DebugAddr, "debug-addr", "", "serve Go pprof profiles on this host:port (e.g. 127.0.0.1:6061)")
 	member := flagenv.MemberFlags(fs, &cfg.GossipListen, &cfg.GossipAdvertise, &cfg.Timings)
 	flagenv.ParseOrExit(fs, "Runs one hellochat object node.")
 	cfg.Seeds = member.Seeds()

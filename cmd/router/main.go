@@ -19,6 +19,7 @@ func main() {
 	fs.Float64Var(&cfg.SendRate, "send-rate", cfg.SendRate, "messages per second one browser may send (0: unlimited)")
 	fs.IntVar(&cfg.SendBurst, "send-burst", cfg.SendBurst, "messages one browser may send at once above --send-rate")
 	fs.BoolVar(&cfg.AllowAnyOrigin, "allow-any-origin", false, "accept WebSockets from pages served by other origins")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go pprof profiles under /debug/pprof/ on --http-addr")
 	member := flagenv.MemberFlags(fs, &cfg.GossipListen, &cfg.GossipAdvertise, &cfg.Timings)
 	flagenv.ParseOrExit(fs, "Runs one hellochat router.")
 	cfg.Seeds = member.Seeds()

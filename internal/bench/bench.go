@@ -239,6 +239,15 @@ func window(ctx context.Context, c *launch.Cluster, r *run, clients []*loadClien
 	res.P50, res.P90, res.P99, res.P999, res.Max = percentiles(r.latencies)
 	r.mu.Unlock()
 	res.Procs = procDelta(before, after, elapsed)
+	closed := 0
+	for _, cl := range clients {
+		if cl.closed.Load() {
+			closed++
+		}
+	}
+	if closed > 0 || res.Errors > 0 {
+		res.Extra = fmt.Sprintf("%d clients disconnected, %d error frames (refused sends)", closed, res.Errors)
+	}
 	return res
 }
 
@@ -256,7 +265,7 @@ func ramp(ctx context.Context, c *launch.Cluster, sc Scenario, out io.Writer) (R
 	var steps []string
 	for _, total := range sc.Steps {
 		res := window(ctx, c, r, clients, total/float64(len(clients)), sc.Duration, sc.PerRoom)
-		ok := res.P99 <= 100 && res.Lost == 0 && res.Dup == 0 && res.Reordered == 0
+		ok := res.P99 <= 100 && res.Lost == 0 && res.Dup == 0 && res.Reordered == 0 && res.MsgsPerSec >= 0.9*total
 		fmt.Fprintf(out, "bench:   offered %.0f msgs/s: committed %.0f msgs/s, %.0f deliveries/s, p99 %.1f ms, lost %d  %s\n",
 			total, res.MsgsPerSec, res.DeliveriesPerSec, res.P99, res.Lost, map[bool]string{true: "ok", false: "over"}[ok])
 		steps = append(steps, fmt.Sprintf("%.0f:%.0f/p99=%.0fms", total, res.MsgsPerSec, res.P99))
@@ -320,7 +329,7 @@ func cold(ctx context.Context, c *launch.Cluster, sc Scenario, out io.Writer) (R
 	}
 	fillCtx, cancel := context.WithCancel(ctx)
 	for _, cl := range clients {
-		go cl.send(fillCtx, 2500, 64)
+		go cl.fill(fillCtx, total/len(clients), 64)
 	}
 	start := time.Now()
 	for {

@@ -218,6 +218,27 @@ func (c *loadClient) send(ctx context.Context, rate float64, pad int) {
 	}
 }
 
+// fill sends n messages as fast as the room acks them, keeping at most
+// fillWindow unacknowledged, so the router never refuses one.
+func (c *loadClient) fill(ctx context.Context, n, pad int) {
+	const fillWindow = 500
+	for i := 1; i <= n && ctx.Err() == nil; i++ {
+		for c.sent.Load()-c.acked.Load() >= fillWindow {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+		id := c.name + "-f" + strconv.Itoa(i)
+		b, _ := json.Marshal(map[string]string{"type": "send", "id": id, "text": makeText(c.name, int64(i), pad)})
+		if c.conn.Write(ctx, websocket.MessageText, b) != nil {
+			return
+		}
+		c.sent.Add(1)
+	}
+}
+
 // percentiles of the samples, in milliseconds.
 func percentiles(ds []time.Duration) (p50, p90, p99, p999, maxv float64) {
 	if len(ds) == 0 {
