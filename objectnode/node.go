@@ -76,7 +76,7 @@ func DefaultConfig() Config {
 		RoomIdle:      time.Minute,
 		Replicas:      3,
 		RaftTick:      100 * time.Millisecond,
-		ElectionTicks: 6,
+		ElectionTicks: 10,
 	}
 }
 

@@ -75,11 +75,14 @@ func (cfg *Config) setDefaults() {
 	if cfg.HeartbeatTicks <= 0 {
 		cfg.HeartbeatTicks = 1
 	}
+	// A follower more than KeepEntries behind needs a whole-shard snapshot,
+	// which the loop builds synchronously: keep enough entries that a
+	// follower briefly slowed by load catches up from the log instead.
 	if cfg.SnapshotEvery == 0 {
-		cfg.SnapshotEvery = 2000
+		cfg.SnapshotEvery = 5000
 	}
 	if cfg.KeepEntries == 0 {
-		cfg.KeepEntries = 200
+		cfg.KeepEntries = 2000
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

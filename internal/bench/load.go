@@ -33,6 +33,7 @@ type loadClient struct {
 	conn *websocket.Conn
 
 	lastSeq uint64 // owned by the read loop
+	seq     atomic.Int64 // last message number used in an id
 	sent    atomic.Int64
 	acked   atomic.Int64
 	closed  atomic.Bool
@@ -187,7 +188,6 @@ func (c *loadClient) send(ctx context.Context, rate float64, pad int) {
 	interval := time.Duration(float64(time.Second) / rate)
 	// Spread clients over the first interval so they do not fire together.
 	next := time.Now().Add(time.Duration(rand.Int64N(int64(interval) + 1)))
-	var n int64
 	for {
 		if d := time.Until(next); d > 0 {
 			select {
@@ -198,7 +198,9 @@ func (c *loadClient) send(ctx context.Context, rate float64, pad int) {
 		} else if ctx.Err() != nil {
 			return
 		}
-		n++
+		// Ids stay unique across windows: a reused id is (rightly) deduped
+		// by the room and never delivered again.
+		n := c.seq.Add(1)
 		id := c.name + "-" + strconv.FormatInt(n, 36)
 		text := makeText(c.name, n, pad)
 		var b []byte
@@ -230,7 +232,7 @@ func (c *loadClient) fill(ctx context.Context, n, pad int) {
 			case <-time.After(time.Millisecond):
 			}
 		}
-		id := c.name + "-f" + strconv.Itoa(i)
+		id := c.name + "-" + strconv.FormatInt(c.seq.Add(1), 36)
 		b, _ := json.Marshal(map[string]string{"type": "send", "id": id, "text": makeText(c.name, int64(i), pad)})
 		if c.conn.Write(ctx, websocket.MessageText, b) != nil {
 			return
