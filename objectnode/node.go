@@ -160,6 +160,9 @@ func Start(cfg Config) (*Node, error) {
 	n.members = members
 
 	n.grpc = grpc.NewServer(
+		// Raft batches carry whole entries (and snapshots): the default 4 MB
+		// limit would refuse a big batch forever and wedge its group.
+		grpc.MaxRecvMsgSize(shard.MaxRaftMessage),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
 	)

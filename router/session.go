@@ -17,11 +17,13 @@ import (
 )
 
 const (
-	// SessionQueue bounds the frames waiting to be written to one browser.
-	// A browser that falls this far behind is disconnected (1008) rather
-	// than slowing its room or growing the router's memory; it reconnects
-	// and resumes.
-	SessionQueue = 1024
+	// SessionQueue and SessionQueueBytes bound what waits to be written to
+	// one browser. A browser that falls this far behind is disconnected
+	// (1008) rather than slowing its room or growing the router's memory;
+	// it reconnects and resumes. The bound is generous because one commit
+	// of a busy room's batch arrives as a burst of frames at once.
+	SessionQueue      = 16384
+	SessionQueueBytes = 8 << 20
 	// WriteTimeout bounds one frame write to a browser.
 	WriteTimeout = 10 * time.Second
 	// TypingInterval is the least time between two typing notices relayed
@@ -38,9 +40,16 @@ type session struct {
 	name     string
 	after    uint64 // v2 resume point from ?after=
 	conn     *websocket.Conn
-	out      chan []byte
 	closed   chan struct{}
 	killOnce sync.Once
+
+	// The outgoing queue: a slice that grows only while frames wait, so an
+	// idle connection holds no buffer (a channel would allocate its whole
+	// capacity up front, per connection).
+	qmu    sync.Mutex
+	queue  [][]byte
+	qbytes int
+	wake   chan struct{} // capacity 1: "the queue is not empty"
 
 	// Owned by the read loop.
 	tokens     float64
@@ -52,12 +61,29 @@ type session struct {
 // enqueue queues a frame without blocking; a session that cannot keep up is
 // closed.
 func (s *session) enqueue(frame []byte) {
-	select {
-	case s.out <- frame:
-	case <-s.closed:
-	default:
-		s.kill(websocket.StatusPolicyViolation, fmt.Sprintf("slow consumer: %d frames queued", SessionQueue))
+	s.qmu.Lock()
+	if len(s.queue) >= SessionQueue || s.qbytes+len(frame) > SessionQueueBytes {
+		n := len(s.queue)
+		s.qmu.Unlock()
+		s.kill(websocket.StatusPolicyViolation, fmt.Sprintf("slow consumer: %d frames queued", n))
+		return
 	}
+	s.queue = append(s.queue, frame)
+	s.qbytes += len(frame)
+	s.qmu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take empties the queue.
+func (s *session) take() [][]byte {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	q := s.queue
+	s.queue, s.qbytes = nil, 0
+	return q
 }
 
 func (s *session) kill(code websocket.StatusCode, reason string) {
@@ -70,13 +96,15 @@ func (s *session) kill(code websocket.StatusCode, reason string) {
 func (s *session) writeLoop(ctx context.Context) {
 	for {
 		select {
-		case frame := <-s.out:
-			wctx, cancel := context.WithTimeout(ctx, WriteTimeout)
-			err := s.conn.Write(wctx, websocket.MessageText, frame)
-			cancel()
-			if err != nil {
-				s.kill(websocket.StatusGoingAway, "write failed")
-				return
+		case <-s.wake:
+			for _, frame := range s.take() {
+				wctx, cancel := context.WithTimeout(ctx, WriteTimeout)
+				err := s.conn.Write(wctx, websocket.MessageText, frame)
+				cancel()
+				if err != nil {
+					s.kill(websocket.StatusGoingAway, "write failed")
+					return
+				}
 			}
 		case <-s.closed:
 			return
@@ -100,7 +128,7 @@ func (rt *Router) handleWS(w http.ResponseWriter, req *http.Request) {
 	s := &session{
 		id:     rt.nextSession.Add(1),
 		conn:   conn,
-		out:    make(chan []byte, SessionQueue),
+		wake:   make(chan struct{}, 1),
 		closed: make(chan struct{}),
 		tokens: float64(rt.cfg.SendBurst),
 	}

@@ -493,7 +493,8 @@ func (h *Host) round() error {
 			}
 			sync = true
 		}
-		if err := wb.Append(r.g.shard, r.rd.Entries); err != nil {
+		last, _ := r.g.ms.LastIndex()
+		if err := wb.Append(r.g.shard, r.rd.Entries, last); err != nil {
 			return err
 		}
 		if !raft.IsEmptyHardState(r.rd.HardState) {

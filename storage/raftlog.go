@@ -132,15 +132,19 @@ func (b *Batch) setProto(key []byte, m proto.Message) error {
 	return b.b.Set(key, v, nil)
 }
 
-// Append stores new log entries. Entries from the first new index on replace
-// whatever the log held there (Raft may rewrite an uncommitted suffix).
-func (b *Batch) Append(shard int, ents []*raftpb.Entry) error {
+// Append stores new log entries after the log's last index lastIndex.
+// When Raft rewrites an uncommitted suffix (the new entries start at or
+// before lastIndex), the old entries from there on are deleted first. Only
+// then: a range deletion per append would pile up tombstones that slow
+// every flush and compaction.
+func (b *Batch) Append(shard int, ents []*raftpb.Entry, lastIndex uint64) error {
 	if len(ents) == 0 {
 		return nil
 	}
-	first := ents[0].GetIndex()
-	if err := b.b.DeleteRange(logKey(shard, first), raftKey(shard, raftLog+1), nil); err != nil {
-		return err
+	if first := ents[0].GetIndex(); first <= lastIndex {
+		if err := b.b.DeleteRange(logKey(shard, first), logKey(shard, lastIndex+1), nil); err != nil {
+			return err
+		}
 	}
 	for _, e := range ents {
 		if err := b.setProto(logKey(shard, e.GetIndex()), e); err != nil {

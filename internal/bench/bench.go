@@ -273,12 +273,28 @@ func ramp(ctx context.Context, c *launch.Cluster, sc Scenario, out io.Writer) (R
 			if best.Sent == 0 {
 				best = res
 			}
+			// An overloaded step leaves a backlog; let it drain so the
+			// next scenario starts from an idle cluster.
+			cooldown(r, 60*time.Second)
 			break
 		}
 		best = res
 	}
 	best.Extra = "offered:committed/p99 per step " + strings.Join(steps, " ")
 	return best, nil
+}
+
+// cooldown waits until no delivery has arrived for two seconds, or limit.
+func cooldown(r *run, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	last := r.delivered.Load()
+	quiet := time.Now()
+	for time.Now().Before(deadline) && time.Since(quiet) < 2*time.Second {
+		time.Sleep(200 * time.Millisecond)
+		if n := r.delivered.Load(); n != last {
+			last, quiet = n, time.Now()
+		}
+	}
 }
 
 // conns opens many idle connections and measures open rate and memory.

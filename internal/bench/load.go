@@ -32,7 +32,7 @@ type loadClient struct {
 	name string
 	conn *websocket.Conn
 
-	lastSeq uint64 // owned by the read loop
+	lastSeq uint64       // owned by the read loop
 	seq     atomic.Int64 // last message number used in an id
 	sent    atomic.Int64
 	acked   atomic.Int64
