@@ -11,7 +11,7 @@ import (
 // Pebble batch; stage 2 proposes the batch to the shard's Raft group and
 // calls done when it is applied.
 type Committer interface {
-	Commit(object string, ops []storage.Op, done func(error))
+	Commit(object string, ops []storage.Op, guards storage.Guards, done func(error))
 }
 
 // raftCommitter replicates through the shard's Raft group: done runs once
@@ -19,11 +19,11 @@ type Committer interface {
 // which fsyncs its log) and applied here.
 type raftCommitter struct{ n *Node }
 
-func (c raftCommitter) Commit(object string, ops []storage.Op, done func(error)) {
+func (c raftCommitter) Commit(object string, ops []storage.Op, guards storage.Guards, done func(error)) {
 	h := c.n.host.Load()
 	if h == nil {
 		done(shard.ErrNotLeader)
 		return
 	}
-	h.Propose(shardOf(object), object, ops, done)
+	h.Propose(shardOf(object), object, ops, guards, done)
 }

@@ -474,7 +474,15 @@ func (r *room) propose() {
 		ops = append(ops, storage.Op{Key: msgKey(seq), Value: b})
 	}
 	r.inflight = batch
-	r.node.committer.Commit(r.name, ops, func(err error) { r.commitc <- err })
+	// The batch's first seq must still be free and the one before it taken:
+	// a stale actor (one that missed a commit) is refused at apply time on
+	// every replica, and never overwrites a committed message.
+	first := r.lastSeq + 1
+	guards := storage.Guards{Absent: [][]byte{msgKey(first)}}
+	if first > 1 {
+		guards.Present = [][]byte{msgKey(first - 1)}
+	}
+	r.node.committer.Commit(r.name, ops, guards, func(err error) { r.commitc <- err })
 }
 
 // committed runs when the batch in flight is durable (or failed): only now
@@ -483,7 +491,7 @@ func (r *room) committed(err error) {
 	batch := r.inflight
 	r.inflight = nil
 	switch {
-	case errors.Is(err, shard.ErrNotLeader) || errors.Is(err, shard.ErrStopped):
+	case errors.Is(err, shard.ErrNotLeader) || errors.Is(err, shard.ErrStopped) || errors.Is(err, shard.ErrConflict):
 		// The room moves (or the node stops). The batch may still commit
 		// under the next leader; its senders are neither acked nor refused
 		// here, and their routers resend it there, where ids dedupe.

@@ -16,7 +16,7 @@ import (
 // stage 1 did: the actor's cost without the network.
 type syncedCommitter struct{ store *storage.Store }
 
-func (c syncedCommitter) Commit(object string, ops []storage.Op, done func(error)) {
+func (c syncedCommitter) Commit(object string, ops []storage.Op, _ storage.Guards, done func(error)) {
 	go func() { done(c.store.Apply(object, ops)) }()
 }
 

@@ -34,6 +34,10 @@ var (
 	ErrNotLeader = errors.New("shard: not the leader")
 	// ErrStopped fails proposals once the host is shutting down.
 	ErrStopped = errors.New("shard: stopped")
+	// ErrConflict fails a proposal whose guards did not hold when it was
+	// applied: its proposer's view of the object was stale. Nothing of it
+	// was written.
+	ErrConflict = errors.New("shard: conditional write refused")
 )
 
 // Config configures a Host.
@@ -102,6 +106,7 @@ type proposal struct {
 	shard  int
 	object string
 	ops    []storage.Op
+	guards storage.Guards
 	done   func(error)
 }
 
@@ -281,9 +286,9 @@ func (h *Host) openGroup(shard int, replicas []string) (*group, error) {
 
 // Propose replicates an object's batch through its shard's group and calls
 // done once it is applied here (or failed). It never blocks for long.
-func (h *Host) Propose(shard int, object string, ops []storage.Op, done func(error)) {
+func (h *Host) Propose(shard int, object string, ops []storage.Op, guards storage.Guards, done func(error)) {
 	select {
-	case h.props <- &proposal{shard: shard, object: object, ops: ops, done: done}:
+	case h.props <- &proposal{shard: shard, object: object, ops: ops, guards: guards, done: done}:
 	case <-h.done:
 		done(ErrStopped)
 	}
@@ -442,7 +447,8 @@ func (h *Host) propose(p *proposal) {
 	}
 	h.nextProp++
 	id := h.nextProp
-	cmd := &pb.Command{Proposal: id, Object: p.object, Ops: make([]*pb.KVOp, len(p.ops))}
+	cmd := &pb.Command{Proposal: id, Object: p.object, Ops: make([]*pb.KVOp, len(p.ops)),
+		Absent: p.guards.Absent, Present: p.guards.Present}
 	for i, op := range p.ops {
 		cmd.Ops[i] = &pb.KVOp{Key: op.Key, Value: op.Value, Delete: op.Delete}
 	}
@@ -555,7 +561,7 @@ func (h *Host) round() error {
 		h.tr.send(id, envs, snaps)
 	}
 
-	ab := h.cfg.Store.NewBatch()
+	ab := h.cfg.Store.NewApplyBatch()
 	type doneCall struct {
 		f   func(error)
 		err error
@@ -575,14 +581,24 @@ func (h *Host) round() error {
 					if err != nil {
 						return fmt.Errorf("shard %d: entry %d: %w", g.shard, e.GetIndex(), err)
 					}
-					if err := ab.ApplyOps(cmd.Object, ops); err != nil {
+					ok, err := guardsHold(ab, cmd)
+					if err != nil {
 						return fmt.Errorf("shard %d: entry %d: %w", g.shard, e.GetIndex(), err)
+					}
+					result := error(nil)
+					if ok {
+						if err := ab.ApplyOps(cmd.Object, ops); err != nil {
+							return fmt.Errorf("shard %d: entry %d: %w", g.shard, e.GetIndex(), err)
+						}
+					} else {
+						result = ErrConflict
+						h.log.Warn("refused a stale write", "shard", g.shard, "object", cmd.Object, "index", e.GetIndex())
 					}
 					// Proposal ids are this node's own counter; an entry
 					// of another node's term cannot be ours.
 					if f, ok := g.pending[cmd.Proposal]; ok && g.leader && e.GetTerm() == g.term {
 						delete(g.pending, cmd.Proposal)
-						dones = append(dones, doneCall{f, nil})
+						dones = append(dones, doneCall{f, result})
 					}
 				}
 			case raftpb.EntryConfChange:
@@ -665,6 +681,24 @@ func DecodeCommand(shard int, data []byte) (*pb.Command, []storage.Op, error) {
 		ops[i] = storage.Op{Key: op.Key, Value: op.Value, Delete: op.Delete}
 	}
 	return cmd, ops, nil
+}
+
+// guardsHold checks a command's conditions against the store as applied
+// so far, including earlier entries of this batch.
+func guardsHold(ab *storage.Batch, cmd *pb.Command) (bool, error) {
+	for _, k := range cmd.Absent {
+		has, err := ab.Has(cmd.Object, k)
+		if err != nil || has {
+			return false, err
+		}
+	}
+	for _, k := range cmd.Present {
+		has, err := ab.Has(cmd.Object, k)
+		if err != nil || !has {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 // publish makes a group's leadership visible to other goroutines and tells

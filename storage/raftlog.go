@@ -108,6 +108,25 @@ type Batch struct {
 // NewBatch starts a batch.
 func (s *Store) NewBatch() *Batch { return &Batch{b: s.db.NewBatch()} }
 
+// NewApplyBatch starts a batch that can also read: Has sees the batch's
+// own writes on top of the store, as applying a log entry after another in
+// the same batch must.
+func (s *Store) NewApplyBatch() *Batch { return &Batch{b: s.db.NewIndexedBatch()} }
+
+// Has reports whether an object's key exists, counting this batch's writes
+// (an apply batch only).
+func (b *Batch) Has(object string, key []byte) (bool, error) {
+	_, closer, err := b.b.Get(objectKey(object, key))
+	if err == pebble.ErrNotFound {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	closer.Close()
+	return true, nil
+}
+
 // Empty reports whether the batch holds no writes.
 func (b *Batch) Empty() bool { return b.b.Empty() }
 

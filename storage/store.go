@@ -33,6 +33,12 @@ type Op struct {
 	Delete bool
 }
 
+// Guards make a batch conditional: it is written only if every Absent key
+// is missing and every Present key exists when it is applied.
+type Guards struct {
+	Absent, Present [][]byte
+}
+
 // KV is one stored pair, with the key relative to its object.
 type KV struct {
 	Key   []byte

@@ -171,9 +171,16 @@ type Command struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// proposal identifies the proposal on the node that made it, so that
 	// node can tell its caller when the entry is applied.
-	Proposal      uint64  `protobuf:"varint,1,opt,name=proposal,proto3" json:"proposal,omitempty"`
-	Object        string  `protobuf:"bytes,2,opt,name=object,proto3" json:"object,omitempty"`
-	Ops           []*KVOp `protobuf:"bytes,3,rep,name=ops,proto3" json:"ops,omitempty"`
+	Proposal uint64  `protobuf:"varint,1,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	Object   string  `protobuf:"bytes,2,opt,name=object,proto3" json:"object,omitempty"`
+	Ops      []*KVOp `protobuf:"bytes,3,rep,name=ops,proto3" json:"ops,omitempty"`
+	// Guards make the write conditional, checked when the entry is applied
+	// (the same on every replica): it applies only if every key in absent is
+	// missing and every key in present exists. A room guards each batch with
+	// "my first seq is free and the one before it is taken", so a stale
+	// actor can never overwrite a committed seq.
+	Absent        [][]byte `protobuf:"bytes,4,rep,name=absent,proto3" json:"absent,omitempty"`
+	Present       [][]byte `protobuf:"bytes,5,rep,name=present,proto3" json:"present,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -225,6 +232,20 @@ func (x *Command) GetObject() string {
 func (x *Command) GetOps() []*KVOp {
 	if x != nil {
 		return x.Ops
+	}
+	return nil
+}
+
+func (x *Command) GetAbsent() [][]byte {
+	if x != nil {
+		return x.Absent
+	}
+	return nil
+}
+
+func (x *Command) GetPresent() [][]byte {
+	if x != nil {
+		return x.Present
 	}
 	return nil
 }
@@ -345,11 +366,13 @@ const file_roompb_raft_proto_rawDesc = "" +
 	"\fRaftEnvelope\x12\x14\n" +
 	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\fR\amessage\"\t\n" +
-	"\aRaftAck\"h\n" +
+	"\aRaftAck\"\x9a\x01\n" +
 	"\aCommand\x12\x1a\n" +
 	"\bproposal\x18\x01 \x01(\x04R\bproposal\x12\x16\n" +
 	"\x06object\x18\x02 \x01(\tR\x06object\x12)\n" +
-	"\x03ops\x18\x03 \x03(\v2\x17.hellochat.room.v1.KVOpR\x03ops\"F\n" +
+	"\x03ops\x18\x03 \x03(\v2\x17.hellochat.room.v1.KVOpR\x03ops\x12\x16\n" +
+	"\x06absent\x18\x04 \x03(\fR\x06absent\x12\x18\n" +
+	"\apresent\x18\x05 \x03(\fR\apresent\"F\n" +
 	"\x04KVOp\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x16\n" +
