@@ -274,7 +274,11 @@ func (h *Host) openGroup(shard int, replicas []string) (*group, error) {
 		MaxInflightMsgs: 256,
 		CheckQuorum:     true,
 		PreVote:         true,
-		Logger:          raftLogger{h.log.With("shard", shard)},
+		// A proposal is only ever made by the serving leader's room. A
+		// follower forwarding one would let a just-deposed leader's stale
+		// room commit through the new leader (make failover caught that).
+		DisableProposalForwarding: true,
+		Logger:                    raftLogger{h.log.With("shard", shard)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("shard %d: start raft: %w", shard, err)
@@ -441,7 +445,9 @@ func (h *Host) step(b *pb.RaftBatch) {
 
 func (h *Host) propose(p *proposal) {
 	g := h.groups[p.shard]
-	if g == nil || !g.serving {
+	// g.serving is refreshed at the end of a round; Raft may have stepped
+	// down since, while handling a message earlier in this one.
+	if g == nil || !g.serving || g.rn.BasicStatus().RaftState != raft.StateLeader {
 		p.done(ErrNotLeader)
 		return
 	}
