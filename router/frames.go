@@ -84,21 +84,17 @@ func toV2(m *pb.ChatMessage) v2Message {
 	return v2Message{Seq: m.Seq, ID: m.ClientId, Name: m.Name, Text: m.Text, TS: m.TsMs}
 }
 
-// messageFrames encodes one committed message once per protocol, so a
-// broadcast to many browsers costs two encodings, not one per browser.
-type messageFrames struct {
-	seed, v2 []byte
+// seedMessageFrame and v2MessageFrame encode one committed message; a
+// relay encodes it once per protocol present, however many browsers.
+func seedMessageFrame(m *pb.ChatMessage) []byte {
+	return mustJSON(seedFrame{Name: m.Name, Message: m.Text, Timestamp: m.TsMs})
 }
 
-func encodeMessage(m *pb.ChatMessage) messageFrames {
-	v := toV2(m)
-	return messageFrames{
-		seed: mustJSON(seedFrame{Name: m.Name, Message: m.Text, Timestamp: m.TsMs}),
-		v2: mustJSON(struct {
-			Type string `json:"type"`
-			v2Message
-		}{"message", v}),
-	}
+func v2MessageFrame(m *pb.ChatMessage) []byte {
+	return mustJSON(struct {
+		Type string `json:"type"`
+		v2Message
+	}{"message", toV2(m)})
 }
 
 func welcomeFrame(room, name string) []byte {

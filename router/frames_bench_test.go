@@ -12,7 +12,8 @@ func BenchmarkEncodeMessage(b *testing.B) {
 	m := &pb.ChatMessage{Seq: 12345, Name: "alice", Text: "hello, this is a fairly ordinary chat message", TsMs: 1764100000000, ClientId: "k3f9-17"}
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		encodeMessage(m)
+		seedMessageFrame(m)
+		v2MessageFrame(m)
 	}
 }
 

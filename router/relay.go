@@ -126,8 +126,8 @@ func (rl *relay) run() {
 	rl.dial()
 	linger := time.NewTicker(time.Second)
 	defer linger.Stop()
+	changed := rl.rt.members.Changed()
 	for {
-		changed := rl.rt.members.Changed()
 		select {
 		case q := <-rl.inbox:
 			rl.handle(q)
@@ -136,6 +136,7 @@ func (rl *relay) run() {
 		case <-rl.redial.C:
 			rl.dial()
 		case <-changed:
+			changed = rl.rt.members.Changed()
 			rl.placementChanged()
 		case <-linger.C:
 			if !rl.lingering.IsZero() && time.Since(rl.lingering) > RelayLinger {
@@ -479,7 +480,7 @@ func (rl *relay) message(m *pb.ChatMessage) {
 	if mine {
 		rl.acked(m.ClientId)
 	}
-	frames := encodeMessage(m)
+	var seed, v2 []byte // encoded once, for the first browser that needs each
 	for id, rs := range rl.sessions {
 		if rs.historyPending {
 			continue // its history, still to come, includes this message
@@ -487,10 +488,16 @@ func (rl *relay) message(m *pb.ChatMessage) {
 		switch rs.s.proto {
 		case protoSeed:
 			if !(mine && m.OriginSession == id) {
-				rs.s.enqueue(frames.seed)
+				if seed == nil {
+					seed = seedMessageFrame(m)
+				}
+				rs.s.enqueue(seed)
 			}
 		case protoV2:
-			rs.s.enqueue(frames.v2)
+			if v2 == nil {
+				v2 = v2MessageFrame(m)
+			}
+			rs.s.enqueue(v2)
 		}
 	}
 }
@@ -513,7 +520,7 @@ func (rl *relay) history(h *pb.History) {
 	rs.historyPending = false
 	if s.proto == protoSeed {
 		for _, m := range h.Messages {
-			s.enqueue(mustJSON(seedFrame{Name: m.Name, Message: m.Text, Timestamp: m.TsMs}))
+			s.enqueue(seedMessageFrame(m))
 		}
 		return
 	}

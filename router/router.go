@@ -160,9 +160,6 @@ func Start(cfg Config) (*Router, error) {
 // Addr is the HTTP address browsers use.
 func (rt *Router) Addr() string { return rt.lis.Addr().String() }
 
-// GossipAddr is the address other members join.
-func (rt *Router) GossipAddr() string { return rt.members.GossipAddr() }
-
 // Members is the router's membership view.
 func (rt *Router) Members() *cluster.Membership { return rt.members }
 

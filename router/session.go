@@ -24,7 +24,7 @@ const (
 	// of a busy room's batch arrives as a burst of frames at once.
 	SessionQueue      = 16384
 	SessionQueueBytes = 8 << 20
-	// WriteTimeout bounds one frame write to a browser.
+	// WriteTimeout bounds writing what was queued for a browser at once.
 	WriteTimeout = 10 * time.Second
 	// TypingInterval is the least time between two typing notices relayed
 	// for one session.
@@ -97,15 +97,15 @@ func (s *session) writeLoop(ctx context.Context) {
 	for {
 		select {
 		case <-s.wake:
+			wctx, cancel := context.WithTimeout(ctx, WriteTimeout)
 			for _, frame := range s.take() {
-				wctx, cancel := context.WithTimeout(ctx, WriteTimeout)
-				err := s.conn.Write(wctx, websocket.MessageText, frame)
-				cancel()
-				if err != nil {
+				if err := s.conn.Write(wctx, websocket.MessageText, frame); err != nil {
+					cancel()
 					s.kill(websocket.StatusGoingAway, "write failed")
 					return
 				}
 			}
+			cancel()
 		case <-s.closed:
 			return
 		case <-ctx.Done():

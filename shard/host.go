@@ -340,8 +340,8 @@ func (h *Host) loop() {
 	ticker := time.NewTicker(h.cfg.Tick)
 	defer ticker.Stop()
 	ticks := 0
+	changed := h.cfg.Members.Changed()
 	for {
-		changed := h.cfg.Members.Changed()
 		select {
 		case <-ticker.C:
 			for _, g := range h.groups {
@@ -374,6 +374,7 @@ func (h *Host) loop() {
 				g.rn.ReportSnapshot(r.to, status)
 			}
 		case <-changed:
+			changed = h.cfg.Members.Changed()
 			p := h.cfg.Members.Placement()
 			for _, n := range p.Nodes() {
 				h.ids[RaftID(n.ID)] = n.ID

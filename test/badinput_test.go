@@ -45,7 +45,7 @@ func TestBadInputKeepsConnection(t *testing.T) {
 	for i, bc := range cases {
 		ann.SendRaw(bc.typ, []byte(bc.frame))
 		e := ann.Expect(wait, "error for "+bc.name, tc.IsType("error"))
-		if e.Code != bc.code || e.Text != "" && e.Code == "" {
+		if e.Code != bc.code || e.Message == "" {
 			t.Errorf("%s: got %s, want code %s", bc.name, e.Raw, bc.code)
 		}
 		// The connection still works and the room carries on.

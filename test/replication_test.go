@@ -95,7 +95,7 @@ func checkRoom(t *testing.T, c *tc.Cluster, room string, writers ...*writer) []s
 // checkReplicas stops the cluster and compares every node's stored room.
 func checkReplicas(t *testing.T, c *tc.Cluster, rooms ...string) {
 	t.Helper()
-	c.StopAll()
+	c.Close()
 	reps, err := c.Replicas(rooms)
 	if err != nil {
 		t.Fatal(err)
@@ -270,7 +270,7 @@ func TestRestartAfterPeersTruncated(t *testing.T) {
 	c.WaitLeaders(20 * time.Second)
 	checkRoom(t, c, room, w)
 	shard := shardOf(room)
-	c.StopAll()
+	c.Close()
 	st, err := storage.OpenStore(c.Config(follower).DataDir, quietLog())
 	if err != nil {
 		t.Fatal(err)

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"hellochat/internal/bench"
-	"hellochat/internal/failover"
 	"hellochat/internal/flagenv"
+	"hellochat/internal/launch"
 )
 
 func main() {
@@ -30,7 +30,7 @@ func main() {
 	jsonOut := fs.String("json", "data/bench/results.json", "write the results here as JSON")
 	md := fs.String("markdown", "docs/benchmarks.md", "regenerate this file with the table (empty: do not; only for full runs)")
 	flagenv.ParseOrExit(fs, "Runs the hellochat benchmark suite against its own cluster on 127.0.0.1.")
-	if err := failover.PrepareDir(cfg.Dir); err != nil {
+	if err := launch.PrepareDir(cfg.Dir); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}

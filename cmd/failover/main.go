@@ -15,6 +15,7 @@ import (
 
 	"hellochat/internal/failover"
 	"hellochat/internal/flagenv"
+	"hellochat/internal/launch"
 )
 
 func main() {
@@ -33,7 +34,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "failover: --kills and --pauses must be >= 0; --rooms, --clients and --rate > 0")
 		os.Exit(2)
 	}
-	if err := failover.PrepareDir(cfg.Dir); err != nil {
+	if err := launch.PrepareDir(cfg.Dir); err != nil {
 		fmt.Fprintln(os.Stderr, "failover:", err)
 		os.Exit(1)
 	}

@@ -12,11 +12,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -149,7 +147,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	res.divergent, res.divergeErr = compareReplicas(cfg.Dir, len(c.Nodes), byRoom)
 
-	report(out, cycles, res, clients)
+	report(out, cycles, res)
 	if res.failed() {
 		return fmt.Errorf("failover: checks failed")
 	}
@@ -488,7 +486,7 @@ func compareReplicas(dir string, nodes int, byRoom map[string][]*client) (int, e
 	return divergent, nil
 }
 
-func report(out io.Writer, cycles []cycle, res result, clients []*client) {
+func report(out io.Writer, cycles []cycle, res result) {
 	fmt.Fprintf(out, "\n%-6s %-3s %-7s %6s %6s %12s %12s\n", "cycle", "#", "victim", "shards", "rooms", "writable", "settled")
 	var kills, pauses []time.Duration
 	for i, cy := range cycles {
@@ -531,7 +529,6 @@ func report(out io.Writer, cycles []cycle, res result, clients []*client) {
 	if res.divergeErr != nil {
 		fmt.Fprintf(out, "replica comparison failed: %v\n", res.divergeErr)
 	}
-	_ = clients
 }
 
 func stats(ds []time.Duration) string {
@@ -546,23 +543,4 @@ func stats(ds []time.Duration) string {
 	}
 	return fmt.Sprintf("median %v, worst %v, best %v (n=%d)", med.Round(time.Millisecond),
 		s[len(s)-1].Round(time.Millisecond), s[0].Round(time.Millisecond), len(s))
-}
-
-// Ensure the data directory exists and is empty enough to start fresh.
-func PrepareDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "node") || strings.HasSuffix(e.Name(), ".log") {
-			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }

@@ -266,6 +266,26 @@ func (c *Cluster) Node(id string) *Proc {
 	return nil
 }
 
+// PrepareDir creates dir, or empties it of a previous run's node data and
+// logs, so a tool's cluster starts fresh.
+func PrepareDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "node") || strings.HasSuffix(e.Name(), ".log") {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // FreePort returns a port free for both TCP and UDP on 127.0.0.1.
 func FreePort() (int, error) {
 	for i := 0; i < 50; i++ {

@@ -180,10 +180,6 @@ func (c *Cluster) Stop(i int) {
 	}
 }
 
-// StopAll stops the router and every node cleanly, so their stores can be
-// opened and compared.
-func (c *Cluster) StopAll() { c.Close() }
-
 // Replicas opens every node's store (all must be stopped) and returns each
 // room's stored messages per node.
 func (c *Cluster) Replicas(rooms []string) (map[string][][]storage.KV, error) {
