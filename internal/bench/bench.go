@@ -269,7 +269,11 @@ func ramp(ctx context.Context, c *launch.Cluster, sc Scenario, out io.Writer) (R
 		ok := res.P99 <= 100 && res.Lost == 0 && res.Dup == 0 && res.Reordered == 0 && res.MsgsPerSec >= 0.9*total
 		fmt.Fprintf(out, "bench:   offered %.0f msgs/s: committed %.0f msgs/s, %.0f deliveries/s, p99 %.1f ms, lost %d  %s\n",
 			total, res.MsgsPerSec, res.DeliveriesPerSec, res.P99, res.Lost, map[bool]string{true: "ok", false: "over"}[ok])
-		steps = append(steps, fmt.Sprintf("%.0f:%.0f/p99=%.0fms", total, res.MsgsPerSec, res.P99))
+		step := fmt.Sprintf("%.0f:%.0f/p99=%.0fms", total, res.MsgsPerSec, res.P99)
+		if res.Extra != "" { // a step's disconnects and refusals must not vanish from the report
+			step += " (" + res.Extra + ")"
+		}
+		steps = append(steps, step)
 		if !ok {
 			if best.Sent == 0 {
 				best = res
