@@ -25,13 +25,14 @@ const (
 	// HistoryLimit is how many of the newest messages a new session gets, and
 	// the largest page a history request returns.
 	HistoryLimit = 100
-	// ResumeLimit is the most messages replayed for one resume; a client that
-	// missed more gets the newest HistoryLimit and pages back.
+	// MaxPageBytes bounds the message bytes of one page of history (also
+	// cut at HistoryLimit messages); a page always holds at least one message
+	// when there is one, so pages stay far below gRPC's message limit
+	// whatever the messages' sizes.
+	MaxPageBytes = 256 << 10
+	// ResumeLimit is the most messages a resuming v2 client (after=) is sent;
+	// a client that missed more gets the newest HistoryLimit and pages back.
 	ResumeLimit = 1000
-	// DedupeWindow is how many of a room's newest client message ids are
-	// remembered to drop a resent message (G5). Resends happen within
-	// seconds, far inside this window.
-	DedupeWindow = 4096
 	// DefaultRoom and DefaultName are the seed app's defaults.
 	DefaultRoom = "default"
 	DefaultName = "Anonymous"
@@ -47,6 +48,7 @@ const (
 	CodeBadRoom     = "bad_room"
 	CodeBadID       = "bad_id"
 	CodeRateLimited = "rate_limited"
+	CodeOverloaded  = "overloaded"
 	CodeUnknownType = "unknown_type"
 	CodeUnavailable = "unavailable"
 )

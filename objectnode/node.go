@@ -54,6 +54,10 @@ type Config struct {
 	// SnapshotEvery and KeepEntries bound each shard's Raft log (see
 	// shard.Config); zero means the defaults.
 	SnapshotEvery, KeepEntries uint64
+	// StreamQueue and StreamQueueBytes bound the events waiting to be sent
+	// to a router on one room's stream; zero means DefaultStreamQueue and
+	// DefaultStreamQueueBytes.
+	StreamQueue, StreamQueueBytes int
 	// RaftDrop cuts this node off from a peer's Raft messages while it
 	// returns true. Only tests set it.
 	RaftDrop func(peer string) bool
@@ -99,7 +103,19 @@ type Node struct {
 	stopping     chan struct{} // closed when shutdown begins
 	loopDone     chan struct{} // closed when startReplication returns
 	shutdownOnce sync.Once
+
+	slowStreams atomic.Uint64 // streams dropped because their router fell behind
 }
+
+// Stats are the node's counters.
+type Stats struct {
+	// SlowStreams counts room streams dropped because their router did not
+	// read them fast enough (it comes back and reads what it missed).
+	SlowStreams uint64
+}
+
+// Stats returns the node's counters.
+func (n *Node) Stats() Stats { return Stats{SlowStreams: n.slowStreams.Load()} }
 
 // Start opens the store, starts gRPC and gossip, and begins serving.
 func Start(cfg Config) (*Node, error) {
@@ -114,6 +130,12 @@ func Start(cfg Config) (*Node, error) {
 	}
 	if cfg.Expect < 1 {
 		cfg.Expect = 1
+	}
+	if cfg.StreamQueue <= 0 {
+		cfg.StreamQueue = DefaultStreamQueue
+	}
+	if cfg.StreamQueueBytes <= 0 {
+		cfg.StreamQueueBytes = DefaultStreamQueueBytes
 	}
 	n := &Node{
 		cfg:      cfg,
@@ -254,13 +276,13 @@ func (n *Node) redirectTo(leader, reason string) *pb.Redirect {
 
 // attach binds a stream to the room's actor, starting the actor if the room
 // is not active. It retries when it races with an actor that is exiting.
-func (n *Node) attach(ctx context.Context, name string, st *stream, open *pb.Open) (*room, error) {
+func (n *Node) attach(ctx context.Context, name string, st *stream) (*room, error) {
 	for {
 		r := n.room(name)
 		if r == nil {
 			return nil, ErrRoomStopped
 		}
-		q := roomReq{attach: &attachReq{st: st, open: open, result: make(chan error, 1)}}
+		q := roomReq{attach: &attachReq{st: st, result: make(chan error, 1)}}
 		err := r.enqueue(ctx, q)
 		if errors.Is(err, ErrRoomStopped) {
 			if r.loadErr != nil {
@@ -314,6 +336,15 @@ func (n *Node) room(name string) *room {
 		r.run()
 	}()
 	return r
+}
+
+// dropSlow ends a stream whose router fell too far behind. The redirect
+// names this node: the router comes straight back, sending less at once.
+func (n *Node) dropSlow(room string, st *stream) {
+	if st.endSlow(&pb.Redirect{OwnerId: n.cfg.ID, OwnerAddr: n.advertiseGRPC(), Reason: "stream too slow", TooSlow: true}) {
+		n.slowStreams.Add(1)
+		n.log.Warn("dropping slow stream", "room", room, "router", st.router, "queued", st.queued())
+	}
 }
 
 // evict forgets r if it is still the active actor for its room; it reports

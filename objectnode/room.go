@@ -2,10 +2,8 @@ package objectnode
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"time"
 
@@ -28,17 +26,6 @@ const RoomMailbox = 4096
 // follow the redirect.
 var ErrRoomStopped = errors.New("objectnode: room stopped")
 
-// msgKeyPrefix prefixes a chat message's key: 'm' + big-endian seq, so keys
-// sort in seq order.
-const msgKeyPrefix = 'm'
-
-func msgKey(seq uint64) []byte {
-	k := make([]byte, 9)
-	k[0] = msgKeyPrefix
-	binary.BigEndian.PutUint64(k[1:], seq)
-	return k
-}
-
 // roomReq is one input to a room actor. Exactly one field is set.
 type roomReq struct {
 	attach *attachReq
@@ -50,7 +37,6 @@ type roomReq struct {
 
 type attachReq struct {
 	st     *stream
-	open   *pb.Open
 	result chan error
 }
 
@@ -68,6 +54,7 @@ type session struct {
 // on the first copy instead of being stored twice).
 type pendingSend struct {
 	msg     *pb.ChatMessage
+	key     string // dedupeKey(name, client id)
 	waiters []sessionKey
 }
 
@@ -85,17 +72,15 @@ type room struct {
 	done    chan struct{}
 	loadErr error // set before done is closed when the room could not load
 
-	// Owned by run.
+	// Owned by run. History is not kept here: routers read it from the
+	// store in pages, and the store's dedupe index answers resends.
 	lastSeq  uint64 // highest committed seq
 	lastTS   int64
-	recent   []*pb.ChatMessage // newest committed, ascending, at most HistoryLimit
-	dedupe   map[string]uint64 // client id -> seq, the newest DedupeWindow
-	dedupeQ  []string          // client ids in seq order, to expire them
 	streams  map[*stream]struct{}
 	sessions map[sessionKey]*session
 	inflight []*pendingSend
 	pending  []*pendingSend
-	queued   map[string]*pendingSend // client id -> inflight or pending send
+	queued   map[string]*pendingSend // dedupe key -> inflight or pending send
 	stopping bool                    // lost leadership: finish up and exit
 }
 
@@ -112,48 +97,31 @@ func newRoom(n *Node, name string) *room {
 		stopc:    make(chan *pb.Redirect, 1),
 		commitc:  make(chan error, 1),
 		done:     make(chan struct{}),
-		dedupe:   map[string]uint64{},
 		streams:  map[*stream]struct{}{},
 		sessions: map[sessionKey]*session{},
 		queued:   map[string]*pendingSend{},
 	}
 }
 
-// load restores the room's seq, newest messages and dedupe window from the
-// store. It runs on the actor's goroutine before the first request.
+// load restores the room's last seq and timestamp from the store. It runs
+// on the actor's goroutine before the first request; it reads one message,
+// however long the room's history.
 func (r *room) load() error {
-	kvs, err := r.node.store.List(r.name, []byte{msgKeyPrefix}, []byte{msgKeyPrefix + 1}, limits.DedupeWindow, true)
+	var decodeErr error
+	err := r.node.store.Scan(r.name, []byte{msgKeyPrefix}, []byte{msgKeyPrefix + 1}, true, func(_, v []byte) bool {
+		m := &pb.ChatMessage{}
+		if decodeErr = proto.Unmarshal(v, m); decodeErr == nil {
+			r.lastSeq, r.lastTS = m.Seq, m.TsMs
+		}
+		return false
+	})
+	if err == nil {
+		err = decodeErr
+	}
 	if err != nil {
 		return fmt.Errorf("load room %q: %w", r.name, err)
 	}
-	for i := len(kvs) - 1; i >= 0; i-- {
-		m := &pb.ChatMessage{}
-		if err := proto.Unmarshal(kvs[i].Value, m); err != nil {
-			return fmt.Errorf("load room %q: decode message: %w", r.name, err)
-		}
-		r.remember(m)
-	}
 	return nil
-}
-
-// remember records a committed message in the actor's memory.
-func (r *room) remember(m *pb.ChatMessage) {
-	r.lastSeq = m.Seq
-	if m.TsMs > r.lastTS {
-		r.lastTS = m.TsMs
-	}
-	r.recent = append(r.recent, m)
-	if len(r.recent) > limits.HistoryLimit {
-		r.recent = slices.Delete(r.recent, 0, len(r.recent)-limits.HistoryLimit)
-	}
-	if m.ClientId != "" {
-		r.dedupe[m.ClientId] = m.Seq
-		r.dedupeQ = append(r.dedupeQ, m.ClientId)
-		if len(r.dedupeQ) > limits.DedupeWindow {
-			delete(r.dedupe, r.dedupeQ[0]) // an id is stored once, so queued once
-			r.dedupeQ = r.dedupeQ[1:]
-		}
-	}
 }
 
 // run is the actor loop. It exits when stopped, when idle for the node's
@@ -307,32 +275,22 @@ func (r *room) handle(q roomReq) {
 				r.broadcast(&pb.AttachEvent{Kind: &pb.AttachEvent_Typing{Typing: &pb.Typing{
 					Name: s.name, OriginRouter: q.from.router, OriginSession: k.Typing.Session}}})
 			}
-		case *pb.AttachRequest_History:
-			r.page(q.from, k.History)
 		}
 	}
 }
 
-// attach registers a stream. A resuming router first gets every message it
-// missed, then Opened, all in stream order before any live broadcast.
+// attach registers a stream and tells it the last committed seq: every
+// message committed after it follows on the stream, in order.
 func (r *room) attach(a *attachReq) {
 	r.streams[a.st] = struct{}{}
-	if a.open.Resume && a.open.ResumeAfter < r.lastSeq {
-		msgs, _, err := r.after(a.open.ResumeAfter, limits.ResumeLimit*10)
-		if err != nil {
-			delete(r.streams, a.st)
-			a.result <- err
-			return
-		}
-		for _, m := range msgs {
-			r.sendTo(a.st, &pb.AttachEvent{Kind: &pb.AttachEvent_Message{Message: m}})
-		}
-	}
 	r.sendTo(a.st, &pb.AttachEvent{Kind: &pb.AttachEvent_Opened{Opened: &pb.Opened{
 		NodeId: r.node.cfg.ID, LastSeq: r.lastSeq}}})
 	a.result <- nil
 }
 
+// detach forgets a stream and its sessions. The others are told they left,
+// unless the stream was dropped for being too slow: its router comes back
+// at once and re-joins them quietly, so the room only updates its list.
 func (r *room) detach(st *stream) {
 	if _, ok := r.streams[st]; !ok {
 		return
@@ -343,6 +301,15 @@ func (r *room) detach(st *stream) {
 		if k.st == st {
 			gone = append(gone, k)
 		}
+	}
+	if st.droppedSlow() {
+		for _, k := range gone {
+			delete(r.sessions, k)
+		}
+		if len(gone) > 0 {
+			r.presence(pb.Presence_SNAPSHOT, "", sessionKey{})
+		}
+		return
 	}
 	sort.Slice(gone, func(i, j int) bool { return gone[i].id < gone[j].id })
 	for _, k := range gone {
@@ -359,22 +326,6 @@ func (r *room) join(st *stream, j *pb.Join) {
 	key := sessionKey{st, j.Session}
 	_, rejoin := r.sessions[key]
 	r.sessions[key] = &session{name: name}
-	if !j.Quiet {
-		var msgs []*pb.ChatMessage
-		var more bool
-		var err error
-		if j.HistoryAfter > 0 {
-			msgs, more, err = r.after(j.HistoryAfter, limits.ResumeLimit)
-		} else {
-			msgs, more, err = r.newest(r.lastSeq+1, historyLimit(j.HistoryLimit))
-		}
-		if err != nil {
-			r.node.log.Error("read history", "room", r.name, "err", err)
-			r.sendTo(st, rejectEvent(j.Session, "", limits.CodeUnavailable, "history unavailable"))
-		}
-		r.sendTo(st, &pb.AttachEvent{Kind: &pb.AttachEvent_History{History: &pb.History{
-			Session: j.Session, Messages: msgs, More: more}}})
-	}
 	change := pb.Presence_JOINED
 	if j.Quiet || rejoin {
 		change = pb.Presence_SNAPSHOT
@@ -397,8 +348,11 @@ func (r *room) presence(change pb.Presence_Change, name string, key sessionKey) 
 		users = append(users, s.name)
 	}
 	sort.Strings(users)
-	r.broadcast(&pb.AttachEvent{Kind: &pb.AttachEvent_Presence{Presence: &pb.Presence{
-		Change: change, Name: name, OriginRouter: key.st.router, OriginSession: key.id, Users: users}}})
+	p := &pb.Presence{Change: change, Name: name, OriginSession: key.id, Users: users}
+	if key.st != nil {
+		p.OriginRouter = key.st.router
+	}
+	r.broadcast(&pb.AttachEvent{Kind: &pb.AttachEvent_Presence{Presence: p}})
 }
 
 // send queues a message for the next batch, or acks a resend of one that
@@ -430,21 +384,34 @@ func (r *room) send(st *stream, s *pb.Send) {
 		r.sendTo(st, rejectEvent(s.Session, s.ClientId, code, err.Error()))
 		return
 	}
-	if seq, ok := r.dedupe[s.ClientId]; ok {
-		r.sendTo(st, &pb.AttachEvent{Kind: &pb.AttachEvent_Ack{Ack: &pb.Ack{
-			Session: s.Session, ClientId: s.ClientId, Seq: seq, TsMs: r.tsOf(seq), Duplicate: true}}})
-		return
-	}
-	if p, ok := r.queued[s.ClientId]; ok {
+	dkey := dedupeKey(name, s.ClientId)
+	if p, ok := r.queued[dkey]; ok {
 		p.waiters = append(p.waiters, key)
 		return
 	}
+	// The store's index, not a window of recent ids: a resend is found
+	// however many messages the room took since the first copy.
+	v, found, err := r.node.store.Get(r.name, dedupeStoreKey(dkey))
+	if err == nil && found {
+		var seq uint64
+		var ts int64
+		if seq, ts, err = decodeStored(v); err == nil {
+			r.sendTo(st, &pb.AttachEvent{Kind: &pb.AttachEvent_Ack{Ack: &pb.Ack{
+				Session: s.Session, ClientId: s.ClientId, Seq: seq, TsMs: ts, Duplicate: true}}})
+			return
+		}
+	}
+	if err != nil {
+		r.node.log.Error("read dedupe index", "room", r.name, "err", err)
+		r.sendTo(st, rejectEvent(s.Session, s.ClientId, limits.CodeUnavailable, "message not stored: storage error"))
+		return
+	}
 	p := &pendingSend{
-		msg: &pb.ChatMessage{Name: name, Text: text, ClientId: s.ClientId,
-			OriginRouter: st.router, OriginSession: s.Session},
+		msg:     &pb.ChatMessage{Name: name, Text: text, ClientId: s.ClientId},
+		key:     dkey,
 		waiters: []sessionKey{key},
 	}
-	r.queued[s.ClientId] = p
+	r.queued[dkey] = p
 	r.pending = append(r.pending, p)
 	if len(r.inflight) == 0 {
 		r.propose()
@@ -461,17 +428,17 @@ func (r *room) propose() {
 	if now < r.lastTS {
 		now = r.lastTS // G7: timestamps never go backwards in a room
 	}
-	ops := make([]storage.Op, 0, len(batch))
+	ops := make([]storage.Op, 0, 2*len(batch))
 	seq := r.lastSeq
 	for _, p := range batch {
 		seq++
 		p.msg.Seq, p.msg.TsMs = seq, now
-		stored := &pb.ChatMessage{Seq: seq, Name: p.msg.Name, Text: p.msg.Text, TsMs: now, ClientId: p.msg.ClientId}
-		b, err := proto.Marshal(stored)
+		b, err := proto.Marshal(p.msg)
 		if err != nil {
 			panic(fmt.Sprintf("objectnode: marshal message: %v", err)) // a proto of strings and ints cannot fail
 		}
-		ops = append(ops, storage.Op{Key: msgKey(seq), Value: b})
+		ops = append(ops, storage.Op{Key: msgKey(seq), Value: b},
+			storage.Op{Key: dedupeStoreKey(p.key), Value: encodeStored(seq, now)})
 	}
 	r.inflight = batch
 	// The batch's first seq must still be free and the one before it taken:
@@ -504,9 +471,8 @@ func (r *room) committed(err error) {
 		}
 	default:
 		for _, p := range batch {
-			delete(r.queued, p.msg.ClientId)
-			r.remember(&pb.ChatMessage{Seq: p.msg.Seq, Name: p.msg.Name, Text: p.msg.Text,
-				TsMs: p.msg.TsMs, ClientId: p.msg.ClientId})
+			delete(r.queued, p.key)
+			r.lastSeq, r.lastTS = p.msg.Seq, p.msg.TsMs
 			r.broadcast(&pb.AttachEvent{Kind: &pb.AttachEvent_Message{Message: p.msg}})
 			for i, w := range p.waiters {
 				if _, ok := r.streams[w.st]; ok {
@@ -522,90 +488,12 @@ func (r *room) committed(err error) {
 }
 
 func (r *room) reject(p *pendingSend, code, msg string) {
-	delete(r.queued, p.msg.ClientId)
+	delete(r.queued, p.key)
 	for _, w := range p.waiters {
 		if _, ok := r.streams[w.st]; ok {
 			r.sendTo(w.st, rejectEvent(w.id, p.msg.ClientId, code, msg))
 		}
 	}
-}
-
-func (r *room) tsOf(seq uint64) int64 {
-	if msgs, err := r.rangeSeq(seq, seq+1); err == nil && len(msgs) == 1 {
-		return msgs[0].TsMs
-	}
-	return 0
-}
-
-// page answers a request for older history.
-func (r *room) page(st *stream, h *pb.HistoryRequest) {
-	msgs, more, err := r.newest(h.Before, historyLimit(h.Limit))
-	if err != nil {
-		r.node.log.Error("read history", "room", r.name, "err", err)
-		r.sendTo(st, rejectEvent(h.Session, "", limits.CodeUnavailable, "history unavailable"))
-		return
-	}
-	r.sendTo(st, &pb.AttachEvent{Kind: &pb.AttachEvent_History{History: &pb.History{
-		Session: h.Session, Messages: msgs, More: more, Before: h.Before}}})
-}
-
-func historyLimit(n uint32) int {
-	if n == 0 || n > limits.HistoryLimit {
-		return limits.HistoryLimit
-	}
-	return int(n)
-}
-
-// newest returns up to limit committed messages with seq < before, oldest
-// first; more tells whether older ones exist.
-func (r *room) newest(before uint64, limit int) ([]*pb.ChatMessage, bool, error) {
-	if before > r.lastSeq+1 {
-		before = r.lastSeq + 1
-	}
-	if before <= 1 {
-		return nil, false, nil
-	}
-	lo := uint64(1)
-	if before > uint64(limit) {
-		lo = before - uint64(limit)
-	}
-	msgs, err := r.rangeSeq(lo, before)
-	return msgs, lo > 1, err
-}
-
-// after returns the committed messages with seq > after, oldest first, at
-// most limit; when more than limit were missed it returns the newest
-// HistoryLimit instead and more = true, and the client pages back.
-func (r *room) after(after uint64, limit int) ([]*pb.ChatMessage, bool, error) {
-	if after >= r.lastSeq {
-		return nil, false, nil
-	}
-	if r.lastSeq-after > uint64(limit) {
-		return r.newest(r.lastSeq+1, limits.HistoryLimit)
-	}
-	msgs, err := r.rangeSeq(after+1, r.lastSeq+1)
-	return msgs, false, err
-}
-
-// rangeSeq reads messages lo <= seq < hi, from memory when it holds them.
-func (r *room) rangeSeq(lo, hi uint64) ([]*pb.ChatMessage, error) {
-	if n := len(r.recent); n > 0 && lo >= r.recent[0].Seq {
-		first := r.recent[0].Seq
-		return slices.Clone(r.recent[lo-first : hi-first]), nil
-	}
-	kvs, err := r.node.store.List(r.name, msgKey(lo), msgKey(hi), 0, false)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]*pb.ChatMessage, 0, len(kvs))
-	for _, kv := range kvs {
-		m := &pb.ChatMessage{}
-		if err := proto.Unmarshal(kv.Value, m); err != nil {
-			return nil, fmt.Errorf("decode message %x of %q: %w", kv.Key, r.name, err)
-		}
-		out = append(out, m)
-	}
-	return out, nil
 }
 
 func (r *room) broadcast(ev *pb.AttachEvent) {
@@ -615,14 +503,12 @@ func (r *room) broadcast(ev *pb.AttachEvent) {
 }
 
 // sendTo queues an event for one stream without ever blocking the room: a
-// stream whose queue is full is dropped, and its router re-attaches with a
-// resume, so a slow router cannot stall a room or make it lose messages.
+// stream whose queue is full is dropped, and its router re-attaches and
+// reads what it missed in pages, so a slow router can neither stall a room
+// nor make anyone lose a message.
 func (r *room) sendTo(st *stream, ev *pb.AttachEvent) {
-	select {
-	case st.out <- ev:
-	default:
-		r.node.log.Warn("dropping slow stream", "room", r.name, "router", st.router, "queued", cap(st.out))
-		st.end(&pb.Redirect{OwnerId: r.node.cfg.ID, OwnerAddr: r.node.advertiseGRPC(), Reason: "stream too slow"})
+	if !st.push(ev) {
+		r.node.dropSlow(r.name, st)
 		r.detach(st)
 	}
 }

@@ -36,8 +36,8 @@ func BenchmarkRoomAppend(b *testing.B) {
 	go r.run()
 	defer close(n.stopping)
 
-	st := newStream("router")
-	attach := &attachReq{st: st, open: &pb.Open{Room: r.name}, result: make(chan error, 1)}
+	st := newStream("router", DefaultStreamQueue, DefaultStreamQueueBytes)
+	attach := &attachReq{st: st, result: make(chan error, 1)}
 	ctx := context.Background()
 	r.enqueue(ctx, roomReq{attach: attach})
 	if err := <-attach.result; err != nil {
@@ -47,9 +47,11 @@ func BenchmarkRoomAppend(b *testing.B) {
 
 	acks := make(chan struct{}, 1024)
 	go func() {
-		for ev := range st.out {
-			if ev.GetAck() != nil {
-				acks <- struct{}{}
+		for range st.wake {
+			for _, ev := range st.take() {
+				if ev.GetAck() != nil {
+					acks <- struct{}{}
+				}
 			}
 		}
 	}()

@@ -1,8 +1,11 @@
 package router
 
 import (
+	"bytes"
 	"encoding/json"
+	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"hellochat/limits"
 	pb "hellochat/proto/roompb"
@@ -72,12 +75,17 @@ type v2Out struct {
 	TS       int64       `json:"ts,omitempty"`
 }
 
+// mustJSON encodes a frame. HTML characters are not escaped (pages show
+// text as text), so a frame is at most about twice its text, not six times:
+// a history page of limits.MaxPageBytes stays a modest WebSocket message.
 func mustJSON(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		panic("router: encode frame: " + err.Error()) // only plain structs are encoded
 	}
-	return b
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }
 
 func toV2(m *pb.ChatMessage) v2Message {
@@ -130,6 +138,26 @@ func presenceFrame(users []string) []byte {
 }
 
 func statusFrame(state string) []byte { return mustJSON(v2Out{Type: "status", State: state}) }
+
+// refusalFrame tells a browser that one of its messages was not stored. A
+// seed page cannot match an error to a message, so its error quotes the
+// message's beginning.
+func refusalFrame(p protocol, code, why string, s *pb.Send) []byte {
+	if p == protoSeed {
+		return errorFrame(p, code, why+": "+quoteStart(s.Text), "")
+	}
+	return errorFrame(p, code, why, s.ClientId)
+}
+
+// quoteStart quotes the first refusalQuoteRunes characters of a text.
+func quoteStart(text string) string {
+	const refusalQuoteRunes = 40
+	if utf8.RuneCountInString(text) <= refusalQuoteRunes {
+		return strconv.Quote(text)
+	}
+	runes := []rune(text)
+	return strconv.Quote(string(runes[:refusalQuoteRunes]) + "…")
+}
 
 // errorFrame encodes a rejection in the session's protocol: the seed page
 // has only one frame shape, so it gets the error as a message from "system".

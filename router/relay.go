@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -18,20 +20,26 @@ import (
 const (
 	// RelayInbox bounds requests from browser sessions waiting for a relay.
 	RelayInbox = 1024
-	// RelayStreamQueue bounds requests waiting to be written to the node.
+	// RelayStreamQueue bounds events from the node waiting for a relay; a
+	// full queue stops reading the stream, and gRPC flow control pushes
+	// back on the node.
 	RelayStreamQueue = 4096
-	// MaxUnacked bounds the messages a relay holds for resending while the
-	// room's node is unreachable; beyond it, sends are refused.
-	MaxUnacked = 10000
 	// RelayLinger is how long a relay whose browsers have all left keeps
 	// trying to deliver their unacknowledged messages.
 	RelayLinger = 30 * time.Second
-	// Reconnect backoff bounds.
-	backoffMin = 50 * time.Millisecond
-	backoffMax = time.Second
+	// MaxReadPause is the longest a relay keeps its browsers' read loops
+	// paused (window full, or its browsers not keeping up with the room).
+	// After it a browser's frames are read again, and sends the relay
+	// cannot take are refused with `overloaded`: a stuck room answers out
+	// loud instead of hanging its senders.
+	MaxReadPause = 3 * time.Second
+	// Reconnect backoff bounds. The backoff restarts from backoffMin only
+	// after a stream stayed up for stableStream, so a node that keeps
+	// dropping a relay is not redialled twenty times a second.
+	backoffMin   = 50 * time.Millisecond
+	backoffMax   = time.Second
+	stableStream = 5 * time.Second
 )
-
-var errRelayStopped = errors.New("router: relay stopped")
 
 // relayReq is one input from a browser session. Exactly one of join,
 // leave, or from+req is set.
@@ -50,33 +58,37 @@ type streamEvent struct {
 	err error
 }
 
-type relaySession struct {
-	s              *session
-	historyPending bool
-}
+// gate pauses the read loops of a relay's browsers while it is closed.
+type gate struct{ open chan struct{} }
 
 // relay holds one room for this router: one Attach stream to the node that
-// owns the room, multiplexing every browser in the room. When the stream
-// breaks it keeps the browsers connected, finds the owner again, resumes
-// after the last seq it saw and resends what was not acknowledged.
-// One goroutine (run) owns all of its state.
+// leads the room, multiplexing every browser in the room. When the stream
+// breaks it keeps the browsers connected, finds the leader again, resends
+// what was not acknowledged and reads what its browsers missed in pages.
+// One goroutine (run) owns all of its state; it never waits on anything but
+// its own select, so its stream's events and its browsers' requests can
+// never block each other.
 type relay struct {
-	rt     *Router
-	room   string
-	inbox  chan relayReq
-	events chan streamEvent
-	done   chan struct{}
+	rt      *Router
+	room    string
+	inbox   chan relayReq
+	events  chan streamEvent
+	drained chan struct{} // a session's queue fell low (see session.wantDrain)
+	done    chan struct{}
+	gate    atomic.Pointer[gate] // nil while browsers may send
 
 	// Owned by run.
 	sessions  map[uint64]*relaySession
 	users     []string
-	lastSeq   uint64
-	haveSeq   bool
-	unacked   []*pb.Send      // in send order; may still hold acked ones (see acked)
-	unackedID map[string]bool // the sends not yet acked
-	gen       uint64
+	head      uint64 // highest committed seq this relay knows of
+	headKnown bool   // a stream has been opened
+	sends     *sendWindow
+	history                   // pages in flight, lagging sessions
+	congested bool            // the room's browsers are not keeping up with it
+	gen       uint64          // stream generation
 	stream    *relayStream    // nil while disconnected
 	ready     bool            // Opened seen on the current stream
+	openedAt  time.Time       // when it was
 	target    cluster.Meta    // node of the current or next stream
 	attempt   int             // dials so far, to rotate among replicas
 	claims    map[string]bool // nodes that claimed the shard at the last look
@@ -88,25 +100,51 @@ type relay struct {
 	lingering time.Time // when the last browser left, if unacked remain
 }
 
-// relayStream is the write side of one Attach stream.
+// relayStream is the write side of one Attach stream: a queue its writer
+// goroutine drains, so queueing a request never blocks the relay. What it
+// holds is bounded by the relay: sends by the send window, pages by
+// MaxPagesInFlight, the rest by the number of sessions.
 type relayStream struct {
 	gen    uint64
-	sendc  chan *pb.AttachRequest
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	mu    sync.Mutex
+	queue []*pb.AttachRequest
+	wake  chan struct{}
+}
+
+func (st *relayStream) push(req *pb.AttachRequest) {
+	st.mu.Lock()
+	st.queue = append(st.queue, req)
+	st.mu.Unlock()
+	select {
+	case st.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (st *relayStream) take() []*pb.AttachRequest {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	q := st.queue
+	st.queue = nil
+	return q
 }
 
 func newRelay(rt *Router, room string) *relay {
 	rl := &relay{
-		rt:        rt,
-		room:      room,
-		inbox:     make(chan relayReq, RelayInbox),
-		events:    make(chan streamEvent, RelayStreamQueue),
-		done:      make(chan struct{}),
-		sessions:  map[uint64]*relaySession{},
-		unackedID: map[string]bool{},
-		backoff:   backoffMin,
-		redial:    time.NewTimer(time.Hour),
+		rt:       rt,
+		room:     room,
+		inbox:    make(chan relayReq, RelayInbox),
+		events:   make(chan streamEvent, RelayStreamQueue),
+		drained:  make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		sessions: map[uint64]*relaySession{},
+		sends:    newSendWindow(),
+		history:  newHistory(),
+		backoff:  backoffMin,
+		redial:   time.NewTimer(time.Hour),
 	}
 	rl.redial.Stop()
 	return rl
@@ -120,12 +158,22 @@ func (rl *relay) submit(q relayReq) {
 	}
 }
 
+// notifyDrained is called by a session's writer when its queue fell low
+// after the relay asked to hear of it.
+func (rl *relay) notifyDrained() {
+	select {
+	case rl.drained <- struct{}{}:
+	default:
+	}
+}
+
 func (rl *relay) run() {
 	defer close(rl.done)
 	defer rl.closeStream()
+	defer rl.openGate()
 	rl.dial()
-	linger := time.NewTicker(time.Second)
-	defer linger.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	changed := rl.rt.members.Changed()
 	for {
 		select {
@@ -133,22 +181,47 @@ func (rl *relay) run() {
 			rl.handle(q)
 		case e := <-rl.events:
 			rl.event(e)
+		case <-rl.drained:
+			rl.recheckCongestion()
+			rl.catchUp()
 		case <-rl.redial.C:
 			rl.dial()
 		case <-changed:
 			changed = rl.rt.members.Changed()
 			rl.placementChanged()
-		case <-linger.C:
+		case <-tick.C:
 			if !rl.lingering.IsZero() && time.Since(rl.lingering) > RelayLinger {
-				rl.rt.log.Warn("giving up on unacknowledged messages", "room", rl.room, "count", len(rl.unackedID))
-				rl.unacked, rl.unackedID = nil, map[string]bool{}
+				rl.rt.log.Warn("giving up on unacknowledged messages", "room", rl.room, "count", rl.sends.len())
+				rl.sends.clear()
 			}
+			// A session that left or was closed does not say it drained.
+			rl.recheckCongestion()
+			rl.catchUp()
 		case <-rl.rt.ctx.Done():
 			return
 		}
-		if len(rl.sessions) == 0 && len(rl.unackedID) == 0 && rl.rt.retire(rl) {
+		rl.updateGate()
+		if len(rl.sessions) == 0 && rl.sends.len() == 0 && rl.rt.retire(rl) {
 			return
 		}
+	}
+}
+
+// updateGate pauses the browsers' reading while the send window is full or
+// the room's browsers are behind, and resumes it when neither holds.
+func (rl *relay) updateGate() {
+	if rl.sends.full() || rl.congested {
+		if rl.gate.Load() == nil {
+			rl.gate.Store(&gate{open: make(chan struct{})})
+		}
+		return
+	}
+	rl.openGate()
+}
+
+func (rl *relay) openGate() {
+	if g := rl.gate.Swap(nil); g != nil {
+		close(g.open)
 	}
 }
 
@@ -156,55 +229,75 @@ func (rl *relay) handle(q relayReq) {
 	switch {
 	case q.join != nil:
 		s := q.join
-		rl.sessions[s.id] = &relaySession{s: s, historyPending: true}
+		rs := &relaySession{s: s}
+		rl.sessions[s.id] = rs
 		rl.lingering = time.Time{}
-		rl.write(rl.joinReq(s, false))
+		rl.write(rl.joinReq(rs))
+		if rl.ready {
+			rs.announced = true
+			rl.start(rs)
+			rl.catchUp()
+		}
 	case q.leave != nil:
 		if _, ok := rl.sessions[q.leave.id]; !ok {
 			return
 		}
-		delete(rl.sessions, q.leave.id)
+		rl.forget(q.leave.id)
 		rl.write(&pb.AttachRequest{Kind: &pb.AttachRequest_Leave{Leave: &pb.Leave{Session: q.leave.id}}})
-		if len(rl.sessions) == 0 && len(rl.unackedID) > 0 {
+		if len(rl.sessions) == 0 && rl.sends.len() > 0 {
 			rl.lingering = time.Now()
 		}
 	case q.req != nil:
-		if send := q.req.GetSend(); send != nil {
-			if rl.unackedID[send.ClientId] {
-				return // the same id is already on its way
+		switch k := q.req.Kind.(type) {
+		case *pb.AttachRequest_Send:
+			rl.send(q.from, k.Send)
+		case *pb.AttachRequest_Page:
+			rl.older(q.from, k.Page)
+		case *pb.AttachRequest_Typing:
+			if rl.ready { // typing is ephemeral: no stream, no notice
+				rl.write(q.req)
 			}
-			if len(rl.unackedID) >= MaxUnacked {
-				q.from.enqueue(errorFrame(q.from.proto, limits.CodeUnavailable, "room unavailable; message not sent", send.ClientId))
-				return
-			}
-			rl.unacked = append(rl.unacked, send)
-			rl.unackedID[send.ClientId] = true
 		}
-		rl.write(q.req)
 	}
 }
 
-func (rl *relay) joinReq(s *session, quiet bool) *pb.AttachRequest {
+// send takes a browser's message: it goes out when the send window allows,
+// is resent on every new stream until the room answers, and is refused out
+// loud when the relay holds too much already.
+func (rl *relay) send(from *session, s *pb.Send) {
+	if rl.sends.has(sendKey{s.Session, s.ClientId}) {
+		return // the same message is already on its way; its ack answers both
+	}
+	if !rl.sends.add(s) {
+		rl.rt.refused.Add(1)
+		from.enqueue(refusalFrame(from.proto, limits.CodeOverloaded, "server overloaded; message not sent", s))
+		return
+	}
+	rl.sends.pump(rl.writeSend)
+}
+
+func (rl *relay) writeSend(s *pb.Send) {
+	rl.write(&pb.AttachRequest{Kind: &pb.AttachRequest_Send{Send: s}})
+}
+
+func (rl *relay) joinReq(rs *relaySession) *pb.AttachRequest {
 	return &pb.AttachRequest{Kind: &pb.AttachRequest_Join{Join: &pb.Join{
-		Session: s.id, Name: s.name, Quiet: quiet, HistoryAfter: s.after, HistoryLimit: limits.HistoryLimit}}}
+		Session: rs.s.id, Name: rs.s.name, Quiet: rs.announced}}}
 }
 
 // write queues a request on the current stream. With no stream it is
-// dropped: joins and unacknowledged sends are replayed on the next one.
+// dropped: joins, unacknowledged sends and history reads are made again on
+// the next one.
 func (rl *relay) write(req *pb.AttachRequest) {
-	st := rl.stream
-	if st == nil {
-		return
-	}
-	select {
-	case st.sendc <- req:
-	case <-st.ctx.Done():
+	if rl.stream != nil {
+		rl.stream.push(req)
 	}
 }
 
 // dial opens a new stream to the room's node and queues, in order, the
-// Open (resuming after the last seq seen), a Join for every browser and
-// every unacknowledged send.
+// Open, a Join for every browser and the unacknowledged sends the window
+// allows. What the browsers missed meanwhile is read in pages once the node
+// says Opened.
 func (rl *relay) dial() {
 	rl.closeStream()
 	rl.waiting = false
@@ -221,27 +314,38 @@ func (rl *relay) dial() {
 	}
 	rl.gen++
 	ctx, cancel := context.WithCancel(rl.rt.ctx)
-	st := &relayStream{gen: rl.gen, sendc: make(chan *pb.AttachRequest, RelayStreamQueue), ctx: ctx, cancel: cancel}
+	st := &relayStream{gen: rl.gen, ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1)}
 	rl.stream, rl.target, rl.ready = st, target, false
+	rl.history.reset()
+	for _, rs := range rl.sessions {
+		rs.newestID, rs.olderID = 0, 0
+	}
 
 	client := pb.NewRoomsClient(conn)
 	gen, events := st.gen, rl.events
+	report := func(e streamEvent) bool {
+		select {
+		case events <- e:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 	go func() {
 		stream, err := client.Attach(ctx)
 		if err != nil {
-			select {
-			case events <- streamEvent{gen: gen, err: err}:
-			case <-ctx.Done():
-			}
+			report(streamEvent{gen: gen, err: err})
 			return
 		}
 		go func() {
 			for {
 				select {
-				case req := <-st.sendc:
-					if err := stream.Send(req); err != nil {
-						cancel() // Recv reports the cause
-						return
+				case <-st.wake:
+					for _, req := range st.take() {
+						if err := stream.Send(req); err != nil {
+							cancel() // Recv reports the cause
+							return
+						}
 					}
 				case <-ctx.Done():
 					return
@@ -250,31 +354,17 @@ func (rl *relay) dial() {
 		}()
 		for {
 			ev, err := stream.Recv()
-			if err != nil {
-				select {
-				case events <- streamEvent{gen: gen, err: err}:
-				case <-ctx.Done():
-				}
-				return
-			}
-			select {
-			case events <- streamEvent{gen: gen, ev: ev}:
-			case <-ctx.Done():
+			if !report(streamEvent{gen: gen, ev: ev, err: err}) || err != nil {
 				return
 			}
 		}
 	}()
-	// The stream goroutines are running, so these cannot wait forever.
-	rl.write(&pb.AttachRequest{Kind: &pb.AttachRequest_Open{Open: &pb.Open{
-		Room: rl.room, RouterId: rl.rt.instance, Resume: rl.haveSeq, ResumeAfter: rl.lastSeq}}})
+	rl.write(&pb.AttachRequest{Kind: &pb.AttachRequest_Open{Open: &pb.Open{Room: rl.room, RouterId: rl.rt.instance}}})
 	for _, rs := range rl.sessions {
-		rl.write(rl.joinReq(rs.s, !rs.historyPending))
+		rl.write(rl.joinReq(rs))
 	}
-	for _, send := range rl.unacked {
-		if rl.unackedID[send.ClientId] {
-			rl.write(&pb.AttachRequest{Kind: &pb.AttachRequest_Send{Send: send}})
-		}
-	}
+	rl.sends.restart()
+	rl.sends.pump(rl.writeSend)
 }
 
 // pickTarget chooses where to attach: the node a redirect named, else the
@@ -317,22 +407,32 @@ func (rl *relay) closeStream() {
 }
 
 func (rl *relay) retryLater(why string) {
+	if rl.ready && time.Since(rl.openedAt) >= stableStream {
+		rl.backoff = backoffMin
+	}
 	if rl.ready || rl.backoff == backoffMin {
 		rl.rt.log.Info("room relay reconnecting", "room", rl.room, "node", rl.target.ID, "why", why)
 	}
 	rl.closeStream()
 	if !rl.degraded {
 		rl.degraded = true
-		for _, rs := range rl.sessions {
-			if rs.s.proto == protoV2 && !rs.historyPending {
-				rs.s.enqueue(statusFrame("reconnecting"))
-			}
-		}
+		rl.status("reconnecting")
 	}
 	d := rl.backoff/2 + rand.N(rl.backoff/2+1)
 	rl.backoff = min(rl.backoff*2, backoffMax)
 	rl.redial.Reset(d)
 	rl.waiting = true
+}
+
+// status tells the v2 browsers that have their history whether the room
+// is reachable.
+func (rl *relay) status(state string) {
+	frame := statusFrame(state)
+	for _, rs := range rl.sessions {
+		if rs.s.proto == protoV2 && rs.started {
+			rs.s.enqueue(frame)
+		}
+	}
 }
 
 // placementChanged re-targets the stream when gossip shows a node newly
@@ -393,22 +493,12 @@ func (rl *relay) event(e streamEvent) {
 	}
 	switch k := e.ev.Kind.(type) {
 	case *pb.AttachEvent_Opened:
-		rl.ready = true
-		rl.backoff = backoffMin
-		if k.Opened.LastSeq > rl.lastSeq {
-			rl.lastSeq = k.Opened.LastSeq
-		}
-		rl.haveSeq = true
-		if rl.degraded {
-			rl.degraded = false
-			for _, rs := range rl.sessions {
-				if rs.s.proto == protoV2 && !rs.historyPending {
-					rs.s.enqueue(statusFrame("ready"))
-				}
-			}
-		}
+		rl.opened(k.Opened)
 	case *pb.AttachEvent_Redirect:
 		r := k.Redirect
+		if r.TooSlow {
+			rl.sends.slowDown()
+		}
 		if r.OwnerAddr != "" && r.OwnerAddr != rl.target.GRPC {
 			rl.hint = r
 			rl.rt.log.Info("room redirected", "room", rl.room, "from", rl.target.ID, "to", r.OwnerId, "why", r.Reason)
@@ -419,116 +509,66 @@ func (rl *relay) event(e streamEvent) {
 		rl.hint = nil
 		rl.retryLater("redirected: " + r.Reason)
 	case *pb.AttachEvent_Message:
-		rl.message(k.Message)
+		rl.deliver([]*pb.ChatMessage{k.Message}, true)
+		rl.catchUp()
 	case *pb.AttachEvent_Ack:
-		rl.acked(k.Ack.ClientId)
+		rl.answered(sendKey{k.Ack.Session, k.Ack.ClientId})
 		if rs := rl.sessions[k.Ack.Session]; rs != nil && rs.s.proto == protoV2 {
 			rs.s.enqueue(ackFrame(k.Ack))
 		}
-	case *pb.AttachEvent_History:
-		rl.history(k.History)
+	case *pb.AttachEvent_Page:
+		rl.page(k.Page)
 	case *pb.AttachEvent_Presence:
 		rl.presence(k.Presence)
 	case *pb.AttachEvent_Typing:
 		frame := mustJSON(v2Out{Type: "typing", Name: k.Typing.Name})
 		for id, rs := range rl.sessions {
-			if rs.s.proto == protoV2 && !rs.historyPending && !(k.Typing.OriginRouter == rl.rt.instance && k.Typing.OriginSession == id) {
+			if rs.s.proto == protoV2 && rs.started && !(k.Typing.OriginRouter == rl.rt.instance && k.Typing.OriginSession == id) {
 				rs.s.enqueue(frame)
 			}
 		}
 	case *pb.AttachEvent_Reject:
 		rj := k.Reject
+		var send *pb.Send
 		if rj.ClientId != "" {
-			rl.acked(rj.ClientId)
+			send = rl.answered(sendKey{rj.Session, rj.ClientId})
 		}
 		if rs := rl.sessions[rj.Session]; rs != nil {
-			rs.s.enqueue(errorFrame(rs.s.proto, rj.Code, rj.Message, rj.ClientId))
-		}
-	}
-}
-
-// acked forgets an acknowledged send. Acks come nearly in send order, so
-// the ordered list is trimmed from its head, which keeps this O(1) per ack
-// instead of a search through thousands of sends in flight.
-func (rl *relay) acked(id string) {
-	if !rl.unackedID[id] {
-		return
-	}
-	delete(rl.unackedID, id)
-	i := 0
-	for i < len(rl.unacked) && !rl.unackedID[rl.unacked[i].ClientId] {
-		i++
-	}
-	rl.unacked = rl.unacked[i:]
-	if len(rl.unackedID) == 0 {
-		rl.unacked = nil
-	}
-}
-
-// message fans a committed message out to the browsers in seq order. A
-// resume can replay messages this relay already passed on; those are
-// dropped here so no browser sees one twice.
-func (rl *relay) message(m *pb.ChatMessage) {
-	if rl.haveSeq && m.Seq <= rl.lastSeq {
-		return
-	}
-	if rl.haveSeq && m.Seq != rl.lastSeq+1 {
-		rl.rt.log.Warn("gap in room sequence", "room", rl.room, "after", rl.lastSeq, "got", m.Seq)
-	}
-	rl.lastSeq, rl.haveSeq = m.Seq, true
-	mine := m.OriginRouter == rl.rt.instance
-	if mine {
-		rl.acked(m.ClientId)
-	}
-	var seed, v2 []byte // encoded once, for the first browser that needs each
-	for id, rs := range rl.sessions {
-		if rs.historyPending {
-			continue // its history, still to come, includes this message
-		}
-		switch rs.s.proto {
-		case protoSeed:
-			if !(mine && m.OriginSession == id) {
-				if seed == nil {
-					seed = seedMessageFrame(m)
-				}
-				rs.s.enqueue(seed)
+			if send != nil {
+				rs.s.enqueue(refusalFrame(rs.s.proto, rj.Code, rj.Message, send))
+			} else {
+				rs.s.enqueue(errorFrame(rs.s.proto, rj.Code, rj.Message, rj.ClientId))
 			}
-		case protoV2:
-			if v2 == nil {
-				v2 = v2MessageFrame(m)
-			}
-			rs.s.enqueue(v2)
 		}
 	}
 }
 
-func (rl *relay) history(h *pb.History) {
-	rs := rl.sessions[h.Session]
-	if rs == nil {
-		return
-	}
-	s := rs.s
-	if h.Before > 0 { // a page requested by a v2 browser
-		if s.proto == protoV2 {
-			s.enqueue(historyFrame(h.Messages, h.More, h.Before))
+// opened: the node serves the room and will stream every message after
+// LastSeq. Sessions waiting for that start; those behind read pages.
+func (rl *relay) opened(o *pb.Opened) {
+	rl.ready, rl.openedAt = true, time.Now()
+	rl.head, rl.headKnown = max(rl.head, o.LastSeq), true
+	for _, rs := range rl.sessions {
+		rs.announced = true
+		if !rs.placed {
+			rl.start(rs)
 		}
-		return
 	}
-	if !rs.historyPending {
-		return
-	}
-	rs.historyPending = false
-	if s.proto == protoSeed {
-		for _, m := range h.Messages {
-			s.enqueue(seedMessageFrame(m))
-		}
-		return
-	}
-	s.enqueue(historyFrame(h.Messages, h.More, 0))
-	s.enqueue(presenceFrame(rl.users))
 	if rl.degraded {
-		s.enqueue(statusFrame("reconnecting"))
+		rl.degraded = false
+		rl.status("ready")
 	}
+	rl.catchUp()
+}
+
+// answered forgets an acknowledged or refused send, lets the next ones go
+// out, and returns it (nil when it was not waiting).
+func (rl *relay) answered(k sendKey) *pb.Send {
+	s := rl.sends.answer(k)
+	if s != nil {
+		rl.sends.pump(rl.writeSend)
+	}
+	return s
 }
 
 func (rl *relay) presence(p *pb.Presence) {
@@ -544,8 +584,8 @@ func (rl *relay) presence(p *pb.Presence) {
 	}
 	users := presenceFrame(p.Users)
 	for id, rs := range rl.sessions {
-		if rs.historyPending {
-			continue
+		if !rs.started {
+			continue // notices are not history; it gets the list with its history
 		}
 		subject := p.OriginRouter == rl.rt.instance && p.OriginSession == id
 		switch rs.s.proto {

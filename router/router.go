@@ -38,6 +38,10 @@ type Config struct {
 	// SendRate and SendBurst bound each browser's messages per second.
 	SendRate  float64
 	SendBurst int
+	// SeedHistory caps the history a seed-protocol browser gets on
+	// connect to the newest SeedHistory messages; 0 sends the whole
+	// history, as the seed app does.
+	SeedHistory int
 	// AllowAnyOrigin accepts WebSockets from pages of other origins.
 	AllowAnyOrigin bool
 	// Pprof serves Go's profiles under /debug/pprof/ on the HTTP address.
@@ -69,7 +73,8 @@ type Router struct {
 	cfg      Config
 	log      *slog.Logger
 	members  *cluster.Membership
-	instance string // unique per process start; scopes router-made ids
+	instance string // unique per process start; names this router to nodes
+	idPrefix string // short and unique per process start; begins router-made message ids
 	http     *http.Server
 	lis      net.Listener
 
@@ -77,6 +82,7 @@ type Router struct {
 	cancel context.CancelFunc
 
 	nextSession atomic.Uint64
+	refused     atomic.Uint64 // sends refused because a relay held too much
 
 	mu       sync.Mutex
 	relays   map[string]*relay // guarded by mu
@@ -111,6 +117,8 @@ func Start(cfg Config) (*Router, error) {
 		cfg:      cfg,
 		log:      cfg.Logger,
 		instance: cfg.ID + "." + hex.EncodeToString(nonce),
+		// Router ids have no length limit; message ids do.
+		idPrefix: hex.EncodeToString(nonce) + "-",
 		lis:      lis,
 		relays:   map[string]*relay{},
 		sessions: map[*session]bool{},
@@ -163,6 +171,25 @@ func (rt *Router) Addr() string { return rt.lis.Addr().String() }
 // Members is the router's membership view.
 func (rt *Router) Members() *cluster.Membership { return rt.members }
 
+// Stats are the router's counters and gauges.
+type Stats struct {
+	Sessions    int    // browsers connected
+	Relays      int    // rooms with a relay
+	QueuedBytes int    // bytes waiting to be written to browsers, all told
+	Refused     uint64 // sends refused as overloaded
+}
+
+// Stats reads the router's counters; it visits every session.
+func (rt *Router) Stats() Stats {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	st := Stats{Sessions: len(rt.sessions), Relays: len(rt.relays), Refused: rt.refused.Load()}
+	for s := range rt.sessions {
+		st.QueuedBytes += s.backlog()
+	}
+	return st
+}
+
 // join adds a browser session to its room's relay, starting the relay if
 // the room has none here yet. The lookup and the hand-over happen under mu,
 // which is also held by a relay deciding to retire, so a join never lands
@@ -179,6 +206,7 @@ func (rt *Router) join(s *session) *relay {
 			rl.run()
 		}()
 	}
+	s.rl = rl
 	select {
 	case rl.inbox <- relayReq{join: s}:
 		rt.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,12 +19,20 @@ import (
 
 const (
 	// SessionQueue and SessionQueueBytes bound what waits to be written to
-	// one browser. A browser that falls this far behind is disconnected
-	// (1008) rather than slowing its room or growing the router's memory;
-	// it reconnects and resumes. The bound is generous because one commit
-	// of a busy room's batch arrives as a burst of frames at once.
+	// one browser. A browser that falls this far behind while the others of
+	// its room keep up is disconnected (1008) rather than slowing its room
+	// or growing the router's memory; it reconnects and resumes. The bound
+	// is generous because one commit of a busy room's batch arrives as a
+	// burst of frames at once.
 	SessionQueue      = 16384
 	SessionQueueBytes = 8 << 20
+	// SessionQueueSoftBytes: when even the least loaded browser of a room
+	// has this much waiting, the router is what cannot keep up, and the
+	// room's relay stops reading its browsers until one drains below
+	// SessionQueueLowBytes. A browser catching up on history gets its next
+	// page only below SessionQueueLowBytes too.
+	SessionQueueSoftBytes = 2 << 20
+	SessionQueueLowBytes  = 256 << 10
 	// WriteTimeout bounds writing what was queued for a browser at once.
 	WriteTimeout = 10 * time.Second
 	// TypingInterval is the least time between two typing notices relayed
@@ -34,56 +43,104 @@ const (
 // session is one browser WebSocket. Its read loop (serve) parses and checks
 // frames and hands them to the room's relay; its writer goroutine drains out.
 type session struct {
-	id       uint64
-	proto    protocol
-	room     string
-	name     string
-	after    uint64 // v2 resume point from ?after=
-	conn     *websocket.Conn
-	closed   chan struct{}
-	killOnce sync.Once
+	id         uint64
+	proto      protocol
+	room       string
+	name       string
+	after      uint64 // v2 resume point from ?after=
+	seedPrefix string // of the ids the router gives this session's seed messages
+	conn       *websocket.Conn
+	rl         *relay // set before the relay sees the session
+	closed     chan struct{}
+	killOnce   sync.Once
 
 	// The outgoing queue: a slice that grows only while frames wait, so an
 	// idle connection holds no buffer (a channel would allocate its whole
 	// capacity up front, per connection).
-	qmu    sync.Mutex
-	queue  [][]byte
-	qbytes int
-	wake   chan struct{} // capacity 1: "the queue is not empty"
+	qmu        sync.Mutex
+	queue      [][]byte
+	qbytes     int
+	writing    int           // bytes taken by the writer and not yet written
+	drainWatch bool          // tell the relay when the queue falls low
+	wake       chan struct{} // capacity 1: "the queue is not empty"
 
 	// Owned by the read loop.
 	tokens     float64
 	lastRefill time.Time
 	lastTyping time.Time
 	seedSeq    uint64
+	pastGate   *gate // a closed gate this session stopped waiting for
 }
 
-// enqueue queues a frame without blocking; a session that cannot keep up is
-// closed.
-func (s *session) enqueue(frame []byte) {
+// enqueue queues a frame without blocking and returns the bytes now
+// waiting; a session that cannot keep up is closed.
+func (s *session) enqueue(frame []byte) int {
 	s.qmu.Lock()
-	if len(s.queue) >= SessionQueue || s.qbytes+len(frame) > SessionQueueBytes {
+	if len(s.queue) >= SessionQueue || s.qbytes+s.writing+len(frame) > SessionQueueBytes {
 		n := len(s.queue)
 		s.qmu.Unlock()
 		s.kill(websocket.StatusPolicyViolation, fmt.Sprintf("slow consumer: %d frames queued", n))
-		return
+		return SessionQueueBytes
 	}
 	s.queue = append(s.queue, frame)
 	s.qbytes += len(frame)
+	n := s.qbytes + s.writing
 	s.qmu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
+	return n
 }
 
-// take empties the queue.
+// take empties the queue into the writer's hands.
 func (s *session) take() [][]byte {
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
 	q := s.queue
+	s.writing += s.qbytes
 	s.queue, s.qbytes = nil, 0
 	return q
+}
+
+// written records that the writer finished what it took, and tells the
+// relay if it asked to know when the queue fell low.
+func (s *session) written() {
+	s.qmu.Lock()
+	s.writing = 0
+	notify := s.drainWatch && s.qbytes <= SessionQueueLowBytes
+	if notify {
+		s.drainWatch = false
+	}
+	s.qmu.Unlock()
+	if notify {
+		s.rl.notifyDrained()
+	}
+}
+
+// watchDrain reports whether more than low bytes wait for the browser; if
+// so, the writer tells the relay once they fall to low or below.
+func (s *session) watchDrain(low int) bool {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if s.qbytes+s.writing <= low {
+		return false
+	}
+	s.drainWatch = true
+	return true
+}
+
+// backlog is how many bytes wait to be written to the browser.
+func (s *session) backlog() int {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	return s.qbytes + s.writing
+}
+
+// sentIt reports whether a message id is one the router gave a seed
+// message of this session.
+func (s *session) sentIt(clientID string) bool {
+	return s.proto == protoSeed && strings.HasPrefix(clientID, s.seedPrefix)
 }
 
 func (s *session) kill(code websocket.StatusCode, reason string) {
@@ -106,6 +163,7 @@ func (s *session) writeLoop(ctx context.Context) {
 				}
 			}
 			cancel()
+			s.written()
 		case <-s.closed:
 			return
 		case <-ctx.Done():
@@ -125,19 +183,20 @@ func (rt *Router) handleWS(w http.ResponseWriter, req *http.Request) {
 	}
 	conn.SetReadLimit(limits.MaxFrameBytes)
 	q := req.URL.Query()
+	id := rt.nextSession.Add(1)
 	s := &session{
-		id:     rt.nextSession.Add(1),
-		conn:   conn,
-		wake:   make(chan struct{}, 1),
-		closed: make(chan struct{}),
-		tokens: float64(rt.cfg.SendBurst),
+		id:         id,
+		conn:       conn,
+		seedPrefix: rt.idPrefix + strconv.FormatUint(id, 36) + "-",
+		wake:       make(chan struct{}, 1),
+		closed:     make(chan struct{}),
+		tokens:     float64(rt.cfg.SendBurst),
 	}
 	if conn.Subprotocol() == SubprotocolV2 {
 		s.proto = protoV2
 	}
 	ctx, cancel := context.WithCancel(rt.ctx)
 	defer cancel()
-	go s.writeLoop(ctx)
 
 	room, rerr := limits.Room(q.Get("room"))
 	name, nerr := limits.Name(q.Get("name"))
@@ -151,14 +210,16 @@ func (rt *Router) handleWS(w http.ResponseWriter, req *http.Request) {
 	for _, err := range []error{rerr, nerr} {
 		var le *limits.Error
 		if errors.As(err, &le) {
-			s.enqueue(errorFrame(s.proto, le.Code, le.Message, ""))
-			// Let the writer send the error before the close frame.
-			time.Sleep(50 * time.Millisecond)
-			s.kill(websocket.StatusPolicyViolation, le.Message)
+			// The error frame first, then the close: written here, in order.
+			wctx, wcancel := context.WithTimeout(ctx, WriteTimeout)
+			conn.Write(wctx, websocket.MessageText, errorFrame(s.proto, le.Code, le.Message, ""))
+			wcancel()
+			conn.Close(websocket.StatusPolicyViolation, le.Message)
 			return
 		}
 	}
 	s.room, s.name, s.after = room, name, after
+	go s.writeLoop(ctx)
 
 	if !rt.track(s) {
 		s.kill(websocket.StatusGoingAway, "router shutting down")
@@ -183,9 +244,13 @@ func (rt *Router) handleWS(w http.ResponseWriter, req *http.Request) {
 }
 
 // readLoop reads and checks frames until the browser goes away. Bad input
-// is answered with an error frame and the connection carries on.
+// is answered with an error frame and the connection carries on. While the
+// room's relay is saturated it stops reading (see waitGate).
 func (s *session) readLoop(ctx context.Context, rl *relay) {
 	for {
+		if !s.waitGate(ctx, rl) {
+			return
+		}
 		typ, data, err := s.conn.Read(ctx)
 		if err != nil {
 			s.kill(websocket.StatusNormalClosure, "")
@@ -196,6 +261,30 @@ func (s *session) readLoop(ctx context.Context, rl *relay) {
 			continue
 		}
 		s.handleFrame(rl, data)
+	}
+}
+
+// waitGate waits while the relay's gate is closed, up to MaxReadPause for
+// one closing; after that the session reads again until the gate opens and
+// closes anew, and whatever the relay cannot take is refused. It reports
+// false when the session is over.
+func (s *session) waitGate(ctx context.Context, rl *relay) bool {
+	g := rl.gate.Load()
+	if g == nil || g == s.pastGate {
+		return true
+	}
+	t := time.NewTimer(MaxReadPause)
+	defer t.Stop()
+	select {
+	case <-g.open:
+		return true
+	case <-t.C:
+		s.pastGate = g
+		return true
+	case <-s.closed:
+		return false
+	case <-ctx.Done():
+		return false
 	}
 }
 
@@ -259,7 +348,7 @@ func (s *session) handleFrame(rl *relay, data []byte) {
 			// The router names seed messages itself so a resend after a
 			// failover is still stored once.
 			s.seedSeq++
-			op.id = rl.rt.instance + "-" + strconv.FormatUint(s.id, 36) + "-" + strconv.FormatUint(s.seedSeq, 36)
+			op.id = s.seedPrefix + strconv.FormatUint(s.seedSeq, 36)
 		}
 		if !s.allow(rl.rt.cfg.SendRate, rl.rt.cfg.SendBurst) {
 			s.enqueue(errorFrame(s.proto, limits.CodeRateLimited,
@@ -274,8 +363,8 @@ func (s *session) handleFrame(rl *relay, data []byte) {
 			rl.submit(relayReq{from: s, req: &pb.AttachRequest{Kind: &pb.AttachRequest_Typing{Typing: &pb.TypingRequest{Session: s.id}}}})
 		}
 	case "history":
-		rl.submit(relayReq{from: s, req: &pb.AttachRequest{Kind: &pb.AttachRequest_History{History: &pb.HistoryRequest{
-			Session: s.id, Before: op.before, Limit: op.limit}}}})
+		rl.submit(relayReq{from: s, req: &pb.AttachRequest{Kind: &pb.AttachRequest_Page{Page: &pb.PageRequest{
+			Before: op.before, Limit: op.limit}}}})
 	}
 }
 

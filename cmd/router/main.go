@@ -18,6 +18,7 @@ func main() {
 	fs.StringVar(&cfg.HTTPAdvertise, "http-advertise", "", "host:port browsers reach, if not --http-addr")
 	fs.Float64Var(&cfg.SendRate, "send-rate", cfg.SendRate, "messages per second one browser may send (0: unlimited)")
 	fs.IntVar(&cfg.SendBurst, "send-burst", cfg.SendBurst, "messages one browser may send at once above --send-rate")
+	fs.IntVar(&cfg.SeedHistory, "seed-history", 0, "newest messages a seed-protocol browser gets on connect (0: the whole history, like the seed app)")
 	fs.BoolVar(&cfg.AllowAnyOrigin, "allow-any-origin", false, "accept WebSockets from pages served by other origins")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go pprof profiles under /debug/pprof/ on --http-addr")
 	member := flagenv.MemberFlags(fs, &cfg.GossipListen, &cfg.GossipAdvertise, &cfg.Timings)

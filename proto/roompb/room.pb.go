@@ -86,7 +86,7 @@ type AttachRequest struct {
 	//	*AttachRequest_Send
 	//	*AttachRequest_Leave
 	//	*AttachRequest_Typing
-	//	*AttachRequest_History
+	//	*AttachRequest_Page
 	Kind          isAttachRequest_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -174,10 +174,10 @@ func (x *AttachRequest) GetTyping() *TypingRequest {
 	return nil
 }
 
-func (x *AttachRequest) GetHistory() *HistoryRequest {
+func (x *AttachRequest) GetPage() *PageRequest {
 	if x != nil {
-		if x, ok := x.Kind.(*AttachRequest_History); ok {
-			return x.History
+		if x, ok := x.Kind.(*AttachRequest_Page); ok {
+			return x.Page
 		}
 	}
 	return nil
@@ -207,8 +207,8 @@ type AttachRequest_Typing struct {
 	Typing *TypingRequest `protobuf:"bytes,5,opt,name=typing,proto3,oneof"`
 }
 
-type AttachRequest_History struct {
-	History *HistoryRequest `protobuf:"bytes,6,opt,name=history,proto3,oneof"`
+type AttachRequest_Page struct {
+	Page *PageRequest `protobuf:"bytes,6,opt,name=page,proto3,oneof"`
 }
 
 func (*AttachRequest_Open) isAttachRequest_Kind() {}
@@ -221,16 +221,15 @@ func (*AttachRequest_Leave) isAttachRequest_Kind() {}
 
 func (*AttachRequest_Typing) isAttachRequest_Kind() {}
 
-func (*AttachRequest_History) isAttachRequest_Kind() {}
+func (*AttachRequest_Page) isAttachRequest_Kind() {}
 
-// Open binds the stream to a room. With resume set, the node first replays
-// every committed message with seq > resume_after, then sends Opened.
+// Open binds the stream to a room. The node answers Opened with the room's
+// last committed seq; from then on the stream carries every message
+// committed after it. Whatever a router missed before, it reads in pages.
 type Open struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
 	RouterId      string                 `protobuf:"bytes,2,opt,name=router_id,json=routerId,proto3" json:"router_id,omitempty"`
-	Resume        bool                   `protobuf:"varint,3,opt,name=resume,proto3" json:"resume,omitempty"`
-	ResumeAfter   uint64                 `protobuf:"varint,4,opt,name=resume_after,json=resumeAfter,proto3" json:"resume_after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -279,30 +278,14 @@ func (x *Open) GetRouterId() string {
 	return ""
 }
 
-func (x *Open) GetResume() bool {
-	if x != nil {
-		return x.Resume
-	}
-	return false
-}
-
-func (x *Open) GetResumeAfter() uint64 {
-	if x != nil {
-		return x.ResumeAfter
-	}
-	return 0
-}
-
-// Join adds a browser session. The node answers with History for it unless
-// quiet is set (a re-attach of a session that already has its history).
+// Join adds a browser session. The room announces it to the others (a
+// JOINED presence change) unless quiet is set: a re-attach of a session the
+// room already announced.
 type Join struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Session uint64                 `protobuf:"varint,1,opt,name=session,proto3" json:"session,omitempty"`
-	Name    string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Quiet   bool                   `protobuf:"varint,3,opt,name=quiet,proto3" json:"quiet,omitempty"`
-	// history_after > 0 asks for the messages after it instead of the newest.
-	HistoryAfter  uint64 `protobuf:"varint,4,opt,name=history_after,json=historyAfter,proto3" json:"history_after,omitempty"`
-	HistoryLimit  uint32 `protobuf:"varint,5,opt,name=history_limit,json=historyLimit,proto3" json:"history_limit,omitempty"`
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       uint64                 `protobuf:"varint,1,opt,name=session,proto3" json:"session,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Quiet         bool                   `protobuf:"varint,3,opt,name=quiet,proto3" json:"quiet,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -356,20 +339,6 @@ func (x *Join) GetQuiet() bool {
 		return x.Quiet
 	}
 	return false
-}
-
-func (x *Join) GetHistoryAfter() uint64 {
-	if x != nil {
-		return x.HistoryAfter
-	}
-	return 0
-}
-
-func (x *Join) GetHistoryLimit() uint32 {
-	if x != nil {
-		return x.HistoryLimit
-	}
-	return 0
 }
 
 type Send struct {
@@ -528,29 +497,38 @@ func (x *TypingRequest) GetSession() uint64 {
 	return 0
 }
 
-type HistoryRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Session       uint64                 `protobuf:"varint,1,opt,name=session,proto3" json:"session,omitempty"`
-	Before        uint64                 `protobuf:"varint,2,opt,name=before,proto3" json:"before,omitempty"`
-	Limit         uint32                 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+// PageRequest reads committed messages from the node's store, not through
+// the room actor, so a long read never delays the room. With forward set it
+// asks for those with seq > after, oldest first; otherwise for the newest
+// with seq < before. The node answers Page with the same id.
+type PageRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Forward bool                   `protobuf:"varint,2,opt,name=forward,proto3" json:"forward,omitempty"`
+	After   uint64                 `protobuf:"varint,3,opt,name=after,proto3" json:"after,omitempty"`
+	Before  uint64                 `protobuf:"varint,4,opt,name=before,proto3" json:"before,omitempty"`
+	// limit caps the messages (at most the node's page limit); a page also
+	// stops once it holds the node's page byte limit, but never holds none
+	// while there is one to give.
+	Limit         uint32 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *HistoryRequest) Reset() {
-	*x = HistoryRequest{}
+func (x *PageRequest) Reset() {
+	*x = PageRequest{}
 	mi := &file_roompb_room_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *HistoryRequest) String() string {
+func (x *PageRequest) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*HistoryRequest) ProtoMessage() {}
+func (*PageRequest) ProtoMessage() {}
 
-func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
+func (x *PageRequest) ProtoReflect() protoreflect.Message {
 	mi := &file_roompb_room_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -562,26 +540,40 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
-func (*HistoryRequest) Descriptor() ([]byte, []int) {
+// Deprecated: Use PageRequest.ProtoReflect.Descriptor instead.
+func (*PageRequest) Descriptor() ([]byte, []int) {
 	return file_roompb_room_proto_rawDescGZIP(), []int{6}
 }
 
-func (x *HistoryRequest) GetSession() uint64 {
+func (x *PageRequest) GetId() uint64 {
 	if x != nil {
-		return x.Session
+		return x.Id
 	}
 	return 0
 }
 
-func (x *HistoryRequest) GetBefore() uint64 {
+func (x *PageRequest) GetForward() bool {
+	if x != nil {
+		return x.Forward
+	}
+	return false
+}
+
+func (x *PageRequest) GetAfter() uint64 {
+	if x != nil {
+		return x.After
+	}
+	return 0
+}
+
+func (x *PageRequest) GetBefore() uint64 {
 	if x != nil {
 		return x.Before
 	}
 	return 0
 }
 
-func (x *HistoryRequest) GetLimit() uint32 {
+func (x *PageRequest) GetLimit() uint32 {
 	if x != nil {
 		return x.Limit
 	}
@@ -596,7 +588,7 @@ type AttachEvent struct {
 	//	*AttachEvent_Redirect
 	//	*AttachEvent_Message
 	//	*AttachEvent_Ack
-	//	*AttachEvent_History
+	//	*AttachEvent_Page
 	//	*AttachEvent_Presence
 	//	*AttachEvent_Typing
 	//	*AttachEvent_Reject
@@ -678,10 +670,10 @@ func (x *AttachEvent) GetAck() *Ack {
 	return nil
 }
 
-func (x *AttachEvent) GetHistory() *History {
+func (x *AttachEvent) GetPage() *Page {
 	if x != nil {
-		if x, ok := x.Kind.(*AttachEvent_History); ok {
-			return x.History
+		if x, ok := x.Kind.(*AttachEvent_Page); ok {
+			return x.Page
 		}
 	}
 	return nil
@@ -734,8 +726,8 @@ type AttachEvent_Ack struct {
 	Ack *Ack `protobuf:"bytes,4,opt,name=ack,proto3,oneof"`
 }
 
-type AttachEvent_History struct {
-	History *History `protobuf:"bytes,5,opt,name=history,proto3,oneof"`
+type AttachEvent_Page struct {
+	Page *Page `protobuf:"bytes,5,opt,name=page,proto3,oneof"`
 }
 
 type AttachEvent_Presence struct {
@@ -758,7 +750,7 @@ func (*AttachEvent_Message) isAttachEvent_Kind() {}
 
 func (*AttachEvent_Ack) isAttachEvent_Kind() {}
 
-func (*AttachEvent_History) isAttachEvent_Kind() {}
+func (*AttachEvent_Page) isAttachEvent_Kind() {}
 
 func (*AttachEvent_Presence) isAttachEvent_Kind() {}
 
@@ -821,10 +813,13 @@ func (x *Opened) GetLastSeq() uint64 {
 // Redirect says "not owner, try owner_id at owner_addr" (empty when the
 // node does not know, e.g. while it waits for the cluster to form).
 type Redirect struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	OwnerId       string                 `protobuf:"bytes,1,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
-	OwnerAddr     string                 `protobuf:"bytes,2,opt,name=owner_addr,json=ownerAddr,proto3" json:"owner_addr,omitempty"`
-	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	OwnerId   string                 `protobuf:"bytes,1,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	OwnerAddr string                 `protobuf:"bytes,2,opt,name=owner_addr,json=ownerAddr,proto3" json:"owner_addr,omitempty"`
+	Reason    string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// too_slow: the router did not read this stream fast enough and the node
+	// dropped it; the router should send less at once when it comes back.
+	TooSlow       bool `protobuf:"varint,4,opt,name=too_slow,json=tooSlow,proto3" json:"too_slow,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -880,17 +875,21 @@ func (x *Redirect) GetReason() string {
 	return ""
 }
 
+func (x *Redirect) GetTooSlow() bool {
+	if x != nil {
+		return x.TooSlow
+	}
+	return false
+}
+
 // ChatMessage is a committed message; it is also the stored record.
 type ChatMessage struct {
-	state    protoimpl.MessageState `protogen:"open.v1"`
-	Seq      uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
-	Name     string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Text     string                 `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
-	TsMs     int64                  `protobuf:"varint,4,opt,name=ts_ms,json=tsMs,proto3" json:"ts_ms,omitempty"`
-	ClientId string                 `protobuf:"bytes,5,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
-	// Who sent it, so each router can skip echoing it to a seed-protocol sender.
-	OriginRouter  string `protobuf:"bytes,6,opt,name=origin_router,json=originRouter,proto3" json:"origin_router,omitempty"`
-	OriginSession uint64 `protobuf:"varint,7,opt,name=origin_session,json=originSession,proto3" json:"origin_session,omitempty"`
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Text          string                 `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
+	TsMs          int64                  `protobuf:"varint,4,opt,name=ts_ms,json=tsMs,proto3" json:"ts_ms,omitempty"`
+	ClientId      string                 `protobuf:"bytes,5,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -958,20 +957,6 @@ func (x *ChatMessage) GetClientId() string {
 		return x.ClientId
 	}
 	return ""
-}
-
-func (x *ChatMessage) GetOriginRouter() string {
-	if x != nil {
-		return x.OriginRouter
-	}
-	return ""
-}
-
-func (x *ChatMessage) GetOriginSession() uint64 {
-	if x != nil {
-		return x.OriginSession
-	}
-	return 0
 }
 
 type Ack struct {
@@ -1051,31 +1036,32 @@ func (x *Ack) GetDuplicate() bool {
 	return false
 }
 
-type History struct {
-	state    protoimpl.MessageState `protogen:"open.v1"`
-	Session  uint64                 `protobuf:"varint,1,opt,name=session,proto3" json:"session,omitempty"`
-	Messages []*ChatMessage         `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
-	More     bool                   `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"`
-	// before echoes HistoryRequest.before; 0 for the history sent on Join.
-	Before        uint64 `protobuf:"varint,4,opt,name=before,proto3" json:"before,omitempty"`
+// Page answers a PageRequest: messages in ascending seq, without gaps.
+// For a backward page, more says that older messages than its first exist;
+// a forward page leaves it unset (the router knows the room's last seq).
+type Page struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Messages      []*ChatMessage         `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
+	More          bool                   `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *History) Reset() {
-	*x = History{}
+func (x *Page) Reset() {
+	*x = Page{}
 	mi := &file_roompb_room_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *History) String() string {
+func (x *Page) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*History) ProtoMessage() {}
+func (*Page) ProtoMessage() {}
 
-func (x *History) ProtoReflect() protoreflect.Message {
+func (x *Page) ProtoReflect() protoreflect.Message {
 	mi := &file_roompb_room_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -1087,37 +1073,30 @@ func (x *History) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use History.ProtoReflect.Descriptor instead.
-func (*History) Descriptor() ([]byte, []int) {
+// Deprecated: Use Page.ProtoReflect.Descriptor instead.
+func (*Page) Descriptor() ([]byte, []int) {
 	return file_roompb_room_proto_rawDescGZIP(), []int{12}
 }
 
-func (x *History) GetSession() uint64 {
+func (x *Page) GetId() uint64 {
 	if x != nil {
-		return x.Session
+		return x.Id
 	}
 	return 0
 }
 
-func (x *History) GetMessages() []*ChatMessage {
+func (x *Page) GetMessages() []*ChatMessage {
 	if x != nil {
 		return x.Messages
 	}
 	return nil
 }
 
-func (x *History) GetMore() bool {
+func (x *Page) GetMore() bool {
 	if x != nil {
 		return x.More
 	}
 	return false
-}
-
-func (x *History) GetBefore() uint64 {
-	if x != nil {
-		return x.Before
-	}
-	return 0
 }
 
 type Presence struct {
@@ -1586,26 +1565,22 @@ var File_roompb_room_proto protoreflect.FileDescriptor
 
 const file_roompb_room_proto_rawDesc = "" +
 	"\n" +
-	"\x11roompb/room.proto\x12\x11hellochat.room.v1\"\xd1\x02\n" +
+	"\x11roompb/room.proto\x12\x11hellochat.room.v1\"\xc8\x02\n" +
 	"\rAttachRequest\x12-\n" +
 	"\x04open\x18\x01 \x01(\v2\x17.hellochat.room.v1.OpenH\x00R\x04open\x12-\n" +
 	"\x04join\x18\x02 \x01(\v2\x17.hellochat.room.v1.JoinH\x00R\x04join\x12-\n" +
 	"\x04send\x18\x03 \x01(\v2\x17.hellochat.room.v1.SendH\x00R\x04send\x120\n" +
 	"\x05leave\x18\x04 \x01(\v2\x18.hellochat.room.v1.LeaveH\x00R\x05leave\x12:\n" +
-	"\x06typing\x18\x05 \x01(\v2 .hellochat.room.v1.TypingRequestH\x00R\x06typing\x12=\n" +
-	"\ahistory\x18\x06 \x01(\v2!.hellochat.room.v1.HistoryRequestH\x00R\ahistoryB\x06\n" +
-	"\x04kind\"r\n" +
+	"\x06typing\x18\x05 \x01(\v2 .hellochat.room.v1.TypingRequestH\x00R\x06typing\x124\n" +
+	"\x04page\x18\x06 \x01(\v2\x1e.hellochat.room.v1.PageRequestH\x00R\x04pageB\x06\n" +
+	"\x04kind\"C\n" +
 	"\x04Open\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x1b\n" +
-	"\trouter_id\x18\x02 \x01(\tR\brouterId\x12\x16\n" +
-	"\x06resume\x18\x03 \x01(\bR\x06resume\x12!\n" +
-	"\fresume_after\x18\x04 \x01(\x04R\vresumeAfter\"\x94\x01\n" +
+	"\trouter_id\x18\x02 \x01(\tR\brouterIdJ\x04\b\x03\x10\x04J\x04\b\x04\x10\x05\"V\n" +
 	"\x04Join\x12\x18\n" +
 	"\asession\x18\x01 \x01(\x04R\asession\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
-	"\x05quiet\x18\x03 \x01(\bR\x05quiet\x12#\n" +
-	"\rhistory_after\x18\x04 \x01(\x04R\fhistoryAfter\x12#\n" +
-	"\rhistory_limit\x18\x05 \x01(\rR\fhistoryLimit\"e\n" +
+	"\x05quiet\x18\x03 \x01(\bR\x05quietJ\x04\b\x04\x10\x05J\x04\b\x05\x10\x06\"e\n" +
 	"\x04Send\x12\x18\n" +
 	"\asession\x18\x01 \x01(\x04R\asession\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x12\n" +
@@ -1614,48 +1589,48 @@ const file_roompb_room_proto_rawDesc = "" +
 	"\x05Leave\x12\x18\n" +
 	"\asession\x18\x01 \x01(\x04R\asession\")\n" +
 	"\rTypingRequest\x12\x18\n" +
-	"\asession\x18\x01 \x01(\x04R\asession\"X\n" +
-	"\x0eHistoryRequest\x12\x18\n" +
-	"\asession\x18\x01 \x01(\x04R\asession\x12\x16\n" +
-	"\x06before\x18\x02 \x01(\x04R\x06before\x12\x14\n" +
-	"\x05limit\x18\x03 \x01(\rR\x05limit\"\xca\x03\n" +
+	"\asession\x18\x01 \x01(\x04R\asession\"{\n" +
+	"\vPageRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
+	"\aforward\x18\x02 \x01(\bR\aforward\x12\x14\n" +
+	"\x05after\x18\x03 \x01(\x04R\x05after\x12\x16\n" +
+	"\x06before\x18\x04 \x01(\x04R\x06before\x12\x14\n" +
+	"\x05limit\x18\x05 \x01(\rR\x05limit\"\xc1\x03\n" +
 	"\vAttachEvent\x123\n" +
 	"\x06opened\x18\x01 \x01(\v2\x19.hellochat.room.v1.OpenedH\x00R\x06opened\x129\n" +
 	"\bredirect\x18\x02 \x01(\v2\x1b.hellochat.room.v1.RedirectH\x00R\bredirect\x12:\n" +
 	"\amessage\x18\x03 \x01(\v2\x1e.hellochat.room.v1.ChatMessageH\x00R\amessage\x12*\n" +
-	"\x03ack\x18\x04 \x01(\v2\x16.hellochat.room.v1.AckH\x00R\x03ack\x126\n" +
-	"\ahistory\x18\x05 \x01(\v2\x1a.hellochat.room.v1.HistoryH\x00R\ahistory\x129\n" +
+	"\x03ack\x18\x04 \x01(\v2\x16.hellochat.room.v1.AckH\x00R\x03ack\x12-\n" +
+	"\x04page\x18\x05 \x01(\v2\x17.hellochat.room.v1.PageH\x00R\x04page\x129\n" +
 	"\bpresence\x18\x06 \x01(\v2\x1b.hellochat.room.v1.PresenceH\x00R\bpresence\x123\n" +
 	"\x06typing\x18\a \x01(\v2\x19.hellochat.room.v1.TypingH\x00R\x06typing\x123\n" +
 	"\x06reject\x18\b \x01(\v2\x19.hellochat.room.v1.RejectH\x00R\x06rejectB\x06\n" +
 	"\x04kind\"<\n" +
 	"\x06Opened\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x19\n" +
-	"\blast_seq\x18\x02 \x01(\x04R\alastSeq\"\\\n" +
+	"\blast_seq\x18\x02 \x01(\x04R\alastSeq\"w\n" +
 	"\bRedirect\x12\x19\n" +
 	"\bowner_id\x18\x01 \x01(\tR\aownerId\x12\x1d\n" +
 	"\n" +
 	"owner_addr\x18\x02 \x01(\tR\townerAddr\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xc5\x01\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x19\n" +
+	"\btoo_slow\x18\x04 \x01(\bR\atooSlow\"\x85\x01\n" +
 	"\vChatMessage\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
 	"\x04text\x18\x03 \x01(\tR\x04text\x12\x13\n" +
 	"\x05ts_ms\x18\x04 \x01(\x03R\x04tsMs\x12\x1b\n" +
-	"\tclient_id\x18\x05 \x01(\tR\bclientId\x12#\n" +
-	"\rorigin_router\x18\x06 \x01(\tR\foriginRouter\x12%\n" +
-	"\x0eorigin_session\x18\a \x01(\x04R\roriginSession\"\x81\x01\n" +
+	"\tclient_id\x18\x05 \x01(\tR\bclientIdJ\x04\b\x06\x10\aJ\x04\b\a\x10\b\"\x81\x01\n" +
 	"\x03Ack\x12\x18\n" +
 	"\asession\x18\x01 \x01(\x04R\asession\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x10\n" +
 	"\x03seq\x18\x03 \x01(\x04R\x03seq\x12\x13\n" +
 	"\x05ts_ms\x18\x04 \x01(\x03R\x04tsMs\x12\x1c\n" +
-	"\tduplicate\x18\x05 \x01(\bR\tduplicate\"\x8b\x01\n" +
-	"\aHistory\x12\x18\n" +
-	"\asession\x18\x01 \x01(\x04R\asession\x12:\n" +
+	"\tduplicate\x18\x05 \x01(\bR\tduplicate\"f\n" +
+	"\x04Page\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12:\n" +
 	"\bmessages\x18\x02 \x03(\v2\x1e.hellochat.room.v1.ChatMessageR\bmessages\x12\x12\n" +
-	"\x04more\x18\x03 \x01(\bR\x04more\x12\x16\n" +
-	"\x06before\x18\x04 \x01(\x04R\x06before\"\xea\x01\n" +
+	"\x04more\x18\x03 \x01(\bR\x04more\"\xea\x01\n" +
 	"\bPresence\x12:\n" +
 	"\x06change\x18\x01 \x01(\x0e2\".hellochat.room.v1.Presence.ChangeR\x06change\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12#\n" +
@@ -1721,13 +1696,13 @@ var file_roompb_room_proto_goTypes = []any{
 	(*Send)(nil),           // 4: hellochat.room.v1.Send
 	(*Leave)(nil),          // 5: hellochat.room.v1.Leave
 	(*TypingRequest)(nil),  // 6: hellochat.room.v1.TypingRequest
-	(*HistoryRequest)(nil), // 7: hellochat.room.v1.HistoryRequest
+	(*PageRequest)(nil),    // 7: hellochat.room.v1.PageRequest
 	(*AttachEvent)(nil),    // 8: hellochat.room.v1.AttachEvent
 	(*Opened)(nil),         // 9: hellochat.room.v1.Opened
 	(*Redirect)(nil),       // 10: hellochat.room.v1.Redirect
 	(*ChatMessage)(nil),    // 11: hellochat.room.v1.ChatMessage
 	(*Ack)(nil),            // 12: hellochat.room.v1.Ack
-	(*History)(nil),        // 13: hellochat.room.v1.History
+	(*Page)(nil),           // 13: hellochat.room.v1.Page
 	(*Presence)(nil),       // 14: hellochat.room.v1.Presence
 	(*Typing)(nil),         // 15: hellochat.room.v1.Typing
 	(*Reject)(nil),         // 16: hellochat.room.v1.Reject
@@ -1742,16 +1717,16 @@ var file_roompb_room_proto_depIdxs = []int32{
 	4,  // 2: hellochat.room.v1.AttachRequest.send:type_name -> hellochat.room.v1.Send
 	5,  // 3: hellochat.room.v1.AttachRequest.leave:type_name -> hellochat.room.v1.Leave
 	6,  // 4: hellochat.room.v1.AttachRequest.typing:type_name -> hellochat.room.v1.TypingRequest
-	7,  // 5: hellochat.room.v1.AttachRequest.history:type_name -> hellochat.room.v1.HistoryRequest
+	7,  // 5: hellochat.room.v1.AttachRequest.page:type_name -> hellochat.room.v1.PageRequest
 	9,  // 6: hellochat.room.v1.AttachEvent.opened:type_name -> hellochat.room.v1.Opened
 	10, // 7: hellochat.room.v1.AttachEvent.redirect:type_name -> hellochat.room.v1.Redirect
 	11, // 8: hellochat.room.v1.AttachEvent.message:type_name -> hellochat.room.v1.ChatMessage
 	12, // 9: hellochat.room.v1.AttachEvent.ack:type_name -> hellochat.room.v1.Ack
-	13, // 10: hellochat.room.v1.AttachEvent.history:type_name -> hellochat.room.v1.History
+	13, // 10: hellochat.room.v1.AttachEvent.page:type_name -> hellochat.room.v1.Page
 	14, // 11: hellochat.room.v1.AttachEvent.presence:type_name -> hellochat.room.v1.Presence
 	15, // 12: hellochat.room.v1.AttachEvent.typing:type_name -> hellochat.room.v1.Typing
 	16, // 13: hellochat.room.v1.AttachEvent.reject:type_name -> hellochat.room.v1.Reject
-	11, // 14: hellochat.room.v1.History.messages:type_name -> hellochat.room.v1.ChatMessage
+	11, // 14: hellochat.room.v1.Page.messages:type_name -> hellochat.room.v1.ChatMessage
 	0,  // 15: hellochat.room.v1.Presence.change:type_name -> hellochat.room.v1.Presence.Change
 	19, // 16: hellochat.room.v1.StatusResponse.rooms:type_name -> hellochat.room.v1.RoomStatus
 	20, // 17: hellochat.room.v1.StatusResponse.members:type_name -> hellochat.room.v1.MemberStatus
@@ -1777,14 +1752,14 @@ func file_roompb_room_proto_init() {
 		(*AttachRequest_Send)(nil),
 		(*AttachRequest_Leave)(nil),
 		(*AttachRequest_Typing)(nil),
-		(*AttachRequest_History)(nil),
+		(*AttachRequest_Page)(nil),
 	}
 	file_roompb_room_proto_msgTypes[7].OneofWrappers = []any{
 		(*AttachEvent_Opened)(nil),
 		(*AttachEvent_Redirect)(nil),
 		(*AttachEvent_Message)(nil),
 		(*AttachEvent_Ack)(nil),
-		(*AttachEvent_History)(nil),
+		(*AttachEvent_Page)(nil),
 		(*AttachEvent_Presence)(nil),
 		(*AttachEvent_Typing)(nil),
 		(*AttachEvent_Reject)(nil),

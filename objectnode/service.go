@@ -3,7 +3,7 @@ package objectnode
 import (
 	"context"
 	"errors"
-	"sync"
+	"io"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -13,42 +13,16 @@ import (
 	pb "hellochat/proto/roompb"
 )
 
-// StreamQueue bounds the events waiting to be sent on one Attach stream.
-// A router that falls this far behind is dropped and re-attaches with a
-// resume (see room.sendTo).
-const StreamQueue = 8192
-
-// stream is the node's side of one router's Attach stream for one room.
-type stream struct {
-	router string
-	out    chan *pb.AttachEvent
-
-	endOnce sync.Once
-	ended   chan struct{} // closed by the room when it drops the stream
-	final   *pb.AttachEvent
-}
-
-func newStream(router string) *stream {
-	return &stream{router: router, out: make(chan *pb.AttachEvent, StreamQueue), ended: make(chan struct{})}
-}
-
-// end tells the stream's handler to flush, send the redirect and finish.
-func (st *stream) end(redirect *pb.Redirect) {
-	st.endOnce.Do(func() {
-		st.final = &pb.AttachEvent{Kind: &pb.AttachEvent_Redirect{Redirect: redirect}}
-		close(st.ended)
-	})
-}
-
 // service implements the Rooms gRPC service.
 type service struct {
 	pb.UnimplementedRoomsServer
 	node *Node
 }
 
-// Attach relays one room for one router. The handler goroutine writes to
-// the stream; a second goroutine reads from it and feeds the room actor,
-// waiting when the actor's mailbox is full (backpressure).
+// Attach relays one room for one router. The handler goroutine writes the
+// stream's queued events; a second goroutine reads the router's requests,
+// answers page reads from the store itself and feeds everything else to the
+// room actor, waiting while the actor's mailbox is full (backpressure).
 func (s *service) Attach(srv pb.Rooms_AttachServer) error {
 	n := s.node
 	ctx := srv.Context()
@@ -68,8 +42,8 @@ func (s *service) Attach(srv pb.Rooms_AttachServer) error {
 		return srv.Send(&pb.AttachEvent{Kind: &pb.AttachEvent_Redirect{Redirect: redirect}})
 	}
 
-	st := newStream(open.RouterId)
-	r, err := n.attach(ctx, name, st, open)
+	st := newStream(open.RouterId, n.cfg.StreamQueue, n.cfg.StreamQueueBytes)
+	r, err := n.attach(ctx, name, st)
 	if errors.Is(err, ErrRoomStopped) {
 		return srv.Send(&pb.AttachEvent{Kind: &pb.AttachEvent_Redirect{Redirect: &pb.Redirect{Reason: "node shutting down"}}})
 	}
@@ -84,51 +58,80 @@ func (s *service) Attach(srv pb.Rooms_AttachServer) error {
 	}()
 
 	recvErr := make(chan error, 1)
-	go func() {
-		for {
-			req, err := srv.Recv()
-			if err != nil {
-				recvErr <- err
-				return
-			}
-			if req.GetOpen() != nil {
-				recvErr <- status.Error(codes.InvalidArgument, "Open sent twice")
-				return
-			}
-			if err := r.enqueue(ctx, roomReq{from: st, req: req}); err != nil {
-				recvErr <- err
-				return
-			}
-		}
-	}()
+	go func() { recvErr <- s.readRequests(ctx, srv, r, st) }()
 
-	for {
-		select {
-		case ev := <-st.out:
+	send := func() error {
+		for _, ev := range st.take() {
 			if err := srv.Send(ev); err != nil {
 				return err
 			}
-		case <-st.ended:
-			// Flush what the room queued before it let go, then redirect.
-		flush:
-			for {
-				select {
-				case ev := <-st.out:
-					if err := srv.Send(ev); err != nil {
-						return err
-					}
-				default:
-					break flush
-				}
+		}
+		return nil
+	}
+	for {
+		select {
+		case <-st.wake:
+			if err := send(); err != nil {
+				return err
+			}
+		case <-st.closed:
+			// Send what was queued before the stream ended, then redirect.
+			if err := send(); err != nil {
+				return err
 			}
 			return srv.Send(st.final)
 		case err := <-recvErr:
-			if errors.Is(err, ErrRoomStopped) {
+			select {
+			case <-st.closed: // dropped as too slow while answering a page
+				if err := send(); err != nil {
+					return err
+				}
+				return srv.Send(st.final)
+			default:
+			}
+			switch {
+			case errors.Is(err, ErrRoomStopped):
 				return status.Error(codes.Unavailable, "room stopped")
+			case err != nil && status.Code(err) != codes.Canceled:
+				return err
 			}
 			return nil // the router closed its side, or went away
 		case <-ctx.Done():
 			return ctx.Err()
+		}
+	}
+}
+
+// readRequests feeds a stream's requests to its room until the router
+// closes the stream. Page reads are answered here, from the store: they read
+// only committed messages, so the room actor need not see them.
+func (s *service) readRequests(ctx context.Context, srv pb.Rooms_AttachServer, r *room, st *stream) error {
+	n := s.node
+	for {
+		req, err := srv.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		switch k := req.Kind.(type) {
+		case *pb.AttachRequest_Open:
+			return status.Error(codes.InvalidArgument, "Open sent twice")
+		case *pb.AttachRequest_Page:
+			page, err := readPage(n.store, r.name, k.Page)
+			if err != nil {
+				n.log.Error("read page", "room", r.name, "err", err)
+				return status.Errorf(codes.Unavailable, "read history of %q: %v", r.name, err)
+			}
+			if !st.push(&pb.AttachEvent{Kind: &pb.AttachEvent_Page{Page: page}}) {
+				n.dropSlow(r.name, st)
+				return nil
+			}
+		default:
+			if err := r.enqueue(ctx, roomReq{from: st, req: req}); err != nil {
+				return err
+			}
 		}
 	}
 }
