@@ -332,7 +332,12 @@ func (rl *relay) dial() {
 		}
 	}
 	go func() {
-		stream, err := client.Attach(ctx)
+		// The writer ends a failed stream through its own context, so that
+		// Recv reports the cause: report gives up only when the relay has
+		// given up on the stream (ctx), or the failure could be lost.
+		sctx, scancel := context.WithCancel(ctx)
+		defer scancel()
+		stream, err := client.Attach(sctx)
 		if err != nil {
 			report(streamEvent{gen: gen, err: err})
 			return
@@ -343,11 +348,11 @@ func (rl *relay) dial() {
 				case <-st.wake:
 					for _, req := range st.take() {
 						if err := stream.Send(req); err != nil {
-							cancel() // Recv reports the cause
+							scancel()
 							return
 						}
 					}
-				case <-ctx.Done():
+				case <-sctx.Done():
 					return
 				}
 			}

@@ -38,8 +38,13 @@ func Timings() cluster.Timings {
 // Options change a cluster from its defaults.
 type Options struct {
 	RoomIdle  time.Duration // default 1 minute
-	SendRate  float64       // default router.DefaultSendRate
+	SendRate  float64       // default router.DefaultSendRate; negative: no limit
 	SendBurst int
+	// SeedHistory caps the history seed clients get (router --seed-history).
+	SeedHistory int
+	// StreamQueue bounds the events a node queues for one router stream
+	// (default objectnode.DefaultStreamQueue).
+	StreamQueue int
 	// SnapshotEvery and KeepEntries shrink the Raft log bounds, to make
 	// snapshots happen in a test.
 	SnapshotEvery, KeepEntries uint64
@@ -62,9 +67,12 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	if opts.RoomIdle == 0 {
 		opts.RoomIdle = time.Minute
 	}
-	if opts.SendRate == 0 {
+	switch {
+	case opts.SendRate == 0:
 		opts.SendRate = router.DefaultSendRate
 		opts.SendBurst = router.DefaultSendBurst
+	case opts.SendRate < 0:
+		opts.SendRate = 0 // the router's "unlimited"
 	}
 	c := &Cluster{t: t, opts: opts, dir: t.TempDir(), Nodes: make([]*objectnode.Node, n)}
 	var seeds []string
@@ -89,6 +97,7 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 			ElectionTicks: 10,
 			SnapshotEvery: opts.SnapshotEvery,
 			KeepEntries:   opts.KeepEntries,
+			StreamQueue:   opts.StreamQueue,
 			Logger:        logger,
 			LogOutput:     raw,
 		})
@@ -106,6 +115,7 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 		Timings:      Timings(),
 		SendRate:     opts.SendRate,
 		SendBurst:    opts.SendBurst,
+		SeedHistory:  opts.SeedHistory,
 		Logger:       logger,
 		LogOutput:    raw,
 	})
