@@ -1,5 +1,5 @@
 // Command bench runs the benchmark suite (`make bench`): a real cluster on
-// loopback, seven scenarios one after another, one table, JSON, and a
+// loopback, eight scenarios one after another, one table, JSON, and a
 // regenerated docs/benchmarks.md.
 package main
 
@@ -24,7 +24,7 @@ func main() {
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
 	fs.StringVar(&cfg.Bin, "bin", "bin", "directory holding the objectnode and router binaries")
 	fs.StringVar(&cfg.Dir, "data", "data/bench", "directory for the cluster's data and logs (wiped at start)")
-	fs.IntVar(&cfg.Only, "scenario", 0, "run only this scenario (1-7; 0: all)")
+	fs.IntVar(&cfg.Only, "scenario", 0, "run only this scenario (1-8; 0: all)")
 	fs.BoolVar(&cfg.Short, "short", false, "shorter measuring windows")
 	fs.StringVar(&cfg.Target, "target", "", "load a running router at this URL instead of starting a cluster (loopback only)")
 	jsonOut := fs.String("json", "data/bench/results.json", "write the results here as JSON")

@@ -17,9 +17,13 @@ func TestCheckLoopback(t *testing.T) {
 }
 
 func TestMessageTextRoundTrip(t *testing.T) {
-	text := makeText("r1-c2", 7, 64)
-	at, from, ok := parseText(text)
-	if !ok || from != "r1-c2" || at <= 0 || len(text) != 64 {
-		t.Fatalf("%q -> %d %q %v", text, at, from, ok)
+	text := makeText("r1-c2", 7, 12345, 64)
+	at, from, n, ok := parseText(text)
+	if !ok || from != "r1-c2" || at != 12345 || n != 7 || len(text) != 64 {
+		t.Fatalf("%q -> %d %q %d %v", text, at, from, n, ok)
+	}
+	c := &loadClient{name: "r1-c2"}
+	if got := c.idNumber(c.id(300)); got != 300 {
+		t.Fatalf("id %q -> %d", c.id(300), got)
 	}
 }

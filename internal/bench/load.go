@@ -37,11 +37,70 @@ type loadClient struct {
 	sent    atomic.Int64
 	acked   atomic.Int64
 	closed  atomic.Bool
+	closeErr error // why, set before closed
+
+	// What became of each of this client's messages, by number (from 1):
+	// answered (acked or refused) and how many other clients were shown it.
+	mu       sync.Mutex
+	outcome  []uint8 // outcomePending, outcomeAcked, outcomeRefused
+	received []int32
+}
+
+const (
+	outcomePending uint8 = iota
+	outcomeAcked
+	outcomeRefused
+)
+
+// note records something about message n of this client.
+func (c *loadClient) note(n int64, outcome uint8, received bool) {
+	if n <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for int64(len(c.outcome)) < n {
+		c.outcome = append(c.outcome, outcomePending)
+		c.received = append(c.received, 0)
+	}
+	if outcome != outcomePending && c.outcome[n-1] == outcomePending {
+		c.outcome[n-1] = outcome
+	}
+	if received {
+		c.received[n-1]++
+	}
+}
+
+// tally says what became of messages from+1..to: refused, shown to all
+// others, or neither (lost, or not yet there); done is false while any is
+// unanswered or acked but not yet shown to everyone.
+func (c *loadClient) tally(from, to int64, others int32) (refused, shown, lost int64, done bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	done = true
+	for n := from + 1; n <= to; n++ {
+		var o uint8
+		var r int32
+		if int(n) <= len(c.outcome) {
+			o, r = c.outcome[n-1], c.received[n-1]
+		}
+		switch {
+		case o == outcomeRefused:
+			refused++
+		case r >= others:
+			shown++
+		default:
+			lost++
+			done = false
+		}
+	}
+	return refused, shown, lost, done
 }
 
 // run is the shared state of one load run.
 type run struct {
-	proto     string // "v2" or "seed"
+	proto     string                 // "v2" or "seed"
+	byName    map[string]*loadClient // senders, to note who was shown their messages
 	mu        sync.Mutex
 	latencies []time.Duration // send -> receive at the other clients of the room
 	delivered atomic.Int64
@@ -110,6 +169,10 @@ func dialAll(ctx context.Context, base string, r *run, rooms, perRoom, parallel 
 		closeAll(clients)
 		return nil, 0, firstErr
 	}
+	r.byName = make(map[string]*loadClient, len(clients))
+	for _, c := range clients {
+		r.byName[c.name] = c
+	}
 	for _, c := range clients {
 		go c.read()
 	}
@@ -130,6 +193,7 @@ func (c *loadClient) read() {
 	for {
 		_, data, err := c.conn.Read(context.Background())
 		if err != nil {
+			c.closeErr = err
 			c.closed.Store(true)
 			return
 		}
@@ -141,8 +205,10 @@ func (c *loadClient) read() {
 		switch f.Type {
 		case "ack":
 			c.acked.Add(1)
+			c.note(c.idNumber(f.ID), outcomeAcked, false)
 		case "error":
 			c.run.errors.Add(1)
+			c.note(c.idNumber(f.ID), outcomeRefused, false)
 		case "message":
 			switch {
 			case c.lastSeq != 0 && f.Seq <= c.lastSeq:
@@ -151,32 +217,56 @@ func (c *loadClient) read() {
 				c.run.reordered.Add(1)
 			}
 			c.lastSeq = max(c.lastSeq, f.Seq)
-			if sentAt, from, ok := parseText(f.Text); ok && from != c.name {
+			if at, from, n, ok := parseText(f.Text); ok && from != c.name {
 				c.run.delivered.Add(1)
-				c.run.record(time.Duration(now() - sentAt))
+				c.run.record(time.Duration(now() - at))
+				if sender := c.run.byName[from]; sender != nil {
+					sender.note(n, outcomePending, true)
+				}
 			}
 		}
 	}
 }
 
-// Message text: "<send time ns> <sender> <n>", padded to the payload size.
-func makeText(sender string, n int64, pad int) string {
-	s := strconv.FormatInt(now(), 10) + " " + sender + " " + strconv.FormatInt(n, 10)
+// Message text: "<scheduled send time ns> <sender> <n>", padded to the
+// payload size. Latency counts from when the message was due, not from when
+// the socket took it: a sender held back by a full socket is the system's
+// delay, and must not vanish from the figures (coordinated omission).
+func makeText(sender string, n, at int64, pad int) string {
+	s := strconv.FormatInt(at, 10) + " " + sender + " " + strconv.FormatInt(n, 10)
 	if len(s) < pad {
 		s += " " + strings.Repeat("x", pad-len(s)-1)
 	}
 	return s
 }
 
-func parseText(t string) (sentAt int64, from string, ok bool) {
+func parseText(t string) (at int64, from string, n int64, ok bool) {
 	a, rest, ok1 := strings.Cut(t, " ")
-	b, _, ok2 := strings.Cut(rest, " ")
+	b, rest, ok2 := strings.Cut(rest, " ")
+	c, _, _ := strings.Cut(rest, " ")
 	if !ok1 || !ok2 {
-		return 0, "", false
+		return 0, "", 0, false
 	}
-	v, err := strconv.ParseInt(a, 10, 64)
-	return v, b, err == nil
+	v, err1 := strconv.ParseInt(a, 10, 64)
+	m, err2 := strconv.ParseInt(c, 10, 64)
+	return v, b, m, err1 == nil && err2 == nil
 }
+
+func (c *loadClient) id(n int64) string { return c.name + "-" + strconv.FormatInt(n, 36) }
+
+// idNumber is the message number in one of this client's ids (0 if none).
+func (c *loadClient) idNumber(id string) int64 {
+	rest, ok := strings.CutPrefix(id, c.name+"-")
+	if !ok {
+		return 0
+	}
+	n, _ := strconv.ParseInt(rest, 36, 64)
+	return n
+}
+
+// writeLimit is the longest one frame's write may block before the client
+// gives up (and its connection closes).
+const writeLimit = 30 * time.Second
 
 // send paces one client at rate messages per second until ctx ends. It
 // catches up after stalls rather than silently sending less, so the rate
@@ -201,15 +291,18 @@ func (c *loadClient) send(ctx context.Context, rate float64, pad int) {
 		// Ids stay unique across windows: a reused id is (rightly) deduped
 		// by the room and never delivered again.
 		n := c.seq.Add(1)
-		id := c.name + "-" + strconv.FormatInt(n, 36)
-		text := makeText(c.name, n, pad)
+		id := c.id(n)
+		text := makeText(c.name, n, int64(next.Sub(epoch)), pad)
 		var b []byte
 		if c.run.proto == "v2" {
 			b, _ = json.Marshal(map[string]string{"type": "send", "id": id, "text": text})
 		} else {
 			b, _ = json.Marshal(map[string]string{"message": text})
 		}
-		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		// Not ctx: a WebSocket whose write context ends mid-write is closed,
+		// and the end of a window must not close a client the router is
+		// holding back. Only a write stuck for writeLimit is a failure.
+		wctx, cancel := context.WithTimeout(context.Background(), writeLimit)
 		err := c.conn.Write(wctx, websocket.MessageText, b)
 		cancel()
 		if err != nil {
@@ -232,9 +325,12 @@ func (c *loadClient) fill(ctx context.Context, n, pad int) {
 			case <-time.After(time.Millisecond):
 			}
 		}
-		id := c.name + "-" + strconv.FormatInt(c.seq.Add(1), 36)
-		b, _ := json.Marshal(map[string]string{"type": "send", "id": id, "text": makeText(c.name, int64(i), pad)})
-		if c.conn.Write(ctx, websocket.MessageText, b) != nil {
+		n := c.seq.Add(1)
+		b, _ := json.Marshal(map[string]string{"type": "send", "id": c.id(n), "text": makeText(c.name, n, now(), pad)})
+		wctx, cancel := context.WithTimeout(context.Background(), writeLimit)
+		err := c.conn.Write(wctx, websocket.MessageText, b)
+		cancel()
+		if err != nil {
 			return
 		}
 		c.sent.Add(1)

@@ -27,7 +27,7 @@ func summary(r Result) string {
 // process usage and notes.
 func Table(w io.Writer, results []Result) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "#\tscenario\tsent\tdelivered\tlost\tdup\treord\tmsgs/s\tdeliv/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\ttarget met\t")
+	fmt.Fprintln(tw, "#\tscenario\tsent\trefused\tdelivered\tlost\tdup\treord\tmsgs/s\tdeliv/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\ttarget met\t")
 	for _, r := range results {
 		met := "no"
 		if r.Met {
@@ -36,8 +36,8 @@ func Table(w io.Writer, results []Result) {
 		if r.Err != "" {
 			met = "ERROR"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%d\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t%s\t\n",
-			r.Scenario.N, r.Scenario.Name, r.Sent, r.Delivered, r.Lost, r.Dup, r.Reordered, r.MsgsPerSec, r.DeliveriesPerSec,
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t%s\t\n",
+			r.Scenario.N, r.Scenario.Name, r.Sent, r.Refused, r.Delivered, r.Lost, r.Dup, r.Reordered, r.MsgsPerSec, r.DeliveriesPerSec,
 			r.P50, r.P90, r.P99, r.P999, r.Max, met)
 	}
 	tw.Flush()
@@ -53,6 +53,12 @@ func Table(w io.Writer, results []Result) {
 		}
 		if r.Extra != "" {
 			fmt.Fprintf(w, "   %s\n", r.Extra)
+		}
+		if len(r.Steps) > 0 {
+			fmt.Fprintf(w, "   %12s %12s %12s %6s %10s %13s\n", "offered/s", "committed/s", "refused/s", "lost", "p99 ms", "disconnected")
+			for _, st := range r.Steps {
+				fmt.Fprintf(w, "   %12.0f %12.0f %12.0f %6d %10.1f %13d\n", st.Offered, st.Committed, st.Refused, st.Lost, st.P99, st.Disconnected)
+			}
 		}
 		if r.Err != "" {
 			fmt.Fprintf(w, "   error: %s\n", r.Err)
@@ -73,9 +79,11 @@ func Markdown(path, command string, results []Result, took time.Duration) error 
 	if rev := gitRev(); rev != "" {
 		fmt.Fprintf(&b, "Commit: %s.\n", rev)
 	}
-	fmt.Fprintf(&b, "\nLatency is send -> receive at the *other* clients of the room, on the load generator's own\n")
-	fmt.Fprintf(&b, "monotonic clock. \"lost\" counts messages some client of the room never received (and, for\n")
-	fmt.Fprintf(&b, "scenario 2, messages missing from history); CPU is percent of one core over the measured window.\n\n```\n")
+	fmt.Fprintf(&b, "\nLatency is from a message's scheduled send time to its receipt at the *other* clients of the\n")
+	fmt.Fprintf(&b, "room, on the load generator's own monotonic clock (a sender held back by a full socket counts).\n")
+	fmt.Fprintf(&b, "Each message id ends refused (an error frame to its sender), shown to every other client of its\n")
+	fmt.Fprintf(&b, "room, or \"lost\" (neither, after up to 20 s of drain; for scenario 2 also missing from history).\n")
+	fmt.Fprintf(&b, "msgs/s counts committed messages. CPU is percent of one core over the measured window.\n\n```\n")
 	Table(&b, results)
 	b.WriteString("```\n")
 	return os.WriteFile(path, []byte(b.String()), 0o644)
