@@ -32,11 +32,11 @@ type loadClient struct {
 	name string
 	conn *websocket.Conn
 
-	lastSeq uint64       // owned by the read loop
-	seq     atomic.Int64 // last message number used in an id
-	sent    atomic.Int64
-	acked   atomic.Int64
-	closed  atomic.Bool
+	lastSeq  uint64       // owned by the read loop
+	seq      atomic.Int64 // last message number used in an id
+	sent     atomic.Int64
+	acked    atomic.Int64
+	closed   atomic.Bool
 	closeErr error // why, set before closed
 
 	// What became of each of this client's messages, by number (from 1):
