@@ -38,9 +38,10 @@ type outSend struct {
 
 // sendWindow holds a relay's unanswered sends in order, and decides which go
 // out on the stream: at most cwnd at once. A node that dropped the stream
-// for being too slow halves cwnd, and acknowledgements grow it back (as TCP
-// does), so a stream that comes back is not flooded by resends and dropped
-// again. Owned by the relay's goroutine.
+// for being too slow halves cwnd, and acknowledgements grow it back by one
+// per cwnd of them (as TCP's congestion avoidance does), so a stream that
+// comes back is not flooded by resends and dropped again. Owned by the
+// relay's goroutine.
 type sendWindow struct {
 	entries []*outSend // in send order; answered ones until they reach the head
 	byKey   map[sendKey]*outSend
@@ -48,12 +49,11 @@ type sendWindow struct {
 	next    int // entries before next were considered on the current stream
 	written int // written on the current stream and not answered
 	cwnd    int
-	thresh  int // slow start below it, one more per window of acks above
-	grown   int
+	grown   int // acks since cwnd last grew
 }
 
 func newSendWindow() *sendWindow {
-	return &sendWindow{byKey: map[sendKey]*outSend{}, cwnd: RelayWindow, thresh: RelayWindow}
+	return &sendWindow{byKey: map[sendKey]*outSend{}, cwnd: RelayWindow}
 }
 
 func sendBytes(s *pb.Send) int { return 32 + len(s.Text) + len(s.ClientId) + len(s.Name) }
@@ -127,10 +127,6 @@ func (w *sendWindow) grow() {
 	if w.cwnd >= RelayWindow {
 		return
 	}
-	if w.cwnd < w.thresh {
-		w.cwnd++
-		return
-	}
 	if w.grown++; w.grown >= w.cwnd {
 		w.cwnd++
 		w.grown = 0
@@ -139,8 +135,7 @@ func (w *sendWindow) grow() {
 
 // slowDown halves the window after the node dropped the stream as too slow.
 func (w *sendWindow) slowDown() {
-	w.thresh = max(minSendWindow, w.cwnd/2)
-	w.cwnd, w.grown = w.thresh, 0
+	w.cwnd, w.grown = max(minSendWindow, w.cwnd/2), 0
 }
 
 // restart forgets what went out on the previous stream: everything unanswered
@@ -154,5 +149,5 @@ func (w *sendWindow) restart() {
 
 // clear drops every send (the relay gave up on them).
 func (w *sendWindow) clear() {
-	*w = sendWindow{byKey: map[sendKey]*outSend{}, cwnd: w.cwnd, thresh: w.thresh}
+	*w = sendWindow{byKey: map[sendKey]*outSend{}, cwnd: w.cwnd}
 }
