@@ -33,6 +33,10 @@ const (
 	// ResumeLimit is the most messages a resuming v2 client (after=) is sent;
 	// a client that missed more gets the newest HistoryLimit and pages back.
 	ResumeLimit = 1000
+	// RouterIDMark begins the message ids routers make for seed-protocol
+	// messages; a browser's own ids may not begin with it, so no browser
+	// can pass for another's seed messages (or pre-empt their ids).
+	RouterIDMark = "~"
 	// DefaultRoom and DefaultName are the seed app's defaults.
 	DefaultRoom = "default"
 	DefaultName = "Anonymous"

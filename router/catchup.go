@@ -151,6 +151,12 @@ func (rl *relay) deliver(msgs []*pb.ChatMessage, live bool) {
 			rl.lagging[rs.s.id] = rs // it missed some: catchUp reads them
 			continue
 		}
+		if !live && rs.s.watchDrain(SessionQueueLowBytes) {
+			// A page read for another browser at the same position: one
+			// still busy with the last page waits for its own.
+			rl.lagging[rs.s.id] = rs
+			continue
+		}
 		i := int(rs.pos + 1 - first)
 		if n := rl.pass(rs, msgs[i:], enc[i:]); live && n >= 0 && (least < 0 || n < least) {
 			least = n
@@ -191,7 +197,9 @@ func (rl *relay) recheckCongestion() {
 		return
 	}
 	for _, rs := range rl.sessions {
-		if rs.started && !rs.s.watchDrain(SessionQueueLowBytes) {
+		// Only a browser level with the room says the router keeps up; one
+		// catching up got nothing from the live fan-out.
+		if rs.started && rs.pos >= rl.head && !rs.s.watchDrain(SessionQueueLowBytes) {
 			rl.congested = false
 			return
 		}
@@ -214,12 +222,17 @@ func (rl *relay) catchUp() {
 			delete(rl.lagging, id)
 			continue
 		}
-		if rs.older != nil && rs.olderID == 0 {
+		if rs.older != nil && rs.olderID == 0 && rs.started {
 			if len(rl.pages) >= MaxPagesInFlight {
 				return
 			}
-			req := &pb.PageRequest{Before: rs.older.Before, Limit: rs.older.Limit}
-			rs.olderID = rl.ask(req, pageOlder, id)
+			// Older than what it was shown: never past its position, or it
+			// would see messages that later arrive again live.
+			before := rs.older.Before
+			if before == 0 || before > rs.pos+1 {
+				before = rs.pos + 1
+			}
+			rs.olderID = rl.ask(&pb.PageRequest{Before: before, Limit: rs.older.Limit}, pageOlder, id)
 		}
 		switch {
 		case !rs.placed:
@@ -304,6 +317,15 @@ func (rl *relay) page(p *pb.Page) {
 		rl.deliver(p.Messages, false)
 	case pageNewest:
 		delete(rl.newestAt, w.req.Before)
+		if want := w.req.Before - 1; want > 0 && (len(p.Messages) == 0 || p.Messages[len(p.Messages)-1].Seq != want) {
+			for _, id := range w.sessions {
+				if rs := rl.sessions[id]; rs != nil && rs.newestID == p.Id {
+					rs.newestID = 0 // asked again on the next stream
+				}
+			}
+			rl.retryLater("history page came back short")
+			return
+		}
 		for _, id := range w.sessions {
 			rs := rl.sessions[id]
 			if rs == nil || !rs.newest || rs.newestID != p.Id {

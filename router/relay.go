@@ -33,6 +33,9 @@ const (
 	// cannot take are refused with `overloaded`: a stuck room answers out
 	// loud instead of hanging its senders.
 	MaxReadPause = 3 * time.Second
+	// maxQueuedTyping: a typing notice is dropped when this many requests
+	// already wait to be written to the node.
+	maxQueuedTyping = 64
 	// Reconnect backoff bounds. The backoff restarts from backoffMin only
 	// after a stream stayed up for stableStream, so a node that keeps
 	// dropping a relay is not redialled twenty times a second.
@@ -98,6 +101,8 @@ type relay struct {
 	backoff   time.Duration
 	redial    *time.Timer
 	lingering time.Time // when the last browser left, if unacked remain
+
+	pendingJoins int // joins handed over but not yet handled; guarded by rt.mu
 }
 
 // relayStream is the write side of one Attach stream: a queue its writer
@@ -122,6 +127,12 @@ func (st *relayStream) push(req *pb.AttachRequest) {
 	case st.wake <- struct{}{}:
 	default:
 	}
+}
+
+func (st *relayStream) len() int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return len(st.queue)
 }
 
 func (st *relayStream) take() []*pb.AttachRequest {
@@ -201,8 +212,13 @@ func (rl *relay) run() {
 			return
 		}
 		rl.updateGate()
-		if len(rl.sessions) == 0 && rl.sends.len() == 0 && rl.rt.retire(rl) {
-			return
+		if len(rl.sessions) == 0 {
+			if rl.sends.len() == 0 && rl.rt.retire(rl) {
+				return
+			}
+			if rl.lingering.IsZero() {
+				rl.lingering = time.Now()
+			}
 		}
 	}
 }
@@ -229,6 +245,7 @@ func (rl *relay) handle(q relayReq) {
 	switch {
 	case q.join != nil:
 		s := q.join
+		rl.rt.joined(rl)
 		rs := &relaySession{s: s}
 		rl.sessions[s.id] = rs
 		rl.lingering = time.Time{}
@@ -244,9 +261,6 @@ func (rl *relay) handle(q relayReq) {
 		}
 		rl.forget(q.leave.id)
 		rl.write(&pb.AttachRequest{Kind: &pb.AttachRequest_Leave{Leave: &pb.Leave{Session: q.leave.id}}})
-		if len(rl.sessions) == 0 && rl.sends.len() > 0 {
-			rl.lingering = time.Now()
-		}
 	case q.req != nil:
 		switch k := q.req.Kind.(type) {
 		case *pb.AttachRequest_Send:
@@ -254,7 +268,9 @@ func (rl *relay) handle(q relayReq) {
 		case *pb.AttachRequest_Page:
 			rl.older(q.from, k.Page)
 		case *pb.AttachRequest_Typing:
-			if rl.ready { // typing is ephemeral: no stream, no notice
+			// Typing is ephemeral: with no stream, or one not draining, the
+			// notice is dropped rather than queued.
+			if rl.ready && rl.stream.len() < maxQueuedTyping {
 				rl.write(q.req)
 			}
 		}
@@ -555,7 +571,9 @@ func (rl *relay) opened(o *pb.Opened) {
 	rl.head, rl.headKnown = max(rl.head, o.LastSeq), true
 	for _, rs := range rl.sessions {
 		rs.announced = true
-		if !rs.placed {
+		if rs.placed {
+			rl.settle(rs) // what was committed while it was away, it reads in pages
+		} else {
 			rl.start(rs)
 		}
 	}

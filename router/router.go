@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"hellochat/cluster"
+	"hellochat/limits"
 	"hellochat/web"
 )
 
@@ -118,7 +119,7 @@ func Start(cfg Config) (*Router, error) {
 		log:      cfg.Logger,
 		instance: cfg.ID + "." + hex.EncodeToString(nonce),
 		// Router ids have no length limit; message ids do.
-		idPrefix: hex.EncodeToString(nonce) + "-",
+		idPrefix: limits.RouterIDMark + hex.EncodeToString(nonce) + "-",
 		lis:      lis,
 		relays:   map[string]*relay{},
 		sessions: map[*session]bool{},
@@ -207,22 +208,32 @@ func (rt *Router) join(s *session) *relay {
 		}()
 	}
 	s.rl = rl
+	// Counted until the relay handles it, so the relay cannot retire with
+	// a join on its way in, even one that waits outside mu for room in a
+	// full inbox.
+	rl.pendingJoins++
 	select {
 	case rl.inbox <- relayReq{join: s}:
 		rt.mu.Unlock()
 	default:
-		// The inbox is full, so the relay has work and will not retire.
 		rt.mu.Unlock()
 		rl.submit(relayReq{join: s})
 	}
 	return rl
 }
 
+// joined is called by a relay when it handles a join.
+func (rt *Router) joined(rl *relay) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rl.pendingJoins--
+}
+
 // retire removes an idle relay; false when a join slipped in first.
 func (rt *Router) retire(rl *relay) bool {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	if len(rl.inbox) > 0 {
+	if len(rl.inbox) > 0 || rl.pendingJoins > 0 {
 		return false
 	}
 	if rt.relays[rl.room] == rl {

@@ -317,6 +317,10 @@ func parseFrame(p protocol, data []byte) (clientOp, *limits.Error) {
 		if err := limits.ClientID(in.ID); err != nil {
 			return clientOp{id: in.ID}, err.(*limits.Error)
 		}
+		if strings.HasPrefix(in.ID, limits.RouterIDMark) {
+			return clientOp{id: in.ID}, &limits.Error{Code: limits.CodeBadID,
+				Message: fmt.Sprintf("message ids beginning with %q are the router's", limits.RouterIDMark)}
+		}
 		return checkedSend(in.ID, in.Text)
 	case "typing":
 		return clientOp{kind: "typing"}, nil

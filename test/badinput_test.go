@@ -37,6 +37,7 @@ func TestBadInputKeepsConnection(t *testing.T) {
 		{"control characters", websocket.MessageText, `{"type":"send","id":"c","text":"a\u0007b"}`, limits.CodeBadJSON},
 		{"missing id", websocket.MessageText, `{"type":"send","text":"no id"}`, limits.CodeBadID},
 		{"long id", websocket.MessageText, `{"type":"send","id":"` + strings.Repeat("i", limits.MaxClientIDBytes+1) + `","text":"x"}`, limits.CodeBadID},
+		{"a router's id", websocket.MessageText, `{"type":"send","id":"~1a2b-3-4","text":"pretending"}`, limits.CodeBadID},
 		{"unknown type", websocket.MessageText, `{"type":"shout","text":"x"}`, limits.CodeUnknownType},
 		{"not an object", websocket.MessageText, `[1,2,3]`, limits.CodeBadJSON},
 	}
