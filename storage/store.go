@@ -61,11 +61,11 @@ const bloomBitsPerKey = 10
 
 // OpenStore opens (or creates) the Pebble DB in dir.
 func OpenStore(dir string, log *slog.Logger) (*Store, error) {
-	opts := &pebble.Options{Logger: pebbleLogger{log}}
+	opts := (&pebble.Options{Logger: pebbleLogger{log}}).EnsureDefaults() // makes the levels
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(bloomBitsPerKey)
 	}
-	db, err := pebble.Open(dir, opts.EnsureDefaults())
+	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("objectnode: open pebble in %s: %w", dir, err)
 	}

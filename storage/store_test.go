@@ -71,3 +71,26 @@ func BenchmarkApplySync(b *testing.B) {
 }
 
 func key(i uint64) []byte { return []byte(fmt.Sprintf("m%020d", i)) }
+
+// Point reads of absent keys (dedupe lookups, guards) are answered by the
+// sstables' bloom filters without reading a block.
+func TestStoreUsesBloomFilters(t *testing.T) {
+	s := openTestStore(t, t.TempDir())
+	defer s.Close()
+	for i := uint64(2); i <= 2000; i += 2 {
+		if err := s.Apply("room", []Op{{Key: key(i), Value: []byte("v")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(1001); i < 1200; i += 2 { // among the stored keys, none of them
+		if _, found, err := s.Get("room", key(i)); err != nil || found {
+			t.Fatalf("absent key %d: found %v, %v", i, found, err)
+		}
+	}
+	if m := s.db.Metrics(); m.Filter.Hits < 90 {
+		t.Fatalf("the bloom filter ruled out %d of 100 absent keys (misses %d): no filter in use", m.Filter.Hits, m.Filter.Misses)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -190,19 +191,22 @@ func runScenario(ctx context.Context, c *launch.Cluster, sc Scenario, out io.Wri
 	return res
 }
 
+// runID keeps the rooms of one run of the tool apart from an earlier run's
+// against the same cluster (--target): their message ids would otherwise
+// be (rightly) taken for resends and never shown again.
+var runID = strconv.FormatInt(time.Now().UnixMilli()%1e6, 36)
+
 func roomNamer(sc Scenario) func(int) string {
-	return func(i int) string { return fmt.Sprintf("s%d-room-%d", sc.N, i) }
+	return func(i int) string { return fmt.Sprintf("s%d-%s-room-%d", sc.N, runID, i) }
 }
 
 // steady runs fixed-rate load for the scenario's duration.
 func steady(ctx context.Context, c *launch.Cluster, sc Scenario) (Result, error) {
-	r := &run{proto: "v2"}
-	clients, _, err := dialAll(ctx, c.Base, r, sc.Rooms, sc.PerRoom, 128, roomNamer(sc))
+	r, clients, err := openClients(ctx, c, sc)
 	if err != nil {
 		return Result{}, err
 	}
 	defer closeAll(clients)
-	time.Sleep(time.Second) // joins and histories settle
 	res := window(ctx, c, r, clients, sc.Rate, sc.Duration, sc.PerRoom)
 	if sc.History {
 		n, err := historyLen(ctx, c.Base, roomNamer(sc)(0))
@@ -220,6 +224,18 @@ func steady(ctx context.Context, c *launch.Cluster, sc Scenario) (Result, error)
 // drainLimit bounds how long a window waits, after its senders stop, for
 // every message to be answered and shown to the room.
 const drainLimit = 20 * time.Second
+
+// openClients connects a load scenario's clients and lets their joins and
+// histories settle.
+func openClients(ctx context.Context, c *launch.Cluster, sc Scenario) (*run, []*loadClient, error) {
+	r := &run{proto: "v2"}
+	clients, _, err := dialAll(ctx, c.Base, r, sc.Rooms, sc.PerRoom, 128, roomNamer(sc))
+	if err != nil {
+		return nil, nil, err
+	}
+	time.Sleep(time.Second) // settling load, not waiting for an event
+	return r, clients, nil
+}
 
 // window offers rate per client for d and measures the result: per message
 // id, whether it was refused, shown to every other client of its room, or
@@ -307,13 +323,11 @@ func window(ctx context.Context, c *launch.Cluster, r *run, clients []*loadClien
 // ramp raises the offered rate step by step and keeps the highest step at
 // which p99 stayed within 100 ms and nothing was lost.
 func ramp(ctx context.Context, c *launch.Cluster, sc Scenario, out io.Writer) (Result, error) {
-	r := &run{proto: "v2"}
-	clients, _, err := dialAll(ctx, c.Base, r, sc.Rooms, sc.PerRoom, 128, roomNamer(sc))
+	r, clients, err := openClients(ctx, c, sc)
 	if err != nil {
 		return Result{}, err
 	}
 	defer closeAll(clients)
-	time.Sleep(time.Second)
 	var best Result
 	var steps []string
 	for _, total := range sc.Steps {
@@ -345,13 +359,11 @@ func ramp(ctx context.Context, c *launch.Cluster, sc Scenario, out io.Writer) (R
 // every step: what was committed, what was refused out loud, what was lost
 // (must be 0) and the latency from each message's scheduled send time.
 func overload(ctx context.Context, c *launch.Cluster, sc Scenario, out io.Writer) (Result, error) {
-	r := &run{proto: "v2"}
-	clients, _, err := dialAll(ctx, c.Base, r, sc.Rooms, sc.PerRoom, 16, roomNamer(sc))
+	r, clients, err := openClients(ctx, c, sc)
 	if err != nil {
 		return Result{}, err
 	}
 	defer closeAll(clients)
-	time.Sleep(time.Second) // joins and histories settle
 	var total Result
 	total.Met = true
 	for _, offered := range sc.Steps {
