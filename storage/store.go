@@ -67,8 +67,9 @@ const blockCacheBytes = 64 << 20
 // OpenStore opens (or creates) the Pebble DB in dir.
 func OpenStore(dir string, log *slog.Logger) (*Store, error) {
 	cache := pebble.NewCache(blockCacheBytes)
-	defer cache.Unref()                                                                 // the DB holds its own reference
-	opts := (&pebble.Options{Logger: pebbleLogger{log}, Cache: cache}).EnsureDefaults() // makes the levels
+	defer cache.Unref() // the DB holds its own reference
+	// EnsureDefaults first: it makes the levels the filters are set on.
+	opts := (&pebble.Options{Logger: pebbleLogger{log}, Cache: cache}).EnsureDefaults()
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(bloomBitsPerKey)
 	}
