@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/hashicorp/memberlist"
 )
 
@@ -40,6 +41,30 @@ type Meta struct {
 	// serves: routers follow it to find a room's leader quickly, and notice
 	// a new leader even while an old, paused one still holds its streams.
 	Leads uint64 `json:"leads,omitempty"`
+	// Replica is the incarnation of an object node's data directory, made
+	// fresh whenever the node starts on an empty (or wiped) disk. A node's
+	// Raft identity is its id and this together, so a node that lost its
+	// disk comes back as a new replica and never votes with a memory it
+	// does not have. "" is the incarnation of data dirs older than it.
+	Replica string `json:"replica,omitempty"`
+	// Cluster is the id of the cluster the node's data belongs to; "" while
+	// a fresh node has not joined one yet. Members ignore object nodes of
+	// another cluster.
+	Cluster string `json:"cluster,omitempty"`
+	// Leaving is set on an object node being decommissioned: it leaves the
+	// ring, its replicas move to other nodes, then it stops.
+	Leaving bool `json:"leaving,omitempty"`
+}
+
+// RaftID is the Raft id of an object node's replicas (0 is "none" to Raft).
+func (m Meta) RaftID() uint64 { return RaftID(m.ID, m.Replica) }
+
+// RaftID is the Raft id of node id's replicas in incarnation replica.
+func RaftID(id, replica string) uint64 {
+	if replica == "" {
+		return xxhash.Sum64String(id) | 1
+	}
+	return xxhash.Sum64String(id+"/"+replica) | 1
 }
 
 // newer reports whether m supersedes old.
@@ -90,7 +115,11 @@ type Config struct {
 	// OnKnown is called, from the membership goroutine, whenever the set of
 	// known object nodes changes; nodes persist it.
 	OnKnown func([]Meta)
-	Logger  *slog.Logger
+	// OnConflict is called (from a gossip goroutine) when another live
+	// process uses this member's id: err names it. Only the process that
+	// started later gets the call; it should exit.
+	OnConflict func(err error)
+	Logger     *slog.Logger
 	// LogOutput receives memberlist's own log lines.
 	LogOutput io.Writer
 }
@@ -111,6 +140,8 @@ type Membership struct {
 	placement atomic.Pointer[Placement]
 	changedMu sync.Mutex
 	changed   chan struct{} // closed and replaced on every new placement
+
+	foreigners sync.Map // member/cluster of foreign nodes already logged
 
 	stop     chan struct{}
 	done     chan struct{}
@@ -168,6 +199,7 @@ func Start(cfg Config) (*Membership, error) {
 	mc.TCPTimeout = 2 * time.Second
 	mc.Events = &memberlist.ChannelEventDelegate{Ch: m.events}
 	mc.Delegate = (*delegate)(m)
+	mc.Conflict = (*delegate)(m)
 	out := cfg.LogOutput
 	if out == nil {
 		out = io.Discard
@@ -225,19 +257,59 @@ func (m *Membership) GossipAddr() string { return m.meta.Load().Gossip }
 // coalesced: memberlist's UpdateNode waits for the broadcast, so one
 // goroutine sends the newest mask while others keep coming.
 func (m *Membership) SetLeads(mask uint64) {
+	m.update(func(meta *Meta) bool {
+		if meta.Leads == mask {
+			return false
+		}
+		meta.Leads = mask
+		return true
+	})
+}
+
+// SetCluster records the cluster id this node's data belongs to, once a
+// fresh node has formed or joined a cluster.
+func (m *Membership) SetCluster(id string) {
+	m.update(func(meta *Meta) bool {
+		if meta.Cluster == id {
+			return false
+		}
+		meta.Cluster = id
+		return true
+	})
+}
+
+// SetLeaving marks this node as being decommissioned: every member takes it
+// out of the ring.
+func (m *Membership) SetLeaving() {
+	m.update(func(meta *Meta) bool {
+		if meta.Leaving {
+			return false
+		}
+		meta.Leaving = true
+		return true
+	})
+	// Our own entry in the known set changes too; the placement follows.
+	select {
+	case m.merges <- []Meta{m.Meta()}:
+	case <-m.stop:
+	}
+}
+
+// update changes this member's meta under updateMu and gossips it when
+// change reports a change.
+func (m *Membership) update(change func(*Meta) bool) {
 	m.updateMu.Lock()
 	meta := *m.meta.Load()
-	if meta.Leads == mask {
+	if !change(&meta) {
 		m.updateMu.Unlock()
 		return
 	}
-	meta.Leads = mask
 	meta.Version++
 	m.meta.Store(&meta)
 	m.updateMu.Unlock()
 	select {
 	case m.updates <- struct{}{}:
-	default: // an update is already pending and will carry this mask
+	default: // an update is already pending and will carry this one
 	}
 }
 
@@ -307,6 +379,9 @@ func (m *Membership) run(known map[string]Meta) {
 					m.log.Warn("ignoring member with bad metadata", "member", ev.Node.Name, "err", err)
 					return
 				}
+				if m.foreign(meta) {
+					return
+				}
 				if ev.Event == memberlist.NodeJoin && !alive[meta.ID] {
 					m.log.Info("member up", "member", meta.ID, "role", meta.Role, "gossip", meta.Gossip)
 				}
@@ -327,6 +402,9 @@ func (m *Membership) run(known map[string]Meta) {
 		}
 		merge := func(metas []Meta) {
 			for _, meta := range metas {
+				if m.foreign(meta) {
+					continue
+				}
 				if meta.Role == RoleNode && mergeMeta(known, meta) {
 					knownChanged, dirty = true, true
 				}
@@ -364,6 +442,21 @@ func (m *Membership) run(known map[string]Meta) {
 			m.cfg.OnKnown(m.placement.Load().Nodes())
 		}
 	}
+}
+
+// foreign reports (and logs, once per member) an object node of another
+// cluster: it may share the gossip pool by mistake but never gets a place
+// in the ring.
+func (m *Membership) foreign(meta Meta) bool {
+	own := m.meta.Load().Cluster
+	if meta.Role != RoleNode || own == "" || meta.Cluster == "" || meta.Cluster == own {
+		return false
+	}
+	if _, seen := m.foreigners.LoadOrStore(meta.ID+"/"+meta.Cluster, true); !seen {
+		m.log.Warn("ignoring an object node of another cluster", "member", meta.ID,
+			"its_cluster", meta.Cluster, "cluster", own, "gossip", meta.Gossip)
+	}
+	return true
 }
 
 func (m *Membership) publish(p *Placement) {
@@ -465,6 +558,28 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	select {
 	case d.merges <- metas:
 	case <-d.stop:
+	}
+}
+
+// NotifyConflict is memberlist telling us that two live processes claim
+// one member name. Both learn of it; the one that started later (by its
+// Meta.Started) is the duplicate.
+func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {
+	self := d.meta.Load()
+	if existing.Name != self.ID {
+		d.log.Error("two processes use one member id", "member", existing.Name,
+			"addr", existing.Address(), "other_addr", other.Address())
+		return
+	}
+	var theirs Meta
+	if err := json.Unmarshal(other.Meta, &theirs); err != nil || theirs.Started > self.Started {
+		return // the other process is the newcomer; it gets the same call
+	}
+	err := fmt.Errorf("member id %q is already used by a live process (gossip %s, gRPC %s, started %s); "+
+		"give this process another --id, or stop that one first",
+		self.ID, other.Address(), theirs.GRPC, time.Unix(0, theirs.Started).Format(time.RFC3339))
+	if d.cfg.OnConflict != nil {
+		d.cfg.OnConflict(err)
 	}
 }
 

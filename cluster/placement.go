@@ -44,6 +44,7 @@ type Placement struct {
 	nodes   map[string]Meta // known object nodes by id
 	alive   map[string]bool // ids of members gossip currently sees
 	routers []Meta
+	size    int // nodes in the ring
 }
 
 func newPlacement(version uint64, known map[string]Meta, alive map[string]bool, routers map[string]Meta) *Placement {
@@ -52,7 +53,11 @@ func newPlacement(version uint64, known map[string]Meta, alive map[string]bool, 
 	for id, m := range known {
 		if m.Role == RoleNode {
 			p.nodes[id] = m
-			members = append(members, ringMember(id))
+			// A leaving node keeps its entry (its address, for the moves
+			// off it) but no place in the ring.
+			if !m.Leaving {
+				members = append(members, ringMember(id))
+			}
 		}
 	}
 	for id, m := range routers {
@@ -66,6 +71,7 @@ func newPlacement(version uint64, known map[string]Meta, alive map[string]bool, 
 		}
 	}
 	sort.Slice(p.routers, func(i, j int) bool { return p.routers[i].ID < p.routers[j].ID })
+	p.size = len(members)
 	if len(members) > 0 {
 		p.ring = consistent.New(members, consistent.Config{
 			Hasher:            hasher{},
@@ -75,6 +81,16 @@ func newPlacement(version uint64, known map[string]Meta, alive map[string]bool, 
 		})
 	}
 	return p
+}
+
+// NewPlacement builds the ring of the given object nodes, all taken as
+// down: what-if views, such as the ring before a node joined.
+func NewPlacement(nodes []Meta) *Placement {
+	known := map[string]Meta{}
+	for _, m := range nodes {
+		known[m.ID] = m
+	}
+	return newPlacement(0, known, nil, nil)
 }
 
 // Version increases with every change the local process has seen.
@@ -109,8 +125,8 @@ func (p *Placement) Replicas(shard, r int) ([]Meta, error) {
 	if p.ring == nil {
 		return nil, fmt.Errorf("cluster: no object nodes known")
 	}
-	if r > len(p.nodes) {
-		r = len(p.nodes)
+	if r > p.size {
+		r = p.size
 	}
 	ms, err := p.ring.GetClosestNForPartition(shard, r)
 	if err != nil {
@@ -121,6 +137,33 @@ func (p *Placement) Replicas(shard, r int) ([]Meta, error) {
 		out = append(out, p.nodes[m.String()])
 	}
 	return out, nil
+}
+
+// RingSize counts the nodes in the ring (known nodes that are not leaving).
+func (p *Placement) RingSize() int { return p.size }
+
+// Moved counts the shard replicas (of r per shard) that next places on a
+// node p does not: what a change of the ring makes move.
+func (p *Placement) Moved(next *Placement, r int) int {
+	moved := 0
+	for s := 0; s < Partitions; s++ {
+		before := map[string]bool{}
+		if reps, err := p.Replicas(s, r); err == nil {
+			for _, m := range reps {
+				before[m.ID] = true
+			}
+		}
+		after, err := next.Replicas(s, r)
+		if err != nil {
+			continue
+		}
+		for _, m := range after {
+			if !before[m.ID] {
+				moved++
+			}
+		}
+	}
+	return moved
 }
 
 // Nodes lists the known object nodes, sorted by id.

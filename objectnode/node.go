@@ -58,9 +58,12 @@ type Config struct {
 	// to a router on one room's stream; zero means DefaultStreamQueue and
 	// DefaultStreamQueueBytes.
 	StreamQueue, StreamQueueBytes int
-	// RaftDrop cuts this node off from a peer's Raft messages while it
-	// returns true. Only tests set it.
-	RaftDrop func(peer string) bool
+	// RaftFaults, when set, loses Raft traffic between this node and its
+	// peers (tests cut nodes off with it).
+	RaftFaults shard.Faults
+	// MaxMoves and SnapshotRate pace replica moves (see shard.Config);
+	// zero means the defaults.
+	MaxMoves, SnapshotRate int
 	// DebugAddr, when set, serves Go's pprof profiles there (keep it on
 	// loopback): where the time goes is measured, not guessed.
 	DebugAddr string
@@ -105,6 +108,12 @@ type Node struct {
 	shutdownOnce sync.Once
 
 	slowStreams atomic.Uint64 // streams dropped because their router fell behind
+
+	ident     identity
+	identMu   sync.Mutex // guards ident changes (Cluster, Leaving)
+	fatalOnce sync.Once
+	fatal     chan struct{} // closed when the node must exit (fatalErr says why)
+	fatalErr  error
 }
 
 // Stats are the node's counters.
@@ -141,6 +150,7 @@ func Start(cfg Config) (*Node, error) {
 		cfg:      cfg,
 		log:      cfg.Logger,
 		rooms:    map[string]*room{},
+		fatal:    make(chan struct{}),
 		stopping: make(chan struct{}),
 		loopDone: make(chan struct{}),
 	}
@@ -158,6 +168,10 @@ func Start(cfg Config) (*Node, error) {
 	n.store = store
 	n.committer = raftCommitter{n}
 	n.raftSrv = shard.NewServer()
+	if n.ident, err = loadIdentity(store); err != nil {
+		n.closeEarly()
+		return nil, err
+	}
 
 	known, err := n.loadKnown()
 	if err != nil {
@@ -165,15 +179,17 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	members, err := cluster.Start(cluster.Config{
-		Meta:      cluster.Meta{ID: cfg.ID, Role: cluster.RoleNode, GRPC: n.advertiseGRPC(), Gossip: cfg.GossipAdvertise},
-		Bind:      cfg.GossipListen,
-		Advertise: cfg.GossipAdvertise,
-		Seeds:     cfg.Seeds,
-		Timings:   cfg.Timings,
-		Known:     known,
-		OnKnown:   n.saveKnown,
-		Logger:    cfg.Logger,
-		LogOutput: cfg.LogOutput,
+		Meta: cluster.Meta{ID: cfg.ID, Role: cluster.RoleNode, GRPC: n.advertiseGRPC(), Gossip: cfg.GossipAdvertise,
+			Replica: n.ident.Replica, Cluster: n.ident.Cluster, Leaving: n.ident.Leaving},
+		Bind:       cfg.GossipListen,
+		Advertise:  cfg.GossipAdvertise,
+		Seeds:      cfg.Seeds,
+		Timings:    cfg.Timings,
+		Known:      known,
+		OnKnown:    n.saveKnown,
+		OnConflict: n.fail,
+		Logger:     cfg.Logger,
+		LogOutput:  cfg.LogOutput,
 	})
 	if err != nil {
 		n.closeEarly()
@@ -204,7 +220,8 @@ func Start(cfg Config) (*Node, error) {
 		}()
 	}
 	n.log.Info("object node started", "id", cfg.ID, "grpc", n.advertiseGRPC(),
-		"gossip", members.GossipAddr(), "data", cfg.DataDir, "expect", cfg.Expect)
+		"gossip", members.GossipAddr(), "data", cfg.DataDir, "expect", cfg.Expect,
+		"replica", n.ident.Replica, "cluster", n.ident.Cluster)
 	return n, nil
 }
 
@@ -243,7 +260,31 @@ func (n *Node) advertiseGRPC() string {
 }
 
 func (n *Node) ready() bool {
-	return len(n.members.Placement().Nodes()) >= n.cfg.Expect
+	return n.host.Load() != nil
+}
+
+// fail makes the node exit: Failed is closed and Err says why.
+func (n *Node) fail(err error) {
+	n.fatalOnce.Do(func() {
+		n.fatalErr = err
+		n.log.Error("node must stop", "err", err)
+		close(n.fatal)
+	})
+}
+
+// Failed is closed when the node cannot go on (another live process uses
+// its id, or its decommission is complete: Err is nil then); the process
+// should shut down and exit.
+func (n *Node) Failed() <-chan struct{} { return n.fatal }
+
+// Err says why Failed was closed; nil after a completed decommission.
+func (n *Node) Err() error {
+	select {
+	case <-n.fatal:
+		return n.fatalErr
+	default:
+		return nil
+	}
 }
 
 // redirectFor is nil when this node should host the room now: it leads
@@ -371,20 +412,49 @@ func (n *Node) activeRooms() []*room {
 	return out
 }
 
-// startReplication starts the Raft groups once the cluster has formed
-// (Expect nodes known): replica sets come from the ring, so they must not be
-// chosen from a partial view.
+// startReplication starts the Raft groups once this node knows which
+// cluster it is in. A node with a cluster id on disk loads its replicas. A
+// fresh node joins a cluster that already exists (it holds no replica until
+// leaders add it) or, when Expect nodes are known and none belongs to a
+// cluster yet, forms one with them: each founding node bootstraps the
+// groups the ring places on it.
 func (n *Node) startReplication() {
 	defer close(n.loopDone)
-	for !n.ready() {
-		select {
-		case <-n.members.Changed():
-		case <-n.stopping:
-			return
+	bootstrap := false
+	for n.ident.Cluster == "" {
+		p := n.members.Placement()
+		var formed string
+		for _, m := range p.Nodes() {
+			if m.Cluster != "" {
+				formed = m.Cluster
+				break
+			}
+		}
+		switch {
+		case formed != "":
+			n.setIdentity(func(id *identity) { id.Cluster = formed })
+			before := n.ringWithout(p)
+			n.log.Info("joining cluster", "cluster", formed,
+				"moves", fmt.Sprintf("%d of %d shard replicas move to reach this node", before.Moved(p, n.cfg.Replicas), cluster.Partitions*n.cfg.Replicas))
+		case len(p.Nodes()) >= n.cfg.Expect:
+			id := formedClusterID(p.Nodes())
+			n.setIdentity(func(ident *identity) { ident.Cluster = id })
+			bootstrap = true
+			n.log.Info("forming a new cluster", "cluster", id, "nodes", len(p.Nodes()))
+		default:
+			select {
+			case <-n.members.Changed():
+			case <-n.stopping:
+				return
+			}
+			continue
 		}
 	}
+	n.members.SetCluster(n.ident.Cluster)
 	h, err := shard.Start(shard.Config{
 		NodeID:        n.cfg.ID,
+		Replica:       n.ident.Replica,
+		Bootstrap:     bootstrap,
 		Store:         n.store,
 		Members:       n.members,
 		Replicas:      n.cfg.Replicas,
@@ -392,9 +462,12 @@ func (n *Node) startReplication() {
 		ElectionTicks: n.cfg.ElectionTicks,
 		SnapshotEvery: n.cfg.SnapshotEvery,
 		KeepEntries:   n.cfg.KeepEntries,
-		Drop:          n.cfg.RaftDrop,
+		MaxMoves:      n.cfg.MaxMoves,
+		SnapshotRate:  n.cfg.SnapshotRate,
+		Faults:        n.cfg.RaftFaults,
 		Logger:        n.log,
 		OnLeadership:  n.leadershipChanged,
+		OnReplicas:    n.replicasChanged,
 	})
 	if err != nil {
 		n.log.Error("cannot start replication", "err", err)
@@ -402,6 +475,91 @@ func (n *Node) startReplication() {
 	}
 	n.host.Store(h)
 	n.raftSrv.SetHost(h)
+	n.replicasChanged(h.Replicas())
+	go n.watchRing(h)
+}
+
+// ringWithout is p's ring without this node, to count what joining moves.
+func (n *Node) ringWithout(p *cluster.Placement) *cluster.Placement {
+	var others []cluster.Meta
+	for _, m := range p.Nodes() {
+		if m.ID != n.cfg.ID {
+			others = append(others, m)
+		}
+	}
+	return cluster.NewPlacement(others)
+}
+
+// watchRing logs how many shard replicas each change of the ring moves,
+// and ends a decommissioned node once it holds no replica.
+func (n *Node) watchRing(h *shard.Host) {
+	p := n.members.Placement()
+	for {
+		select {
+		case <-n.members.Changed():
+		case <-h.Done():
+			return
+		case <-n.stopping:
+			return
+		}
+		next := n.members.Placement()
+		if !sameRing(p, next) {
+			n.log.Info("ring changed", "nodes", next.RingSize(),
+				"moves", fmt.Sprintf("%d of %d shard replicas move", p.Moved(next, n.cfg.Replicas), cluster.Partitions*n.cfg.Replicas))
+		}
+		p = next
+	}
+}
+
+func sameRing(a, b *cluster.Placement) bool {
+	if a.RingSize() != b.RingSize() {
+		return false
+	}
+	for s := 0; s < cluster.Partitions; s++ {
+		x, _ := a.ShardOwner(s)
+		y, _ := b.ShardOwner(s)
+		if x.ID != y.ID {
+			return false
+		}
+	}
+	return true
+}
+
+func (n *Node) leaving() bool {
+	n.identMu.Lock()
+	defer n.identMu.Unlock()
+	return n.ident.Leaving
+}
+
+func (n *Node) setIdentity(change func(*identity)) {
+	n.identMu.Lock()
+	defer n.identMu.Unlock()
+	change(&n.ident)
+	if err := saveIdentity(n.store, n.ident); err != nil {
+		n.fail(fmt.Errorf("persist node identity: %w", err))
+	}
+}
+
+// Decommission takes this node out of the ring for good: every member
+// stops placing replicas here, the shards' leaders move them to other
+// nodes, and once this node holds none, Failed is closed (with a nil Err)
+// so the process exits. It survives a restart.
+func (n *Node) Decommission() {
+	n.setIdentity(func(id *identity) { id.Leaving = true })
+	n.members.SetLeaving()
+	n.log.Info("decommissioning: moving every replica off this node")
+	if h := n.host.Load(); h != nil {
+		n.replicasChanged(h.Replicas())
+	}
+}
+
+// replicasChanged runs on the Raft loop whenever this node gains or loses
+// a shard replica.
+func (n *Node) replicasChanged(count int) {
+	if n.leaving() && count == 0 {
+		n.log.Info("decommissioned: this node holds no replica; stopping")
+		n.fail(nil)
+	}
 }
 
 // leadershipChanged runs on the Raft loop. A shard this node stopped

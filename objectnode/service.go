@@ -136,6 +136,15 @@ func (s *service) readRequests(ctx context.Context, srv pb.Rooms_AttachServer, r
 	}
 }
 
+// Decommission starts moving every replica off this node.
+func (s *service) Decommission(ctx context.Context, _ *pb.DecommissionRequest) (*pb.StatusResponse, error) {
+	if s.node.host.Load() == nil {
+		return nil, status.Error(codes.Unavailable, "replication has not started yet; try again once the node has joined its cluster")
+	}
+	s.node.Decommission()
+	return s.Status(ctx, &pb.StatusRequest{})
+}
+
 // Status reports the node's rooms and its view of the cluster.
 func (s *service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
 	n := s.node
@@ -148,6 +157,23 @@ func (s *service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusRe
 			}
 		}
 	}
+	if h := n.host.Load(); h != nil {
+		resp.Replicas = uint32(h.Replicas())
+		for s := 0; s < cluster.Partitions; s++ {
+			st := h.Status(s)
+			if !st.Serving {
+				continue
+			}
+			ss := &pb.ShardStatus{Shard: uint32(s), Voters: st.Voters, Learners: st.Learners, Applied: st.Applied}
+			if reps, err := p.Replicas(s, n.cfg.Replicas); err == nil {
+				for _, r := range reps {
+					ss.Want = append(ss.Want, r.ID)
+				}
+			}
+			resp.Shards = append(resp.Shards, ss)
+		}
+	}
+	resp.Leaving = n.leaving()
 	for _, m := range p.Nodes() {
 		resp.Members = append(resp.Members, &pb.MemberStatus{Id: m.ID, Role: m.Role, GrpcAddr: m.GRPC, Alive: p.Alive(m.ID)})
 	}

@@ -3,6 +3,7 @@ package shard
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -21,9 +22,10 @@ const (
 	// PeerQueue bounds the batches waiting for one peer. Raft tolerates lost
 	// messages (it retries), so a full queue drops rather than blocks the loop.
 	PeerQueue = 1024
-	// MaxRaftMessage bounds one gRPC message between nodes; snapshots of a
-	// shard travel in one message.
-	MaxRaftMessage = 256 << 20
+	// MaxRaftMessage bounds one gRPC message between nodes: a batch of Raft
+	// messages, whose entries Raft bounds to about 1 MiB per message.
+	// Snapshots travel in chunks on their own streams.
+	MaxRaftMessage = 64 << 20
 )
 
 // transport sends Raft messages to peers: one goroutine and one client
@@ -37,14 +39,10 @@ type transport struct {
 type peer struct {
 	id    string
 	addr  string
-	queue chan outBatch
+	queue chan *pb.RaftBatch
+	conn  *grpc.ClientConn
 	stop  chan struct{}
 	done  chan struct{}
-}
-
-type outBatch struct {
-	b     *pb.RaftBatch
-	snaps []snapReport
 }
 
 func newTransport(h *Host) *transport {
@@ -52,34 +50,55 @@ func newTransport(h *Host) *transport {
 }
 
 // send queues one batch for a peer, never blocking the Raft loop.
-func (t *transport) send(to string, envs []*pb.RaftEnvelope, snaps []snapReport) {
-	meta, ok := t.h.cfg.Members.Placement().Node(to)
-	if !ok || meta.GRPC == "" {
+func (t *transport) send(to string, envs []*pb.RaftEnvelope, removals []*pb.Removal) {
+	p, err := t.peer(to)
+	if err != nil {
 		return
 	}
-	var mine []snapReport
-	for _, s := range snaps {
-		if t.h.ids[s.to] == to {
-			mine = append(mine, s)
-		}
-	}
-	t.mu.Lock()
-	p := t.peers[to]
-	if p == nil || p.addr != meta.GRPC {
-		if p != nil {
-			close(p.stop) // the peer restarted on a new address
-		}
-		p = &peer{id: to, addr: meta.GRPC, queue: make(chan outBatch, PeerQueue), stop: make(chan struct{}), done: make(chan struct{})}
-		t.peers[to] = p
-		go p.run(t.h)
-	}
-	t.mu.Unlock()
 	select {
-	case p.queue <- outBatch{b: &pb.RaftBatch{FromNode: t.h.cfg.NodeID, Messages: envs}, snaps: mine}:
+	case p.queue <- &pb.RaftBatch{FromNode: t.h.cfg.NodeID, Messages: envs, Removals: removals}:
 	default:
 		t.h.report(t.h.unreachable, to)
-		t.h.reportSnaps(mine, false)
 	}
+}
+
+// client is a Replication client for a peer, for snapshot streams.
+func (t *transport) client(to string) (pb.ReplicationClient, error) {
+	p, err := t.peer(to)
+	if err != nil {
+		return nil, err
+	}
+	return pb.NewReplicationClient(p.conn), nil
+}
+
+// peer returns the sender for a peer, starting one (or a new one when the
+// peer moved to another address).
+func (t *transport) peer(to string) (*peer, error) {
+	meta, ok := t.h.cfg.Members.Placement().Node(to)
+	if !ok || meta.GRPC == "" {
+		return nil, fmt.Errorf("no address known for %s", to)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p := t.peers[to]; p != nil && p.addr == meta.GRPC {
+		return p, nil
+	} else if p != nil {
+		close(p.stop) // the peer restarted on a new address
+	}
+	conn, err := grpc.NewClient(meta.GRPC,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(MaxRaftMessage)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: time.Second, Timeout: time.Second, PermitWithoutStream: true}),
+		grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: time.Second}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("raft transport to %s: %w", to, err)
+	}
+	p := &peer{id: to, addr: meta.GRPC, conn: conn, queue: make(chan *pb.RaftBatch, PeerQueue),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	t.peers[to] = p
+	go p.run(t.h)
+	return p, nil
 }
 
 func (t *transport) close() {
@@ -97,18 +116,8 @@ func (t *transport) close() {
 // instead of piling up messages.
 func (p *peer) run(h *Host) {
 	defer close(p.done)
-	conn, err := grpc.NewClient(p.addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(MaxRaftMessage)),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: time.Second, Timeout: time.Second, PermitWithoutStream: true}),
-		grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: time.Second}),
-	)
-	if err != nil {
-		h.log.Error("raft transport", "peer", p.id, "err", err)
-		return
-	}
-	defer conn.Close()
-	client := pb.NewReplicationClient(conn)
+	defer p.conn.Close()
+	client := pb.NewReplicationClient(p.conn)
 	backoff := 20 * time.Millisecond
 	for {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -131,8 +140,7 @@ func (p *peer) run(h *Host) {
 	drain:
 		for {
 			select {
-			case ob := <-p.queue:
-				h.reportSnaps(ob.snaps, false)
+			case <-p.queue:
 			case <-timer.C:
 				break drain
 			case <-p.stop:
@@ -148,15 +156,13 @@ func (p *peer) run(h *Host) {
 func (p *peer) pump(stream pb.Replication_RaftClient, h *Host) error {
 	for {
 		select {
-		case ob := <-p.queue:
-			if err := stream.Send(ob.b); err != nil {
-				h.reportSnaps(ob.snaps, false)
+		case b := <-p.queue:
+			if err := stream.Send(b); err != nil {
 				if errors.Is(err, io.EOF) {
 					_, err = stream.CloseAndRecv()
 				}
 				return err
 			}
-			h.reportSnaps(ob.snaps, true)
 		case <-p.stop:
 			stream.CloseSend()
 			return nil
@@ -219,6 +225,17 @@ func (s *Server) SetHost(h *Host) {
 // Close ends every open stream, so the gRPC server can stop gracefully:
 // peers' streams are long-lived and would otherwise hold it open.
 func (s *Server) Close() { s.stopOnce.Do(func() { close(s.stop) }) }
+
+// Snapshot receives one streamed shard snapshot.
+func (s *Server) Snapshot(stream pb.Replication_SnapshotServer) error {
+	s.mu.RLock()
+	h := s.host
+	s.mu.RUnlock()
+	if h == nil {
+		return errors.New("replication not started yet")
+	}
+	return h.receiveSnapshot(stream)
+}
 
 // Raft receives one peer's batches.
 func (s *Server) Raft(stream pb.Replication_RaftServer) error {

@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 
@@ -15,12 +14,16 @@ import (
 //	r <shard> h              HardState
 //	r <shard> s              metadata of the latest snapshot (log truncated up to it)
 //	r <shard> a              applied index, written in the same batch as the data it applied
+//	r <shard> c              configuration (voters, learners) as of the applied index
+//	r <shard> i              install marker: the snapshot file being ingested
 //	r <shard> l <index:8>    log entries
 const (
 	raftPrefix  = 'r'
 	raftHard    = 'h'
 	raftSnap    = 's'
 	raftApplied = 'a'
+	raftConf    = 'c'
+	raftInstall = 'i'
 	raftLog     = 'l'
 )
 
@@ -47,6 +50,10 @@ type RaftState struct {
 	Snap    *raftpb.SnapshotMetadata // nil before the first snapshot or bootstrap
 	Entries []*raftpb.Entry          // after Snap, in order
 	Applied uint64
+	// Conf is the configuration as of Applied: every applied configuration
+	// change updates it, so it is newer than Snap's when changes were
+	// applied after the snapshot. nil when none was recorded.
+	Conf *raftpb.ConfState
 }
 
 // LoadRaft reads a shard replica's state; found is false when it has none.
@@ -74,6 +81,14 @@ func (s *Store) LoadRaft(shard int) (st RaftState, found bool, err error) {
 	}
 	if hasSnap {
 		st.Snap = snap
+	}
+	conf := &raftpb.ConfState{}
+	hasConf, err := get(raftConf, conf)
+	if err != nil {
+		return st, false, fmt.Errorf("storage: shard %d configuration: %w", shard, err)
+	}
+	if hasConf {
+		st.Conf = conf
 	}
 	if v, closer, err := s.db.Get(raftKey(shard, raftApplied)); err == nil {
 		st.Applied = binary.BigEndian.Uint64(v)
@@ -183,6 +198,11 @@ func (b *Batch) SetApplied(shard int, index uint64) error {
 	return b.b.Set(raftKey(shard, raftApplied), binary.BigEndian.AppendUint64(nil, index), nil)
 }
 
+// SetConfState records the configuration as of the applied index.
+func (b *Batch) SetConfState(shard int, cs *raftpb.ConfState) error {
+	return b.setProto(raftKey(shard, raftConf), cs)
+}
+
 // ApplyOps writes an object's ops (an applied log entry).
 func (b *Batch) ApplyOps(object string, ops []Op) error {
 	for _, op := range ops {
@@ -205,51 +225,4 @@ func (b *Batch) Compact(shard int, meta *raftpb.SnapshotMetadata, truncateBelow 
 		return err
 	}
 	return b.b.DeleteRange(logKey(shard, 0), logKey(shard, truncateBelow), nil)
-}
-
-// InstallSnapshot replaces a shard's data and log with a snapshot received
-// from the leader.
-func (b *Batch) InstallSnapshot(shard int, meta *raftpb.SnapshotMetadata, pairs []KV) error {
-	lower, upper := shardRange(shard)
-	if err := b.b.DeleteRange(lower, upper, nil); err != nil {
-		return err
-	}
-	for _, kv := range pairs {
-		if !bytes.HasPrefix(kv.Key, lower[:3]) {
-			return fmt.Errorf("storage: snapshot key %x outside shard %d", kv.Key, shard)
-		}
-		if err := b.b.Set(kv.Key, kv.Value, nil); err != nil {
-			return err
-		}
-	}
-	if err := b.b.DeleteRange(logKey(shard, 0), raftKey(shard, raftLog+1), nil); err != nil {
-		return err
-	}
-	if err := b.setProto(raftKey(shard, raftSnap), meta); err != nil {
-		return err
-	}
-	return b.SetApplied(shard, meta.GetIndex())
-}
-
-// ShardData reads every key of a shard (full keys) with the applied index
-// they reflect, from one consistent Pebble snapshot.
-func (s *Store) ShardData(shard int) (pairs []KV, applied uint64, err error) {
-	snap := s.db.NewSnapshot()
-	defer snap.Close()
-	if v, closer, err := snap.Get(raftKey(shard, raftApplied)); err == nil {
-		applied = binary.BigEndian.Uint64(v)
-		closer.Close()
-	} else if err != pebble.ErrNotFound {
-		return nil, 0, err
-	}
-	lower, upper := shardRange(shard)
-	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return nil, 0, err
-	}
-	defer it.Close()
-	for ok := it.First(); ok; ok = it.Next() {
-		pairs = append(pairs, KV{Key: bytes.Clone(it.Key()), Value: bytes.Clone(it.Value())})
-	}
-	return pairs, applied, it.Error()
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/bloom"
@@ -50,7 +51,9 @@ type KV struct {
 // API (get, list by range, batched writes), so other object kinds can live
 // beside chat rooms.
 type Store struct {
-	db *pebble.DB
+	db   *pebble.DB
+	dir  string
+	opts *pebble.Options
 }
 
 // bloomBitsPerKey sizes the sstables' bloom filters. Most point reads here
@@ -73,11 +76,20 @@ func OpenStore(dir string, log *slog.Logger) (*Store, error) {
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(bloomBitsPerKey)
 	}
+	// The data dir holds every message; nobody else on the machine needs it.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("storage: create %s: %w", dir, err)
+	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
-		return nil, fmt.Errorf("objectnode: open pebble in %s: %w", dir, err)
+		return nil, fmt.Errorf("storage: open pebble in %s (is another node using this data dir?): %w", dir, err)
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db, dir: dir, opts: opts}
+	if err := s.recoverInstalls(cluster.Partitions); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("storage: finish interrupted snapshot installs in %s: %w", dir, err)
+	}
+	return s, nil
 }
 
 // Close closes the DB.

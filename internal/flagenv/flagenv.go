@@ -103,10 +103,28 @@ func ParseOrExit(fs *flag.FlagSet, usage string) {
 // ServeUntilSignal waits for SIGINT or SIGTERM, then shuts down with a
 // 10-second budget; it exits non-zero when shutdown fails.
 func ServeUntilSignal(log *slog.Logger, shutdown func(context.Context) error) {
+	ServeUntil(log, nil, nil, shutdown)
+}
+
+// ServeUntil is ServeUntilSignal that also shuts down when failed is
+// closed; it then exits non-zero if failure() is not nil.
+func ServeUntil(log *slog.Logger, failed <-chan struct{}, failure func() error, shutdown func(context.Context) error) {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	s := <-sig
-	log.Info("shutting down", "signal", s.String())
+	var cause error
+	select {
+	case s := <-sig:
+		log.Info("shutting down", "signal", s.String())
+	case <-failed:
+		cause = failure()
+		log.Info("shutting down", "err", cause)
+	}
+	defer func() {
+		if cause != nil {
+			fmt.Fprintf(os.Stderr, "%v\n", cause)
+			os.Exit(1)
+		}
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := shutdown(ctx); err != nil {

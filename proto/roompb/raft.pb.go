@@ -26,9 +26,13 @@ const (
 )
 
 type RaftBatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	FromNode      string                 `protobuf:"bytes,1,opt,name=from_node,json=fromNode,proto3" json:"from_node,omitempty"`
-	Messages      []*RaftEnvelope        `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	FromNode string                 `protobuf:"bytes,1,opt,name=from_node,json=fromNode,proto3" json:"from_node,omitempty"`
+	Messages []*RaftEnvelope        `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
+	// removals tell replicas that their group removed them: a removed replica
+	// often never learns it from Raft itself (the leader stops writing to it),
+	// so the leader says so whenever it hears from one.
+	Removals      []*Removal `protobuf:"bytes,3,rep,name=removals,proto3" json:"removals,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -77,6 +81,75 @@ func (x *RaftBatch) GetMessages() []*RaftEnvelope {
 	return nil
 }
 
+func (x *RaftBatch) GetRemovals() []*Removal {
+	if x != nil {
+		return x.Removals
+	}
+	return nil
+}
+
+// Removal: the replica with Raft id replica is no longer a member of
+// shard's group, as of the leader's term.
+type Removal struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Shard         uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	Replica       uint64                 `protobuf:"varint,2,opt,name=replica,proto3" json:"replica,omitempty"`
+	Term          uint64                 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Removal) Reset() {
+	*x = Removal{}
+	mi := &file_roompb_raft_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Removal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Removal) ProtoMessage() {}
+
+func (x *Removal) ProtoReflect() protoreflect.Message {
+	mi := &file_roompb_raft_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Removal.ProtoReflect.Descriptor instead.
+func (*Removal) Descriptor() ([]byte, []int) {
+	return file_roompb_raft_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Removal) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *Removal) GetReplica() uint64 {
+	if x != nil {
+		return x.Replica
+	}
+	return 0
+}
+
+func (x *Removal) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
 // RaftEnvelope is one raftpb.Message (marshaled) for one shard's group.
 type RaftEnvelope struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -88,7 +161,7 @@ type RaftEnvelope struct {
 
 func (x *RaftEnvelope) Reset() {
 	*x = RaftEnvelope{}
-	mi := &file_roompb_raft_proto_msgTypes[1]
+	mi := &file_roompb_raft_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -100,7 +173,7 @@ func (x *RaftEnvelope) String() string {
 func (*RaftEnvelope) ProtoMessage() {}
 
 func (x *RaftEnvelope) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_raft_proto_msgTypes[1]
+	mi := &file_roompb_raft_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -113,7 +186,7 @@ func (x *RaftEnvelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftEnvelope.ProtoReflect.Descriptor instead.
 func (*RaftEnvelope) Descriptor() ([]byte, []int) {
-	return file_roompb_raft_proto_rawDescGZIP(), []int{1}
+	return file_roompb_raft_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RaftEnvelope) GetShard() uint32 {
@@ -138,7 +211,7 @@ type RaftAck struct {
 
 func (x *RaftAck) Reset() {
 	*x = RaftAck{}
-	mi := &file_roompb_raft_proto_msgTypes[2]
+	mi := &file_roompb_raft_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -150,7 +223,7 @@ func (x *RaftAck) String() string {
 func (*RaftAck) ProtoMessage() {}
 
 func (x *RaftAck) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_raft_proto_msgTypes[2]
+	mi := &file_roompb_raft_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -163,7 +236,7 @@ func (x *RaftAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftAck.ProtoReflect.Descriptor instead.
 func (*RaftAck) Descriptor() ([]byte, []int) {
-	return file_roompb_raft_proto_rawDescGZIP(), []int{2}
+	return file_roompb_raft_proto_rawDescGZIP(), []int{3}
 }
 
 // Command is the data of one Raft log entry: one object's batch of writes.
@@ -187,7 +260,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_roompb_raft_proto_msgTypes[3]
+	mi := &file_roompb_raft_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -199,7 +272,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_raft_proto_msgTypes[3]
+	mi := &file_roompb_raft_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -212,7 +285,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_roompb_raft_proto_rawDescGZIP(), []int{3}
+	return file_roompb_raft_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Command) GetProposal() uint64 {
@@ -261,7 +334,7 @@ type KVOp struct {
 
 func (x *KVOp) Reset() {
 	*x = KVOp{}
-	mi := &file_roompb_raft_proto_msgTypes[4]
+	mi := &file_roompb_raft_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -273,7 +346,7 @@ func (x *KVOp) String() string {
 func (*KVOp) ProtoMessage() {}
 
 func (x *KVOp) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_raft_proto_msgTypes[4]
+	mi := &file_roompb_raft_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -286,7 +359,7 @@ func (x *KVOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVOp.ProtoReflect.Descriptor instead.
 func (*KVOp) Descriptor() ([]byte, []int) {
-	return file_roompb_raft_proto_rawDescGZIP(), []int{4}
+	return file_roompb_raft_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *KVOp) GetKey() []byte {
@@ -310,29 +383,35 @@ func (x *KVOp) GetDelete() bool {
 	return false
 }
 
-// ShardSnapshot is the data of a Raft snapshot: every key of the shard.
-type ShardSnapshot struct {
+// SnapshotChunk is one piece of a streamed shard snapshot. The first chunk
+// names the shard and carries the Raft MsgSnap (metadata only); every chunk
+// may carry pairs (full store keys, in order); the last has last set.
+type SnapshotChunk struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Pairs         []*KVOp                `protobuf:"bytes,1,rep,name=pairs,proto3" json:"pairs,omitempty"`
+	FromNode      string                 `protobuf:"bytes,1,opt,name=from_node,json=fromNode,proto3" json:"from_node,omitempty"`
+	Shard         uint32                 `protobuf:"varint,2,opt,name=shard,proto3" json:"shard,omitempty"`
+	Message       []byte                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	Pairs         []*KVOp                `protobuf:"bytes,4,rep,name=pairs,proto3" json:"pairs,omitempty"`
+	Last          bool                   `protobuf:"varint,5,opt,name=last,proto3" json:"last,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *ShardSnapshot) Reset() {
-	*x = ShardSnapshot{}
-	mi := &file_roompb_raft_proto_msgTypes[5]
+func (x *SnapshotChunk) Reset() {
+	*x = SnapshotChunk{}
+	mi := &file_roompb_raft_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *ShardSnapshot) String() string {
+func (x *SnapshotChunk) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*ShardSnapshot) ProtoMessage() {}
+func (*SnapshotChunk) ProtoMessage() {}
 
-func (x *ShardSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_raft_proto_msgTypes[5]
+func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_roompb_raft_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -343,26 +422,95 @@ func (x *ShardSnapshot) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use ShardSnapshot.ProtoReflect.Descriptor instead.
-func (*ShardSnapshot) Descriptor() ([]byte, []int) {
-	return file_roompb_raft_proto_rawDescGZIP(), []int{5}
+// Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
+func (*SnapshotChunk) Descriptor() ([]byte, []int) {
+	return file_roompb_raft_proto_rawDescGZIP(), []int{6}
 }
 
-func (x *ShardSnapshot) GetPairs() []*KVOp {
+func (x *SnapshotChunk) GetFromNode() string {
+	if x != nil {
+		return x.FromNode
+	}
+	return ""
+}
+
+func (x *SnapshotChunk) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *SnapshotChunk) GetMessage() []byte {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *SnapshotChunk) GetPairs() []*KVOp {
 	if x != nil {
 		return x.Pairs
 	}
 	return nil
 }
 
+func (x *SnapshotChunk) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
+
+type SnapshotAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotAck) Reset() {
+	*x = SnapshotAck{}
+	mi := &file_roompb_raft_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotAck) ProtoMessage() {}
+
+func (x *SnapshotAck) ProtoReflect() protoreflect.Message {
+	mi := &file_roompb_raft_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotAck.ProtoReflect.Descriptor instead.
+func (*SnapshotAck) Descriptor() ([]byte, []int) {
+	return file_roompb_raft_proto_rawDescGZIP(), []int{7}
+}
+
 var File_roompb_raft_proto protoreflect.FileDescriptor
 
 const file_roompb_raft_proto_rawDesc = "" +
 	"\n" +
-	"\x11roompb/raft.proto\x12\x11hellochat.room.v1\"e\n" +
+	"\x11roompb/raft.proto\x12\x11hellochat.room.v1\"\x9d\x01\n" +
 	"\tRaftBatch\x12\x1b\n" +
 	"\tfrom_node\x18\x01 \x01(\tR\bfromNode\x12;\n" +
-	"\bmessages\x18\x02 \x03(\v2\x1f.hellochat.room.v1.RaftEnvelopeR\bmessages\">\n" +
+	"\bmessages\x18\x02 \x03(\v2\x1f.hellochat.room.v1.RaftEnvelopeR\bmessages\x126\n" +
+	"\bremovals\x18\x03 \x03(\v2\x1a.hellochat.room.v1.RemovalR\bremovals\"M\n" +
+	"\aRemoval\x12\x14\n" +
+	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x18\n" +
+	"\areplica\x18\x02 \x01(\x04R\areplica\x12\x12\n" +
+	"\x04term\x18\x03 \x01(\x04R\x04term\">\n" +
 	"\fRaftEnvelope\x12\x14\n" +
 	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\fR\amessage\"\t\n" +
@@ -376,11 +524,17 @@ const file_roompb_raft_proto_rawDesc = "" +
 	"\x04KVOp\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x16\n" +
-	"\x06delete\x18\x03 \x01(\bR\x06delete\">\n" +
-	"\rShardSnapshot\x12-\n" +
-	"\x05pairs\x18\x01 \x03(\v2\x17.hellochat.room.v1.KVOpR\x05pairs2Q\n" +
+	"\x06delete\x18\x03 \x01(\bR\x06delete\"\x9f\x01\n" +
+	"\rSnapshotChunk\x12\x1b\n" +
+	"\tfrom_node\x18\x01 \x01(\tR\bfromNode\x12\x14\n" +
+	"\x05shard\x18\x02 \x01(\rR\x05shard\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\fR\amessage\x12-\n" +
+	"\x05pairs\x18\x04 \x03(\v2\x17.hellochat.room.v1.KVOpR\x05pairs\x12\x12\n" +
+	"\x04last\x18\x05 \x01(\bR\x04last\"\r\n" +
+	"\vSnapshotAck2\xa1\x01\n" +
 	"\vReplication\x12B\n" +
-	"\x04Raft\x12\x1c.hellochat.room.v1.RaftBatch\x1a\x1a.hellochat.room.v1.RaftAck(\x01B\x18Z\x16hellochat/proto/roompbb\x06proto3"
+	"\x04Raft\x12\x1c.hellochat.room.v1.RaftBatch\x1a\x1a.hellochat.room.v1.RaftAck(\x01\x12N\n" +
+	"\bSnapshot\x12 .hellochat.room.v1.SnapshotChunk\x1a\x1e.hellochat.room.v1.SnapshotAck(\x01B\x18Z\x16hellochat/proto/roompbb\x06proto3"
 
 var (
 	file_roompb_raft_proto_rawDescOnce sync.Once
@@ -394,26 +548,31 @@ func file_roompb_raft_proto_rawDescGZIP() []byte {
 	return file_roompb_raft_proto_rawDescData
 }
 
-var file_roompb_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_roompb_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_roompb_raft_proto_goTypes = []any{
 	(*RaftBatch)(nil),     // 0: hellochat.room.v1.RaftBatch
-	(*RaftEnvelope)(nil),  // 1: hellochat.room.v1.RaftEnvelope
-	(*RaftAck)(nil),       // 2: hellochat.room.v1.RaftAck
-	(*Command)(nil),       // 3: hellochat.room.v1.Command
-	(*KVOp)(nil),          // 4: hellochat.room.v1.KVOp
-	(*ShardSnapshot)(nil), // 5: hellochat.room.v1.ShardSnapshot
+	(*Removal)(nil),       // 1: hellochat.room.v1.Removal
+	(*RaftEnvelope)(nil),  // 2: hellochat.room.v1.RaftEnvelope
+	(*RaftAck)(nil),       // 3: hellochat.room.v1.RaftAck
+	(*Command)(nil),       // 4: hellochat.room.v1.Command
+	(*KVOp)(nil),          // 5: hellochat.room.v1.KVOp
+	(*SnapshotChunk)(nil), // 6: hellochat.room.v1.SnapshotChunk
+	(*SnapshotAck)(nil),   // 7: hellochat.room.v1.SnapshotAck
 }
 var file_roompb_raft_proto_depIdxs = []int32{
-	1, // 0: hellochat.room.v1.RaftBatch.messages:type_name -> hellochat.room.v1.RaftEnvelope
-	4, // 1: hellochat.room.v1.Command.ops:type_name -> hellochat.room.v1.KVOp
-	4, // 2: hellochat.room.v1.ShardSnapshot.pairs:type_name -> hellochat.room.v1.KVOp
-	0, // 3: hellochat.room.v1.Replication.Raft:input_type -> hellochat.room.v1.RaftBatch
-	2, // 4: hellochat.room.v1.Replication.Raft:output_type -> hellochat.room.v1.RaftAck
-	4, // [4:5] is the sub-list for method output_type
-	3, // [3:4] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	2, // 0: hellochat.room.v1.RaftBatch.messages:type_name -> hellochat.room.v1.RaftEnvelope
+	1, // 1: hellochat.room.v1.RaftBatch.removals:type_name -> hellochat.room.v1.Removal
+	5, // 2: hellochat.room.v1.Command.ops:type_name -> hellochat.room.v1.KVOp
+	5, // 3: hellochat.room.v1.SnapshotChunk.pairs:type_name -> hellochat.room.v1.KVOp
+	0, // 4: hellochat.room.v1.Replication.Raft:input_type -> hellochat.room.v1.RaftBatch
+	6, // 5: hellochat.room.v1.Replication.Snapshot:input_type -> hellochat.room.v1.SnapshotChunk
+	3, // 6: hellochat.room.v1.Replication.Raft:output_type -> hellochat.room.v1.RaftAck
+	7, // 7: hellochat.room.v1.Replication.Snapshot:output_type -> hellochat.room.v1.SnapshotAck
+	6, // [6:8] is the sub-list for method output_type
+	4, // [4:6] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_roompb_raft_proto_init() }
@@ -427,7 +586,7 @@ func file_roompb_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_roompb_raft_proto_rawDesc), len(file_roompb_raft_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

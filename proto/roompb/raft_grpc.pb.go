@@ -23,7 +23,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Replication_Raft_FullMethodName = "/hellochat.room.v1.Replication/Raft"
+	Replication_Raft_FullMethodName     = "/hellochat.room.v1.Replication/Raft"
+	Replication_Snapshot_FullMethodName = "/hellochat.room.v1.Replication/Snapshot"
 )
 
 // ReplicationClient is the client API for Replication service.
@@ -32,6 +33,11 @@ const (
 type ReplicationClient interface {
 	// Raft carries batches of Raft messages from one node to another.
 	Raft(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[RaftBatch, RaftAck], error)
+	// Snapshot streams one shard's data to a replica that is too far behind
+	// the leader's log (or new): a header with the Raft snapshot message, then
+	// the shard's keys in bounded chunks. The receiver answers once it has the
+	// whole snapshot on disk.
+	Snapshot(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SnapshotChunk, SnapshotAck], error)
 }
 
 type replicationClient struct {
@@ -55,12 +61,30 @@ func (c *replicationClient) Raft(ctx context.Context, opts ...grpc.CallOption) (
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Replication_RaftClient = grpc.ClientStreamingClient[RaftBatch, RaftAck]
 
+func (c *replicationClient) Snapshot(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SnapshotChunk, SnapshotAck], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Replication_ServiceDesc.Streams[1], Replication_Snapshot_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SnapshotChunk, SnapshotAck]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Replication_SnapshotClient = grpc.ClientStreamingClient[SnapshotChunk, SnapshotAck]
+
 // ReplicationServer is the server API for Replication service.
 // All implementations must embed UnimplementedReplicationServer
 // for forward compatibility.
 type ReplicationServer interface {
 	// Raft carries batches of Raft messages from one node to another.
 	Raft(grpc.ClientStreamingServer[RaftBatch, RaftAck]) error
+	// Snapshot streams one shard's data to a replica that is too far behind
+	// the leader's log (or new): a header with the Raft snapshot message, then
+	// the shard's keys in bounded chunks. The receiver answers once it has the
+	// whole snapshot on disk.
+	Snapshot(grpc.ClientStreamingServer[SnapshotChunk, SnapshotAck]) error
 	mustEmbedUnimplementedReplicationServer()
 }
 
@@ -73,6 +97,9 @@ type UnimplementedReplicationServer struct{}
 
 func (UnimplementedReplicationServer) Raft(grpc.ClientStreamingServer[RaftBatch, RaftAck]) error {
 	return status.Errorf(codes.Unimplemented, "method Raft not implemented")
+}
+func (UnimplementedReplicationServer) Snapshot(grpc.ClientStreamingServer[SnapshotChunk, SnapshotAck]) error {
+	return status.Errorf(codes.Unimplemented, "method Snapshot not implemented")
 }
 func (UnimplementedReplicationServer) mustEmbedUnimplementedReplicationServer() {}
 func (UnimplementedReplicationServer) testEmbeddedByValue()                     {}
@@ -102,6 +129,13 @@ func _Replication_Raft_Handler(srv interface{}, stream grpc.ServerStream) error 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Replication_RaftServer = grpc.ClientStreamingServer[RaftBatch, RaftAck]
 
+func _Replication_Snapshot_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ReplicationServer).Snapshot(&grpc.GenericServerStream[SnapshotChunk, SnapshotAck]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Replication_SnapshotServer = grpc.ClientStreamingServer[SnapshotChunk, SnapshotAck]
+
 // Replication_ServiceDesc is the grpc.ServiceDesc for Replication service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -113,6 +147,11 @@ var Replication_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Raft",
 			Handler:       _Replication_Raft_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Snapshot",
+			Handler:       _Replication_Snapshot_Handler,
 			ClientStreams: true,
 		},
 	},

@@ -1347,7 +1347,14 @@ type StatusResponse struct {
 	Rooms   []*RoomStatus          `protobuf:"bytes,3,rep,name=rooms,proto3" json:"rooms,omitempty"`
 	Members []*MemberStatus        `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
 	// leading lists the shards this node leads and serves.
-	Leading       []uint32 `protobuf:"varint,5,rep,packed,name=leading,proto3" json:"leading,omitempty"`
+	Leading []uint32 `protobuf:"varint,5,rep,packed,name=leading,proto3" json:"leading,omitempty"`
+	// shards describes the groups this node leads: voters, learners and the
+	// replicas the ring wants.
+	Shards []*ShardStatus `protobuf:"bytes,6,rep,name=shards,proto3" json:"shards,omitempty"`
+	// leaving is set once the node is being decommissioned.
+	Leaving bool `protobuf:"varint,7,opt,name=leaving,proto3" json:"leaving,omitempty"`
+	// replicas counts the shard replicas this node holds.
+	Replicas      uint32 `protobuf:"varint,8,opt,name=replicas,proto3" json:"replicas,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1417,6 +1424,142 @@ func (x *StatusResponse) GetLeading() []uint32 {
 	return nil
 }
 
+func (x *StatusResponse) GetShards() []*ShardStatus {
+	if x != nil {
+		return x.Shards
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetLeaving() bool {
+	if x != nil {
+		return x.Leaving
+	}
+	return false
+}
+
+func (x *StatusResponse) GetReplicas() uint32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
+}
+
+type DecommissionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecommissionRequest) Reset() {
+	*x = DecommissionRequest{}
+	mi := &file_roompb_room_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecommissionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecommissionRequest) ProtoMessage() {}
+
+func (x *DecommissionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_roompb_room_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecommissionRequest.ProtoReflect.Descriptor instead.
+func (*DecommissionRequest) Descriptor() ([]byte, []int) {
+	return file_roompb_room_proto_rawDescGZIP(), []int{18}
+}
+
+// ShardStatus is a group as its leader sees it. Replicas are named by node
+// id; one of an earlier incarnation of a node (its disk was wiped) has the
+// suffix "(old)".
+type ShardStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Shard         uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	Voters        []string               `protobuf:"bytes,2,rep,name=voters,proto3" json:"voters,omitempty"`
+	Learners      []string               `protobuf:"bytes,3,rep,name=learners,proto3" json:"learners,omitempty"`
+	Want          []string               `protobuf:"bytes,4,rep,name=want,proto3" json:"want,omitempty"`
+	Applied       uint64                 `protobuf:"varint,5,opt,name=applied,proto3" json:"applied,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShardStatus) Reset() {
+	*x = ShardStatus{}
+	mi := &file_roompb_room_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShardStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShardStatus) ProtoMessage() {}
+
+func (x *ShardStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_roompb_room_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShardStatus.ProtoReflect.Descriptor instead.
+func (*ShardStatus) Descriptor() ([]byte, []int) {
+	return file_roompb_room_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ShardStatus) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *ShardStatus) GetVoters() []string {
+	if x != nil {
+		return x.Voters
+	}
+	return nil
+}
+
+func (x *ShardStatus) GetLearners() []string {
+	if x != nil {
+		return x.Learners
+	}
+	return nil
+}
+
+func (x *ShardStatus) GetWant() []string {
+	if x != nil {
+		return x.Want
+	}
+	return nil
+}
+
+func (x *ShardStatus) GetApplied() uint64 {
+	if x != nil {
+		return x.Applied
+	}
+	return 0
+}
+
 type RoomStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
@@ -1430,7 +1573,7 @@ type RoomStatus struct {
 
 func (x *RoomStatus) Reset() {
 	*x = RoomStatus{}
-	mi := &file_roompb_room_proto_msgTypes[18]
+	mi := &file_roompb_room_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1442,7 +1585,7 @@ func (x *RoomStatus) String() string {
 func (*RoomStatus) ProtoMessage() {}
 
 func (x *RoomStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_room_proto_msgTypes[18]
+	mi := &file_roompb_room_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1455,7 +1598,7 @@ func (x *RoomStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomStatus.ProtoReflect.Descriptor instead.
 func (*RoomStatus) Descriptor() ([]byte, []int) {
-	return file_roompb_room_proto_rawDescGZIP(), []int{18}
+	return file_roompb_room_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RoomStatus) GetRoom() string {
@@ -1505,7 +1648,7 @@ type MemberStatus struct {
 
 func (x *MemberStatus) Reset() {
 	*x = MemberStatus{}
-	mi := &file_roompb_room_proto_msgTypes[19]
+	mi := &file_roompb_room_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1517,7 +1660,7 @@ func (x *MemberStatus) String() string {
 func (*MemberStatus) ProtoMessage() {}
 
 func (x *MemberStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_room_proto_msgTypes[19]
+	mi := &file_roompb_room_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1530,7 +1673,7 @@ func (x *MemberStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberStatus.ProtoReflect.Descriptor instead.
 func (*MemberStatus) Descriptor() ([]byte, []int) {
-	return file_roompb_room_proto_rawDescGZIP(), []int{19}
+	return file_roompb_room_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *MemberStatus) GetId() string {
@@ -1651,13 +1794,23 @@ const file_roompb_room_proto_rawDesc = "" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x12\n" +
 	"\x04code\x18\x03 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\"\x0f\n" +
-	"\rStatusRequest\"\xc9\x01\n" +
+	"\rStatusRequest\"\xb7\x02\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05ready\x18\x02 \x01(\bR\x05ready\x123\n" +
 	"\x05rooms\x18\x03 \x03(\v2\x1d.hellochat.room.v1.RoomStatusR\x05rooms\x129\n" +
 	"\amembers\x18\x04 \x03(\v2\x1f.hellochat.room.v1.MemberStatusR\amembers\x12\x18\n" +
-	"\aleading\x18\x05 \x03(\rR\aleading\"\x87\x01\n" +
+	"\aleading\x18\x05 \x03(\rR\aleading\x126\n" +
+	"\x06shards\x18\x06 \x03(\v2\x1e.hellochat.room.v1.ShardStatusR\x06shards\x12\x18\n" +
+	"\aleaving\x18\a \x01(\bR\aleaving\x12\x1a\n" +
+	"\breplicas\x18\b \x01(\rR\breplicas\"\x15\n" +
+	"\x13DecommissionRequest\"\x85\x01\n" +
+	"\vShardStatus\x12\x14\n" +
+	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x16\n" +
+	"\x06voters\x18\x02 \x03(\tR\x06voters\x12\x1a\n" +
+	"\blearners\x18\x03 \x03(\tR\blearners\x12\x12\n" +
+	"\x04want\x18\x04 \x03(\tR\x04want\x12\x18\n" +
+	"\aapplied\x18\x05 \x01(\x04R\aapplied\"\x87\x01\n" +
 	"\n" +
 	"RoomStatus\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x14\n" +
@@ -1669,10 +1822,11 @@ const file_roompb_room_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1b\n" +
 	"\tgrpc_addr\x18\x03 \x01(\tR\bgrpcAddr\x12\x14\n" +
-	"\x05alive\x18\x04 \x01(\bR\x05alive2\xa6\x01\n" +
+	"\x05alive\x18\x04 \x01(\bR\x05alive2\x81\x02\n" +
 	"\x05Rooms\x12N\n" +
 	"\x06Attach\x12 .hellochat.room.v1.AttachRequest\x1a\x1e.hellochat.room.v1.AttachEvent(\x010\x01\x12M\n" +
-	"\x06Status\x12 .hellochat.room.v1.StatusRequest\x1a!.hellochat.room.v1.StatusResponseB\x18Z\x16hellochat/proto/roompbb\x06proto3"
+	"\x06Status\x12 .hellochat.room.v1.StatusRequest\x1a!.hellochat.room.v1.StatusResponse\x12Y\n" +
+	"\fDecommission\x12&.hellochat.room.v1.DecommissionRequest\x1a!.hellochat.room.v1.StatusResponseB\x18Z\x16hellochat/proto/roompbb\x06proto3"
 
 var (
 	file_roompb_room_proto_rawDescOnce sync.Once
@@ -1687,29 +1841,31 @@ func file_roompb_room_proto_rawDescGZIP() []byte {
 }
 
 var file_roompb_room_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_roompb_room_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_roompb_room_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_roompb_room_proto_goTypes = []any{
-	(Presence_Change)(0),   // 0: hellochat.room.v1.Presence.Change
-	(*AttachRequest)(nil),  // 1: hellochat.room.v1.AttachRequest
-	(*Open)(nil),           // 2: hellochat.room.v1.Open
-	(*Join)(nil),           // 3: hellochat.room.v1.Join
-	(*Send)(nil),           // 4: hellochat.room.v1.Send
-	(*Leave)(nil),          // 5: hellochat.room.v1.Leave
-	(*TypingRequest)(nil),  // 6: hellochat.room.v1.TypingRequest
-	(*PageRequest)(nil),    // 7: hellochat.room.v1.PageRequest
-	(*AttachEvent)(nil),    // 8: hellochat.room.v1.AttachEvent
-	(*Opened)(nil),         // 9: hellochat.room.v1.Opened
-	(*Redirect)(nil),       // 10: hellochat.room.v1.Redirect
-	(*ChatMessage)(nil),    // 11: hellochat.room.v1.ChatMessage
-	(*Ack)(nil),            // 12: hellochat.room.v1.Ack
-	(*Page)(nil),           // 13: hellochat.room.v1.Page
-	(*Presence)(nil),       // 14: hellochat.room.v1.Presence
-	(*Typing)(nil),         // 15: hellochat.room.v1.Typing
-	(*Reject)(nil),         // 16: hellochat.room.v1.Reject
-	(*StatusRequest)(nil),  // 17: hellochat.room.v1.StatusRequest
-	(*StatusResponse)(nil), // 18: hellochat.room.v1.StatusResponse
-	(*RoomStatus)(nil),     // 19: hellochat.room.v1.RoomStatus
-	(*MemberStatus)(nil),   // 20: hellochat.room.v1.MemberStatus
+	(Presence_Change)(0),        // 0: hellochat.room.v1.Presence.Change
+	(*AttachRequest)(nil),       // 1: hellochat.room.v1.AttachRequest
+	(*Open)(nil),                // 2: hellochat.room.v1.Open
+	(*Join)(nil),                // 3: hellochat.room.v1.Join
+	(*Send)(nil),                // 4: hellochat.room.v1.Send
+	(*Leave)(nil),               // 5: hellochat.room.v1.Leave
+	(*TypingRequest)(nil),       // 6: hellochat.room.v1.TypingRequest
+	(*PageRequest)(nil),         // 7: hellochat.room.v1.PageRequest
+	(*AttachEvent)(nil),         // 8: hellochat.room.v1.AttachEvent
+	(*Opened)(nil),              // 9: hellochat.room.v1.Opened
+	(*Redirect)(nil),            // 10: hellochat.room.v1.Redirect
+	(*ChatMessage)(nil),         // 11: hellochat.room.v1.ChatMessage
+	(*Ack)(nil),                 // 12: hellochat.room.v1.Ack
+	(*Page)(nil),                // 13: hellochat.room.v1.Page
+	(*Presence)(nil),            // 14: hellochat.room.v1.Presence
+	(*Typing)(nil),              // 15: hellochat.room.v1.Typing
+	(*Reject)(nil),              // 16: hellochat.room.v1.Reject
+	(*StatusRequest)(nil),       // 17: hellochat.room.v1.StatusRequest
+	(*StatusResponse)(nil),      // 18: hellochat.room.v1.StatusResponse
+	(*DecommissionRequest)(nil), // 19: hellochat.room.v1.DecommissionRequest
+	(*ShardStatus)(nil),         // 20: hellochat.room.v1.ShardStatus
+	(*RoomStatus)(nil),          // 21: hellochat.room.v1.RoomStatus
+	(*MemberStatus)(nil),        // 22: hellochat.room.v1.MemberStatus
 }
 var file_roompb_room_proto_depIdxs = []int32{
 	2,  // 0: hellochat.room.v1.AttachRequest.open:type_name -> hellochat.room.v1.Open
@@ -1728,17 +1884,20 @@ var file_roompb_room_proto_depIdxs = []int32{
 	16, // 13: hellochat.room.v1.AttachEvent.reject:type_name -> hellochat.room.v1.Reject
 	11, // 14: hellochat.room.v1.Page.messages:type_name -> hellochat.room.v1.ChatMessage
 	0,  // 15: hellochat.room.v1.Presence.change:type_name -> hellochat.room.v1.Presence.Change
-	19, // 16: hellochat.room.v1.StatusResponse.rooms:type_name -> hellochat.room.v1.RoomStatus
-	20, // 17: hellochat.room.v1.StatusResponse.members:type_name -> hellochat.room.v1.MemberStatus
-	1,  // 18: hellochat.room.v1.Rooms.Attach:input_type -> hellochat.room.v1.AttachRequest
-	17, // 19: hellochat.room.v1.Rooms.Status:input_type -> hellochat.room.v1.StatusRequest
-	8,  // 20: hellochat.room.v1.Rooms.Attach:output_type -> hellochat.room.v1.AttachEvent
-	18, // 21: hellochat.room.v1.Rooms.Status:output_type -> hellochat.room.v1.StatusResponse
-	20, // [20:22] is the sub-list for method output_type
-	18, // [18:20] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	21, // 16: hellochat.room.v1.StatusResponse.rooms:type_name -> hellochat.room.v1.RoomStatus
+	22, // 17: hellochat.room.v1.StatusResponse.members:type_name -> hellochat.room.v1.MemberStatus
+	20, // 18: hellochat.room.v1.StatusResponse.shards:type_name -> hellochat.room.v1.ShardStatus
+	1,  // 19: hellochat.room.v1.Rooms.Attach:input_type -> hellochat.room.v1.AttachRequest
+	17, // 20: hellochat.room.v1.Rooms.Status:input_type -> hellochat.room.v1.StatusRequest
+	19, // 21: hellochat.room.v1.Rooms.Decommission:input_type -> hellochat.room.v1.DecommissionRequest
+	8,  // 22: hellochat.room.v1.Rooms.Attach:output_type -> hellochat.room.v1.AttachEvent
+	18, // 23: hellochat.room.v1.Rooms.Status:output_type -> hellochat.room.v1.StatusResponse
+	18, // 24: hellochat.room.v1.Rooms.Decommission:output_type -> hellochat.room.v1.StatusResponse
+	22, // [22:25] is the sub-list for method output_type
+	19, // [19:22] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_roompb_room_proto_init() }
@@ -1770,7 +1929,7 @@ func file_roompb_room_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_roompb_room_proto_rawDesc), len(file_roompb_room_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,8 +26,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Rooms_Attach_FullMethodName = "/hellochat.room.v1.Rooms/Attach"
-	Rooms_Status_FullMethodName = "/hellochat.room.v1.Rooms/Status"
+	Rooms_Attach_FullMethodName       = "/hellochat.room.v1.Rooms/Attach"
+	Rooms_Status_FullMethodName       = "/hellochat.room.v1.Rooms/Status"
+	Rooms_Decommission_FullMethodName = "/hellochat.room.v1.Rooms/Decommission"
 )
 
 // RoomsClient is the client API for Rooms service.
@@ -39,6 +40,9 @@ type RoomsClient interface {
 	Attach(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AttachRequest, AttachEvent], error)
 	// Status reports what the node hosts and how it sees the cluster.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
+	// Decommission starts moving every replica off this node; the node exits
+	// once it holds none. It answers at once with the node's status.
+	Decommission(ctx context.Context, in *DecommissionRequest, opts ...grpc.CallOption) (*StatusResponse, error)
 }
 
 type roomsClient struct {
@@ -72,6 +76,16 @@ func (c *roomsClient) Status(ctx context.Context, in *StatusRequest, opts ...grp
 	return out, nil
 }
 
+func (c *roomsClient) Decommission(ctx context.Context, in *DecommissionRequest, opts ...grpc.CallOption) (*StatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StatusResponse)
+	err := c.cc.Invoke(ctx, Rooms_Decommission_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RoomsServer is the server API for Rooms service.
 // All implementations must embed UnimplementedRoomsServer
 // for forward compatibility.
@@ -81,6 +95,9 @@ type RoomsServer interface {
 	Attach(grpc.BidiStreamingServer[AttachRequest, AttachEvent]) error
 	// Status reports what the node hosts and how it sees the cluster.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+	// Decommission starts moving every replica off this node; the node exits
+	// once it holds none. It answers at once with the node's status.
+	Decommission(context.Context, *DecommissionRequest) (*StatusResponse, error)
 	mustEmbedUnimplementedRoomsServer()
 }
 
@@ -96,6 +113,9 @@ func (UnimplementedRoomsServer) Attach(grpc.BidiStreamingServer[AttachRequest, A
 }
 func (UnimplementedRoomsServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedRoomsServer) Decommission(context.Context, *DecommissionRequest) (*StatusResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Decommission not implemented")
 }
 func (UnimplementedRoomsServer) mustEmbedUnimplementedRoomsServer() {}
 func (UnimplementedRoomsServer) testEmbeddedByValue()               {}
@@ -143,6 +163,24 @@ func _Rooms_Status_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Rooms_Decommission_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DecommissionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RoomsServer).Decommission(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Rooms_Decommission_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RoomsServer).Decommission(ctx, req.(*DecommissionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Rooms_ServiceDesc is the grpc.ServiceDesc for Rooms service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -153,6 +191,10 @@ var Rooms_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Status",
 			Handler:    _Rooms_Status_Handler,
+		},
+		{
+			MethodName: "Decommission",
+			Handler:    _Rooms_Decommission_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

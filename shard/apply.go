@@ -1,0 +1,152 @@
+package shard
+
+import (
+	"fmt"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"hellochat/cluster"
+	"hellochat/limits"
+	pb "hellochat/proto/roompb"
+	"hellochat/storage"
+)
+
+// apply applies the round's committed entries of every group in one batch,
+// then tells proposers and publishes groups that started serving.
+func (h *Host) apply(rds []ready) error {
+	ab := h.cfg.Store.NewApplyBatch()
+	type doneCall struct {
+		f   func(error)
+		err error
+	}
+	var dones []doneCall
+	var started []*group
+	for _, r := range rds {
+		g := r.g
+		confChanged := false
+		for _, e := range r.rd.CommittedEntries {
+			if e.GetIndex() <= g.applied {
+				continue
+			}
+			switch e.GetType() {
+			case raftpb.EntryNormal:
+				if len(e.GetData()) > 0 {
+					cmd, ops, err := DecodeCommand(g.shard, e.GetData())
+					if err != nil {
+						return fmt.Errorf("shard %d: entry %d: %w", g.shard, e.GetIndex(), err)
+					}
+					ok, err := guardsHold(ab, cmd)
+					if err != nil {
+						return fmt.Errorf("shard %d: entry %d: %w", g.shard, e.GetIndex(), err)
+					}
+					result := error(nil)
+					if ok {
+						if err := ab.ApplyOps(cmd.Object, ops); err != nil {
+							return fmt.Errorf("shard %d: entry %d: %w", g.shard, e.GetIndex(), err)
+						}
+					} else {
+						result = ErrConflict
+						h.log.Warn("refused a stale write", "shard", g.shard, "object", cmd.Object, "index", e.GetIndex())
+					}
+					// Proposal ids are this node's own counter; an entry
+					// of another node's term cannot be ours.
+					if f, ok := g.pending[cmd.Proposal]; ok && g.leader && e.GetTerm() == g.term {
+						delete(g.pending, cmd.Proposal)
+						dones = append(dones, doneCall{f, result})
+					}
+				}
+			case raftpb.EntryConfChange:
+				var cc raftpb.ConfChange
+				if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+					return fmt.Errorf("shard %d: conf change %d: %w", g.shard, e.GetIndex(), err)
+				}
+				g.confState = g.rn.ApplyConfChange(&cc)
+				g.confBusy = 0
+				confChanged = true
+				h.log.Info("configuration changed", "shard", g.shard, "change", cc.GetType().String(),
+					"replica", h.name(cc.GetNodeId()), "voters", h.nameAll(g.confState.GetVoters()),
+					"learners", h.nameAll(g.confState.GetLearners()))
+				if cc.GetNodeId() == h.raftID && !g.member(h.raftID) {
+					g.removed = true
+				}
+			}
+			g.applied = e.GetIndex()
+			// The first entry of a leader's own term is applied: everything
+			// committed before it is in the store, so its objects may load.
+			if g.leader && !g.serving && e.GetTerm() == g.term {
+				g.serving = true
+				started = append(started, g)
+			}
+		}
+		if len(r.rd.CommittedEntries) > 0 {
+			if err := ab.SetApplied(g.shard, g.applied); err != nil {
+				return err
+			}
+		}
+		if confChanged {
+			if err := ab.SetConfState(g.shard, g.confState); err != nil {
+				return err
+			}
+			h.publish(g)
+		}
+	}
+	if !ab.Empty() {
+		// No sync: the log is synced, and a crash re-applies from the
+		// persisted applied index (writes are idempotent puts, and the
+		// configuration is written with the applied index it goes with).
+		if err := ab.Commit(false); err != nil {
+			return err
+		}
+	}
+	for _, d := range dones {
+		d.f(d.err)
+	}
+	for _, g := range started {
+		h.publish(g)
+	}
+	return nil
+}
+
+// DecodeCommand decodes and checks a log entry's command for a shard. A
+// command that does not decode, names an invalid object, belongs to another
+// shard or holds an op without a key is an error: applying it would corrupt
+// the shard, so the replica stops instead.
+func DecodeCommand(shard int, data []byte) (*pb.Command, []storage.Op, error) {
+	cmd := &pb.Command{}
+	if err := proto.Unmarshal(data, cmd); err != nil {
+		return nil, nil, fmt.Errorf("decode command: %w", err)
+	}
+	if name, err := limits.Room(cmd.Object); err != nil || name != cmd.Object {
+		return nil, nil, fmt.Errorf("command for invalid object %q", cmd.Object)
+	}
+	if cluster.Shard(cmd.Object) != shard {
+		return nil, nil, fmt.Errorf("object %q does not belong to shard %d", cmd.Object, shard)
+	}
+	ops := make([]storage.Op, len(cmd.Ops))
+	for i, op := range cmd.Ops {
+		if len(op.Key) == 0 {
+			return nil, nil, fmt.Errorf("command for %q: op %d has no key", cmd.Object, i)
+		}
+		ops[i] = storage.Op{Key: op.Key, Value: op.Value, Delete: op.Delete}
+	}
+	return cmd, ops, nil
+}
+
+// guardsHold checks a command's conditions against the store as applied
+// so far, including earlier entries of this batch.
+func guardsHold(ab *storage.Batch, cmd *pb.Command) (bool, error) {
+	for _, k := range cmd.Absent {
+		has, err := ab.Has(cmd.Object, k)
+		if err != nil || has {
+			return false, err
+		}
+	}
+	for _, k := range cmd.Present {
+		has, err := ab.Has(cmd.Object, k)
+		if err != nil || !has {
+			return false, err
+		}
+	}
+	return true, nil
+}

@@ -1,0 +1,209 @@
+package shard
+
+import (
+	"fmt"
+	"slices"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"hellochat/cluster"
+)
+
+// group is one shard's Raft replica on this node.
+type group struct {
+	shard     int
+	rn        *raft.RawNode
+	ms        *raft.MemoryStorage
+	confState *raftpb.ConfState // as of applied
+	applied   uint64
+	snapIndex uint64
+	term      uint64
+	lead      uint64
+	leader    bool
+	serving   bool
+	// recampaign counts down ticks to a second campaign after a leader
+	// died: the first can lose to a follower that has not yet forgotten it.
+	recampaign int
+	pending    map[uint64]func(error) // proposal id -> done
+	// confBusy counts down the ticks a proposed configuration change may
+	// take to apply; the placement pass proposes no other change meanwhile.
+	confBusy int
+	// silent counts ticks since a leader last wrote to this replica, so a
+	// replica nobody leads any more (it was removed) can be dropped.
+	silent int
+	// removed is set when the group applied this replica's own removal; the
+	// round that applied it then deletes the replica.
+	removed bool
+	// snapFiles are received snapshots on disk, by index, until Raft
+	// installs or refuses them.
+	snapFiles map[uint64]string
+}
+
+// member reports whether id is a voter or learner of the applied config.
+func (g *group) member(id uint64) bool {
+	return slices.Contains(g.confState.GetVoters(), id) || slices.Contains(g.confState.GetLearners(), id)
+}
+
+// openGroup loads a shard replica from the store. When it has none, it
+// bootstraps one with voters as the initial configuration (every replica of
+// a new shard starts from the same state: index 1, term 1, so no replica
+// needs to propose the membership); with no voters it returns nil, unless
+// empty is set: then it starts an empty replica, which a leader that added
+// this node fills with a snapshot.
+func (h *Host) openGroup(shard int, voters []uint64) (*group, error) {
+	return h.loadGroup(shard, voters, false)
+}
+
+func (h *Host) loadGroup(shard int, voters []uint64, empty bool) (*group, error) {
+	st, found, err := h.cfg.Store.LoadRaft(shard)
+	if err != nil {
+		return nil, err
+	}
+	if !found && len(voters) == 0 && !empty {
+		return nil, nil
+	}
+	ms := raft.NewMemoryStorage()
+	if !found && len(voters) > 0 {
+		st.Snap = &raftpb.SnapshotMetadata{Index: new(uint64(1)), Term: new(uint64(1)),
+			ConfState: &raftpb.ConfState{Voters: voters}}
+		st.Hard = &raftpb.HardState{Term: new(uint64(1)), Commit: new(uint64(1))}
+		st.Applied = 1
+		st.Conf = st.Snap.ConfState
+		b := h.cfg.Store.NewBatch()
+		if err := b.Compact(shard, st.Snap, 0); err != nil {
+			return nil, err
+		}
+		if err := b.SetHardState(shard, st.Hard); err != nil {
+			return nil, err
+		}
+		if err := b.SetConfState(shard, st.Conf); err != nil {
+			return nil, err
+		}
+		if err := b.SetApplied(shard, 1); err != nil {
+			return nil, err
+		}
+		if err := b.Commit(true); err != nil {
+			return nil, err
+		}
+	}
+	g := &group{shard: shard, ms: ms, pending: map[uint64]func(error){}, snapFiles: map[uint64]string{},
+		confState: &raftpb.ConfState{}}
+	if st.Snap != nil {
+		meta := st.Snap
+		// Raft restores its configuration from the storage's snapshot. The
+		// configuration changes applied after that snapshot are not
+		// replayed (they are at or below the applied index), so the
+		// snapshot handed to Raft carries the configuration as of applied.
+		if st.Conf != nil {
+			meta = &raftpb.SnapshotMetadata{Index: st.Snap.Index, Term: st.Snap.Term, ConfState: st.Conf}
+		}
+		if err := ms.ApplySnapshot(&raftpb.Snapshot{Metadata: meta}); err != nil {
+			return nil, fmt.Errorf("shard %d: load snapshot: %w", shard, err)
+		}
+		g.snapIndex = meta.GetIndex()
+		g.confState = meta.GetConfState()
+	}
+	if err := ms.SetHardState(st.Hard); err != nil {
+		return nil, err
+	}
+	if err := ms.Append(st.Entries); err != nil {
+		return nil, fmt.Errorf("shard %d: load log: %w", shard, err)
+	}
+	g.applied = max(st.Applied, g.snapIndex)
+	rn, err := raft.NewRawNode(&raft.Config{
+		ID:              h.raftID,
+		ElectionTick:    h.cfg.ElectionTicks,
+		HeartbeatTick:   h.cfg.HeartbeatTicks,
+		Storage:         ms,
+		Applied:         g.applied,
+		MaxSizePerMsg:   1 << 20,
+		MaxInflightMsgs: 256,
+		CheckQuorum:     true,
+		PreVote:         true,
+		// A proposal is only ever made by the serving leader's room. A
+		// follower forwarding one would let a just-deposed leader's stale
+		// room commit through the new leader (make failover caught that).
+		DisableProposalForwarding: true,
+		Logger:                    raftLogger{h.log.With("shard", shard)},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("shard %d: start raft: %w", shard, err)
+	}
+	g.rn = rn
+	g.term = st.Hard.GetTerm()
+	return g, nil
+}
+
+// addGroup starts an empty replica of shard because a leader wrote to this
+// node: the leader added it to the group.
+func (h *Host) addGroup(shard int) (*group, error) {
+	g, err := h.loadGroup(shard, nil, true)
+	if err != nil {
+		return nil, err
+	}
+	h.groups[shard] = g
+	h.replicasChanged()
+	h.log.Info("new replica: a leader added this node to the shard", "shard", shard)
+	return g, nil
+}
+
+// destroyGroup deletes a replica its group removed: its data, log and Raft
+// state. The node keeps serving every other shard.
+func (h *Host) destroyGroup(g *group, why string) error {
+	h.failPending(g, ErrNotLeader)
+	for _, f := range g.snapFiles {
+		h.cfg.Store.RemoveSnapshotFile(f)
+	}
+	if err := h.cfg.Store.DeleteShard(g.shard); err != nil {
+		return err
+	}
+	delete(h.groups, g.shard)
+	h.replicasChanged()
+	g.leader, g.serving, g.lead = false, false, 0
+	g.confState = &raftpb.ConfState{}
+	h.publish(g)
+	h.log.Info("replica removed from its shard and deleted", "shard", g.shard, "why", why)
+	return nil
+}
+
+func (h *Host) replicasChanged() {
+	h.replicas.Store(int32(len(h.groups)))
+	h.cfg.OnReplicas(len(h.groups))
+}
+
+// orphanTicks is how long a replica that is not a member of its own applied
+// configuration may go without hearing a leader before it is dropped: it
+// was added by a leader that lost its term before the change committed, or
+// removed without learning it.
+const orphanTicks = 300
+
+// collectOrphans drops replicas that are no member of their group.
+func (h *Host) collectOrphans() {
+	for _, g := range h.groups {
+		if g.silent < orphanTicks || g.member(h.raftID) {
+			continue
+		}
+		if err := h.destroyGroup(g, "not a member and no leader wrote to it for a while"); err != nil {
+			h.log.Error("drop orphaned replica", "shard", g.shard, "err", err)
+		}
+	}
+}
+
+// ringVoters is the ring's replica set of a shard as Raft ids.
+func (h *Host) ringVoters(p *cluster.Placement, shard int) []uint64 {
+	reps, err := p.Replicas(shard, h.cfg.Replicas)
+	if err != nil {
+		return nil
+	}
+	ids := make([]uint64, 0, len(reps))
+	mine := false
+	for _, r := range reps {
+		ids = append(ids, r.RaftID())
+		mine = mine || r.ID == h.cfg.NodeID
+	}
+	if !mine {
+		return nil
+	}
+	return ids
+}

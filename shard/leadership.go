@@ -1,0 +1,133 @@
+package shard
+
+import (
+	"fmt"
+	"slices"
+
+	"go.etcd.io/raft/v3/tracker"
+)
+
+// ShardStatus is what other goroutines may read about a shard's group on
+// this node. Replicas are named by node id; a replica of an earlier
+// incarnation of a node (its disk was wiped since) has the suffix "(old)".
+type ShardStatus struct {
+	Shard    int
+	Serving  bool   // this node leads and has applied everything before its term
+	Leader   string // node id of the leader, "" when unknown
+	Voters   []string
+	Learners []string
+	Applied  uint64
+}
+
+// publish makes a group's leadership and configuration visible to other
+// goroutines and tells the node when it starts or stops serving.
+func (h *Host) publish(g *group) {
+	next := &ShardStatus{Shard: g.shard, Serving: g.serving, Leader: h.ids[g.lead], Applied: g.applied,
+		Voters: h.nameAll(g.confState.GetVoters()), Learners: h.nameAll(g.confState.GetLearners())}
+	prev := h.status[g.shard].Swap(next)
+	if prev.Serving != next.Serving || prev.Leader != next.Leader {
+		h.cfg.OnLeadership(g.shard, next.Serving, next.Leader)
+	}
+}
+
+// name is the node id of a Raft id, marked when it is not the node's
+// current incarnation.
+func (h *Host) name(id uint64) string {
+	if n, ok := h.ids[id]; ok {
+		return n
+	}
+	if n, ok := h.names[id]; ok {
+		return n + "(old)"
+	}
+	return fmt.Sprintf("%x(old)", id)
+}
+
+func (h *Host) nameAll(ids []uint64) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = h.name(id)
+	}
+	return out
+}
+
+// order lists a group's voters, the ring's replicas first in ring order:
+// the first live one is where leadership should be.
+func (h *Host) order(g *group) []uint64 {
+	voters := g.confState.GetVoters()
+	out := make([]uint64, 0, len(voters))
+	for _, id := range h.ringVoters(h.cfg.Members.Placement(), g.shard) {
+		if slices.Contains(voters, id) {
+			out = append(out, id)
+		}
+	}
+	for _, id := range voters {
+		if !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// leaderDown reacts to a peer that gossip or the transport says is dead:
+// followers of the shards it led forget it, so they grant pre-votes at once
+// instead of waiting out the election timeout, and the first live voter in
+// ring order campaigns.
+func (h *Host) leaderDown(nodeID string) {
+	p := h.cfg.Members.Placement()
+	for _, g := range h.groups {
+		if g.leader || g.lead == 0 || h.ids[g.lead] != nodeID {
+			continue
+		}
+		if err := g.rn.ForgetLeader(); err != nil {
+			continue
+		}
+		for _, id := range h.order(g) {
+			name := h.ids[id]
+			if id == g.lead || name == nodeID || (id != h.raftID && !p.Alive(name)) {
+				continue
+			}
+			if id == h.raftID {
+				g.rn.Campaign()
+				g.recampaign = 2
+			}
+			break
+		}
+	}
+}
+
+// transferLag is how far behind the preferred replica may be when the
+// leader starts handing leadership to it.
+const transferLag = 64
+
+// preferLeaders hands leadership to each shard's preferred voter (the
+// first live one in ring order) when it is caught up, so load follows the
+// ring and a replica the ring no longer wants stops leading before it is
+// removed.
+func (h *Host) preferLeaders() {
+	p := h.cfg.Members.Placement()
+	for _, g := range h.groups {
+		if !g.leader {
+			continue
+		}
+		var pref uint64
+		for _, id := range h.order(g) {
+			if id == h.raftID || p.Alive(h.ids[id]) {
+				pref = id
+				break
+			}
+		}
+		if pref == 0 || pref == h.raftID {
+			continue
+		}
+		st := g.rn.Status()
+		if st.LeadTransferee != 0 {
+			continue
+		}
+		// Under steady load the follower is never exactly at the last
+		// index; Raft finishes catching it up before handing over.
+		last, _ := g.ms.LastIndex()
+		if pr, ok := st.Progress[pref]; ok && pr.State == tracker.StateReplicate && pr.Match+transferLag >= last {
+			g.rn.TransferLeader(pref)
+		}
+	}
+}

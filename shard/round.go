@@ -1,0 +1,295 @@
+package shard
+
+import (
+	"errors"
+	"fmt"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	pb "hellochat/proto/roompb"
+)
+
+// step hands a peer's batch of messages to the groups they are for.
+func (h *Host) step(b *pb.RaftBatch) {
+	if h.dropped(b.FromNode) {
+		return
+	}
+	for _, rm := range b.Removals {
+		g := h.groups[int(rm.Shard)]
+		if g == nil || rm.Replica != h.raftID || rm.Term < g.term {
+			continue
+		}
+		if err := h.destroyGroup(g, "its leader ("+b.FromNode+") says it was removed"); err != nil {
+			h.log.Error("delete removed replica", "shard", rm.Shard, "err", err)
+		}
+	}
+	for _, env := range b.Messages {
+		m := &raftpb.Message{}
+		if err := proto.Unmarshal(env.Message, m); err != nil {
+			h.log.Warn("dropping undecodable raft message", "from", b.FromNode, "err", err)
+			continue
+		}
+		h.stepOne(int(env.Shard), m, b.FromNode)
+	}
+}
+
+func (h *Host) stepOne(shard int, m *raftpb.Message, from string) {
+	// A message for an earlier incarnation of this node (its disk was
+	// wiped) is not ours: the new replica must not answer for the old.
+	if m.GetTo() != h.raftID {
+		return
+	}
+	// Shard data only arrives through the snapshot stream, fully on disk.
+	if m.GetType() == raftpb.MsgSnap {
+		return
+	}
+	fromLeader := m.GetType() == raftpb.MsgApp || m.GetType() == raftpb.MsgHeartbeat
+	g := h.groups[shard]
+	if g == nil {
+		if !fromLeader || shard < 0 || shard >= len(h.status) {
+			return
+		}
+		var err error
+		if g, err = h.addGroup(shard); err != nil {
+			h.log.Error("start new replica", "shard", shard, "err", err)
+			return
+		}
+	}
+	if fromLeader {
+		g.silent = 0
+	}
+	// A leader that hears from a replica its group no longer has tells it
+	// so (a removed replica rarely learns it from Raft itself). Only once
+	// its configuration is settled: everything committed is applied and no
+	// change is in flight, so the sender cannot be a member it has not
+	// applied yet.
+	if g.serving && g.confBusy == 0 && !g.member(m.GetFrom()) && g.applied == g.rn.BasicStatus().GetCommit() {
+		h.notices[from] = append(h.notices[from], &pb.Removal{Shard: uint32(shard), Replica: m.GetFrom(), Term: g.term})
+	}
+	if err := g.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
+		h.log.Debug("raft step", "shard", shard, "err", err)
+	}
+}
+
+func (h *Host) propose(p *proposal) {
+	g := h.groups[p.shard]
+	// g.serving is refreshed at the end of a round; Raft may have stepped
+	// down since, while handling a message earlier in this one.
+	if g == nil || !g.serving || g.rn.BasicStatus().RaftState != raft.StateLeader {
+		p.done(ErrNotLeader)
+		return
+	}
+	h.nextProp++
+	id := h.nextProp
+	cmd := &pb.Command{Proposal: id, Object: p.object, Ops: make([]*pb.KVOp, len(p.ops)),
+		Absent: p.guards.Absent, Present: p.guards.Present}
+	for i, op := range p.ops {
+		cmd.Ops[i] = &pb.KVOp{Key: op.Key, Value: op.Value, Delete: op.Delete}
+	}
+	data, err := proto.Marshal(cmd)
+	if err != nil {
+		p.done(fmt.Errorf("shard: encode proposal: %w", err))
+		return
+	}
+	if err := g.rn.Propose(data); err != nil {
+		p.done(ErrNotLeader) // dropped: leader transfer in progress, or leadership lost
+		return
+	}
+	g.pending[id] = p.done
+}
+
+type ready struct {
+	g  *group
+	rd raft.Ready
+}
+
+// round handles every group's Ready: persist entries and hard states of all
+// shards in one synced batch, send all messages (batched per peer), apply
+// committed entries in one batch, then tell proposers and advance.
+func (h *Host) round() error {
+	var rds []ready
+	for _, g := range h.groups {
+		if g.rn.HasReady() {
+			rds = append(rds, ready{g, g.rn.Ready()})
+		}
+	}
+	if len(rds) == 0 {
+		h.sendNotices()
+		return nil
+	}
+	if err := h.persist(rds); err != nil {
+		return err
+	}
+	if err := h.send(rds); err != nil {
+		return err
+	}
+	if err := h.apply(rds); err != nil {
+		return err
+	}
+	for _, r := range rds {
+		g := r.g
+		if ss := r.rd.SoftState; ss != nil {
+			g.lead = ss.Lead
+			wasLeader := g.leader
+			g.leader = ss.RaftState == raft.StateLeader
+			if wasLeader && !g.leader {
+				h.failPending(g, ErrNotLeader)
+			}
+			if !g.leader && g.serving {
+				g.serving = false
+			}
+			h.publish(g)
+		}
+		g.rn.Advance(r.rd)
+		for index, f := range g.snapFiles {
+			if index <= g.applied {
+				h.cfg.Store.RemoveSnapshotFile(f) // refused as stale, or ingested
+				delete(g.snapFiles, index)
+			}
+		}
+		if g.removed {
+			if err := h.destroyGroup(g, "applied its own removal"); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := h.maybeCompact(g); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// persist makes each group's snapshot, entries and hard state durable.
+// Snapshots are installed first, each with its hard state; everything else
+// goes in one synced batch.
+func (h *Host) persist(rds []ready) error {
+	wb := h.cfg.Store.NewBatch()
+	sync := false
+	for _, r := range rds {
+		hs := r.rd.HardState
+		if snap := r.rd.Snapshot; !raft.IsEmptySnap(snap) {
+			meta := snap.GetMetadata()
+			file, ok := r.g.snapFiles[meta.GetIndex()]
+			if !ok {
+				return fmt.Errorf("shard %d: snapshot at %d has no data on disk", r.g.shard, meta.GetIndex())
+			}
+			if raft.IsEmptyHardState(hs) {
+				hs = nil
+			}
+			if err := h.cfg.Store.InstallSnapshot(r.g.shard, meta, hs, file); err != nil {
+				return err
+			}
+			delete(r.g.snapFiles, meta.GetIndex())
+			hs = nil
+		}
+		last, _ := r.g.ms.LastIndex()
+		if err := wb.Append(r.g.shard, r.rd.Entries, last); err != nil {
+			return err
+		}
+		if hs != nil && !raft.IsEmptyHardState(hs) {
+			if err := wb.SetHardState(r.g.shard, hs); err != nil {
+				return err
+			}
+		}
+		sync = sync || r.rd.MustSync
+	}
+	if !wb.Empty() {
+		if err := wb.Commit(sync); err != nil {
+			return err
+		}
+	}
+	for _, r := range rds {
+		g := r.g
+		if snap := r.rd.Snapshot; !raft.IsEmptySnap(snap) {
+			meta := snap.GetMetadata()
+			if err := g.ms.ApplySnapshot(snap); err != nil {
+				return fmt.Errorf("shard %d: apply snapshot: %w", g.shard, err)
+			}
+			g.applied, g.snapIndex, g.confState = meta.GetIndex(), meta.GetIndex(), meta.GetConfState()
+			h.log.Info("installed snapshot", "shard", g.shard, "index", meta.GetIndex())
+		}
+		if err := g.ms.Append(r.rd.Entries); err != nil {
+			return fmt.Errorf("shard %d: append: %w", g.shard, err)
+		}
+		if !raft.IsEmptyHardState(r.rd.HardState) {
+			g.ms.SetHardState(r.rd.HardState)
+			g.term = r.rd.HardState.GetTerm()
+		}
+	}
+	return nil
+}
+
+// send batches the round's messages per peer. Snapshots go their own way
+// (snapshot.go).
+func (h *Host) send(rds []ready) error {
+	out := map[uint64][]*pb.RaftEnvelope{}
+	for _, r := range rds {
+		for _, m := range r.rd.Messages {
+			if m.GetType() == raftpb.MsgSnap {
+				h.snaps.start(r.g, m)
+				continue
+			}
+			b, err := proto.Marshal(m)
+			if err != nil {
+				return fmt.Errorf("encode raft message: %w", err)
+			}
+			out[m.GetTo()] = append(out[m.GetTo()], &pb.RaftEnvelope{Shard: uint32(r.g.shard), Message: b})
+		}
+	}
+	for to, envs := range out {
+		id, ok := h.ids[to]
+		if !ok || h.dropped(id) {
+			continue
+		}
+		h.tr.send(id, envs, h.notices[id])
+		delete(h.notices, id)
+	}
+	h.sendNotices()
+	return nil
+}
+
+// sendNotices sends removal notices that no message carried this round.
+func (h *Host) sendNotices() {
+	for id, rms := range h.notices {
+		if !h.dropped(id) {
+			h.tr.send(id, nil, rms)
+		}
+		delete(h.notices, id)
+	}
+}
+
+func (h *Host) failPending(g *group, err error) {
+	for id, f := range g.pending {
+		delete(g.pending, id)
+		f(err)
+	}
+}
+
+// maybeCompact snapshots a shard's applied state and truncates its log so
+// the log stays bounded. The snapshot holds no data: the data is already in
+// the store, and is read from there when a follower needs it.
+func (h *Host) maybeCompact(g *group) error {
+	if g.applied < g.snapIndex+h.cfg.SnapshotEvery+h.cfg.KeepEntries {
+		return nil
+	}
+	at := g.applied - h.cfg.KeepEntries
+	snap, err := g.ms.CreateSnapshot(at, g.confState, nil)
+	if err != nil {
+		return fmt.Errorf("shard %d: snapshot at %d: %w", g.shard, at, err)
+	}
+	if err := g.ms.Compact(at); err != nil {
+		return fmt.Errorf("shard %d: compact to %d: %w", g.shard, at, err)
+	}
+	b := h.cfg.Store.NewBatch()
+	if err := b.Compact(g.shard, snap.GetMetadata(), at+1); err != nil {
+		return err
+	}
+	if err := b.Commit(false); err != nil {
+		return err
+	}
+	g.snapIndex = at
+	return nil
+}
