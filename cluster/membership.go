@@ -449,6 +449,13 @@ func (m *Membership) run(known map[string]Meta) {
 // in the ring.
 func (m *Membership) foreign(meta Meta) bool {
 	own := m.meta.Load().Cluster
+	if own == "" && meta.Cluster != "" && meta.Role == RoleNode && m.meta.Load().Role == RoleRouter {
+		// A router holds no data: it serves the first cluster it meets and
+		// ignores nodes of any other.
+		m.SetCluster(meta.Cluster)
+		own = meta.Cluster
+		m.log.Info("serving cluster", "cluster", own)
+	}
 	if meta.Role != RoleNode || own == "" || meta.Cluster == "" || meta.Cluster == own {
 		return false
 	}

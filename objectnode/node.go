@@ -36,11 +36,11 @@ type Config struct {
 	GossipListen    string
 	GossipAdvertise string
 	Seeds           []string
-	// Expect is how many object nodes must be known before this node
-	// serves rooms, so that the first nodes of a new cluster do not take
-	// rooms that belong to nodes still starting (like Consul's
-	// bootstrap-expect). Known nodes are persisted, so a restart does not
-	// wait again.
+	// Expect matters only on a fresh data dir: such a node joins the
+	// cluster its peers belong to, or, when none does, forms a new one
+	// once Expect fresh nodes are known (like Consul's bootstrap-expect),
+	// so the founders agree on the first replica sets. 0 means never form:
+	// only join (a node added to a running cluster).
 	Expect   int
 	Timings  cluster.Timings
 	RoomIdle time.Duration // evict a room with nobody attached after this
@@ -137,8 +137,8 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.RoomIdle <= 0 {
 		cfg.RoomIdle = time.Minute
 	}
-	if cfg.Expect < 1 {
-		cfg.Expect = 1
+	if cfg.Expect < 0 {
+		cfg.Expect = 0
 	}
 	if cfg.StreamQueue <= 0 {
 		cfg.StreamQueue = DefaultStreamQueue
@@ -249,6 +249,24 @@ func (n *Node) Serves(room string) bool {
 	return serving
 }
 
+// ShardStatus is the node's view of a shard's group; ok is false before
+// replication has started.
+func (n *Node) ShardStatus(s int) (st shard.ShardStatus, ok bool) {
+	h := n.host.Load()
+	if h == nil {
+		return st, false
+	}
+	return h.Status(s), true
+}
+
+// Replicas counts the shard replicas the node holds.
+func (n *Node) Replicas() int {
+	if h := n.host.Load(); h != nil {
+		return h.Replicas()
+	}
+	return 0
+}
+
 // Members is the node's membership view.
 func (n *Node) Members() *cluster.Membership { return n.members }
 
@@ -298,7 +316,7 @@ func (n *Node) redirectFor(room string) *pb.Redirect {
 	}
 	h := n.host.Load()
 	if h == nil {
-		return &pb.Redirect{Reason: fmt.Sprintf("waiting for %d object nodes to join", n.cfg.Expect)}
+		return &pb.Redirect{Reason: "this node has not joined its cluster yet"}
 	}
 	serving, leader := h.Serving(shardOf(room))
 	if serving {
@@ -436,7 +454,7 @@ func (n *Node) startReplication() {
 			before := n.ringWithout(p)
 			n.log.Info("joining cluster", "cluster", formed,
 				"moves", fmt.Sprintf("%d of %d shard replicas move to reach this node", before.Moved(p, n.cfg.Replicas), cluster.Partitions*n.cfg.Replicas))
-		case len(p.Nodes()) >= n.cfg.Expect:
+		case n.cfg.Expect > 0 && len(p.Nodes()) >= n.cfg.Expect:
 			id := formedClusterID(p.Nodes())
 			n.setIdentity(func(ident *identity) { ident.Cluster = id })
 			bootstrap = true

@@ -64,6 +64,11 @@ func (h *Host) apply(rds []ready) error {
 				g.confState = g.rn.ApplyConfChange(&cc)
 				g.confBusy = 0
 				confChanged = true
+				if g.noteConfChange(cc.GetType(), cc.GetNodeId()) {
+					if err := ab.SetRemoved(g.shard, g.removedIDs); err != nil {
+						return err
+					}
+				}
 				h.log.Info("configuration changed", "shard", g.shard, "change", cc.GetType().String(),
 					"replica", h.name(cc.GetNodeId()), "voters", h.nameAll(g.confState.GetVoters()),
 					"learners", h.nameAll(g.confState.GetLearners()))

@@ -35,6 +35,9 @@ type group struct {
 	// removed is set when the group applied this replica's own removal; the
 	// round that applied it then deletes the replica.
 	removed bool
+	// removedIDs are replicas this group removed (by applied, so committed,
+	// changes): one that still writes to this replica is told so.
+	removedIDs []uint64
 	// snapFiles are received snapshots on disk, by index, until Raft
 	// installs or refuses them.
 	snapFiles map[uint64]string
@@ -111,6 +114,7 @@ func (h *Host) loadGroup(shard int, voters []uint64, empty bool) (*group, error)
 		return nil, fmt.Errorf("shard %d: load log: %w", shard, err)
 	}
 	g.applied = max(st.Applied, g.snapIndex)
+	g.removedIDs = st.Removed
 	rn, err := raft.NewRawNode(&raft.Config{
 		ID:              h.raftID,
 		ElectionTick:    h.cfg.ElectionTicks,
@@ -170,6 +174,27 @@ func (h *Host) destroyGroup(g *group, why string) error {
 func (h *Host) replicasChanged() {
 	h.replicas.Store(int32(len(h.groups)))
 	h.cfg.OnReplicas(len(h.groups))
+}
+
+// maxRemembered bounds the removed replicas a group remembers.
+const maxRemembered = 16
+
+// noteConfChange keeps removedIDs in step with an applied change; it
+// reports whether they changed.
+func (g *group) noteConfChange(t raftpb.ConfChangeType, id uint64) bool {
+	i := slices.Index(g.removedIDs, id)
+	switch {
+	case t == raftpb.ConfChangeRemoveNode && i < 0:
+		g.removedIDs = append(g.removedIDs, id)
+		if len(g.removedIDs) > maxRemembered {
+			g.removedIDs = g.removedIDs[1:]
+		}
+		return true
+	case t != raftpb.ConfChangeRemoveNode && i >= 0:
+		g.removedIDs = slices.Delete(g.removedIDs, i, i+1)
+		return true
+	}
+	return false
 }
 
 // orphanTicks is how long a replica that is not a member of its own applied

@@ -55,7 +55,7 @@ func (h *Host) nameAll(ids []uint64) []string {
 func (h *Host) order(g *group) []uint64 {
 	voters := g.confState.GetVoters()
 	out := make([]uint64, 0, len(voters))
-	for _, id := range h.ringVoters(h.cfg.Members.Placement(), g.shard) {
+	for _, id := range h.ringVotersAll(g.shard) {
 		if slices.Contains(voters, id) {
 			out = append(out, id)
 		}

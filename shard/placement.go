@@ -82,12 +82,11 @@ func (h *Host) place() {
 		if firstMissing(want, voters, nil, nil) != 0 {
 			continue
 		}
-		id := firstNotIn(voters, want)
+		// Others first: this node goes last, once preferLeaders has handed
+		// leadership to a wanted voter.
+		id := firstNotIn(slices.DeleteFunc(slices.Clone(voters), func(v uint64) bool { return v == h.raftID }), want)
 		if id == 0 {
 			continue
-		}
-		if id == h.raftID {
-			continue // preferLeaders hands leadership to a wanted voter first
 		}
 		// Never leave the group without a live quorum.
 		live := 0

@@ -3,6 +3,7 @@ package shard
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -60,12 +61,10 @@ func (h *Host) stepOne(shard int, m *raftpb.Message, from string) {
 	if fromLeader {
 		g.silent = 0
 	}
-	// A leader that hears from a replica its group no longer has tells it
-	// so (a removed replica rarely learns it from Raft itself). Only once
-	// its configuration is settled: everything committed is applied and no
-	// change is in flight, so the sender cannot be a member it has not
-	// applied yet.
-	if g.serving && g.confBusy == 0 && !g.member(m.GetFrom()) && g.applied == g.rn.BasicStatus().GetCommit() {
+	// A replica that hears from one its group removed (by a committed
+	// change) tells it so: a removed replica rarely learns it from Raft
+	// itself, as the leader stops writing to it.
+	if slices.Contains(g.removedIDs, m.GetFrom()) && !g.member(m.GetFrom()) {
 		h.notices[from] = append(h.notices[from], &pb.Removal{Shard: uint32(shard), Replica: m.GetFrom(), Term: g.term})
 	}
 	if err := g.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {

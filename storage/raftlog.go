@@ -15,6 +15,7 @@ import (
 //	r <shard> s              metadata of the latest snapshot (log truncated up to it)
 //	r <shard> a              applied index, written in the same batch as the data it applied
 //	r <shard> c              configuration (voters, learners) as of the applied index
+//	r <shard> x              Raft ids its group removed (8 bytes each)
 //	r <shard> i              install marker: the snapshot file being ingested
 //	r <shard> l <index:8>    log entries
 const (
@@ -24,6 +25,7 @@ const (
 	raftApplied = 'a'
 	raftConf    = 'c'
 	raftInstall = 'i'
+	raftRemoved = 'x'
 	raftLog     = 'l'
 )
 
@@ -54,6 +56,8 @@ type RaftState struct {
 	// change updates it, so it is newer than Snap's when changes were
 	// applied after the snapshot. nil when none was recorded.
 	Conf *raftpb.ConfState
+	// Removed lists Raft ids of replicas the group removed (latest last).
+	Removed []uint64
 }
 
 // LoadRaft reads a shard replica's state; found is false when it has none.
@@ -89,6 +93,14 @@ func (s *Store) LoadRaft(shard int) (st RaftState, found bool, err error) {
 	}
 	if hasConf {
 		st.Conf = conf
+	}
+	if v, closer, err := s.db.Get(raftKey(shard, raftRemoved)); err == nil {
+		for i := 0; i+8 <= len(v); i += 8 {
+			st.Removed = append(st.Removed, binary.BigEndian.Uint64(v[i:]))
+		}
+		closer.Close()
+	} else if err != pebble.ErrNotFound {
+		return st, false, fmt.Errorf("storage: shard %d removed replicas: %w", shard, err)
 	}
 	if v, closer, err := s.db.Get(raftKey(shard, raftApplied)); err == nil {
 		st.Applied = binary.BigEndian.Uint64(v)
@@ -201,6 +213,15 @@ func (b *Batch) SetApplied(shard int, index uint64) error {
 // SetConfState records the configuration as of the applied index.
 func (b *Batch) SetConfState(shard int, cs *raftpb.ConfState) error {
 	return b.setProto(raftKey(shard, raftConf), cs)
+}
+
+// SetRemoved records the Raft ids of replicas the group removed.
+func (b *Batch) SetRemoved(shard int, ids []uint64) error {
+	v := make([]byte, 0, 8*len(ids))
+	for _, id := range ids {
+		v = binary.BigEndian.AppendUint64(v, id)
+	}
+	return b.b.Set(raftKey(shard, raftRemoved), v, nil)
 }
 
 // ApplyOps writes an object's ops (an applied log entry).

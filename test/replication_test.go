@@ -35,19 +35,28 @@ func (w *writer) post() {
 }
 
 // collect reads frames until every sent message is acked (or timeout),
-// returning the seqs of the chat messages it was shown, in order.
+// checking the seqs of the chat messages it was shown (in order) and
+// appending their ids to seen.
 func (w *writer) collect(t *testing.T, timeout time.Duration, seen *[]string) {
 	t.Helper()
+	if err := w.await(timeout, seen); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// await is collect returning what went wrong, for goroutines other than
+// the test's.
+func (w *writer) await(timeout time.Duration, seen *[]string) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		w.mu.Lock()
 		done := len(w.acked) == w.sent
 		w.mu.Unlock()
 		if done {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d of %d messages acked after %v", w.name, len(w.acked), w.sent, timeout)
+			return fmt.Errorf("%s: %d of %d messages acked after %v", w.name, len(w.acked), w.sent, timeout)
 		}
 		select {
 		case f := <-w.cl.Frames:
@@ -59,7 +68,7 @@ func (w *writer) collect(t *testing.T, timeout time.Duration, seen *[]string) {
 			case "message":
 				if seen != nil {
 					if want := uint64(len(*seen) + 1); f.Seq != want {
-						t.Fatalf("%s: got seq %d, want %d", w.name, f.Seq, want)
+						return fmt.Errorf("%s: got seq %d, want %d", w.name, f.Seq, want)
 					}
 					*seen = append(*seen, f.ID)
 				}

@@ -49,6 +49,8 @@ type Options struct {
 	// SnapshotEvery and KeepEntries shrink the Raft log bounds, to make
 	// snapshots happen in a test.
 	SnapshotEvery, KeepEntries uint64
+	// MaxMoves bounds the replicas each leader moves at once.
+	MaxMoves int
 }
 
 // Cluster is n object nodes and one router.
@@ -57,6 +59,7 @@ type Cluster struct {
 	opts   Options
 	dir    string
 	cfgs   []objectnode.Config
+	seeds  []string
 	Nodes  []*objectnode.Node // nil while a node is down
 	Router *router.Router
 }
@@ -76,32 +79,12 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 		opts.SendRate = 0 // the router's "unlimited"
 	}
 	c := &Cluster{t: t, opts: opts, dir: t.TempDir(), Nodes: make([]*objectnode.Node, n)}
-	var seeds []string
 	for i := 0; i < n; i++ {
-		seeds = append(seeds, "127.0.0.1:"+strconv.Itoa(FreePort(t)))
+		c.seeds = append(c.seeds, "127.0.0.1:"+strconv.Itoa(FreePort(t)))
 	}
+	seeds := c.seeds
 	for i := 0; i < n; i++ {
-		id := fmt.Sprintf("node%d", i+1)
-		logger, raw := testLogger(t, id)
-		c.cfgs = append(c.cfgs, objectnode.Config{
-			ID:           id,
-			DataDir:      filepath.Join(c.dir, id),
-			GRPCListen:   "127.0.0.1:0", // fixed at first start, kept for restarts
-			GossipListen: seeds[i],
-			Seeds:        seeds,
-			Expect:       n,
-			Timings:      Timings(),
-			RoomIdle:     opts.RoomIdle,
-			Replicas:     3,
-			RaftTick:     50 * time.Millisecond,
-			// Ten ticks of 50 ms: elections within 0.5-1 s in tests.
-			ElectionTicks: 10,
-			SnapshotEvery: opts.SnapshotEvery,
-			KeepEntries:   opts.KeepEntries,
-			StreamQueue:   opts.StreamQueue,
-			Logger:        logger,
-			LogOutput:     raw,
-		})
+		c.cfgs = append(c.cfgs, c.nodeConfig(fmt.Sprintf("node%d", i+1), seeds[i], n))
 	}
 	t.Cleanup(c.Close)
 	for i := range c.cfgs {
@@ -112,7 +95,7 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 		ID:           "router1",
 		HTTPListen:   "127.0.0.1:0",
 		GossipListen: "127.0.0.1:" + strconv.Itoa(FreePort(t)),
-		Seeds:        seeds,
+		Seeds:        c.seeds,
 		Timings:      Timings(),
 		SendRate:     opts.SendRate,
 		SendBurst:    opts.SendBurst,
@@ -127,6 +110,126 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	c.WaitConverged(10 * time.Second)
 	c.WaitLeaders(10 * time.Second)
 	return c
+}
+
+func (c *Cluster) nodeConfig(id, gossip string, expect int) objectnode.Config {
+	logger, raw := testLogger(c.t, id)
+	return objectnode.Config{
+		ID:           id,
+		DataDir:      filepath.Join(c.dir, id),
+		GRPCListen:   "127.0.0.1:0", // fixed at first start, kept for restarts
+		GossipListen: gossip,
+		Seeds:        c.seeds,
+		Expect:       expect,
+		Timings:      Timings(),
+		RoomIdle:     c.opts.RoomIdle,
+		Replicas:     3,
+		RaftTick:     50 * time.Millisecond,
+		// Ten ticks of 50 ms: elections within 0.5-1 s in tests.
+		ElectionTicks: 10,
+		SnapshotEvery: c.opts.SnapshotEvery,
+		KeepEntries:   c.opts.KeepEntries,
+		StreamQueue:   c.opts.StreamQueue,
+		MaxMoves:      c.opts.MaxMoves,
+		Logger:        logger,
+		LogOutput:     raw,
+	}
+}
+
+// AddNode starts one more object node (fresh data dir), which joins the
+// running cluster; it returns its index.
+func (c *Cluster) AddNode() int {
+	c.t.Helper()
+	i := len(c.cfgs)
+	gossip := "127.0.0.1:" + strconv.Itoa(FreePort(c.t))
+	c.cfgs = append(c.cfgs, c.nodeConfig(fmt.Sprintf("node%d", i+1), gossip, 0))
+	c.Nodes = append(c.Nodes, nil)
+	c.Start(i)
+	return i
+}
+
+// Decommission moves every replica off node i and waits (up to timeout)
+// until the node stopped itself.
+func (c *Cluster) Decommission(i int, timeout time.Duration) {
+	c.t.Helper()
+	n := c.Nodes[i]
+	n.Decommission()
+	select {
+	case <-n.Failed():
+		if err := n.Err(); err != nil {
+			c.t.Fatalf("decommission of %s: %v", c.cfgs[i].ID, err)
+		}
+	case <-time.After(timeout):
+		c.t.Fatalf("%s still holds %d replicas %v after decommission", c.cfgs[i].ID, n.Replicas(), timeout)
+	}
+	c.Stop(i)
+}
+
+// Wipe deletes node i's data dir (the node must be down): its disk died.
+func (c *Cluster) Wipe(i int) {
+	c.t.Helper()
+	if c.Nodes[i] != nil {
+		c.t.Fatalf("wipe %s: it is running", c.cfgs[i].ID)
+	}
+	if err := os.RemoveAll(c.cfgs[i].DataDir); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// WaitPlaced waits until every shard's group, as its serving leader sees
+// it, has exactly the ring's replicas as voters and no learner.
+func (c *Cluster) WaitPlaced(timeout time.Duration) {
+	c.t.Helper()
+	Eventually(c.t, timeout, func() error {
+		return c.Placed()
+	})
+}
+
+// Placed reports the first shard whose voters differ from the ring's.
+func (c *Cluster) Placed() error {
+	p := c.Router.Members().Placement()
+	for s := 0; s < cluster.Partitions; s++ {
+		reps, err := p.Replicas(s, 3)
+		if err != nil {
+			return err
+		}
+		var want []string
+		for _, r := range reps {
+			want = append(want, r.ID)
+		}
+		var st shard.ShardStatus
+		for _, n := range c.Nodes {
+			if n == nil {
+				continue
+			}
+			if s2, ok := n.ShardStatus(s); ok && s2.Serving {
+				st = s2
+			}
+		}
+		if !st.Serving {
+			return fmt.Errorf("shard %d: no serving leader", s)
+		}
+		if !sameSet(st.Voters, want) || len(st.Learners) > 0 {
+			return fmt.Errorf("shard %d: voters %v learners %v, ring wants %v", s, st.Voters, st.Learners, want)
+		}
+	}
+	return nil
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	seen := map[string]bool{}
+	for _, x := range a {
+		seen[x] = true
+	}
+	for _, x := range b {
+		if !seen[x] {
+			return false
+		}
+	}
+	return true
 }
 
 // WaitLeaders waits until every shard is led by its preferred replica (the
