@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"hellochat/cluster"
-	"hellochat/objectnode"
 	tc "hellochat/internal/testcluster"
+	"hellochat/objectnode"
 	"hellochat/storage"
 )
 

@@ -18,8 +18,8 @@ import (
 	"hellochat/cluster"
 	"hellochat/internal/logging"
 	"hellochat/objectnode"
-	"hellochat/shard"
 	"hellochat/router"
+	"hellochat/shard"
 	"hellochat/storage"
 )
 
@@ -282,7 +282,9 @@ func (c *Cluster) Config(i int) objectnode.Config { return c.cfgs[i] }
 // SetRaftDrop makes node i drop Raft messages to and from a peer while drop
 // returns true; gossip and routers still reach it. It takes effect on the
 // node's next Start.
-func (c *Cluster) SetRaftDrop(i int, drop func(peer string) bool) { c.cfgs[i].RaftFaults = shard.DropFunc(drop) }
+func (c *Cluster) SetRaftDrop(i int, drop func(peer string) bool) {
+	c.cfgs[i].RaftFaults = shard.DropFunc(drop)
+}
 
 // Stop shuts node i down cleanly.
 func (c *Cluster) Stop(i int) {
