@@ -668,14 +668,15 @@ func (n *Node) Kill() {
 	n.shutdownOnce.Do(func() {
 		n.grpc.Stop()
 		n.members.Shutdown()
-		if h := n.host.Load(); h != nil {
-			h.Stop()
-		}
 		n.roomsMu.Lock()
 		close(n.stopping)
 		n.roomsMu.Unlock()
-		n.roomsWG.Wait()
+		// Only once startReplication returned is the host (if any) known.
 		<-n.loopDone
+		if h := n.host.Load(); h != nil {
+			h.Stop()
+		}
+		n.roomsWG.Wait()
 		n.store.Close()
 	})
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -71,6 +73,13 @@ type clusterView struct {
 	Leaders    map[int]string `json:"leaders"` // shard -> node gossiping that it leads
 	Nodes      []nodeView     `json:"nodes"`
 	Rooms      []roomOwner    `json:"rooms,omitempty"`
+	// Groups is every shard's Raft group as its leader reports it, indexed
+	// by shard; a shard whose leader did not answer has no Leader.
+	Groups []groupView `json:"groups"`
+	// MovesInFlight counts the shards whose leader reports a replica move
+	// under way; GroupsReported counts the shards whose leader answered.
+	MovesInFlight  int `json:"moves_in_flight"`
+	GroupsReported int `json:"groups_reported"`
 }
 
 type memberView struct {
@@ -78,6 +87,18 @@ type memberView struct {
 	Role  string `json:"role"`
 	Addr  string `json:"addr"`
 	Alive bool   `json:"alive"`
+	// The rest is set for object nodes only. Leaving: being decommissioned.
+	// Left: decommissioned and gone (down, and no answering leader names it
+	// in its group).
+	Leaving bool `json:"leaving,omitempty"`
+	Left    bool `json:"left,omitempty"`
+	// Replicas is how many shard replicas the node holds, by its own count
+	// (absent when it did not answer).
+	Replicas *uint32 `json:"replicas,omitempty"`
+	// RingWants counts the shards whose leader's ring names this node as a
+	// replica; InGroups those whose leader has it as a voter or learner.
+	RingWants int `json:"ring_wants,omitempty"`
+	InGroups  int `json:"in_groups,omitempty"`
 }
 
 type nodeView struct {
@@ -87,6 +108,20 @@ type nodeView struct {
 	Rooms []*pb.RoomStatus `json:"rooms"`
 }
 
+// groupView is one shard's Raft group as its leader sees it. Moving is set
+// while a move is under way: the voters are not the replicas the ring wants
+// (Want, preferred leader first), or a learner is catching up. A voter from
+// an earlier incarnation of a node (its disk was wiped) is named "id(old)".
+type groupView struct {
+	Shard    int      `json:"shard"`
+	Leader   string   `json:"leader,omitempty"`
+	Voters   []string `json:"voters,omitempty"`
+	Learners []string `json:"learners,omitempty"`
+	Want     []string `json:"want,omitempty"`
+	Applied  uint64   `json:"applied,omitempty"`
+	Moving   bool     `json:"moving,omitempty"`
+}
+
 type roomOwner struct {
 	Room     string   `json:"room"`
 	Shard    int      `json:"shard"`
@@ -94,17 +129,12 @@ type roomOwner struct {
 	Replicas []string `json:"replicas"` // preferred leader first; "(down)" marks dead ones
 }
 
-// handleCluster reports members, shard owners and each node's active rooms:
-// the view users need while they kill and restart nodes.
+// handleCluster reports members, shard owners, each shard's replicas and
+// moves, and each node's active rooms: the view users need while they kill,
+// restart, add and remove nodes.
 func (rt *Router) handleCluster(w http.ResponseWriter, req *http.Request) {
 	p := rt.members.Placement()
 	v := clusterView{Router: rt.cfg.ID, Partitions: cluster.Partitions, Shards: map[int]string{}, Leaders: map[int]string{}}
-	for _, n := range p.Nodes() {
-		v.Members = append(v.Members, memberView{ID: n.ID, Role: n.Role, Addr: n.GRPC, Alive: p.Alive(n.ID)})
-	}
-	for _, r := range p.Routers() {
-		v.Members = append(v.Members, memberView{ID: r.ID, Role: r.Role, Addr: r.HTTP, Alive: true})
-	}
 	for s := 0; s < cluster.Partitions; s++ {
 		if o, ok := p.ShardOwner(s); ok {
 			v.Shards[s] = o.ID
@@ -113,20 +143,60 @@ func (rt *Router) handleCluster(w http.ResponseWriter, req *http.Request) {
 			v.Leaders[s] = l[0].ID
 		}
 	}
+	// Ask every live node at once: one slow node must not use up the
+	// others' time.
 	ctx, cancel := context.WithTimeout(req.Context(), 2*time.Second)
 	defer cancel()
-	for _, n := range p.Nodes() {
-		nv := nodeView{ID: n.ID}
+	nodes := p.Nodes()
+	statuses := make([]*pb.StatusResponse, len(nodes))
+	v.Nodes = make([]nodeView, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		v.Nodes[i].ID = n.ID
 		if !p.Alive(n.ID) {
-			nv.Error = "down"
-		} else if conn, err := rt.conn(n.GRPC); err != nil {
-			nv.Error = err.Error()
-		} else if st, err := pb.NewRoomsClient(conn).Status(ctx, &pb.StatusRequest{}); err != nil {
-			nv.Error = err.Error()
-		} else {
-			nv.Ready, nv.Rooms = st.Ready, st.Rooms
+			v.Nodes[i].Error = "down"
+			continue
 		}
-		v.Nodes = append(v.Nodes, nv)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nv := &v.Nodes[i]
+			if conn, err := rt.conn(n.GRPC); err != nil {
+				nv.Error = err.Error()
+			} else if st, err := pb.NewRoomsClient(conn).Status(ctx, &pb.StatusRequest{}); err != nil {
+				nv.Error = err.Error()
+			} else {
+				nv.Ready, nv.Rooms = st.Ready, st.Rooms
+				statuses[i] = st
+			}
+		}()
+	}
+	wg.Wait()
+	v.Groups, v.MovesInFlight, v.GroupsReported = collectGroups(v.Leaders, statuses)
+	wants, in := map[string]int{}, map[string]int{}
+	for _, g := range v.Groups {
+		for _, id := range g.Want {
+			wants[id]++
+		}
+		for _, id := range append(append([]string(nil), g.Voters...), g.Learners...) {
+			in[id]++
+		}
+	}
+	for i, n := range nodes {
+		m := memberView{ID: n.ID, Role: n.Role, Addr: n.GRPC, Alive: p.Alive(n.ID), Leaving: n.Leaving,
+			RingWants: wants[n.ID], InGroups: in[n.ID]}
+		if st := statuses[i]; st != nil {
+			m.Leaving = m.Leaving || st.Leaving
+			m.Replicas = &st.Replicas
+		}
+		m.Left = m.Leaving && !m.Alive && m.InGroups == 0 && v.GroupsReported == cluster.Partitions
+		if m.Left {
+			v.Nodes[i].Error = "left"
+		}
+		v.Members = append(v.Members, m)
+	}
+	for _, r := range p.Routers() {
+		v.Members = append(v.Members, memberView{ID: r.ID, Role: r.Role, Addr: r.HTTP, Alive: true})
 	}
 	if rooms := req.URL.Query().Get("rooms"); rooms != "" {
 		for _, room := range strings.Split(rooms, ",") {
@@ -156,9 +226,103 @@ func (rt *Router) handleCluster(w http.ResponseWriter, req *http.Request) {
 	enc.Encode(v)
 }
 
-func writeClusterText(w http.ResponseWriter, v clusterView) {
+// collectGroups builds every shard's group from the nodes' Status answers
+// (nil for a node that did not answer). Two nodes may both claim a shard
+// for a moment while leadership moves: the one gossip names as leader wins,
+// else the one that applied more. It also counts the shards with a move in
+// flight and those whose leader answered.
+func collectGroups(leaders map[int]string, statuses []*pb.StatusResponse) (groups []groupView, moving, reported int) {
+	best := make([]*pb.ShardStatus, cluster.Partitions)
+	bestNode := make([]string, cluster.Partitions)
+	for _, st := range statuses {
+		if st == nil {
+			continue
+		}
+		for _, ss := range st.Shards {
+			s := int(ss.Shard)
+			if s < 0 || s >= cluster.Partitions {
+				continue
+			}
+			if cur := best[s]; cur != nil {
+				if bestNode[s] == leaders[s] || (st.NodeId != leaders[s] && cur.Applied >= ss.Applied) {
+					continue
+				}
+			}
+			best[s], bestNode[s] = ss, st.NodeId
+		}
+	}
+	groups = make([]groupView, cluster.Partitions)
+	for s := range groups {
+		g := groupView{Shard: s}
+		if ss := best[s]; ss != nil {
+			reported++
+			g.Leader = bestNode[s]
+			g.Voters = sortedCopy(ss.Voters)
+			g.Learners = sortedCopy(ss.Learners)
+			g.Want = append([]string(nil), ss.Want...)
+			g.Applied = ss.Applied
+			g.Moving = len(g.Learners) > 0 || !sameSet(g.Voters, g.Want)
+			if g.Moving {
+				moving++
+			}
+		}
+		groups[s] = g
+	}
+	return groups, moving, reported
+}
+
+func sortedCopy(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	out := append([]string(nil), s...)
+	sort.Strings(out)
+	return out
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	in := map[string]int{}
+	for _, x := range a {
+		in[x]++
+	}
+	for _, x := range b {
+		if in[x] == 0 {
+			return false
+		}
+		in[x]--
+	}
+	return true
+}
+
+func listOrDash(s []string) string {
+	if len(s) == 0 {
+		return "-"
+	}
+	return strings.Join(s, ",")
+}
+
+// memberState is a member's STATE column: alive, leaving, DOWN,
+// DOWN,leaving or left.
+func memberState(m memberView) string {
+	switch {
+	case m.Left:
+		return "left"
+	case m.Alive && m.Leaving:
+		return "leaving"
+	case m.Alive:
+		return "alive"
+	case m.Leaving:
+		return "DOWN,leaving"
+	}
+	return "DOWN"
+}
+
+func writeClusterText(w io.Writer, v clusterView) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "MEMBER\tROLE\tADDRESS\tSTATE\tSHARDS LED (PREFERRED)\n")
+	fmt.Fprintf(tw, "MEMBER\tROLE\tADDRESS\tSTATE\tSHARDS LED (PREFERRED)\tREPLICAS (RING WANTS)\n")
 	owned, led := map[string]int{}, map[string]int{}
 	for _, o := range v.Shards {
 		owned[o]++
@@ -167,17 +331,36 @@ func writeClusterText(w http.ResponseWriter, v clusterView) {
 		led[l]++
 	}
 	for _, m := range v.Members {
-		state := "alive"
-		if !m.Alive {
-			state = "DOWN"
-		}
-		shards := "-"
+		shards, replicas := "-", "-"
 		if m.Role == cluster.RoleNode {
 			shards = fmt.Sprintf("%d (%d) of %d", led[m.ID], owned[m.ID], v.Partitions)
+			held := "?"
+			if m.Replicas != nil {
+				held = fmt.Sprint(*m.Replicas)
+			}
+			replicas = fmt.Sprintf("%s (%d)", held, m.RingWants)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.ID, m.Role, m.Addr, state, shards)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Role, m.Addr, memberState(m), shards, replicas)
 	}
 	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "SHARD\tLEADER\tVOTERS\tLEARNERS\tRING WANTS\tMOVE\n")
+	for _, g := range v.Groups {
+		if g.Leader == "" {
+			fmt.Fprintf(tw, "%d\t(no leader answered)\t\t\t\t\n", g.Shard)
+			continue
+		}
+		move := "-"
+		if g.Moving {
+			move = "moving"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", g.Shard, g.Leader, listOrDash(g.Voters), listOrDash(g.Learners), listOrDash(g.Want), move)
+	}
+	tw.Flush()
+	// scripts/add-node.sh and restart-node.sh parse this line.
+	fmt.Fprintf(w, "moves in flight: %d of %d shards (voters differ from the ring's replicas, or a learner is catching up); leaders answered for %d of %d shards\n",
+		v.MovesInFlight, v.Partitions, v.GroupsReported, v.Partitions)
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "ACTIVE ROOM\tSHARD\tNODE\tLAST SEQ\tSESSIONS\n")

@@ -201,7 +201,7 @@ func (g *group) noteConfChange(t raftpb.ConfChangeType, id uint64) bool {
 // configuration may go without hearing a leader before it is dropped: it
 // was added by a leader that lost its term before the change committed, or
 // removed without learning it.
-const orphanTicks = 300
+const orphanTicks = 100
 
 // collectOrphans drops replicas that are no member of their group.
 func (h *Host) collectOrphans() {

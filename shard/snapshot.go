@@ -112,6 +112,7 @@ func (s *snapshotSender) start(g *group, m *raftpb.Message) {
 	s.mu.Lock()
 	s.inflight[key] = true
 	s.mu.Unlock()
+	index := g.applied
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -124,7 +125,7 @@ func (s *snapshotSender) start(g *group, m *raftpb.Message) {
 		if err != nil {
 			h.log.Warn("snapshot stream failed", "shard", key.shard, "to", to, "err", err)
 		} else {
-			h.log.Info("sent snapshot", "shard", key.shard, "to", to, "index", g.applied,
+			h.log.Info("sent snapshot", "shard", key.shard, "to", to, "index", index,
 				"bytes", bytes, "took", time.Since(start).Round(time.Millisecond))
 		}
 		key.ok = err == nil

@@ -22,7 +22,7 @@ type load struct {
 	stop    chan struct{}
 	done    chan struct{}
 	err     error
-	rounds  int
+	rounds  atomic.Int64
 }
 
 func startLoad(t *testing.T, c *tc.Cluster, rooms []string, perRoom int) *load {
@@ -50,7 +50,7 @@ func (l *load) round(n int) error {
 			return fmt.Errorf("%s was disconnected", w.name)
 		}
 	}
-	l.rounds++
+	l.rounds.Add(1)
 	return nil
 }
 
@@ -162,13 +162,13 @@ func TestGrowAndShrinkUnderLoad(t *testing.T) {
 		c.WaitConverged(wait)
 		c.WaitPlaced(60 * time.Second)
 	}
-	t.Logf("grown to five nodes in %v, %d rounds", time.Since(start).Round(time.Millisecond), l.rounds)
+	t.Logf("grown to five nodes in %v, %d rounds", time.Since(start).Round(time.Millisecond), l.rounds.Load())
 	start = time.Now()
 	for _, i := range []int{0, 1} {
 		c.Decommission(i, 60*time.Second)
 		c.WaitPlaced(60 * time.Second)
 	}
-	t.Logf("shrunk to three nodes in %v, %d rounds", time.Since(start).Round(time.Millisecond), l.rounds)
+	t.Logf("shrunk to three nodes in %v, %d rounds", time.Since(start).Round(time.Millisecond), l.rounds.Load())
 	l.halt(t)
 	l.check(t, c)
 	checkHolders(t, c, rooms)
@@ -287,6 +287,7 @@ func TestDuplicateIDRefused(t *testing.T) {
 	cfg.GossipListen = fmt.Sprintf("127.0.0.1:%d", tc.FreePort(t))
 	cfg.Seeds = []string{c.Nodes[0].GossipAddr()}
 	cfg.Timings = tc.Timings()
+	cfg.Expect = 0 // join only: never form a cluster of its own
 	cfg.Logger = quietLog()
 	dup, err := objectnode.Start(cfg)
 	if err != nil {

@@ -1,23 +1,33 @@
 // Package launch runs a hellochat cluster as real processes on loopback:
 // object nodes and a router started from built binaries, each on free
-// ports, which can be killed with -9, paused with SIGSTOP, and restarted.
-// Tests and the failover experiment share it.
+// ports, which can be killed with -9, paused with SIGSTOP, restarted (with
+// or without their data), added and decommissioned. Tests, the benchmark
+// and the failover experiment share it.
 package launch
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
 	"hellochat/cluster"
+	pb "hellochat/proto/roompb"
 )
 
 // Proc is one process of the cluster.
@@ -28,6 +38,9 @@ type Proc struct {
 	log  string
 	cmd  *exec.Cmd
 	exit chan struct{} // closed when the current process has exited
+
+	// Object nodes only: their gRPC address and data directory.
+	grpcAddr, gossipAddr, data string
 }
 
 // Start starts the process, appending its output to its log file.
@@ -73,6 +86,98 @@ func (p *Proc) Kill9() {
 	p.Wait(10 * time.Second)
 }
 
+// Exited reports whether the last started process has exited, and its
+// exit status if so (-1 when a signal ended it).
+func (p *Proc) Exited() (code int, exited bool) {
+	if p.exit == nil {
+		return 0, false
+	}
+	select {
+	case <-p.exit:
+		return p.cmd.ProcessState.ExitCode(), true
+	default:
+		return 0, false
+	}
+}
+
+// GRPCAddr is an object node's gRPC address ("" for the router).
+func (p *Proc) GRPCAddr() string { return p.grpcAddr }
+
+// DataDir is an object node's data directory ("" for the router).
+func (p *Proc) DataDir() string { return p.data }
+
+// LogPath is the file the process's output is appended to.
+func (p *Proc) LogPath() string { return p.log }
+
+// LogSize is the current length of the process's log, a mark to read what
+// it logs from then on with LogSince.
+func (p *Proc) LogSize() int64 {
+	fi, err := os.Stat(p.log)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// LogSince returns what the process logged after mark (a LogSize).
+func (p *Proc) LogSince(mark int64) string {
+	f, err := os.Open(p.log)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if _, err := f.Seek(mark, io.SeekStart); err != nil {
+		return ""
+	}
+	b, _ := io.ReadAll(f)
+	return string(b)
+}
+
+// WipeData deletes an object node's data directory, as if its disk died.
+// The node must be down.
+func (p *Proc) WipeData() error {
+	if _, exited := p.Exited(); p.exit != nil && !exited {
+		return fmt.Errorf("launch: wipe %s: it is running", p.Name)
+	}
+	if p.data == "" {
+		return fmt.Errorf("launch: wipe %s: not an object node", p.Name)
+	}
+	return os.RemoveAll(p.data)
+}
+
+// Status asks an object node for its status over gRPC.
+func (p *Proc) Status(ctx context.Context) (*pb.StatusResponse, error) {
+	conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return pb.NewRoomsClient(conn).Status(ctx, &pb.StatusRequest{})
+}
+
+// Decommission asks an object node to move every replica off itself and
+// stop (what `objectnode decommission` does). A node that has not joined
+// its cluster yet answers Unavailable; Decommission retries that until ctx
+// ends.
+func (p *Proc) Decommission(ctx context.Context) (*pb.StatusResponse, error) {
+	conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	for {
+		st, err := pb.NewRoomsClient(conn).Decommission(ctx, &pb.DecommissionRequest{})
+		if status.Code(err) != codes.Unavailable {
+			return st, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("launch: decommission %s: %w (last: %v)", p.Name, ctx.Err(), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // Wait waits for the process to exit; false on timeout.
 func (p *Proc) Wait(timeout time.Duration) bool {
 	if p.exit == nil {
@@ -99,9 +204,16 @@ func (p *Proc) Tail(lines int) string {
 // Cluster is three (or more) object nodes and one router.
 type Cluster struct {
 	Dir    string
-	Nodes  []*Proc
+	Nodes  []*Proc // the object nodes in the cluster
 	Router *Proc
 	Base   string // the router's http://host:port
+	// Retired are nodes that were decommissioned and have exited; their
+	// logs and data dirs stay for inspection.
+	Retired []*Proc
+
+	bin       string
+	nodeFlags []string
+	created   int // object nodes ever started (names node1..nodeN)
 }
 
 // Options for a cluster.
@@ -119,7 +231,7 @@ func Start(o Options) (*Cluster, error) {
 	if o.Nodes == 0 {
 		o.Nodes = 3
 	}
-	c := &Cluster{Dir: o.Dir}
+	c := &Cluster{Dir: o.Dir, bin: o.Bin, nodeFlags: o.NodeFlags, created: o.Nodes}
 	var gossip []string
 	for i := 0; i < o.Nodes; i++ {
 		p, err := FreePort()
@@ -134,9 +246,7 @@ func Start(o Options) (*Cluster, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.Nodes = append(c.Nodes, &Proc{Name: id, bin: filepath.Join(o.Bin, "objectnode"), log: filepath.Join(o.Dir, id+".log"),
-			args: append([]string{"--id", id, "--data", filepath.Join(o.Dir, id), "--grpc-addr", "127.0.0.1:" + strconv.Itoa(gp),
-				"--gossip-addr", gossip[i], "--join", strings.Join(gossip, ","), "--expect", strconv.Itoa(o.Nodes)}, o.NodeFlags...)})
+		c.Nodes = append(c.Nodes, c.nodeProc(id, "127.0.0.1:"+strconv.Itoa(gp), gossip[i], gossip, o.Nodes))
 	}
 	hp, err := FreePort()
 	if err != nil {
@@ -161,6 +271,219 @@ func Start(o Options) (*Cluster, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+func (c *Cluster) nodeProc(id, grpcAddr, gossipAddr string, seeds []string, expect int) *Proc {
+	data := filepath.Join(c.Dir, id)
+	return &Proc{Name: id, bin: filepath.Join(c.bin, "objectnode"), log: filepath.Join(c.Dir, id+".log"),
+		grpcAddr: grpcAddr, gossipAddr: gossipAddr, data: data,
+		args: append([]string{"--id", id, "--data", data, "--grpc-addr", grpcAddr,
+			"--gossip-addr", gossipAddr, "--join", strings.Join(seeds, ","), "--expect", strconv.Itoa(expect)}, c.nodeFlags...)}
+}
+
+// AddNode starts one more object node, named after the last one ever
+// started, on a fresh data dir with --expect 0: it only joins the running
+// cluster, and the shards' leaders move replicas onto it. It returns at
+// once; WaitPlaced tells when the moves are done.
+func (c *Cluster) AddNode() (*Proc, error) {
+	gp, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	sp, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	var seeds []string
+	for _, n := range c.Nodes {
+		seeds = append(seeds, n.gossipAddr)
+	}
+	c.created++
+	p := c.nodeProc(fmt.Sprintf("node%d", c.created), "127.0.0.1:"+strconv.Itoa(gp), "127.0.0.1:"+strconv.Itoa(sp), seeds, 0)
+	if err := p.Start(); err != nil {
+		return nil, err
+	}
+	c.Nodes = append(c.Nodes, p)
+	return p, nil
+}
+
+// Retire moves a node that has exited for good (decommissioned) from
+// Nodes to Retired.
+func (c *Cluster) Retire(p *Proc) {
+	for i, n := range c.Nodes {
+		if n == p {
+			c.Nodes = append(c.Nodes[:i:i], c.Nodes[i+1:]...)
+			c.Retired = append(c.Retired, p)
+			return
+		}
+	}
+}
+
+// EveryNode is every object node ever started, retired ones last.
+func (c *Cluster) EveryNode() []*Proc {
+	return append(append([]*Proc{}, c.Nodes...), c.Retired...)
+}
+
+// Replicas is the shard group size the nodes use (objectnode's default).
+const Replicas = 3
+
+// Ring is the placement of the cluster's current nodes, as every member
+// computes it once gossip has converged: retired nodes have no place.
+func (c *Cluster) Ring() *cluster.Placement {
+	var metas []cluster.Meta
+	for _, n := range c.Nodes {
+		metas = append(metas, cluster.Meta{ID: n.Name, Role: cluster.RoleNode})
+	}
+	return cluster.NewPlacement(metas)
+}
+
+// RingReplicas lists the ring's replicas of a shard.
+func (c *Cluster) RingReplicas(ring *cluster.Placement, shard int) ([]string, error) {
+	reps, err := ring.Replicas(shard, Replicas)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(reps))
+	for i, r := range reps {
+		ids[i] = r.ID
+	}
+	return ids, nil
+}
+
+// Placed checks, by asking every node, that the cluster is placed: each
+// shard has a serving leader whose voters are exactly the ring's replicas
+// (no learner, no replica of a wiped node's earlier incarnation), whose
+// own ring agrees, and each node holds exactly the replicas the ring
+// gives it.
+func (c *Cluster) Placed(ctx context.Context) error {
+	ring := c.Ring()
+	want := make([][]string, cluster.Partitions)
+	holds := map[string]int{}
+	for s := range want {
+		ids, err := c.RingReplicas(ring, s)
+		if err != nil {
+			return err
+		}
+		want[s] = ids
+		for _, id := range ids {
+			holds[id]++
+		}
+	}
+	type report struct {
+		node string
+		st   *pb.ShardStatus
+	}
+	led := make([][]report, cluster.Partitions)
+	for _, n := range c.Nodes {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := n.Status(sctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s: status: %v", n.Name, err)
+		}
+		if st.Leaving {
+			return fmt.Errorf("%s is leaving", n.Name)
+		}
+		if int(st.Replicas) != holds[n.Name] {
+			return fmt.Errorf("%s holds %d shard replicas, the ring places %d on it", n.Name, st.Replicas, holds[n.Name])
+		}
+		for _, ss := range st.Shards {
+			if s := int(ss.Shard); s < cluster.Partitions {
+				led[s] = append(led[s], report{n.Name, ss})
+			}
+		}
+	}
+	for s, reports := range led {
+		if len(reports) == 0 {
+			return fmt.Errorf("shard %d: no serving leader", s)
+		}
+		for _, r := range reports {
+			for _, v := range r.st.Voters {
+				if strings.Contains(v, "(old)") {
+					return fmt.Errorf("shard %d (led by %s): voter %s of an earlier incarnation remains", s, r.node, v)
+				}
+			}
+			if !SameSet(r.st.Voters, want[s]) || len(r.st.Learners) > 0 {
+				return fmt.Errorf("shard %d (led by %s): voters %v learners %v, ring wants %v", s, r.node, r.st.Voters, r.st.Learners, want[s])
+			}
+			if !SameSet(r.st.Want, want[s]) {
+				return fmt.Errorf("shard %d: its leader %s places it on %v, the ring of %d nodes on %v", s, r.node, r.st.Want, len(c.Nodes), want[s])
+			}
+		}
+	}
+	return nil
+}
+
+// WaitPlaced waits until the cluster is placed (Placed) and settled (every
+// node alive and every shard led by its preferred replica, as the router
+// sees it). progress, if not nil, is called about every interval with the
+// time waited and what is still missing.
+func (c *Cluster) WaitPlaced(ctx context.Context, timeout, interval time.Duration, progress func(waited time.Duration, missing error)) error {
+	start := time.Now()
+	deadline := start.Add(timeout)
+	nextReport := start.Add(interval)
+	var last error
+	for {
+		last = c.Placed(ctx)
+		if last == nil {
+			var v View
+			if v, last = c.View(); last == nil {
+				last = settled(v, len(c.Nodes))
+			}
+		}
+		if last == nil {
+			return nil
+		}
+		now := time.Now()
+		if now.After(deadline) {
+			return fmt.Errorf("launch: cluster not placed after %v: %w", timeout, last)
+		}
+		if progress != nil && interval > 0 && now.After(nextReport) {
+			progress(now.Sub(start), last)
+			nextReport = now.Add(interval)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("launch: waiting for placement: %w (last: %v)", ctx.Err(), last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// SameSet reports whether a and b hold the same strings.
+func SameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	x, y := append([]string{}, a...), append([]string{}, b...)
+	sort.Strings(x)
+	sort.Strings(y)
+	for i := range x {
+		if x[i] != y[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// LogMarks records every node's log length (LogSize), to read what the
+// nodes logged after it with LogsSince.
+func (c *Cluster) LogMarks() map[*Proc]int64 {
+	marks := map[*Proc]int64{}
+	for _, p := range c.EveryNode() {
+		marks[p] = p.LogSize()
+	}
+	return marks
+}
+
+// LogsSince returns, per node, what it logged after marks (a node started
+// after the marks were taken: all of its log).
+func (c *Cluster) LogsSince(marks map[*Proc]int64) map[string]string {
+	out := map[string]string{}
+	for _, p := range c.EveryNode() {
+		out[p.Name] = p.LogSince(marks[p])
+	}
+	return out
 }
 
 // All is every process, nodes first.
