@@ -150,6 +150,18 @@ func (s *Store) RemoveSnapshotFile(path string) {
 // snapshot whose data is in file (see SnapshotFile; "" for no data). hs is
 // written in the same synced batch: its commit index is the snapshot's.
 func (s *Store) InstallSnapshot(shard int, meta *raftpb.SnapshotMetadata, hs *raftpb.HardState, file string) error {
+	if err := s.prepareInstall(shard, meta, hs, file); err != nil {
+		return err
+	}
+	if file == "" {
+		return nil
+	}
+	return s.finishInstall(shard, file)
+}
+
+// prepareInstall is the first, synced half of an install: the shard's old
+// state goes, the snapshot's Raft state and the install marker are written.
+func (s *Store) prepareInstall(shard int, meta *raftpb.SnapshotMetadata, hs *raftpb.HardState, file string) error {
 	b := s.NewBatch()
 	lower, upper := shardRange(shard)
 	if err := b.b.DeleteRange(lower, upper, nil); err != nil {
@@ -180,10 +192,7 @@ func (s *Store) InstallSnapshot(shard int, meta *raftpb.SnapshotMetadata, hs *ra
 	if err := b.Commit(true); err != nil {
 		return fmt.Errorf("storage: install snapshot of shard %d: %w", shard, err)
 	}
-	if file == "" {
-		return nil
-	}
-	return s.finishInstall(shard, file)
+	return nil
 }
 
 // finishInstall ingests a snapshot file and deletes its install marker.

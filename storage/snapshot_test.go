@@ -1,0 +1,136 @@
+package storage
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"testing"
+
+	"go.etcd.io/raft/v3/raftpb"
+
+	"hellochat/cluster"
+)
+
+// shardObjects returns n objects of one shard.
+func shardObjects(t *testing.T, shard, n int) []string {
+	var out []string
+	for i := 0; len(out) < n; i++ {
+		name := fmt.Sprintf("room-%d", i)
+		if cluster.Shard(name) == shard {
+			out = append(out, name)
+		}
+		if i > 100000 {
+			t.Fatal("no objects for shard")
+		}
+	}
+	return out
+}
+
+// copyShard streams one store's shard into a snapshot file of another, as
+// the snapshot stream does.
+func copyShard(t *testing.T, from, to *Store, shard int) string {
+	t.Helper()
+	r, err := from.ReadShard(shard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	f, err := to.NewSnapshotFile(shard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Scan(func(k, v []byte) error { return f.Add(k, v) }); err != nil {
+		t.Fatal(err)
+	}
+	path, err := f.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// A snapshot replaces the shard's data on the receiver, leaves other shards
+// alone, and an install interrupted after its first (synced) half is
+// finished when the store is opened again.
+func TestSnapshotInstallSurvivesCrash(t *testing.T) {
+	const shard = 7
+	src := openTestStore(t, t.TempDir())
+	dstDir := t.TempDir()
+	dst := openTestStore(t, dstDir)
+	objs := shardObjects(t, shard, 3)
+	other := shardObjects(t, shard+1, 1)[0]
+	for i, o := range objs {
+		for j := 0; j < 100; j++ {
+			if err := src.Apply(o, []Op{{Key: key(uint64(j)), Value: bytes.Repeat([]byte{byte(i)}, 100)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// The receiver holds stale data of the shard, and data of another.
+	if err := dst.Apply(objs[0], []Op{{Key: key(999), Value: []byte("stale")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.Apply(other, []Op{{Key: key(1), Value: []byte("keep")}}); err != nil {
+		t.Fatal(err)
+	}
+	path := copyShard(t, src, dst, shard)
+	meta := &raftpb.SnapshotMetadata{Index: new(uint64(42)), Term: new(uint64(3)),
+		ConfState: &raftpb.ConfState{Voters: []uint64{1, 2, 3}}}
+	if err := dst.prepareInstall(shard, meta, &raftpb.HardState{Term: new(uint64(3)), Commit: new(uint64(42))}, path); err != nil {
+		t.Fatal(err)
+	}
+	// Crash: the file was never ingested.
+	dst.Close()
+	dst = openTestStore(t, dstDir)
+	defer dst.Close()
+
+	for _, o := range objs {
+		want, _ := src.List(o, nil, nil, 0, false)
+		got, err := dst.List(o, nil, nil, 0, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) || len(got) != 100 {
+			t.Fatalf("%s: %d pairs after recovery, want %d", o, len(got), len(want))
+		}
+		for i := range got {
+			if !bytes.Equal(got[i].Key, want[i].Key) || !bytes.Equal(got[i].Value, want[i].Value) {
+				t.Fatalf("%s: pair %d differs", o, i)
+			}
+		}
+	}
+	if v, ok, _ := dst.Get(other, key(1)); !ok || string(v) != "keep" {
+		t.Fatalf("another shard's data was touched: %q %v", v, ok)
+	}
+	st, found, err := dst.LoadRaft(shard)
+	if err != nil || !found {
+		t.Fatal(err, found)
+	}
+	if st.Applied != 42 || st.Conf.GetVoters()[2] != 3 || st.Hard.GetCommit() != 42 {
+		t.Fatalf("raft state after install: applied %d conf %v hard %v", st.Applied, st.Conf, st.Hard)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("snapshot file still there after ingest: %v", err)
+	}
+}
+
+// Keys outside the shard, or out of order, are refused.
+func TestSnapshotFileRefusesForeignKeys(t *testing.T) {
+	s := openTestStore(t, t.TempDir())
+	defer s.Close()
+	f, err := s.NewSnapshotFile(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Abort()
+	in := objectKey(shardObjects(t, 3, 1)[0], []byte("b"))
+	if err := f.Add(objectKey(shardObjects(t, 4, 1)[0], []byte("a")), nil); err == nil {
+		t.Fatal("a key of shard 4 went into a snapshot of shard 3")
+	}
+	if err := f.Add(in, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Add(in, nil); err == nil {
+		t.Fatal("a repeated key was taken")
+	}
+}
