@@ -84,3 +84,49 @@ func BenchmarkOwner(b *testing.B) {
 		p.Owner(rooms[i%len(rooms)])
 	}
 }
+
+func metas(n int) []Meta {
+	var out []Meta
+	for i := 1; i <= n; i++ {
+		out = append(out, Meta{ID: fmt.Sprintf("node%d", i), Role: RoleNode})
+	}
+	return out
+}
+
+// Consistent hashing keeps movement small: a fourth node takes about a
+// quarter of the 192 replicas, not a reshuffle; and a leaving node keeps
+// its entry (address) but loses its place in the ring.
+func TestPlacementMovesLittleAndDropsLeaving(t *testing.T) {
+	three, four := NewPlacement(metas(3)), NewPlacement(metas(4))
+	moved := three.Moved(four, 3)
+	if moved < 30 || moved > 70 {
+		t.Fatalf("adding a fourth node moves %d of 192 replicas, want about 48", moved)
+	}
+	t.Logf("3 -> 4 nodes moves %d of 192 replicas", moved)
+	if back := four.Moved(three, 3); back != moved {
+		t.Fatalf("removing it again moves %d, adding moved %d", back, moved)
+	}
+	leaving := metas(4)
+	leaving[3].Leaving = true
+	p := NewPlacement(leaving)
+	if p.RingSize() != 3 {
+		t.Fatalf("ring size %d with one of four leaving", p.RingSize())
+	}
+	if _, ok := p.Node("node4"); !ok {
+		t.Fatal("the leaving node's entry is gone")
+	}
+	for s := 0; s < Partitions; s++ {
+		reps, err := p.Replicas(s, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range reps {
+			if r.ID == "node4" {
+				t.Fatalf("shard %d still placed on the leaving node4", s)
+			}
+		}
+	}
+	if three.Moved(p, 3) != 0 {
+		t.Fatal("a ring with a leaving node differs from the ring without it")
+	}
+}
