@@ -9,20 +9,30 @@ GOFMT ?= gofmt
 # Router address for `make cluster` and `make owners`; keep it on loopback
 # unless other machines should reach the chat.
 HTTP_ADDR ?= 127.0.0.1:8080
-# Node number (1-3) for kill-node and restart-node.
+# Object nodes `make cluster` starts (node1..nodeNODES, 1-9).
+NODES ?= 3
+# Node number (1-9) for kill-node, restart-node, add-node and remove-node.
 N ?=
+# Data, logs and pids of the local cluster (relative to the repository).
+CLUSTER_DATA ?= data
 # Rooms for `make owners`, comma-separated.
 ROOMS ?=
-# Cycles of `make failover`.
+# Steps of `make failover`: ADDS nodes join (3 -> 3+ADDS), then KILLS kill -9
+# cycles, PAUSES SIGSTOP cycles and WIPES disk wipes, then REMOVES nodes are
+# decommissioned (REMOVES <= ADDS: never fewer than 3 nodes).
 KILLS ?= 20
 PAUSES ?= 5
+ADDS ?= 2
+REMOVES ?= 2
+WIPES ?= 1
 # Scenario of `make bench` (empty: all).
 SCENARIO ?=
 # Time per target of `make fuzz`.
 FUZZTIME ?= 30s
-export HTTP_ADDR ROOMS KILLS PAUSES
+export HTTP_ADDR ROOMS KILLS PAUSES ADDS REMOVES WIPES
+export CLUSTER_DATA
 
-.PHONY: help build cluster kill-node restart-node owners failover fuzz bench-go test test-short lint bench \
+.PHONY: help build cluster kill-node restart-node add-node remove-node owners failover fuzz bench-go test test-short lint bench \
 	proto verify-proto tidy clean clean-data
 
 help: ## list targets (this is the default)
@@ -30,21 +40,27 @@ help: ## list targets (this is the default)
 	@echo
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z-]*:.*## / { printf "  %-13s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 	@echo
-	@echo "variables: HTTP_ADDR=$(HTTP_ADDR)  N=<1-3>  ROOMS=a,b  GO=$(GO)"
+	@echo "variables: HTTP_ADDR=$(HTTP_ADDR)  NODES=$(NODES)  N=<1-9>  ROOMS=a,b  CLUSTER_DATA=$(CLUSTER_DATA)  GO=$(GO)"
 
 build: ## build bin/objectnode and bin/router
 	$(GO) build -o bin/ ./cmd/...
 
-cluster: build ## run 3 object nodes and a router on localhost in the foreground (HTTP_ADDR=...); Ctrl-C stops all
-	bash scripts/cluster.sh
+cluster: build ## run NODES (3) object nodes and a router on localhost in the foreground; Ctrl-C stops all
+	bash scripts/cluster.sh "$(NODES)"
 
 kill-node: ## kill -9 object node N of the running cluster (make kill-node N=2)
 	bash scripts/kill-node.sh "$(N)"
 
-restart-node: ## start object node N again after kill-node (make restart-node N=2)
+restart-node: ## start object node N again after kill-node; on a wiped data dir it joins as a new replica
 	bash scripts/restart-node.sh "$(N)"
 
-owners: ## show members, shard owners and active rooms (ROOMS=a,b also shows who owns those)
+add-node: ## add object node N to the running cluster and wait until replicas have moved to it (N=4)
+	bash scripts/add-node.sh "$(N)"
+
+remove-node: ## decommission object node N: move its replicas away, wait until it exits (N=2)
+	bash scripts/remove-node.sh "$(N)"
+
+owners: ## show members, each shard's replicas and moves, active rooms (ROOMS=a,b: who owns those)
 	bash scripts/owners.sh
 
 lint: ## go vet, and fail listing files gofmt would change
@@ -62,7 +78,7 @@ test: lint ## lint, then all tests with the race detector
 test-short: lint ## lint, then the quick tests (-short, no race detector)
 	$(GO) test -short -count=1 -timeout 10m ./...
 
-failover: build ## failover experiment: kill -9 / SIGSTOP leaders under load (KILLS=20 PAUSES=5)
+failover: build ## failover experiment under load: add, kill -9, SIGSTOP, wipe, remove nodes (ADDS=2 KILLS=20 PAUSES=5 WIPES=1 REMOVES=2)
 	bash scripts/failover.sh
 
 fuzz: ## fuzz raft entry decoding and browser frame parsing (FUZZTIME=30s each)

@@ -285,7 +285,9 @@ func (n *Node) ready() bool {
 func (n *Node) fail(err error) {
 	n.fatalOnce.Do(func() {
 		n.fatalErr = err
-		n.log.Error("node must stop", "err", err)
+		if err != nil {
+			n.log.Error("node must stop", "err", err)
+		}
 		close(n.fatal)
 	})
 }

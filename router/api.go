@@ -334,9 +334,11 @@ func writeClusterText(w io.Writer, v clusterView) {
 		shards, replicas := "-", "-"
 		if m.Role == cluster.RoleNode {
 			shards = fmt.Sprintf("%d (%d) of %d", led[m.ID], owned[m.ID], v.Partitions)
-			held := "?"
+			held := "?" // it did not answer
 			if m.Replicas != nil {
 				held = fmt.Sprint(*m.Replicas)
+			} else if m.Left {
+				held = "0" // no answering leader names it
 			}
 			replicas = fmt.Sprintf("%s (%d)", held, m.RingWants)
 		}
@@ -348,7 +350,7 @@ func writeClusterText(w io.Writer, v clusterView) {
 	fmt.Fprintf(tw, "SHARD\tLEADER\tVOTERS\tLEARNERS\tRING WANTS\tMOVE\n")
 	for _, g := range v.Groups {
 		if g.Leader == "" {
-			fmt.Fprintf(tw, "%d\t(no leader answered)\t\t\t\t\n", g.Shard)
+			fmt.Fprintf(tw, "%d\t?\t?\t?\t?\t(no leader answered)\n", g.Shard)
 			continue
 		}
 		move := "-"

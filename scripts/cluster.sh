@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Runs a local hellochat cluster in the foreground: three object nodes and
-# one router on localhost, with every process's log lines followed in this
-# terminal. Ctrl-C stops everything, including nodes that
-# scripts/restart-node.sh started later. Usually run as `make cluster`.
+# Runs a local hellochat cluster in the foreground: NODES object nodes
+# (node1..nodeNODES, default 3, at most 9) and one router on localhost, with
+# every process's log lines followed in this terminal. It also starts any
+# other node that has a data dir (one added by add-node.sh in an earlier
+# run: the cluster's shards need it), and follows the logs of nodes that
+# restart-node.sh or add-node.sh start later. Ctrl-C stops everything,
+# including those. Usually run as `make cluster [NODES=n]`.
+# Usage: cluster.sh [NODES]
 #
-# Environment: HTTP_ADDR (router address, default 127.0.0.1:8080),
+# Environment: CLUSTER_DATA (data, logs and pids; default ./data),
+# HTTP_ADDR (router address, default 127.0.0.1:8080),
 # HEALTH_TIMEOUT (seconds to wait for the router, default 15),
 # STOP_TIMEOUT (seconds to wait before SIGKILL, default 10). HELLOCHAT_*
 # variables reach the processes, e.g. HELLOCHAT_DEBUG=true.
@@ -26,11 +31,23 @@ unset _CLUSTER_SH_REEXEC
 
 source "$(dirname "$0")/lib.sh"
 
+founders="${1:-3}"
+[[ "$founders" =~ ^[1-9]$ ]] || die "usage: make cluster NODES=<1-9> (got NODES='$founders')"
+FOUNDERS="$founders" # proc_cmd: --expect and --join of the founders
+
+# START: the founders, then every other node with a data dir.
+START=()
+for name in "${NODES[@]}"; do
+  if ((${name#node} <= FOUNDERS)) || has_data "$name"; then START+=("$name"); fi
+done
+START_PROCS=("${START[@]}" "$ROUTER")
+
 HEALTH_TIMEOUT="${HEALTH_TIMEOUT:-15}"
 STOP_TIMEOUT="${STOP_TIMEOUT:-10}"
 
-declare -A PIDS=()   # name -> pid this script started
-declare -A OFFSET=() # name -> log size before this run
+declare -A PIDS=()     # name -> pid this script started
+declare -A OFFSET=()   # name -> log size before this run
+declare -A FOLLOWED=() # name -> 1 once its log is followed
 TAIL_PIDS=()
 SED_PIDS=()
 SLEEP_PID=""
@@ -41,6 +58,7 @@ STOPPING=""
 # on lines that lack it (panics, flag errors).
 start_follower() {
   local name="$1" fd
+  FOLLOWED[$name]=1
   exec {fd}> >(trap '' INT HUP; exec sed -u "/^$name | /!s/^/$name | /")
   SED_PIDS+=("$!")
   (trap '' INT HUP; exec tail -c +"$((OFFSET[$name] + 1))" -F "$LOG_DIR/$name.log" 2>/dev/null) >&"$fd" &
@@ -67,8 +85,8 @@ stop_followers() {
 }
 
 # stop_all stops every process that has a pid file (so also nodes started by
-# restart-node.sh) or that this script started: SIGTERM, then SIGKILL after
-# STOP_TIMEOUT seconds.
+# restart-node.sh and add-node.sh) or that this script started: SIGTERM,
+# then SIGKILL after STOP_TIMEOUT seconds.
 stop_all() {
   [[ -z "$STOPPING" ]] || return 0
   STOPPING=1
@@ -140,13 +158,19 @@ for name in "${ALL_PROCS[@]}"; do
   if pid="$(pid_of "$name")"; then
     die "$name is already running (pid $pid, $PID_DIR/$name.pid) — is another cluster running? stop it first (Ctrl-C in its terminal, or kill $pid)"
   fi
-  rm -f "$PID_DIR/$name.pid" # stale: its process is gone
+  rm -f "$PID_DIR/$name.pid" "$(removed_marker "$name")" # stale: its process is gone
 done
-check_ports "${ALL_PROCS[@]}" || die "not starting anything: a port is in use (see above)"
+check_ports "${START_PROCS[@]}" || die "not starting anything: a port is in use (see above)"
 
-say "starting hellochat: 3 object nodes and 1 router (data in ./data, logs in $LOG_DIR, pids in $PID_DIR)"
+mkdir -p "$DATA"
+printf '# written by scripts/cluster.sh: node1..nodeN formed this cluster (--expect N)\nFOUNDERS=%d\n' "$FOUNDERS" >"$CLUSTER_ENV.tmp"
+mv -f "$CLUSTER_ENV.tmp" "$CLUSTER_ENV"
+
+extra=""
+((${#START[@]} == FOUNDERS)) || extra=" (${START[*]:FOUNDERS}: data dir from an earlier run)"
+say "starting hellochat: ${#START[@]} object nodes$extra and 1 router (data in $DATA, logs in $LOG_DIR, pids in $PID_DIR)"
 say "  $(printf '%-8s  %-15s  %-23s  %s' PROCESS GRPC 'GOSSIP (TCP+UDP)' HTTP)"
-for name in "${NODES[@]}"; do
+for name in "${START[@]}"; do
   say "  $(printf '%-8s  %-15s  %-23s  %s' "$name" "$(node_grpc "$name")" "$(node_gossip "$name")" -)"
 done
 say "  $(printf '%-8s  %-15s  %-23s  %s' "$ROUTER" - "$ROUTER_GOSSIP" "$HTTP_ADDR")"
@@ -159,12 +183,12 @@ trap 'on_signal TERM' TERM
 trap 'on_signal HUP' HUP
 trap 'rc=$?; stop_all; exit $rc' EXIT
 
-for name in "${ALL_PROCS[@]}"; do
+for name in "${START_PROCS[@]}"; do
   start_proc "$name" "make cluster"
   PIDS[$name]="$STARTED_PID"
   disown "$STARTED_PID" # no "Killed" job notices from bash; stop_all uses the pids
 done
-for name in "${ALL_PROCS[@]}"; do
+for name in "${START_PROCS[@]}"; do
   start_follower "$name"
 done
 
@@ -175,15 +199,15 @@ health=""
 ready=""
 healthy_since=""
 while :; do
-  for name in "${ALL_PROCS[@]}"; do
+  for name in "${START_PROCS[@]}"; do
     is_running "$name" "${PIDS[$name]}" || fail_startup "$name"
   done
   if health="$(HTTP_TIMEOUT=1 http_get "$HTTP_ADDR" /healthz 2>/dev/null)"; then
-    # Healthy means one object node is alive; give gossip up to 3s more to
-    # report all three ("ok: 3 of 3 ...") so "ready" means ready.
+    # Healthy means every shard has a leader; give gossip up to 3s more to
+    # report every node started ("ok: 3 of 3 ...") so "ready" means ready.
     healthy_since="${healthy_since:-$SECONDS}"
     ready="$health"
-    if [[ ! "$health" =~ ^ok:\ ([0-9]+)\ of ]] || ((BASH_REMATCH[1] >= ${#NODES[@]} || SECONDS - healthy_since >= 3)); then
+    if [[ ! "$health" =~ ^ok:\ ([0-9]+)\ of ]] || ((BASH_REMATCH[1] >= ${#START[@]} || SECONDS - healthy_since >= 3)); then
       break
     fi
   fi
@@ -193,7 +217,7 @@ while :; do
   if ((SECONDS >= deadline)); then
     warn "error: the router was not healthy at $health_url within ${HEALTH_TIMEOUT}s${health:+ (last answer: ${health//$'\n'/ })}"
     stop_all
-    for name in "${ALL_PROCS[@]}"; do
+    for name in "${START_PROCS[@]}"; do
       warn "last lines of $LOG_DIR/$name.log:"
       log_since "$name" "${OFFSET[$name]}" 10 >&2
     done
@@ -206,12 +230,20 @@ url="http://$(addr_url_host "$HTTP_ADDR")/"
 say ""
 say "ready (${ready//$'\n'/ })"
 say "open $url"
-say "try: make owners ROOMS=lobby · make kill-node N=2 · make restart-node N=2 · Ctrl-C here stops everything"
+tries=("make owners ROOMS=lobby")
+((${#START[@]} < 2)) || tries+=("make kill-node N=2" "make restart-node N=2")
+next=$((${START[-1]#node} + 1))
+((next > MAX_NODES)) || tries+=("make add-node N=$next")
+((${#START[@]} < 2)) || tries+=("make remove-node N=${START[-1]#node}")
+tries+=("Ctrl-C here stops everything")
+say "try: $(printf '%s · ' "${tries[@]:0:${#tries[@]}-1}")${tries[-1]}"
 say ""
 
-# Follow the logs until a signal; report processes that go away or come back.
+# Follow the logs until a signal; report processes that go away or come
+# back, and follow the log of a node first started by another script from
+# where it stood when this script started (nothing it logged is missed).
 declare -A LAST=()
-for name in "${ALL_PROCS[@]}"; do LAST[$name]="${PIDS[$name]}"; done
+for name in "${ALL_PROCS[@]}"; do LAST[$name]="${PIDS[$name]:-}"; done
 while :; do
   sleep 1 &
   SLEEP_PID=$!
@@ -221,10 +253,15 @@ while :; do
     cur="$(pid_of "$name")" || cur=""
     [[ "$cur" != "${LAST[$name]}" ]] || continue
     if [[ -z "$cur" ]]; then
-      hint=""
-      [[ "$name" != node* ]] || hint="; \`make restart-node N=${name#node}\` starts it again"
-      say "$name (pid ${LAST[$name]}) is no longer running$hint"
+      if [[ -f "$(removed_marker "$name")" ]]; then
+        say "$name (pid ${LAST[$name]}) left the cluster (make remove-node); \`make add-node N=${name#node}\` adds it back as a new node"
+      else
+        hint=""
+        [[ "$name" != node* ]] || hint="; \`make restart-node N=${name#node}\` starts it again"
+        say "$name (pid ${LAST[$name]}) is no longer running$hint"
+      fi
     else
+      [[ -n "${FOLLOWED[$name]:-}" ]] || start_follower "$name"
       say "$name is running (pid $cur)"
     fi
     LAST[$name]="$cur"

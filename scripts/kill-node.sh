@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Kills object node N of the local cluster with SIGKILL (a crash, not a clean
-# shutdown), to watch the cluster move its rooms. Usage: kill-node.sh N
+# Kills object node N (1-9) of the local cluster with SIGKILL (a crash, not a
+# clean shutdown), to watch the cluster move its rooms. Its data dir stays;
+# `rm -rf data/nodeN` afterwards stands for a lost disk (restart-node.sh then
+# starts it as a new replica). Usage: kill-node.sh N
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 n="${1:-}"
-[[ "$n" =~ ^[1-3]$ ]] || die "usage: make kill-node N=<1|2|3> (got N='$n')"
-name="node$n"
+node_arg "$n" kill-node
+name="$NAME"
 pidfile="$PID_DIR/$name.pid"
 
 if ! pid="$(pid_of "$name")"; then
@@ -14,7 +16,11 @@ if ! pid="$(pid_of "$name")"; then
     rm -f "$pidfile"
     die "$name is not running (its pid file $pidfile was stale; removed it)"
   fi
-  die "$name is not running (no $pidfile); \`make cluster\` starts the cluster, \`make restart-node N=$n\` a killed node"
+  if has_data "$name"; then
+    die "$name is not running (no $pidfile); \`make restart-node N=$n\` starts it again"
+  fi
+  running="$(running_nodes | paste -sd ' ' -)"
+  die "$name is not running and has no data dir ($DATA/$name); running nodes: ${running:-none}"
 fi
 
 kill -KILL "$pid"
@@ -25,4 +31,4 @@ done
 is_running "$name" "$pid" && die "sent SIGKILL to $name (pid $pid) but it is still running"
 rm -f "$pidfile"
 say "killed $name (pid $pid) with SIGKILL; the others notice within a few seconds (watch \`make owners\`)"
-say "start it again with: make restart-node N=$n"
+say "start it again with: make restart-node N=$n  (after \`rm -rf $DATA/$name\` it comes back as a new replica, like a replaced disk)"

@@ -1,36 +1,92 @@
 # shellcheck shell=bash
-# Shared by scripts/cluster.sh, kill-node.sh, restart-node.sh and owners.sh:
-# the local cluster's layout, each process's command line (one definition, so
-# a restarted node gets exactly the flags `make cluster` used), and helpers.
-# Sourcing it changes to the repository root. Needs bash 4.4+, coreutils and
-# Linux /proc; curl is used when present.
+# Shared by scripts/cluster.sh, kill-node.sh, restart-node.sh, add-node.sh,
+# remove-node.sh and owners.sh: the local cluster's layout, each process's
+# command line (one definition, so a restarted or added node gets the flags
+# `make cluster` uses), and helpers. Sourcing it changes to the repository
+# root. Needs bash 4.4+, coreutils and Linux /proc; curl is used when
+# present.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-LOG_DIR=data/logs
-PID_DIR=data/pids
+# CLUSTER_DATA holds each node's data dir, the logs and the pid files
+# (default ./data; relative to the repository root). Another directory keeps
+# a second cluster's data apart, but the ports below are fixed: run one
+# local cluster at a time.
+DATA="${CLUSTER_DATA:-data}"
+[[ "$DATA" == / ]] || DATA="${DATA%/}"
+LOG_DIR="$DATA/logs"
+PID_DIR="$DATA/pids"
+CLUSTER_ENV="$DATA/cluster.env"
 HTTP_ADDR="${HTTP_ADDR:-127.0.0.1:8080}"
+PARTITIONS=64 # cluster.Partitions
 
-NODES=(node1 node2 node3)
+# NODES lists every object node the local cluster can run: node1..node9,
+# node N on gRPC 127.0.0.1:910N and gossip 127.0.0.1:710N. `make cluster
+# NODES=n` starts node1..noden; add-node starts others later.
+MAX_NODES=9
+NODES=()
+for ((_i = 1; _i <= MAX_NODES; _i++)); do NODES+=("node$_i"); done
+unset _i
 ROUTER=router1
 ALL_PROCS=("${NODES[@]}" "$ROUTER")
 ROUTER_GOSSIP=127.0.0.1:7100
-SEEDS=127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103
 
 node_grpc() { echo "127.0.0.1:910${1#node}"; }   # node_grpc node2 -> 127.0.0.1:9102
 node_gossip() { echo "127.0.0.1:710${1#node}"; } # node_gossip node2 -> 127.0.0.1:7102
 
-# proc_cmd NAME sets the array CMD to the command line of process NAME.
+# FOUNDERS is how many nodes formed the cluster: `make cluster NODES=n`
+# starts node1..noden with --expect n and writes FOUNDERS=n to
+# $CLUSTER_ENV, so that restart-node and add-node, run later from another
+# shell, know it too. Without that file (a cluster started by an older
+# script) it is 3, the default.
+FOUNDERS=3
+if [[ -r "$CLUSTER_ENV" ]]; then
+  _f="$(sed -n 's/^FOUNDERS=\([1-9]\)$/\1/p' "$CLUSTER_ENV" | tail -n 1)"
+  FOUNDERS="${_f:-3}"
+  unset _f
+fi
+
+# node_expect NAME prints the --expect a node starts with: a founder waits
+# for the other founders to form the cluster (on a data dir that already
+# belongs to one, or when a cluster exists, it joins instead: --expect only
+# matters on a fresh disk, and a fresh founder joins an existing cluster as
+# a new replica); any other node only joins (0).
+node_expect() {
+  local k="${1#node}"
+  if ((k <= FOUNDERS)); then echo "$FOUNDERS"; else echo 0; fi
+}
+
+# join_list prints the --join addresses (gossip) for a process starting now:
+# the founders' addresses, where a new cluster forms, plus those of every
+# node running now (a live pid file). The founders alone would fail once
+# they have all been removed or are down; the running nodes alone would be
+# empty when `make cluster` starts. One reachable address is enough: after
+# the first contact, each node persists the members it has seen and rejoins
+# them by itself.
+join_list() {
+  local -a addrs=()
+  local k name
+  for ((k = 1; k <= FOUNDERS; k++)); do addrs+=("$(node_gossip "node$k")"); done
+  for name in "${NODES[@]}"; do
+    ((${name#node} > FOUNDERS)) || continue
+    if pid_of "$name" >/dev/null; then addrs+=("$(node_gossip "$name")"); fi
+  done
+  local IFS=,
+  echo "${addrs[*]}"
+}
+
+# proc_cmd NAME [EXPECT] sets the array CMD to the command line of process
+# NAME; EXPECT overrides a node's --expect (add-node passes 0).
 proc_cmd() {
   case "$1" in
-    node[1-3])
-      CMD=("$ROOT/bin/objectnode" --id "$1" --data "./data/$1"
+    node[1-9])
+      CMD=("$ROOT/bin/objectnode" --id "$1" --data "$DATA/$1"
         --grpc-addr "$(node_grpc "$1")" --gossip-addr "$(node_gossip "$1")"
-        --join "$SEEDS" --expect 3) ;;
+        --join "$(join_list)" --expect "${2:-$(node_expect "$1")}") ;;
     "$ROUTER")
       CMD=("$ROOT/bin/router" --id "$ROUTER" --http-addr "$HTTP_ADDR"
-        --gossip-addr "$ROUTER_GOSSIP" --join "$SEEDS") ;;
+        --gossip-addr "$ROUTER_GOSSIP" --join "$(join_list)") ;;
     *) die "unknown process '$1'" ;;
   esac
 }
@@ -38,7 +94,7 @@ proc_cmd() {
 # proc_ports NAME prints "proto addr role" for every socket NAME binds.
 proc_ports() {
   case "$1" in
-    node[1-3])
+    node[1-9])
       echo "tcp $(node_grpc "$1") gRPC"
       echo "tcp $(node_gossip "$1") gossip"
       echo "udp $(node_gossip "$1") gossip" ;;
@@ -104,13 +160,13 @@ pid_of() {
   echo "$pid"
 }
 
-# start_proc NAME WHO starts NAME in the background in its own session (so
-# it survives the terminal that started it and ignores its Ctrl-C), appending
-# its output to data/logs/NAME.log and its pid to data/pids/NAME.pid. Sets
-# STARTED_PID.
+# start_proc NAME WHO [EXPECT] starts NAME in the background in its own
+# session (so it survives the terminal that started it and ignores its
+# Ctrl-C), appending its output to $LOG_DIR/NAME.log and its pid to
+# $PID_DIR/NAME.pid. EXPECT overrides a node's --expect. Sets STARTED_PID.
 start_proc() {
   local name="$1" who="$2" log="$LOG_DIR/$1.log"
-  proc_cmd "$name"
+  proc_cmd "$name" "${3:-}"
   mkdir -p "$LOG_DIR" "$PID_DIR"
   printf '%s | ===== %s: %s starting %s\n' "$name" "$(date '+%Y-%m-%d %H:%M:%S')" "$who" "${CMD[*]}" >>"$log"
   if command -v setsid >/dev/null 2>&1; then
@@ -140,16 +196,14 @@ log_since() {
 # tcp: listening) on any address, from /proc/net. Fails if none.
 socket_inode() {
   local proto="$1" hex f
-  local -a fl
   printf -v hex '%04X' "$2"
   for f in "/proc/net/$proto" "/proc/net/${proto}6"; do
     [[ -r "$f" ]] || continue
-    while read -r -a fl; do
-      [[ "${fl[1]}" == *":$hex" ]] || continue
-      [[ "$proto" == udp || "${fl[3]}" == 0A ]] || continue
-      echo "${fl[9]}"
-      return 0
-    done <"$f"
+    # awk, not a bash read loop: under load (thousands of WebSockets) these
+    # files have tens of thousands of lines.
+    awk -v port=":$hex" -v proto="$proto" '
+      substr($2, length($2) - 4) == port && (proto == "udp" || $4 == "0A") { print $10; found = 1; exit }
+      END { exit !found }' "$f" && return 0
   done
   return 1
 }
@@ -240,4 +294,150 @@ http_get() {
   timeout "${HTTP_TIMEOUT:-5}" cat <&"$fd" || true
   exec {fd}>&-
   [[ "$status" =~ ^HTTP/[0-9.]+\ 2 ]] || return 1
+}
+
+# ---- helpers of the node scripts (kill, restart, add, remove) ----
+
+PROGRESS_EVERY="${PROGRESS_EVERY:-5}" # seconds between progress lines
+
+# node_arg N TARGET sets NAME to nodeN, or dies with the usage of `make
+# TARGET`.
+node_arg() {
+  [[ "$1" =~ ^[1-9]$ ]] || die "usage: make $2 N=<1-9> (got N='$1')"
+  NAME="node$1"
+}
+
+# has_data NAME: true if NAME's data dir exists and is not empty.
+has_data() {
+  [[ -d "$DATA/$1" && -n "$(ls -A "$DATA/$1" 2>/dev/null)" ]]
+}
+
+# running_nodes prints the object nodes running now (live pid files).
+running_nodes() {
+  local name
+  for name in "${NODES[@]}"; do
+    if pid_of "$name" >/dev/null; then echo "$name"; fi
+  done
+}
+
+# removed_marker NAME is the file remove-node.sh leaves while NAME leaves
+# the cluster for good, so that cluster.sh reports its exit as such.
+removed_marker() { echo "$PID_DIR/$1.removed"; }
+
+now_ms() { date +%s%3N; }
+# since START_MS prints the time since START_MS (from now_ms), e.g. 12.3s.
+since() {
+  local d=$(($(now_ms) - $1))
+  printf '%d.%ds' $((d / 1000)) $((d % 1000 / 100))
+}
+
+# stop_started NAME PID stops a node this script started (SIGTERM, then
+# SIGKILL after 10s) and removes its pid file.
+stop_started() {
+  local i
+  kill -TERM "$2" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do is_running "$1" "$2" || break; sleep 0.2; done
+  kill -KILL "$2" 2>/dev/null || true
+  rm -f "$PID_DIR/$1.pid"
+}
+
+# wait_grpc NAME PID OFFSET TIMEOUT waits until NAME (pid PID) accepts gRPC
+# connections. If it exits first, or TIMEOUT seconds pass, it prints NAME's
+# last log lines (after byte OFFSET), stops it and exits 1.
+wait_grpc() {
+  local name="$1" pid="$2" offset="$3" timeout="$4" grpc deadline
+  grpc="$(node_grpc "$name")"
+  deadline=$((SECONDS + timeout))
+  until tcp_open "$grpc"; do
+    if ! is_running "$name" "$pid"; then
+      rm -f "$PID_DIR/$name.pid"
+      warn "error: $name exited during startup; last lines of $LOG_DIR/$name.log:"
+      log_since "$name" "$offset" 20 >&2
+      exit 1
+    fi
+    if ((SECONDS >= deadline)); then
+      warn "error: $name (pid $pid) did not accept gRPC connections on $grpc within ${timeout}s; stopping it. Last lines of $LOG_DIR/$name.log:"
+      log_since "$name" "$offset" 20 >&2
+      stop_started "$name" "$pid"
+      exit 1
+    fi
+    sleep 0.2
+  done
+}
+
+# wait_join_line NAME PID OFFSET TIMEOUT waits (up to TIMEOUT seconds) for
+# the line a fresh node logs when it joins the cluster, after byte OFFSET of
+# its log, and sets JOIN_CLUSTER and JOIN_MOVES ("48 of 192 shard replicas
+# move to reach this node") from it. Returns 1 without one.
+wait_join_line() {
+  local name="$1" pid="$2" offset="$3" deadline=$((SECONDS + $4)) line
+  JOIN_CLUSTER="" JOIN_MOVES=""
+  while :; do
+    line="$(tail -c +"$((offset + 1))" "$LOG_DIR/$name.log" 2>/dev/null | grep -m1 'msg="joining cluster"')" || line=""
+    if [[ -n "$line" ]]; then
+      [[ ! "$line" =~ cluster=([^ ]+) ]] || JOIN_CLUSTER="${BASH_REMATCH[1]}"
+      [[ ! "$line" =~ moves=\"([^\"]*)\" ]] || JOIN_MOVES="${BASH_REMATCH[1]}"
+      return 0
+    fi
+    is_running "$name" "$pid" || return 1
+    ((SECONDS < deadline)) || return 1
+    sleep 0.2
+  done
+}
+
+# poll_cluster NAME reads the router's text view (what `make owners` shows)
+# and sets MOVES (shards with a move in flight), REPORTED (shards whose
+# leader answered) and, from NAME's row of the member table, STATE (alive,
+# leaving, DOWN, DOWN,leaving or left), HELD (replicas NAME holds by its own
+# count; ? if it did not answer) and WANTS (shards whose leader's ring
+# names NAME). Returns 1 if the router did not answer (or is too old to
+# report moves).
+poll_cluster() {
+  local body line re
+  MOVES="" REPORTED="" STATE="" HELD="" WANTS=""
+  body="$(HTTP_TIMEOUT=5 http_get "$HTTP_ADDR" "/api/cluster?format=text" 2>/dev/null)" || return 1
+  re='moves in flight: ([0-9]+) of [0-9]+ shards[^'$'\n'']*leaders answered for ([0-9]+) of'
+  [[ "$body" =~ $re ]] || return 1
+  MOVES="${BASH_REMATCH[1]}" REPORTED="${BASH_REMATCH[2]}"
+  line="$(awk -v n="$1" '$1 == n && $2 == "node" { print $4, $(NF - 1), $NF; exit }' <<<"$body")"
+  if [[ -n "$line" ]]; then
+    read -r STATE HELD WANTS <<<"$line"
+    WANTS="${WANTS//[()]/}"
+  fi
+  return 0
+}
+
+# wait_settled NAME PID TIMEOUT waits until the replicas have moved to
+# NAME: every shard's leader answers, none reports a move in flight, and
+# NAME is alive and holds as many replicas as the leaders' rings give it
+# (more than none, so the leaders have seen it join). Prints progress every
+# PROGRESS_EVERY seconds. Returns 1 if NAME exits or TIMEOUT seconds pass.
+wait_settled() {
+  local name="$1" pid="$2" timeout="$3" start="$SECONDS" last=-9999 progress
+  local deadline=$((SECONDS + timeout))
+  while :; do
+    if ! is_running "$name" "$pid"; then
+      warn "error: $name (pid $pid) is no longer running; see $LOG_DIR/$name.log"
+      return 1
+    fi
+    if poll_cluster "$name"; then
+      if ((REPORTED == PARTITIONS && MOVES == 0)) && [[ "$STATE" == alive && "$HELD" =~ ^[0-9]+$ && "$WANTS" =~ ^[1-9][0-9]*$ ]] &&
+        ((HELD == WANTS)); then
+        return 0
+      fi
+      progress="$MOVES of $PARTITIONS shards moving; $name holds ${HELD:-?} of the ${WANTS:-?} replicas the ring gives it"
+      ((REPORTED == PARTITIONS)) || progress+="; leaders answered for $REPORTED of $PARTITIONS shards"
+    else
+      progress="no answer from the router's http://$(addr_dial "$HTTP_ADDR")/api/cluster"
+    fi
+    if ((SECONDS - last >= PROGRESS_EVERY)); then
+      say "  $((SECONDS - start))s: $progress"
+      last=$SECONDS
+    fi
+    if ((SECONDS >= deadline)); then
+      warn "error: replicas still moving after ${timeout}s ($progress); they go on moving in the background: watch \`make owners\`"
+      return 1
+    fi
+    sleep 1
+  done
 }

@@ -50,6 +50,9 @@ func (h *Host) place() {
 		}
 		voters, learners := g.confState.GetVoters(), g.confState.GetLearners()
 		st := g.rn.Status()
+		if st.LeadTransferee != 0 {
+			continue // Raft drops proposals while leadership moves
+		}
 		last, _ := g.ms.LastIndex()
 
 		// 1. A ring replica that is neither voter nor learner, and alive.
@@ -119,7 +122,8 @@ func (h *Host) ringVotersAll(shard int) []uint64 {
 func (h *Host) changeConf(g *group, t raftpb.ConfChangeType, id uint64) {
 	cc := &raftpb.ConfChange{Type: t.Enum(), NodeId: proto.Uint64(id)}
 	if err := g.rn.ProposeConfChange(cc); err != nil {
-		h.log.Warn("propose configuration change", "shard", g.shard, "change", t.String(), "replica", h.name(id), "err", err)
+		// Dropped (a change or a transfer is pending): the next pass retries.
+		h.log.Debug("propose configuration change", "shard", g.shard, "change", t.String(), "replica", h.name(id), "err", err)
 		return
 	}
 	g.confBusy = confTicks

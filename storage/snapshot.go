@@ -164,8 +164,17 @@ func (s *Store) InstallSnapshot(shard int, meta *raftpb.SnapshotMetadata, hs *ra
 func (s *Store) prepareInstall(shard int, meta *raftpb.SnapshotMetadata, hs *raftpb.HardState, file string) error {
 	b := s.NewBatch()
 	lower, upper := shardRange(shard)
-	if err := b.b.DeleteRange(lower, upper, nil); err != nil {
+	// A range deletion sits in the memtable, and an ingest that overlaps
+	// the memtable forces a flush that stalls every write of the node. A
+	// new replica (the common case: a move) has no data to delete.
+	empty, err := s.emptyRange(lower, upper)
+	if err != nil {
 		return err
+	}
+	if !empty {
+		if err := b.b.DeleteRange(lower, upper, nil); err != nil {
+			return err
+		}
 	}
 	if err := b.b.DeleteRange(logKey(shard, 0), raftKey(shard, raftLog+1), nil); err != nil {
 		return err
@@ -193,6 +202,18 @@ func (s *Store) prepareInstall(shard int, meta *raftpb.SnapshotMetadata, hs *raf
 		return fmt.Errorf("storage: install snapshot of shard %d: %w", shard, err)
 	}
 	return nil
+}
+
+func (s *Store) emptyRange(lower, upper []byte) (bool, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return false, err
+	}
+	empty := !it.First()
+	if err := it.Close(); err != nil {
+		return false, err
+	}
+	return empty, nil
 }
 
 // finishInstall ingests a snapshot file and deletes its install marker.

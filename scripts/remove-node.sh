@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Removes object node N (1-9) from the running local cluster for good:
+# `bin/objectnode decommission` asks it to leave the ring; the shards'
+# leaders move every replica it holds to other nodes, and then it exits by
+# itself. This script waits for that (showing the replicas it still holds),
+# removes its pid file and, once the node has logged that it holds no
+# replica, its data dir (a node restarted on it would only leave again;
+# `make add-node N=N` adds it back as a new node). Usage: remove-node.sh N
+#
+# Environment: MOVE_TIMEOUT (seconds to wait for the node to leave, default
+# 120; on timeout it goes on leaving in the background).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+MOVE_TIMEOUT="${MOVE_TIMEOUT:-120}"
+n="${1:-}"
+node_arg "$n" remove-node
+name="$NAME"
+grpc="$(node_grpc "$name")"
+
+if ! pid="$(pid_of "$name")"; then
+  rm -f "$PID_DIR/$name.pid"
+  if has_data "$name"; then
+    die "$name is not running; it must run to hand its replicas over: \`make restart-node N=$n\`, then \`make remove-node N=$n\`"
+  fi
+  running="$(running_nodes | paste -sd ' ' -)"
+  die "$name is not part of this cluster (not running, no $DATA/$name); running nodes: ${running:-none}"
+fi
+others="$(running_nodes | grep -vx "$name" | paste -sd ' ' -)" || true
+[[ -n "$others" ]] || die "$name is the only running node: there is nowhere to move its replicas"
+[[ -x bin/objectnode ]] || die "bin/objectnode not found; build it with \`make build\`"
+left=$(wc -w <<<"$others")
+if ((left < 3)); then
+  warn "warning: only $left node(s) remain after this ($others): each shard then has $left replica(s), and no node may fail"
+fi
+
+offset="$(file_size "$LOG_DIR/$name.log")"
+marker="$(removed_marker "$name")"
+mkdir -p "$PID_DIR"
+: >"$marker" # before it exits, so that cluster.sh reports a removal, not a crash
+start=$(now_ms)
+say "asking $name (pid $pid, gRPC $grpc) to leave the cluster: bin/objectnode decommission $grpc"
+if ! out="$("$ROOT/bin/objectnode" decommission "$grpc" 2>&1)"; then
+  rm -f "$marker"
+  printf '%s\n' "$out" >&2
+  die "decommission of $name failed (above); it keeps running"
+fi
+say "$out"
+say "waiting up to ${MOVE_TIMEOUT}s for $name to hand over its replicas and exit (progress every ${PROGRESS_EVERY}s)"
+
+begin=$SECONDS
+last=$SECONDS # the decommission answer just said how many it holds
+deadline=$((SECONDS + MOVE_TIMEOUT))
+while is_running "$name" "$pid"; do
+  if ((SECONDS >= deadline)); then
+    progress=""
+    if poll_cluster "$name"; then progress=" (it holds $HELD replicas; $MOVES of $PARTITIONS shards moving)"; fi
+    warn "error: $name is still leaving after ${MOVE_TIMEOUT}s$progress; it goes on in the background and stops by itself once it holds no replica: watch \`make owners\`"
+    exit 1
+  fi
+  if ((SECONDS - last >= PROGRESS_EVERY)); then
+    last=$SECONDS
+    if poll_cluster "$name"; then
+      say "  $((SECONDS - begin))s: $name ($STATE) still holds $HELD shard replicas; $MOVES of $PARTITIONS shards moving"
+    else
+      say "  $((SECONDS - begin))s: $name is still running (the router at http://$(addr_dial "$HTTP_ADDR")/api/cluster did not answer)"
+    fi
+  fi
+  sleep 0.2
+done
+took="$(since "$start")"
+rm -f "$PID_DIR/$name.pid"
+if tail -c +"$((offset + 1))" "$LOG_DIR/$name.log" 2>/dev/null | grep -q 'msg="decommissioned: '; then
+  rm -rf "${DATA:?}/$name"
+  say "done in $took: $name holds no replica and has exited; removed its data dir $DATA/$name"
+  say "the others keep it in their member list as \"left\"; \`make add-node N=$n\` adds it back as a new node"
+else
+  rm -f "$marker"
+  warn "error: $name exited after $took without logging that it holds no replica; kept $DATA/$name. Last lines of $LOG_DIR/$name.log:"
+  log_since "$name" "$offset" 20 >&2
+  exit 1
+fi
