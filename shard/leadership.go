@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 
+	"go.etcd.io/raft/v3/raftpb"
 	"go.etcd.io/raft/v3/tracker"
 )
 
@@ -95,6 +96,21 @@ func (h *Host) leaderDown(nodeID string) {
 	}
 }
 
+// settled reports whether a configuration is exactly want: all voters, no
+// learners.
+func settled(cs *raftpb.ConfState, want []uint64) bool {
+	voters := cs.GetVoters()
+	if len(cs.GetLearners()) > 0 || len(voters) != len(want) {
+		return false
+	}
+	for _, id := range want {
+		if !slices.Contains(voters, id) {
+			return false
+		}
+	}
+	return true
+}
+
 // transferLag is how far behind the preferred replica may be when the
 // leader starts handing leadership to it.
 const transferLag = 64
@@ -106,7 +122,17 @@ const transferLag = 64
 func (h *Host) preferLeaders() {
 	p := h.cfg.Members.Placement()
 	for _, g := range h.groups {
-		if !g.leader {
+		if !g.leader || g.confBusy > 0 {
+			continue
+		}
+		// While replicas move, a leader the ring still wants keeps the
+		// group: the preferred replica may not have applied its own
+		// promotion yet, and a transfer it ignores stalls every write of
+		// the shard for an election timeout. Only a leader the ring no
+		// longer wants hands over mid-move (all the ring's replicas vote
+		// by then), since it must leave.
+		want := h.ringVotersAll(g.shard)
+		if slices.Contains(want, h.raftID) && !settled(g.confState, want) {
 			continue
 		}
 		var pref uint64

@@ -1,7 +1,10 @@
-// Command failover runs the failover experiment: a real three-node cluster
-// on loopback under chat load, whose busiest leader is killed with -9 and
-// restarted, then paused with SIGSTOP and resumed, cycle after cycle. It
-// prints what browsers saw and whether anything acknowledged was lost.
+// Command failover runs the failover experiment: a real cluster on
+// loopback under chat load that grows by added nodes, has nodes killed
+// with -9 and restarted, paused with SIGSTOP and resumed, and restarted on
+// a wiped disk, then shrinks by decommissioned nodes. After each step it
+// waits until every shard's replicas are the ring's again, and it prints
+// what browsers saw, what each step moved, and whether anything
+// acknowledged was lost.
 package main
 
 import (
@@ -25,13 +28,18 @@ func main() {
 	fs.StringVar(&cfg.Dir, "data", "data/failover", "directory for the experiment's node data and logs (wiped at start)")
 	fs.IntVar(&cfg.Kills, "kills", 20, "kill -9 / restart cycles")
 	fs.IntVar(&cfg.Pauses, "pauses", 5, "SIGSTOP / SIGCONT cycles")
-	fs.DurationVar(&cfg.PauseFor, "pause-for", 3*time.Second, "how long a paused leader stays stopped (past the election timeout)")
+	fs.IntVar(&cfg.Adds, "adds", 2, "nodes added to the 3 founders (--expect 0), before the kills, pauses and wipes")
+	fs.IntVar(&cfg.Removes, "removes", 2, "nodes decommissioned at the end (at most --adds: the cluster keeps 3 nodes)")
+	fs.IntVar(&cfg.Wipes, "wipes", 1, "kill -9 / delete the data dir / restart cycles")
+	fs.DurationVar(&cfg.PauseFor, "pause-for", 3*time.Second, "how long a paused node stays stopped (past the election timeout)")
+	fs.DurationVar(&cfg.PlaceTimeout, "place-timeout", 120*time.Second, "a step fails unless every shard's voters are the ring's replicas within this")
+	fs.DurationVar(&cfg.MaxWritePause, "max-write-pause", time.Second, "an add or remove fails if it pauses a room's writes longer")
 	fs.IntVar(&cfg.Rooms, "rooms", 30, "rooms under load")
 	fs.IntVar(&cfg.Clients, "clients", 2, "browsers (WebSocket clients) per room")
 	fs.Float64Var(&cfg.Rate, "rate", 4, "messages per second each client sends")
 	flagenv.ParseOrExit(fs, "Runs the failover experiment against real processes on 127.0.0.1.")
-	if cfg.Kills < 0 || cfg.Pauses < 0 || cfg.Rooms < 1 || cfg.Clients < 1 || cfg.Rate <= 0 {
-		fmt.Fprintln(os.Stderr, "failover: --kills and --pauses must be >= 0; --rooms, --clients and --rate > 0")
+	if err := cfg.Check(); err != nil {
+		fmt.Fprintln(os.Stderr, "failover:", err)
 		os.Exit(2)
 	}
 	if err := launch.PrepareDir(cfg.Dir); err != nil {

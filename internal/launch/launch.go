@@ -39,7 +39,7 @@ type Proc struct {
 	cmd  *exec.Cmd
 	exit chan struct{} // closed when the current process has exited
 
-	// Object nodes only: their gRPC address and data directory.
+	// Object nodes only: their gRPC and gossip addresses, data directory.
 	grpcAddr, gossipAddr, data string
 }
 
@@ -307,6 +307,10 @@ func (c *Cluster) AddNode() (*Proc, error) {
 	return p, nil
 }
 
+// NodesCreated counts the object nodes ever started; the next AddNode is
+// node<NodesCreated()+1>.
+func (c *Cluster) NodesCreated() int { return c.created }
+
 // Retire moves a node that has exited for good (decommissioned) from
 // Nodes to Retired.
 func (c *Cluster) Retire(p *Proc) {
@@ -338,7 +342,7 @@ func (c *Cluster) Ring() *cluster.Placement {
 }
 
 // RingReplicas lists the ring's replicas of a shard.
-func (c *Cluster) RingReplicas(ring *cluster.Placement, shard int) ([]string, error) {
+func RingReplicas(ring *cluster.Placement, shard int) ([]string, error) {
 	reps, err := ring.Replicas(shard, Replicas)
 	if err != nil {
 		return nil, err
@@ -351,16 +355,18 @@ func (c *Cluster) RingReplicas(ring *cluster.Placement, shard int) ([]string, er
 }
 
 // Placed checks, by asking every node, that the cluster is placed: each
-// shard has a serving leader whose voters are exactly the ring's replicas
-// (no learner, no replica of a wiped node's earlier incarnation), whose
-// own ring agrees, and each node holds exactly the replicas the ring
-// gives it.
+// shard has one serving leader, the ring's first replica, whose voters are
+// exactly the ring's replicas (no learner, no replica of a wiped node's
+// earlier incarnation) and whose own ring agrees; and each node holds
+// exactly the replicas the ring gives it. The nodes' answers are
+// authoritative where the router's gossiped view can lag (a node killed
+// and restarted quickly may still look like the leader it was).
 func (c *Cluster) Placed(ctx context.Context) error {
 	ring := c.Ring()
 	want := make([][]string, cluster.Partitions)
 	holds := map[string]int{}
 	for s := range want {
-		ids, err := c.RingReplicas(ring, s)
+		ids, err := RingReplicas(ring, s)
 		if err != nil {
 			return err
 		}
@@ -374,6 +380,7 @@ func (c *Cluster) Placed(ctx context.Context) error {
 		st   *pb.ShardStatus
 	}
 	led := make([][]report, cluster.Partitions)
+	replicas := map[string]uint32{}
 	for _, n := range c.Nodes {
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		st, err := n.Status(sctx)
@@ -384,9 +391,7 @@ func (c *Cluster) Placed(ctx context.Context) error {
 		if st.Leaving {
 			return fmt.Errorf("%s is leaving", n.Name)
 		}
-		if int(st.Replicas) != holds[n.Name] {
-			return fmt.Errorf("%s holds %d shard replicas, the ring places %d on it", n.Name, st.Replicas, holds[n.Name])
-		}
+		replicas[n.Name] = st.Replicas
 		for _, ss := range st.Shards {
 			if s := int(ss.Shard); s < cluster.Partitions {
 				led[s] = append(led[s], report{n.Name, ss})
@@ -394,8 +399,15 @@ func (c *Cluster) Placed(ctx context.Context) error {
 		}
 	}
 	for s, reports := range led {
-		if len(reports) == 0 {
+		switch len(reports) {
+		case 0:
 			return fmt.Errorf("shard %d: no serving leader", s)
+		case 1:
+		default:
+			return fmt.Errorf("shard %d: %s and %s both serve it", s, reports[0].node, reports[1].node)
+		}
+		if reports[0].node != want[s][0] {
+			return fmt.Errorf("shard %d: led by %s, its preferred replica (the ring's first) is %s", s, reports[0].node, want[s][0])
 		}
 		for _, r := range reports {
 			for _, v := range r.st.Voters {
@@ -411,6 +423,13 @@ func (c *Cluster) Placed(ctx context.Context) error {
 			}
 		}
 	}
+	// A replica removed from its group deletes itself a moment after the
+	// group applied its removal.
+	for _, n := range c.Nodes {
+		if int(replicas[n.Name]) != holds[n.Name] {
+			return fmt.Errorf("%s holds %d shard replicas, the ring places %d on it", n.Name, replicas[n.Name], holds[n.Name])
+		}
+	}
 	return nil
 }
 
@@ -424,6 +443,11 @@ func (c *Cluster) WaitPlaced(ctx context.Context, timeout, interval time.Duratio
 	nextReport := start.Add(interval)
 	var last error
 	for {
+		for _, n := range c.Nodes {
+			if code, exited := n.Exited(); exited {
+				return fmt.Errorf("launch: %s exited (status %d) while waiting for placement", n.Name, code)
+			}
+		}
 		last = c.Placed(ctx)
 		if last == nil {
 			var v View
