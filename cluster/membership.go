@@ -10,6 +10,7 @@ import (
 	"log"
 	"log/slog"
 	"net"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -464,6 +465,18 @@ func (m *Membership) foreign(meta Meta) bool {
 			"its_cluster", meta.Cluster, "cluster", own, "gossip", meta.Gossip)
 	}
 	return true
+}
+
+// Foreigners lists the object nodes of other clusters this member has
+// seen in its gossip pool and ignored, as "id/cluster".
+func (m *Membership) Foreigners() []string {
+	var out []string
+	m.foreigners.Range(func(k, _ any) bool {
+		out = append(out, k.(string))
+		return true
+	})
+	sort.Strings(out)
+	return out
 }
 
 func (m *Membership) publish(p *Placement) {

@@ -276,44 +276,6 @@ func TestRestartAfterRingChange(t *testing.T) {
 	checkHolders(t, c, rooms)
 }
 
-// TestDuplicateIDRefused starts a second node with a live node's id: the
-// second one is told to stop, naming the first; the first keeps serving.
-func TestDuplicateIDRefused(t *testing.T) {
-	c := tc.New(t, 3, tc.Options{})
-	cfg := objectnode.DefaultConfig()
-	cfg.ID = "node2"
-	cfg.DataDir = t.TempDir()
-	cfg.GRPCListen = "127.0.0.1:0"
-	cfg.GossipListen = fmt.Sprintf("127.0.0.1:%d", tc.FreePort(t))
-	cfg.Seeds = []string{c.Nodes[0].GossipAddr()}
-	cfg.Timings = tc.Timings()
-	cfg.Expect = 0 // join only: never form a cluster of its own
-	cfg.Logger = quietLog()
-	dup, err := objectnode.Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dup.Kill()
-	select {
-	case <-dup.Failed():
-	case <-time.After(20 * time.Second):
-		t.Fatal("a second live node2 was not refused")
-	}
-	msg := fmt.Sprint(dup.Err())
-	if !strings.Contains(msg, `"node2" is already used`) || !strings.Contains(msg, c.Nodes[1].GRPCAddr()) {
-		t.Fatalf("error does not name the first node2 (%s): %s", c.Nodes[1].GRPCAddr(), msg)
-	}
-	select {
-	case <-c.Nodes[1].Failed():
-		t.Fatalf("the first node2 was told to stop: %v", c.Nodes[1].Err())
-	default:
-	}
-	room := "after-duplicate"
-	w := newWriter(t, c, room, "w")
-	w.post()
-	w.collect(t, wait, nil)
-}
-
 // TestLargeSnapshotReachesNewReplica fills one room with more data than a
 // gRPC message may hold (4 MiB), then adds a node the ring places that
 // room's shard on: the shard reaches it as a streamed snapshot, while a
@@ -398,4 +360,55 @@ func TestLargeSnapshotReachesNewReplica(t *testing.T) {
 		t.Fatalf("the new replica holds %d bytes of %s, want more than 5 MiB", size, room)
 	}
 	t.Logf("new replica holds %.1f MiB of %s", float64(size)/(1<<20), room)
+}
+
+// TestForeignNodeGetsNoPlace seeds a node of another cluster (it formed
+// its own, alone) into ours: our members see it in the gossip pool but
+// give it no place in the ring, and rooms carry on.
+func TestForeignNodeGetsNoPlace(t *testing.T) {
+	c := tc.New(t, 3, tc.Options{})
+	cfg := objectnode.DefaultConfig()
+	cfg.ID = "alien"
+	cfg.DataDir = t.TempDir()
+	cfg.GRPCListen = "127.0.0.1:0"
+	cfg.GossipListen = fmt.Sprintf("127.0.0.1:%d", tc.FreePort(t))
+	cfg.Timings = tc.Timings()
+	cfg.Expect = 1 // alone: forms a cluster of its own
+	cfg.Logger = quietLog()
+	alien, err := objectnode.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.Eventually(t, wait, func() error {
+		if _, ok := alien.ShardStatus(0); !ok {
+			return fmt.Errorf("the alien has not formed its cluster")
+		}
+		return nil
+	})
+	alien.Kill()
+	cfg.GRPCListen = alien.GRPCAddr()
+	cfg.Seeds = []string{c.Nodes[0].GossipAddr()}
+	if alien, err = objectnode.Start(cfg); err != nil {
+		t.Fatal(err)
+	}
+	defer alien.Kill()
+	tc.Eventually(t, wait, func() error {
+		for _, m := range []*cluster.Membership{c.Nodes[0].Members(), c.Router.Members()} {
+			if f := m.Foreigners(); len(f) == 0 || !strings.HasPrefix(f[0], "alien/") {
+				return fmt.Errorf("%s has not met the alien: %v", m.Meta().ID, f)
+			}
+		}
+		return nil
+	})
+	for i, n := range c.Nodes {
+		if _, ok := n.Members().Placement().Node("alien"); ok {
+			t.Fatalf("node%d placed the alien in its ring", i+1)
+		}
+	}
+	if _, ok := c.Router.Members().Placement().Node("alien"); ok {
+		t.Fatal("the router placed the alien in its ring")
+	}
+	w := newWriter(t, c, "not-alien", "w")
+	w.post()
+	w.collect(t, wait, nil)
 }

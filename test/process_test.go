@@ -2,6 +2,7 @@ package test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -192,3 +193,44 @@ func TestKill9Failover(t *testing.T) {
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func shardOf(room string) int { return cluster.Shard(room) }
+
+// TestDuplicateIDProcessExits starts a second real objectnode process with
+// a live node's --id: it exits non-zero with an error naming the first
+// (its gRPC address); the first keeps running.
+func TestDuplicateIDProcessExits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	bin := buildBinaries(t)
+	dir := t.TempDir()
+	c, err := launch.Start(launch.Options{Bin: bin, Dir: dir,
+		NodeFlags:   []string{"--probe-interval", "100ms", "--probe-timeout", "50ms"},
+		RouterFlags: []string{"--probe-interval", "100ms", "--probe-timeout", "50ms"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Kill)
+	first := c.Node("node2")
+	gp, err := launch.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "objectnode"), "--id", "node2",
+		"--data", filepath.Join(dir, "second-node2"), "--grpc-addr", "127.0.0.1:0",
+		"--gossip-addr", fmt.Sprintf("127.0.0.1:%d", gp), "--join", first.GossipAddr(), "--expect", "0")
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("the second node2 did not exit within 30 s:\n%s", out)
+	}
+	if err == nil {
+		t.Fatalf("the second node2 exited with status 0:\n%s", out)
+	}
+	if !bytes.Contains(out, []byte(`"node2" is already used`)) || !bytes.Contains(out, []byte(first.GRPCAddr())) {
+		t.Fatalf("the second node2's error does not name the first (%s):\n%s", first.GRPCAddr(), out)
+	}
+	if _, exited := first.Exited(); exited {
+		t.Fatal("the first node2 exited")
+	}
+}

@@ -103,6 +103,9 @@ func (p *Proc) Exited() (code int, exited bool) {
 // GRPCAddr is an object node's gRPC address ("" for the router).
 func (p *Proc) GRPCAddr() string { return p.grpcAddr }
 
+// GossipAddr is an object node's gossip address.
+func (p *Proc) GossipAddr() string { return p.gossipAddr }
+
 // DataDir is an object node's data directory ("" for the router).
 func (p *Proc) DataDir() string { return p.data }
 
