@@ -69,17 +69,12 @@ func roomLeaders(t *testing.T, base string, rooms []string) roomsJSON {
 	return v
 }
 
-// TestKill9Failover runs the real binaries: it kills -9 the node leading
-// some rooms while a browser is connected to one of them. The browser stays
-// connected, a message it sends after the kill is acknowledged by the new
-// leader (seq continues without a gap), the node restarts and catches up,
-// and once everything is stopped all three replicas hold identical logs.
-func TestKill9Failover(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts real processes")
-	}
-	bin := buildBinaries(t)
-	dir := t.TempDir()
+// startProcesses starts a cluster of the real binaries (built once), with
+// quick gossip, stopped (and its logs shown on failure) by t.Cleanup.
+func startProcesses(t *testing.T) (bin, dir string, c *launch.Cluster) {
+	t.Helper()
+	bin = buildBinaries(t)
+	dir = t.TempDir()
 	c, err := launch.Start(launch.Options{Bin: bin, Dir: dir,
 		NodeFlags:   []string{"--probe-interval", "100ms", "--probe-timeout", "50ms"},
 		RouterFlags: []string{"--probe-interval", "100ms", "--probe-timeout", "50ms"}})
@@ -94,6 +89,19 @@ func TestKill9Failover(t *testing.T) {
 			}
 		}
 	})
+	return bin, dir, c
+}
+
+// TestKill9Failover runs the real binaries: it kills -9 the node leading
+// some rooms while a browser is connected to one of them. The browser stays
+// connected, a message it sends after the kill is acknowledged by the new
+// leader (seq continues without a gap), the node restarts and catches up,
+// and once everything is stopped all three replicas hold identical logs.
+func TestKill9Failover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	_, dir, c := startProcesses(t)
 	base := c.Base
 
 	var rooms []string
@@ -201,15 +209,7 @@ func TestDuplicateIDProcessExits(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
 	}
-	bin := buildBinaries(t)
-	dir := t.TempDir()
-	c, err := launch.Start(launch.Options{Bin: bin, Dir: dir,
-		NodeFlags:   []string{"--probe-interval", "100ms", "--probe-timeout", "50ms"},
-		RouterFlags: []string{"--probe-interval", "100ms", "--probe-timeout", "50ms"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Kill)
+	bin, dir, c := startProcesses(t)
 	first := c.Node("node2")
 	gp, err := launch.FreePort()
 	if err != nil {
