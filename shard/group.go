@@ -22,6 +22,9 @@ type group struct {
 	lead      uint64
 	leader    bool
 	serving   bool
+	// transferee is the replica this node last handed leadership to, until
+	// a leader is known again.
+	transferee uint64
 	// recampaign counts down ticks to a second campaign after a leader
 	// died: the first can lose to a follower that has not yet forgotten it.
 	recampaign int

@@ -23,7 +23,14 @@ type ShardStatus struct {
 // publish makes a group's leadership and configuration visible to other
 // goroutines and tells the node when it starts or stops serving.
 func (h *Host) publish(g *group) {
-	next := &ShardStatus{Shard: g.shard, Serving: g.serving, Leader: h.ids[g.lead], Applied: g.applied,
+	leader := h.ids[g.lead]
+	if g.lead == 0 && g.transferee != 0 {
+		// Between stepping down and hearing from the new leader, the
+		// replica this node handed the group to is the best guess: routers
+		// sent there do not wait for gossip to name it.
+		leader = h.ids[g.transferee]
+	}
+	next := &ShardStatus{Shard: g.shard, Serving: g.serving, Leader: leader, Applied: g.applied,
 		Voters: h.nameAll(g.confState.GetVoters()), Learners: h.nameAll(g.confState.GetLearners())}
 	prev := h.status[g.shard].Swap(next)
 	if prev.Serving != next.Serving || prev.Leader != next.Leader {
@@ -122,7 +129,13 @@ const transferLag = 64
 func (h *Host) preferLeaders() {
 	p := h.cfg.Members.Placement()
 	for _, g := range h.groups {
-		if !g.leader || g.confBusy > 0 {
+		if !g.leader {
+			continue
+		}
+		if g.rn.BasicStatus().LeadTransferee == 0 {
+			g.transferee = 0 // handed over and back, or given up
+		}
+		if g.confBusy > 0 {
 			continue
 		}
 		// While replicas move, a leader the ring still wants keeps the
@@ -154,6 +167,7 @@ func (h *Host) preferLeaders() {
 		last, _ := g.ms.LastIndex()
 		if pr, ok := st.Progress[pref]; ok && pr.State == tracker.StateReplicate && pr.Match+transferLag >= last {
 			g.rn.TransferLeader(pref)
+			g.transferee = pref
 		}
 	}
 }

@@ -131,6 +131,9 @@ func (h *Host) round() error {
 		g := r.g
 		if ss := r.rd.SoftState; ss != nil {
 			g.lead = ss.Lead
+			if g.lead != 0 && g.lead != h.raftID {
+				g.transferee = 0
+			}
 			wasLeader := g.leader
 			g.leader = ss.RaftState == raft.StateLeader
 			if wasLeader && !g.leader {
