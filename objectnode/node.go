@@ -451,6 +451,13 @@ func (n *Node) startReplication() {
 			}
 		}
 		switch {
+		case formed != "" && n.cfg.Expect > 0 && formed == formedClusterID(p.Nodes()):
+			// A founder that was a moment slower than another: it sees the
+			// cluster the same member set formed, so it bootstraps its
+			// groups too (the others count on its vote).
+			n.setIdentity(func(id *identity) { id.Cluster = formed })
+			bootstrap = true
+			n.log.Info("forming a new cluster", "cluster", formed, "nodes", len(p.Nodes()))
 		case formed != "":
 			n.setIdentity(func(id *identity) { id.Cluster = formed })
 			before := n.ringWithout(p)
