@@ -118,12 +118,19 @@ func (p *peer) run(h *Host) {
 	defer close(p.done)
 	defer p.conn.Close()
 	client := pb.NewReplicationClient(p.conn)
-	backoff := 20 * time.Millisecond
+	backoff := minRedial
 	for {
 		ctx, cancel := context.WithCancel(context.Background())
 		stream, err := client.Raft(ctx)
 		if err == nil {
-			err = p.pump(stream, h)
+			var sent bool
+			if sent, err = p.pump(stream, h); sent {
+				// The stream worked: this is a new failure, and the redial
+				// that finds the peer gone (connection refused) is what
+				// tells its followers at once. A backoff grown by earlier
+				// outages would delay that by up to a second.
+				backoff = minRedial
+			}
 		}
 		cancel()
 		select {
@@ -152,8 +159,12 @@ func (p *peer) run(h *Host) {
 	}
 }
 
-// pump writes batches until the stream fails or the peer is stopped.
-func (p *peer) pump(stream pb.Replication_RaftClient, h *Host) error {
+// minRedial is the first wait before redialing a peer after a failure.
+const minRedial = 20 * time.Millisecond
+
+// pump writes batches until the stream fails or the peer is stopped; sent
+// reports whether any batch went through.
+func (p *peer) pump(stream pb.Replication_RaftClient, h *Host) (sent bool, err error) {
 	for {
 		select {
 		case b := <-p.queue:
@@ -161,11 +172,12 @@ func (p *peer) pump(stream pb.Replication_RaftClient, h *Host) error {
 				if errors.Is(err, io.EOF) {
 					_, err = stream.CloseAndRecv()
 				}
-				return err
+				return sent, err
 			}
+			sent = true
 		case <-p.stop:
 			stream.CloseSend()
-			return nil
+			return sent, nil
 		}
 	}
 }
