@@ -185,12 +185,7 @@ func TestAmnesiaKeepsCommittedMessage(t *testing.T) {
 	room := "amnesia"
 	a := c.Leader(room)
 	b, cc := (a+1)%3, (a+2)%3
-	var cut atomic.Bool
-	c.SetRaftDrop(b, func(string) bool { return cut.Load() })
-	c.Stop(b)
-	c.Start(b)
-	c.WaitConverged(wait)
-	c.WaitLeaders(wait)
+	cut := cuttable(c, b)
 
 	w := newWriter(t, c, room, "w")
 	w.post()

@@ -177,6 +177,18 @@ func TestLeaderKilledUnderLoad(t *testing.T) {
 	checkReplicas(t, c, room)
 }
 
+// cuttable restarts node i so that its Raft traffic can be cut off (both
+// directions; gossip and routers still reach it) while the result is set.
+func cuttable(c *tc.Cluster, i int) *atomic.Bool {
+	var cut atomic.Bool
+	c.SetRaftDrop(i, func(string) bool { return cut.Load() })
+	c.Stop(i)
+	c.Start(i)
+	c.WaitConverged(wait)
+	c.WaitLeaders(wait)
+	return &cut
+}
+
 // TestCutOffLeaderStopsServing cuts the leader off from its peers (its Raft
 // transport drops everything, gossip still works): it cannot commit and
 // stops serving, the majority elects a leader and carries on, and after the
@@ -185,12 +197,7 @@ func TestCutOffLeaderStopsServing(t *testing.T) {
 	c := tc.New(t, 3, tc.Options{SendRate: 10000, SendBurst: 10000})
 	room := "cut-off"
 	leader := c.Leader(room)
-	var cut atomic.Bool
-	c.SetRaftDrop(leader, func(string) bool { return cut.Load() })
-	c.Stop(leader)
-	c.Start(leader)
-	c.WaitConverged(wait)
-	c.WaitLeaders(wait)
+	cut := cuttable(c, leader)
 	if c.Leader(room) != leader {
 		t.Fatalf("leadership did not return to node%d after its restart", leader+1)
 	}
