@@ -219,9 +219,10 @@ func Start(cfg Config) (*Node, error) {
 			}
 		}()
 	}
+	meta := members.Meta()
 	n.log.Info("object node started", "id", cfg.ID, "grpc", n.advertiseGRPC(),
 		"gossip", members.GossipAddr(), "data", cfg.DataDir, "expect", cfg.Expect,
-		"replica", n.ident.Replica, "cluster", n.ident.Cluster)
+		"replica", meta.Replica, "cluster", meta.Cluster)
 	return n, nil
 }
 
@@ -441,7 +442,7 @@ func (n *Node) activeRooms() []*room {
 func (n *Node) startReplication() {
 	defer close(n.loopDone)
 	bootstrap := false
-	for n.ident.Cluster == "" {
+	for n.identity().Cluster == "" {
 		p := n.members.Placement()
 		var formed string
 		for _, m := range p.Nodes() {
@@ -477,10 +478,11 @@ func (n *Node) startReplication() {
 			continue
 		}
 	}
-	n.members.SetCluster(n.ident.Cluster)
+	ident := n.identity()
+	n.members.SetCluster(ident.Cluster)
 	h, err := shard.Start(shard.Config{
 		NodeID:        n.cfg.ID,
-		Replica:       n.ident.Replica,
+		Replica:       ident.Replica,
 		Bootstrap:     bootstrap,
 		Store:         n.store,
 		Members:       n.members,
@@ -552,10 +554,14 @@ func sameRing(a, b *cluster.Placement) bool {
 	return true
 }
 
-func (n *Node) leaving() bool {
+func (n *Node) leaving() bool { return n.identity().Leaving }
+
+// identity is a copy of the node's identity (startReplication and
+// Decommission change it).
+func (n *Node) identity() identity {
 	n.identMu.Lock()
 	defer n.identMu.Unlock()
-	return n.ident.Leaving
+	return n.ident
 }
 
 func (n *Node) setIdentity(change func(*identity)) {
