@@ -60,6 +60,10 @@ type Result struct {
 	P999, Max        float64    `json:"-"`
 	Latency          [5]float64 `json:"latency_ms_p50_p90_p99_p999_max"`
 	Procs            []ProcStat `json:"processes"`
+	// CPUPerMsg is the CPU time the cluster (object nodes and routers, not
+	// the load generator) spent per committed message over the window
+	// Procs covers, in microseconds: the figure to drive down.
+	CPUPerMsg float64 `json:"cluster_cpu_us_per_msg,omitempty"`
 	Extra            string     `json:"extra,omitempty"`
 	Met              bool       `json:"target_met"`
 	Err              string     `json:"error,omitempty"`
@@ -307,6 +311,7 @@ func window(ctx context.Context, c *launch.Cluster, r *run, clients []*loadClien
 	res.P50, res.P90, res.P99, res.P999, res.Max = percentiles(r.latencies)
 	r.mu.Unlock()
 	res.Procs = procDelta(before, after, elapsed)
+	res.CPUPerMsg = cpuPerMsg(res.Procs, res.MsgsPerSec)
 	var why error
 	for _, cl := range clients {
 		if cl.closed.Load() {
@@ -386,7 +391,7 @@ func overload(ctx context.Context, c *launch.Cluster, sc Scenario, out io.Writer
 			total.MsgsPerSec, total.DeliveriesPerSec = res.MsgsPerSec, res.DeliveriesPerSec
 		}
 		total.P50, total.P90, total.P99, total.P999, total.Max = res.P50, res.P90, res.P99, res.P999, res.Max
-		total.Procs = res.Procs
+		total.Procs, total.CPUPerMsg = res.Procs, res.CPUPerMsg
 		if ctx.Err() != nil {
 			break
 		}

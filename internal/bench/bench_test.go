@@ -27,3 +27,16 @@ func TestMessageTextRoundTrip(t *testing.T) {
 		t.Fatalf("id %q -> %d", c.id(300), got)
 	}
 }
+
+// CPU per message counts the cluster's processes, not the load generator:
+// three processes at half a core each for 1,000 msgs/s is 1.5 ms of CPU per
+// message.
+func TestCPUPerMsg(t *testing.T) {
+	procs := []ProcStat{{Name: "node1", CPUPct: 50}, {Name: "node2", CPUPct: 50}, {Name: "router1", CPUPct: 50}, {Name: "loadgen", CPUPct: 80}}
+	if got := cpuPerMsg(procs, 1000); got < 1499.9 || got > 1500.1 {
+		t.Fatalf("cpuPerMsg = %v µs, want 1500", got)
+	}
+	if got := cpuPerMsg(procs, 0); got != 0 {
+		t.Fatalf("cpuPerMsg with nothing committed = %v, want 0 (shown as -)", got)
+	}
+}

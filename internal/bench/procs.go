@@ -104,3 +104,19 @@ func activeRooms(base string) (map[string]bool, error) {
 	}
 	return out, nil
 }
+
+// cpuPerMsg is the cluster's CPU microseconds per committed message, from
+// the processes' CPU percent (of one core) and the committed rate over the
+// same window; the load generator does not count.
+func cpuPerMsg(procs []ProcStat, msgsPerSec float64) float64 {
+	if msgsPerSec <= 0 {
+		return 0
+	}
+	pct := 0.0
+	for _, p := range procs {
+		if p.Name != "loadgen" {
+			pct += p.CPUPct
+		}
+	}
+	return pct / 100 * 1e6 / msgsPerSec
+}

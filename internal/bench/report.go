@@ -27,7 +27,7 @@ func summary(r Result) string {
 // process usage and notes.
 func Table(w io.Writer, results []Result) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "#\tscenario\tsent\trefused\tdelivered\tlost\tdup\treord\tmsgs/s\tdeliv/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\ttarget met\t")
+	fmt.Fprintln(tw, "#\tscenario\tsent\trefused\tdelivered\tlost\tdup\treord\tmsgs/s\tdeliv/s\tcpu µs/msg\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\ttarget met\t")
 	for _, r := range results {
 		met := "no"
 		if r.Met {
@@ -36,9 +36,13 @@ func Table(w io.Writer, results []Result) {
 		if r.Err != "" {
 			met = "ERROR"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t%s\t\n",
+		cpu := "-"
+		if r.CPUPerMsg > 0 {
+			cpu = fmt.Sprintf("%.0f", r.CPUPerMsg)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%.0f\t%.0f\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t%s\t\n",
 			r.Scenario.N, r.Scenario.Name, r.Sent, r.Refused, r.Delivered, r.Lost, r.Dup, r.Reordered, r.MsgsPerSec, r.DeliveriesPerSec,
-			r.P50, r.P90, r.P99, r.P999, r.Max, met)
+			cpu, r.P50, r.P90, r.P99, r.P999, r.Max, met)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
@@ -83,7 +87,8 @@ func Markdown(path, command string, results []Result, took time.Duration) error 
 	fmt.Fprintf(&b, "room, on the load generator's own monotonic clock (a sender held back by a full socket counts).\n")
 	fmt.Fprintf(&b, "Each message id ends refused (an error frame to its sender), shown to every other client of its\n")
 	fmt.Fprintf(&b, "room, or \"lost\" (neither, after up to 20 s of drain; for scenario 2 also missing from history).\n")
-	fmt.Fprintf(&b, "msgs/s counts committed messages. CPU is percent of one core over the measured window.\n\n```\n")
+	fmt.Fprintf(&b, "msgs/s counts committed messages. CPU is percent of one core over the measured window; cpu µs/msg\n")
+	fmt.Fprintf(&b, "is the CPU time of the nodes and the router per committed message (for ramps: of the last step).\n\n```\n")
 	Table(&b, results)
 	b.WriteString("```\n")
 	return os.WriteFile(path, []byte(b.String()), 0o644)
