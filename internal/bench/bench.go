@@ -64,9 +64,9 @@ type Result struct {
 	// the load generator) spent per committed message over the window
 	// Procs covers, in microseconds: the figure to drive down.
 	CPUPerMsg float64 `json:"cluster_cpu_us_per_msg,omitempty"`
-	Extra            string     `json:"extra,omitempty"`
-	Met              bool       `json:"target_met"`
-	Err              string     `json:"error,omitempty"`
+	Extra     string  `json:"extra,omitempty"`
+	Met       bool    `json:"target_met"`
+	Err       string  `json:"error,omitempty"`
 }
 
 // Step is one offered rate of an overload scenario.
