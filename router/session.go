@@ -154,15 +154,22 @@ func (s *session) writeLoop(ctx context.Context) {
 	for {
 		select {
 		case <-s.wake:
-			wctx, cancel := context.WithTimeout(ctx, WriteTimeout)
+			// One watchdog per batch, not a deadline context per frame: a
+			// context with a deadline costs the WebSocket library a callback
+			// registration on every write (BenchmarkSocketWrite: 3.3 µs and
+			// 11 allocations a frame, against 1.7 µs and 2). A write stuck
+			// past WriteTimeout fails once the watchdog closes the socket,
+			// and so does one pending when the session is killed (kill
+			// closes the socket).
+			watchdog := time.AfterFunc(WriteTimeout, func() { s.conn.CloseNow() })
 			for _, frame := range s.take() {
-				if err := s.conn.Write(wctx, websocket.MessageText, frame); err != nil {
-					cancel()
+				if err := s.conn.Write(context.Background(), websocket.MessageText, frame); err != nil {
+					watchdog.Stop()
 					s.kill(websocket.StatusGoingAway, "write failed")
 					return
 				}
 			}
-			cancel()
+			watchdog.Stop()
 			s.written()
 		case <-s.closed:
 			return

@@ -1,0 +1,86 @@
+package router
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// BenchmarkSocketWrite writes chat frames to a real WebSocket on loopback
+// (a reader drains the other end), bounding each write as the session's
+// write loop must: with a deadline context per write, or with a plain
+// context and one watchdog timer per batch of writes.
+func BenchmarkSocketWrite(b *testing.B) {
+	frame := []byte(`{"type":"message","seq":12345,"id":"c1-77","name":"alice","text":"` + strings.Repeat("x", 120) + `","ts":1733100000000}`)
+	dial := func(b *testing.B) *websocket.Conn {
+		var server *websocket.Conn
+		ready := make(chan struct{})
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, err := websocket.Accept(w, r, nil)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			server = c
+			close(ready)
+			<-r.Context().Done()
+		}))
+		b.Cleanup(srv.Close)
+		client, _, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		client.SetReadLimit(-1)
+		go func() {
+			for {
+				if _, _, err := client.Read(context.Background()); err != nil {
+					return
+				}
+			}
+		}()
+		b.Cleanup(func() { client.CloseNow() })
+		<-ready
+		b.Cleanup(func() { server.CloseNow() })
+		return server
+	}
+	b.Run("deadline-context", func(b *testing.B) {
+		c := dial(b)
+		b.ReportAllocs()
+		for b.Loop() {
+			ctx, cancel := context.WithTimeout(context.Background(), WriteTimeout)
+			if err := c.Write(ctx, websocket.MessageText, frame); err != nil {
+				b.Fatal(err)
+			}
+			cancel()
+		}
+	})
+	b.Run("session-context-watchdog", func(b *testing.B) {
+		c := dial(b)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		b.ReportAllocs()
+		for b.Loop() {
+			t := time.AfterFunc(WriteTimeout, func() { c.CloseNow() })
+			if err := c.Write(ctx, websocket.MessageText, frame); err != nil {
+				b.Fatal(err)
+			}
+			t.Stop()
+		}
+	})
+	b.Run("watchdog", func(b *testing.B) {
+		c := dial(b)
+		b.ReportAllocs()
+		for b.Loop() {
+			t := time.AfterFunc(WriteTimeout, func() { c.CloseNow() })
+			if err := c.Write(context.Background(), websocket.MessageText, frame); err != nil {
+				b.Fatal(err)
+			}
+			t.Stop()
+		}
+	})
+}
