@@ -212,6 +212,7 @@ func (h *Host) persist(rds []ready) error {
 			}
 			g.applied, g.snapIndex, g.confState = meta.GetIndex(), meta.GetIndex(), meta.GetConfState()
 			h.log.Info("installed snapshot", "shard", g.shard, "index", meta.GetIndex())
+			h.publish(g) // its applied index and configuration jumped
 		}
 		if err := g.ms.Append(r.rd.Entries); err != nil {
 			return fmt.Errorf("shard %d: append: %w", g.shard, err)

@@ -286,6 +286,16 @@ func TestRestartAfterPeersTruncated(t *testing.T) {
 	c.WaitLeaders(20 * time.Second)
 	checkRoom(t, c, room, w)
 	shard := shardOf(room)
+	// The snapshot streams in the background: wait until the restarted
+	// replica has applied past what its peers truncated, which only a
+	// snapshot can bring it.
+	tc.Eventually(t, 20*time.Second, func() error {
+		st, ok := c.Nodes[follower].ShardStatus(shard)
+		if !ok || st.Applied < 40 {
+			return fmt.Errorf("restarted replica of shard %d has applied %d", shard, st.Applied)
+		}
+		return nil
+	})
 	c.Close()
 	st, err := storage.OpenStore(c.Config(follower).DataDir, quietLog())
 	if err != nil {

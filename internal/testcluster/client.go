@@ -112,6 +112,19 @@ func (c *Client) Expect(timeout time.Duration, what string, match func(Frame) bo
 		case <-time.After(left):
 			c.t.Fatalf("no %s within %v", what, timeout)
 		case <-c.closed:
+			// Frames that arrived before the close are still buffered;
+			// select picks at random between ready cases.
+			for {
+				select {
+				case f := <-c.frames:
+					if match(f) {
+						return f
+					}
+					continue
+				default:
+				}
+				break
+			}
 			c.t.Fatalf("connection closed while waiting for %s: %v", what, c.CloseErr())
 		}
 	}
