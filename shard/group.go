@@ -18,7 +18,8 @@ type group struct {
 	confState *raftpb.ConfState // as of applied
 	applied   uint64
 	snapIndex uint64
-	term      uint64
+	term      uint64 // durable, as is vote
+	vote      uint64
 	lead      uint64
 	leader    bool
 	serving   bool
@@ -138,7 +139,7 @@ func (h *Host) loadGroup(shard int, voters []uint64, empty bool) (*group, error)
 		return nil, fmt.Errorf("shard %d: start raft: %w", shard, err)
 	}
 	g.rn = rn
-	g.term = st.Hard.GetTerm()
+	g.term, g.vote = st.Hard.GetTerm(), st.Hard.GetVote()
 	return g, nil
 }
 

@@ -118,10 +118,19 @@ func (h *Host) round() error {
 		h.sendNotices()
 		return nil
 	}
+	// A leader's appends and heartbeats go out before the round's fsync,
+	// so the leader writes its log while its followers write theirs (Raft
+	// thesis 10.2.1): a commit waits for one fsync, not two in a row. Raft
+	// counts the leader's own copy only at Advance, after persist, so no
+	// entry commits on an unwritten leader log. Everything else (votes,
+	// responses) acknowledges state and waits until that state is durable.
+	if err := h.send(rds, true); err != nil {
+		return err
+	}
 	if err := h.persist(rds); err != nil {
 		return err
 	}
-	if err := h.send(rds); err != nil {
+	if err := h.send(rds, false); err != nil {
 		return err
 	}
 	if err := h.apply(rds); err != nil {
@@ -219,18 +228,22 @@ func (h *Host) persist(rds []ready) error {
 		}
 		if !raft.IsEmptyHardState(r.rd.HardState) {
 			g.ms.SetHardState(r.rd.HardState)
-			g.term = r.rd.HardState.GetTerm()
+			g.term, g.vote = r.rd.HardState.GetTerm(), r.rd.HardState.GetVote()
 		}
 	}
 	return nil
 }
 
-// send batches the round's messages per peer. Snapshots go their own way
-// (snapshot.go).
-func (h *Host) send(rds []ready) error {
+// send batches the round's messages per peer: with early set, only those
+// that may leave before the round's writes are durable (sendsEarly), and
+// otherwise the rest. Snapshots go their own way (snapshot.go).
+func (h *Host) send(rds []ready, early bool) error {
 	out := map[uint64][]*pb.RaftEnvelope{}
 	for _, r := range rds {
 		for _, m := range r.rd.Messages {
+			if sendsEarly(r, m) != early {
+				continue
+			}
 			if m.GetType() == raftpb.MsgSnap {
 				h.snaps.start(r.g, m)
 				continue
@@ -252,6 +265,18 @@ func (h *Host) send(rds []ready) error {
 	}
 	h.sendNotices()
 	return nil
+}
+
+// sendsEarly reports whether a message may be sent before its round's
+// writes are durable: a leader's append or heartbeat, in a round that
+// changes neither the replica's term nor its vote (those must be on disk
+// before anyone hears of them).
+func sendsEarly(r ready, m *raftpb.Message) bool {
+	if m.GetType() != raftpb.MsgApp && m.GetType() != raftpb.MsgHeartbeat {
+		return false
+	}
+	hs := r.rd.HardState
+	return raft.IsEmptyHardState(hs) || (hs.GetTerm() == r.g.term && hs.GetVote() == r.g.vote)
 }
 
 // sendNotices sends removal notices that no message carried this round.
