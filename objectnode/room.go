@@ -445,7 +445,9 @@ func (r *room) propose() {
 	// a stale actor (one that missed a commit) is refused at apply time on
 	// every replica, and never overwrites a committed message.
 	first := r.lastSeq + 1
-	guards := storage.Guards{Absent: [][]byte{msgKey(first)}}
+	// The room's version is its last seq. Replicas check it from memory;
+	// the key conditions are for a room stored before versions existed.
+	guards := storage.Guards{Absent: [][]byte{msgKey(first)}, Versioned: true, Version: r.lastSeq, Next: seq}
 	if first > 1 {
 		guards.Present = [][]byte{msgKey(first - 1)}
 	}

@@ -36,16 +36,12 @@ func (h *Host) apply(rds []ready) error {
 					if err != nil {
 						return fmt.Errorf("shard %d: entry %d: %w", g.shard, e.GetIndex(), err)
 					}
-					ok, err := guardsHold(ab, cmd)
+					ok, err := g.applyCommand(ab, cmd, ops)
 					if err != nil {
 						return fmt.Errorf("shard %d: entry %d: %w", g.shard, e.GetIndex(), err)
 					}
 					result := error(nil)
-					if ok {
-						if err := ab.ApplyOps(cmd.Object, ops); err != nil {
-							return fmt.Errorf("shard %d: entry %d: %w", g.shard, e.GetIndex(), err)
-						}
-					} else {
+					if !ok {
 						result = ErrConflict
 						h.log.Warn("refused a stale write", "shard", g.shard, "object", cmd.Object, "index", e.GetIndex())
 					}
@@ -133,14 +129,53 @@ func DecodeCommand(shard int, data []byte) (*pb.Command, []storage.Op, error) {
 		if len(op.Key) == 0 {
 			return nil, nil, fmt.Errorf("command for %q: op %d has no key", cmd.Object, i)
 		}
+		if storage.ReservedKey(op.Key) {
+			return nil, nil, fmt.Errorf("command for %q: op %d writes the store's own key %x", cmd.Object, i, op.Key)
+		}
 		ops[i] = storage.Op{Key: op.Key, Value: op.Value, Delete: op.Delete}
 	}
 	return cmd, ops, nil
 }
 
+// applyCommand writes a command's ops, and its object's next version, if
+// its conditions hold.
+func (g *group) applyCommand(ab *storage.Batch, cmd *pb.Command, ops []storage.Op) (bool, error) {
+	if ok, err := g.guardsHold(ab, cmd); err != nil || !ok {
+		return false, err
+	}
+	if err := ab.ApplyOps(cmd.Object, ops); err != nil {
+		return false, err
+	}
+	if cmd.GetVersioned() {
+		if err := ab.SetVersion(cmd.Object, cmd.GetNextVersion()); err != nil {
+			return false, err
+		}
+		g.versions.set(cmd.Object, cmd.GetNextVersion())
+	}
+	return true, nil
+}
+
 // guardsHold checks a command's conditions against the store as applied
-// so far, including earlier entries of this batch.
-func guardsHold(ab *storage.Batch, cmd *pb.Command) (bool, error) {
+// so far, including earlier entries of this batch. A versioned command is
+// checked against the object's version, from memory when this replica has
+// applied or read it before; only an object with no version recorded (data
+// from before versions) has its keys read.
+func (g *group) guardsHold(ab *storage.Batch, cmd *pb.Command) (bool, error) {
+	if cmd.GetVersioned() {
+		v, ok := g.versions.get(cmd.Object)
+		if !ok {
+			var err error
+			if v, ok, err = ab.Version(cmd.Object); err != nil {
+				return false, err
+			}
+			if ok {
+				g.versions.set(cmd.Object, v)
+			}
+		}
+		if ok {
+			return v == cmd.GetVersion(), nil
+		}
+	}
 	for _, k := range cmd.Absent {
 		has, err := ab.Has(cmd.Object, k)
 		if err != nil || has {
@@ -155,3 +190,29 @@ func guardsHold(ab *storage.Batch, cmd *pb.Command) (bool, error) {
 	}
 	return true, nil
 }
+
+// maxCachedVersions bounds a replica's cache of object versions. Past it
+// the cache starts over; a forgotten version costs one read when its
+// object is next written.
+const maxCachedVersions = 4096
+
+// versionCache maps objects to their recorded versions. It is owned by
+// the Raft loop, like the rest of the group.
+type versionCache struct{ m map[string]uint64 }
+
+func (c *versionCache) get(object string) (uint64, bool) {
+	v, ok := c.m[object]
+	return v, ok
+}
+
+func (c *versionCache) set(object string, v uint64) {
+	if _, known := c.m[object]; !known && len(c.m) >= maxCachedVersions {
+		c.m = nil
+	}
+	if c.m == nil {
+		c.m = make(map[string]uint64)
+	}
+	c.m[object] = v
+}
+
+func (c *versionCache) clear() { c.m = nil }

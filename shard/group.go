@@ -45,6 +45,9 @@ type group struct {
 	// snapFiles are received snapshots on disk, by index, until Raft
 	// installs or refuses them.
 	snapFiles map[uint64]string
+	// versions caches objects' recorded versions as applied, so checking a
+	// versioned write reads nothing from disk (see guardsHold).
+	versions versionCache
 }
 
 // member reports whether id is a voter or learner of the applied config.

@@ -83,7 +83,8 @@ func (h *Host) propose(p *proposal) {
 	h.nextProp++
 	id := h.nextProp
 	cmd := &pb.Command{Proposal: id, Object: p.object, Ops: make([]*pb.KVOp, len(p.ops)),
-		Absent: p.guards.Absent, Present: p.guards.Present}
+		Absent: p.guards.Absent, Present: p.guards.Present,
+		Versioned: p.guards.Versioned, Version: p.guards.Version, NextVersion: p.guards.Next}
 	for i, op := range p.ops {
 		cmd.Ops[i] = &pb.KVOp{Key: op.Key, Value: op.Value, Delete: op.Delete}
 	}
@@ -220,6 +221,7 @@ func (h *Host) persist(rds []ready) error {
 				return fmt.Errorf("shard %d: apply snapshot: %w", g.shard, err)
 			}
 			g.applied, g.snapIndex, g.confState = meta.GetIndex(), meta.GetIndex(), meta.GetConfState()
+			g.versions.clear() // the shard's data was replaced
 			h.log.Info("installed snapshot", "shard", g.shard, "index", meta.GetIndex())
 			h.publish(g) // its applied index and configuration jumped
 		}

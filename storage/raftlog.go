@@ -154,6 +154,28 @@ func (b *Batch) Has(object string, key []byte) (bool, error) {
 	return true, nil
 }
 
+// Version reads an object's recorded version, counting this batch's
+// writes (an apply batch only); found is false when none is recorded.
+func (b *Batch) Version(object string) (v uint64, found bool, err error) {
+	val, closer, err := b.b.Get(objectKey(object, versionKey))
+	if err == pebble.ErrNotFound {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("storage: version of %q: %w", object, err)
+	}
+	defer closer.Close()
+	if len(val) != 8 {
+		return 0, false, fmt.Errorf("storage: version of %q is %d bytes", object, len(val))
+	}
+	return binary.BigEndian.Uint64(val), true, nil
+}
+
+// SetVersion records an object's version.
+func (b *Batch) SetVersion(object string, v uint64) error {
+	return b.b.Set(objectKey(object, versionKey), binary.BigEndian.AppendUint64(nil, v), nil)
+}
+
 // Empty reports whether the batch holds no writes.
 func (b *Batch) Empty() bool { return b.b.Empty() }
 

@@ -36,10 +36,22 @@ type Op struct {
 }
 
 // Guards make a batch conditional: it is written only if every Absent key
-// is missing and every Present key exists when it is applied.
+// is missing and every Present key exists when it is applied. With
+// Versioned, the object's recorded version must be Version instead (and
+// becomes Next); the key conditions then apply only to an object that has
+// no version recorded yet.
 type Guards struct {
 	Absent, Present [][]byte
+	Versioned       bool
+	Version, Next   uint64
 }
+
+// versionKey is where an object's version is recorded. Object keys that
+// start with 0x00 are the store's own; no op may write them.
+var versionKey = []byte{0, 'v'}
+
+// ReservedKey reports whether an object key belongs to the store.
+func ReservedKey(key []byte) bool { return len(key) > 0 && key[0] == 0 }
 
 // KV is one stored pair, with the key relative to its object.
 type KV struct {

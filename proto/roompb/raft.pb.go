@@ -252,8 +252,17 @@ type Command struct {
 	// missing and every key in present exists. A room guards each batch with
 	// "my first seq is free and the one before it is taken", so a stale
 	// actor can never overwrite a committed seq.
-	Absent        [][]byte `protobuf:"bytes,4,rep,name=absent,proto3" json:"absent,omitempty"`
-	Present       [][]byte `protobuf:"bytes,5,rep,name=present,proto3" json:"present,omitempty"`
+	Absent  [][]byte `protobuf:"bytes,4,rep,name=absent,proto3" json:"absent,omitempty"`
+	Present [][]byte `protobuf:"bytes,5,rep,name=present,proto3" json:"present,omitempty"`
+	// With versioned set, the write is conditional on the object's version
+	// instead: it applies only if the store records version for the object
+	// (and then records next_version). Replicas keep recent versions in
+	// memory, so the check usually reads nothing from disk. An object with
+	// no version recorded yet (data written before versions existed) is
+	// checked by absent and present once, and gets its first version.
+	Versioned     bool   `protobuf:"varint,6,opt,name=versioned,proto3" json:"versioned,omitempty"`
+	Version       uint64 `protobuf:"varint,7,opt,name=version,proto3" json:"version,omitempty"`
+	NextVersion   uint64 `protobuf:"varint,8,opt,name=next_version,json=nextVersion,proto3" json:"next_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -321,6 +330,27 @@ func (x *Command) GetPresent() [][]byte {
 		return x.Present
 	}
 	return nil
+}
+
+func (x *Command) GetVersioned() bool {
+	if x != nil {
+		return x.Versioned
+	}
+	return false
+}
+
+func (x *Command) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Command) GetNextVersion() uint64 {
+	if x != nil {
+		return x.NextVersion
+	}
+	return 0
 }
 
 type KVOp struct {
@@ -514,13 +544,16 @@ const file_roompb_raft_proto_rawDesc = "" +
 	"\fRaftEnvelope\x12\x14\n" +
 	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\fR\amessage\"\t\n" +
-	"\aRaftAck\"\x9a\x01\n" +
+	"\aRaftAck\"\xf5\x01\n" +
 	"\aCommand\x12\x1a\n" +
 	"\bproposal\x18\x01 \x01(\x04R\bproposal\x12\x16\n" +
 	"\x06object\x18\x02 \x01(\tR\x06object\x12)\n" +
 	"\x03ops\x18\x03 \x03(\v2\x17.hellochat.room.v1.KVOpR\x03ops\x12\x16\n" +
 	"\x06absent\x18\x04 \x03(\fR\x06absent\x12\x18\n" +
-	"\apresent\x18\x05 \x03(\fR\apresent\"F\n" +
+	"\apresent\x18\x05 \x03(\fR\apresent\x12\x1c\n" +
+	"\tversioned\x18\x06 \x01(\bR\tversioned\x12\x18\n" +
+	"\aversion\x18\a \x01(\x04R\aversion\x12!\n" +
+	"\fnext_version\x18\b \x01(\x04R\vnextVersion\"F\n" +
 	"\x04KVOp\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x16\n" +
