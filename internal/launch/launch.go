@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -636,14 +637,23 @@ func PrepareDir(dir string) error {
 	return nil
 }
 
-// FreePort returns a port free for both TCP and UDP on 127.0.0.1.
+// FreePort returns a port free for both TCP and UDP on 127.0.0.1 (gossip
+// needs both). It is chosen outside the kernel's ephemeral range: a port
+// the kernel handed out and took back is soon given to some outgoing
+// connection (the cluster's own make many), and the node that was to bind
+// it fails with "address already in use".
 func FreePort() (int, error) {
-	for i := 0; i < 50; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	elo, ehi := ephemeralRange()
+	lo, hi := 10000, elo-1
+	if hi-lo < 1000 {
+		lo, hi = ehi+1, 65535
+	}
+	for i := 0; i < 200; i++ {
+		port := lo + rand.IntN(hi-lo+1)
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
 		if err != nil {
-			return 0, err
+			continue
 		}
-		port := l.Addr().(*net.TCPAddr).Port
 		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
 		l.Close()
 		if err == nil {
@@ -651,5 +661,25 @@ func FreePort() (int, error) {
 			return port, nil
 		}
 	}
-	return 0, fmt.Errorf("launch: no free TCP+UDP port")
+	return 0, fmt.Errorf("launch: no free TCP+UDP port in %d-%d", lo, hi)
+}
+
+// ephemeralRange reads the kernel's range of ports for outgoing
+// connections (Linux's default when it cannot).
+func ephemeralRange() (lo, hi int) {
+	lo, hi = 32768, 60999
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return lo, hi
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return lo, hi
+	}
+	l, err1 := strconv.Atoi(f[0])
+	h, err2 := strconv.Atoi(f[1])
+	if err1 != nil || err2 != nil || l > h {
+		return lo, hi
+	}
+	return l, h
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"hellochat/cluster"
+	"hellochat/internal/launch"
 	"hellochat/internal/logging"
 	"hellochat/objectnode"
 	"hellochat/router"
@@ -414,24 +414,14 @@ func Eventually(t testing.TB, timeout time.Duration, check func() error) {
 }
 
 // FreePort returns a port free for both TCP and UDP on 127.0.0.1 (gossip
-// needs both).
+// needs both), outside the kernel's range for outgoing connections.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	for i := 0; i < 50; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("free port: %v", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
+	port, err := launch.FreePort()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free TCP+UDP port")
-	return 0
+	return port
 }
 
 // testLogger logs to stderr only with HELLOCHAT_TEST_LOG=1: cluster logs
