@@ -38,13 +38,23 @@ const (
 	// TypingInterval is the least time between two typing notices relayed
 	// for one session.
 	TypingInterval = 500 * time.Millisecond
+	// MaxLinesBytes bounds one WebSocket message of a v2 session that asked
+	// for frames as lines (lines=1): frames waiting together go out as one
+	// message, one frame per line, up to this size. A busy room's commit
+	// reaches each browser as one write instead of one per message.
+	MaxLinesBytes = 64 << 10
 )
+
+// linesBufs recycles the buffers frames are joined in, so an idle session
+// holds none.
+var linesBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // session is one browser WebSocket. Its read loop (serve) parses and checks
 // frames and hands them to the room's relay; its writer goroutine drains out.
 type session struct {
 	id         uint64
 	proto      protocol
+	lines      bool // several frames per WebSocket message, one per line
 	room       string
 	name       string
 	after      uint64 // v2 resume point from ?after=
@@ -162,14 +172,12 @@ func (s *session) writeLoop(ctx context.Context) {
 			// and so does one pending when the session is killed (kill
 			// closes the socket).
 			watchdog := time.AfterFunc(WriteTimeout, func() { s.conn.CloseNow() })
-			for _, frame := range s.take() {
-				if err := s.conn.Write(context.Background(), websocket.MessageText, frame); err != nil {
-					watchdog.Stop()
-					s.kill(websocket.StatusGoingAway, "write failed")
-					return
-				}
-			}
+			err := s.writeFrames(s.take())
 			watchdog.Stop()
+			if err != nil {
+				s.kill(websocket.StatusGoingAway, "write failed")
+				return
+			}
 			s.written()
 		case <-s.closed:
 			return
@@ -177,6 +185,37 @@ func (s *session) writeLoop(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// writeFrames writes frames to the browser: each as its own message, or,
+// for a session that takes lines, runs of them joined by newlines (JSON
+// frames hold no raw newline) up to MaxLinesBytes.
+func (s *session) writeFrames(frames [][]byte) error {
+	var buf *[]byte
+	defer func() {
+		if buf != nil {
+			linesBufs.Put(buf)
+		}
+	}()
+	for i := 0; i < len(frames); {
+		msg := frames[i]
+		i++
+		if s.lines && i < len(frames) && len(msg)+1+len(frames[i]) <= MaxLinesBytes {
+			if buf == nil {
+				buf = linesBufs.Get().(*[]byte)
+			}
+			b := append((*buf)[:0], msg...)
+			for i < len(frames) && len(b)+1+len(frames[i]) <= MaxLinesBytes {
+				b = append(append(b, '\n'), frames[i]...)
+				i++
+			}
+			*buf, msg = b, b
+		}
+		if err := s.conn.Write(context.Background(), websocket.MessageText, msg); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // handleWS upgrades a browser connection and serves it until it closes.
@@ -201,6 +240,7 @@ func (rt *Router) handleWS(w http.ResponseWriter, req *http.Request) {
 	}
 	if conn.Subprotocol() == SubprotocolV2 {
 		s.proto = protoV2
+		s.lines = q.Get("lines") == "1"
 	}
 	ctx, cancel := context.WithCancel(rt.ctx)
 	defer cancel()

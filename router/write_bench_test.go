@@ -17,39 +17,8 @@ import (
 // context and one watchdog timer per batch of writes.
 func BenchmarkSocketWrite(b *testing.B) {
 	frame := []byte(`{"type":"message","seq":12345,"id":"c1-77","name":"alice","text":"` + strings.Repeat("x", 120) + `","ts":1733100000000}`)
-	dial := func(b *testing.B) *websocket.Conn {
-		var server *websocket.Conn
-		ready := make(chan struct{})
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			c, err := websocket.Accept(w, r, nil)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			server = c
-			close(ready)
-			<-r.Context().Done()
-		}))
-		b.Cleanup(srv.Close)
-		client, _, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		client.SetReadLimit(-1)
-		go func() {
-			for {
-				if _, _, err := client.Read(context.Background()); err != nil {
-					return
-				}
-			}
-		}()
-		b.Cleanup(func() { client.CloseNow() })
-		<-ready
-		b.Cleanup(func() { server.CloseNow() })
-		return server
-	}
 	b.Run("deadline-context", func(b *testing.B) {
-		c := dial(b)
+		c := dialSink(b)
 		b.ReportAllocs()
 		for b.Loop() {
 			ctx, cancel := context.WithTimeout(context.Background(), WriteTimeout)
@@ -60,7 +29,7 @@ func BenchmarkSocketWrite(b *testing.B) {
 		}
 	})
 	b.Run("session-context-watchdog", func(b *testing.B) {
-		c := dial(b)
+		c := dialSink(b)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		b.ReportAllocs()
@@ -73,7 +42,7 @@ func BenchmarkSocketWrite(b *testing.B) {
 		}
 	})
 	b.Run("watchdog", func(b *testing.B) {
-		c := dial(b)
+		c := dialSink(b)
 		b.ReportAllocs()
 		for b.Loop() {
 			t := time.AfterFunc(WriteTimeout, func() { c.CloseNow() })
@@ -83,4 +52,65 @@ func BenchmarkSocketWrite(b *testing.B) {
 			t.Stop()
 		}
 	})
+}
+
+// BenchmarkWriteBatch writes a batch of 16 chat frames (one commit of a
+// busy room, as one browser receives it) through the session's writer:
+// one WebSocket message per frame, or joined as lines.
+func BenchmarkWriteBatch(b *testing.B) {
+	frame := []byte(`{"type":"message","seq":12345,"id":"c1-77","name":"alice","text":"` + strings.Repeat("x", 120) + `","ts":1733100000000}`)
+	batch := make([][]byte, 16)
+	for i := range batch {
+		batch[i] = frame
+	}
+	for _, lines := range []bool{false, true} {
+		name := "message-per-frame"
+		if lines {
+			name = "lines"
+		}
+		b.Run(name, func(b *testing.B) {
+			s := &session{conn: dialSink(b), lines: lines}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := s.writeFrames(batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/frame")
+		})
+	}
+}
+
+// dialSink returns the server end of a real WebSocket on loopback whose
+// client end reads and drops everything.
+func dialSink(b *testing.B) *websocket.Conn {
+	var server *websocket.Conn
+	ready := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		server = c
+		close(ready)
+		<-r.Context().Done()
+	}))
+	b.Cleanup(srv.Close)
+	client, _, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	client.SetReadLimit(-1)
+	go func() {
+		for {
+			if _, _, err := client.Read(context.Background()); err != nil {
+				return
+			}
+		}
+	}()
+	b.Cleanup(func() { client.CloseNow() })
+	<-ready
+	b.Cleanup(func() { server.CloseNow() })
+	return server
 }

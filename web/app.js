@@ -262,7 +262,8 @@
     if (state.ws || state.stopped || !state.name) return;
 
     const conn = ++state.conn;
-    const q = new URLSearchParams({ room: state.room, name: state.name });
+    // lines=1: frames that wait together come as one message, one per line.
+    const q = new URLSearchParams({ room: state.room, name: state.name, lines: '1' });
     // Resume: only the messages we missed come back in `history`.
     if (state.highestSeq > 0) q.set('after', String(state.highestSeq));
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -281,9 +282,12 @@
 
     ws.onmessage = (ev) => {
       if (conn !== state.conn || typeof ev.data !== 'string') return;
-      let frame;
-      try { frame = JSON.parse(ev.data); } catch (e) { return; }
-      if (frame && typeof frame === 'object') handleFrame(frame);
+      for (const line of ev.data.split('\n')) {
+        if (conn !== state.conn) return; // a frame closed this connection
+        let frame;
+        try { frame = JSON.parse(line); } catch (e) { continue; }
+        if (frame && typeof frame === 'object') handleFrame(frame);
+      }
     };
     ws.onclose = () => {
       if (conn !== state.conn) return;

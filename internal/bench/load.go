@@ -197,32 +197,37 @@ func (c *loadClient) read() {
 			c.closed.Store(true)
 			return
 		}
-		var f frame
-		if json.Unmarshal(data, &f) != nil {
-			c.run.errors.Add(1)
-			continue
+		chatclient.EachFrame(data, c.handle)
+	}
+}
+
+// handle checks one frame.
+func (c *loadClient) handle(data []byte) {
+	var f frame
+	if json.Unmarshal(data, &f) != nil {
+		c.run.errors.Add(1)
+		return
+	}
+	switch f.Type {
+	case "ack":
+		c.acked.Add(1)
+		c.note(c.idNumber(f.ID), outcomeAcked, false)
+	case "error":
+		c.run.errors.Add(1)
+		c.note(c.idNumber(f.ID), outcomeRefused, false)
+	case "message":
+		switch {
+		case c.lastSeq != 0 && f.Seq <= c.lastSeq:
+			c.run.dup.Add(1)
+		case c.lastSeq != 0 && f.Seq != c.lastSeq+1:
+			c.run.reordered.Add(1)
 		}
-		switch f.Type {
-		case "ack":
-			c.acked.Add(1)
-			c.note(c.idNumber(f.ID), outcomeAcked, false)
-		case "error":
-			c.run.errors.Add(1)
-			c.note(c.idNumber(f.ID), outcomeRefused, false)
-		case "message":
-			switch {
-			case c.lastSeq != 0 && f.Seq <= c.lastSeq:
-				c.run.dup.Add(1)
-			case c.lastSeq != 0 && f.Seq != c.lastSeq+1:
-				c.run.reordered.Add(1)
-			}
-			c.lastSeq = max(c.lastSeq, f.Seq)
-			if at, from, n, ok := parseText(f.Text); ok && from != c.name {
-				c.run.delivered.Add(1)
-				c.run.record(time.Duration(now() - at))
-				if sender := c.run.byName[from]; sender != nil {
-					sender.note(n, outcomePending, true)
-				}
+		c.lastSeq = max(c.lastSeq, f.Seq)
+		if at, from, n, ok := parseText(f.Text); ok && from != c.name {
+			c.run.delivered.Add(1)
+			c.run.record(time.Duration(now() - at))
+			if sender := c.run.byName[from]; sender != nil {
+				sender.note(n, outcomePending, true)
 			}
 		}
 	}

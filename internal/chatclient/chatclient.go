@@ -4,6 +4,7 @@
 package chatclient
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -52,7 +53,9 @@ type Client struct {
 const QueueSize = 100000
 
 // Dial connects to base (http://host:port) for room as name. v2 selects
-// the hellochat.v2 subprotocol; extra adds query parameters ("after=5").
+// the hellochat.v2 subprotocol, taking frames as lines (lines=1) as our
+// web page does; extra adds or overrides query parameters ("after=5",
+// "lines=0").
 func Dial(ctx context.Context, base, room, name string, v2 bool, extra ...string) (*Client, error) {
 	conn, err := DialConn(ctx, base, room, name, v2, extra...)
 	if err != nil {
@@ -64,7 +67,7 @@ func Dial(ctx context.Context, base, room, name string, v2 bool, extra ...string
 }
 
 // DialConn opens the bare WebSocket, for callers (load generators) that
-// read it themselves.
+// read it themselves (see EachFrame).
 func DialConn(ctx context.Context, base, room, name string, v2 bool, extra ...string) (*websocket.Conn, error) {
 	q := url.Values{}
 	if room != "" {
@@ -72,6 +75,9 @@ func DialConn(ctx context.Context, base, room, name string, v2 bool, extra ...st
 	}
 	if name != "" {
 		q.Set("name", name)
+	}
+	if v2 {
+		q.Set("lines", "1")
 	}
 	for _, e := range extra {
 		k, v, _ := strings.Cut(e, "=")
@@ -100,12 +106,24 @@ func (c *Client) readLoop() {
 			c.mu.Unlock()
 			return
 		}
-		var f Frame
-		if err := json.Unmarshal(data, &f); err != nil {
-			f = Frame{Type: "undecodable"}
-		}
-		f.Raw = string(data)
-		c.Frames <- f
+		EachFrame(data, func(line []byte) {
+			var f Frame
+			if err := json.Unmarshal(line, &f); err != nil {
+				f = Frame{Type: "undecodable"}
+			}
+			f.Raw = string(line)
+			c.Frames <- f
+		})
+	}
+}
+
+// EachFrame calls fn for each frame of a WebSocket message: a v2 session
+// with lines=1 gets several frames per message, one per line.
+func EachFrame(data []byte, fn func(frame []byte)) {
+	for len(data) > 0 {
+		line, rest, _ := bytes.Cut(data, []byte{'\n'})
+		fn(line)
+		data = rest
 	}
 }
 
