@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -121,5 +122,11 @@ func gitRev() string {
 	if err != nil {
 		return ""
 	}
-	return strings.TrimSpace(string(out))
+	rev := strings.TrimSpace(string(out))
+	// The table this run replaces does not count as a change to the code.
+	st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs/benchmarks.md").Output()
+	if err == nil && len(bytes.TrimSpace(st)) > 0 {
+		rev += " with uncommitted changes (the tree was dirty)"
+	}
+	return rev
 }
