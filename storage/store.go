@@ -79,12 +79,17 @@ const bloomBitsPerKey = 10
 // touch, so they were read and decompressed again on nearly every lookup.
 const blockCacheBytes = 64 << 20
 
+// memTableBytes sizes Pebble's memtable. Raft log entries are deleted
+// (by range) once a shard snapshots; the longer they stay in the memtable,
+// the more of them die there instead of being flushed and compacted.
+const memTableBytes = 64 << 20
+
 // OpenStore opens (or creates) the Pebble DB in dir.
 func OpenStore(dir string, log *slog.Logger) (*Store, error) {
 	cache := pebble.NewCache(blockCacheBytes)
 	defer cache.Unref() // the DB holds its own reference
 	// EnsureDefaults first: it makes the levels the filters are set on.
-	opts := (&pebble.Options{Logger: pebbleLogger{log}, Cache: cache}).EnsureDefaults()
+	opts := (&pebble.Options{Logger: pebbleLogger{log}, Cache: cache, MemTableSize: memTableBytes}).EnsureDefaults()
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(bloomBitsPerKey)
 	}
