@@ -14,7 +14,7 @@ import (
 
 // socketPair returns the server end of a real WebSocket on loopback and a
 // channel of the messages its client end reads.
-func socketPair(t *testing.T) (*websocket.Conn, <-chan []byte) {
+func socketPair(t testing.TB) (*websocket.Conn, <-chan []byte) {
 	t.Helper()
 	conns := make(chan *websocket.Conn, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

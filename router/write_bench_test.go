@@ -2,8 +2,6 @@ package router
 
 import (
 	"context"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -84,33 +82,10 @@ func BenchmarkWriteBatch(b *testing.B) {
 // dialSink returns the server end of a real WebSocket on loopback whose
 // client end reads and drops everything.
 func dialSink(b *testing.B) *websocket.Conn {
-	var server *websocket.Conn
-	ready := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			b.Error(err)
-			return
-		}
-		server = c
-		close(ready)
-		<-r.Context().Done()
-	}))
-	b.Cleanup(srv.Close)
-	client, _, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	client.SetReadLimit(-1)
+	conn, msgs := socketPair(b)
 	go func() {
-		for {
-			if _, _, err := client.Read(context.Background()); err != nil {
-				return
-			}
+		for range msgs {
 		}
 	}()
-	b.Cleanup(func() { client.CloseNow() })
-	<-ready
-	b.Cleanup(func() { server.CloseNow() })
-	return server
+	return conn
 }
