@@ -268,7 +268,8 @@ func TestRestartWithStaleLog(t *testing.T) {
 // enough to snapshot and truncate their logs: the restarted node can only
 // catch up from a snapshot, and then agrees with them.
 func TestRestartAfterPeersTruncated(t *testing.T) {
-	c := tc.New(t, 3, tc.Options{SendRate: 10000, SendBurst: 10000, SnapshotEvery: 40, KeepEntries: 10})
+	const snapshotEvery = 40
+	c := tc.New(t, 3, tc.Options{SendRate: 10000, SendBurst: 10000, SnapshotEvery: snapshotEvery, KeepEntries: 10})
 	room := "truncated"
 	follower := (c.Leader(room) + 1) % 3
 	w := newWriter(t, c, room, "w")
@@ -291,7 +292,7 @@ func TestRestartAfterPeersTruncated(t *testing.T) {
 	// snapshot can bring it.
 	tc.Eventually(t, 20*time.Second, func() error {
 		st, ok := c.Nodes[follower].ShardStatus(shard)
-		if !ok || st.Applied < 40 {
+		if !ok || st.Applied < snapshotEvery {
 			return fmt.Errorf("restarted replica of shard %d has applied %d", shard, st.Applied)
 		}
 		return nil

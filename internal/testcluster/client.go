@@ -112,18 +112,13 @@ func (c *Client) Expect(timeout time.Duration, what string, match func(Frame) bo
 		case <-time.After(left):
 			c.t.Fatalf("no %s within %v", what, timeout)
 		case <-c.closed:
-			// Frames that arrived before the close are still buffered;
-			// select picks at random between ready cases.
-			for {
-				select {
-				case f := <-c.frames:
-					if match(f) {
-						return f
-					}
-					continue
-				default:
+			// Frames that arrived before the close are still buffered
+			// (select picks at random between ready cases), and no more
+			// come once the connection has closed.
+			for len(c.frames) > 0 {
+				if f := <-c.frames; match(f) {
+					return f
 				}
-				break
 			}
 			c.t.Fatalf("connection closed while waiting for %s: %v", what, c.CloseErr())
 		}
