@@ -38,8 +38,10 @@ func (rl *relay) newStream() {
 }
 
 func testSession(rl *relay, id uint64, p protocol) *relaySession {
-	s := &session{id: id, proto: p, wake: make(chan struct{}, 1), closed: make(chan struct{}), rl: rl,
+	// writerOn: the test reads the queue; no writer takes it.
+	s := &session{id: id, proto: p, writerOn: true, closed: make(chan struct{}),
 		seedPrefix: rl.rt.idPrefix + "s" + string(rune('0'+id)) + "-"}
+	s.rl.Store(rl)
 	rs := &relaySession{s: s}
 	rl.sessions[id] = rs
 	return rs

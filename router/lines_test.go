@@ -107,3 +107,29 @@ func TestWriteFramesAsLines(t *testing.T) {
 		}
 	}
 }
+
+// A session's writer goroutine lives only while frames wait: it ends once
+// the queue is empty, and the next frame starts another.
+func TestWriterOnlyWhileFramesWait(t *testing.T) {
+	conn, msgs := socketPair(t)
+	s := &session{conn: conn, closed: make(chan struct{})}
+	writerOn := func() bool {
+		s.qmu.Lock()
+		defer s.qmu.Unlock()
+		return s.writerOn
+	}
+	for round := 1; round <= 3; round++ {
+		frame := []byte(`{"round":` + string(rune('0'+round)) + `}`)
+		s.enqueue(frame)
+		if m := readN(t, msgs, 1)[0]; !bytes.Equal(m, frame) {
+			t.Fatalf("round %d: got %s", round, m)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for writerOn() {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the writer is still on with nothing queued", round)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}

@@ -74,8 +74,8 @@ type gate struct{ open chan struct{} }
 type relay struct {
 	rt      *Router
 	room    string
-	inbox   chan relayReq
-	events  chan streamEvent
+	inbox   *fifo[relayReq]
+	events  *fifo[streamEvent]
 	drained chan struct{} // a session's queue fell low (see session.wantDrain)
 	done    chan struct{}
 	gate    atomic.Pointer[gate] // nil while browsers may send
@@ -123,10 +123,7 @@ func (st *relayStream) push(req *pb.AttachRequest) {
 	st.mu.Lock()
 	st.queue = append(st.queue, req)
 	st.mu.Unlock()
-	select {
-	case st.wake <- struct{}{}:
-	default:
-	}
+	signal(st.wake)
 }
 
 func (st *relayStream) len() int {
@@ -147,8 +144,8 @@ func newRelay(rt *Router, room string) *relay {
 	rl := &relay{
 		rt:       rt,
 		room:     room,
-		inbox:    make(chan relayReq, RelayInbox),
-		events:   make(chan streamEvent, RelayStreamQueue),
+		inbox:    newFIFO[relayReq](RelayInbox),
+		events:   newFIFO[streamEvent](RelayStreamQueue),
 		drained:  make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		sessions: map[uint64]*relaySession{},
@@ -163,20 +160,12 @@ func newRelay(rt *Router, room string) *relay {
 
 // submit hands the relay a request, waiting while its inbox is full.
 func (rl *relay) submit(q relayReq) {
-	select {
-	case rl.inbox <- q:
-	case <-rl.done:
-	}
+	rl.inbox.push(q, rl.done)
 }
 
 // notifyDrained is called by a session's writer when its queue fell low
 // after the relay asked to hear of it.
-func (rl *relay) notifyDrained() {
-	select {
-	case rl.drained <- struct{}{}:
-	default:
-	}
-}
+func (rl *relay) notifyDrained() { signal(rl.drained) }
 
 func (rl *relay) run() {
 	defer close(rl.done)
@@ -188,10 +177,14 @@ func (rl *relay) run() {
 	changed := rl.rt.members.Changed()
 	for {
 		select {
-		case q := <-rl.inbox:
-			rl.handle(q)
-		case e := <-rl.events:
-			rl.event(e)
+		case <-rl.inbox.ready:
+			if q, ok := rl.inbox.pop(); ok {
+				rl.handle(q)
+			}
+		case <-rl.events.ready:
+			if e, ok := rl.events.pop(); ok {
+				rl.event(e)
+			}
 		case <-rl.drained:
 			rl.recheckCongestion()
 			rl.catchUp()
@@ -339,14 +332,7 @@ func (rl *relay) dial() {
 
 	client := pb.NewRoomsClient(conn)
 	gen, events := st.gen, rl.events
-	report := func(e streamEvent) bool {
-		select {
-		case events <- e:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
+	report := func(e streamEvent) bool { return events.push(e, ctx.Done()) }
 	go func() {
 		// The writer ends a failed stream through its own context, so that
 		// Recv reports the cause: report gives up only when the relay has

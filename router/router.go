@@ -207,15 +207,14 @@ func (rt *Router) join(s *session) *relay {
 			rl.run()
 		}()
 	}
-	s.rl = rl
+	s.rl.Store(rl)
 	// Counted until the relay handles it, so the relay cannot retire with
 	// a join on its way in, even one that waits outside mu for room in a
 	// full inbox.
 	rl.pendingJoins++
-	select {
-	case rl.inbox <- relayReq{join: s}:
+	if rl.inbox.tryPush(relayReq{join: s}) {
 		rt.mu.Unlock()
-	default:
+	} else {
 		rt.mu.Unlock()
 		rl.submit(relayReq{join: s})
 	}
@@ -233,7 +232,7 @@ func (rt *Router) joined(rl *relay) {
 func (rt *Router) retire(rl *relay) bool {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	if len(rl.inbox) > 0 || rl.pendingJoins > 0 {
+	if rl.inbox.len() > 0 || rl.pendingJoins > 0 {
 		return false
 	}
 	if rt.relays[rl.room] == rl {

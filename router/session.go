@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -50,7 +51,8 @@ const (
 var linesBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // session is one browser WebSocket. Its read loop (serve) parses and checks
-// frames and hands them to the room's relay; its writer goroutine drains out.
+// frames and hands them to the room's relay. A writer goroutine exists only
+// while frames wait: an idle session costs one goroutine, its reader.
 type session struct {
 	id         uint64
 	proto      protocol
@@ -60,7 +62,7 @@ type session struct {
 	after      uint64 // v2 resume point from ?after=
 	seedPrefix string // of the ids the router gives this session's seed messages
 	conn       *websocket.Conn
-	rl         *relay // set before the relay sees the session
+	rl         atomic.Pointer[relay] // set before the relay sees the session
 	closed     chan struct{}
 	killOnce   sync.Once
 
@@ -70,9 +72,9 @@ type session struct {
 	qmu        sync.Mutex
 	queue      [][]byte
 	qbytes     int
-	writing    int           // bytes taken by the writer and not yet written
-	drainWatch bool          // tell the relay when the queue falls low
-	wake       chan struct{} // capacity 1: "the queue is not empty"
+	writing    int  // bytes taken by the writer and not yet written
+	drainWatch bool // tell the relay when the queue falls low
+	writerOn   bool // a writer goroutine runs, and will see what is queued
 
 	// Owned by the read loop.
 	tokens     float64
@@ -95,19 +97,25 @@ func (s *session) enqueue(frame []byte) int {
 	s.queue = append(s.queue, frame)
 	s.qbytes += len(frame)
 	n := s.qbytes + s.writing
+	start := !s.writerOn
+	s.writerOn = true
 	s.qmu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
+	if start {
+		go s.writeLoop()
 	}
 	return n
 }
 
-// take empties the queue into the writer's hands.
+// take empties the queue into the writer's hands; when nothing waits, the
+// writer is done (the next enqueue starts another).
 func (s *session) take() [][]byte {
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
 	q := s.queue
+	if len(q) == 0 {
+		s.writerOn = false
+		return nil
+	}
 	s.writing += s.qbytes
 	s.queue, s.qbytes = nil, 0
 	return q
@@ -124,7 +132,7 @@ func (s *session) written() {
 	}
 	s.qmu.Unlock()
 	if notify {
-		s.rl.notifyDrained()
+		s.rl.Load().notifyDrained()
 	}
 }
 
@@ -153,37 +161,56 @@ func (s *session) sentIt(clientID string) bool {
 	return s.proto == protoSeed && strings.HasPrefix(clientID, s.seedPrefix)
 }
 
+// kill closes the session's socket and takes it out of its room at once,
+// without waiting for the close handshake to end its read loop.
 func (s *session) kill(code websocket.StatusCode, reason string) {
 	s.killOnce.Do(func() {
 		close(s.closed)
-		go s.conn.Close(code, reason)
+		rl := s.rl.Load() // nil before the join: serve then leaves itself
+		go func() {
+			if rl != nil {
+				rl.submit(relayReq{leave: s})
+			}
+			s.conn.Close(code, reason)
+		}()
 	})
 }
 
-func (s *session) writeLoop(ctx context.Context) {
+// isClosed reports whether the session was killed.
+func (s *session) isClosed() bool {
+	select {
+	case <-s.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// writeLoop writes what is queued until the queue is empty, then ends.
+func (s *session) writeLoop() {
 	for {
-		select {
-		case <-s.wake:
-			// One watchdog per batch, not a deadline context per frame: a
-			// context with a deadline costs the WebSocket library a callback
-			// registration on every write (BenchmarkSocketWrite: 3.3 µs and
-			// 11 allocations a frame, against 1.7 µs and 2). A write stuck
-			// past WriteTimeout fails once the watchdog closes the socket,
-			// and so does one pending when the session is killed (kill
-			// closes the socket).
-			watchdog := time.AfterFunc(WriteTimeout, func() { s.conn.CloseNow() })
-			err := s.writeFrames(s.take())
-			watchdog.Stop()
-			if err != nil {
-				s.kill(websocket.StatusGoingAway, "write failed")
-				return
-			}
-			s.written()
-		case <-s.closed:
-			return
-		case <-ctx.Done():
+		frames := s.take()
+		if frames == nil {
 			return
 		}
+		if s.isClosed() {
+			return // writerOn stays set: a killed session writes no more
+		}
+		// One watchdog per batch, not a deadline context per frame: a
+		// context with a deadline costs the WebSocket library a callback
+		// registration on every write (BenchmarkSocketWrite: 3.3 µs and 11
+		// allocations a frame, against 1.7 µs and 2). A write stuck past
+		// WriteTimeout fails once the watchdog closes the socket, and so
+		// does one pending when the session is killed (kill closes the
+		// socket).
+		watchdog := time.AfterFunc(WriteTimeout, func() { s.conn.CloseNow() })
+		err := s.writeFrames(frames)
+		watchdog.Stop()
+		if err != nil {
+			s.kill(websocket.StatusGoingAway, "write failed")
+			return
+		}
+		s.written()
 	}
 }
 
@@ -218,9 +245,10 @@ func (s *session) writeFrames(frames [][]byte) error {
 	return nil
 }
 
-// handleWS upgrades a browser connection and serves it until it closes.
+// handleWS upgrades a browser connection and hands it to its own goroutine,
+// so the HTTP server's goroutine, its stack and the request are let go.
 func (rt *Router) handleWS(w http.ResponseWriter, req *http.Request) {
-	conn, err := websocket.Accept(w, req, &websocket.AcceptOptions{
+	conn, err := websocket.Accept(smallReads{w}, req, &websocket.AcceptOptions{
 		Subprotocols:       []string{SubprotocolV2},
 		InsecureSkipVerify: rt.cfg.AllowAnyOrigin,
 	})
@@ -234,7 +262,6 @@ func (rt *Router) handleWS(w http.ResponseWriter, req *http.Request) {
 		id:         id,
 		conn:       conn,
 		seedPrefix: rt.idPrefix + strconv.FormatUint(id, 36) + "-",
-		wake:       make(chan struct{}, 1),
 		closed:     make(chan struct{}),
 		tokens:     float64(rt.cfg.SendBurst),
 	}
@@ -242,8 +269,6 @@ func (rt *Router) handleWS(w http.ResponseWriter, req *http.Request) {
 		s.proto = protoV2
 		s.lines = q.Get("lines") == "1"
 	}
-	ctx, cancel := context.WithCancel(rt.ctx)
-	defer cancel()
 
 	room, rerr := limits.Room(q.Get("room"))
 	name, nerr := limits.Name(q.Get("name"))
@@ -258,7 +283,7 @@ func (rt *Router) handleWS(w http.ResponseWriter, req *http.Request) {
 		var le *limits.Error
 		if errors.As(err, &le) {
 			// The error frame first, then the close: written here, in order.
-			wctx, wcancel := context.WithTimeout(ctx, WriteTimeout)
+			wctx, wcancel := context.WithTimeout(rt.ctx, WriteTimeout)
 			conn.Write(wctx, websocket.MessageText, errorFrame(s.proto, le.Code, le.Message, ""))
 			wcancel()
 			conn.Close(websocket.StatusPolicyViolation, le.Message)
@@ -266,39 +291,37 @@ func (rt *Router) handleWS(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	s.room, s.name, s.after = room, name, after
-	go s.writeLoop(ctx)
+	go rt.serve(s)
+}
 
+// serve runs a session from its join to its leave.
+func (rt *Router) serve(s *session) {
 	if !rt.track(s) {
 		s.kill(websocket.StatusGoingAway, "router shutting down")
 		return
 	}
 	defer rt.untrack(s)
 	if s.proto == protoV2 {
-		s.enqueue(welcomeFrame(room, name))
+		s.enqueue(welcomeFrame(s.room, s.name))
 	}
 	rl := rt.join(s)
 	defer rl.submit(relayReq{leave: s})
-	// A killed session (slow consumer) leaves its room at once, even though
-	// its read loop may wait for the close handshake for a while.
-	go func() {
-		select {
-		case <-s.closed:
-			rl.submit(relayReq{leave: s})
-		case <-ctx.Done():
-		}
-	}()
-	s.readLoop(ctx, rl)
+	s.readLoop(rl)
 }
 
 // readLoop reads and checks frames until the browser goes away. Bad input
 // is answered with an error frame and the connection carries on. While the
 // room's relay is saturated it stops reading (see waitGate).
-func (s *session) readLoop(ctx context.Context, rl *relay) {
+//
+// Reads take no context: a context that can end costs the WebSocket library
+// a callback registration per read. A session ends when its socket closes,
+// which kill (and so the router's shutdown) does.
+func (s *session) readLoop(rl *relay) {
 	for {
-		if !s.waitGate(ctx, rl) {
+		if s.isClosed() || !s.waitGate(rl) {
 			return
 		}
-		typ, data, err := s.conn.Read(ctx)
+		typ, data, err := s.conn.Read(context.Background())
 		if err != nil {
 			s.kill(websocket.StatusNormalClosure, "")
 			return
@@ -315,7 +338,7 @@ func (s *session) readLoop(ctx context.Context, rl *relay) {
 // one closing; after that the session reads again until the gate opens and
 // closes anew, and whatever the relay cannot take is refused. It reports
 // false when the session is over.
-func (s *session) waitGate(ctx context.Context, rl *relay) bool {
+func (s *session) waitGate(rl *relay) bool {
 	g := rl.gate.Load()
 	if g == nil || g == s.pastGate {
 		return true
@@ -329,8 +352,6 @@ func (s *session) waitGate(ctx context.Context, rl *relay) bool {
 		s.pastGate = g
 		return true
 	case <-s.closed:
-		return false
-	case <-ctx.Done():
 		return false
 	}
 }

@@ -1,0 +1,101 @@
+package router
+
+import (
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestFIFOOrderAndBound(t *testing.T) {
+	q := newFIFO[int](3)
+	for i := 1; i <= 3; i++ {
+		if !q.tryPush(i) {
+			t.Fatalf("push %d refused below the bound", i)
+		}
+	}
+	if q.tryPush(4) {
+		t.Fatal("a fourth item fit in a queue of 3")
+	}
+	for want := 1; want <= 3; want++ {
+		if v, ok := q.pop(); !ok || v != want {
+			t.Fatalf("pop = %d %v, want %d", v, ok, want)
+		}
+	}
+	if _, ok := q.pop(); ok {
+		t.Fatal("pop from an empty queue")
+	}
+}
+
+// Pushers blocked on a full queue all get in, in turn, as the consumer
+// takes items; nothing is lost or taken twice.
+func TestFIFOWaitingPushers(t *testing.T) {
+	q := newFIFO[int](2)
+	done := make(chan struct{})
+	const pushers, each = 8, 200
+	var wg sync.WaitGroup
+	for p := 0; p < pushers; p++ {
+		wg.Add(1)
+		go func(p int) {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				if !q.push(p*each+i, done) {
+					t.Errorf("push gave up with done open")
+					return
+				}
+			}
+		}(p)
+	}
+	seen := make(map[int]bool)
+	deadline := time.After(30 * time.Second)
+	for len(seen) < pushers*each {
+		select {
+		case <-q.ready:
+			v, ok := q.pop()
+			if !ok {
+				continue
+			}
+			if seen[v] {
+				t.Fatalf("item %d taken twice", v)
+			}
+			seen[v] = true
+			if n := q.len(); n > 2 {
+				t.Fatalf("%d items wait in a queue of 2", n)
+			}
+		case <-deadline:
+			t.Fatalf("took %d of %d items; pushers are stuck", len(seen), pushers*each)
+		}
+	}
+	wg.Wait()
+}
+
+func TestFIFOPushGivesUpWhenDone(t *testing.T) {
+	q := newFIFO[int](1)
+	q.tryPush(1)
+	done := make(chan struct{})
+	res := make(chan bool)
+	go func() { res <- q.push(2, done) }()
+	close(done)
+	if <-res {
+		t.Fatal("push into a full queue succeeded after done closed")
+	}
+	if n := q.len(); n != 1 {
+		t.Fatalf("%d items wait, want 1", n)
+	}
+}
+
+// The memory of a burst is let go once the queue empties: an idle room
+// holds no buffer.
+func TestFIFOReleasesBurst(t *testing.T) {
+	q := newFIFO[int](10000)
+	for i := 0; i < 5000; i++ {
+		q.tryPush(i)
+	}
+	for {
+		if _, ok := q.pop(); !ok {
+			break
+		}
+	}
+	if c := cap(q.items); c > fifoKeep {
+		t.Fatalf("empty queue keeps capacity %d", c)
+	}
+}
