@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"hellochat/internal/fifo"
 	"hellochat/limits"
 	pb "hellochat/proto/roompb"
 	"hellochat/shard"
@@ -18,7 +19,8 @@ import (
 // RoomMailbox bounds the requests queued for one room. A full mailbox
 // blocks the streams feeding it, which pushes back through gRPC flow control
 // to the routers and from them to the browsers: a flood slows its senders
-// instead of growing memory.
+// instead of growing memory. The mailbox holds memory only for what
+// waits in it, so an idle room does not pay for the bound.
 const RoomMailbox = 4096
 
 // ErrRoomStopped is returned to callers of a room that has shut down (idle
@@ -66,7 +68,7 @@ type room struct {
 	name    string
 	shard   int
 	node    *Node
-	mailbox chan roomReq
+	mailbox *fifo.Queue[roomReq]
 	stopc   chan *pb.Redirect // apart from mailbox so a full mailbox cannot delay it
 	commitc chan error        // result of the one batch in flight
 	done    chan struct{}
@@ -93,7 +95,7 @@ func newRoom(n *Node, name string) *room {
 		name:     name,
 		shard:    shardOf(name),
 		node:     n,
-		mailbox:  make(chan roomReq, RoomMailbox),
+		mailbox:  fifo.New[roomReq](RoomMailbox),
 		stopc:    make(chan *pb.Redirect, 1),
 		commitc:  make(chan error, 1),
 		done:     make(chan struct{}),
@@ -137,7 +139,11 @@ func (r *room) run() {
 	defer idle.Stop()
 	for {
 		select {
-		case q := <-r.mailbox:
+		case <-r.mailbox.Ready:
+			q, ok := r.mailbox.Pop()
+			if !ok {
+				continue
+			}
 			r.handle(q)
 			if q.status != nil {
 				continue // looking at a room does not keep it awake
@@ -167,14 +173,13 @@ func (r *room) run() {
 
 // enqueue hands the actor a request, waiting while its mailbox is full.
 func (r *room) enqueue(ctx context.Context, q roomReq) error {
-	select {
-	case r.mailbox <- q:
+	if r.mailbox.Push(q, r.done, ctx.Done()) {
 		return nil
-	case <-r.done:
-		return ErrRoomStopped
-	case <-ctx.Done():
+	}
+	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	return ErrRoomStopped
 }
 
 // stop asks the actor to hand its streams a redirect and exit.
@@ -195,16 +200,15 @@ func (r *room) exit() {
 	r.node.evict(r)
 	close(r.done)
 	for {
-		select {
-		case q := <-r.mailbox:
-			switch {
-			case q.attach != nil:
-				q.attach.result <- r.stoppedErr()
-			case q.status != nil:
-				close(q.status)
-			}
-		default:
+		q, ok := r.mailbox.Pop()
+		if !ok {
 			return
+		}
+		switch {
+		case q.attach != nil:
+			q.attach.result <- r.stoppedErr()
+		case q.status != nil:
+			close(q.status)
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"hellochat/cluster"
+	"hellochat/internal/fifo"
 	"hellochat/limits"
 	pb "hellochat/proto/roompb"
 )
@@ -74,8 +75,8 @@ type gate struct{ open chan struct{} }
 type relay struct {
 	rt      *Router
 	room    string
-	inbox   *fifo[relayReq]
-	events  *fifo[streamEvent]
+	inbox   *fifo.Queue[relayReq]
+	events  *fifo.Queue[streamEvent]
 	drained chan struct{} // a session's queue fell low (see session.wantDrain)
 	done    chan struct{}
 	gate    atomic.Pointer[gate] // nil while browsers may send
@@ -123,7 +124,7 @@ func (st *relayStream) push(req *pb.AttachRequest) {
 	st.mu.Lock()
 	st.queue = append(st.queue, req)
 	st.mu.Unlock()
-	signal(st.wake)
+	fifo.Signal(st.wake)
 }
 
 func (st *relayStream) len() int {
@@ -144,8 +145,8 @@ func newRelay(rt *Router, room string) *relay {
 	rl := &relay{
 		rt:       rt,
 		room:     room,
-		inbox:    newFIFO[relayReq](RelayInbox),
-		events:   newFIFO[streamEvent](RelayStreamQueue),
+		inbox:    fifo.New[relayReq](RelayInbox),
+		events:   fifo.New[streamEvent](RelayStreamQueue),
 		drained:  make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		sessions: map[uint64]*relaySession{},
@@ -160,12 +161,12 @@ func newRelay(rt *Router, room string) *relay {
 
 // submit hands the relay a request, waiting while its inbox is full.
 func (rl *relay) submit(q relayReq) {
-	rl.inbox.push(q, rl.done)
+	rl.inbox.Push(q, rl.done, nil)
 }
 
 // notifyDrained is called by a session's writer when its queue fell low
 // after the relay asked to hear of it.
-func (rl *relay) notifyDrained() { signal(rl.drained) }
+func (rl *relay) notifyDrained() { fifo.Signal(rl.drained) }
 
 func (rl *relay) run() {
 	defer close(rl.done)
@@ -177,12 +178,12 @@ func (rl *relay) run() {
 	changed := rl.rt.members.Changed()
 	for {
 		select {
-		case <-rl.inbox.ready:
-			if q, ok := rl.inbox.pop(); ok {
+		case <-rl.inbox.Ready:
+			if q, ok := rl.inbox.Pop(); ok {
 				rl.handle(q)
 			}
-		case <-rl.events.ready:
-			if e, ok := rl.events.pop(); ok {
+		case <-rl.events.Ready:
+			if e, ok := rl.events.Pop(); ok {
 				rl.event(e)
 			}
 		case <-rl.drained:
@@ -332,7 +333,7 @@ func (rl *relay) dial() {
 
 	client := pb.NewRoomsClient(conn)
 	gen, events := st.gen, rl.events
-	report := func(e streamEvent) bool { return events.push(e, ctx.Done()) }
+	report := func(e streamEvent) bool { return events.Push(e, ctx.Done(), nil) }
 	go func() {
 		// The writer ends a failed stream through its own context, so that
 		// Recv reports the cause: report gives up only when the relay has

@@ -212,7 +212,7 @@ func (rt *Router) join(s *session) *relay {
 	// a join on its way in, even one that waits outside mu for room in a
 	// full inbox.
 	rl.pendingJoins++
-	if rl.inbox.tryPush(relayReq{join: s}) {
+	if rl.inbox.TryPush(relayReq{join: s}) {
 		rt.mu.Unlock()
 	} else {
 		rt.mu.Unlock()
@@ -232,7 +232,7 @@ func (rt *Router) joined(rl *relay) {
 func (rt *Router) retire(rl *relay) bool {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	if rl.inbox.len() > 0 || rl.pendingJoins > 0 {
+	if rl.inbox.Len() > 0 || rl.pendingJoins > 0 {
 		return false
 	}
 	if rt.relays[rl.room] == rl {

@@ -1,4 +1,4 @@
-package router
+package fifo
 
 import (
 	"sync"
@@ -7,21 +7,21 @@ import (
 )
 
 func TestFIFOOrderAndBound(t *testing.T) {
-	q := newFIFO[int](3)
+	q := New[int](3)
 	for i := 1; i <= 3; i++ {
-		if !q.tryPush(i) {
+		if !q.TryPush(i) {
 			t.Fatalf("push %d refused below the bound", i)
 		}
 	}
-	if q.tryPush(4) {
+	if q.TryPush(4) {
 		t.Fatal("a fourth item fit in a queue of 3")
 	}
 	for want := 1; want <= 3; want++ {
-		if v, ok := q.pop(); !ok || v != want {
+		if v, ok := q.Pop(); !ok || v != want {
 			t.Fatalf("pop = %d %v, want %d", v, ok, want)
 		}
 	}
-	if _, ok := q.pop(); ok {
+	if _, ok := q.Pop(); ok {
 		t.Fatal("pop from an empty queue")
 	}
 }
@@ -29,7 +29,7 @@ func TestFIFOOrderAndBound(t *testing.T) {
 // Pushers blocked on a full queue all get in, in turn, as the consumer
 // takes items; nothing is lost or taken twice.
 func TestFIFOWaitingPushers(t *testing.T) {
-	q := newFIFO[int](2)
+	q := New[int](2)
 	done := make(chan struct{})
 	const pushers, each = 8, 200
 	var wg sync.WaitGroup
@@ -38,7 +38,7 @@ func TestFIFOWaitingPushers(t *testing.T) {
 		go func(p int) {
 			defer wg.Done()
 			for i := 0; i < each; i++ {
-				if !q.push(p*each+i, done) {
+				if !q.Push(p*each+i, done, nil) {
 					t.Errorf("push gave up with done open")
 					return
 				}
@@ -49,8 +49,8 @@ func TestFIFOWaitingPushers(t *testing.T) {
 	deadline := time.After(30 * time.Second)
 	for len(seen) < pushers*each {
 		select {
-		case <-q.ready:
-			v, ok := q.pop()
+		case <-q.Ready:
+			v, ok := q.Pop()
 			if !ok {
 				continue
 			}
@@ -58,7 +58,7 @@ func TestFIFOWaitingPushers(t *testing.T) {
 				t.Fatalf("item %d taken twice", v)
 			}
 			seen[v] = true
-			if n := q.len(); n > 2 {
+			if n := q.Len(); n > 2 {
 				t.Fatalf("%d items wait in a queue of 2", n)
 			}
 		case <-deadline:
@@ -69,16 +69,16 @@ func TestFIFOWaitingPushers(t *testing.T) {
 }
 
 func TestFIFOPushGivesUpWhenDone(t *testing.T) {
-	q := newFIFO[int](1)
-	q.tryPush(1)
+	q := New[int](1)
+	q.TryPush(1)
 	done := make(chan struct{})
 	res := make(chan bool)
-	go func() { res <- q.push(2, done) }()
+	go func() { res <- q.Push(2, nil, done) }()
 	close(done)
 	if <-res {
 		t.Fatal("push into a full queue succeeded after done closed")
 	}
-	if n := q.len(); n != 1 {
+	if n := q.Len(); n != 1 {
 		t.Fatalf("%d items wait, want 1", n)
 	}
 }
@@ -86,16 +86,16 @@ func TestFIFOPushGivesUpWhenDone(t *testing.T) {
 // The memory of a burst is let go once the queue empties: an idle room
 // holds no buffer.
 func TestFIFOReleasesBurst(t *testing.T) {
-	q := newFIFO[int](10000)
+	q := New[int](10000)
 	for i := 0; i < 5000; i++ {
-		q.tryPush(i)
+		q.TryPush(i)
 	}
 	for {
-		if _, ok := q.pop(); !ok {
+		if _, ok := q.Pop(); !ok {
 			break
 		}
 	}
-	if c := cap(q.items); c > fifoKeep {
+	if c := cap(q.items); c > Keep {
 		t.Fatalf("empty queue keeps capacity %d", c)
 	}
 }
