@@ -105,15 +105,28 @@ func Scenarios(short bool) []Scenario {
 			met: func(r Result) bool { return r.P99 <= 20 && r.Lost == 0 }},
 		{N: 4, Name: "hot room", Target: ">= 10,000 msgs/s at p99 <= 100 ms, 0 lost", Kind: "ramp", Rooms: 1, PerRoom: 10,
 			Steps: []float64{500, 1000, 2000, 4000, 7000, 10000, 14000}, Duration: d(6*time.Second, 3*time.Second),
-			met: func(r Result) bool { return r.MsgsPerSec >= 10000 }},
+			met: func(r Result) bool { return kept(r, 10000) }},
 		{N: 5, Name: "cluster throughput", Target: ">= 20,000 msgs/s at p99 <= 100 ms", Kind: "ramp", Rooms: 1000, PerRoom: 4,
 			Steps: []float64{1000, 2500, 5000, 10000, 15000, 20000}, Duration: d(6*time.Second, 3*time.Second),
-			met: func(r Result) bool { return r.MsgsPerSec >= 20000 }},
+			met: func(r Result) bool { return kept(r, 20000) }},
 		{N: 6, Name: "connections", Target: "15,000 idle at >= 5,000 opens/s; <= 10 KB/conn router, <= 2 KB/session nodes", Kind: "conns", Rooms: 1000, PerRoom: 15},
 		{N: 7, Name: "cold room", Target: "newest 100 of 100,000 delivered <= 10 ms after eviction", Kind: "cold", Rooms: 1, PerRoom: 4},
 		{N: 8, Name: "overload", Target: "0 lost and 0 disconnected at every step; committed rate holds past capacity", Kind: "overload", Rooms: 1, PerRoom: 10,
 			Steps: []float64{2000, 5000, 10000, 20000, 40000}, Duration: d(5*time.Second, 3*time.Second)},
 	}
+}
+
+// inFlightShare is how far under the offered rate a step's committed rate
+// may be and still count as keeping up: acks are counted within the
+// measuring window, so the messages in flight when it ends (rate x
+// latency, 0.1-0.4 % in the hot room) are missing from it although they
+// commit. A cluster that falls behind shows in p99, which a ramp step must
+// keep within 100 ms as well.
+const inFlightShare = 0.01
+
+// kept reports whether a ramp's best step kept up with rate.
+func kept(r Result, rate float64) bool {
+	return r.MsgsPerSec >= rate*(1-inFlightShare) && r.P99 <= 100 && r.Lost == 0
 }
 
 // Config of a suite run.

@@ -40,3 +40,22 @@ func TestCPUPerMsg(t *testing.T) {
 		t.Fatalf("cpuPerMsg with nothing committed = %v, want 0 (shown as -)", got)
 	}
 }
+
+// A ramp step keeps up when it commits all but the messages in flight at
+// the window's end, within p99 100 ms and with nothing lost.
+func TestKept(t *testing.T) {
+	for _, c := range []struct {
+		r    Result
+		want bool
+	}{
+		{Result{MsgsPerSec: 9967, P99: 25}, true},
+		{Result{MsgsPerSec: 13966, P99: 90}, true},
+		{Result{MsgsPerSec: 9850, P99: 25}, false},
+		{Result{MsgsPerSec: 9990, P99: 150}, false},
+		{Result{MsgsPerSec: 9990, P99: 25, Lost: 1}, false},
+	} {
+		if got := kept(c.r, 10000); got != c.want {
+			t.Errorf("kept(%+v, 10000) = %v, want %v", c.r, got, c.want)
+		}
+	}
+}
