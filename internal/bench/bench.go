@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -145,26 +146,45 @@ type Config struct {
 func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	raiseFileLimit()
 	var c *launch.Cluster
+	start := func(dir string) error {
+		fmt.Fprintf(cfg.Out, "bench: starting 3 object nodes (R=3) and a router from %s\n", cfg.Bin)
+		var err error
+		c, err = launch.Start(launch.Options{Bin: cfg.Bin, Dir: dir,
+			NodeFlags:   []string{"--room-idle", "2s"},
+			RouterFlags: []string{"--send-rate", "0"}})
+		return err
+	}
 	if cfg.Target != "" {
 		if err := CheckLoopback(cfg.Target); err != nil {
 			return nil, err
 		}
 		c = &launch.Cluster{Base: strings.TrimSuffix(cfg.Target, "/")}
 	} else {
-		fmt.Fprintf(cfg.Out, "bench: starting 3 object nodes (R=3) and a router from %s\n", cfg.Bin)
-		var err error
-		c, err = launch.Start(launch.Options{Bin: cfg.Bin, Dir: cfg.Dir,
-			NodeFlags:   []string{"--room-idle", "2s"},
-			RouterFlags: []string{"--send-rate", "0"}})
-		if err != nil {
+		if err := start(cfg.Dir); err != nil {
 			return nil, err
 		}
-		defer c.Kill()
+		defer func() { c.Kill() }()
 	}
 	var results []Result
 	for _, sc := range Scenarios(cfg.Short) {
 		if cfg.Only != 0 && sc.N != cfg.Only {
 			continue
+		}
+		// Memory per connection is measured as the growth of each
+		// process's RSS, so it needs processes that ran nothing before:
+		// memory an earlier scenario freed but the runtime kept would take
+		// the new connections and hide their cost.
+		if sc.Kind == "conns" && cfg.Target == "" && len(results) > 0 {
+			if err := c.Stop(20 * time.Second); err != nil {
+				fmt.Fprintf(cfg.Out, "bench: %v\n", err)
+			}
+			dir := filepath.Join(cfg.Dir, "fresh")
+			if err := launch.PrepareDir(dir); err != nil {
+				return results, err
+			}
+			if err := start(dir); err != nil {
+				return results, err
+			}
 		}
 		fmt.Fprintf(cfg.Out, "bench: scenario %d (%s): %d rooms x %d clients...\n", sc.N, sc.Name, sc.Rooms, sc.PerRoom)
 		res := runScenario(ctx, c, sc, cfg.Out)
