@@ -68,7 +68,9 @@ func (q *Queue[T]) Push(v T, stop, cancel <-chan struct{}) bool {
 			Signal(q.room) // the next waiter may fit too
 		}
 	}()
-	for {
+	// Try again once counted among the waiters: a Pop between the first
+	// try and the count did not signal room, but has made it.
+	for !q.TryPush(v) {
 		select {
 		case <-q.room:
 		case <-stop:
@@ -76,10 +78,8 @@ func (q *Queue[T]) Push(v T, stop, cancel <-chan struct{}) bool {
 		case <-cancel:
 			return false
 		}
-		if q.TryPush(v) {
-			return true
-		}
 	}
+	return true
 }
 
 // Pop takes the oldest item, if any; Ready is signalled again while more

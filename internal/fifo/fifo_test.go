@@ -99,3 +99,22 @@ func TestFIFOReleasesBurst(t *testing.T) {
 		t.Fatalf("empty queue keeps capacity %d", c)
 	}
 }
+
+// A push that finds the queue full while the consumer empties it must not
+// miss the room that frees: nothing else may ever come to wake it.
+func TestFIFOPushRacingLastPop(t *testing.T) {
+	for i := 0; i < 20000; i++ {
+		q := New[int](1)
+		q.TryPush(1)
+		pushed := make(chan bool)
+		go func() { pushed <- q.Push(2, nil, nil) }()
+		if v, ok := q.Pop(); !ok || v != 1 {
+			t.Fatalf("pop = %d %v", v, ok)
+		}
+		select {
+		case <-pushed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("iteration %d: push stuck on a queue with room", i)
+		}
+	}
+}
