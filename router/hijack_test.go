@@ -4,21 +4,24 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 )
 
-// echoServer upgrades through smallReads and echoes every message.
+// echoServer upgrades through leanHijack and echoes every message.
 func echoServer(t *testing.T) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(smallReads{w}, r, nil)
+		c, err := websocket.Accept(&leanHijack{ResponseWriter: w}, r, nil)
 		if err != nil {
 			t.Error(err)
 			return
@@ -96,6 +99,167 @@ func TestSmallReadsLargeMessages(t *testing.T) {
 		_, got, err := c.Read(ctx)
 		if err != nil || !bytes.Equal(got, msg) {
 			t.Fatalf("%d-byte message: echo of %d bytes, %v", n, len(got), err)
+		}
+	}
+}
+
+// countingConn counts the writes that reach the socket.
+type countingConn struct {
+	net.Conn
+	writes atomic.Int64
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// Frames that wait together reach the socket in one write, each still its
+// own message; a batch larger than batchFlushBytes goes in pieces of about
+// that size, whole and in order.
+func TestBatchWritesOnce(t *testing.T) {
+	s, msgs := socketPair(t)
+	sock := &countingConn{Conn: s.out.Conn}
+	s.out.Conn = sock
+	frames := make([][]byte, 16)
+	for i := range frames {
+		frames[i] = []byte(fmt.Sprintf(`{"type":"message","seq":%d,"text":"%s"}`, i, strings.Repeat("x", 100)))
+	}
+	if err := s.writeFrames(frames); err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range readN(t, msgs, len(frames)) {
+		if !bytes.Equal(m, frames[i]) {
+			t.Fatalf("message %d = %s, want %s", i, m, frames[i])
+		}
+	}
+	if n := sock.writes.Load(); n != 1 {
+		t.Fatalf("16 frames took %d writes, want 1", n)
+	}
+
+	sock.writes.Store(0)
+	big := make([][]byte, 5)
+	for i := range big {
+		big[i] = bytes.Repeat([]byte{'a' + byte(i)}, batchFlushBytes/2+100)
+	}
+	if err := s.writeFrames(big); err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range readN(t, msgs, len(big)) {
+		if !bytes.Equal(m, big[i]) {
+			t.Fatalf("large message %d: %d bytes, want %d", i, len(m), len(big[i]))
+		}
+	}
+	if n := sock.writes.Load(); n < 2 || n > 4 {
+		t.Fatalf("%d KiB in one batch took %d writes, want it cut at about %d KiB", 5*len(big[0])>>10, n, batchFlushBytes>>10)
+	}
+}
+
+// The library answers pings outside any batch, from the reading goroutine,
+// while batches are being written: both reach the client whole.
+func TestBatchPingsWhileWriting(t *testing.T) {
+	var sessions = make(chan *session, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hj := &leanHijack{ResponseWriter: w}
+		c, err := websocket.Accept(hj, r, nil)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		s := &session{conn: c, out: hj.conn}
+		sessions <- s
+		c.Read(context.Background()) // answers pings until the client goes
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.CloseNow()
+	client.SetReadLimit(-1)
+	s := <-sessions
+
+	const batches, perBatch = 200, 8
+	got := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			_, m, err := client.Read(ctx) // also takes the pongs
+			if i < batches*perBatch && err != nil {
+				got <- fmt.Errorf("message %d: %w", i, err)
+				return
+			}
+			if err != nil {
+				return
+			}
+			if want := fmt.Sprintf(`{"n":%d,"pad":"%s"}`, i, strings.Repeat("p", i%700)); string(m) != want {
+				got <- fmt.Errorf("message %d = %.40s..., want %.40s...", i, m, want)
+				return
+			}
+			if i == batches*perBatch-1 {
+				got <- nil
+			}
+		}
+	}()
+	pings := make(chan error, 1)
+	go func() {
+		for i := 0; i < 50; i++ {
+			if err := client.Ping(ctx); err != nil {
+				pings <- err
+				return
+			}
+		}
+		pings <- nil
+	}()
+	for b := 0; b < batches; b++ {
+		frames := make([][]byte, perBatch)
+		for j := range frames {
+			i := b*perBatch + j
+			frames[j] = []byte(fmt.Sprintf(`{"n":%d,"pad":"%s"}`, i, strings.Repeat("p", i%700)))
+		}
+		if err := s.writeFrames(frames); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-pings; err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+}
+
+// A killed session's browser hears why, whether its read loop was
+// running or had not started.
+func TestKillTellsBrowserWhy(t *testing.T) {
+	for _, running := range []bool{true, false} {
+		s, client := sessionPair(t)
+		done := make(chan struct{})
+		if !running {
+			s.kill(websocket.StatusPolicyViolation, "slow consumer: test")
+		}
+		go func() {
+			defer close(done)
+			s.readLoop(&relay{})
+		}()
+		if running {
+			s.kill(websocket.StatusPolicyViolation, "slow consumer: test")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, _, err := client.Read(ctx)
+		cancel()
+		if websocket.CloseStatus(err) != websocket.StatusPolicyViolation {
+			t.Fatalf("running=%v: client read %v, want close 1008", running, err)
+		}
+		var ce websocket.CloseError
+		if errors.As(err, &ce) && ce.Reason != "slow consumer: test" {
+			t.Fatalf("running=%v: reason %q", running, ce.Reason)
+		}
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("running=%v: the read loop did not end", running)
 		}
 	}
 }

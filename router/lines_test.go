@@ -12,19 +12,19 @@ import (
 	"github.com/coder/websocket"
 )
 
-// socketPair returns the server end of a real WebSocket on loopback and a
-// channel of the messages its client end reads.
-func socketPair(t testing.TB) (*websocket.Conn, <-chan []byte) {
+// sessionPair returns a session on the server end of a real WebSocket on
+// loopback, upgraded as the router upgrades browsers, and the client end.
+func sessionPair(t testing.TB) (*session, *websocket.Conn) {
 	t.Helper()
-	conns := make(chan *websocket.Conn, 1)
+	sessions := make(chan *session, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
+		hj := &leanHijack{ResponseWriter: w}
+		c, err := websocket.Accept(hj, r, nil)
 		if err != nil {
 			t.Error(err)
 			return
 		}
-		conns <- c
-		<-r.Context().Done()
+		sessions <- &session{conn: c, out: hj.conn, closed: make(chan struct{})}
 	}))
 	t.Cleanup(srv.Close)
 	client, _, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
@@ -33,6 +33,16 @@ func socketPair(t testing.TB) (*websocket.Conn, <-chan []byte) {
 	}
 	client.SetReadLimit(-1)
 	t.Cleanup(func() { client.CloseNow() })
+	s := <-sessions
+	t.Cleanup(func() { s.conn.CloseNow() })
+	return s, client
+}
+
+// socketPair is sessionPair with a channel of the messages the client
+// end reads.
+func socketPair(t testing.TB) (*session, <-chan []byte) {
+	t.Helper()
+	s, client := sessionPair(t)
 	msgs := make(chan []byte, 100)
 	go func() {
 		for {
@@ -44,9 +54,7 @@ func socketPair(t testing.TB) (*websocket.Conn, <-chan []byte) {
 			msgs <- data
 		}
 	}()
-	server := <-conns
-	t.Cleanup(func() { server.CloseNow() })
-	return server, msgs
+	return s, msgs
 }
 
 func readN(t *testing.T, msgs <-chan []byte, n int) [][]byte {
@@ -70,8 +78,8 @@ func TestWriteFramesAsLines(t *testing.T) {
 	small := func(i int) []byte { return []byte(`{"type":"message","seq":` + string(rune('0'+i)) + `}`) }
 	frames := [][]byte{small(1), small(2), small(3)}
 
-	conn, msgs := socketPair(t)
-	if err := (&session{conn: conn}).writeFrames(frames); err != nil {
+	s, msgs := socketPair(t)
+	if err := s.writeFrames(frames); err != nil {
 		t.Fatal(err)
 	}
 	for i, m := range readN(t, msgs, 3) {
@@ -80,8 +88,8 @@ func TestWriteFramesAsLines(t *testing.T) {
 		}
 	}
 
-	conn, msgs = socketPair(t)
-	lines := &session{conn: conn, lines: true}
+	lines, msgs := socketPair(t)
+	lines.lines = true
 	if err := lines.writeFrames(frames); err != nil {
 		t.Fatal(err)
 	}
@@ -111,8 +119,7 @@ func TestWriteFramesAsLines(t *testing.T) {
 // A session's writer goroutine lives only while frames wait: it ends once
 // the queue is empty, and the next frame starts another.
 func TestWriterOnlyWhileFramesWait(t *testing.T) {
-	conn, msgs := socketPair(t)
-	s := &session{conn: conn, closed: make(chan struct{})}
+	s, msgs := socketPair(t)
 	writerOn := func() bool {
 		s.qmu.Lock()
 		defer s.qmu.Unlock()

@@ -62,6 +62,7 @@ type session struct {
 	after      uint64 // v2 resume point from ?after=
 	seedPrefix string // of the ids the router gives this session's seed messages
 	conn       *websocket.Conn
+	out        *browserConn          // conn's socket, written a batch at a time
 	rl         atomic.Pointer[relay] // set before the relay sees the session
 	closed     chan struct{}
 	killOnce   sync.Once
@@ -216,10 +217,15 @@ func (s *session) writeLoop() {
 
 // writeFrames writes frames to the browser: each as its own message, or,
 // for a session that takes lines, runs of them joined by newlines (JSON
-// frames hold no raw newline) up to MaxLinesBytes.
-func (s *session) writeFrames(frames [][]byte) error {
+// frames hold no raw newline) up to MaxLinesBytes. The messages go out
+// together, in one syscall when they fit batchFlushBytes.
+func (s *session) writeFrames(frames [][]byte) (err error) {
 	var buf *[]byte
+	s.out.begin()
 	defer func() {
+		if ferr := s.out.end(); err == nil {
+			err = ferr
+		}
 		if buf != nil {
 			linesBufs.Put(buf)
 		}
@@ -248,7 +254,8 @@ func (s *session) writeFrames(frames [][]byte) error {
 // handleWS upgrades a browser connection and hands it to its own goroutine,
 // so the HTTP server's goroutine, its stack and the request are let go.
 func (rt *Router) handleWS(w http.ResponseWriter, req *http.Request) {
-	conn, err := websocket.Accept(smallReads{w}, req, &websocket.AcceptOptions{
+	hj := &leanHijack{ResponseWriter: w}
+	conn, err := websocket.Accept(hj, req, &websocket.AcceptOptions{
 		Subprotocols:       []string{SubprotocolV2},
 		InsecureSkipVerify: rt.cfg.AllowAnyOrigin,
 	})
@@ -261,6 +268,7 @@ func (rt *Router) handleWS(w http.ResponseWriter, req *http.Request) {
 	s := &session{
 		id:         id,
 		conn:       conn,
+		out:        hj.conn,
 		seedPrefix: rt.idPrefix + strconv.FormatUint(id, 36) + "-",
 		closed:     make(chan struct{}),
 		tokens:     float64(rt.cfg.SendBurst),

@@ -16,7 +16,7 @@ import (
 func BenchmarkSocketWrite(b *testing.B) {
 	frame := []byte(`{"type":"message","seq":12345,"id":"c1-77","name":"alice","text":"` + strings.Repeat("x", 120) + `","ts":1733100000000}`)
 	b.Run("deadline-context", func(b *testing.B) {
-		c := dialSink(b)
+		c := dialSink(b).conn
 		b.ReportAllocs()
 		for b.Loop() {
 			ctx, cancel := context.WithTimeout(context.Background(), WriteTimeout)
@@ -27,7 +27,7 @@ func BenchmarkSocketWrite(b *testing.B) {
 		}
 	})
 	b.Run("session-context-watchdog", func(b *testing.B) {
-		c := dialSink(b)
+		c := dialSink(b).conn
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		b.ReportAllocs()
@@ -40,7 +40,7 @@ func BenchmarkSocketWrite(b *testing.B) {
 		}
 	})
 	b.Run("watchdog", func(b *testing.B) {
-		c := dialSink(b)
+		c := dialSink(b).conn
 		b.ReportAllocs()
 		for b.Loop() {
 			t := time.AfterFunc(WriteTimeout, func() { c.CloseNow() })
@@ -67,7 +67,8 @@ func BenchmarkWriteBatch(b *testing.B) {
 			name = "lines"
 		}
 		b.Run(name, func(b *testing.B) {
-			s := &session{conn: dialSink(b), lines: lines}
+			s := dialSink(b)
+			s.lines = lines
 			b.ReportAllocs()
 			for b.Loop() {
 				if err := s.writeFrames(batch); err != nil {
@@ -79,13 +80,13 @@ func BenchmarkWriteBatch(b *testing.B) {
 	}
 }
 
-// dialSink returns the server end of a real WebSocket on loopback whose
-// client end reads and drops everything.
-func dialSink(b *testing.B) *websocket.Conn {
-	conn, msgs := socketPair(b)
+// dialSink returns a session on the server end of a real WebSocket on
+// loopback whose client end reads and drops everything.
+func dialSink(b *testing.B) *session {
+	s, msgs := socketPair(b)
 	go func() {
 		for range msgs {
 		}
 	}()
-	return conn
+	return s
 }
