@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 )
 
 // ReadBufferBytes sizes the buffer a browser's socket is read through. The
@@ -54,13 +55,18 @@ func (w *leanHijack) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	// What the server read past the request (a client that did not wait
 	// for the upgrade's answer) comes first. The library reads the
 	// connection it is handed, so that connection must return them.
-	var r net.Conn = c
+	bc := &browserConn{Conn: c}
 	if n := brw.Reader.Buffered(); n > 0 {
 		p, _ := brw.Reader.Peek(n)
-		r = &prefixedConn{Conn: c, pending: bytes.Clone(p)}
+		bc.pre = &prefixedConn{Conn: c, pending: bytes.Clone(p)}
+		bc.Conn = bc.pre
 	}
-	w.conn = &browserConn{Conn: r}
-	return w.conn, bufio.NewReadWriter(bufio.NewReaderSize(w.conn, ReadBufferBytes), bufio.NewWriterSize(w.conn, writeStageBytes)), nil
+	if sc, ok := c.(syscall.Conn); ok {
+		bc.raw, _ = sc.SyscallConn()
+	}
+	bc.br = bufio.NewReaderSize(bc, ReadBufferBytes)
+	w.conn = bc
+	return bc, bufio.NewReadWriter(bc.br, bufio.NewWriterSize(bc, writeStageBytes)), nil
 }
 
 // prefixedConn reads pending before the connection itself.
@@ -87,12 +93,31 @@ func (c *prefixedConn) Read(p []byte) (int, error) {
 // wait for a browser together cost one write, and an idle connection holds
 // no write buffer. Outside a batch (the library's pongs and close frames)
 // writes go straight through.
+//
+// It also tells whether the library has read everything the browser sent
+// (idle), for a session to park with the parker when it has.
 type browserConn struct {
 	net.Conn
+	pre *prefixedConn   // when the server had read past the request
+	raw syscall.RawConn // to watch the socket; nil if it is not a plain one
+	br  *bufio.Reader   // what the library reads through
 
 	mu    sync.Mutex
 	open  bool
 	batch *[]byte // nil when empty
+
+	// The reader's parking. br and pre belong to whoever reads: the
+	// session's reader, or, once the session is closed, the library's
+	// close handshake; never both (see session.tryPark and kill).
+	parkMu  sync.Mutex
+	parked  bool // no reader runs; the parker will start one
+	watched bool // the parker's set holds the socket
+}
+
+// idle reports whether nothing the browser sent waits to be read but what
+// is still in the socket.
+func (c *browserConn) idle() bool {
+	return c.br.Buffered() == 0 && (c.pre == nil || len(c.pre.pending) == 0)
 }
 
 func (c *browserConn) begin() {

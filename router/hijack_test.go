@@ -241,7 +241,7 @@ func TestKillTellsBrowserWhy(t *testing.T) {
 		}
 		go func() {
 			defer close(done)
-			s.readLoop(&relay{})
+			s.readLoop(&relay{}, false)
 		}()
 		if running {
 			s.kill(websocket.StatusPolicyViolation, "slow consumer: test")

@@ -84,6 +84,7 @@ type Router struct {
 
 	nextSession atomic.Uint64
 	refused     atomic.Uint64 // sends refused because a relay held too much
+	parker      *parker       // idle browser sockets; nil where it cannot run
 
 	mu       sync.Mutex
 	relays   map[string]*relay // guarded by mu
@@ -126,6 +127,10 @@ func Start(cfg Config) (*Router, error) {
 		conns:    map[string]*grpc.ClientConn{},
 	}
 	rt.ctx, rt.cancel = context.WithCancel(context.Background())
+	if rt.parker, err = newParker(); err != nil {
+		lis.Close()
+		return nil, err
+	}
 	httpAddr := cfg.HTTPAdvertise
 	if httpAddr == "" {
 		httpAddr = lis.Addr().String()
@@ -141,6 +146,7 @@ func Start(cfg Config) (*Router, error) {
 	})
 	if err != nil {
 		lis.Close()
+		rt.closeParker()
 		return nil, err
 	}
 	rt.members = members
@@ -166,6 +172,12 @@ func Start(cfg Config) (*Router, error) {
 	return rt, nil
 }
 
+func (rt *Router) closeParker() {
+	if rt.parker != nil {
+		rt.parker.close()
+	}
+}
+
 // Addr is the HTTP address browsers use.
 func (rt *Router) Addr() string { return rt.lis.Addr().String() }
 
@@ -175,6 +187,7 @@ func (rt *Router) Members() *cluster.Membership { return rt.members }
 // Stats are the router's counters and gauges.
 type Stats struct {
 	Sessions    int    // browsers connected
+	Parked      int    // of them, idle with no goroutine (see parker)
 	Relays      int    // rooms with a relay
 	QueuedBytes int    // bytes waiting to be written to browsers, all told
 	Refused     uint64 // sends refused as overloaded
@@ -185,6 +198,9 @@ func (rt *Router) Stats() Stats {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	st := Stats{Sessions: len(rt.sessions), Relays: len(rt.relays), Refused: rt.refused.Load()}
+	if rt.parker != nil {
+		st.Parked = rt.parker.parked()
+	}
 	for s := range rt.sessions {
 		st.QueuedBytes += s.backlog()
 	}
@@ -313,6 +329,7 @@ func (rt *Router) Shutdown(ctx context.Context) error {
 		rt.log.Warn("leave cluster", "err", lerr)
 	}
 	rt.members.Shutdown()
+	rt.closeParker()
 	rt.connsMu.Lock()
 	for _, c := range rt.conns {
 		c.Close()

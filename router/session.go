@@ -63,6 +63,7 @@ type session struct {
 	seedPrefix string // of the ids the router gives this session's seed messages
 	conn       *websocket.Conn
 	out        *browserConn          // conn's socket, written a batch at a time
+	parker     *parker               // where the idle session waits; nil: in its read
 	rl         atomic.Pointer[relay] // set before the relay sees the session
 	closed     chan struct{}
 	killOnce   sync.Once
@@ -166,13 +167,30 @@ func (s *session) sentIt(clientID string) bool {
 // without waiting for the close handshake to end its read loop.
 func (s *session) kill(code websocket.StatusCode, reason string) {
 	s.killOnce.Do(func() {
+		// Closed under parkMu, so that a reader either parks before (and
+		// is unparked here) or sees it and does not park.
+		c := s.out
+		if c != nil {
+			c.parkMu.Lock()
+		}
 		close(s.closed)
+		parked := c != nil && c.parked
+		if c != nil {
+			c.parked = false
+			c.parkMu.Unlock()
+		}
+		if parked {
+			s.parker.unpark(s.id)
+		}
 		rl := s.rl.Load() // nil before the join: serve then leaves itself
 		go func() {
 			if rl != nil {
 				rl.submit(relayReq{leave: s})
 			}
 			s.conn.Close(code, reason)
+			if parked {
+				rl.rt.untrack(s) // no reader will come back to do it
+			}
 		}()
 	})
 }
@@ -269,6 +287,7 @@ func (rt *Router) handleWS(w http.ResponseWriter, req *http.Request) {
 		id:         id,
 		conn:       conn,
 		out:        hj.conn,
+		parker:     rt.parker,
 		seedPrefix: rt.idPrefix + strconv.FormatUint(id, 36) + "-",
 		closed:     make(chan struct{}),
 		tokens:     float64(rt.cfg.SendBurst),
@@ -308,37 +327,80 @@ func (rt *Router) serve(s *session) {
 		s.kill(websocket.StatusGoingAway, "router shutting down")
 		return
 	}
-	defer rt.untrack(s)
 	if s.proto == protoV2 {
 		s.enqueue(welcomeFrame(s.room, s.name))
 	}
-	rl := rt.join(s)
-	defer rl.submit(relayReq{leave: s})
-	s.readLoop(rl)
+	s.read(rt.join(s), false)
 }
 
-// readLoop reads and checks frames until the browser goes away. Bad input
-// is answered with an error frame and the connection carries on. While the
-// room's relay is saturated it stops reading (see waitGate).
+// read runs the read loop, and the session's end unless it parked.
+func (s *session) read(rl *relay, resumed bool) {
+	if s.readLoop(rl, resumed) {
+		return
+	}
+	rl.submit(relayReq{leave: s})
+	rl.rt.untrack(s)
+}
+
+// readLoop reads and checks frames until the browser goes away, or, when
+// everything the browser sent is read, parks the session and reports true:
+// the parker calls resume when there is more, and the loop, resumed,
+// reads before it thinks of parking again. Bad input is answered with an
+// error frame and the connection carries on. While the room's relay is
+// saturated it stops reading (see waitGate).
 //
 // Reads take no context: a context that can end costs the WebSocket library
 // a callback registration per read. A session ends when its socket closes,
 // which kill (and so the router's shutdown) does.
-func (s *session) readLoop(rl *relay) {
+func (s *session) readLoop(rl *relay, resumed bool) (parked bool) {
 	for {
 		if s.isClosed() || !s.waitGate(rl) {
-			return
+			return false
 		}
+		if !resumed && s.tryPark(rl) {
+			return true
+		}
+		resumed = false
 		typ, data, err := s.conn.Read(context.Background())
 		if err != nil {
 			s.kill(websocket.StatusNormalClosure, "")
-			return
+			return false
 		}
 		if typ != websocket.MessageText {
 			s.enqueue(errorFrame(s.proto, limits.CodeBinary, "binary frames are not supported; send JSON text", ""))
 			continue
 		}
 		s.handleFrame(rl, data)
+	}
+}
+
+// tryPark parks the session if nothing it was sent waits unread.
+func (s *session) tryPark(rl *relay) bool {
+	c := s.out
+	if s.parker == nil || c == nil {
+		return false
+	}
+	c.parkMu.Lock()
+	defer c.parkMu.Unlock()
+	if s.isClosed() || !c.idle() {
+		return false
+	}
+	if err := s.parker.park(c, s.id, func() { s.resume(rl) }); err != nil {
+		return false // the read will say why, if it is the socket
+	}
+	c.parked = true
+	return true
+}
+
+// resume is the parker's call: the browser sent something, or hung up.
+func (s *session) resume(rl *relay) {
+	c := s.out
+	c.parkMu.Lock()
+	parked := c.parked
+	c.parked = false
+	c.parkMu.Unlock()
+	if parked { // else kill took it first
+		s.read(rl, true)
 	}
 }
 
