@@ -109,6 +109,10 @@ type Config struct {
 	Advertise string   // gossip address others use; empty means Bind
 	Seeds     []string // gossip addresses to join
 	Timings   Timings
+	// GossipKey, when set, encrypts and authenticates every gossip packet
+	// (AES-256-GCM, memberlist's keyring): a process without it can
+	// neither join nor read the cluster's metadata.
+	GossipKey []byte
 	// Known is the set of object nodes this member knew before it started
 	// (persisted by nodes), so a node restarted while another is down still
 	// builds the same ring.
@@ -181,6 +185,7 @@ func Start(cfg Config) (*Membership, error) {
 	}
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = cfg.Meta.ID
+	mc.SecretKey = cfg.GossipKey
 	mc.BindAddr, mc.BindPort = host, port
 	if cfg.Advertise != "" {
 		ah, ap, err := splitHostPort(cfg.Advertise)

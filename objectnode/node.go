@@ -19,10 +19,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 
 	"hellochat/cluster"
 	pb "hellochat/proto/roompb"
+	"hellochat/security"
 	"hellochat/shard"
 	"hellochat/storage"
 )
@@ -36,6 +39,9 @@ type Config struct {
 	GossipListen    string
 	GossipAdvertise string
 	Seeds           []string
+	// Security is the node's certificate, the CA it trusts and the gossip
+	// key (security.Dev, security.Load), or security.Insecure().
+	Security *security.Settings
 	// Expect matters only on a fresh data dir: such a node joins the
 	// cluster its peers belong to, or, when none does, forms a new one
 	// once Expect fresh nodes are known (like Consul's bootstrap-expect),
@@ -69,6 +75,21 @@ type Config struct {
 	DebugAddr string
 	Logger    *slog.Logger
 	LogOutput io.Writer // memberlist's log lines
+}
+
+// verifyPeer checks that a replication stream comes from the node its
+// messages name: a node's identity is its certificate.
+func (n *Node) verifyPeer(ctx context.Context, fromNode string) error {
+	id, err := n.cfg.Security.Authorize(ctx, security.RoleNode)
+	if err != nil {
+		n.log.Warn("refused a replication stream", "claims", fromNode, "err", err)
+		return err
+	}
+	if !n.cfg.Security.Insecure && id.ID != fromNode {
+		n.log.Warn("refused a replication stream", "claims", fromNode, "certificate", id.String())
+		return status.Errorf(codes.PermissionDenied, "certificate names %s, messages claim %s", id, fromNode)
+	}
+	return nil
 }
 
 // DefaultConfig is a single node on loopback.
@@ -121,15 +142,23 @@ type Stats struct {
 	// SlowStreams counts room streams dropped because their router did not
 	// read them fast enough (it comes back and reads what it missed).
 	SlowStreams uint64
+	// RefusedPeers counts replication streams refused because the caller's
+	// certificate did not name the node its messages claimed to be from.
+	RefusedPeers uint64
 }
 
 // Stats returns the node's counters.
-func (n *Node) Stats() Stats { return Stats{SlowStreams: n.slowStreams.Load()} }
+func (n *Node) Stats() Stats {
+	return Stats{SlowStreams: n.slowStreams.Load(), RefusedPeers: n.raftSrv.Refused()}
+}
 
 // Start opens the store, starts gRPC and gossip, and begins serving.
 func Start(cfg Config) (*Node, error) {
 	if cfg.ID == "" {
 		return nil, errors.New("objectnode: node id is empty")
+	}
+	if cfg.Security == nil {
+		return nil, errors.New("objectnode: no security settings (certificates, or security.Insecure())")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -167,7 +196,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.store = store
 	n.committer = raftCommitter{n}
-	n.raftSrv = shard.NewServer()
+	n.raftSrv = shard.NewServer(n.verifyPeer)
 	if n.ident, err = loadIdentity(store); err != nil {
 		n.closeEarly()
 		return nil, err
@@ -183,6 +212,7 @@ func Start(cfg Config) (*Node, error) {
 			Replica: n.ident.Replica, Cluster: n.ident.Cluster, Leaving: n.ident.Leaving},
 		Bind:       cfg.GossipListen,
 		Advertise:  cfg.GossipAdvertise,
+		GossipKey:  cfg.Security.GossipKey,
 		Seeds:      cfg.Seeds,
 		Timings:    cfg.Timings,
 		Known:      known,
@@ -198,6 +228,7 @@ func Start(cfg Config) (*Node, error) {
 	n.members = members
 
 	n.grpc = grpc.NewServer(
+		grpc.Creds(cfg.Security.ServerCreds()),
 		// Raft batches carry whole entries (and snapshots): the default 4 MB
 		// limit would refuse a big batch forever and wedge its group.
 		grpc.MaxRecvMsgSize(shard.MaxRaftMessage),
@@ -494,6 +525,7 @@ func (n *Node) startReplication() {
 		MaxMoves:      n.cfg.MaxMoves,
 		SnapshotRate:  n.cfg.SnapshotRate,
 		Faults:        n.cfg.RaftFaults,
+		Creds:         n.cfg.Security.ClientCreds(),
 		Logger:        n.log,
 		OnLeadership:  n.leadershipChanged,
 		OnReplicas:    n.replicasChanged,

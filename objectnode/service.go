@@ -11,6 +11,7 @@ import (
 	"hellochat/cluster"
 	"hellochat/limits"
 	pb "hellochat/proto/roompb"
+	"hellochat/security"
 )
 
 // service implements the Rooms gRPC service.
@@ -26,6 +27,9 @@ type service struct {
 func (s *service) Attach(srv pb.Rooms_AttachServer) error {
 	n := s.node
 	ctx := srv.Context()
+	if _, err := n.cfg.Security.Authorize(ctx, security.RoleRouter); err != nil {
+		return err
+	}
 	first, err := srv.Recv()
 	if err != nil {
 		return err
@@ -138,6 +142,9 @@ func (s *service) readRequests(ctx context.Context, srv pb.Rooms_AttachServer, r
 
 // Decommission starts moving every replica off this node.
 func (s *service) Decommission(ctx context.Context, _ *pb.DecommissionRequest) (*pb.StatusResponse, error) {
+	if _, err := s.node.cfg.Security.Authorize(ctx, security.RoleAdmin); err != nil {
+		return nil, err
+	}
 	if s.node.host.Load() == nil {
 		return nil, status.Error(codes.Unavailable, "replication has not started yet; try again once the node has joined its cluster")
 	}
@@ -148,6 +155,9 @@ func (s *service) Decommission(ctx context.Context, _ *pb.DecommissionRequest) (
 // Status reports the node's rooms and its view of the cluster.
 func (s *service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
 	n := s.node
+	if _, err := n.cfg.Security.Authorize(ctx, security.RoleRouter, security.RoleAdmin, security.RoleNode); err != nil {
+		return nil, err
+	}
 	p := n.members.Placement()
 	resp := &pb.StatusResponse{NodeId: n.cfg.ID, Ready: n.ready()}
 	if h := n.host.Load(); h != nil {

@@ -19,11 +19,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
 	"hellochat/cluster"
 	"hellochat/limits"
+	"hellochat/security"
 	"hellochat/web"
 )
 
@@ -36,6 +36,9 @@ type Config struct {
 	GossipAdvertise string
 	Seeds           []string
 	Timings         cluster.Timings
+	// Security is the router's certificate, the CA it trusts and the
+	// gossip key (security.Dev, security.Load), or security.Insecure().
+	Security *security.Settings
 	// SendRate and SendBurst bound each browser's messages per second.
 	SendRate  float64
 	SendBurst int
@@ -101,6 +104,9 @@ func Start(cfg Config) (*Router, error) {
 	if cfg.ID == "" {
 		return nil, errors.New("router: id is empty")
 	}
+	if cfg.Security == nil {
+		return nil, errors.New("router: no security settings (certificates, or security.Insecure())")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -141,6 +147,7 @@ func Start(cfg Config) (*Router, error) {
 		Advertise: cfg.GossipAdvertise,
 		Seeds:     cfg.Seeds,
 		Timings:   cfg.Timings,
+		GossipKey: cfg.Security.GossipKey,
 		Logger:    cfg.Logger,
 		LogOutput: cfg.LogOutput,
 	})
@@ -281,7 +288,7 @@ func (rt *Router) conn(addr string) (*grpc.ClientConn, error) {
 		return c, nil
 	}
 	c, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(rt.cfg.Security.ClientCreds()),
 		// Keepalive notices a node that stopped answering (paused or cut
 		// off) even while its streams are idle.
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 2 * time.Second, Timeout: time.Second, PermitWithoutStream: true}),

@@ -83,10 +83,10 @@ proc_cmd() {
     node[1-9])
       CMD=("$ROOT/bin/objectnode" --id "$1" --data "$DATA/$1"
         --grpc-addr "$(node_grpc "$1")" --gossip-addr "$(node_gossip "$1")"
-        --join "$(join_list)" --expect "${2:-$(node_expect "$1")}") ;;
+        --join "$(join_list)" --expect "${2:-$(node_expect "$1")}" --dev-pki "$DATA/pki") ;;
     "$ROUTER")
       CMD=("$ROOT/bin/router" --id "$ROUTER" --http-addr "$HTTP_ADDR"
-        --gossip-addr "$ROUTER_GOSSIP" --join "$(join_list)") ;;
+        --gossip-addr "$ROUTER_GOSSIP" --join "$(join_list)" --dev-pki "$DATA/pki") ;;
     *) die "unknown process '$1'" ;;
   esac
 }

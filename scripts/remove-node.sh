@@ -39,8 +39,8 @@ marker="$(removed_marker "$name")"
 mkdir -p "$PID_DIR"
 : >"$marker" # before it exits, so that cluster.sh reports a removal, not a crash
 start=$(now_ms)
-say "asking $name (pid $pid, gRPC $grpc) to leave the cluster: bin/objectnode decommission $grpc"
-if ! out="$("$ROOT/bin/objectnode" decommission "$grpc" 2>&1)"; then
+say "asking $name (pid $pid, gRPC $grpc) to leave the cluster: bin/objectnode decommission --dev-pki $DATA/pki $grpc"
+if ! out="$("$ROOT/bin/objectnode" decommission --dev-pki "$DATA/pki" "$grpc" 2>&1)"; then
   rm -f "$marker"
   printf '%s\n' "$out" >&2
   die "decommission of $name failed (above); it keeps running"

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"go.etcd.io/raft/v3"
+	"google.golang.org/grpc/credentials"
 
 	"hellochat/cluster"
 	pb "hellochat/proto/roompb"
@@ -47,6 +48,8 @@ type Config struct {
 	Replica string
 	Store   *storage.Store
 	Members *cluster.Membership
+	// Creds secure the connections to peers; nil is plaintext.
+	Creds credentials.TransportCredentials
 	// Bootstrap creates, for every shard the ring places on this node and
 	// that has no state on disk, the group's initial state with the ring's
 	// replicas as voters. Only the nodes that form a new cluster do this;

@@ -42,6 +42,12 @@ func (h *Host) stepOne(shard int, m *raftpb.Message, from string) {
 	if m.GetTo() != h.raftID {
 		return
 	}
+	// The stream's sender is authenticated (see Server); a message must
+	// come from one of that node's own replicas.
+	if name, ok := h.names[m.GetFrom()]; !ok || name != from {
+		h.log.Debug("dropping raft message from a replica not of its sender", "shard", shard, "from", from, "replica", m.GetFrom())
+		return
+	}
 	// Shard data only arrives through the snapshot stream, fully on disk.
 	if m.GetType() == raftpb.MsgSnap {
 		return

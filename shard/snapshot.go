@@ -200,9 +200,12 @@ func (s *snapshotSender) stream(to string, shard int, header []byte, reader *sto
 
 // receiveSnapshot writes an incoming snapshot stream to disk and hands it
 // to the loop; it answers once the loop has stepped it.
-func (h *Host) receiveSnapshot(stream pb.Replication_SnapshotServer) error {
+func (h *Host) receiveSnapshot(stream pb.Replication_SnapshotServer, check Verifier) error {
 	first, err := stream.Recv()
 	if err != nil {
+		return err
+	}
+	if err := check(stream.Context(), first.FromNode); err != nil {
 		return err
 	}
 	shard := int(first.Shard)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -85,8 +86,12 @@ func (t *transport) peer(to string) (*peer, error) {
 	} else if p != nil {
 		close(p.stop) // the peer restarted on a new address
 	}
+	creds := t.h.cfg.Creds
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
 	conn, err := grpc.NewClient(meta.GRPC,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(MaxRaftMessage)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: time.Second, Timeout: time.Second, PermitWithoutStream: true}),
 		grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: time.Second}),
@@ -218,14 +223,36 @@ func (h *Host) reportSnaps(snaps []snapReport, ok bool) {
 // gRPC server.
 type Server struct {
 	pb.UnimplementedReplicationServer
+	verify   Verifier
+	refused  atomic.Uint64
 	mu       sync.RWMutex
 	host     *Host
 	stop     chan struct{}
 	stopOnce sync.Once
 }
 
-// NewServer returns a server that drops messages until SetHost.
-func NewServer() *Server { return &Server{stop: make(chan struct{})} }
+// Verifier checks that the caller of a replication stream is the node its
+// messages say they are from; nil takes every caller at its word.
+type Verifier func(ctx context.Context, fromNode string) error
+
+// NewServer returns a server that drops messages until SetHost. A stream
+// whose messages claim a sender verify refuses is ended with verify's
+// error, and counted.
+func NewServer(verify Verifier) *Server { return &Server{verify: verify, stop: make(chan struct{})} }
+
+// Refused counts the streams ended because their sender did not check out.
+func (s *Server) Refused() uint64 { return s.refused.Load() }
+
+func (s *Server) check(ctx context.Context, from string) error {
+	if s.verify == nil {
+		return nil
+	}
+	if err := s.verify(ctx, from); err != nil {
+		s.refused.Add(1)
+		return err
+	}
+	return nil
+}
 
 // SetHost starts delivering to h.
 func (s *Server) SetHost(h *Host) {
@@ -246,7 +273,7 @@ func (s *Server) Snapshot(stream pb.Replication_SnapshotServer) error {
 	if h == nil {
 		return errors.New("replication not started yet")
 	}
-	return h.receiveSnapshot(stream)
+	return h.receiveSnapshot(stream, s.check)
 }
 
 // Raft receives one peer's batches.
@@ -270,7 +297,13 @@ func (s *Server) Raft(stream pb.Replication_RaftServer) error {
 				errc <- nil
 				return
 			}
-			from = b.FromNode
+			if b.FromNode != from {
+				if err := s.check(stream.Context(), b.FromNode); err != nil {
+					errc <- err
+					return
+				}
+				from = b.FromNode
+			}
 			if h == nil {
 				continue
 			}

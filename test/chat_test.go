@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	tc "hellochat/internal/testcluster"
 	pb "hellochat/proto/roompb"
+	"hellochat/security"
 )
 
 const wait = 10 * time.Second
@@ -139,7 +139,7 @@ func TestRoomsSpreadOverNodes(t *testing.T) {
 	}
 	perNode := map[string]int{}
 	for i := range c.Nodes {
-		st := nodeStatus(t, c.Config(i).GRPCListen)
+		st := nodeStatus(t, c, c.Config(i).GRPCListen)
 		for _, r := range st.Rooms {
 			if !slices.Contains(st.Leading, r.Shard) {
 				t.Errorf("room %s active on %s, which does not lead shard %d", r.Room, st.NodeId, r.Shard)
@@ -170,7 +170,7 @@ func TestNotOwnerRedirects(t *testing.T) {
 	leader := c.Leader(room)
 	owner := c.Config(leader).ID
 	other := (leader + 1) % 3
-	conn := grpcConn(t, c.Config(other).GRPCListen)
+	conn := grpcConn(t, c, security.RoleRouter, c.Config(other).GRPCListen)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	stream, err := pb.NewRoomsClient(conn).Attach(ctx)
@@ -188,7 +188,7 @@ func TestNotOwnerRedirects(t *testing.T) {
 	if r == nil || r.OwnerId != owner || r.OwnerAddr != c.Config(leader).GRPCListen {
 		t.Fatalf("got %v, want a redirect to %s", ev, owner)
 	}
-	for _, rs := range nodeStatus(t, c.Config(other).GRPCListen).Rooms {
+	for _, rs := range nodeStatus(t, c, c.Config(other).GRPCListen).Rooms {
 		if rs.Room == room {
 			t.Fatalf("non-owner hosts %s", room)
 		}
@@ -204,12 +204,12 @@ func TestIdleRoomEvictedAndReactivated(t *testing.T) {
 	ann := tc.Dial(t, c.URL(), room, "ann", true)
 	ann.Post("1", "before the nap")
 	ann.Expect(wait, "ack", tc.IsType("ack"))
-	if !hosts(t, owner, room) {
+	if !hosts(t, c, owner, room) {
 		t.Fatal("room not active while in use")
 	}
 	ann.Conn.Close(1000, "bye")
 	tc.Eventually(t, wait, func() error {
-		if hosts(t, owner, room) {
+		if hosts(t, c, owner, room) {
 			return fmt.Errorf("room still active")
 		}
 		return nil
@@ -314,9 +314,10 @@ func history(t *testing.T, c *tc.Cluster, room string) []string {
 	return out
 }
 
-func grpcConn(t *testing.T, addr string) *grpc.ClientConn {
+// grpcConn dials a node as a member of the cluster's PKI with role.
+func grpcConn(t *testing.T, c *tc.Cluster, role, addr string) *grpc.ClientConn {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(c.Security(role, "test-"+role).ClientCreds()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,19 +325,19 @@ func grpcConn(t *testing.T, addr string) *grpc.ClientConn {
 	return conn
 }
 
-func nodeStatus(t *testing.T, addr string) *pb.StatusResponse {
+func nodeStatus(t *testing.T, c *tc.Cluster, addr string) *pb.StatusResponse {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	st, err := pb.NewRoomsClient(grpcConn(t, addr)).Status(ctx, &pb.StatusRequest{})
+	st, err := pb.NewRoomsClient(grpcConn(t, c, security.RoleAdmin, addr)).Status(ctx, &pb.StatusRequest{})
 	if err != nil {
 		t.Fatalf("status of %s: %v", addr, err)
 	}
 	return st
 }
 
-func hosts(t *testing.T, addr, room string) bool {
-	for _, r := range nodeStatus(t, addr).Rooms {
+func hosts(t *testing.T, c *tc.Cluster, addr, room string) bool {
+	for _, r := range nodeStatus(t, c, addr).Rooms {
 		if r.Room == room {
 			return true
 		}

@@ -11,6 +11,7 @@ import (
 	"hellochat/cluster"
 	tc "hellochat/internal/testcluster"
 	"hellochat/objectnode"
+	"hellochat/security"
 	"hellochat/storage"
 )
 
@@ -369,6 +370,9 @@ func TestForeignNodeGetsNoPlace(t *testing.T) {
 	cfg.GossipListen = fmt.Sprintf("127.0.0.1:%d", tc.FreePort(t))
 	cfg.Timings = tc.Timings()
 	cfg.Expect = 1 // alone: forms a cluster of its own
+	// Under the same CA and gossip key: a node of another cluster that an
+	// operator set up from the same files.
+	cfg.Security = c.Security(security.RoleNode, "alien")
 	cfg.Logger = quietLog()
 	alien, err := objectnode.Start(cfg)
 	if err != nil {

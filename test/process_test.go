@@ -219,7 +219,8 @@ func TestDuplicateIDProcessExits(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, "objectnode"), "--id", "node2",
 		"--data", filepath.Join(dir, "second-node2"), "--grpc-addr", "127.0.0.1:0",
-		"--gossip-addr", fmt.Sprintf("127.0.0.1:%d", gp), "--join", first.GossipAddr(), "--expect", "0")
+		"--gossip-addr", fmt.Sprintf("127.0.0.1:%d", gp), "--join", first.GossipAddr(), "--expect", "0",
+		"--dev-pki", filepath.Join(dir, "pki"))
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
 		t.Fatalf("the second node2 did not exit within 30 s:\n%s", out)

@@ -9,15 +9,16 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"hellochat/internal/flagenv"
 	"hellochat/objectnode"
 	pb "hellochat/proto/roompb"
+	"hellochat/security"
 )
 
 func main() {
@@ -39,9 +40,15 @@ func main() {
 	fs.IntVar(&cfg.SnapshotRate, "snapshot-rate", 0, "bytes per second this node streams when it moves shard replicas (0: default 32 MiB/s)")
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", "", "serve Go pprof profiles on this host:port (e.g. 127.0.0.1:6061)")
 	member := flagenv.MemberFlags(fs, &cfg.GossipListen, &cfg.GossipAdvertise, &cfg.Timings)
+	sec := flagenv.SecurityFlags(fs)
 	flagenv.ParseOrExit(fs, "Runs one hellochat object node.")
 	cfg.Seeds = member.Seeds()
 	cfg.Logger, cfg.LogOutput = member.Logger(cfg.ID)
+	var err error
+	if cfg.Security, err = sec.Settings(security.RoleNode, cfg.ID, cfg.Logger); err != nil {
+		cfg.Logger.Error("cannot start", "err", err)
+		os.Exit(2)
+	}
 
 	n, err := objectnode.Start(cfg)
 	if err != nil {
@@ -51,13 +58,27 @@ func main() {
 	flagenv.ServeUntil(cfg.Logger, n.Failed(), n.Err, n.Shutdown)
 }
 
-// decommission asks a running node to leave the cluster for good.
+// decommission asks a running node to leave the cluster for good. It calls
+// as an admin: with a certificate naming role admin, or from the local
+// cluster's development PKI.
 func decommission(args []string) int {
-	if len(args) != 1 {
-		fmt.Fprintln(os.Stderr, "usage: objectnode decommission HOST:PORT   (the node's --grpc-addr)")
+	fs := flag.NewFlagSet("objectnode decommission", flag.ExitOnError)
+	sec := flagenv.SecurityFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: objectnode decommission [flags] HOST:PORT   (the node's --grpc-addr)")
+		fs.PrintDefaults()
+	}
+	if err := flagenv.Parse(fs, args); err != nil || fs.NArg() != 1 {
+		fs.Usage()
 		return 2
 	}
-	conn, err := grpc.NewClient(args[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	settings, err := sec.Settings(security.RoleAdmin, "admin", slog.Default())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "decommission: %v\n", err)
+		return 2
+	}
+	addr := fs.Arg(0)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(settings.ClientCreds()))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "decommission: %v\n", err)
 		return 1
@@ -67,7 +88,7 @@ func decommission(args []string) int {
 	defer cancel()
 	st, err := pb.NewRoomsClient(conn).Decommission(ctx, &pb.DecommissionRequest{})
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "decommission %s: %v\n", args[0], err)
+		fmt.Fprintf(os.Stderr, "decommission %s: %v\n", addr, err)
 		return 1
 	}
 	fmt.Printf("%s is leaving: it holds %d shard replicas, which move to other nodes; it stops once it holds none\n",

@@ -8,6 +8,7 @@ import (
 
 	"hellochat/internal/flagenv"
 	"hellochat/router"
+	"hellochat/security"
 )
 
 func main() {
@@ -22,9 +23,15 @@ func main() {
 	fs.BoolVar(&cfg.AllowAnyOrigin, "allow-any-origin", false, "accept WebSockets from pages served by other origins")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go pprof profiles under /debug/pprof/ on --http-addr")
 	member := flagenv.MemberFlags(fs, &cfg.GossipListen, &cfg.GossipAdvertise, &cfg.Timings)
+	sec := flagenv.SecurityFlags(fs)
 	flagenv.ParseOrExit(fs, "Runs one hellochat router.")
 	cfg.Seeds = member.Seeds()
 	cfg.Logger, cfg.LogOutput = member.Logger(cfg.ID)
+	var err error
+	if cfg.Security, err = sec.Settings(security.RoleRouter, cfg.ID, cfg.Logger); err != nil {
+		cfg.Logger.Error("cannot start", "err", err)
+		os.Exit(2)
+	}
 
 	rt, err := router.Start(cfg)
 	if err != nil {

@@ -24,11 +24,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"hellochat/cluster"
 	pb "hellochat/proto/roompb"
+	"hellochat/security"
 )
 
 // Proc is one process of the cluster.
@@ -42,6 +42,18 @@ type Proc struct {
 
 	// Object nodes only: their gRPC and gossip addresses, data directory.
 	grpcAddr, gossipAddr, data string
+	// pki is the cluster's development PKI, which Status and Decommission
+	// call the node with as an admin.
+	pki string
+}
+
+// admin dials the node as an admin of the cluster.
+func (p *Proc) admin() (*grpc.ClientConn, error) {
+	s, err := security.Dev(p.pki, security.Identity{Role: security.RoleAdmin, ID: "admin"})
+	if err != nil {
+		return nil, err
+	}
+	return grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(s.ClientCreds()))
 }
 
 // Start starts the process, appending its output to its log file.
@@ -151,7 +163,7 @@ func (p *Proc) WipeData() error {
 
 // Status asks an object node for its status over gRPC.
 func (p *Proc) Status(ctx context.Context) (*pb.StatusResponse, error) {
-	conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := p.admin()
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +176,7 @@ func (p *Proc) Status(ctx context.Context) (*pb.StatusResponse, error) {
 // its cluster yet answers Unavailable; Decommission retries that until ctx
 // ends.
 func (p *Proc) Decommission(ctx context.Context) (*pb.StatusResponse, error) {
-	conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := p.admin()
 	if err != nil {
 		return nil, err
 	}
@@ -263,7 +275,7 @@ func Start(o Options) (*Cluster, error) {
 	c.Base = "http://127.0.0.1:" + strconv.Itoa(hp)
 	c.Router = &Proc{Name: "router1", bin: filepath.Join(o.Bin, "router"), log: filepath.Join(o.Dir, "router1.log"),
 		args: append([]string{"--http-addr", "127.0.0.1:" + strconv.Itoa(hp), "--gossip-addr", "127.0.0.1:" + strconv.Itoa(rgp),
-			"--join", strings.Join(gossip, ",")}, o.RouterFlags...)}
+			"--join", strings.Join(gossip, ","), "--dev-pki", c.pki()}, o.RouterFlags...)}
 	for _, p := range append(c.Nodes, c.Router) {
 		if err := p.Start(); err != nil {
 			c.Kill()
@@ -280,10 +292,14 @@ func Start(o Options) (*Cluster, error) {
 func (c *Cluster) nodeProc(id, grpcAddr, gossipAddr string, seeds []string, expect int) *Proc {
 	data := filepath.Join(c.Dir, id)
 	return &Proc{Name: id, bin: filepath.Join(c.bin, "objectnode"), log: filepath.Join(c.Dir, id+".log"),
-		grpcAddr: grpcAddr, gossipAddr: gossipAddr, data: data,
+		grpcAddr: grpcAddr, gossipAddr: gossipAddr, data: data, pki: c.pki(),
 		args: append([]string{"--id", id, "--data", data, "--grpc-addr", grpcAddr,
-			"--gossip-addr", gossipAddr, "--join", strings.Join(seeds, ","), "--expect", strconv.Itoa(expect)}, c.nodeFlags...)}
+			"--gossip-addr", gossipAddr, "--join", strings.Join(seeds, ","), "--expect", strconv.Itoa(expect),
+			"--dev-pki", c.pki()}, c.nodeFlags...)}
 }
+
+// pki is the directory of the cluster's development PKI.
+func (c *Cluster) pki() string { return filepath.Join(c.Dir, "pki") }
 
 // AddNode starts one more object node, named after the last one ever
 // started, on a fresh data dir with --expect 0: it only joins the running

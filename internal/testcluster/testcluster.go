@@ -19,6 +19,7 @@ import (
 	"hellochat/internal/logging"
 	"hellochat/objectnode"
 	"hellochat/router"
+	"hellochat/security"
 	"hellochat/shard"
 	"hellochat/storage"
 )
@@ -100,6 +101,7 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 		SendRate:     opts.SendRate,
 		SendBurst:    opts.SendBurst,
 		SeedHistory:  opts.SeedHistory,
+		Security:     c.Security(security.RoleRouter, "router1"),
 		Logger:       logger,
 		LogOutput:    raw,
 	})
@@ -131,9 +133,20 @@ func (c *Cluster) nodeConfig(id, gossip string, expect int) objectnode.Config {
 		KeepEntries:   c.opts.KeepEntries,
 		StreamQueue:   c.opts.StreamQueue,
 		MaxMoves:      c.opts.MaxMoves,
+		Security:      c.Security(security.RoleNode, id),
 		Logger:        logger,
 		LogOutput:     raw,
 	}
+}
+
+// Security is the settings of a member of the cluster's development PKI
+// (created on first use): the cluster runs as securely as a real one.
+func (c *Cluster) Security(role, id string) *security.Settings {
+	s, err := security.Dev(filepath.Join(c.dir, "pki"), security.Identity{Role: role, ID: id})
+	if err != nil {
+		c.t.Fatalf("security for %s %s: %v", role, id, err)
+	}
+	return s
 }
 
 // AddNode starts one more object node (fresh data dir), which joins the
