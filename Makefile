@@ -9,6 +9,7 @@ GOFMT ?= gofmt
 # Router address for `make cluster` and `make owners`; keep it on loopback
 # unless other machines should reach the chat.
 HTTP_ADDR ?= 127.0.0.1:8080
+ADMIN_ADDR ?= 127.0.0.1:8081
 # Object nodes `make cluster` starts (node1..nodeNODES, 1-9).
 NODES ?= 3
 # Node number (1-9) for kill-node, restart-node, add-node and remove-node.
@@ -29,7 +30,7 @@ WIPES ?= 1
 SCENARIO ?=
 # Time per target of `make fuzz`.
 FUZZTIME ?= 30s
-export HTTP_ADDR ROOMS KILLS PAUSES ADDS REMOVES WIPES
+export HTTP_ADDR ADMIN_ADDR ROOMS KILLS PAUSES ADDS REMOVES WIPES
 export CLUSTER_DATA
 
 .PHONY: help build cluster kill-node restart-node add-node remove-node owners failover fuzz bench-go test test-short lint bench \
@@ -40,7 +41,7 @@ help: ## list targets (this is the default)
 	@echo
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z-]*:.*## / { printf "  %-13s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 	@echo
-	@echo "variables: HTTP_ADDR=$(HTTP_ADDR)  NODES=$(NODES)  N=<1-9>  ROOMS=a,b  CLUSTER_DATA=$(CLUSTER_DATA)  GO=$(GO)"
+	@echo "variables: HTTP_ADDR=$(HTTP_ADDR)  ADMIN_ADDR=$(ADMIN_ADDR)  NODES=$(NODES)  N=<1-9>  ROOMS=a,b  CLUSTER_DATA=$(CLUSTER_DATA)  GO=$(GO)"
 
 build: ## build bin/objectnode and bin/router
 	$(GO) build -o bin/ ./cmd/...

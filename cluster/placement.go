@@ -188,6 +188,20 @@ func (p *Placement) Node(id string) (Meta, bool) {
 // Alive reports whether gossip currently sees the member.
 func (p *Placement) Alive(id string) bool { return p.alive[id] }
 
+// Serving reports whether every room can be served now: some object node
+// is alive and every shard has a leader.
+func (p *Placement) Serving() bool {
+	if p.LiveNodes() == 0 {
+		return false
+	}
+	for s := 0; s < Partitions; s++ {
+		if len(p.Leaders(s)) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // LiveNodes counts the known object nodes that are alive.
 func (p *Placement) LiveNodes() int {
 	n := 0

@@ -30,6 +30,16 @@ var grpcConnectParams = grpc.ConnectParams{
 	MinConnectTimeout: 2 * time.Second,
 }
 
+// handlePublicHealth says only whether the router can serve every room:
+// counts of nodes and shards are for the admin endpoint.
+func (rt *Router) handlePublicHealth(w http.ResponseWriter, _ *http.Request) {
+	if !rt.members.Placement().Serving() {
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
 func (rt *Router) handleHealth(w http.ResponseWriter, _ *http.Request) {
 	p := rt.members.Placement()
 	led := 0

@@ -48,10 +48,15 @@ type Config struct {
 	SeedHistory int
 	// AllowAnyOrigin accepts WebSockets from pages of other origins.
 	AllowAnyOrigin bool
-	// Pprof serves Go's profiles under /debug/pprof/ on the HTTP address.
-	Pprof     bool
-	Logger    *slog.Logger
-	LogOutput io.Writer
+	// AdminListen is where the operator's endpoints are served:
+	// /api/cluster, a detailed /healthz and, with Pprof, Go's profiles under
+	// /debug/pprof/. Keep it on loopback or a private network; empty serves
+	// none of them. The public address serves only the page, /ws, /qr.png
+	// and a /healthz that says ok or not.
+	AdminListen string
+	Pprof       bool
+	Logger      *slog.Logger
+	LogOutput   io.Writer
 }
 
 // Defaults for the per-connection send limit (flags --send-rate, --send-burst).
@@ -65,6 +70,7 @@ func DefaultConfig() Config {
 	return Config{
 		ID:           "router1",
 		HTTPListen:   "127.0.0.1:8080",
+		AdminListen:  "127.0.0.1:8081",
 		GossipListen: "127.0.0.1:7100",
 		Timings:      cluster.DefaultTimings(),
 		SendRate:     DefaultSendRate,
@@ -80,7 +86,9 @@ type Router struct {
 	instance string // unique per process start; names this router to nodes
 	idPrefix string // short and unique per process start; begins router-made message ids
 	http     *http.Server
+	admin    *http.Server // nil without AdminListen
 	lis      net.Listener
+	adminLis net.Listener // nil without AdminListen
 
 	ctx    context.Context // canceled at shutdown
 	cancel context.CancelFunc
@@ -121,6 +129,19 @@ func Start(cfg Config) (*Router, error) {
 	if err != nil {
 		return nil, fmt.Errorf("router: listen for HTTP on %s: %w", cfg.HTTPListen, err)
 	}
+	var adminLis net.Listener
+	if cfg.AdminListen != "" {
+		if adminLis, err = net.Listen("tcp", cfg.AdminListen); err != nil {
+			lis.Close()
+			return nil, fmt.Errorf("router: listen for the admin endpoints on %s: %w", cfg.AdminListen, err)
+		}
+	}
+	closeEarly := func() {
+		lis.Close()
+		if adminLis != nil {
+			adminLis.Close()
+		}
+	}
 	rt := &Router{
 		cfg:      cfg,
 		log:      cfg.Logger,
@@ -128,13 +149,14 @@ func Start(cfg Config) (*Router, error) {
 		// Router ids have no length limit; message ids do.
 		idPrefix: limits.RouterIDMark + hex.EncodeToString(nonce) + "-",
 		lis:      lis,
+		adminLis: adminLis,
 		relays:   map[string]*relay{},
 		sessions: map[*session]bool{},
 		conns:    map[string]*grpc.ClientConn{},
 	}
 	rt.ctx, rt.cancel = context.WithCancel(context.Background())
 	if rt.parker, err = newParker(); err != nil {
-		lis.Close()
+		closeEarly()
 		return nil, err
 	}
 	httpAddr := cfg.HTTPAdvertise
@@ -152,7 +174,7 @@ func Start(cfg Config) (*Router, error) {
 		LogOutput: cfg.LogOutput,
 	})
 	if err != nil {
-		lis.Close()
+		closeEarly()
 		rt.closeParker()
 		return nil, err
 	}
@@ -160,23 +182,42 @@ func Start(cfg Config) (*Router, error) {
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", rt.handleWS)
-	mux.HandleFunc("/healthz", rt.handleHealth)
-	mux.HandleFunc("/api/cluster", rt.handleCluster)
+	mux.HandleFunc("/healthz", rt.handlePublicHealth)
 	mux.HandleFunc("/qr.png", handleQR)
-	if cfg.Pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
 	mux.Handle("/", web.Handler())
-	rt.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	rt.http = rt.serveHTTP(lis, mux, "HTTP")
+	if adminLis != nil {
+		admin := http.NewServeMux()
+		admin.HandleFunc("/healthz", rt.handleHealth)
+		admin.HandleFunc("/api/cluster", rt.handleCluster)
+		if cfg.Pprof {
+			admin.HandleFunc("/debug/pprof/", pprof.Index)
+			admin.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			admin.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
+		rt.admin = rt.serveHTTP(adminLis, admin, "admin")
+	}
+	rt.log.Info("router started", "id", cfg.ID, "http", httpAddr, "admin", rt.AdminAddr(), "gossip", members.GossipAddr())
+	return rt, nil
+}
+
+// serveHTTP runs an HTTP server on lis until Shutdown.
+func (rt *Router) serveHTTP(lis net.Listener, h http.Handler, what string) *http.Server {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
-		if err := rt.http.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			rt.log.Error("HTTP server stopped", "err", err)
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			rt.log.Error(what+" server stopped", "err", err)
 		}
 	}()
-	rt.log.Info("router started", "id", cfg.ID, "http", httpAddr, "gossip", members.GossipAddr())
-	return rt, nil
+	return srv
+}
+
+// AdminAddr is where the admin endpoints are served ("" when nowhere).
+func (rt *Router) AdminAddr() string {
+	if rt.adminLis == nil {
+		return ""
+	}
+	return rt.adminLis.Addr().String()
 }
 
 func (rt *Router) closeParker() {
@@ -318,6 +359,9 @@ func (rt *Router) Shutdown(ctx context.Context) error {
 	rt.mu.Unlock()
 
 	err := rt.http.Shutdown(ctx)
+	if rt.admin != nil {
+		rt.admin.Shutdown(ctx)
+	}
 	for _, s := range sessions {
 		s.kill(1001, "router shutting down")
 	}

@@ -30,7 +30,7 @@ fi
 running="$(running_nodes | paste -sd ' ' -)"
 [[ -n "$running" ]] || die "no cluster is running (no node has a live pid file in $PID_DIR); start one with \`make cluster\`"
 poll_cluster "$name" ||
-  die "the router at http://$(addr_dial "$HTTP_ADDR")/api/cluster does not answer (or is older than this script: rebuild and restart the cluster); is the cluster running? If the router listens elsewhere, pass HTTP_ADDR=host:port"
+  die "the router at http://$(addr_dial "$ADMIN_ADDR")/api/cluster does not answer (or is older than this script: rebuild and restart the cluster); is the cluster running? If its admin endpoint listens elsewhere, pass ADMIN_ADDR=host:port"
 [[ -x bin/objectnode ]] || die "bin/objectnode not found; build it with \`make build\`"
 check_ports "$name" || die "not starting $name: a port it needs is in use (see above)"
 

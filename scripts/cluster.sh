@@ -9,7 +9,8 @@
 # Usage: cluster.sh [NODES]
 #
 # Environment: CLUSTER_DATA (data, logs and pids; default ./data),
-# HTTP_ADDR (router address, default 127.0.0.1:8080),
+# HTTP_ADDR (router address, default 127.0.0.1:8080), ADMIN_ADDR (its admin
+# endpoints, default 127.0.0.1:8081),
 # HEALTH_TIMEOUT (seconds to wait for the router, default 15),
 # STOP_TIMEOUT (seconds to wait before SIGKILL, default 10). HELLOCHAT_*
 # variables reach the processes, e.g. HELLOCHAT_DEBUG=true.
@@ -192,7 +193,7 @@ for name in "${START_PROCS[@]}"; do
   start_follower "$name"
 done
 
-health_url="http://$(addr_dial "$HTTP_ADDR")/healthz"
+health_url="http://$(addr_dial "$ADMIN_ADDR")/healthz"
 say "waiting up to ${HEALTH_TIMEOUT}s for $health_url"
 deadline=$((SECONDS + HEALTH_TIMEOUT))
 health=""
@@ -202,7 +203,7 @@ while :; do
   for name in "${START_PROCS[@]}"; do
     is_running "$name" "${PIDS[$name]}" || fail_startup "$name"
   done
-  if health="$(HTTP_TIMEOUT=1 http_get "$HTTP_ADDR" /healthz 2>/dev/null)"; then
+  if health="$(HTTP_TIMEOUT=1 http_get "$ADMIN_ADDR" /healthz 2>/dev/null)"; then
     # Healthy means every shard has a leader; give gossip up to 3s more to
     # report every node started ("ok: 3 of 3 ...") so "ready" means ready.
     healthy_since="${healthy_since:-$SECONDS}"

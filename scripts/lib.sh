@@ -19,6 +19,9 @@ LOG_DIR="$DATA/logs"
 PID_DIR="$DATA/pids"
 CLUSTER_ENV="$DATA/cluster.env"
 HTTP_ADDR="${HTTP_ADDR:-127.0.0.1:8080}"
+# The router's admin endpoints (/api/cluster, the detailed /healthz): on
+# loopback, apart from the public HTTP_ADDR.
+ADMIN_ADDR="${ADMIN_ADDR:-127.0.0.1:8081}"
 PARTITIONS=64 # cluster.Partitions
 
 # NODES lists every object node the local cluster can run: node1..node9,
@@ -86,7 +89,7 @@ proc_cmd() {
         --join "$(join_list)" --expect "${2:-$(node_expect "$1")}" --dev-pki "$DATA/pki") ;;
     "$ROUTER")
       CMD=("$ROOT/bin/router" --id "$ROUTER" --http-addr "$HTTP_ADDR"
-        --gossip-addr "$ROUTER_GOSSIP" --join "$(join_list)" --dev-pki "$DATA/pki") ;;
+        --admin-addr "$ADMIN_ADDR" --gossip-addr "$ROUTER_GOSSIP" --join "$(join_list)" --dev-pki "$DATA/pki") ;;
     *) die "unknown process '$1'" ;;
   esac
 }
@@ -100,6 +103,7 @@ proc_ports() {
       echo "udp $(node_gossip "$1") gossip" ;;
     "$ROUTER")
       echo "tcp $HTTP_ADDR HTTP"
+      echo "tcp $ADMIN_ADDR admin"
       echo "tcp $ROUTER_GOSSIP gossip"
       echo "udp $ROUTER_GOSSIP gossip" ;;
   esac
@@ -126,7 +130,9 @@ addr_url_host() {
 
 check_http_addr() {
   [[ "$HTTP_ADDR" == *:* && "$(addr_port "$HTTP_ADDR")" =~ ^[0-9]+$ ]] ||
-    die "HTTP_ADDR must be host:port, e.g. 127.0.0.1:8081 (got '$HTTP_ADDR')"
+    die "HTTP_ADDR must be host:port, e.g. 127.0.0.1:8080 (got '$HTTP_ADDR')"
+  [[ "$ADMIN_ADDR" == *:* && "$(addr_port "$ADMIN_ADDR")" =~ ^[0-9]+$ ]] ||
+    die "ADMIN_ADDR must be host:port, e.g. 127.0.0.1:8081 (got '$ADMIN_ADDR')"
 }
 
 # tcp_open ADDR: true if something accepts TCP connections at ADDR.
@@ -248,7 +254,9 @@ check_ports() {
         hint="stop that process"
       fi
       if [[ "$role" == HTTP ]]; then
-        hint="$hint, or run \`make cluster HTTP_ADDR=127.0.0.1:$((port + 1))\`"
+        hint="$hint, or run \`make cluster HTTP_ADDR=127.0.0.1:$((port + 10))\`"
+      elif [[ "$role" == admin ]]; then
+        hint="$hint, or run \`make cluster ADMIN_ADDR=127.0.0.1:$((port + 10))\`"
       fi
       warn "error: port $port/$proto ($name $role, $addr) is in use by $holder — $hint"
     done < <(proc_ports "$name")
@@ -395,7 +403,7 @@ wait_join_line() {
 poll_cluster() {
   local body line re
   MOVES="" REPORTED="" STATE="" HELD="" WANTS=""
-  body="$(HTTP_TIMEOUT=5 http_get "$HTTP_ADDR" "/api/cluster?format=text" 2>/dev/null)" || return 1
+  body="$(HTTP_TIMEOUT=5 http_get "$ADMIN_ADDR" "/api/cluster?format=text" 2>/dev/null)" || return 1
   re='moves in flight: ([0-9]+) of [0-9]+ shards[^'$'\n'']*leaders answered for ([0-9]+) of'
   [[ "$body" =~ $re ]] || return 1
   MOVES="${BASH_REMATCH[1]}" REPORTED="${BASH_REMATCH[2]}"
@@ -428,7 +436,7 @@ wait_settled() {
       progress="$MOVES of $PARTITIONS shards moving; $name holds ${HELD:-?} of the ${WANTS:-?} replicas the ring gives it"
       ((REPORTED == PARTITIONS)) || progress+="; leaders answered for $REPORTED of $PARTITIONS shards"
     else
-      progress="no answer from the router's http://$(addr_dial "$HTTP_ADDR")/api/cluster"
+      progress="no answer from the router's http://$(addr_dial "$ADMIN_ADDR")/api/cluster"
     fi
     if ((SECONDS - last >= PROGRESS_EVERY)); then
       say "  $((SECONDS - start))s: $progress"

@@ -63,7 +63,7 @@ while is_running "$name" "$pid"; do
     if poll_cluster "$name"; then
       say "  $((SECONDS - begin))s: $name ($STATE) still holds $HELD shard replicas; $MOVES of $PARTITIONS shards moving"
     else
-      say "  $((SECONDS - begin))s: $name is still running (the router at http://$(addr_dial "$HTTP_ADDR")/api/cluster did not answer)"
+      say "  $((SECONDS - begin))s: $name is still running (the router at http://$(addr_dial "$ADMIN_ADDR")/api/cluster did not answer)"
     fi
   fi
   sleep 0.2

@@ -56,7 +56,7 @@ say "$name is up (pid $pid, gRPC $grpc) after $(since "$start"); its log goes to
 [[ -n "$fresh" ]] || exit 0
 
 if ! poll_cluster "$name"; then
-  say "the router at http://$(addr_dial "$HTTP_ADDR")/ does not answer: not waiting for the replicas to move (\`make owners\` shows them once it does)"
+  say "the router's admin endpoint http://$(addr_dial "$ADMIN_ADDR")/ does not answer: not waiting for the replicas to move (\`make owners\` shows them once it does)"
   exit 0
 fi
 if wait_join_line "$name" "$pid" "$offset" 30; then

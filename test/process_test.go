@@ -110,7 +110,7 @@ func TestKill9Failover(t *testing.T) {
 	}
 	victim := "node2"
 	var victimRooms, otherRooms []string
-	for _, r := range roomLeaders(t, base, rooms).Rooms {
+	for _, r := range roomLeaders(t, c.Admin, rooms).Rooms {
 		if r.Leader == victim {
 			victimRooms = append(victimRooms, r.Room)
 		} else {

@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
+	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/memberlist"
@@ -166,3 +169,39 @@ func TestGossipNeedsTheKey(t *testing.T) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// The public port serves browsers only: the operator's endpoints are on
+// the admin address, and the public /healthz says ok and nothing more.
+func TestAdminEndpointsOffThePublicPort(t *testing.T) {
+	c := tc.New(t, 3, tc.Options{})
+	admin := "http://" + c.Router.AdminAddr()
+	get := func(url string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get(c.URL() + "/healthz"); code != http.StatusOK || body != "ok\n" {
+		t.Fatalf("public /healthz: %d %q, want 200 \"ok\"", code, body)
+	}
+	if code, body := get(c.URL() + "/api/cluster"); code == http.StatusOK && strings.Contains(body, "node1") {
+		t.Fatalf("the public port serves the cluster's members: %d %.80q", code, body)
+	}
+	if code, body := get(admin + "/api/cluster"); code != http.StatusOK || !strings.Contains(body, `"node1"`) {
+		t.Fatalf("admin /api/cluster: %d %.80q", code, body)
+	}
+	if code, body := get(admin + "/healthz"); code != http.StatusOK || !strings.HasPrefix(body, "ok: 3 of 3 object nodes alive") {
+		t.Fatalf("admin /healthz: %d %q", code, body)
+	}
+	// The page still loads from the public port.
+	if code, body := get(c.URL() + "/"); code != http.StatusOK || !strings.Contains(body, "<html") {
+		t.Fatalf("page: %d %.80q", code, body)
+	}
+}

@@ -27,6 +27,7 @@ func main() {
 	fs.IntVar(&cfg.Only, "scenario", 0, "run only this scenario (1-8; 0: all)")
 	fs.BoolVar(&cfg.Short, "short", false, "shorter measuring windows")
 	fs.StringVar(&cfg.Target, "target", "", "load a running router at this URL instead of starting a cluster (loopback only)")
+	fs.StringVar(&cfg.TargetAdmin, "target-admin", "http://127.0.0.1:8081", "the admin endpoints of the --target router (loopback only)")
 	jsonOut := fs.String("json", "data/bench/results.json", "write the results here as JSON")
 	md := fs.String("markdown", "docs/benchmarks.md", "regenerate this file with the table (empty: do not; only for full runs)")
 	flagenv.ParseOrExit(fs, "Runs the hellochat benchmark suite against its own cluster on 127.0.0.1.")

@@ -21,7 +21,8 @@ func main() {
 	fs.IntVar(&cfg.SendBurst, "send-burst", cfg.SendBurst, "messages one browser may send at once above --send-rate")
 	fs.IntVar(&cfg.SeedHistory, "seed-history", 0, "newest messages a seed-protocol browser gets on connect (0: the whole history, like the seed app)")
 	fs.BoolVar(&cfg.AllowAnyOrigin, "allow-any-origin", false, "accept WebSockets from pages served by other origins")
-	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go pprof profiles under /debug/pprof/ on --http-addr")
+	fs.StringVar(&cfg.AdminListen, "admin-addr", cfg.AdminListen, "host:port for the operator's endpoints (/api/cluster, detailed /healthz, --pprof); keep it on loopback or a private network; empty: none")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go pprof profiles under /debug/pprof/ on --admin-addr")
 	member := flagenv.MemberFlags(fs, &cfg.GossipListen, &cfg.GossipAdvertise, &cfg.Timings)
 	sec := flagenv.SecurityFlags(fs)
 	flagenv.ParseOrExit(fs, "Runs one hellochat router.")
@@ -39,5 +40,8 @@ func main() {
 		os.Exit(1)
 	}
 	cfg.Logger.Info("open the chat", "url", "http://"+rt.Addr()+"/")
+	if a := rt.AdminAddr(); a != "" {
+		cfg.Logger.Info("cluster view for operators", "url", "http://"+a+"/api/cluster?format=text")
+	}
 	flagenv.ServeUntilSignal(cfg.Logger, rt.Shutdown)
 }

@@ -138,8 +138,9 @@ type Config struct {
 	Short bool // shorter windows (CI smoke runs)
 	// Target, when set, is a running router to load instead of starting a
 	// cluster; it must be on loopback. Process usage is then not reported.
-	Target string
-	Out    io.Writer
+	// TargetAdmin is that router's admin address.
+	Target, TargetAdmin string
+	Out                 io.Writer
 }
 
 // Run starts the cluster and runs the scenarios.
@@ -158,7 +159,10 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		if err := CheckLoopback(cfg.Target); err != nil {
 			return nil, err
 		}
-		c = &launch.Cluster{Base: strings.TrimSuffix(cfg.Target, "/")}
+		if err := CheckLoopback(cfg.TargetAdmin); err != nil {
+			return nil, err
+		}
+		c = &launch.Cluster{Base: strings.TrimSuffix(cfg.Target, "/"), Admin: strings.TrimSuffix(cfg.TargetAdmin, "/")}
 	} else {
 		if err := start(cfg.Dir); err != nil {
 			return nil, err
@@ -554,7 +558,7 @@ func cold(ctx context.Context, c *launch.Cluster, sc Scenario, out io.Writer) (R
 func waitEvicted(ctx context.Context, c *launch.Cluster, room string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		active, err := activeRooms(c.Base)
+		active, err := activeRooms(c.Admin)
 		if err == nil && !active[room] {
 			return nil
 		}

@@ -223,6 +223,7 @@ type Cluster struct {
 	Nodes  []*Proc // the object nodes in the cluster
 	Router *Proc
 	Base   string // the router's http://host:port
+	Admin  string // the router's admin endpoints, http://host:port
 	// Retired are nodes that were decommissioned and have exited; their
 	// logs and data dirs stay for inspection.
 	Retired []*Proc
@@ -272,9 +273,15 @@ func Start(o Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	ap, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
 	c.Base = "http://127.0.0.1:" + strconv.Itoa(hp)
+	c.Admin = "http://127.0.0.1:" + strconv.Itoa(ap)
 	c.Router = &Proc{Name: "router1", bin: filepath.Join(o.Bin, "router"), log: filepath.Join(o.Dir, "router1.log"),
-		args: append([]string{"--http-addr", "127.0.0.1:" + strconv.Itoa(hp), "--gossip-addr", "127.0.0.1:" + strconv.Itoa(rgp),
+		args: append([]string{"--http-addr", "127.0.0.1:" + strconv.Itoa(hp), "--admin-addr", "127.0.0.1:" + strconv.Itoa(ap),
+			"--gossip-addr", "127.0.0.1:" + strconv.Itoa(rgp),
 			"--join", strings.Join(gossip, ","), "--dev-pki", c.pki()}, o.RouterFlags...)}
 	for _, p := range append(c.Nodes, c.Router) {
 		if err := p.Start(); err != nil {
@@ -575,7 +582,7 @@ type View struct {
 func (c *Cluster) View() (View, error) {
 	var v View
 	client := http.Client{Timeout: 3 * time.Second}
-	resp, err := client.Get(c.Base + "/api/cluster")
+	resp, err := client.Get(c.Admin + "/api/cluster")
 	if err != nil {
 		return v, err
 	}

@@ -95,6 +95,7 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	rt, err := router.Start(router.Config{
 		ID:           "router1",
 		HTTPListen:   "127.0.0.1:0",
+		AdminListen:  "127.0.0.1:0",
 		GossipListen: "127.0.0.1:" + strconv.Itoa(FreePort(t)),
 		Seeds:        c.seeds,
 		Timings:      Timings(),
