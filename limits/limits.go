@@ -22,6 +22,11 @@ const (
 	MaxRoomBytes = 64
 	// MaxClientIDBytes bounds a client message id.
 	MaxClientIDBytes = 64
+	// A v2 browser's key (?key=) is its secret, 16-64 letters, digits, '-'
+	// or '_': the room dedupes its ids per (name, key), so ids others see
+	// cannot be used against it. Browsers without a key dedupe per name.
+	MinClientKeyBytes = 16
+	MaxClientKeyBytes = 64
 	// HistoryLimit is how many of the newest messages a new session gets, and
 	// the largest page a history request returns.
 	HistoryLimit = 100
@@ -98,7 +103,37 @@ func Name(raw string) (string, error) {
 	if err := printable(name); err != nil {
 		return "", errorf(CodeBadName, "name %v", err)
 	}
+	for _, r := range name {
+		if err := nameRune(r); err != nil {
+			return "", errorf(CodeBadName, "name %v", err)
+		}
+	}
+	for _, reserved := range ReservedNames {
+		if strings.EqualFold(name, reserved) {
+			return "", errorf(CodeBadName, "name %q is reserved", name)
+		}
+	}
 	return name, nil
+}
+
+// ReservedNames may not be taken by anyone (case does not matter): the app
+// speaks under them.
+var ReservedNames = []string{"system"}
+
+// nameRune refuses what would let one name pass for another: characters
+// that do not show (zero-width, soft hyphen, fillers), that turn the text
+// around (bidi overrides and isolates), and spaces other than the plain
+// one.
+func nameRune(r rune) error {
+	switch {
+	case unicode.Is(unicode.Cf, r):
+		return fmt.Errorf("contains the invisible or direction-changing character %U", r)
+	case unicode.IsSpace(r) && r != ' ':
+		return fmt.Errorf("contains the space character %U (only plain spaces)", r)
+	case r == 0x115F || r == 0x1160 || r == 0x3164 || r == 0xFFA0 || r == 0x2800:
+		return fmt.Errorf("contains the blank character %U", r)
+	}
+	return nil
 }
 
 // Message trims a message and checks it. Messages may hold newlines and tabs
@@ -123,6 +158,22 @@ func Message(raw string) (string, error) {
 }
 
 // ClientID checks a client message id.
+// ClientKey checks a v2 browser's secret key (see MinClientKeyBytes).
+func ClientKey(key string) error {
+	if key == "" {
+		return nil
+	}
+	if len(key) < MinClientKeyBytes || len(key) > MaxClientKeyBytes {
+		return errorf(CodeBadID, "key must be %d-%d characters", MinClientKeyBytes, MaxClientKeyBytes)
+	}
+	for _, r := range key {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return errorf(CodeBadID, "key may hold only letters, digits, '-' and '_'")
+		}
+	}
+	return nil
+}
+
 func ClientID(id string) error {
 	if id == "" {
 		return errorf(CodeBadID, "message id is empty")

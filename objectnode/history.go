@@ -31,8 +31,14 @@ func msgKey(seq uint64) []byte {
 
 // dedupeKey scopes a client message id to its sender's name: two users who
 // happen to pick the same id do not swallow each other's messages.
-func dedupeKey(name, clientID string) string {
-	return name + "\x00" + clientID
+// dedupeKey is what tells a resend from a new message: the sender's name
+// and id, and its key when it has one. Neither names nor ids hold NULs, so
+// keyed and keyless senders never share an entry.
+func dedupeKey(name, key, clientID string) string {
+	if key == "" {
+		return name + "\x00" + clientID
+	}
+	return name + "\x00" + clientID + "\x00" + key
 }
 
 func dedupeStoreKey(key string) []byte {

@@ -388,7 +388,11 @@ func (r *room) send(st *stream, s *pb.Send) {
 		r.sendTo(st, rejectEvent(s.Session, s.ClientId, code, err.Error()))
 		return
 	}
-	dkey := dedupeKey(name, s.ClientId)
+	if err := limits.ClientKey(s.Key); err != nil {
+		r.sendTo(st, rejectEvent(s.Session, s.ClientId, limits.CodeBadID, err.Error()))
+		return
+	}
+	dkey := dedupeKey(name, s.Key, s.ClientId)
 	if p, ok := r.queued[dkey]; ok {
 		p.waiters = append(p.waiters, key)
 		return

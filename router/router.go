@@ -42,6 +42,17 @@ type Config struct {
 	// SendRate and SendBurst bound each browser's messages per second.
 	SendRate  float64
 	SendBurst int
+	// FrameRate and FrameBurst bound each browser's frames of any type per
+	// second (DefaultFrameRate, DefaultFrameBurst; rate 0: unbounded).
+	FrameRate  float64
+	FrameBurst int
+	// MaxConns and MaxConnsPerAddr bound the browsers connected at once, in
+	// all and from one client address (DefaultMaxConns,
+	// DefaultMaxConnsPerAddr; 0: unbounded).
+	MaxConns, MaxConnsPerAddr int
+	// FrameReadTimeout bounds reading one frame once its first bytes came
+	// (DefaultFrameReadTimeout).
+	FrameReadTimeout time.Duration
 	// SeedHistory caps the history a seed-protocol browser gets on
 	// connect to the newest SeedHistory messages; 0 sends the whole
 	// history, as the seed app does.
@@ -68,13 +79,18 @@ const (
 // DefaultConfig is one router on loopback.
 func DefaultConfig() Config {
 	return Config{
-		ID:           "router1",
-		HTTPListen:   "127.0.0.1:8080",
-		AdminListen:  "127.0.0.1:8081",
-		GossipListen: "127.0.0.1:7100",
-		Timings:      cluster.DefaultTimings(),
-		SendRate:     DefaultSendRate,
-		SendBurst:    DefaultSendBurst,
+		ID:               "router1",
+		HTTPListen:       "127.0.0.1:8080",
+		AdminListen:      "127.0.0.1:8081",
+		GossipListen:     "127.0.0.1:7100",
+		Timings:          cluster.DefaultTimings(),
+		SendRate:         DefaultSendRate,
+		SendBurst:        DefaultSendBurst,
+		FrameRate:        DefaultFrameRate,
+		FrameBurst:       DefaultFrameBurst,
+		MaxConns:         DefaultMaxConns,
+		MaxConnsPerAddr:  DefaultMaxConnsPerAddr,
+		FrameReadTimeout: DefaultFrameReadTimeout,
 	}
 }
 
@@ -93,18 +109,21 @@ type Router struct {
 	ctx    context.Context // canceled at shutdown
 	cancel context.CancelFunc
 
-	nextSession atomic.Uint64
-	refused     atomic.Uint64 // sends refused because a relay held too much
-	parker      *parker       // idle browser sockets; nil where it cannot run
+	nextSession  atomic.Uint64
+	refused      atomic.Uint64 // sends refused because a relay held too much
+	refusedConns atomic.Uint64 // upgrades refused by MaxConns or MaxConnsPerAddr
+	parker       *parker       // idle browser sockets; nil where it cannot run
 
-	mu       sync.Mutex
-	relays   map[string]*relay // guarded by mu
-	sessions map[*session]bool // guarded by mu
-	closing  bool              // guarded by mu
-	relayWG  sync.WaitGroup
+	mu          sync.Mutex
+	relays      map[string]*relay // guarded by mu
+	sessions    map[*session]bool // guarded by mu
+	browsers    int               // browsers admitted and not yet released; guarded by mu
+	connsByAddr map[string]int    // the same by client address; guarded by mu
+	closing     bool              // guarded by mu
+	relayWG     sync.WaitGroup
 
-	connsMu sync.Mutex
-	conns   map[string]*grpc.ClientConn // by node gRPC address
+	connsMu   sync.Mutex
+	nodeConns map[string]*grpc.ClientConn // by node gRPC address
 }
 
 // Start listens, joins the cluster and serves.
@@ -121,11 +140,21 @@ func Start(cfg Config) (*Router, error) {
 	if cfg.SendBurst < 1 {
 		cfg.SendBurst = 1
 	}
+	if cfg.FrameBurst < 1 {
+		cfg.FrameBurst = 1
+	}
+	if cfg.FrameReadTimeout <= 0 {
+		cfg.FrameReadTimeout = DefaultFrameReadTimeout
+	}
 	nonce := make([]byte, 6)
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("router: make instance id: %w", err)
 	}
-	lis, err := net.Listen("tcp", cfg.HTTPListen)
+	// Keepalive finds browsers that vanished without closing (see
+	// KeepAliveIdle).
+	lc := net.ListenConfig{KeepAliveConfig: net.KeepAliveConfig{Enable: true,
+		Idle: KeepAliveIdle, Interval: KeepAliveInterval, Count: KeepAliveCount}}
+	lis, err := lc.Listen(context.Background(), "tcp", cfg.HTTPListen)
 	if err != nil {
 		return nil, fmt.Errorf("router: listen for HTTP on %s: %w", cfg.HTTPListen, err)
 	}
@@ -147,12 +176,13 @@ func Start(cfg Config) (*Router, error) {
 		log:      cfg.Logger,
 		instance: cfg.ID + "." + hex.EncodeToString(nonce),
 		// Router ids have no length limit; message ids do.
-		idPrefix: limits.RouterIDMark + hex.EncodeToString(nonce) + "-",
-		lis:      lis,
-		adminLis: adminLis,
-		relays:   map[string]*relay{},
-		sessions: map[*session]bool{},
-		conns:    map[string]*grpc.ClientConn{},
+		idPrefix:    limits.RouterIDMark + hex.EncodeToString(nonce) + "-",
+		lis:         lis,
+		adminLis:    adminLis,
+		relays:      map[string]*relay{},
+		sessions:    map[*session]bool{},
+		connsByAddr: map[string]int{},
+		nodeConns:   map[string]*grpc.ClientConn{},
 	}
 	rt.ctx, rt.cancel = context.WithCancel(context.Background())
 	if rt.parker, err = newParker(); err != nil {
@@ -203,7 +233,8 @@ func Start(cfg Config) (*Router, error) {
 
 // serveHTTP runs an HTTP server on lis until Shutdown.
 func (rt *Router) serveHTTP(lis net.Listener, h http.Handler, what string) *http.Server {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: ReadTimeout,
+		IdleTimeout: IdleTimeout, MaxHeaderBytes: MaxHeaderBytes}
 	go func() {
 		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			rt.log.Error(what+" server stopped", "err", err)
@@ -234,18 +265,19 @@ func (rt *Router) Members() *cluster.Membership { return rt.members }
 
 // Stats are the router's counters and gauges.
 type Stats struct {
-	Sessions    int    // browsers connected
-	Parked      int    // of them, idle with no goroutine (see parker)
-	Relays      int    // rooms with a relay
-	QueuedBytes int    // bytes waiting to be written to browsers, all told
-	Refused     uint64 // sends refused as overloaded
+	Sessions     int    // browsers connected
+	RefusedConns uint64 // upgrades refused by MaxConns or MaxConnsPerAddr
+	Parked       int    // of them, idle with no goroutine (see parker)
+	Relays       int    // rooms with a relay
+	QueuedBytes  int    // bytes waiting to be written to browsers, all told
+	Refused      uint64 // sends refused as overloaded
 }
 
 // Stats reads the router's counters; it visits every session.
 func (rt *Router) Stats() Stats {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	st := Stats{Sessions: len(rt.sessions), Relays: len(rt.relays), Refused: rt.refused.Load()}
+	st := Stats{Sessions: len(rt.sessions), Relays: len(rt.relays), Refused: rt.refused.Load(), RefusedConns: rt.refusedConns.Load()}
 	if rt.parker != nil {
 		st.Parked = rt.parker.parked()
 	}
@@ -317,15 +349,16 @@ func (rt *Router) track(s *session) bool {
 
 func (rt *Router) untrack(s *session) {
 	rt.mu.Lock()
-	defer rt.mu.Unlock()
 	delete(rt.sessions, s)
+	rt.mu.Unlock()
+	rt.release(s.addr)
 }
 
 // conn returns the shared client connection to a node.
 func (rt *Router) conn(addr string) (*grpc.ClientConn, error) {
 	rt.connsMu.Lock()
 	defer rt.connsMu.Unlock()
-	if c, ok := rt.conns[addr]; ok {
+	if c, ok := rt.nodeConns[addr]; ok {
 		return c, nil
 	}
 	c, err := grpc.NewClient(addr,
@@ -338,7 +371,7 @@ func (rt *Router) conn(addr string) (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("router: connect to node %s: %w", addr, err)
 	}
-	rt.conns[addr] = c
+	rt.nodeConns[addr] = c
 	return c, nil
 }
 
@@ -382,7 +415,7 @@ func (rt *Router) Shutdown(ctx context.Context) error {
 	rt.members.Shutdown()
 	rt.closeParker()
 	rt.connsMu.Lock()
-	for _, c := range rt.conns {
+	for _, c := range rt.nodeConns {
 		c.Close()
 	}
 	rt.connsMu.Unlock()

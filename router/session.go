@@ -61,6 +61,7 @@ type session struct {
 	name       string
 	after      uint64 // v2 resume point from ?after=
 	seedPrefix string // of the ids the router gives this session's seed messages
+	key        string // v2: the browser's secret that scopes its ids (see limits.ClientKey)
 	conn       *websocket.Conn
 	out        *browserConn          // conn's socket, written a batch at a time
 	parker     *parker               // where the idle session waits; nil: in its read
@@ -78,9 +79,12 @@ type session struct {
 	drainWatch bool // tell the relay when the queue falls low
 	writerOn   bool // a writer goroutine runs, and will see what is queued
 
+	addr string // the client address its connection counts against
+
 	// Owned by the read loop.
-	tokens     float64
-	lastRefill time.Time
+	sends      bucket // messages (Config.SendRate)
+	frames     bucket // frames of any type (Config.FrameRate)
+	flood      flood
 	lastTyping time.Time
 	seedSeq    uint64
 	pastGate   *gate // a closed gate this session stopped waiting for
@@ -272,12 +276,17 @@ func (s *session) writeFrames(frames [][]byte) (err error) {
 // handleWS upgrades a browser connection and hands it to its own goroutine,
 // so the HTTP server's goroutine, its stack and the request are let go.
 func (rt *Router) handleWS(w http.ResponseWriter, req *http.Request) {
+	addr := clientAddr(req)
+	if !rt.admit(w, addr) {
+		return
+	}
 	hj := &leanHijack{ResponseWriter: w}
 	conn, err := websocket.Accept(hj, req, &websocket.AcceptOptions{
 		Subprotocols:       []string{SubprotocolV2},
 		InsecureSkipVerify: rt.cfg.AllowAnyOrigin,
 	})
 	if err != nil {
+		rt.release(addr)
 		return // Accept has answered the request
 	}
 	conn.SetReadLimit(limits.MaxFrameBytes)
@@ -290,7 +299,9 @@ func (rt *Router) handleWS(w http.ResponseWriter, req *http.Request) {
 		parker:     rt.parker,
 		seedPrefix: rt.idPrefix + strconv.FormatUint(id, 36) + "-",
 		closed:     make(chan struct{}),
-		tokens:     float64(rt.cfg.SendBurst),
+		addr:       addr,
+		sends:      newBucket(rt.cfg.SendBurst),
+		frames:     newBucket(rt.cfg.FrameBurst),
 	}
 	if conn.Subprotocol() == SubprotocolV2 {
 		s.proto = protoV2
@@ -306,7 +317,12 @@ func (rt *Router) handleWS(w http.ResponseWriter, req *http.Request) {
 			rerr = &limits.Error{Code: limits.CodeBadJSON, Message: "after must be a seq number"}
 		}
 	}
-	for _, err := range []error{rerr, nerr} {
+	var kerr error
+	if s.proto == protoV2 {
+		s.key = q.Get("key")
+		kerr = limits.ClientKey(s.key)
+	}
+	for _, err := range []error{rerr, nerr, kerr} {
 		var le *limits.Error
 		if errors.As(err, &le) {
 			// The error frame first, then the close: written here, in order.
@@ -314,6 +330,7 @@ func (rt *Router) handleWS(w http.ResponseWriter, req *http.Request) {
 			conn.Write(wctx, websocket.MessageText, errorFrame(s.proto, le.Code, le.Message, ""))
 			wcancel()
 			conn.Close(websocket.StatusPolicyViolation, le.Message)
+			rt.release(addr)
 			return
 		}
 	}
@@ -325,6 +342,7 @@ func (rt *Router) handleWS(w http.ResponseWriter, req *http.Request) {
 func (rt *Router) serve(s *session) {
 	if !rt.track(s) {
 		s.kill(websocket.StatusGoingAway, "router shutting down")
+		rt.release(s.addr)
 		return
 	}
 	if s.proto == protoV2 {
@@ -361,10 +379,31 @@ func (s *session) readLoop(rl *relay, resumed bool) (parked bool) {
 			return true
 		}
 		resumed = false
+		// Reading starts when bytes are there (the session parks
+		// otherwise), so the whole frame has this long to come.
+		deadline := s.parker != nil && rl.rt.cfg.FrameReadTimeout > 0
+		if deadline {
+			s.out.SetReadDeadline(time.Now().Add(rl.rt.cfg.FrameReadTimeout))
+		}
 		typ, data, err := s.conn.Read(context.Background())
 		if err != nil {
 			s.kill(websocket.StatusNormalClosure, "")
 			return false
+		}
+		if deadline {
+			s.out.SetReadDeadline(time.Time{})
+		}
+		if !s.frames.take(rl.rt.cfg.FrameRate, rl.rt.cfg.FrameBurst) {
+			tell, isFlood := s.flood.refuse()
+			if isFlood {
+				s.kill(websocket.StatusPolicyViolation, fmt.Sprintf("flood: %d frames over the limit within %v", FloodRefusals, FloodWindow))
+				return false
+			}
+			if tell {
+				s.enqueue(errorFrame(s.proto, limits.CodeRateLimited,
+					fmt.Sprintf("too many frames (max %g/s); frames are being dropped", rl.rt.cfg.FrameRate), ""))
+			}
+			continue
 		}
 		if typ != websocket.MessageText {
 			s.enqueue(errorFrame(s.proto, limits.CodeBinary, "binary frames are not supported; send JSON text", ""))
@@ -492,13 +531,13 @@ func (s *session) handleFrame(rl *relay, data []byte) {
 			s.seedSeq++
 			op.id = s.seedPrefix + strconv.FormatUint(s.seedSeq, 36)
 		}
-		if !s.allow(rl.rt.cfg.SendRate, rl.rt.cfg.SendBurst) {
+		if !s.sends.take(rl.rt.cfg.SendRate, rl.rt.cfg.SendBurst) {
 			s.enqueue(errorFrame(s.proto, limits.CodeRateLimited,
 				fmt.Sprintf("too many messages (max %g/s); message not sent", rl.rt.cfg.SendRate), op.id))
 			return
 		}
 		rl.submit(relayReq{from: s, req: &pb.AttachRequest{Kind: &pb.AttachRequest_Send{Send: &pb.Send{
-			Session: s.id, ClientId: op.id, Text: op.text, Name: s.name}}}})
+			Session: s.id, ClientId: op.id, Text: op.text, Name: s.name, Key: s.key}}}})
 	case "typing":
 		if now := time.Now(); now.Sub(s.lastTyping) >= TypingInterval {
 			s.lastTyping = now
@@ -508,24 +547,4 @@ func (s *session) handleFrame(rl *relay, data []byte) {
 		rl.submit(relayReq{from: s, req: &pb.AttachRequest{Kind: &pb.AttachRequest_Page{Page: &pb.PageRequest{
 			Before: op.before, Limit: op.limit}}}})
 	}
-}
-
-// allow is a token bucket: rate per second, up to burst at once.
-func (s *session) allow(rate float64, burst int) bool {
-	if rate <= 0 {
-		return true
-	}
-	now := time.Now()
-	if !s.lastRefill.IsZero() {
-		s.tokens += now.Sub(s.lastRefill).Seconds() * rate
-		if s.tokens > float64(burst) {
-			s.tokens = float64(burst)
-		}
-	}
-	s.lastRefill = now
-	if s.tokens < 1 {
-		return false
-	}
-	s.tokens--
-	return true
 }

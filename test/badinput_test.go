@@ -91,6 +91,9 @@ func TestBadNamesAndRooms(t *testing.T) {
 	}{
 		{"ok", strings.Repeat("n", limits.MaxNameRunes+1), limits.CodeBadName},
 		{"ok", "bad\x01name", limits.CodeBadName},
+		{"ok", "System", limits.CodeBadName},
+		{"ok", "ann\u202Egnp", limits.CodeBadName},
+		{"ok", "zero\u200Bwidth", limits.CodeBadName},
 		{strings.Repeat("r", limits.MaxRoomBytes+1), "ann", limits.CodeBadRoom},
 		{"bad\nroom", "ann", limits.CodeBadRoom},
 		{"bad\x00room", "ann", limits.CodeBadRoom},

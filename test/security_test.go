@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coder/websocket"
 	"github.com/hashicorp/memberlist"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	tc "hellochat/internal/testcluster"
+	"hellochat/limits"
 	pb "hellochat/proto/roompb"
 	"hellochat/security"
 )
@@ -203,5 +205,44 @@ func TestAdminEndpointsOffThePublicPort(t *testing.T) {
 	// The page still loads from the public port.
 	if code, body := get(c.URL() + "/"); code != http.StatusOK || !strings.Contains(body, "<html") {
 		t.Fatalf("page: %d %.80q", code, body)
+	}
+}
+
+// The id hijack: a second member with the same name sees the first's ids
+// and pre-sends its next one. With keys, the owner's message is still
+// stored, under its own seq, and both are in the history.
+func TestPreSentIDDoesNotSwallowTheOwnersMessage(t *testing.T) {
+	c := tc.New(t, 3, tc.Options{})
+	watcher := tc.Dial(t, c.URL(), "hijack", "watcher", true)
+	victim := tc.Dial(t, c.URL(), "hijack", "ann", true, "key=victim-secret-0123456789")
+	attacker := tc.Dial(t, c.URL(), "hijack", "ann", true, "key=attacker-secret-987654321")
+
+	victim.Post("ann-1", "first")
+	watcher.Expect(wait, "the victim's first message", func(f tc.Frame) bool { return f.Text == "first" })
+	attacker.Post("ann-2", "not yours")
+	stolen := attacker.Expect(wait, "the attacker's ack", func(f tc.Frame) bool { return f.Type == "ack" && f.ID == "ann-2" })
+	victim.Post("ann-2", "second")
+	ackOf := func(id string) func(tc.Frame) bool {
+		return func(f tc.Frame) bool { return f.Type == "ack" && f.ID == id }
+	}
+	ack := victim.Expect(wait, "the victim's ack", ackOf("ann-2"))
+	if ack.Seq == stolen.Seq {
+		t.Fatalf("the victim's ann-2 was taken for a resend of the attacker's (seq %d)", ack.Seq)
+	}
+	watcher.Expect(wait, "the victim's second message", func(f tc.Frame) bool { return f.Text == "second" })
+
+	// A resend from the victim's page (same key) is still a resend.
+	victim.Post("ann-2", "second")
+	if again := victim.Expect(wait, "the resend's ack", ackOf("ann-2")); again.Seq != ack.Seq {
+		t.Fatalf("resend acked %s, want seq %d again", again.Raw, ack.Seq)
+	}
+
+	// A key that is not one is refused at connect.
+	bad := tc.Dial(t, c.URL(), "hijack", "bob", true, "key=short")
+	if e := bad.Expect(wait, "the bad key's error", tc.IsType("error")); e.Code != limits.CodeBadID {
+		t.Fatalf("got %s, want %s", e.Raw, limits.CodeBadID)
+	}
+	if code := bad.WaitClosed(wait); code != websocket.StatusPolicyViolation {
+		t.Fatalf("closed with %v, want 1008", code)
 	}
 }

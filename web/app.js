@@ -59,6 +59,9 @@
     loadingOlder: false,
     pending: new Map(),    // client id -> {id, text, el, sentOn}
     idPrefix: randomId(6),
+    // Our secret: the room tells our resends apart by (name, key, id), so
+    // another member who sees our ids cannot make one of ours a duplicate.
+    key: randomId(24),
     idCounter: 0,
     // Misc.
     lastTypingSent: 0,
@@ -263,7 +266,7 @@
 
     const conn = ++state.conn;
     // lines=1: frames that wait together come as one message, one per line.
-    const q = new URLSearchParams({ room: state.room, name: state.name, lines: '1' });
+    const q = new URLSearchParams({ room: state.room, name: state.name, lines: '1', key: state.key });
     // Resume: only the messages we missed come back in `history`.
     if (state.highestSeq > 0) q.set('after', String(state.highestSeq));
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';

@@ -282,7 +282,9 @@ func Start(o Options) (*Cluster, error) {
 	c.Router = &Proc{Name: "router1", bin: filepath.Join(o.Bin, "router"), log: filepath.Join(o.Dir, "router1.log"),
 		args: append([]string{"--http-addr", "127.0.0.1:" + strconv.Itoa(hp), "--admin-addr", "127.0.0.1:" + strconv.Itoa(ap),
 			"--gossip-addr", "127.0.0.1:" + strconv.Itoa(rgp),
-			"--join", strings.Join(gossip, ","), "--dev-pki", c.pki()}, o.RouterFlags...)}
+			"--join", strings.Join(gossip, ","), "--dev-pki", c.pki(),
+			// Load tools connect from one address, faster than people.
+			"--max-conns-per-addr", "0", "--frame-rate", "0"}, o.RouterFlags...)}
 	for _, p := range append(c.Nodes, c.Router) {
 		if err := p.Start(); err != nil {
 			c.Kill()

@@ -52,6 +52,13 @@ type Options struct {
 	SnapshotEvery, KeepEntries uint64
 	// MaxMoves bounds the replicas each leader moves at once.
 	MaxMoves int
+	// FrameRate, FrameBurst, MaxConns and MaxConnsPerAddr are the router's
+	// browser limits. Zero leaves them unbounded: every test client comes
+	// from one address, faster than a person.
+	FrameRate                 float64
+	FrameBurst                int
+	MaxConns, MaxConnsPerAddr int
+	FrameReadTimeout          time.Duration // default router.DefaultFrameReadTimeout
 }
 
 // Cluster is n object nodes and one router.
@@ -93,18 +100,23 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	}
 	logger, raw := testLogger(t, "router1")
 	rt, err := router.Start(router.Config{
-		ID:           "router1",
-		HTTPListen:   "127.0.0.1:0",
-		AdminListen:  "127.0.0.1:0",
-		GossipListen: "127.0.0.1:" + strconv.Itoa(FreePort(t)),
-		Seeds:        c.seeds,
-		Timings:      Timings(),
-		SendRate:     opts.SendRate,
-		SendBurst:    opts.SendBurst,
-		SeedHistory:  opts.SeedHistory,
-		Security:     c.Security(security.RoleRouter, "router1"),
-		Logger:       logger,
-		LogOutput:    raw,
+		ID:               "router1",
+		HTTPListen:       "127.0.0.1:0",
+		AdminListen:      "127.0.0.1:0",
+		GossipListen:     "127.0.0.1:" + strconv.Itoa(FreePort(t)),
+		Seeds:            c.seeds,
+		Timings:          Timings(),
+		SendRate:         opts.SendRate,
+		FrameRate:        opts.FrameRate,
+		FrameBurst:       opts.FrameBurst,
+		MaxConns:         opts.MaxConns,
+		MaxConnsPerAddr:  opts.MaxConnsPerAddr,
+		FrameReadTimeout: opts.FrameReadTimeout,
+		SendBurst:        opts.SendBurst,
+		SeedHistory:      opts.SeedHistory,
+		Security:         c.Security(security.RoleRouter, "router1"),
+		Logger:           logger,
+		LogOutput:        raw,
 	})
 	if err != nil {
 		t.Fatalf("start router: %v", err)

@@ -342,11 +342,16 @@ func (x *Join) GetQuiet() bool {
 }
 
 type Send struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Session       uint64                 `protobuf:"varint,1,opt,name=session,proto3" json:"session,omitempty"`
-	ClientId      string                 `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
-	Text          string                 `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
-	Name          string                 `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Session  uint64                 `protobuf:"varint,1,opt,name=session,proto3" json:"session,omitempty"`
+	ClientId string                 `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Text     string                 `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
+	Name     string                 `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	// key is the sending browser's secret (the v2 `key` parameter), which
+	// scopes its ids: resends from the same page dedupe, and another member
+	// who copies an id it saw cannot make the owner's message a duplicate.
+	// Never sent to other browsers.
+	Key           string `protobuf:"bytes,5,opt,name=key,proto3" json:"key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -405,6 +410,13 @@ func (x *Send) GetText() string {
 func (x *Send) GetName() string {
 	if x != nil {
 		return x.Name
+	}
+	return ""
+}
+
+func (x *Send) GetKey() string {
+	if x != nil {
+		return x.Key
 	}
 	return ""
 }
@@ -1723,12 +1735,13 @@ const file_roompb_room_proto_rawDesc = "" +
 	"\x04Join\x12\x18\n" +
 	"\asession\x18\x01 \x01(\x04R\asession\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
-	"\x05quiet\x18\x03 \x01(\bR\x05quietJ\x04\b\x04\x10\x05J\x04\b\x05\x10\x06\"e\n" +
+	"\x05quiet\x18\x03 \x01(\bR\x05quietJ\x04\b\x04\x10\x05J\x04\b\x05\x10\x06\"w\n" +
 	"\x04Send\x12\x18\n" +
 	"\asession\x18\x01 \x01(\x04R\asession\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x12\n" +
 	"\x04text\x18\x03 \x01(\tR\x04text\x12\x12\n" +
-	"\x04name\x18\x04 \x01(\tR\x04name\"!\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x12\x10\n" +
+	"\x03key\x18\x05 \x01(\tR\x03key\"!\n" +
 	"\x05Leave\x12\x18\n" +
 	"\asession\x18\x01 \x01(\x04R\asession\")\n" +
 	"\rTypingRequest\x12\x18\n" +
