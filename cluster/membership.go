@@ -34,8 +34,10 @@ type Meta struct {
 	HTTP   string `json:"http,omitempty"`   // routers: the browser edge
 	Gossip string `json:"gossip,omitempty"` // where to rejoin it
 	// Started orders two metas of the same member: the later process wins,
-	// so a node restarted on new addresses replaces its old entry. Version
-	// orders the updates of one process.
+	// so a node restarted on new addresses replaces its old entry. Object
+	// nodes make it an incarnation counter persisted in their data dir
+	// (never below the last one, whatever the clock says); routers use the
+	// start time. Version orders the updates of one process.
 	Started int64  `json:"started"`
 	Version uint64 `json:"version,omitempty"`
 	// Leads is a bitmask of the shards whose Raft group this node leads and
@@ -139,7 +141,7 @@ type Membership struct {
 	updates  chan struct{}
 	ml       *memberlist.Memberlist
 	events   chan memberlist.NodeEvent
-	merges   chan []Meta
+	merges   chan merge
 	log      *slog.Logger
 
 	placement atomic.Pointer[Placement]
@@ -171,7 +173,7 @@ func Start(cfg Config) (*Membership, error) {
 	m := &Membership{
 		cfg:     cfg,
 		events:  make(chan memberlist.NodeEvent, 256),
-		merges:  make(chan []Meta, 16),
+		merges:  make(chan merge, 16),
 		updates: make(chan struct{}, 1),
 		log:     cfg.Logger,
 		changed: make(chan struct{}),
@@ -296,7 +298,7 @@ func (m *Membership) SetLeaving() {
 	})
 	// Our own entry in the known set changes too; the placement follows.
 	select {
-	case m.merges <- []Meta{m.Meta()}:
+	case m.merges <- merge{metas: []Meta{m.Meta()}}:
 	case <-m.stop:
 	}
 }
@@ -406,9 +408,15 @@ func (m *Membership) run(known map[string]Meta) {
 				delete(routers, ev.Node.Name)
 			}
 		}
-		merge := func(metas []Meta) {
-			for _, meta := range metas {
+		mergeKnown := func(mg merge) {
+			for _, meta := range mg.metas {
 				if m.foreign(meta) {
+					continue
+				}
+				// A member that is alive speaks for itself (its own
+				// gossip, applied above); what a peer pushes about it,
+				// or about us, could only be stale or forged.
+				if mg.remote && (alive[meta.ID] || meta.ID == m.meta.Load().ID) {
 					continue
 				}
 				if meta.Role == RoleNode && mergeMeta(known, meta) {
@@ -422,8 +430,8 @@ func (m *Membership) run(known map[string]Meta) {
 			return
 		case ev := <-m.events:
 			apply(ev)
-		case metas := <-m.merges:
-			merge(metas)
+		case mg := <-m.merges:
+			mergeKnown(mg)
 		case <-rejoin.C:
 			m.rejoin(known, alive)
 			continue
@@ -433,8 +441,8 @@ func (m *Membership) run(known map[string]Meta) {
 			select {
 			case ev := <-m.events:
 				apply(ev)
-			case metas := <-m.merges:
-				merge(metas)
+			case mg := <-m.merges:
+				mergeKnown(mg)
 			default:
 				break drain
 			}
@@ -527,6 +535,13 @@ func (m *Membership) rejoin(known map[string]Meta, alive map[string]bool) {
 	}()
 }
 
+// merge is a set of metas for the known set: our own (remote false), or
+// pushed by a peer.
+type merge struct {
+	metas  []Meta
+	remote bool
+}
+
 // mergeMeta records meta in known if it is new or newer; it reports a change.
 func mergeMeta(known map[string]Meta, meta Meta) bool {
 	old, ok := known[meta.ID]
@@ -581,7 +596,7 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 		return
 	}
 	select {
-	case d.merges <- metas:
+	case d.merges <- merge{metas: metas, remote: true}:
 	case <-d.stop:
 	}
 }

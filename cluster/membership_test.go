@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"strconv"
@@ -105,4 +106,51 @@ func TestMembershipKeepsDownNodesPlaced(t *testing.T) {
 
 	ms[2] = start(2, known)
 	waitFor(t, "node3 alive again", func() bool { return ms[0].Placement().Alive("node3") && router.Placement().Alive("node3") })
+}
+
+// A peer's push (the known set it sends in push/pull) cannot replace the
+// metadata of a member that is alive: its own gossip speaks for it. What a
+// push says of a member nobody sees is still learned.
+func TestPushCannotRewriteALiveMember(t *testing.T) {
+	addrs := []string{freeAddr(t), freeAddr(t)}
+	var ms []*Membership
+	for i := range addrs {
+		m, err := Start(Config{
+			Meta:    Meta{ID: fmt.Sprintf("node%d", i+1), Role: RoleNode, GRPC: "127.0.0.1:" + strconv.Itoa(9100+i)},
+			Bind:    addrs[i],
+			Seeds:   addrs,
+			Timings: fastTimings(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Shutdown()
+		ms = append(ms, m)
+	}
+	waitFor(t, "2 live nodes", func() bool { return ms[1].Placement().LiveNodes() == 2 })
+	forged := Meta{ID: "node1", Role: RoleNode, GRPC: "127.0.0.1:6666", Started: time.Now().Add(time.Hour).UnixNano()}
+	ghost := Meta{ID: "node9", Role: RoleNode, GRPC: "127.0.0.1:9999", Started: 1}
+	push, _ := json.Marshal([]Meta{forged})
+	(*delegate)(ms[1]).MergeRemoteState(push, false)
+	push, _ = json.Marshal([]Meta{ghost})
+	(*delegate)(ms[1]).MergeRemoteState(push, false)
+	// Pushes are taken in order: once node9 is known, the forged one was seen.
+	waitFor(t, "node9 learned from the push", func() bool {
+		_, ok := ms[1].Placement().Node("node9")
+		return ok
+	})
+	if n1, _ := ms[1].Placement().Node("node1"); n1.GRPC != "127.0.0.1:9100" {
+		t.Fatalf("node1 is now at %s, from a push", n1.GRPC)
+	}
+	// Nor can a push about node2 itself change node2's view of itself.
+	self := Meta{ID: "node2", Role: RoleNode, GRPC: "127.0.0.1:6667", Started: time.Now().Add(time.Hour).UnixNano()}
+	push, _ = json.Marshal([]Meta{self, {ID: "node8", Role: RoleNode, GRPC: "127.0.0.1:9998", Started: 1}})
+	(*delegate)(ms[1]).MergeRemoteState(push, false)
+	waitFor(t, "node8 learned from the push", func() bool {
+		_, ok := ms[1].Placement().Node("node8")
+		return ok
+	})
+	if n2, _ := ms[1].Placement().Node("node2"); n2.GRPC != "127.0.0.1:9101" {
+		t.Fatalf("node2 sees itself at %s, from a push", n2.GRPC)
+	}
 }

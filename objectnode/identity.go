@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -27,6 +28,16 @@ type identity struct {
 	// Leaving is set when the node is being decommissioned; it survives a
 	// restart, so a decommission finishes.
 	Leaving bool `json:"leaving,omitempty"`
+	// Incarnation orders this node's starts for gossip (cluster.Meta.Started):
+	// each start takes one above the last, or the clock if that is later,
+	// so a node whose clock went back still supersedes its older self.
+	Incarnation int64 `json:"incarnation,omitempty"`
+}
+
+// nextIncarnation takes and saves the incarnation of this start.
+func nextIncarnation(store *storage.Store, id *identity) error {
+	id.Incarnation = max(id.Incarnation+1, time.Now().UnixNano())
+	return saveIdentity(store, *id)
 }
 
 const identityKey = "identity"

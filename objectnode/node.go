@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/vfs"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
@@ -67,6 +68,9 @@ type Config struct {
 	// RaftFaults, when set, loses Raft traffic between this node and its
 	// peers (tests cut nodes off with it).
 	RaftFaults shard.Faults
+	// FS is where the node's Pebble DB lives; nil is the disk. Tests give
+	// one that fails on demand.
+	FS vfs.FS
 	// MaxMoves and SnapshotRate pace replica moves (see shard.Config);
 	// zero means the defaults.
 	MaxMoves, SnapshotRate int
@@ -189,7 +193,11 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("objectnode: listen for gRPC on %s: %w", cfg.GRPCListen, err)
 	}
 	n.lis = lis
-	store, err := storage.OpenStore(cfg.DataDir, cfg.Logger)
+	fs := cfg.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	store, err := storage.OpenStoreOn(fs, cfg.DataDir, cfg.Logger)
 	if err != nil {
 		lis.Close()
 		return nil, err
@@ -201,6 +209,10 @@ func Start(cfg Config) (*Node, error) {
 		n.closeEarly()
 		return nil, err
 	}
+	if err := nextIncarnation(store, &n.ident); err != nil {
+		n.closeEarly()
+		return nil, err
+	}
 
 	known, err := n.loadKnown()
 	if err != nil {
@@ -209,6 +221,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	members, err := cluster.Start(cluster.Config{
 		Meta: cluster.Meta{ID: cfg.ID, Role: cluster.RoleNode, GRPC: n.advertiseGRPC(), Gossip: cfg.GossipAdvertise,
+			Started: n.ident.Incarnation,
 			Replica: n.ident.Replica, Cluster: n.ident.Cluster, Leaving: n.ident.Leaving},
 		Bind:       cfg.GossipListen,
 		Advertise:  cfg.GossipAdvertise,
@@ -526,9 +539,12 @@ func (n *Node) startReplication() {
 		SnapshotRate:  n.cfg.SnapshotRate,
 		Faults:        n.cfg.RaftFaults,
 		Creds:         n.cfg.Security.ClientCreds(),
-		Logger:        n.log,
-		OnLeadership:  n.leadershipChanged,
-		OnReplicas:    n.replicasChanged,
+		OnFatal: func(err error) {
+			n.fail(fmt.Errorf("this node's storage failed, so it stops and another replica takes over its shards: %w", err))
+		},
+		Logger:       n.log,
+		OnLeadership: n.leadershipChanged,
+		OnReplicas:   n.replicasChanged,
 	})
 	if err != nil {
 		n.log.Error("cannot start replication", "err", err)

@@ -82,6 +82,11 @@ type Config struct {
 	// Faults, when set, injects network faults between this node and its
 	// peers (tests).
 	Faults Faults
+	// OnFatal is called, once, when the Raft loop stops because this
+	// node's log could not be made durable (a failed write or fsync: disk
+	// full, disk gone). The node must stop: it can no longer lead, vote or
+	// acknowledge, and its peers elect another leader.
+	OnFatal func(error)
 }
 
 // Faults decides which Raft traffic is lost: tests cut a node off from its
@@ -364,6 +369,9 @@ func (h *Host) loop() {
 				h.failPending(g, err)
 			}
 			h.drainProposals()
+			if h.cfg.OnFatal != nil {
+				h.cfg.OnFatal(err)
+			}
 			return
 		}
 	}

@@ -186,7 +186,7 @@ func (b *Batch) Commit(sync bool) error {
 		opt = pebble.Sync
 	}
 	defer b.b.Close()
-	if err := b.b.Commit(opt); err != nil {
+	if err := durable(func() error { return b.b.Commit(opt) }); err != nil {
 		return fmt.Errorf("storage: commit raft batch: %w", err)
 	}
 	return nil

@@ -198,7 +198,7 @@ func (s *Store) prepareInstall(shard int, meta *raftpb.SnapshotMetadata, hs *raf
 			return err
 		}
 	}
-	if err := b.Commit(true); err != nil {
+	if err := durable(func() error { return b.Commit(true) }); err != nil {
 		return fmt.Errorf("storage: install snapshot of shard %d: %w", shard, err)
 	}
 	return nil
@@ -227,7 +227,7 @@ func (s *Store) finishInstall(shard int, file string) error {
 	}
 	// Synced, so no write applied after the ingest can precede it on disk:
 	// a second ingest would overwrite such a write with older data.
-	if err := s.db.Delete(raftKey(shard, raftInstall), pebble.Sync); err != nil {
+	if err := durable(func() error { return s.db.Delete(raftKey(shard, raftInstall), pebble.Sync) }); err != nil {
 		return fmt.Errorf("storage: finish snapshot of shard %d: %w", shard, err)
 	}
 	return nil
@@ -276,7 +276,7 @@ func (s *Store) DeleteShard(shard int) error {
 	if err := b.b.DeleteRange(raftKey(shard, 0), raftKey(shard+1, 0), nil); err != nil {
 		return err
 	}
-	if err := b.Commit(true); err != nil {
+	if err := durable(func() error { return b.Commit(true) }); err != nil {
 		return fmt.Errorf("storage: delete shard %d: %w", shard, err)
 	}
 	return nil

@@ -8,10 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/bloom"
+	"github.com/cockroachdb/pebble/vfs"
 
 	"hellochat/cluster"
 )
@@ -86,15 +86,21 @@ const memTableBytes = 64 << 20
 
 // OpenStore opens (or creates) the Pebble DB in dir.
 func OpenStore(dir string, log *slog.Logger) (*Store, error) {
+	return OpenStoreOn(vfs.Default, dir, log)
+}
+
+// OpenStoreOn opens the store on fs: the disk, or (tests) one that fails
+// when told to.
+func OpenStoreOn(fs vfs.FS, dir string, log *slog.Logger) (*Store, error) {
 	cache := pebble.NewCache(blockCacheBytes)
 	defer cache.Unref() // the DB holds its own reference
 	// EnsureDefaults first: it makes the levels the filters are set on.
-	opts := (&pebble.Options{Logger: pebbleLogger{log}, Cache: cache, MemTableSize: memTableBytes}).EnsureDefaults()
+	opts := (&pebble.Options{FS: fs, Logger: pebbleLogger{log}, Cache: cache, MemTableSize: memTableBytes}).EnsureDefaults()
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(bloomBitsPerKey)
 	}
 	// The data dir holds every message; nobody else on the machine needs it.
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := fs.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("storage: create %s: %w", dir, err)
 	}
 	db, err := pebble.Open(dir, opts)
@@ -139,7 +145,7 @@ func (s *Store) Apply(object string, ops []Op) error {
 			return fmt.Errorf("objectnode: batch for %q: %w", object, err)
 		}
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := durable(func() error { return b.Commit(pebble.Sync) }); err != nil {
 		return fmt.Errorf("objectnode: commit for %q: %w", object, err)
 	}
 	return nil
@@ -219,7 +225,7 @@ func (s *Store) SystemGet(name string) ([]byte, error) {
 }
 
 func (s *Store) SystemPut(name string, value []byte) error {
-	if err := s.db.Set(append([]byte{systemPrefix}, name...), value, pebble.Sync); err != nil {
+	if err := durable(func() error { return s.db.Set(append([]byte{systemPrefix}, name...), value, pebble.Sync) }); err != nil {
 		return fmt.Errorf("objectnode: write %s: %w", name, err)
 	}
 	return nil
@@ -233,6 +239,32 @@ func (pebbleLogger) Infof(format string, args ...any) {}
 func (l pebbleLogger) Errorf(format string, args ...any) {
 	l.log.Error("pebble: " + fmt.Sprintf(format, args...))
 }
+
+// Fatalf is Pebble giving up, on a commit it could not write (disk full,
+// disk gone) or worse. It must not return. It panics with a fatalError:
+// durable turns that into an error when it happens on a write of ours, and
+// elsewhere (a Pebble goroutine of its own) the process stops with the
+// message.
 func (pebbleLogger) Fatalf(format string, args ...any) {
-	panic(fmt.Sprintf("pebble: fatal: "+format, args...))
+	panic(fatalError{fmt.Sprintf("pebble: "+format, args...)})
+}
+
+type fatalError struct{ msg string }
+
+func (e fatalError) Error() string { return e.msg }
+
+// durable runs one of our writes to the DB, returning Pebble's Fatalf on
+// it as an error. The store is unusable after such an error: the caller
+// (the Raft loop, the node) stops.
+func durable(write func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			fe, ok := r.(fatalError)
+			if !ok {
+				panic(r)
+			}
+			err = fe
+		}
+	}()
+	return write()
 }

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/vfs"
+
 	"hellochat/cluster"
 	"hellochat/internal/launch"
 	"hellochat/internal/logging"
@@ -59,6 +61,9 @@ type Options struct {
 	FrameBurst                int
 	MaxConns, MaxConnsPerAddr int
 	FrameReadTimeout          time.Duration // default router.DefaultFrameReadTimeout
+	// NodeFS, when set, gives a node (by id) the file system its store
+	// lives on; nil: the disk.
+	NodeFS func(id string) vfs.FS
 }
 
 // Cluster is n object nodes and one router.
@@ -147,9 +152,17 @@ func (c *Cluster) nodeConfig(id, gossip string, expect int) objectnode.Config {
 		StreamQueue:   c.opts.StreamQueue,
 		MaxMoves:      c.opts.MaxMoves,
 		Security:      c.Security(security.RoleNode, id),
+		FS:            c.nodeFS(id),
 		Logger:        logger,
 		LogOutput:     raw,
 	}
+}
+
+func (c *Cluster) nodeFS(id string) vfs.FS {
+	if c.opts.NodeFS == nil {
+		return nil
+	}
+	return c.opts.NodeFS(id)
 }
 
 // Security is the settings of a member of the cluster's development PKI
