@@ -592,7 +592,11 @@ func (rl *relay) presence(p *pb.Presence) {
 		seed = mustJSON(seedFrame{Name: p.Name, Message: "Disconnected"})
 		v2 = mustJSON(v2Out{Type: "left", Name: p.Name})
 	}
-	users := presenceFrame(p.Users)
+	// v2 browsers get the whole list when they start, then only who
+	// joined or left: a join costs each member one small frame, not the
+	// room's whole list. The subject of a change, and everyone on a change
+	// that is neither (the list was rebuilt), get the list instead.
+	var users []byte
 	for id, rs := range rl.sessions {
 		if !rs.started {
 			continue // notices are not history; it gets the list with its history
@@ -606,6 +610,10 @@ func (rl *relay) presence(p *pb.Presence) {
 		case protoV2:
 			if v2 != nil && !subject {
 				rs.s.enqueue(v2)
+				continue
+			}
+			if users == nil {
+				users = presenceFrame(p.Users)
 			}
 			rs.s.enqueue(users)
 		}

@@ -175,6 +175,13 @@ func TestBrowserChat(t *testing.T) {
 
 	carol.screenshot(browserScreenshot)
 
+	// The others keep their lists from joined/left alone: carol came, then
+	// goes.
+	alice.waitPresence("alice", "bobby", "carol")
+	carol.close()
+	alice.waitPresence("alice", "bobby")
+	bobby.waitPresence("alice", "bobby")
+
 	for _, m := range console.all() {
 		if m.bad {
 			t.Errorf("browser console: %s", m.text)

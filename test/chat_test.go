@@ -77,7 +77,7 @@ func TestV2ChatAckAndResume(t *testing.T) {
 	}
 	bob := tc.Dial(t, c.URL(), "v2room", "bob", true)
 	bob.Expect(wait, "history", tc.IsType("history"))
-	ann.Expect(wait, "presence with bob", func(f tc.Frame) bool { return f.Type == "presence" && len(f.Users) == 2 })
+	ann.Expect(wait, "bob joining", func(f tc.Frame) bool { return f.Type == "joined" && f.Name == "bob" })
 
 	for i := 1; i <= 150; i++ {
 		ann.Post(fmt.Sprintf("a-%d", i), fmt.Sprintf("msg %d", i))

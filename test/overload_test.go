@@ -74,8 +74,12 @@ func (b *burster) collect() {
 		case f.Type == "error" && f.ID != "":
 			b.errs[f.ID] = f.Code
 		case f.Type == "presence":
-			b.users = max(b.users, len(f.Users))
-		case f.Type == "welcome", f.Type == "joined", f.Type == "left", f.Type == "status":
+			b.users = len(f.Users)
+		case f.Type == "joined":
+			b.users++
+		case f.Type == "left":
+			b.users--
+		case f.Type == "welcome", f.Type == "status":
 		default:
 			b.other = append(b.other, f.Raw)
 		}

@@ -66,6 +66,7 @@
     // Misc.
     lastTypingSent: 0,
     typers: new Map(),     // name -> timer
+    presence: new Map(),   // name -> open tabs, from the list and joined/left since
     unread: 0,
     today: new Date().toDateString(),
   };
@@ -357,9 +358,13 @@
       case 'history': onHistory(f); break;
       case 'message': onLiveMessage(f); break;
       case 'ack': onAck(f); break;
-      case 'presence': renderPresence(f.users); break;
-      case 'joined': if (typeof f.name === 'string') systemLine(f.name + ' joined'); break;
-      case 'left': if (typeof f.name === 'string') systemLine(f.name + ' left'); break;
+      case 'presence': setPresence(f.users); break;
+      case 'joined':
+        if (typeof f.name === 'string') { systemLine(f.name + ' joined'); countPresence(f.name, 1); }
+        break;
+      case 'left':
+        if (typeof f.name === 'string') { systemLine(f.name + ' left'); countPresence(f.name, -1); }
+        break;
       case 'typing': onTyping(f.name); break;
       case 'status': onServerStatus(f.state); break;
       case 'error': onError(f); break;
@@ -708,11 +713,24 @@
 
   // ---------- presence & typing ----------
 
-  function renderPresence(users) {
+  // The room sends the whole list on connect, then who joined or left.
+  // The list repeats a name per open tab; each person is shown once, with a
+  // count.
+  function setPresence(users) {
     if (!Array.isArray(users)) return;
-    // The list repeats a name per open tab; show each person once, with a count.
-    const counts = new Map();
-    for (const u of users) if (typeof u === 'string') counts.set(u, (counts.get(u) || 0) + 1);
+    state.presence = new Map();
+    for (const u of users) if (typeof u === 'string') state.presence.set(u, (state.presence.get(u) || 0) + 1);
+    renderPresence();
+  }
+
+  function countPresence(name, delta) {
+    const n = (state.presence.get(name) || 0) + delta;
+    if (n > 0) state.presence.set(name, n); else state.presence.delete(name);
+    renderPresence();
+  }
+
+  function renderPresence() {
+    const counts = state.presence;
     const items = [];
     for (const [name, n] of counts) {
       const li = el('li', name === state.name ? 'me' : '');
