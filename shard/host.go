@@ -171,8 +171,11 @@ type Host struct {
 	cfg    Config
 	raftID uint64
 	log    *slog.Logger
-	tr     *transport
-	snaps  *snapshotSender
+	// misattributed counts Raft messages dropped because they came from a
+	// replica that is not the sending node's own.
+	misattributed atomic.Uint64
+	tr            *transport
+	snaps         *snapshotSender
 
 	props       chan *proposal
 	inbox       chan *pb.RaftBatch
@@ -263,6 +266,10 @@ func (h *Host) Serving(shard int) (serving bool, leader string) {
 
 // Status is what this node knows of a shard's group.
 func (h *Host) Status(shard int) ShardStatus { return *h.status[shard].Load() }
+
+// Misattributed counts the Raft messages dropped because their replica was
+// not one of the sending node's own.
+func (h *Host) Misattributed() uint64 { return h.misattributed.Load() }
 
 // Replicas counts the shard replicas this node holds.
 func (h *Host) Replicas() int { return int(h.replicas.Load()) }

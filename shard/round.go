@@ -45,6 +45,7 @@ func (h *Host) stepOne(shard int, m *raftpb.Message, from string) {
 	// The stream's sender is authenticated (see Server); a message must
 	// come from one of that node's own replicas.
 	if name, ok := h.names[m.GetFrom()]; !ok || name != from {
+		h.misattributed.Add(1)
 		h.log.Debug("dropping raft message from a replica not of its sender", "shard", shard, "from", from, "replica", m.GetFrom())
 		return
 	}

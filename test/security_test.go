@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -136,6 +137,12 @@ func TestForgedRaftSenderRefused(t *testing.T) {
 	if err := send(node1, "node1"); err != nil {
 		t.Fatalf("node1's own stream: %v", err)
 	}
+	tc.Eventually(t, wait, func() error {
+		if got := c.Nodes[2].Stats().MisattributedRaft; got < 64 {
+			return fmt.Errorf("node3 dropped %d misattributed messages, want the 64 sent", got)
+		}
+		return nil
+	})
 	chatWorks(t, c, "forged")
 	for i := range c.Nodes {
 		select {
