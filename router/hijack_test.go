@@ -158,28 +158,10 @@ func TestBatchWritesOnce(t *testing.T) {
 // The library answers pings outside any batch, from the reading goroutine,
 // while batches are being written: both reach the client whole.
 func TestBatchPingsWhileWriting(t *testing.T) {
-	var sessions = make(chan *session, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hj := &leanHijack{ResponseWriter: w}
-		c, err := websocket.Accept(hj, r, nil)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		s := &session{conn: c, out: hj.conn}
-		sessions <- s
-		c.Read(context.Background()) // answers pings until the client goes
-	}))
-	defer srv.Close()
+	s, client := sessionPair(t)
+	go s.conn.Read(context.Background()) // answers pings until the client goes
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	client, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.CloseNow()
-	client.SetReadLimit(-1)
-	s := <-sessions
 
 	const batches, perBatch = 200, 8
 	got := make(chan error, 1)

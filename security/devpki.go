@@ -101,17 +101,8 @@ func serial() (*big.Int, error) {
 
 // newCA makes a CA certificate and key, in one PEM file.
 func newCA() ([]byte, error) {
-	key, keyPEM, err := newKey()
-	if err != nil {
-		return nil, err
-	}
-	sn, err := serial()
-	if err != nil {
-		return nil, err
-	}
 	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          sn,
+	return sign(&x509.Certificate{
 		Subject:               pkix.Name{CommonName: "hellochat development CA"},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(DevCAValidity),
@@ -119,12 +110,7 @@ func newCA() ([]byte, error) {
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		MaxPathLenZero:        true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	return append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM...), nil
+	}, nil, nil)
 }
 
 // issue makes a certificate for id signed by the CA in caFile, with its
@@ -138,29 +124,35 @@ func issue(caFile string, id Identity) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, keyPEM, err := newKey()
-	if err != nil {
-		return nil, err
-	}
-	sn, err := serial()
-	if err != nil {
-		return nil, err
-	}
 	usage := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	if id.Role == RoleNode {
 		usage = append(usage, x509.ExtKeyUsageServerAuth)
 	}
 	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: sn,
-		Subject:      pkix.Name{CommonName: id.ID, OrganizationalUnit: []string{id.Role}},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(DevCertValidity),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  usage,
-		URIs:         []*url.URL{id.uri()},
+	return sign(&x509.Certificate{
+		Subject:     pkix.Name{CommonName: id.ID, OrganizationalUnit: []string{id.Role}},
+		NotBefore:   now.Add(-time.Hour),
+		NotAfter:    now.Add(DevCertValidity),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: usage,
+		URIs:        []*url.URL{id.uri()},
+	}, caCert, ca.PrivateKey)
+}
+
+// sign makes a new key and the certificate tmpl describes for it, signed
+// by parent's key (self-signed when parent is nil), in one PEM file.
+func sign(tmpl, parent *x509.Certificate, parentKey any) ([]byte, error) {
+	key, keyPEM, err := newKey()
+	if err != nil {
+		return nil, err
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, ca.PrivateKey)
+	if tmpl.SerialNumber, err = serial(); err != nil {
+		return nil, err
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
 	if err != nil {
 		return nil, err
 	}
