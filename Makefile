@@ -33,7 +33,7 @@ FUZZTIME ?= 30s
 export HTTP_ADDR ADMIN_ADDR ROOMS KILLS PAUSES ADDS REMOVES WIPES
 export CLUSTER_DATA
 
-.PHONY: help build cluster kill-node restart-node add-node remove-node owners failover fuzz bench-go test test-short lint bench \
+.PHONY: help build cluster kill-node restart-node add-node remove-node owners failover netlab fuzz bench-go test test-short lint bench \
 	proto verify-proto tidy clean clean-data
 
 help: ## list targets (this is the default)
@@ -81,6 +81,9 @@ test-short: lint ## lint, then the quick tests (-short, no race detector)
 
 failover: build ## failover experiment under load: add, kill -9, SIGSTOP, wipe, remove nodes (ADDS=2 KILLS=20 PAUSES=5 WIPES=1 REMOVES=2)
 	bash scripts/failover.sh
+
+netlab: ## (root) the cluster on five network namespaces on a bridge: partition a leader, heal, cut one way, heal
+	$(GO) test -count=1 -run 'TestNetlab' -v ./test
 
 fuzz: ## fuzz raft entry decoding and browser frame parsing (FUZZTIME=30s each)
 	$(GO) test -run '^$$' -fuzz FuzzDecodeCommand -fuzztime $(FUZZTIME) ./shard
