@@ -209,7 +209,8 @@ func (b *netlabBrowser) expect(t *testing.T, what string, timeout time.Duration,
 // TestNetlabPartitions runs the cluster on five hosts (network namespaces
 // on a bridge, secured by default) and cuts links: a leader partitioned
 // from everyone (both directions), then healed; then a one-way cut, where
-// the leader can hear but not speak. Each time the room moves to another
+// the leader can hear but not speak; then the other way, where it speaks
+// but hears nothing. Each time the room moves to another
 // leader, every message sent meanwhile is acknowledged and shown, and the
 // browsers stay connected.
 func TestNetlabPartitions(t *testing.T) {
@@ -270,4 +271,22 @@ func TestNetlabPartitions(t *testing.T) {
 	start = time.Now()
 	phase("one-way", func() { c.lab.Cut("node1", "node2", "node3", "router1") }, 20)
 	t.Logf("one-way cut and heal: %v", time.Since(start))
+
+	// The other way: node1 speaks (its heartbeats and votes arrive) but
+	// hears nothing back.
+	room3 := ""
+	for i := 0; room3 == ""; i++ {
+		if r := fmt.Sprintf("lab3-%d", i); c.leaderOf(r) == "node1" {
+			room3 = r
+		}
+	}
+	ann, bob = c.browser(room3, "ann"), c.browser(room3, "bob")
+	room = room3
+	start = time.Now()
+	phase("deaf", func() {
+		c.lab.Cut("node2", "node1")
+		c.lab.Cut("node3", "node1")
+		c.lab.Cut("router1", "node1")
+	}, 20)
+	t.Logf("deaf node1 and heal: %v", time.Since(start))
 }
