@@ -37,7 +37,9 @@ type Host struct {
 	IP   string
 }
 
-// Usable says why a lab cannot be built here, or "" when it can.
+// Usable says why a lab cannot be built here, or "" when it can: it
+// builds and deletes a one-host lab, so a machine that allows namespaces
+// but not bridges or veth pairs (some containers) says so too.
 func Usable() string {
 	if os.Geteuid() != 0 {
 		return "netlab needs root (network namespaces)"
@@ -45,11 +47,11 @@ func Usable() string {
 	if _, err := exec.LookPath("ip"); err != nil {
 		return "netlab needs iproute2's ip command"
 	}
-	probe := "hcprobe" + suffix()
-	if out, err := exec.Command("ip", "netns", "add", probe).CombinedOutput(); err != nil {
-		return "this machine does not allow network namespaces: " + strings.TrimSpace(string(out))
+	l, err := New("probe")
+	if err != nil {
+		return "this machine does not allow a lab of network namespaces: " + err.Error()
 	}
-	exec.Command("ip", "netns", "del", probe).Run()
+	l.Close()
 	return ""
 }
 
