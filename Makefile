@@ -85,8 +85,9 @@ failover: build ## failover experiment under load: add, kill -9, SIGSTOP, wipe, 
 netlab: ## (root) the cluster on five network namespaces on a bridge: partition a leader, heal, cut one way, heal
 	$(GO) test -count=1 -run 'TestNetlab' -v ./test
 
-fuzz: ## fuzz raft entry decoding and browser frame parsing (FUZZTIME=30s each)
+fuzz: ## fuzz raft entry decoding, peers' Raft messages, and browser frame parsing (FUZZTIME=30s each)
 	$(GO) test -run '^$$' -fuzz FuzzDecodeCommand -fuzztime $(FUZZTIME) ./shard
+	$(GO) test -run '^$$' -fuzz FuzzStep -fuzztime $(FUZZTIME) ./shard
 	$(GO) test -run '^$$' -fuzz FuzzParseFrame -fuzztime $(FUZZTIME) ./router
 
 bench: build ## benchmark suite on a real cluster (SCENARIO=n runs one); table in docs/benchmarks.md

@@ -149,16 +149,16 @@ type Stats struct {
 	// RefusedPeers counts replication streams refused because the caller's
 	// certificate did not name the node its messages claimed to be from.
 	RefusedPeers uint64
-	// MisattributedRaft counts Raft messages dropped from accepted streams
-	// because they came from a replica that is not the sender's own.
-	MisattributedRaft uint64
+	// RefusedRaft counts Raft messages dropped from accepted streams:
+	// from a replica that is not the sender's own, or not plausible.
+	RefusedRaft uint64
 }
 
 // Stats returns the node's counters.
 func (n *Node) Stats() Stats {
 	st := Stats{SlowStreams: n.slowStreams.Load(), RefusedPeers: n.raftSrv.Refused()}
 	if h := n.host.Load(); h != nil {
-		st.MisattributedRaft = h.Misattributed()
+		st.RefusedRaft = h.RefusedMessages()
 	}
 	return st
 }

@@ -171,11 +171,11 @@ type Host struct {
 	cfg    Config
 	raftID uint64
 	log    *slog.Logger
-	// misattributed counts Raft messages dropped because they came from a
-	// replica that is not the sending node's own.
-	misattributed atomic.Uint64
-	tr            *transport
-	snaps         *snapshotSender
+	// refusedMsgs counts peers' Raft messages dropped: from a replica that
+	// is not the sending node's own, or not plausible (see plausible).
+	refusedMsgs atomic.Uint64
+	tr          *transport
+	snaps       *snapshotSender
 
 	props       chan *proposal
 	inbox       chan *pb.RaftBatch
@@ -267,9 +267,9 @@ func (h *Host) Serving(shard int) (serving bool, leader string) {
 // Status is what this node knows of a shard's group.
 func (h *Host) Status(shard int) ShardStatus { return *h.status[shard].Load() }
 
-// Misattributed counts the Raft messages dropped because their replica was
-// not one of the sending node's own.
-func (h *Host) Misattributed() uint64 { return h.misattributed.Load() }
+// RefusedMessages counts peers' Raft messages dropped: from a replica that
+// is not the sending node's own, or not plausible.
+func (h *Host) RefusedMessages() uint64 { return h.refusedMsgs.Load() }
 
 // Replicas counts the shard replicas this node holds.
 func (h *Host) Replicas() int { return int(h.replicas.Load()) }

@@ -45,7 +45,7 @@ func (h *Host) stepOne(shard int, m *raftpb.Message, from string) {
 	// The stream's sender is authenticated (see Server); a message must
 	// come from one of that node's own replicas.
 	if name, ok := h.names[m.GetFrom()]; !ok || name != from {
-		h.misattributed.Add(1)
+		h.refusedMsgs.Add(1)
 		h.log.Debug("dropping raft message from a replica not of its sender", "shard", shard, "from", from, "replica", m.GetFrom())
 		return
 	}
@@ -64,6 +64,11 @@ func (h *Host) stepOne(shard int, m *raftpb.Message, from string) {
 			h.log.Error("start new replica", "shard", shard, "err", err)
 			return
 		}
+	}
+	if err := plausible(g, m); err != nil {
+		h.refusedMsgs.Add(1)
+		h.log.Warn("dropping an implausible raft message", "shard", shard, "from", from, "err", err)
+		return
 	}
 	if fromLeader {
 		g.silent = 0

@@ -138,8 +138,8 @@ func TestForgedRaftSenderRefused(t *testing.T) {
 		t.Fatalf("node1's own stream: %v", err)
 	}
 	tc.Eventually(t, wait, func() error {
-		if got := c.Nodes[2].Stats().MisattributedRaft; got < 64 {
-			return fmt.Errorf("node3 dropped %d misattributed messages, want the 64 sent", got)
+		if got := c.Nodes[2].Stats().RefusedRaft; got < 64 {
+			return fmt.Errorf("node3 dropped %d dropped messages, want the 64 sent", got)
 		}
 		return nil
 	})
