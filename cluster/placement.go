@@ -190,16 +190,17 @@ func (p *Placement) Alive(id string) bool { return p.alive[id] }
 
 // Serving reports whether every room can be served now: some object node
 // is alive and every shard has a leader.
-func (p *Placement) Serving() bool {
-	if p.LiveNodes() == 0 {
-		return false
-	}
+func (p *Placement) Serving() bool { return p.LiveNodes() > 0 && p.LedShards() == Partitions }
+
+// LedShards counts the shards some live node claims to lead.
+func (p *Placement) LedShards() int {
+	led := 0
 	for s := 0; s < Partitions; s++ {
-		if len(p.Leaders(s)) == 0 {
-			return false
+		if len(p.Leaders(s)) > 0 {
+			led++
 		}
 	}
-	return true
+	return led
 }
 
 // LiveNodes counts the known object nodes that are alive.

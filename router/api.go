@@ -42,16 +42,10 @@ func (rt *Router) handlePublicHealth(w http.ResponseWriter, _ *http.Request) {
 
 func (rt *Router) handleHealth(w http.ResponseWriter, _ *http.Request) {
 	p := rt.members.Placement()
-	led := 0
-	for s := 0; s < cluster.Partitions; s++ {
-		if len(p.Leaders(s)) > 0 {
-			led++
-		}
-	}
 	// Healthy means every room can be served now: each shard has a leader.
-	if p.LiveNodes() == 0 || led < cluster.Partitions {
+	if !p.Serving() {
 		http.Error(w, fmt.Sprintf("not ready: %d of %d object nodes alive, %d of %d shards have a leader",
-			p.LiveNodes(), len(p.Nodes()), led, cluster.Partitions), http.StatusServiceUnavailable)
+			p.LiveNodes(), len(p.Nodes()), p.LedShards(), cluster.Partitions), http.StatusServiceUnavailable)
 		return
 	}
 	fmt.Fprintf(w, "ok: %d of %d object nodes alive, all %d shards have a leader\n", p.LiveNodes(), len(p.Nodes()), cluster.Partitions)
