@@ -30,18 +30,27 @@ const (
 	// bytes have arrived: a client trickling a frame byte by byte is
 	// disconnected.
 	DefaultFrameReadTimeout = 30 * time.Second
-	// Dead browsers (gone without closing) are found by TCP keepalive: a
-	// probe after KeepAliveIdle of silence, KeepAliveCount unanswered
-	// probes KeepAliveInterval apart. The session then leaves its room,
-	// within 30 s, with no goroutine or timer of ours per connection.
-	KeepAliveIdle     = 15 * time.Second
-	KeepAliveInterval = 5 * time.Second
-	KeepAliveCount    = 3
+	// DefaultDeadBrowserAfter bounds how long a browser that vanished
+	// without closing (its machine off, its network gone) stays in its
+	// room. The kernel finds it, with no goroutine or timer of ours per
+	// connection: on a quiet connection by TCP keepalive (a probe after
+	// half of it, then keepAliveProbes probes), and on one the router is
+	// writing to by TCP_USER_TIMEOUT (data unacknowledged that long), since
+	// keepalive stays silent while data waits. The session then leaves.
+	DefaultDeadBrowserAfter = 30 * time.Second
+	keepAliveProbes         = 3
 	// HTTP server bounds for requests that are not WebSockets.
 	IdleTimeout    = 60 * time.Second
 	ReadTimeout    = 10 * time.Second
 	MaxHeaderBytes = 16 << 10
 )
+
+// browserKeepAlive is the TCP keepalive that finds a quiet browser dead
+// within after.
+func browserKeepAlive(after time.Duration) net.KeepAliveConfig {
+	return net.KeepAliveConfig{Enable: true, Idle: after / 2,
+		Interval: after / 2 / keepAliveProbes, Count: keepAliveProbes}
+}
 
 // bucket is a token bucket: rate per second, up to burst at once.
 type bucket struct {

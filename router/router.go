@@ -16,6 +16,7 @@ import (
 	"net/http/pprof"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -53,6 +54,9 @@ type Config struct {
 	// FrameReadTimeout bounds reading one frame once its first bytes came
 	// (DefaultFrameReadTimeout).
 	FrameReadTimeout time.Duration
+	// DeadBrowserAfter bounds how long a browser gone without closing
+	// stays connected (DefaultDeadBrowserAfter).
+	DeadBrowserAfter time.Duration
 	// SeedHistory caps the history a seed-protocol browser gets on
 	// connect to the newest SeedHistory messages; 0 sends the whole
 	// history, as the seed app does.
@@ -91,6 +95,7 @@ func DefaultConfig() Config {
 		MaxConns:         DefaultMaxConns,
 		MaxConnsPerAddr:  DefaultMaxConnsPerAddr,
 		FrameReadTimeout: DefaultFrameReadTimeout,
+		DeadBrowserAfter: DefaultDeadBrowserAfter,
 	}
 }
 
@@ -146,14 +151,17 @@ func Start(cfg Config) (*Router, error) {
 	if cfg.FrameReadTimeout <= 0 {
 		cfg.FrameReadTimeout = DefaultFrameReadTimeout
 	}
+	if cfg.DeadBrowserAfter <= 0 {
+		cfg.DeadBrowserAfter = DefaultDeadBrowserAfter
+	}
 	nonce := make([]byte, 6)
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("router: make instance id: %w", err)
 	}
-	// Keepalive finds browsers that vanished without closing (see
-	// KeepAliveIdle).
-	lc := net.ListenConfig{KeepAliveConfig: net.KeepAliveConfig{Enable: true,
-		Idle: KeepAliveIdle, Interval: KeepAliveInterval, Count: KeepAliveCount}}
+	// The kernel finds browsers that vanished without closing (see
+	// DefaultDeadBrowserAfter); accepted sockets inherit the user timeout.
+	lc := net.ListenConfig{KeepAliveConfig: browserKeepAlive(cfg.DeadBrowserAfter),
+		Control: func(_, _ string, c syscall.RawConn) error { return setUserTimeout(c, cfg.DeadBrowserAfter) }}
 	lis, err := lc.Listen(context.Background(), "tcp", cfg.HTTPListen)
 	if err != nil {
 		return nil, fmt.Errorf("router: listen for HTTP on %s: %w", cfg.HTTPListen, err)

@@ -5,15 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
+	"hellochat/internal/launch"
 	"hellochat/internal/netlab"
 	"hellochat/router"
 )
@@ -23,10 +23,13 @@ import (
 type netlabCluster struct {
 	t    *testing.T
 	lab  *netlab.Lab
+	c    *launch.Cluster
 	http *http.Client // from the browsers' host
 }
 
-func startNetlab(t *testing.T) *netlabCluster {
+var _ launch.Network = (*netlab.Network)(nil)
+
+func startNetlab(t *testing.T, routerFlags ...string) *netlabCluster {
 	if testing.Short() {
 		t.Skip("starts real processes")
 	}
@@ -34,62 +37,39 @@ func startNetlab(t *testing.T) *netlabCluster {
 		t.Skip("netlab: " + why)
 	}
 	bin := buildBinaries(t)
-	lab, err := netlab.New("node1", "node2", "node3", "router1", "browsers")
+	lab, err := netlab.New("node1", "node2", "node3", "router1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(lab.Close)
-	dir := t.TempDir()
-	pki := filepath.Join(dir, "pki")
-	var gossip []string
-	for _, n := range []string{"node1", "node2", "node3"} {
-		gossip = append(gossip, lab.Host(n).IP+":7101")
+	nw, err := lab.Network("browsers")
+	if err != nil {
+		t.Fatal(err)
 	}
-	start := func(host, bin string, args ...string) {
-		log, err := os.Create(filepath.Join(dir, host+".log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := lab.Command(host, bin, args...)
-		cmd.Stdout, cmd.Stderr = log, log
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			cmd.Process.Kill()
-			cmd.Wait()
-			log.Close()
-			if t.Failed() {
-				b, _ := os.ReadFile(log.Name())
-				t.Logf("--- %s log (last 3 KB):\n%s", host, tail(b, 3000))
+	c, err := launch.Start(launch.Options{Bin: bin, Dir: t.TempDir(), Network: nw, RouterFlags: routerFlags})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Kill()
+		if t.Failed() {
+			for _, p := range c.All() {
+				t.Logf("--- %s log (last 30 lines):\n%s", p.Name, p.Tail(30))
 			}
-		})
+		}
+	})
+	for _, p := range c.Nodes {
+		if host, _, _ := net.SplitHostPort(p.GRPCAddr()); host != lab.Host(p.Name).IP {
+			t.Fatalf("%s listens on %s, not on its host %s", p.Name, p.GRPCAddr(), lab.Host(p.Name).IP)
+		}
 	}
-	for _, n := range []string{"node1", "node2", "node3"} {
-		ip := lab.Host(n).IP
-		start(n, filepath.Join(bin, "objectnode"), "--id", n, "--data", filepath.Join(dir, n),
-			"--grpc-addr", ip+":9101", "--gossip-addr", ip+":7101", "--join", strings.Join(gossip, ","),
-			"--expect", "3", "--dev-pki", pki)
-	}
-	rip := lab.Host("router1").IP
-	start("router1", filepath.Join(bin, "router"), "--id", "router1", "--http-addr", rip+":8080",
-		"--admin-addr", rip+":8081", "--gossip-addr", rip+":7100", "--join", strings.Join(gossip, ","),
-		"--dev-pki", pki)
-	c := &netlabCluster{t: t, lab: lab,
-		http: &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DialContext: lab.DialContext("browsers")}}}
-	c.waitHealthy("3 of 3 object nodes alive")
-	return c
-}
-
-func tail(b []byte, n int) string {
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
+	nc := &netlabCluster{t: t, lab: lab, c: c, http: c.HTTPClient(3 * time.Second)}
+	nc.waitHealthy("3 of 3 object nodes alive")
+	return nc
 }
 
 func (c *netlabCluster) get(path string) (string, error) {
-	resp, err := c.http.Get("http://" + c.lab.Host("router1").IP + ":8081" + path)
+	resp, err := c.http.Get(c.c.Admin + path)
 	if err != nil {
 		return "", err
 	}
@@ -131,7 +111,8 @@ func (c *netlabCluster) leaderOf(room string) string {
 	return v.Rooms[0].Leader
 }
 
-// browser is a v2 WebSocket from the browsers' host.
+// netlabBrowser is a v2 WebSocket from a host of the lab; it sees
+// message texts, "ack:ID", "joined:NAME" and "left:NAME".
 type netlabBrowser struct {
 	conn *websocket.Conn
 	seen chan string // texts of messages, and "ack:ID" for acks
@@ -140,11 +121,20 @@ type netlabBrowser struct {
 
 func (c *netlabCluster) browser(room, name string) *netlabBrowser {
 	c.t.Helper()
+	return c.browserOn("browsers", room, name)
+}
+
+// browserOn is a browser on another host of the lab, made if need be.
+func (c *netlabCluster) browserOn(host, room, name string) *netlabBrowser {
+	c.t.Helper()
+	if _, err := c.lab.Addr(host); err != nil { // makes the host
+		c.t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	u := "ws://" + c.lab.Host("router1").IP + ":8080/ws?lines=1&room=" + room + "&name=" + name + "&key=" + name + "-netlab-key-0123456789"
+	u := "ws" + strings.TrimPrefix(c.c.Base, "http") + "/ws?lines=1&room=" + room + "&name=" + name + "&key=" + name + "-netlab-key-0123456789"
 	conn, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{Subprotocols: []string{router.SubprotocolV2},
-		HTTPClient: &http.Client{Transport: &http.Transport{DialContext: c.lab.DialContext("browsers")}}})
+		HTTPClient: &http.Client{Transport: &http.Transport{DialContext: c.lab.Dialer(host)}}})
 	if err != nil {
 		c.t.Fatalf("browser %s: %v", name, err)
 	}
@@ -158,7 +148,7 @@ func (c *netlabCluster) browser(room, name string) *netlabBrowser {
 				return
 			}
 			for _, line := range strings.Split(string(data), "\n") {
-				var f struct{ Type, ID, Text string }
+				var f struct{ Type, ID, Text, Name string }
 				if json.Unmarshal([]byte(line), &f) != nil {
 					continue
 				}
@@ -167,6 +157,8 @@ func (c *netlabCluster) browser(room, name string) *netlabBrowser {
 					b.seen <- f.Text
 				case "ack":
 					b.seen <- "ack:" + f.ID
+				case "joined", "left":
+					b.seen <- f.Type + ":" + f.Name
 				}
 			}
 		}
@@ -266,4 +258,60 @@ func TestNetlabPartitions(t *testing.T) {
 		c.lab.Cut("node3", "node1")
 		c.lab.Cut("router1", "node1")
 	}, 20)
+}
+
+// TestNetlabDeadBrowserLeaves pulls the network from under a browser (its
+// host cut off from the router both ways: no FIN, no RST) and checks the
+// router ends its session within --dead-browser-after: once on a quiet
+// connection (TCP keepalive finds it) and once while the room keeps
+// talking to it (keepalive is silent while data waits unacknowledged;
+// TCP_USER_TIMEOUT finds it).
+func TestNetlabDeadBrowserLeaves(t *testing.T) {
+	const deadAfter = 4 * time.Second
+	c := startNetlab(t, "--dead-browser-after", deadAfter.String())
+	for _, talking := range []bool{false, true} {
+		name := "quiet"
+		if talking {
+			name = "talking"
+		}
+		host := "gone-" + name
+		ann := c.browser("dead-"+name, "ann")
+		bob := c.browserOn(host, "dead-"+name, "bob")
+		ann.expect(t, name+": bob joins", 10*time.Second, "joined:bob")
+		ann.send(t, name+"-hello", name+" hello")
+		bob.expect(t, name+": bob is live", 10*time.Second, name+" hello")
+
+		if err := c.lab.Cut(host, "router1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.lab.Cut("router1", host); err != nil {
+			t.Fatal(err)
+		}
+		cut := time.Now()
+		stop := make(chan struct{})
+		sent := make(chan struct{})
+		go func() {
+			defer close(sent)
+			for i := 0; talking; i++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(200 * time.Millisecond):
+				}
+				msg, _ := json.Marshal(map[string]string{"type": "send", "id": fmt.Sprintf("t-%d", i), "text": "to the void"})
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				err := ann.conn.Write(ctx, websocket.MessageText, msg)
+				cancel()
+				if err != nil {
+					return
+				}
+			}
+		}()
+		// The kernel's clocks are coarse: allow it twice the bound.
+		ann.expect(t, name+": bob leaves", 2*deadAfter+5*time.Second, "left:bob")
+		close(stop)
+		<-sent
+		t.Logf("%s: bob left %v after his network went (bound %v)", name, time.Since(cut).Round(100*time.Millisecond), deadAfter)
+		c.lab.Heal()
+	}
 }

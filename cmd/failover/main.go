@@ -1,7 +1,9 @@
 // Command failover runs the failover experiment: a real cluster on
 // loopback under chat load that grows by added nodes, has nodes killed
 // with -9 and restarted, paused with SIGSTOP and resumed, and restarted on
-// a wiped disk, then shrinks by decommissioned nodes. After each step it
+// a wiped disk, then shrinks by decommissioned nodes. With --netlab the
+// cluster runs on a lab of network namespaces instead, a host per process,
+// and nodes are also partitioned and cut off one way. After each step it
 // waits until every shard's replicas are the ring's again, and it prints
 // what browsers saw, what each step moved, and whether anything
 // acknowledged was lost.
@@ -19,6 +21,7 @@ import (
 	"hellochat/internal/failover"
 	"hellochat/internal/flagenv"
 	"hellochat/internal/launch"
+	"hellochat/internal/netlab"
 )
 
 func main() {
@@ -36,20 +39,55 @@ func main() {
 	fs.DurationVar(&cfg.MaxWritePause, "max-write-pause", time.Second, "an add or remove fails if it pauses a room's writes longer")
 	fs.IntVar(&cfg.Rooms, "rooms", 30, "rooms under load")
 	fs.IntVar(&cfg.Clients, "clients", 2, "browsers (WebSocket clients) per room")
+	lab := fs.Bool("netlab", false, "run the cluster on a lab of Linux network namespaces (root; a host per process, one for the load) and cut links too")
+	skip := fs.Bool("skip-unusable", false, "with --netlab: say why and exit 0 when this machine cannot build the lab")
+	fs.IntVar(&cfg.Partitions, "partitions", 0, "with --netlab: cut a node off from the other nodes and the router, both ways, then heal")
+	fs.IntVar(&cfg.Mutes, "mutes", 0, "with --netlab: drop what a node sends the others and the router (one way), then heal")
+	fs.IntVar(&cfg.Deafs, "deafs", 0, "with --netlab: drop what the others and the router send a node (one way), then heal")
+	fs.DurationVar(&cfg.CutFor, "cut-for", 3*time.Second, "how long a network cut lasts (past the election timeout)")
 	fs.Float64Var(&cfg.Rate, "rate", 4, "messages per second each client sends")
-	flagenv.ParseOrExit(fs, "Runs the failover experiment against real processes on 127.0.0.1.")
+	flagenv.ParseOrExit(fs, "Runs the failover experiment against real processes on 127.0.0.1, or on a lab of network namespaces (--netlab).")
+	os.Exit(run(cfg, *lab, *skip))
+}
+
+// run runs the experiment (on a lab of network namespaces it builds and
+// tears down when lab is set) and returns the exit status.
+func run(cfg failover.Config, lab, skipUnusable bool) int {
+	if lab {
+		if why := netlab.Usable(); why != "" {
+			if skipUnusable {
+				fmt.Println("failover: skipped, no network lab here:", why)
+				return 0
+			}
+			fmt.Fprintln(os.Stderr, "failover:", why)
+			return 2
+		}
+		l, err := netlab.New()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "failover:", err)
+			return 1
+		}
+		defer l.Close()
+		nw, err := l.Network("load")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "failover:", err)
+			return 1
+		}
+		cfg.Network, cfg.Cuts = nw, l
+	}
 	if err := cfg.Check(); err != nil {
 		fmt.Fprintln(os.Stderr, "failover:", err)
-		os.Exit(2)
+		return 2
 	}
 	if err := launch.PrepareDir(cfg.Dir); err != nil {
 		fmt.Fprintln(os.Stderr, "failover:", err)
-		os.Exit(1)
+		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := failover.Run(ctx, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }

@@ -23,6 +23,7 @@ func main() {
 	fs.IntVar(&cfg.FrameBurst, "frame-burst", cfg.FrameBurst, "frames one browser may send at once above --frame-rate")
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "browsers this router serves at once (0: unlimited); more are refused with 503")
 	fs.IntVar(&cfg.MaxConnsPerAddr, "max-conns-per-addr", cfg.MaxConnsPerAddr, "browsers from one client address at once (0: unlimited; raise it behind a proxy that hides addresses); more are refused with 429")
+	fs.DurationVar(&cfg.DeadBrowserAfter, "dead-browser-after", cfg.DeadBrowserAfter, "a browser gone without closing (machine off, network lost) leaves its room within this")
 	fs.IntVar(&cfg.SeedHistory, "seed-history", 0, "newest messages a seed-protocol browser gets on connect (0: the whole history, like the seed app)")
 	fs.BoolVar(&cfg.AllowAnyOrigin, "allow-any-origin", false, "accept WebSockets from pages served by other origins")
 	fs.StringVar(&cfg.AdminListen, "admin-addr", cfg.AdminListen, "host:port for the operator's endpoints (/api/cluster, detailed /healthz, --pprof); keep it on loopback or a private network; empty: none")

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -57,7 +58,13 @@ const QueueSize = 100000
 // web page does; extra adds or overrides query parameters ("after=5",
 // "lines=0").
 func Dial(ctx context.Context, base, room, name string, v2 bool, extra ...string) (*Client, error) {
-	conn, err := DialConn(ctx, base, room, name, v2, extra...)
+	return DialVia(ctx, nil, base, room, name, v2, extra...)
+}
+
+// DialVia is Dial through hc's transport (nil: the default), for a
+// router that only some network namespace reaches.
+func DialVia(ctx context.Context, hc *http.Client, base, room, name string, v2 bool, extra ...string) (*Client, error) {
+	conn, err := dialConn(ctx, hc, base, room, name, v2, extra...)
 	if err != nil {
 		return nil, err
 	}
@@ -69,6 +76,10 @@ func Dial(ctx context.Context, base, room, name string, v2 bool, extra ...string
 // DialConn opens the bare WebSocket, for callers (load generators) that
 // read it themselves (see EachFrame).
 func DialConn(ctx context.Context, base, room, name string, v2 bool, extra ...string) (*websocket.Conn, error) {
+	return dialConn(ctx, nil, base, room, name, v2, extra...)
+}
+
+func dialConn(ctx context.Context, hc *http.Client, base, room, name string, v2 bool, extra ...string) (*websocket.Conn, error) {
 	q := url.Values{}
 	if room != "" {
 		q.Set("room", room)
@@ -84,7 +95,7 @@ func DialConn(ctx context.Context, base, room, name string, v2 bool, extra ...st
 		q.Set(k, v)
 	}
 	u := "ws" + strings.TrimPrefix(base, "http") + "/ws?" + q.Encode()
-	opts := &websocket.DialOptions{}
+	opts := &websocket.DialOptions{HTTPClient: hc}
 	if v2 {
 		opts.Subprotocols = []string{"hellochat.v2"}
 	}

@@ -18,7 +18,23 @@ const (
 	kindWipe   = "wipe"   // kill -9 a node, delete its data dir, restart it empty
 	kindKill   = "kill"   // kill -9 a node, restart it
 	kindPause  = "pause"  // SIGSTOP a node past the election timeout, SIGCONT it
+	// Network faults: each lasts past the election timeout, then heals.
+	kindPartition = "partition" // cut a node off from every other node and the router, both ways
+	kindMute      = "mute"      // drop only what the node sends them
+	kindDeaf      = "deaf"      // drop only what they send the node
 )
+
+// kindName is how the report names a kind.
+type kindName struct{ kind, name string }
+
+// faultNames are the faults, in the order the report lists them.
+var faultNames = []kindName{
+	{kindKill, "kill -9"}, {kindPause, "SIGSTOP"}, {kindWipe, "wipe (kill -9)"},
+	{kindPartition, "partition"}, {kindMute, "mute (cut out)"}, {kindDeaf, "deaf (cut in)"},
+}
+
+// stepNames are every kind, planned moves first.
+var stepNames = append([]kindName{{kindAdd, "add"}, {kindRemove, "remove"}}, faultNames...)
 
 // planned reports whether a kind is a planned move, which must never
 // pause a room's writes longer than Config.MaxWritePause.
@@ -60,7 +76,7 @@ func (r *runner) say(format string, args ...any) { fmt.Fprintf(r.out, format+"\n
 // cluster is placed again and measures what the step cost.
 func (r *runner) run(kind string, n, total int) cycle {
 	cy := cycle{kind: kind, nodesBefore: len(r.c.Nodes)}
-	tag := fmt.Sprintf("failover: [%*d/%d] %-6s", len(fmt.Sprint(total)), n, total, kind)
+	tag := fmt.Sprintf("failover: [%*d/%d] %-9s", len(fmt.Sprint(total)), n, total, kind)
 	l, err := leaders(r.ctx, r.c, r.byRoom, 10*time.Second)
 	if err != nil {
 		cy.err = err
@@ -83,6 +99,12 @@ func (r *runner) run(kind string, n, total int) cycle {
 		r.say("%s %s (%s): kill -9, restart", tag, cy.victim, ledString(cy))
 	case kindPause:
 		r.say("%s %s (%s): SIGSTOP for %v, SIGCONT", tag, cy.victim, ledString(cy), r.cfg.PauseFor)
+	case kindPartition:
+		r.say("%s %s (%s): cut off from the other nodes and the router, both ways, for %v; heal", tag, cy.victim, ledString(cy), r.cfg.CutFor)
+	case kindMute:
+		r.say("%s %s (%s): drop what it sends the other nodes and the router for %v; heal", tag, cy.victim, ledString(cy), r.cfg.CutFor)
+	case kindDeaf:
+		r.say("%s %s (%s): drop what the other nodes and the router send it for %v; heal", tag, cy.victim, ledString(cy), r.cfg.CutFor)
 	}
 
 	marks := r.c.LogMarks()
@@ -96,6 +118,8 @@ func (r *runner) run(kind string, n, total int) cycle {
 		r.crash(&cy, led, t0)
 	case kindPause:
 		r.pause(&cy, led, t0)
+	case kindPartition, kindMute, kindDeaf:
+		r.cut(&cy, led, t0)
 	}
 	t1 := time.Now()
 	cy.took = t1.Sub(t0)
@@ -135,6 +159,8 @@ func (r *runner) run(kind string, n, total int) cycle {
 		fmt.Fprintf(&b, " (%v after the restart)", cy.recovered.Round(time.Millisecond))
 	case kindPause:
 		fmt.Fprintf(&b, " (%v after SIGCONT)", cy.recovered.Round(time.Millisecond))
+	case kindPartition, kindMute, kindDeaf:
+		fmt.Fprintf(&b, " (%v after the heal)", cy.recovered.Round(time.Millisecond))
 	}
 	fmt.Fprintf(&b, "; moved %s in %d snapshots; writes paused at most %v (ack gap, %s), %v (ack wait, %s)",
 		size(cy.moved.bytes), cy.moved.snapshots, cy.stall.gap.Round(time.Millisecond), cy.stall.gapRoom,
@@ -279,6 +305,47 @@ func (r *runner) pause(cy *cycle, led []string, t0 time.Time) {
 		time.Sleep(rest) // the pause itself: its length is the experiment's
 	}
 	p.Signal(syscall.SIGCONT)
+	back := time.Now()
+	if err := r.waitPlaced(cy, r.cfg.PlaceTimeout); err != nil && cy.err == nil {
+		cy.err = err
+	}
+	cy.recovered = time.Since(back)
+}
+
+// cut drops the packets the cycle's kind says between the victim's host
+// and the other nodes' and the router's for CutFor (the tools' host keeps
+// its links: it only watches), heals, and waits until the cluster is
+// placed.
+func (r *runner) cut(cy *cycle, led []string, t0 time.Time) {
+	var others []string
+	for _, n := range r.c.Nodes {
+		if n.Name != cy.victim {
+			others = append(others, n.Name)
+		}
+	}
+	others = append(others, r.c.Router.Name)
+	var err error
+	if cy.kind == kindPartition || cy.kind == kindMute {
+		err = r.cfg.Cuts.Cut(cy.victim, others...)
+	}
+	if cy.kind == kindPartition || cy.kind == kindDeaf {
+		for _, o := range others {
+			if err == nil {
+				err = r.cfg.Cuts.Cut(o, cy.victim)
+			}
+		}
+	}
+	if err != nil {
+		r.cfg.Cuts.Heal()
+		cy.err = err
+		return
+	}
+	cy.writable, cy.err = waitWritable(r.byRoom, led, t0, 20*time.Second)
+	cy.hasWritable = len(led) > 0 && cy.err == nil
+	if rest := r.cfg.CutFor - time.Since(t0); rest > 0 {
+		time.Sleep(rest) // the cut itself: its length is the experiment's
+	}
+	r.cfg.Cuts.Heal()
 	back := time.Now()
 	if err := r.waitPlaced(cy, r.cfg.PlaceTimeout); err != nil && cy.err == nil {
 		cy.err = err

@@ -1,8 +1,11 @@
-// Package failover is the failover experiment users run (`make failover`):
-// a real cluster on loopback under steady chat load that grows (a node
-// added), shrinks (a node decommissioned), loses a node's disk (kill -9,
-// data dir deleted, restart), and has nodes killed with -9 and restarted
-// or paused with SIGSTOP past the election timeout and resumed. Victims
+// Package failover is the failover experiment users run (`make failover`,
+// and `make netlab` on a lab of network namespaces): a real cluster under
+// steady chat load that grows (a node added), shrinks (a node
+// decommissioned), loses a node's disk (kill -9, data dir deleted,
+// restart), and has nodes killed with -9 and restarted or paused with
+// SIGSTOP past the election timeout and resumed; on a network that can cut
+// links, nodes are also partitioned from the rest of the cluster, or cut
+// off one way only, and healed. Victims
 // rotate over all nodes, leaders of the busiest rooms and nodes leading
 // none of them. After every step it waits until every shard's voters are
 // the ring's replicas again. It measures what a browser would see and how
@@ -33,6 +36,17 @@ type Config struct {
 	Removes  int           // nodes decommissioned; at most Adds, so the cluster keeps 3 nodes or more
 	Wipes    int           // kill -9, data dir deleted, restart on the empty dir
 	PauseFor time.Duration // how long a paused node stays stopped
+	// Network faults, on a Network that can cut links (Cuts): the victim
+	// cut off from every other node and the router both ways (Partitions),
+	// only its packets out dropped (Mutes), only packets to it dropped
+	// (Deafs), each for CutFor, then healed.
+	Partitions, Mutes, Deafs int
+	CutFor                   time.Duration
+	// Network places the cluster's processes (nil: loopback); Cuts, when
+	// not nil, cuts and heals links between them (hosts named after the
+	// processes).
+	Network launch.Network
+	Cuts    Cutter
 	// PlaceTimeout bounds each step: from its start until every shard's
 	// voters are the ring's replicas again.
 	PlaceTimeout time.Duration
@@ -45,6 +59,14 @@ type Config struct {
 	Out           io.Writer
 }
 
+// Cutter cuts and heals links between a network's hosts (netlab.Lab).
+type Cutter interface {
+	// Cut drops packets from host from to each of to.
+	Cut(from string, to ...string) error
+	// Heal removes every cut.
+	Heal()
+}
+
 // Founders is the number of nodes the cluster starts with; it never has
 // fewer.
 const Founders = 3
@@ -52,8 +74,13 @@ const Founders = 3
 // Check reports a configuration the experiment cannot run.
 func (cfg Config) Check() error {
 	switch {
-	case cfg.Kills < 0 || cfg.Pauses < 0 || cfg.Adds < 0 || cfg.Removes < 0 || cfg.Wipes < 0:
+	case cfg.Kills < 0 || cfg.Pauses < 0 || cfg.Adds < 0 || cfg.Removes < 0 || cfg.Wipes < 0 ||
+		cfg.Partitions < 0 || cfg.Mutes < 0 || cfg.Deafs < 0:
 		return fmt.Errorf("cycle counts must be >= 0")
+	case cfg.Partitions+cfg.Mutes+cfg.Deafs > 0 && cfg.Cuts == nil:
+		return fmt.Errorf("partitions and one-way cuts need a network whose links can be cut (--netlab)")
+	case cfg.Partitions+cfg.Mutes+cfg.Deafs > 0 && cfg.CutFor <= 0:
+		return fmt.Errorf("cut-for must be > 0")
 	case cfg.Removes > cfg.Adds:
 		return fmt.Errorf("%d removes after %d adds would leave fewer than %d nodes", cfg.Removes, cfg.Adds, Founders)
 	case cfg.Rooms < 1 || cfg.Clients < 1 || cfg.Rate <= 0:
@@ -72,16 +99,19 @@ func plan(cfg Config) []string {
 	for i := 0; i < cfg.Adds; i++ {
 		steps = append(steps, kindAdd)
 	}
-	kills, pauses, wipes := cfg.Kills, cfg.Pauses, cfg.Wipes
-	for kills+pauses+wipes > 0 {
-		if kills > 0 {
-			steps, kills = append(steps, kindKill), kills-1
-		}
-		if pauses > 0 {
-			steps, pauses = append(steps, kindPause), pauses-1
-		}
-		if wipes > 0 {
-			steps, wipes = append(steps, kindWipe), wipes-1
+	faults := []struct {
+		kind string
+		left int
+	}{{kindKill, cfg.Kills}, {kindPause, cfg.Pauses}, {kindWipe, cfg.Wipes},
+		{kindPartition, cfg.Partitions}, {kindMute, cfg.Mutes}, {kindDeaf, cfg.Deafs}}
+	for more := true; more; {
+		more = false
+		for i := range faults {
+			if faults[i].left > 0 {
+				steps = append(steps, faults[i].kind)
+				faults[i].left--
+				more = true
+			}
 		}
 	}
 	for i := 0; i < cfg.Removes; i++ {
@@ -99,7 +129,7 @@ func Run(ctx context.Context, cfg Config) error {
 	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
 
 	say("failover: starting %d object nodes and a router from %s (data and logs in %s)", Founders, cfg.Bin, cfg.Dir)
-	c, err := launch.Start(launch.Options{Bin: cfg.Bin, Dir: cfg.Dir, Nodes: Founders})
+	c, err := launch.Start(launch.Options{Bin: cfg.Bin, Dir: cfg.Dir, Nodes: Founders, Network: cfg.Network})
 	if err != nil {
 		return err
 	}
@@ -109,6 +139,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	say("failover: cluster up at %s; %d rooms x %d clients x %.1f msg/s", c.Base, cfg.Rooms, cfg.Clients, cfg.Rate)
 
+	hc := c.HTTPClient(0)
 	var clients []*client
 	byRoom := map[string][]*client{}
 	for r := 0; r < cfg.Rooms; r++ {
@@ -116,7 +147,7 @@ func Run(ctx context.Context, cfg Config) error {
 		for i := 0; i < cfg.Clients; i++ {
 			cl := &client{room: room, name: fmt.Sprintf("c%d-%d", r, i), sends: map[string]*sent{}}
 			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			cl.cc, err = chatclient.Dial(dctx, c.Base, room, cl.name, true)
+			cl.cc, err = chatclient.DialVia(dctx, hc, c.Base, room, cl.name, true)
 			cancel()
 			if err != nil {
 				return err
@@ -138,8 +169,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	steps := plan(cfg)
-	say("failover: %d steps: %d adds (%d -> %d nodes), %d kills, %d pauses, %d wipes, %d removes (-> %d nodes); each must be placed within %v",
-		len(steps), cfg.Adds, Founders, Founders+cfg.Adds, cfg.Kills, cfg.Pauses, cfg.Wipes, cfg.Removes, Founders+cfg.Adds-cfg.Removes, cfg.PlaceTimeout)
+	cuts := ""
+	if cfg.Cuts != nil {
+		cuts = fmt.Sprintf(", %d partitions, %d mutes, %d deafs", cfg.Partitions, cfg.Mutes, cfg.Deafs)
+	}
+	say("failover: %d steps: %d adds (%d -> %d nodes), %d kills, %d pauses, %d wipes%s, %d removes (-> %d nodes); each must be placed within %v",
+		len(steps), cfg.Adds, Founders, Founders+cfg.Adds, cfg.Kills, cfg.Pauses, cfg.Wipes, cuts, cfg.Removes, Founders+cfg.Adds-cfg.Removes, cfg.PlaceTimeout)
 	r := &runner{ctx: ctx, cfg: cfg, c: c, byRoom: byRoom, clients: clients, out: out}
 	var cycles []cycle
 	for i, kind := range steps {

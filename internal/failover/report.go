@@ -9,7 +9,7 @@ import (
 
 // report prints the table of cycles, the figures per kind and the checks.
 func report(out io.Writer, cfg Config, cycles []cycle, res result) {
-	fmt.Fprintf(out, "\n%-3s %-6s %-7s %-5s %6s %5s %9s %9s %10s %5s %8s %8s  %s\n",
+	fmt.Fprintf(out, "\n%-3s %-9s %-7s %-5s %6s %5s %9s %9s %10s %5s %8s %8s  %s\n",
 		"#", "step", "victim", "nodes", "shards", "rooms", "writable", "placed", "moved", "snaps", "ack gap", "ack wait", "result")
 	byKind := map[string][]cycle{}
 	for i, cy := range cycles {
@@ -24,7 +24,7 @@ func report(out io.Writer, cfg Config, cycles []cycle, res result) {
 		case cy.slow:
 			status = fmt.Sprintf("SLOW (> %v)", cfg.MaxWritePause)
 		}
-		fmt.Fprintf(out, "%-3d %-6s %-7s %-5s %6d %5d %9s %9s %10s %5d %8s %8s  %s\n",
+		fmt.Fprintf(out, "%-3d %-9s %-7s %-5s %6d %5d %9s %9s %10s %5d %8s %8s  %s\n",
 			i+1, cy.kind, cy.victim, fmt.Sprintf("%d->%d", cy.nodesBefore, cy.nodesAfter), cy.shards, cy.rooms, writable,
 			cy.took.Round(time.Millisecond), size(cy.moved.bytes), cy.moved.snapshots,
 			cy.stall.gap.Round(time.Millisecond), cy.stall.lat.Round(time.Millisecond), status)
@@ -58,28 +58,30 @@ func report(out io.Writer, cfg Config, cycles []cycle, res result) {
 			total += cy.moved.bytes
 			n += cy.moved.snapshots
 		}
-		if len(byKind[kind]) == 0 {
-			return "-"
-		}
 		return fmt.Sprintf("%s in %d snapshots over %d steps", size(total), n, len(byKind[kind]))
 	}
 	line := func(name, value string) { fmt.Fprintf(out, "%-38s %s\n", name+":", value) }
-	line("writable again after kill -9", stats(pick(kindKill, writable)))
-	line("writable again after SIGSTOP", stats(pick(kindPause, writable)))
-	line("writable again after wipe (kill -9)", stats(pick(kindWipe, writable)))
-	line("placed after add", stats(pick(kindAdd, took)))
-	line("placed after remove", stats(pick(kindRemove, took)))
-	line("placed after wipe", stats(pick(kindWipe, took)))
-	line("placed after kill -9", stats(pick(kindKill, took)))
-	line("placed after SIGSTOP", stats(pick(kindPause, took)))
-	line("data moved by adds", movedBy(kindAdd))
-	line("data moved by removes", movedBy(kindRemove))
-	line("data moved by wipes", movedBy(kindWipe))
-	line("longest write pause, add", stats(pick(kindAdd, pauseOf)))
-	line("longest write pause, remove", stats(pick(kindRemove, pauseOf)))
-	line("longest write pause, wipe", stats(pick(kindWipe, pauseOf)))
-	line("longest write pause, kill -9", stats(pick(kindKill, pauseOf)))
-	line("longest write pause, SIGSTOP", stats(pick(kindPause, pauseOf)))
+	ran := func(kind string) bool { return len(byKind[kind]) > 0 }
+	for _, f := range faultNames {
+		if ran(f.kind) {
+			line("writable again after "+f.name, stats(pick(f.kind, writable)))
+		}
+	}
+	for _, f := range stepNames {
+		if ran(f.kind) {
+			line("placed after "+f.name, stats(pick(f.kind, took)))
+		}
+	}
+	for _, kind := range []string{kindAdd, kindRemove, kindWipe} {
+		if ran(kind) {
+			line("data moved by "+kind+"s", movedBy(kind))
+		}
+	}
+	for _, f := range stepNames {
+		if ran(f.kind) {
+			line("longest write pause, "+f.name, stats(pick(f.kind, pauseOf)))
+		}
+	}
 	fmt.Fprintf(out, "messages sent %d, acknowledged %d, never acknowledged %d, in history %d\n",
 		res.sent, res.acked, res.unacked, res.historyMessages)
 	fmt.Fprintf(out, "replicas: %d shard replicas on disk over %d shards, %d rooms compared\n",

@@ -36,7 +36,7 @@ func verify(ctx context.Context, c *launch.Cluster, byRoom map[string][]*client)
 	}
 	sort.Strings(rooms)
 	for _, room := range rooms {
-		hist, err := history(ctx, c.Base, room)
+		hist, err := history(ctx, c, room)
 		if err != nil {
 			res.verifyErr = err
 			return res
@@ -83,10 +83,10 @@ func verify(ctx context.Context, c *launch.Cluster, byRoom map[string][]*client)
 
 // history pages back through a room's whole history; it returns the
 // client ids in seq order.
-func history(ctx context.Context, base, room string) ([]string, error) {
+func history(ctx context.Context, c *launch.Cluster, room string) ([]string, error) {
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cc, err := chatclient.Dial(dctx, base, room, "verifier", true)
+	cc, err := chatclient.DialVia(dctx, c.HTTPClient(0), c.Base, room, "verifier", true)
 	if err != nil {
 		return nil, err
 	}

@@ -90,7 +90,7 @@ type picker struct {
 // pick returns the victim of a cycle of kind. Each kind alternates
 // between the leader of the busiest shard (the one holding most of our
 // rooms) and the next node in id order that is not it, preferring one
-// that leads none of our rooms: kills, pauses and removes start with the
+// that leads none of our rooms: kills, pauses, network cuts and removes start with the
 // busiest leader, wipes with the rotation. Wipes and removes avoid a node
 // one of them already hit while another is left.
 func (pk *picker) pick(kind string, c *launch.Cluster, l leadership) string {
@@ -115,7 +115,7 @@ func (pk *picker) pick(kind string, c *launch.Cluster, l leadership) string {
 	var busiestTurn bool
 	var prefs []func(string) bool
 	switch kind {
-	case kindKill, kindPause:
+	case kindKill, kindPause, kindPartition, kindMute, kindDeaf:
 		busiestTurn = odd
 		prefs = []func(string) bool{and(notBusiest, leadsNone), notBusiest}
 	case kindRemove, kindWipe:
