@@ -62,6 +62,11 @@ const (
 	CodeUnavailable = "unavailable"
 )
 
+// Codes is every error code, the bounded set a refusal metric's reason
+// label takes.
+var Codes = []string{CodeBadJSON, CodeBinary, CodeEmpty, CodeTooLarge, CodeBadName, CodeBadRoom,
+	CodeBadID, CodeRateLimited, CodeOverloaded, CodeUnknownType, CodeUnavailable}
+
 // Error is a rejection a client can act on.
 type Error struct {
 	Code    string

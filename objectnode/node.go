@@ -12,15 +12,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/vfs"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
@@ -74,11 +75,13 @@ type Config struct {
 	// MaxMoves and SnapshotRate pace replica moves (see shard.Config);
 	// zero means the defaults.
 	MaxMoves, SnapshotRate int
-	// DebugAddr, when set, serves Go's pprof profiles there (keep it on
-	// loopback): where the time goes is measured, not guessed.
-	DebugAddr string
-	Logger    *slog.Logger
-	LogOutput io.Writer // memberlist's log lines
+	// AdminListen, when set, serves the operator's endpoints there:
+	// /livez, /readyz, /healthz, /metrics and, with Pprof, Go's profiles.
+	// Keep it on loopback or a private network.
+	AdminListen string
+	Pprof       bool
+	Logger      *slog.Logger
+	LogOutput   io.Writer // memberlist's log lines
 }
 
 // verifyPeer checks that a replication stream comes from the node its
@@ -123,6 +126,11 @@ type Node struct {
 	members   *cluster.Membership
 	grpc      *grpc.Server
 	lis       net.Listener
+	health    healthService
+	adminLis  net.Listener // nil without AdminListen
+	admin     *http.Server
+	reg       *prometheus.Registry
+	metrics   *metrics
 
 	roomsMu sync.Mutex
 	rooms   map[string]*room // guarded by roomsMu
@@ -189,6 +197,8 @@ func Start(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg:      cfg,
 		log:      cfg.Logger,
+		health:   newHealthService(),
+		reg:      prometheus.NewRegistry(),
 		rooms:    map[string]*room{},
 		fatal:    make(chan struct{}),
 		stopping: make(chan struct{}),
@@ -200,18 +210,25 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("objectnode: listen for gRPC on %s: %w", cfg.GRPCListen, err)
 	}
 	n.lis = lis
+	if cfg.AdminListen != "" {
+		if n.adminLis, err = net.Listen("tcp", cfg.AdminListen); err != nil {
+			lis.Close()
+			return nil, fmt.Errorf("objectnode: listen for the admin endpoints on %s: %w", cfg.AdminListen, err)
+		}
+	}
 	fs := cfg.FS
 	if fs == nil {
 		fs = vfs.Default
 	}
 	store, err := storage.OpenStoreOn(fs, cfg.DataDir, cfg.Logger)
 	if err != nil {
-		lis.Close()
+		n.closeListeners()
 		return nil, err
 	}
 	n.store = store
 	n.committer = raftCommitter{n}
 	n.raftSrv = shard.NewServer(n.verifyPeer)
+	n.registerMetrics()
 	if n.ident, err = loadIdentity(store); err != nil {
 		n.closeEarly()
 		return nil, err
@@ -257,18 +274,15 @@ func Start(cfg Config) (*Node, error) {
 	)
 	pb.RegisterRoomsServer(n.grpc, &service{node: n})
 	pb.RegisterReplicationServer(n.grpc, n.raftSrv)
+	healthpb.RegisterHealthServer(n.grpc, n.health)
 	go func() {
 		if err := n.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			n.log.Error("gRPC server stopped", "err", err)
 		}
 	}()
 	go n.startReplication()
-	if cfg.DebugAddr != "" {
-		go func() {
-			if err := http.ListenAndServe(cfg.DebugAddr, pprofMux()); err != nil {
-				n.log.Error("debug server", "addr", cfg.DebugAddr, "err", err)
-			}
-		}()
+	if n.adminLis != nil {
+		n.admin = n.serveAdmin(n.adminLis)
 	}
 	meta := members.Meta()
 	n.log.Info("object node started", "id", cfg.ID, "grpc", n.advertiseGRPC(),
@@ -278,8 +292,23 @@ func Start(cfg Config) (*Node, error) {
 }
 
 func (n *Node) closeEarly() {
-	n.lis.Close()
+	n.closeListeners()
 	n.store.Close()
+}
+
+func (n *Node) closeListeners() {
+	n.lis.Close()
+	if n.adminLis != nil {
+		n.adminLis.Close()
+	}
+}
+
+// AdminAddr is where the admin endpoints are served ("" when nowhere).
+func (n *Node) AdminAddr() string {
+	if n.adminLis == nil {
+		return ""
+	}
+	return n.adminLis.Addr().String()
 }
 
 // ID is the node's id.
@@ -532,6 +561,7 @@ func (n *Node) startReplication() {
 	ident := n.identity()
 	n.members.SetCluster(ident.Cluster)
 	h, err := shard.Start(shard.Config{
+		Metrics:       n.metrics.raft,
 		NodeID:        n.cfg.ID,
 		Replica:       ident.Replica,
 		Bootstrap:     bootstrap,
@@ -558,6 +588,7 @@ func (n *Node) startReplication() {
 		return
 	}
 	n.host.Store(h)
+	n.health.set(true)
 	n.raftSrv.SetHost(h)
 	n.replicasChanged(h.Replicas())
 	go n.watchRing(h)
@@ -698,6 +729,7 @@ func (n *Node) saveKnown(metas []cluster.Meta) {
 func (n *Node) Shutdown(ctx context.Context) error {
 	var err error
 	n.shutdownOnce.Do(func() {
+		n.health.Shutdown() // NOT_SERVING from now on, and for good
 		if lerr := n.members.Leave(500 * time.Millisecond); lerr != nil {
 			n.log.Warn("leave cluster", "err", lerr)
 		}
@@ -727,6 +759,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			n.log.Warn("stop gossip", "err", merr)
 		}
 		err = n.store.Close()
+		if n.admin != nil {
+			n.admin.Close()
+		}
 		n.log.Info("object node stopped", "id", n.cfg.ID)
 	})
 	return err
@@ -752,11 +787,3 @@ func (n *Node) Kill() {
 }
 
 func shardOf(room string) int { return cluster.Shard(room) }
-
-func pprofMux() *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return mux
-}

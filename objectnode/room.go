@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -73,6 +74,8 @@ type room struct {
 	commitc chan error        // result of the one batch in flight
 	done    chan struct{}
 	loadErr error // set before done is closed when the room could not load
+	// nsessions is len(sessions) after the last request, for the metrics.
+	nsessions atomic.Int32
 
 	// Owned by run. History is not kept here: routers read it from the
 	// store in pages, and the store's dedupe index answers resends.
@@ -255,6 +258,7 @@ func (r *room) shutdown(redirect *pb.Redirect) {
 }
 
 func (r *room) handle(q roomReq) {
+	defer func() { r.nsessions.Store(int32(len(r.sessions))) }()
 	switch {
 	case q.attach != nil:
 		r.attach(q.attach)
@@ -324,7 +328,7 @@ func (r *room) detach(st *stream) {
 func (r *room) join(st *stream, j *pb.Join) {
 	name, err := limits.Name(j.Name)
 	if err != nil {
-		r.sendTo(st, rejectEvent(j.Session, "", limits.CodeBadName, err.Error()))
+		r.sendTo(st, r.rejectEvent(j.Session, "", limits.CodeBadName, err.Error()))
 		return
 	}
 	key := sessionKey{st, j.Session}
@@ -362,6 +366,7 @@ func (r *room) presence(change pb.Presence_Change, name string, key sessionKey) 
 // send queues a message for the next batch, or acks a resend of one that
 // is already stored or on its way.
 func (r *room) send(st *stream, s *pb.Send) {
+	r.node.metrics.received.Inc()
 	key := sessionKey{st, s.Session}
 	// A router resends unacknowledged messages after a failover even when
 	// their sender has gone meanwhile; Send carries the name so they are
@@ -371,11 +376,11 @@ func (r *room) send(st *stream, s *pb.Send) {
 		name = sess.name
 	}
 	if name == "" {
-		r.sendTo(st, rejectEvent(s.Session, s.ClientId, limits.CodeBadName, "sender has no name"))
+		r.sendTo(st, r.rejectEvent(s.Session, s.ClientId, limits.CodeBadName, "sender has no name"))
 		return
 	}
 	if err := limits.ClientID(s.ClientId); err != nil {
-		r.sendTo(st, rejectEvent(s.Session, s.ClientId, limits.CodeBadID, err.Error()))
+		r.sendTo(st, r.rejectEvent(s.Session, s.ClientId, limits.CodeBadID, err.Error()))
 		return
 	}
 	text, err := limits.Message(s.Text)
@@ -385,11 +390,11 @@ func (r *room) send(st *stream, s *pb.Send) {
 		if errors.As(err, &le) {
 			code = le.Code
 		}
-		r.sendTo(st, rejectEvent(s.Session, s.ClientId, code, err.Error()))
+		r.sendTo(st, r.rejectEvent(s.Session, s.ClientId, code, err.Error()))
 		return
 	}
 	if err := limits.ClientKey(s.Key); err != nil {
-		r.sendTo(st, rejectEvent(s.Session, s.ClientId, limits.CodeBadID, err.Error()))
+		r.sendTo(st, r.rejectEvent(s.Session, s.ClientId, limits.CodeBadID, err.Error()))
 		return
 	}
 	dkey := dedupeKey(name, s.Key, s.ClientId)
@@ -411,7 +416,7 @@ func (r *room) send(st *stream, s *pb.Send) {
 	}
 	if err != nil {
 		r.node.log.Error("read dedupe index", "room", r.name, "err", err)
-		r.sendTo(st, rejectEvent(s.Session, s.ClientId, limits.CodeUnavailable, "message not stored: storage error"))
+		r.sendTo(st, r.rejectEvent(s.Session, s.ClientId, limits.CodeUnavailable, "message not stored: storage error"))
 		return
 	}
 	p := &pendingSend{
@@ -480,6 +485,8 @@ func (r *room) committed(err error) {
 			r.reject(p, limits.CodeUnavailable, "message not stored: storage error")
 		}
 	default:
+		r.node.metrics.committed.Add(float64(len(batch)))
+		r.node.metrics.delivered.Add(float64(len(batch) * len(r.streams)))
 		for _, p := range batch {
 			delete(r.queued, p.key)
 			r.lastSeq, r.lastTS = p.msg.Seq, p.msg.TsMs
@@ -501,7 +508,7 @@ func (r *room) reject(p *pendingSend, code, msg string) {
 	delete(r.queued, p.key)
 	for _, w := range p.waiters {
 		if _, ok := r.streams[w.st]; ok {
-			r.sendTo(w.st, rejectEvent(w.id, p.msg.ClientId, code, msg))
+			r.sendTo(w.st, r.rejectEvent(w.id, p.msg.ClientId, code, msg))
 		}
 	}
 }
@@ -523,7 +530,9 @@ func (r *room) sendTo(st *stream, ev *pb.AttachEvent) {
 	}
 }
 
-func rejectEvent(session uint64, clientID, code, msg string) *pb.AttachEvent {
+// rejectEvent refuses a join or message, and counts it.
+func (r *room) rejectEvent(session uint64, clientID, code, msg string) *pb.AttachEvent {
+	r.node.metrics.refuse(code)
 	return &pb.AttachEvent{Kind: &pb.AttachEvent_Reject{Reject: &pb.Reject{
 		Session: session, ClientId: clientID, Code: code, Message: msg}}}
 }

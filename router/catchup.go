@@ -178,15 +178,18 @@ func (rl *relay) pass(rs *relaySession, msgs []*pb.ChatMessage, enc []encoded) i
 		rl.begin(rs, msgs, false)
 		return -1
 	}
-	n := -1
+	n, passed := -1, 0
 	for i, m := range msgs {
 		switch {
 		case s.proto == protoV2:
 			n = s.enqueue(enc[i].v2Frame(m))
+			passed++
 		case !s.sentIt(m.ClientId): // the seed page does not echo a sender's own message
 			n = s.enqueue(enc[i].seedFrame(m))
+			passed++
 		}
 	}
+	rl.rt.metrics.delivered.Add(float64(passed))
 	return n
 }
 
@@ -287,7 +290,7 @@ func (rl *relay) older(from *session, req *pb.PageRequest) {
 		return
 	}
 	if rs.older != nil {
-		from.enqueue(errorFrame(from.proto, limits.CodeRateLimited, "one history request at a time", ""))
+		rl.refuse(from, limits.CodeRateLimited, errorFrame(from.proto, limits.CodeRateLimited, "one history request at a time", ""))
 		return
 	}
 	rs.older, rs.olderID = req, 0

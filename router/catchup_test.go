@@ -18,6 +18,7 @@ import (
 func testRelay(t *testing.T) *relay {
 	t.Helper()
 	rt := &Router{log: slog.New(slog.NewTextHandler(io.Discard, nil)), instance: "test.1", idPrefix: "~1-"}
+	rt.metrics = newMetrics(rt)
 	rt.ctx, rt.cancel = context.WithCancel(context.Background())
 	t.Cleanup(rt.cancel)
 	rl := newRelay(rt, "room")

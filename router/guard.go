@@ -116,11 +116,13 @@ func (rt *Router) admit(w http.ResponseWriter, addr string) bool {
 	case rt.cfg.MaxConns > 0 && total >= rt.cfg.MaxConns:
 		rt.mu.Unlock()
 		rt.refusedConns.Add(1)
+		rt.metrics.refuse(reasonMaxConns)
 		http.Error(w, fmt.Sprintf("router full: %d browsers connected (max %d); try another router or later", total, rt.cfg.MaxConns), http.StatusServiceUnavailable)
 		return false
 	case rt.cfg.MaxConnsPerAddr > 0 && fromAddr >= rt.cfg.MaxConnsPerAddr:
 		rt.mu.Unlock()
 		rt.refusedConns.Add(1)
+		rt.metrics.refuse(reasonMaxConnsPerAddr)
 		http.Error(w, fmt.Sprintf("too many connections from %s (max %d)", addr, rt.cfg.MaxConnsPerAddr), http.StatusTooManyRequests)
 		return false
 	}

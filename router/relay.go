@@ -280,7 +280,7 @@ func (rl *relay) send(from *session, s *pb.Send) {
 	}
 	if !rl.sends.add(s) {
 		rl.rt.refused.Add(1)
-		from.enqueue(refusalFrame(from.proto, limits.CodeOverloaded, "server overloaded; message not sent", s))
+		rl.refuse(from, limits.CodeOverloaded, refusalFrame(from.proto, limits.CodeOverloaded, "server overloaded; message not sent", s))
 		return
 	}
 	rl.sends.pump(rl.writeSend)
@@ -321,6 +321,9 @@ func (rl *relay) dial() {
 	if err != nil {
 		rl.retryLater(err.Error())
 		return
+	}
+	if rl.gen > 0 {
+		rl.rt.metrics.reconnects.Inc()
 	}
 	rl.gen++
 	ctx, cancel := context.WithCancel(rl.rt.ctx)
@@ -371,7 +374,7 @@ func (rl *relay) dial() {
 	for _, rs := range rl.sessions {
 		rl.write(rl.joinReq(rs))
 	}
-	rl.sends.restart()
+	rl.rt.metrics.resent.Add(float64(rl.sends.restart()))
 	rl.sends.pump(rl.writeSend)
 }
 
@@ -520,6 +523,7 @@ func (rl *relay) event(e streamEvent) {
 		rl.deliver([]*pb.ChatMessage{k.Message}, true)
 		rl.catchUp()
 	case *pb.AttachEvent_Ack:
+		rl.rt.metrics.acked.Inc()
 		rl.answered(sendKey{k.Ack.Session, k.Ack.ClientId})
 		if rs := rl.sessions[k.Ack.Session]; rs != nil && rs.s.proto == protoV2 {
 			rs.s.enqueue(ackFrame(k.Ack))
@@ -543,9 +547,9 @@ func (rl *relay) event(e streamEvent) {
 		}
 		if rs := rl.sessions[rj.Session]; rs != nil {
 			if send != nil {
-				rs.s.enqueue(refusalFrame(rs.s.proto, rj.Code, rj.Message, send))
+				rl.refuse(rs.s, rj.Code, refusalFrame(rs.s.proto, rj.Code, rj.Message, send))
 			} else {
-				rs.s.enqueue(errorFrame(rs.s.proto, rj.Code, rj.Message, rj.ClientId))
+				rl.refuse(rs.s, rj.Code, errorFrame(rs.s.proto, rj.Code, rj.Message, rj.ClientId))
 			}
 		}
 	}

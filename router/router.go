@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
@@ -110,6 +111,7 @@ type Router struct {
 	admin    *http.Server // nil without AdminListen
 	lis      net.Listener
 	adminLis net.Listener // nil without AdminListen
+	metrics  *metrics
 
 	ctx    context.Context // canceled at shutdown
 	cancel context.CancelFunc
@@ -193,6 +195,7 @@ func Start(cfg Config) (*Router, error) {
 		nodeConns:   map[string]*grpc.ClientConn{},
 	}
 	rt.ctx, rt.cancel = context.WithCancel(context.Background())
+	rt.metrics = newMetrics(rt)
 	if rt.parker, err = newParker(); err != nil {
 		closeEarly()
 		return nil, err
@@ -227,6 +230,9 @@ func Start(cfg Config) (*Router, error) {
 	if adminLis != nil {
 		admin := http.NewServeMux()
 		admin.HandleFunc("/healthz", rt.handleHealth)
+		admin.HandleFunc("/readyz", rt.handleHealth)
+		admin.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+		admin.Handle("/metrics", promhttp.HandlerFor(rt.metrics.reg, promhttp.HandlerOpts{}))
 		admin.HandleFunc("/api/cluster", rt.handleCluster)
 		if cfg.Pprof {
 			admin.HandleFunc("/debug/pprof/", pprof.Index)

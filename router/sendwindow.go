@@ -140,11 +140,15 @@ func (w *sendWindow) slowDown() {
 
 // restart forgets what went out on the previous stream: everything unanswered
 // is sent again on the next one, with the same ids.
-func (w *sendWindow) restart() {
+func (w *sendWindow) restart() (resent int) {
 	for _, e := range w.entries {
+		if e.written {
+			resent++
+		}
 		e.written = false
 	}
 	w.next, w.written = 0, 0
+	return resent
 }
 
 // clear drops every send (the relay gave up on them).

@@ -78,6 +78,7 @@ type session struct {
 	writing    int  // bytes taken by the writer and not yet written
 	drainWatch bool // tell the relay when the queue falls low
 	writerOn   bool // a writer goroutine runs, and will see what is queued
+	overflowed bool // the queue overflowed (counted once; the session is killed)
 
 	addr string // the client address its connection counts against
 
@@ -95,8 +96,12 @@ type session struct {
 func (s *session) enqueue(frame []byte) int {
 	s.qmu.Lock()
 	if len(s.queue) >= SessionQueue || s.qbytes+s.writing+len(frame) > SessionQueueBytes {
-		n := len(s.queue)
+		n, first := len(s.queue), !s.overflowed
+		s.overflowed = true
 		s.qmu.Unlock()
+		if rl := s.rl.Load(); rl != nil && first {
+			rl.rt.metrics.refuse(reasonSlowConsumer)
+		}
 		s.kill(websocket.StatusPolicyViolation, fmt.Sprintf("slow consumer: %d frames queued", n))
 		return SessionQueueBytes
 	}
@@ -327,6 +332,7 @@ func (rt *Router) handleWS(w http.ResponseWriter, req *http.Request) {
 		if errors.As(err, &le) {
 			// The error frame first, then the close: written here, in order.
 			wctx, wcancel := context.WithTimeout(rt.ctx, WriteTimeout)
+			rt.metrics.refuse(le.Code)
 			conn.Write(wctx, websocket.MessageText, errorFrame(s.proto, le.Code, le.Message, ""))
 			wcancel()
 			conn.Close(websocket.StatusPolicyViolation, le.Message)
@@ -395,7 +401,9 @@ func (s *session) readLoop(rl *relay, resumed bool) (parked bool) {
 		}
 		if !s.frames.take(rl.rt.cfg.FrameRate, rl.rt.cfg.FrameBurst) {
 			tell, isFlood := s.flood.refuse()
+			rl.rt.metrics.refuse(limits.CodeRateLimited)
 			if isFlood {
+				rl.rt.metrics.refuse(reasonFlood)
 				s.kill(websocket.StatusPolicyViolation, fmt.Sprintf("flood: %d frames over the limit within %v", FloodRefusals, FloodWindow))
 				return false
 			}
@@ -406,7 +414,7 @@ func (s *session) readLoop(rl *relay, resumed bool) (parked bool) {
 			continue
 		}
 		if typ != websocket.MessageText {
-			s.enqueue(errorFrame(s.proto, limits.CodeBinary, "binary frames are not supported; send JSON text", ""))
+			rl.refuse(s, limits.CodeBinary, errorFrame(s.proto, limits.CodeBinary, "binary frames are not supported; send JSON text", ""))
 			continue
 		}
 		s.handleFrame(rl, data)
@@ -520,7 +528,7 @@ func checkedSend(id, raw string) (clientOp, *limits.Error) {
 func (s *session) handleFrame(rl *relay, data []byte) {
 	op, lerr := parseFrame(s.proto, data)
 	if lerr != nil {
-		s.enqueue(errorFrame(s.proto, lerr.Code, lerr.Message, op.id))
+		rl.refuse(s, lerr.Code, errorFrame(s.proto, lerr.Code, lerr.Message, op.id))
 		return
 	}
 	switch op.kind {
@@ -532,10 +540,11 @@ func (s *session) handleFrame(rl *relay, data []byte) {
 			op.id = s.seedPrefix + strconv.FormatUint(s.seedSeq, 36)
 		}
 		if !s.sends.take(rl.rt.cfg.SendRate, rl.rt.cfg.SendBurst) {
-			s.enqueue(errorFrame(s.proto, limits.CodeRateLimited,
+			rl.refuse(s, limits.CodeRateLimited, errorFrame(s.proto, limits.CodeRateLimited,
 				fmt.Sprintf("too many messages (max %g/s); message not sent", rl.rt.cfg.SendRate), op.id))
 			return
 		}
+		rl.rt.metrics.received.Inc()
 		rl.submit(relayReq{from: s, req: &pb.AttachRequest{Kind: &pb.AttachRequest_Send{Send: &pb.Send{
 			Session: s.id, ClientId: op.id, Text: op.text, Name: s.name, Key: s.key}}}})
 	case "typing":

@@ -25,7 +25,8 @@ ADMIN_ADDR="${ADMIN_ADDR:-127.0.0.1:8081}"
 PARTITIONS=64 # cluster.Partitions
 
 # NODES lists every object node the local cluster can run: node1..node9,
-# node N on gRPC 127.0.0.1:910N and gossip 127.0.0.1:710N. `make cluster
+# node N on gRPC 127.0.0.1:910N, gossip 127.0.0.1:710N and its admin
+# endpoints (/metrics, /readyz, /livez) on 127.0.0.1:918N. `make cluster
 # NODES=n` starts node1..noden; add-node starts others later.
 MAX_NODES=9
 NODES=()
@@ -37,6 +38,7 @@ ROUTER_GOSSIP=127.0.0.1:7100
 
 node_grpc() { echo "127.0.0.1:910${1#node}"; }   # node_grpc node2 -> 127.0.0.1:9102
 node_gossip() { echo "127.0.0.1:710${1#node}"; } # node_gossip node2 -> 127.0.0.1:7102
+node_admin() { echo "127.0.0.1:918${1#node}"; }  # node_admin node2 -> 127.0.0.1:9182
 
 # FOUNDERS is how many nodes formed the cluster: `make cluster NODES=n`
 # starts node1..noden with --expect n and writes FOUNDERS=n to
@@ -85,7 +87,7 @@ proc_cmd() {
   case "$1" in
     node[1-9])
       CMD=("$ROOT/bin/objectnode" --id "$1" --data "$DATA/$1"
-        --grpc-addr "$(node_grpc "$1")" --gossip-addr "$(node_gossip "$1")"
+        --grpc-addr "$(node_grpc "$1")" --gossip-addr "$(node_gossip "$1")" --admin-addr "$(node_admin "$1")"
         --join "$(join_list)" --expect "${2:-$(node_expect "$1")}" --dev-pki "$DATA/pki") ;;
     "$ROUTER")
       CMD=("$ROOT/bin/router" --id "$ROUTER" --http-addr "$HTTP_ADDR"
@@ -100,7 +102,8 @@ proc_ports() {
     node[1-9])
       echo "tcp $(node_grpc "$1") gRPC"
       echo "tcp $(node_gossip "$1") gossip"
-      echo "udp $(node_gossip "$1") gossip" ;;
+      echo "udp $(node_gossip "$1") gossip"
+      echo "tcp $(node_admin "$1") admin" ;;
     "$ROUTER")
       echo "tcp $HTTP_ADDR HTTP"
       echo "tcp $ADMIN_ADDR admin"
@@ -255,7 +258,7 @@ check_ports() {
       fi
       if [[ "$role" == HTTP ]]; then
         hint="$hint, or run \`make cluster HTTP_ADDR=127.0.0.1:$((port + 10))\`"
-      elif [[ "$role" == admin ]]; then
+      elif [[ "$role" == admin && "$name" == "$ROUTER" ]]; then
         hint="$hint, or run \`make cluster ADMIN_ADDR=127.0.0.1:$((port + 10))\`"
       fi
       warn "error: port $port/$proto ($name $role, $addr) is in use by $holder — $hint"

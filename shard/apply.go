@@ -2,6 +2,7 @@ package shard
 
 import (
 	"fmt"
+	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
@@ -15,6 +16,7 @@ import (
 // apply applies the round's committed entries of every group in one batch,
 // then tells proposers and publishes groups that started serving.
 func (h *Host) apply(rds []ready) error {
+	start := time.Now()
 	ab := h.cfg.Store.NewApplyBatch()
 	type doneCall struct {
 		f   func(error)
@@ -47,9 +49,10 @@ func (h *Host) apply(rds []ready) error {
 					}
 					// Proposal ids are this node's own counter; an entry
 					// of another node's term cannot be ours.
-					if f, ok := g.pending[cmd.Proposal]; ok && g.leader && e.GetTerm() == g.term {
+					if p, ok := g.pending[cmd.Proposal]; ok && g.leader && e.GetTerm() == g.term {
 						delete(g.pending, cmd.Proposal)
-						dones = append(dones, doneCall{f, result})
+						h.cfg.Metrics.CommitSeconds.Observe(start.Sub(p.at).Seconds())
+						dones = append(dones, doneCall{p.done, result})
 					}
 				}
 			case raftpb.EntryConfChange:

@@ -3,6 +3,7 @@ package shard
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -11,6 +12,12 @@ import (
 )
 
 // group is one shard's Raft replica on this node.
+// pendingProposal is a proposal of this node's, waiting to commit.
+type pendingProposal struct {
+	done func(error)
+	at   time.Time // proposed
+}
+
 type group struct {
 	shard     int
 	rn        *raft.RawNode
@@ -29,7 +36,7 @@ type group struct {
 	// recampaign counts down ticks to a second campaign after a leader
 	// died: the first can lose to a follower that has not yet forgotten it.
 	recampaign int
-	pending    map[uint64]func(error) // proposal id -> done
+	pending    map[uint64]pendingProposal // by proposal id
 	// confBusy counts down the ticks a proposed configuration change may
 	// take to apply; the placement pass proposes no other change meanwhile.
 	confBusy int
@@ -97,7 +104,7 @@ func (h *Host) loadGroup(shard int, voters []uint64, empty bool) (*group, error)
 			return nil, err
 		}
 	}
-	g := &group{shard: shard, ms: ms, pending: map[uint64]func(error){}, snapFiles: map[uint64]string{},
+	g := &group{shard: shard, ms: ms, pending: map[uint64]pendingProposal{}, snapFiles: map[uint64]string{},
 		confState: &raftpb.ConfState{}}
 	if st.Snap != nil {
 		meta := st.Snap

@@ -79,6 +79,9 @@ type Config struct {
 	// OnReplicas is called from the Raft loop whenever the number of shard
 	// replicas on this node changes. It must not block.
 	OnReplicas func(count int)
+	// Metrics are what the host counts and times (nil: counted, and
+	// registered nowhere).
+	Metrics *Metrics
 	// Faults, when set, injects network faults between this node and its
 	// peers (tests).
 	Faults Faults
@@ -145,6 +148,9 @@ func (cfg *Config) setDefaults() {
 	}
 	if cfg.OnReplicas == nil {
 		cfg.OnReplicas = func(int) {}
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
 	}
 }
 
@@ -284,6 +290,9 @@ func (h *Host) Leads() uint64 {
 	}
 	return m
 }
+
+// Queued counts the proposals and peers' batches waiting for the loop.
+func (h *Host) Queued() (proposals, batches int) { return len(h.props), len(h.inbox) }
 
 // Handle takes a batch of Raft messages from a peer (transport server).
 func (h *Host) Handle(b *pb.RaftBatch) error {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -86,9 +87,11 @@ func (h *Host) stepOne(shard int, m *raftpb.Message, from string) {
 
 func (h *Host) propose(p *proposal) {
 	g := h.groups[p.shard]
+	h.cfg.Metrics.Proposals.Inc()
 	// g.serving is refreshed at the end of a round; Raft may have stepped
 	// down since, while handling a message earlier in this one.
 	if g == nil || !g.serving || g.rn.BasicStatus().RaftState != raft.StateLeader {
+		h.cfg.Metrics.ProposalsFailed.Inc()
 		p.done(ErrNotLeader)
 		return
 	}
@@ -102,14 +105,16 @@ func (h *Host) propose(p *proposal) {
 	}
 	data, err := proto.Marshal(cmd)
 	if err != nil {
+		h.cfg.Metrics.ProposalsFailed.Inc()
 		p.done(fmt.Errorf("shard: encode proposal: %w", err))
 		return
 	}
 	if err := g.rn.Propose(data); err != nil {
+		h.cfg.Metrics.ProposalsFailed.Inc()
 		p.done(ErrNotLeader) // dropped: leader transfer in progress, or leadership lost
 		return
 	}
-	g.pending[id] = p.done
+	g.pending[id] = pendingProposal{p.done, time.Now()}
 }
 
 type ready struct {
@@ -146,12 +151,22 @@ func (h *Host) round() error {
 	if err := h.send(rds, false); err != nil {
 		return err
 	}
+	applyStart, committed := time.Now(), false
+	for _, r := range rds {
+		committed = committed || len(r.rd.CommittedEntries) > 0
+	}
 	if err := h.apply(rds); err != nil {
 		return err
+	}
+	if committed {
+		h.cfg.Metrics.ApplySeconds.Observe(time.Since(applyStart).Seconds())
 	}
 	for _, r := range rds {
 		g := r.g
 		if ss := r.rd.SoftState; ss != nil {
+			if ss.Lead != g.lead {
+				h.cfg.Metrics.LeaderChanges.Inc()
+			}
 			g.lead = ss.Lead
 			if g.lead != 0 && g.lead != h.raftID {
 				g.transferee = 0
@@ -221,8 +236,12 @@ func (h *Host) persist(rds []ready) error {
 		sync = sync || r.rd.MustSync
 	}
 	if !wb.Empty() {
+		start := time.Now()
 		if err := wb.Commit(sync); err != nil {
 			return err
+		}
+		if sync {
+			h.cfg.Metrics.SyncSeconds.Observe(time.Since(start).Seconds())
 		}
 	}
 	for _, r := range rds {
@@ -304,9 +323,10 @@ func (h *Host) sendNotices() {
 }
 
 func (h *Host) failPending(g *group, err error) {
-	for id, f := range g.pending {
+	h.cfg.Metrics.ProposalsFailed.Add(float64(len(g.pending)))
+	for id, p := range g.pending {
 		delete(g.pending, id)
-		f(err)
+		p.done(err)
 	}
 }
 

@@ -125,6 +125,8 @@ func (s *snapshotSender) start(g *group, m *raftpb.Message) {
 		if err != nil {
 			h.log.Warn("snapshot stream failed", "shard", key.shard, "to", to, "err", err)
 		} else {
+			h.cfg.Metrics.SnapshotsSent.Inc()
+			h.cfg.Metrics.SnapshotSent.Add(float64(bytes))
 			h.log.Info("sent snapshot", "shard", key.shard, "to", to, "index", index,
 				"bytes", bytes, "took", time.Since(start).Round(time.Millisecond))
 		}
@@ -226,6 +228,7 @@ func (h *Host) receiveSnapshot(stream pb.Replication_SnapshotServer, check Verif
 				f.Abort()
 				return err
 			}
+			h.cfg.Metrics.SnapshotRecv.Add(float64(len(kv.Key) + len(kv.Value)))
 		}
 		if chunk.Last {
 			break

@@ -59,6 +59,7 @@ type Member struct {
 	GossipListen, GossipAdvertise *string
 	seeds                         *string
 	debug                         *bool
+	format                        *string
 }
 
 // MemberFlags defines the gossip and logging flags shared by every member,
@@ -70,21 +71,28 @@ func MemberFlags(fs *flag.FlagSet, gossipListen, gossipAdvertise *string, t *clu
 	fs.DurationVar(&t.ProbeTimeout, "probe-timeout", t.ProbeTimeout, "gossip probe timeout")
 	fs.IntVar(&t.SuspicionMult, "suspicion-mult", t.SuspicionMult, "gossip suspicion multiplier (higher: slower to declare death)")
 	return &Member{
-		seeds: fs.String("join", "", "comma-separated gossip addresses of members to join"),
-		debug: fs.Bool("debug", false, "log debug messages"),
+		seeds:  fs.String("join", "", "comma-separated gossip addresses of members to join"),
+		debug:  fs.Bool("debug", false, "log debug messages"),
+		format: fs.String("log-format", logging.FormatText, "log as text (lines start with the process id) or json (one object per line, for collectors)"),
 	}
 }
 
 // Seeds is the parsed --join list.
 func (m *Member) Seeds() []string { return List(*m.seeds) }
 
-// Logger returns the process's logger and raw log writer, prefixed with id.
+// Logger returns the process's logger and raw log writer, naming id in
+// every line; it exits with status 2 on an unknown --log-format.
 func (m *Member) Logger(id string) (*slog.Logger, io.Writer) {
 	level := slog.LevelInfo
 	if *m.debug {
 		level = slog.LevelDebug
 	}
-	return logging.New(id, os.Stderr, level)
+	log, raw, err := logging.New(id, os.Stderr, level, *m.format)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	return log, raw
 }
 
 // ParseOrExit parses args (after the environment) and exits with status 2

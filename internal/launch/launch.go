@@ -97,17 +97,21 @@ func Start(o Options) (*Cluster, error) {
 	return c, nil
 }
 
-// nodeProc prepares object node id, gossiping on gossipAddr, with a gRPC
-// address of its own.
+// nodeProc prepares object node id, gossiping on gossipAddr, with gRPC
+// and admin addresses of its own.
 func (c *Cluster) nodeProc(id, gossipAddr string, seeds []string, expect int) (*Proc, error) {
 	grpcAddr, err := c.net.Addr(id)
 	if err != nil {
 		return nil, err
 	}
+	adminAddr, err := c.net.Addr(id)
+	if err != nil {
+		return nil, err
+	}
 	data := filepath.Join(c.Dir, id)
 	return &Proc{Name: id, net: c.net, bin: filepath.Join(c.bin, "objectnode"), log: filepath.Join(c.Dir, id+".log"),
-		grpcAddr: grpcAddr, gossipAddr: gossipAddr, data: data, pki: c.pki(),
-		args: append([]string{"--id", id, "--data", data, "--grpc-addr", grpcAddr,
+		grpcAddr: grpcAddr, gossipAddr: gossipAddr, adminAddr: adminAddr, data: data, pki: c.pki(),
+		args: append([]string{"--id", id, "--data", data, "--grpc-addr", grpcAddr, "--admin-addr", adminAddr,
 			"--gossip-addr", gossipAddr, "--join", strings.Join(seeds, ","), "--expect", strconv.Itoa(expect),
 			"--dev-pki", c.pki()}, c.nodeFlags...)}, nil
 }

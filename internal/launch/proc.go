@@ -29,8 +29,9 @@ type Proc struct {
 	cmd  *exec.Cmd
 	exit chan struct{} // closed when the current process has exited
 
-	// Object nodes only: their gRPC and gossip addresses, data directory.
-	grpcAddr, gossipAddr, data string
+	// Object nodes only: their gRPC, gossip and admin addresses, data
+	// directory.
+	grpcAddr, gossipAddr, adminAddr, data string
 	// pki is the cluster's development PKI, which Status and Decommission
 	// call the node with as an admin.
 	pki string
@@ -107,6 +108,9 @@ func (p *Proc) Exited() (code int, exited bool) {
 
 // GRPCAddr is an object node's gRPC address ("" for the router).
 func (p *Proc) GRPCAddr() string { return p.grpcAddr }
+
+// AdminAddr is an object node's admin address (/metrics, /readyz).
+func (p *Proc) AdminAddr() string { return p.adminAddr }
 
 // GossipAddr is an object node's gossip address.
 func (p *Proc) GossipAddr() string { return p.gossipAddr }

@@ -1,25 +1,32 @@
-// Package logging gives each process a logger whose every line starts with
-// the process name, so the interleaved output of `make cluster` stays
-// readable.
+// Package logging gives each process a logger: as text, every line starts
+// with the process name, so the interleaved output of `make cluster` stays
+// readable; as JSON, one object per line with the process name in "proc",
+// for log collectors.
 package logging
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
 )
 
-// prefixWriter writes each line of its input with a prefix. Writers may
+// The log formats (--log-format).
+const (
+	FormatText = "text"
+	FormatJSON = "json"
+)
+
+// lineWriter hands each complete line of its input to emit. Writers may
 // pass partial lines; a line is emitted once its newline arrives.
-type prefixWriter struct {
-	mu     sync.Mutex
-	prefix []byte
-	out    io.Writer
-	buf    []byte
+type lineWriter struct {
+	mu   sync.Mutex
+	buf  []byte
+	emit func(line []byte) error // the line, with its newline
 }
 
-func (w *prefixWriter) Write(p []byte) (int, error) {
+func (w *lineWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.buf = append(w.buf, p...)
@@ -28,19 +35,40 @@ func (w *prefixWriter) Write(p []byte) (int, error) {
 		if i < 0 {
 			return len(p), nil
 		}
-		line := make([]byte, 0, len(w.prefix)+i+1)
-		line = append(append(line, w.prefix...), w.buf[:i+1]...)
-		if _, err := w.out.Write(line); err != nil {
+		err := w.emit(w.buf[:i+1])
+		w.buf = w.buf[i+1:]
+		if err != nil {
 			return len(p), err
 		}
-		w.buf = w.buf[i+1:]
 	}
 }
 
-// New returns a logger and a raw writer (for libraries with their own log
-// format) that both prefix lines with "name | ".
-func New(name string, out io.Writer, level slog.Level) (*slog.Logger, io.Writer) {
-	w := &prefixWriter{prefix: []byte(name + " | "), out: out}
-	h := slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})
-	return slog.New(h), w
+// New returns a logger and a raw writer for libraries with their own log
+// lines. As text both prefix lines with "name | "; as JSON the logger
+// writes one object per line with "proc": name, and each raw line becomes
+// the message of one such object (at info level, "raw": true).
+func New(name string, out io.Writer, level slog.Level, format string) (*slog.Logger, io.Writer, error) {
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case FormatText, "":
+		prefix := []byte(name + " | ")
+		w := &lineWriter{emit: func(line []byte) error {
+			_, err := out.Write(append(append(make([]byte, 0, len(prefix)+len(line)), prefix...), line...))
+			return err
+		}}
+		return slog.New(slog.NewTextHandler(w, opts)), w, nil
+	case FormatJSON:
+		// One Write per record keeps lines whole among goroutines.
+		log := slog.New(slog.NewJSONHandler(&lineWriter{emit: func(line []byte) error {
+			_, err := out.Write(line)
+			return err
+		}}, opts)).With("proc", name)
+		raw := &lineWriter{emit: func(line []byte) error {
+			log.Info(string(bytes.TrimRight(line, "\r\n")), "raw", true)
+			return nil
+		}}
+		return log, raw, nil
+	default:
+		return nil, nil, fmt.Errorf("log format %q: want %s or %s", format, FormatText, FormatJSON)
+	}
 }

@@ -138,6 +138,7 @@ func (c *Cluster) nodeConfig(id, gossip string, expect int) objectnode.Config {
 		ID:           id,
 		DataDir:      filepath.Join(c.dir, id),
 		GRPCListen:   "127.0.0.1:0", // fixed at first start, kept for restarts
+		AdminListen:  "127.0.0.1:0",
 		GossipListen: gossip,
 		Seeds:        c.seeds,
 		Expect:       expect,
@@ -470,5 +471,6 @@ func testLogger(_ testing.TB, name string) (*slog.Logger, io.Writer) {
 	if os.Getenv("HELLOCHAT_TEST_LOG") != "" {
 		out = os.Stderr
 	}
-	return logging.New(name, out, slog.LevelInfo)
+	log, raw, _ := logging.New(name, out, slog.LevelInfo, logging.FormatText) // text is always known
+	return log, raw
 }

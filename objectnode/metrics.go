@@ -1,0 +1,101 @@
+package objectnode
+
+import (
+	"math/bits"
+	"slices"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"hellochat/limits"
+	"hellochat/shard"
+)
+
+// reasonOther is the refusal reason of a code outside limits.Codes.
+const reasonOther = "other"
+
+// metrics are the node's Prometheus metrics, on the node's own registry
+// (several nodes may share a test process).
+type metrics struct {
+	received  prometheus.Counter
+	committed prometheus.Counter
+	delivered prometheus.Counter
+	refused   *prometheus.CounterVec
+	raft      *shard.Metrics
+}
+
+// registerMetrics makes the node's metrics and registers them, with the
+// store's, the Raft host's, Go's and the process's, on n.reg.
+func (n *Node) registerMetrics() {
+	m := &metrics{
+		received: prometheus.NewCounter(prometheus.CounterOpts{Name: "hellochat_node_messages_received_total",
+			Help: "Chat messages routers sent to rooms this node runs (resends included)."}),
+		committed: prometheus.NewCounter(prometheus.CounterOpts{Name: "hellochat_node_messages_committed_total",
+			Help: "Chat messages committed (fsync'd on a majority) by rooms this node runs."}),
+		delivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "hellochat_node_messages_delivered_total",
+			Help: "Committed chat messages queued to router streams, one per stream."}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hellochat_node_refused_total",
+			Help: "Joins and messages a room refused, by reason (the error code sent back)."}, []string{"reason"}),
+		raft: shard.NewMetrics(),
+	}
+	for _, c := range append(slices.Clone(limits.Codes), reasonOther) {
+		m.refused.WithLabelValues(c)
+	}
+	n.metrics = m
+	host := func(f func(h *shard.Host) float64) func() float64 {
+		return func() float64 {
+			if h := n.host.Load(); h != nil {
+				return f(h)
+			}
+			return 0
+		}
+	}
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	counter := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f)
+	}
+	n.reg.MustRegister(m.received, m.committed, m.delivered, m.refused,
+		gauge("hellochat_node_active_rooms", "Rooms running on this node (in memory, on shards it leads).", func() float64 {
+			n.roomsMu.Lock()
+			defer n.roomsMu.Unlock()
+			return float64(len(n.rooms))
+		}),
+		gauge("hellochat_node_sessions", "Browser sessions joined to rooms this node runs, over all routers.", func() float64 {
+			n.roomsMu.Lock()
+			defer n.roomsMu.Unlock()
+			total := 0
+			for _, r := range n.rooms {
+				total += int(r.nsessions.Load())
+			}
+			return float64(total)
+		}),
+		counter("hellochat_node_slow_streams_total", "Router streams dropped because their router read too slowly.",
+			func() float64 { return float64(n.slowStreams.Load()) }),
+		counter("hellochat_node_refused_peers_total", "Replication streams refused: the certificate named another node than the messages.",
+			func() float64 { return float64(n.raftSrv.Refused()) }),
+		counter("hellochat_raft_refused_messages_total", "Peers' Raft messages dropped: misattributed or implausible.",
+			host(func(h *shard.Host) float64 { return float64(h.RefusedMessages()) })),
+		gauge("hellochat_raft_replicas", "Shard replicas this node holds.",
+			host(func(h *shard.Host) float64 { return float64(h.Replicas()) })),
+		gauge("hellochat_raft_shards_led", "Shards this node leads and serves.",
+			host(func(h *shard.Host) float64 { return float64(bits.OnesCount64(h.Leads())) })),
+		gauge("hellochat_raft_proposal_queue", "Proposals waiting for the Raft loop.",
+			host(func(h *shard.Host) float64 { p, _ := h.Queued(); return float64(p) })),
+		gauge("hellochat_raft_inbox_queue", "Peers' Raft batches waiting for the Raft loop.",
+			host(func(h *shard.Host) float64 { _, b := h.Queued(); return float64(b) })),
+		n.store.Collector(),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	n.reg.MustRegister(m.raft.Collectors()...)
+}
+
+// refuse counts a refusal; codes outside limits.Codes count as other.
+func (m *metrics) refuse(code string) {
+	if !slices.Contains(limits.Codes, code) {
+		code = reasonOther
+	}
+	m.refused.WithLabelValues(code).Inc()
+}

@@ -1,0 +1,87 @@
+package router
+
+import (
+	"slices"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"hellochat/limits"
+)
+
+// Refusal reasons beyond the error codes browsers are sent (limits.Code*).
+const (
+	reasonMaxConns        = "max_conns"
+	reasonMaxConnsPerAddr = "max_conns_per_addr"
+	reasonFlood           = "flood"
+	reasonSlowConsumer    = "slow_consumer"
+	reasonOther           = "other"
+)
+
+// refusalReasons is every value of the refused counter's reason label:
+// a fixed set, so a node's odd code cannot grow it.
+var refusalReasons = append(slices.Clone(limits.Codes),
+	reasonMaxConns, reasonMaxConnsPerAddr, reasonFlood, reasonSlowConsumer, reasonOther)
+
+// metrics are the router's Prometheus metrics, on a registry of its own
+// (several routers may share a test process).
+type metrics struct {
+	reg        *prometheus.Registry
+	received   prometheus.Counter
+	acked      prometheus.Counter
+	delivered  prometheus.Counter
+	refused    *prometheus.CounterVec
+	resent     prometheus.Counter
+	reconnects prometheus.Counter
+}
+
+func newMetrics(rt *Router) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		received: prometheus.NewCounter(prometheus.CounterOpts{Name: "hellochat_router_messages_received_total",
+			Help: "Chat messages browsers sent that passed the router's checks and went to their room."}),
+		acked: prometheus.NewCounter(prometheus.CounterOpts{Name: "hellochat_router_messages_committed_total",
+			Help: "Chat messages their room acknowledged as committed (fsync'd on a majority)."}),
+		delivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "hellochat_router_messages_delivered_total",
+			Help: "Chat messages queued to browsers, one per browser shown it (live or catching up)."}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hellochat_router_refused_total",
+			Help: "Frames, messages and connections refused, by reason (error code sent, or the limit hit)."}, []string{"reason"}),
+		resent: prometheus.NewCounter(prometheus.CounterOpts{Name: "hellochat_router_relay_resends_total",
+			Help: "Unacknowledged messages written again to a room's new stream after a failover or redirect."}),
+		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Name: "hellochat_router_relay_reconnects_total",
+			Help: "Room streams opened again after one failed or was redirected."}),
+	}
+	for _, r := range refusalReasons {
+		m.refused.WithLabelValues(r) // every reason shows, at 0
+	}
+	gauge := func(name, help string, f func(Stats) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(rt.Stats()) })
+	}
+	m.reg.MustRegister(m.received, m.acked, m.delivered, m.refused, m.resent, m.reconnects,
+		gauge("hellochat_router_sessions", "Browsers connected.", func(s Stats) float64 { return float64(s.Sessions) }),
+		gauge("hellochat_router_parked_sessions", "Connected browsers idle with no goroutine (parked in epoll).",
+			func(s Stats) float64 { return float64(s.Parked) }),
+		gauge("hellochat_router_active_rooms", "Rooms with a relay on this router (some browser here, or lingering).",
+			func(s Stats) float64 { return float64(s.Relays) }),
+		gauge("hellochat_router_queued_bytes", "Bytes waiting to be written to browsers.",
+			func(s Stats) float64 { return float64(s.QueuedBytes) }),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// refuse counts a refusal; reasons outside the known set count as other.
+func (m *metrics) refuse(reason string) {
+	if !slices.Contains(refusalReasons, reason) {
+		reason = reasonOther
+	}
+	m.refused.WithLabelValues(reason).Inc()
+}
+
+// refuse tells a browser why something it sent was refused, and counts
+// it.
+func (rl *relay) refuse(s *session, code string, frame []byte) {
+	rl.rt.metrics.refuse(code)
+	s.enqueue(frame)
+}

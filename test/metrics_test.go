@@ -1,0 +1,203 @@
+package test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	tc "hellochat/internal/testcluster"
+	"hellochat/security"
+)
+
+// scrape reads a Prometheus text exposition: series ("name" or
+// `name{label="value",...}`) to value.
+func scrape(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s/metrics: %s", addr, resp.Status)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		out[line[:i]] = v
+	}
+	return out
+}
+
+// waitMetric waits until series at addr satisfies ok.
+func waitMetric(t *testing.T, addr, series string, ok func(float64) bool, what string) float64 {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		v, found := scrape(t, addr)[series]
+		if found && ok(v) {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s at %s is %v (found %v)", what, series, addr, v, found)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func above(x float64) func(float64) bool { return func(v float64) bool { return v > x } }
+
+// TestMetricsMoveWithEvents: each metric family moves when its event
+// happens, scraped over HTTP from the admin listeners of a real
+// in-process cluster: messages sent and refused, sessions and rooms,
+// Raft proposals, commits and fsyncs, Pebble, and a leader killed.
+func TestMetricsMoveWithEvents(t *testing.T) {
+	c := tc.New(t, 3, tc.Options{})
+	rtAdmin := c.Router.AdminAddr()
+	room := "metrics-room"
+	leader := c.Leader(room)
+	nodeAdmin := c.Nodes[leader].AdminAddr()
+
+	before := scrape(t, nodeAdmin)
+	for _, series := range []string{"hellochat_pebble_disk_usage_bytes", "go_goroutines", "process_resident_memory_bytes"} {
+		if before[series] <= 0 {
+			t.Fatalf("node %s: %s = %v, want > 0", nodeAdmin, series, before[series])
+		}
+	}
+	if scrape(t, rtAdmin)["go_goroutines"] <= 0 {
+		t.Fatal("router: no Go collector")
+	}
+
+	ann := tc.Dial(t, c.URL(), room, "ann", true)
+	ann.Expect(wait, "presence", tc.IsType("presence"))
+	bob := tc.Dial(t, c.URL(), room, "bob", true)
+	ann.Expect(wait, "bob joining", func(f tc.Frame) bool { return f.Type == "joined" && f.Name == "bob" })
+	waitMetric(t, rtAdmin, "hellochat_router_sessions", func(v float64) bool { return v == 2 }, "two browsers")
+	waitMetric(t, rtAdmin, "hellochat_router_active_rooms", func(v float64) bool { return v == 1 }, "one room")
+	waitMetric(t, nodeAdmin, "hellochat_node_sessions", func(v float64) bool { return v == 2 }, "two sessions on the leader")
+	waitMetric(t, nodeAdmin, "hellochat_node_active_rooms", above(0), "a room on the leader")
+
+	const n = 5
+	for i := 0; i < n; i++ {
+		ann.Post(fmt.Sprintf("m-%d", i), "hello")
+	}
+	for i := 0; i < n; i++ {
+		bob.Expect(wait, "message", tc.IsMessage)
+	}
+	ann.Expect(wait, "last ack", func(f tc.Frame) bool { return f.Type == "ack" && f.ID == fmt.Sprintf("m-%d", n-1) })
+	r := scrape(t, rtAdmin)
+	for series, want := range map[string]float64{
+		"hellochat_router_messages_received_total":  n,
+		"hellochat_router_messages_committed_total": n,
+		"hellochat_router_messages_delivered_total": 2 * n, // ann sees her own, bob too
+	} {
+		if r[series] != want {
+			t.Errorf("router %s = %v, want %v", series, r[series], want)
+		}
+	}
+	nd := scrape(t, nodeAdmin)
+	for series, want := range map[string]float64{
+		"hellochat_node_messages_received_total":  n,
+		"hellochat_node_messages_committed_total": n,
+	} {
+		if nd[series] != want {
+			t.Errorf("node %s = %v, want %v", series, nd[series], want)
+		}
+	}
+	for _, series := range []string{"hellochat_raft_proposals_total", "hellochat_raft_commit_seconds_count",
+		"hellochat_raft_log_sync_seconds_count", "hellochat_raft_apply_seconds_count"} {
+		if nd[series] <= before[series] {
+			t.Errorf("node %s did not move: %v -> %v", series, before[series], nd[series])
+		}
+	}
+	if nd["hellochat_raft_shards_led"] < 1 || nd["hellochat_raft_replicas"] < 1 {
+		t.Errorf("leader reports %v shards led, %v replicas", nd["hellochat_raft_shards_led"], nd["hellochat_raft_replicas"])
+	}
+
+	// A refused frame is counted by its reason, the others stay.
+	badJSON := `hellochat_router_refused_total{reason="bad_json"}`
+	if r[badJSON] != 0 {
+		t.Fatalf("%s = %v before any bad frame", badJSON, r[badJSON])
+	}
+	ann.SendRaw(websocket.MessageText, []byte("{not json"))
+	ann.Expect(wait, "error frame", func(f tc.Frame) bool { return f.Type == "error" && f.Code == "bad_json" })
+	r = scrape(t, rtAdmin)
+	if r[badJSON] != 1 || r[`hellochat_router_refused_total{reason="rate_limited"}`] != 0 {
+		t.Fatalf("after one bad frame: bad_json %v, rate_limited %v", r[badJSON], r[`hellochat_router_refused_total{reason="rate_limited"}`])
+	}
+
+	// Kill the room's leader: the survivors see a leader change, the
+	// router reconnects the room's stream.
+	var survivor string
+	changes := map[string]float64{}
+	for i, node := range c.Nodes {
+		if i != leader {
+			survivor = node.AdminAddr()
+			changes[survivor] = scrape(t, survivor)["hellochat_raft_leader_changes_total"]
+		}
+	}
+	c.Kill(leader)
+	ann.Post("after-kill", "still here")
+	ann.Expect(wait, "ack after the kill", func(f tc.Frame) bool { return f.Type == "ack" && f.ID == "after-kill" })
+	waitMetric(t, rtAdmin, "hellochat_router_relay_reconnects_total", above(0), "the router reconnected the room")
+	waitMetric(t, survivor, "hellochat_raft_leader_changes_total", above(changes[survivor]), "a survivor saw leaders change")
+}
+
+// TestHealthEndpoints: liveness and readiness over HTTP on the router's and
+// nodes' admin listeners, and the gRPC health service on a node for a
+// caller with a cluster certificate.
+func TestHealthEndpoints(t *testing.T) {
+	c := tc.New(t, 3, tc.Options{})
+	get := func(addr, path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b strings.Builder
+		bufio.NewReader(resp.Body).WriteTo(&b)
+		return resp.StatusCode, b.String()
+	}
+	for _, addr := range []string{c.Router.AdminAddr(), c.Nodes[0].AdminAddr()} {
+		for _, path := range []string{"/livez", "/readyz", "/healthz"} {
+			if code, body := get(addr, path); code != http.StatusOK || !strings.HasPrefix(body, "ok") {
+				t.Errorf("GET %s%s: %d %q", addr, path, code, body)
+			}
+		}
+	}
+	conn := grpcConn(t, c, security.RoleRouter, c.Nodes[0].GRPCAddr())
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	for _, svc := range []string{"", "hellochat.Rooms"} {
+		resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
+		if err != nil || resp.Status != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("health of %q: %v %v", svc, resp, err)
+		}
+	}
+	// A stopped node's admin listener goes with it (an orchestrator's
+	// liveness probe then fails).
+	addr := c.Nodes[0].AdminAddr()
+	c.Stop(0)
+	if resp, err := http.Get("http://" + addr + "/livez"); err == nil {
+		resp.Body.Close()
+		t.Fatal("a stopped node's admin listener still answers")
+	}
+}
