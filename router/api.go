@@ -137,6 +137,25 @@ type roomOwner struct {
 // moves, and each node's active rooms: the view users need while they kill,
 // restart, add and remove nodes.
 func (rt *Router) handleCluster(w http.ResponseWriter, req *http.Request) {
+	var rooms []string
+	if r := req.URL.Query().Get("rooms"); r != "" {
+		rooms = strings.Split(r, ",")
+	}
+	v := rt.clusterView(req.Context(), rooms)
+	if req.URL.Query().Get("format") == "text" {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		writeClusterText(w, v)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// clusterView builds the view from gossip and every live node's Status,
+// with the owners of rooms.
+func (rt *Router) clusterView(ctx context.Context, rooms []string) clusterView {
 	p := rt.members.Placement()
 	v := clusterView{Router: rt.cfg.ID, Partitions: cluster.Partitions, Shards: map[int]string{}, Leaders: map[int]string{}}
 	for s := 0; s < cluster.Partitions; s++ {
@@ -149,7 +168,7 @@ func (rt *Router) handleCluster(w http.ResponseWriter, req *http.Request) {
 	}
 	// Ask every live node at once: one slow node must not use up the
 	// others' time.
-	ctx, cancel := context.WithTimeout(req.Context(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	nodes := p.Nodes()
 	statuses := make([]*pb.StatusResponse, len(nodes))
@@ -202,32 +221,22 @@ func (rt *Router) handleCluster(w http.ResponseWriter, req *http.Request) {
 	for _, r := range p.Routers() {
 		v.Members = append(v.Members, memberView{ID: r.ID, Role: r.Role, Addr: r.HTTP, Alive: true})
 	}
-	if rooms := req.URL.Query().Get("rooms"); rooms != "" {
-		for _, room := range strings.Split(rooms, ",") {
-			ro := roomOwner{Room: room, Shard: cluster.Shard(room)}
-			if l := p.Leaders(ro.Shard); len(l) > 0 {
-				ro.Leader = l[0].ID
-			}
-			reps, _ := p.Replicas(ro.Shard, 3)
-			for _, r := range reps {
-				name := r.ID
-				if !p.Alive(r.ID) {
-					name += "(down)"
-				}
-				ro.Replicas = append(ro.Replicas, name)
-			}
-			v.Rooms = append(v.Rooms, ro)
+	for _, room := range rooms {
+		ro := roomOwner{Room: room, Shard: cluster.Shard(room)}
+		if l := p.Leaders(ro.Shard); len(l) > 0 {
+			ro.Leader = l[0].ID
 		}
+		reps, _ := p.Replicas(ro.Shard, 3)
+		for _, r := range reps {
+			name := r.ID
+			if !p.Alive(r.ID) {
+				name += "(down)"
+			}
+			ro.Replicas = append(ro.Replicas, name)
+		}
+		v.Rooms = append(v.Rooms, ro)
 	}
-	if req.URL.Query().Get("format") == "text" {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		writeClusterText(w, v)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
+	return v
 }
 
 // collectGroups builds every shard's group from the nodes' Status answers

@@ -112,6 +112,9 @@ type Router struct {
 	lis      net.Listener
 	adminLis net.Listener // nil without AdminListen
 	metrics  *metrics
+	viewers  atomic.Int32 // cluster view event streams open
+	// viewersStop is closed when the admin server shuts down.
+	viewersStop chan struct{}
 
 	ctx    context.Context // canceled at shutdown
 	cancel context.CancelFunc
@@ -234,12 +237,17 @@ func Start(cfg Config) (*Router, error) {
 		admin.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 		admin.Handle("/metrics", promhttp.HandlerFor(rt.metrics.reg, promhttp.HandlerOpts{}))
 		admin.HandleFunc("/api/cluster", rt.handleCluster)
+		admin.HandleFunc("/cluster", handleClusterPage)
+		admin.HandleFunc("/cluster/events", rt.handleClusterEvents)
 		if cfg.Pprof {
 			admin.HandleFunc("/debug/pprof/", pprof.Index)
 			admin.HandleFunc("/debug/pprof/profile", pprof.Profile)
 			admin.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		}
 		rt.admin = rt.serveHTTP(adminLis, admin, "admin")
+		// Shutdown waits for handlers: the cluster view's streams end then.
+		rt.viewersStop = make(chan struct{})
+		rt.admin.RegisterOnShutdown(func() { close(rt.viewersStop) })
 	}
 	rt.log.Info("router started", "id", cfg.ID, "http", httpAddr, "admin", rt.AdminAddr(), "gossip", members.GossipAddr())
 	return rt, nil

@@ -170,11 +170,11 @@ mv -f "$CLUSTER_ENV.tmp" "$CLUSTER_ENV"
 extra=""
 ((${#START[@]} == FOUNDERS)) || extra=" (${START[*]:FOUNDERS}: data dir from an earlier run)"
 say "starting hellochat: ${#START[@]} object nodes$extra and 1 router (data in $DATA, logs in $LOG_DIR, pids in $PID_DIR)"
-say "  $(printf '%-8s  %-15s  %-23s  %s' PROCESS GRPC 'GOSSIP (TCP+UDP)' HTTP)"
+say "  $(printf '%-8s  %-15s  %-23s  %-15s  %s' PROCESS GRPC 'GOSSIP (TCP+UDP)' ADMIN HTTP)"
 for name in "${START[@]}"; do
-  say "  $(printf '%-8s  %-15s  %-23s  %s' "$name" "$(node_grpc "$name")" "$(node_gossip "$name")" -)"
+  say "  $(printf '%-8s  %-15s  %-23s  %-15s  %s' "$name" "$(node_grpc "$name")" "$(node_gossip "$name")" "$(node_admin "$name")" -)"
 done
-say "  $(printf '%-8s  %-15s  %-23s  %s' "$ROUTER" - "$ROUTER_GOSSIP" "$HTTP_ADDR")"
+say "  $(printf '%-8s  %-15s  %-23s  %-15s  %s' "$ROUTER" - "$ROUTER_GOSSIP" "$ADMIN_ADDR" "$HTTP_ADDR")"
 
 for name in "${ALL_PROCS[@]}"; do
   OFFSET[$name]="$(file_size "$LOG_DIR/$name.log")"
@@ -231,6 +231,7 @@ url="http://$(addr_url_host "$HTTP_ADDR")/"
 say ""
 say "ready (${ready//$'\n'/ })"
 say "open $url"
+say "watch the cluster live: http://$(addr_url_host "$ADMIN_ADDR")/cluster (metrics: /metrics on every ADMIN address)"
 tries=("make owners ROOMS=lobby")
 ((${#START[@]} < 2)) || tries+=("make kill-node N=2" "make restart-node N=2")
 next=$((${START[-1]#node} + 1))

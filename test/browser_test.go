@@ -44,30 +44,7 @@ func TestBrowserChat(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), browserBudget)
 	defer cancel()
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(chrome),
-		chromedp.Headless,
-		chromedp.NoSandbox, // CI runs as root, where Chromium's sandbox refuses to start
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		// Nothing but our router may be contacted, and nothing may compete
-		// with it for the machine's two cores.
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		// Containers often have a tiny /dev/shm, which crashes renderers.
-		chromedp.Flag("disable-dev-shm-usage", true),
-		// Three tabs are live at once and only one can be in front; the others
-		// must not have their timers (hence reconnects) throttled.
-		chromedp.Flag("disable-background-timer-throttling", true),
-		chromedp.Flag("disable-backgrounding-occluded-windows", true),
-		chromedp.Flag("disable-renderer-backgrounding", true),
-		chromedp.WindowSize(1280, 800),
-		// A fresh profile: no remembered name (localStorage) or cache from an earlier run.
-		chromedp.UserDataDir(t.TempDir()),
-	)
+	allocCtx, cancelAlloc := browserAllocator(t, ctx, chrome)
 	defer cancelAlloc() // also waits for Chromium to exit, before TempDir is removed
 
 	var console browserConsole
@@ -223,6 +200,35 @@ type browserTab struct {
 
 // browserOpenTab opens a tab: the first one (parent is the allocator context)
 // also starts the browser; later ones are new tabs in that browser.
+// browserAllocator starts headless Chromium for a test; cancelling waits
+// for it to exit.
+func browserAllocator(t *testing.T, ctx context.Context, chrome string) (context.Context, context.CancelFunc) {
+	return chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(chrome),
+		chromedp.Headless,
+		chromedp.NoSandbox, // CI runs as root, where Chromium's sandbox refuses to start
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		// Nothing but our router may be contacted, and nothing may compete
+		// with it for the machine's two cores.
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		// Containers often have a tiny /dev/shm, which crashes renderers.
+		chromedp.Flag("disable-dev-shm-usage", true),
+		// Three tabs are live at once and only one can be in front; the others
+		// must not have their timers (hence reconnects) throttled.
+		chromedp.Flag("disable-background-timer-throttling", true),
+		chromedp.Flag("disable-backgrounding-occluded-windows", true),
+		chromedp.Flag("disable-renderer-backgrounding", true),
+		chromedp.WindowSize(1280, 800),
+		// A fresh profile: no remembered name (localStorage) or cache from an earlier run.
+		chromedp.UserDataDir(t.TempDir()),
+	)
+}
+
 func browserOpenTab(t *testing.T, parent context.Context, name string, console *browserConsole) *browserTab {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(parent)

@@ -1,0 +1,92 @@
+package router
+
+import (
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// The live cluster view (/cluster on the admin listener) and its event
+// stream (/cluster/events, server-sent events).
+const (
+	// ClusterViewInterval is how often a viewer gets a fresh view: a killed
+	// node's shards show under new leaders within about a second.
+	ClusterViewInterval = 500 * time.Millisecond
+	// MaxClusterViewers bounds the event streams served at once: each asks
+	// every node for its status every interval.
+	MaxClusterViewers = 8
+)
+
+//go:embed clusterview.html
+var clusterViewPage []byte
+
+// liveView is one event of the stream: the cluster view, with each node's
+// commit rate.
+type liveView struct {
+	clusterView
+	At int64 `json:"at"` // unix ms
+	// Rates is each node's committed messages per second over the last
+	// interval, from its rooms' last seqs (a room that moved counts from
+	// where it was).
+	Rates map[string]float64 `json:"rates"`
+}
+
+func handleClusterPage(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Write(clusterViewPage)
+}
+
+// handleClusterEvents streams the view every ClusterViewInterval until the
+// viewer goes or the router stops.
+func (rt *Router) handleClusterEvents(w http.ResponseWriter, req *http.Request) {
+	if n := rt.viewers.Add(1); n > MaxClusterViewers {
+		rt.viewers.Add(-1)
+		http.Error(w, fmt.Sprintf("%d cluster viewers already (max %d)", n-1, MaxClusterViewers), http.StatusServiceUnavailable)
+		return
+	}
+	defer rt.viewers.Add(-1)
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	tick := time.NewTicker(ClusterViewInterval)
+	defer tick.Stop()
+	seqs := map[string]uint64{} // room -> last seq seen
+	last := time.Time{}
+	for {
+		now := time.Now()
+		lv := liveView{clusterView: rt.clusterView(req.Context(), nil), At: now.UnixMilli(), Rates: map[string]float64{}}
+		for _, n := range lv.Nodes {
+			var grown uint64
+			for _, r := range n.Rooms {
+				if prev, ok := seqs[r.Room]; ok && r.LastSeq > prev {
+					grown += r.LastSeq - prev
+				}
+				seqs[r.Room] = r.LastSeq
+			}
+			if !last.IsZero() {
+				lv.Rates[n.ID] = float64(grown) / now.Sub(last).Seconds()
+			}
+		}
+		last = now
+		b, err := json.Marshal(lv)
+		if err != nil {
+			return
+		}
+		if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
+			return
+		}
+		if rc.Flush() != nil {
+			return
+		}
+		select {
+		case <-req.Context().Done():
+			return
+		case <-rt.viewersStop:
+			return
+		case <-tick.C:
+		}
+	}
+}

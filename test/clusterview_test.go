@@ -1,0 +1,96 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	tc "hellochat/internal/testcluster"
+)
+
+// clusterViewNodes and clusterViewShards read the drawn view: what the
+// SVG shows, not the data behind it.
+const (
+	clusterViewNodes  = `Array.from(document.querySelectorAll('#nodes g.node')).map(g => g.dataset.node + '=' + g.dataset.state)`
+	clusterViewShards = `Array.from(document.querySelectorAll('#shards g.shard')).map(g => g.dataset.leader)`
+)
+
+// TestClusterViewShowsAKill opens the live cluster view (/cluster on the
+// router's admin listener) in headless Chromium, checks it draws three
+// live nodes and 64 led shards, kills the node leading the most shards, and
+// waits until the view shows it down and every one of its shards under a
+// new leader.
+func TestClusterViewShowsAKill(t *testing.T) {
+	chrome := browserFindChromium(t)
+	c := tc.New(t, 3, tc.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), browserBudget)
+	defer cancel()
+	allocCtx, cancelAlloc := browserAllocator(t, ctx, chrome)
+	defer cancelAlloc()
+	var console browserConsole
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, m := range console.all() {
+				t.Logf("browser console: %s", m.text)
+			}
+		}
+	})
+	tab := browserOpenTab(t, allocCtx, "viewer", &console)
+	defer tab.close()
+	tab.navigate("http://" + c.Router.AdminAddr() + "/cluster")
+
+	everyShardLed := func(leaders []string, not string) error {
+		if len(leaders) != 64 {
+			return fmt.Errorf("%d shards drawn", len(leaders))
+		}
+		for s, l := range leaders {
+			if l == "" || l == not {
+				return fmt.Errorf("shard %d drawn with leader %q", s, l)
+			}
+		}
+		return nil
+	}
+	browserWaitEval(tab, "three live nodes", clusterViewNodes, func(nodes []string) error {
+		if strings.Join(nodes, " ") != "node1=alive node2=alive node3=alive" {
+			return fmt.Errorf("nodes drawn: %v", nodes)
+		}
+		return nil
+	})
+	leaders := browserWaitEval(tab, "64 led shards", clusterViewShards, func(l []string) error { return everyShardLed(l, "") })
+	count := map[string]int{}
+	for _, l := range leaders {
+		count[l]++
+	}
+	victim := "node1"
+	for id, n := range count {
+		if n > count[victim] {
+			victim = id
+		}
+	}
+	summary := browserEval[string](tab, "summary", `document.getElementById('summary').textContent`)
+	if !strings.Contains(summary, "3 of 3 nodes alive") || !strings.Contains(summary, "64 of 64 shards led") {
+		t.Fatalf("summary %q", summary)
+	}
+
+	start := time.Now()
+	c.Kill(c.NodeIndex(victim))
+	browserWaitEval(tab, victim+" shown down, its shards under new leaders",
+		`[`+clusterViewNodes+`, `+clusterViewShards+`]`, func(v [][]string) error {
+			if len(v) != 2 {
+				return fmt.Errorf("eval gave %v", v)
+			}
+			down := false
+			for _, n := range v[0] {
+				down = down || n == victim+"=down"
+			}
+			if !down {
+				return fmt.Errorf("nodes drawn: %v", v[0])
+			}
+			return everyShardLed(v[1], victim)
+		})
+	t.Logf("%s led %d shards; the view showed it down and all of them under new leaders %v after the kill",
+		victim, count[victim], time.Since(start).Round(10*time.Millisecond))
+	tab.screenshot("/tmp/hellochat-clusterview.png")
+}
