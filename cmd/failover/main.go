@@ -6,7 +6,8 @@
 // and nodes are also partitioned and cut off one way. After each step it
 // waits until every shard's replicas are the ring's again, and it prints
 // what browsers saw, what each step moved, and whether anything
-// acknowledged was lost.
+// acknowledged was lost; it also writes the results as an HTML page with
+// plots and as JSON.
 package main
 
 import (
@@ -29,6 +30,7 @@ func main() {
 	fs := flag.NewFlagSet("failover", flag.ExitOnError)
 	fs.StringVar(&cfg.Bin, "bin", "bin", "directory holding the objectnode and router binaries")
 	fs.StringVar(&cfg.Dir, "data", "data/failover", "directory for the experiment's node data and logs (wiped at start)")
+	fs.StringVar(&cfg.Report, "report", "", "directory for report.html (plots of the load through the steps) and report.json (default: the data directory)")
 	fs.IntVar(&cfg.Kills, "kills", 20, "kill -9 / restart cycles")
 	fs.IntVar(&cfg.Pauses, "pauses", 5, "SIGSTOP / SIGCONT cycles")
 	fs.IntVar(&cfg.Adds, "adds", 2, "nodes added to the 3 founders (--expect 0), before the kills, pauses and wipes")

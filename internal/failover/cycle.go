@@ -57,6 +57,10 @@ type cycle struct {
 	stall       stall
 	slow        bool  // a planned move paused writes longer than the limit
 	err         error // the step failed: the experiment stops after it
+	// start is when the step began (the fault, or the move's first
+	// action), end when the cluster was placed again: the HTML report
+	// marks the span on its time axis.
+	start, end time.Time
 }
 
 // runner runs the cycles against one cluster under load.
@@ -79,6 +83,9 @@ func (r *runner) run(kind string, n, total int) cycle {
 	tag := fmt.Sprintf("failover: [%*d/%d] %-9s", len(fmt.Sprint(total)), n, total, kind)
 	l, err := leaders(r.ctx, r.c, r.byRoom, 10*time.Second)
 	if err != nil {
+		// The step never began: the report marks it where it failed.
+		cy.start = time.Now()
+		cy.end = cy.start
 		cy.err = err
 		return cy
 	}
@@ -122,6 +129,7 @@ func (r *runner) run(kind string, n, total int) cycle {
 		r.cut(&cy, led, t0)
 	}
 	t1 := time.Now()
+	cy.start, cy.end = t0, t1
 	cy.took = t1.Sub(t0)
 	cy.nodesAfter = len(r.c.Nodes)
 	cy.moved = scanMoves(r.c, marks)

@@ -57,6 +57,8 @@ type Config struct {
 	Clients       int     // per room
 	Rate          float64 // messages per second per client
 	Out           io.Writer
+	// Report is the directory for report.html and report.json ("": Dir).
+	Report string
 }
 
 // Cutter cuts and heals links between a network's hosts (netlab.Lab).
@@ -157,6 +159,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	loadCtx, stopLoad := context.WithCancel(ctx)
+	loadStart := time.Now() // the HTML report's time axis starts here
 	var wg sync.WaitGroup
 	for _, cl := range clients {
 		wg.Add(2)
@@ -210,6 +213,18 @@ func Run(ctx context.Context, cfg Config) error {
 	res.replicas = compareReplicas(c, rooms)
 
 	report(out, cfg, cycles, res)
+	dir := cfg.Report
+	if dir == "" {
+		dir = cfg.Dir
+	}
+	htmlPath, jsonPath, reportErr := writeReport(dir, buildReport(cfg, loadStart, len(steps), cycles, clients, res))
+	if reportErr != nil {
+		// The text report above holds the results: say so, and fail only
+		// after the checks' own errors.
+		say("failover: writing the HTML report: %v", reportErr)
+	} else {
+		say("failover: report in %s (its data in %s)", htmlPath, jsonPath)
+	}
 	if res.failed() {
 		return fmt.Errorf("failover: checks failed")
 	}
@@ -224,6 +239,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("failover: interrupted after %d of %d steps", len(cycles), len(steps))
+	}
+	if reportErr != nil {
+		return fmt.Errorf("failover: writing the HTML report: %w", reportErr)
 	}
 	return nil
 }
