@@ -201,3 +201,36 @@ func TestHealthEndpoints(t *testing.T) {
 		t.Fatal("a stopped node's admin listener still answers")
 	}
 }
+
+// TestSnapshotMetricsMoveWhenANodeJoins: a node added to a running cluster
+// receives snapshots of the shards it gets, and the leaders count what they
+// sent.
+func TestSnapshotMetricsMoveWhenANodeJoins(t *testing.T) {
+	c := tc.New(t, 3, tc.Options{})
+	ann := tc.Dial(t, c.URL(), "snapshot-room", "ann", true)
+	ann.Post("s-1", "something to copy")
+	ann.Expect(wait, "ack", func(f tc.Frame) bool { return f.Type == "ack" && f.ID == "s-1" })
+	i := c.AddNode()
+	// Placed by the ring of four: the new node must be a member first.
+	c.WaitConverged(wait)
+	tc.Eventually(t, 60*time.Second, func() error {
+		if n := c.Nodes[i].Replicas(); n == 0 {
+			return fmt.Errorf("the new node holds no replica yet")
+		}
+		return c.Placed()
+	})
+	got := scrape(t, c.Nodes[i].AdminAddr())
+	if got["hellochat_raft_snapshot_received_bytes_total"] <= 0 || got["hellochat_raft_replicas"] <= 0 {
+		t.Fatalf("the new node received %v snapshot bytes and holds %v replicas",
+			got["hellochat_raft_snapshot_received_bytes_total"], got["hellochat_raft_replicas"])
+	}
+	var sent, count float64
+	for _, n := range c.Nodes[:i] {
+		m := scrape(t, n.AdminAddr())
+		sent += m["hellochat_raft_snapshot_sent_bytes_total"]
+		count += m["hellochat_raft_snapshots_sent_total"]
+	}
+	if sent <= 0 || count < got["hellochat_raft_replicas"] {
+		t.Fatalf("the founders sent %v snapshots, %v bytes, for the new node's %v replicas", count, sent, got["hellochat_raft_replicas"])
+	}
+}
