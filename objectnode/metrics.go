@@ -4,6 +4,8 @@ import (
 	"math/bits"
 	"slices"
 
+	"hellochat/internal/metric"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -28,12 +30,9 @@ type metrics struct {
 // store's, the Raft host's, Go's and the process's, on n.reg.
 func (n *Node) registerMetrics() {
 	m := &metrics{
-		received: prometheus.NewCounter(prometheus.CounterOpts{Name: "hellochat_node_messages_received_total",
-			Help: "Chat messages routers sent to rooms this node runs (resends included)."}),
-		committed: prometheus.NewCounter(prometheus.CounterOpts{Name: "hellochat_node_messages_committed_total",
-			Help: "Chat messages committed (fsync'd on a majority) by rooms this node runs."}),
-		delivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "hellochat_node_messages_delivered_total",
-			Help: "Committed chat messages queued to router streams, one per stream."}),
+		received:  metric.Counter("hellochat_node_messages_received_total", "Chat messages routers sent to rooms this node runs (resends included)."),
+		committed: metric.Counter("hellochat_node_messages_committed_total", "Chat messages committed (fsync'd on a majority) by rooms this node runs."),
+		delivered: metric.Counter("hellochat_node_messages_delivered_total", "Committed chat messages queued to router streams, one per stream."),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hellochat_node_refused_total",
 			Help: "Joins and messages a room refused, by reason (the error code sent back)."}, []string{"reason"}),
 		raft: shard.NewMetrics(),

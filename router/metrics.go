@@ -3,6 +3,8 @@ package router
 import (
 	"slices"
 
+	"hellochat/internal/metric"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -37,19 +39,14 @@ type metrics struct {
 
 func newMetrics(rt *Router) *metrics {
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
-		received: prometheus.NewCounter(prometheus.CounterOpts{Name: "hellochat_router_messages_received_total",
-			Help: "Chat messages browsers sent that passed the router's checks and went to their room."}),
-		acked: prometheus.NewCounter(prometheus.CounterOpts{Name: "hellochat_router_messages_committed_total",
-			Help: "Chat messages their room acknowledged as committed (fsync'd on a majority)."}),
-		delivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "hellochat_router_messages_delivered_total",
-			Help: "Chat messages queued to browsers, one per browser shown it (live or catching up)."}),
+		reg:       prometheus.NewRegistry(),
+		received:  metric.Counter("hellochat_router_messages_received_total", "Chat messages browsers sent that passed the router's checks and went to their room."),
+		acked:     metric.Counter("hellochat_router_messages_committed_total", "Chat messages their room acknowledged as committed (fsync'd on a majority)."),
+		delivered: metric.Counter("hellochat_router_messages_delivered_total", "Chat messages queued to browsers, one per browser shown it (live or catching up)."),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hellochat_router_refused_total",
 			Help: "Frames, messages and connections refused, by reason (error code sent, or the limit hit)."}, []string{"reason"}),
-		resent: prometheus.NewCounter(prometheus.CounterOpts{Name: "hellochat_router_relay_resends_total",
-			Help: "Unacknowledged messages written again to a room's new stream after a failover or redirect."}),
-		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Name: "hellochat_router_relay_reconnects_total",
-			Help: "Room streams opened again after one failed or was redirected."}),
+		resent:     metric.Counter("hellochat_router_relay_resends_total", "Unacknowledged messages written again to a room's new stream after a failover or redirect."),
+		reconnects: metric.Counter("hellochat_router_relay_reconnects_total", "Room streams opened again after one failed or was redirected."),
 	}
 	for _, r := range refusalReasons {
 		m.refused.WithLabelValues(r) // every reason shows, at 0

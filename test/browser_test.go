@@ -42,23 +42,10 @@ func TestBrowserChat(t *testing.T) {
 	chrome := browserFindChromium(t)
 	c := tc.New(t, 3, tc.Options{})
 
-	ctx, cancel := context.WithTimeout(context.Background(), browserBudget)
-	defer cancel()
-	allocCtx, cancelAlloc := browserAllocator(t, ctx, chrome)
-	defer cancelAlloc() // also waits for Chromium to exit, before TempDir is removed
-
-	var console browserConsole
-	// A failed step ends the test early; what the pages logged says why.
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, m := range console.all() {
-				t.Logf("browser console: %s", m.text)
-			}
-		}
-	})
-	alice := browserOpenTab(t, allocCtx, "alice", &console)
+	allocCtx, console := browserStart(t, chrome)
+	alice := browserOpenTab(t, allocCtx, "alice", console)
 	defer alice.close()
-	bobby := browserOpenTab(t, alice.ctx, "bobby", &console)
+	bobby := browserOpenTab(t, alice.ctx, "bobby", console)
 	defer bobby.close()
 
 	base := c.URL() + "/?room=" + browserRoom
@@ -106,7 +93,7 @@ func TestBrowserChat(t *testing.T) {
 	}
 
 	// A late tab gets the room's history, as the others show it.
-	carol := browserOpenTab(t, alice.ctx, "carol", &console)
+	carol := browserOpenTab(t, alice.ctx, "carol", console)
 	defer carol.close()
 	carol.navigate(base + "&name=carol")
 	carol.waitConnected()
@@ -200,6 +187,25 @@ type browserTab struct {
 
 // browserOpenTab opens a tab: the first one (parent is the allocator context)
 // also starts the browser; later ones are new tabs in that browser.
+// browserStart starts headless Chromium for the test, within its
+// browserBudget, and gathers what its tabs log (shown if the test fails).
+func browserStart(t *testing.T, chrome string) (context.Context, *browserConsole) {
+	ctx, cancel := context.WithTimeout(context.Background(), browserBudget)
+	allocCtx, cancelAlloc := browserAllocator(t, ctx, chrome)
+	console := &browserConsole{}
+	t.Cleanup(func() {
+		cancelAlloc() // also waits for Chromium to exit, before TempDir is removed
+		cancel()
+		// A failed step ends the test early; what the pages logged says why.
+		if t.Failed() {
+			for _, m := range console.all() {
+				t.Logf("browser console: %s", m.text)
+			}
+		}
+	})
+	return allocCtx, console
+}
+
 // browserAllocator starts headless Chromium for a test; cancelling waits
 // for it to exit.
 func browserAllocator(t *testing.T, ctx context.Context, chrome string) (context.Context, context.CancelFunc) {

@@ -1,7 +1,6 @@
 package test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -25,19 +24,8 @@ const (
 func TestClusterViewShowsAKill(t *testing.T) {
 	chrome := browserFindChromium(t)
 	c := tc.New(t, 3, tc.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), browserBudget)
-	defer cancel()
-	allocCtx, cancelAlloc := browserAllocator(t, ctx, chrome)
-	defer cancelAlloc()
-	var console browserConsole
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, m := range console.all() {
-				t.Logf("browser console: %s", m.text)
-			}
-		}
-	})
-	tab := browserOpenTab(t, allocCtx, "viewer", &console)
+	allocCtx, console := browserStart(t, chrome)
+	tab := browserOpenTab(t, allocCtx, "viewer", console)
 	defer tab.close()
 	tab.navigate("http://" + c.Router.AdminAddr() + "/cluster")
 

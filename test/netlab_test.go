@@ -46,18 +46,7 @@ func startNetlab(t *testing.T, routerFlags ...string) *netlabCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := launch.Start(launch.Options{Bin: bin, Dir: t.TempDir(), Network: nw, RouterFlags: routerFlags})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.Kill()
-		if t.Failed() {
-			for _, p := range c.All() {
-				t.Logf("--- %s log (last 30 lines):\n%s", p.Name, p.Tail(30))
-			}
-		}
-	})
+	c := startLaunched(t, launch.Options{Bin: bin, Dir: t.TempDir(), Network: nw, RouterFlags: routerFlags})
 	for _, p := range c.Nodes {
 		if host, _, _ := net.SplitHostPort(p.GRPCAddr()); host != lab.Host(p.Name).IP {
 			t.Fatalf("%s listens on %s, not on its host %s", p.Name, p.GRPCAddr(), lab.Host(p.Name).IP)

@@ -70,14 +70,11 @@ func roomLeaders(t *testing.T, base string, rooms []string) roomsJSON {
 }
 
 // startProcesses starts a cluster of the real binaries (built once), with
-// quick gossip, stopped (and its logs shown on failure) by t.Cleanup.
-func startProcesses(t *testing.T) (bin, dir string, c *launch.Cluster) {
+// startLaunched starts a cluster of real processes, killed when the test
+// ends; a failed test shows the end of every process's log.
+func startLaunched(t *testing.T, o launch.Options) *launch.Cluster {
 	t.Helper()
-	bin = buildBinaries(t)
-	dir = t.TempDir()
-	c, err := launch.Start(launch.Options{Bin: bin, Dir: dir,
-		NodeFlags:   []string{"--probe-interval", "100ms", "--probe-timeout", "50ms"},
-		RouterFlags: []string{"--probe-interval", "100ms", "--probe-timeout", "50ms"}})
+	c, err := launch.Start(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,10 +82,21 @@ func startProcesses(t *testing.T) (bin, dir string, c *launch.Cluster) {
 		c.Kill()
 		if t.Failed() {
 			for _, p := range c.All() {
-				t.Logf("--- %s log:\n%s", p.Name, p.Tail(15))
+				t.Logf("--- %s log (last 30 lines):\n%s", p.Name, p.Tail(30))
 			}
 		}
 	})
+	return c
+}
+
+// quick gossip, stopped (and its logs shown on failure) by t.Cleanup.
+func startProcesses(t *testing.T) (bin, dir string, c *launch.Cluster) {
+	t.Helper()
+	bin = buildBinaries(t)
+	dir = t.TempDir()
+	c = startLaunched(t, launch.Options{Bin: bin, Dir: dir,
+		NodeFlags:   []string{"--probe-interval", "100ms", "--probe-timeout", "50ms"},
+		RouterFlags: []string{"--probe-interval", "100ms", "--probe-timeout", "50ms"}})
 	return bin, dir, c
 }
 
