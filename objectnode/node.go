@@ -365,6 +365,7 @@ func (n *Node) ready() bool {
 // fail makes the node exit: Failed is closed and Err says why.
 func (n *Node) fail(err error) {
 	n.fatalOnce.Do(func() {
+		n.health.set(false)
 		n.fatalErr = err
 		if err != nil {
 			n.log.Error("node must stop", "err", err)
@@ -588,7 +589,7 @@ func (n *Node) startReplication() {
 		return
 	}
 	n.host.Store(h)
-	n.health.set(true)
+	n.health.set(!n.leaving()) // as /readyz: a node being decommissioned is not ready
 	n.raftSrv.SetHost(h)
 	n.replicasChanged(h.Replicas())
 	go n.watchRing(h)
@@ -666,6 +667,7 @@ func (n *Node) setIdentity(change func(*identity)) {
 func (n *Node) Decommission() {
 	n.setIdentity(func(id *identity) { id.Leaving = true })
 	n.members.SetLeaving()
+	n.health.set(false)
 	n.log.Info("decommissioning: moving every replica off this node")
 	if h := n.host.Load(); h != nil {
 		n.replicasChanged(h.Replicas())
@@ -730,6 +732,11 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	var err error
 	n.shutdownOnce.Do(func() {
 		n.health.Shutdown() // NOT_SERVING from now on, and for good
+		// The admin server goes first: a scrape must not read the store
+		// while it closes.
+		if n.admin != nil {
+			n.admin.Close()
+		}
 		if lerr := n.members.Leave(500 * time.Millisecond); lerr != nil {
 			n.log.Warn("leave cluster", "err", lerr)
 		}
@@ -759,9 +766,6 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			n.log.Warn("stop gossip", "err", merr)
 		}
 		err = n.store.Close()
-		if n.admin != nil {
-			n.admin.Close()
-		}
 		n.log.Info("object node stopped", "id", n.cfg.ID)
 	})
 	return err
@@ -771,6 +775,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 // can get: no leave, no redirects, no flush; only synced writes survive.
 func (n *Node) Kill() {
 	n.shutdownOnce.Do(func() {
+		if n.admin != nil {
+			n.admin.Close()
+		}
 		n.grpc.Stop()
 		n.members.Shutdown()
 		n.roomsMu.Lock()

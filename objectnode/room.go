@@ -486,11 +486,11 @@ func (r *room) committed(err error) {
 		}
 	default:
 		r.node.metrics.committed.Add(float64(len(batch)))
-		r.node.metrics.delivered.Add(float64(len(batch) * len(r.streams)))
 		for _, p := range batch {
 			delete(r.queued, p.key)
 			r.lastSeq, r.lastTS = p.msg.Seq, p.msg.TsMs
 			r.broadcast(&pb.AttachEvent{Kind: &pb.AttachEvent_Message{Message: p.msg}})
+			r.node.metrics.delivered.Add(float64(len(r.streams))) // those broadcast did not drop
 			for i, w := range p.waiters {
 				if _, ok := r.streams[w.st]; ok {
 					r.sendTo(w.st, &pb.AttachEvent{Kind: &pb.AttachEvent_Ack{Ack: &pb.Ack{

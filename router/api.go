@@ -33,7 +33,7 @@ var grpcConnectParams = grpc.ConnectParams{
 // handlePublicHealth says only whether the router can serve every room:
 // counts of nodes and shards are for the admin endpoint.
 func (rt *Router) handlePublicHealth(w http.ResponseWriter, _ *http.Request) {
-	if !rt.members.Placement().Serving() {
+	if rt.isClosing() || !rt.members.Placement().Serving() {
 		http.Error(w, "not ready", http.StatusServiceUnavailable)
 		return
 	}
@@ -41,6 +41,12 @@ func (rt *Router) handlePublicHealth(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (rt *Router) handleHealth(w http.ResponseWriter, _ *http.Request) {
+	// A router shutting down is taken out of rotation before it drops its
+	// browsers.
+	if rt.isClosing() {
+		http.Error(w, "not ready: shutting down", http.StatusServiceUnavailable)
+		return
+	}
 	p := rt.members.Placement()
 	// Healthy means every room can be served now: each shard has a leader.
 	if !p.Serving() {

@@ -17,6 +17,8 @@ const (
 	// MaxClusterViewers bounds the event streams served at once: each asks
 	// every node for its status every interval.
 	MaxClusterViewers = 8
+	// clusterViewWriteTimeout drops a viewer that stopped reading.
+	clusterViewWriteTimeout = 5 * time.Second
 )
 
 //go:embed clusterview.html
@@ -49,32 +51,45 @@ func (rt *Router) handleClusterEvents(w http.ResponseWriter, req *http.Request) 
 	}
 	defer rt.viewers.Add(-1)
 	rc := http.NewResponseController(w)
+	// The stream outlives the admin server's read timeout, which must not
+	// end it; a viewer that stops reading is cut off by the write deadline.
+	rc.SetReadDeadline(time.Time{})
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	tick := time.NewTicker(ClusterViewInterval)
 	defer tick.Stop()
-	seqs := map[string]uint64{} // room -> last seq seen
+	var seqs map[string]uint64 // room -> last seq, as of the last event
 	last := time.Time{}
 	for {
 		now := time.Now()
 		lv := liveView{clusterView: rt.clusterView(req.Context(), nil), At: now.UnixMilli(), Rates: map[string]float64{}}
+		// A room counts once, at the highest seq any node reports (two may
+		// list it while it moves), and only if the last event saw it too:
+		// a node that missed a Status call does not show its gap as a spike.
+		next := map[string]uint64{}
+		for _, n := range lv.Nodes {
+			for _, r := range n.Rooms {
+				next[r.Room] = max(next[r.Room], r.LastSeq)
+			}
+		}
 		for _, n := range lv.Nodes {
 			var grown uint64
 			for _, r := range n.Rooms {
-				if prev, ok := seqs[r.Room]; ok && r.LastSeq > prev {
+				if prev, ok := seqs[r.Room]; ok && r.LastSeq == next[r.Room] && r.LastSeq > prev {
 					grown += r.LastSeq - prev
+					seqs[r.Room] = r.LastSeq // the other lister of a moving room adds nothing
 				}
-				seqs[r.Room] = r.LastSeq
 			}
 			if !last.IsZero() {
 				lv.Rates[n.ID] = float64(grown) / now.Sub(last).Seconds()
 			}
 		}
-		last = now
+		seqs, last = next, now
 		b, err := json.Marshal(lv)
 		if err != nil {
 			return
 		}
+		rc.SetWriteDeadline(now.Add(clusterViewWriteTimeout))
 		if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
 			return
 		}

@@ -39,6 +39,11 @@ const (
 	// keepalive stays silent while data waits. The session then leaves.
 	DefaultDeadBrowserAfter = 30 * time.Second
 	keepAliveProbes         = 3
+	// MinDeadBrowserAfter and MaxDeadBrowserAfter bound the setting: the
+	// kernel takes keepalive probes at most once a second, and an idle time
+	// of at most 32767 s.
+	MinDeadBrowserAfter = 3 * time.Second
+	MaxDeadBrowserAfter = 12 * time.Hour
 	// HTTP server bounds for requests that are not WebSockets.
 	IdleTimeout    = 60 * time.Second
 	ReadTimeout    = 10 * time.Second

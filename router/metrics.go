@@ -51,17 +51,7 @@ func newMetrics(rt *Router) *metrics {
 	for _, r := range refusalReasons {
 		m.refused.WithLabelValues(r) // every reason shows, at 0
 	}
-	gauge := func(name, help string, f func(Stats) float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(rt.Stats()) })
-	}
-	m.reg.MustRegister(m.received, m.acked, m.delivered, m.refused, m.resent, m.reconnects,
-		gauge("hellochat_router_sessions", "Browsers connected.", func(s Stats) float64 { return float64(s.Sessions) }),
-		gauge("hellochat_router_parked_sessions", "Connected browsers idle with no goroutine (parked in epoll).",
-			func(s Stats) float64 { return float64(s.Parked) }),
-		gauge("hellochat_router_active_rooms", "Rooms with a relay on this router (some browser here, or lingering).",
-			func(s Stats) float64 { return float64(s.Relays) }),
-		gauge("hellochat_router_queued_bytes", "Bytes waiting to be written to browsers.",
-			func(s Stats) float64 { return float64(s.QueuedBytes) }),
+	m.reg.MustRegister(m.received, m.acked, m.delivered, m.refused, m.resent, m.reconnects, statsCollector{rt},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -81,4 +71,29 @@ func (m *metrics) refuse(reason string) {
 func (rl *relay) refuse(s *session, code string, frame []byte) {
 	rl.rt.metrics.refuse(code)
 	s.enqueue(frame)
+}
+
+// statsCollector reports the router's gauges from one Stats call per
+// scrape: Stats visits every session under the router's lock.
+type statsCollector struct{ rt *Router }
+
+var (
+	descSessions = prometheus.NewDesc("hellochat_router_sessions", "Browsers connected.", nil, nil)
+	descParked   = prometheus.NewDesc("hellochat_router_parked_sessions", "Connected browsers idle with no goroutine (parked in epoll).", nil, nil)
+	descRooms    = prometheus.NewDesc("hellochat_router_active_rooms", "Rooms with a relay on this router (some browser here, or lingering).", nil, nil)
+	descQueued   = prometheus.NewDesc("hellochat_router_queued_bytes", "Bytes waiting to be written to browsers.", nil, nil)
+)
+
+func (statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descSessions
+	ch <- descParked
+	ch <- descRooms
+	ch <- descQueued
+}
+
+func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.rt.Stats()
+	for d, v := range map[*prometheus.Desc]int{descSessions: st.Sessions, descParked: st.Parked, descRooms: st.Relays, descQueued: st.QueuedBytes} {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v))
+	}
 }

@@ -283,6 +283,7 @@ func (rl *relay) send(from *session, s *pb.Send) {
 		rl.refuse(from, limits.CodeOverloaded, refusalFrame(from.proto, limits.CodeOverloaded, "server overloaded; message not sent", s))
 		return
 	}
+	rl.rt.metrics.received.Inc()
 	rl.sends.pump(rl.writeSend)
 }
 
@@ -523,8 +524,9 @@ func (rl *relay) event(e streamEvent) {
 		rl.deliver([]*pb.ChatMessage{k.Message}, true)
 		rl.catchUp()
 	case *pb.AttachEvent_Ack:
-		rl.rt.metrics.acked.Inc()
-		rl.answered(sendKey{k.Ack.Session, k.Ack.ClientId})
+		if rl.answered(sendKey{k.Ack.Session, k.Ack.ClientId}) != nil {
+			rl.rt.metrics.acked.Inc() // once per message, however many acks name it
+		}
 		if rs := rl.sessions[k.Ack.Session]; rs != nil && rs.s.proto == protoV2 {
 			rs.s.enqueue(ackFrame(k.Ack))
 		}

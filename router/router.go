@@ -159,6 +159,10 @@ func Start(cfg Config) (*Router, error) {
 	if cfg.DeadBrowserAfter <= 0 {
 		cfg.DeadBrowserAfter = DefaultDeadBrowserAfter
 	}
+	if cfg.DeadBrowserAfter < MinDeadBrowserAfter || cfg.DeadBrowserAfter > MaxDeadBrowserAfter {
+		return nil, fmt.Errorf("router: dead browser timeout %v: must be between %v and %v",
+			cfg.DeadBrowserAfter, MinDeadBrowserAfter, MaxDeadBrowserAfter)
+	}
 	nonce := make([]byte, 6)
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("router: make instance id: %w", err)
@@ -244,9 +248,9 @@ func Start(cfg Config) (*Router, error) {
 			admin.HandleFunc("/debug/pprof/profile", pprof.Profile)
 			admin.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		}
-		rt.admin = rt.serveHTTP(adminLis, admin, "admin")
 		// Shutdown waits for handlers: the cluster view's streams end then.
 		rt.viewersStop = make(chan struct{})
+		rt.admin = rt.serveHTTP(adminLis, admin, "admin")
 		rt.admin.RegisterOnShutdown(func() { close(rt.viewersStop) })
 	}
 	rt.log.Info("router started", "id", cfg.ID, "http", httpAddr, "admin", rt.AdminAddr(), "gossip", members.GossipAddr())
@@ -277,6 +281,13 @@ func (rt *Router) closeParker() {
 	if rt.parker != nil {
 		rt.parker.close()
 	}
+}
+
+// isClosing reports whether Shutdown has begun.
+func (rt *Router) isClosing() bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.closing
 }
 
 // Addr is the HTTP address browsers use.

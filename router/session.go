@@ -401,7 +401,6 @@ func (s *session) readLoop(rl *relay, resumed bool) (parked bool) {
 		}
 		if !s.frames.take(rl.rt.cfg.FrameRate, rl.rt.cfg.FrameBurst) {
 			tell, isFlood := s.flood.refuse()
-			rl.rt.metrics.refuse(limits.CodeRateLimited)
 			if isFlood {
 				rl.rt.metrics.refuse(reasonFlood)
 				s.kill(websocket.StatusPolicyViolation, fmt.Sprintf("flood: %d frames over the limit within %v", FloodRefusals, FloodWindow))
@@ -411,6 +410,7 @@ func (s *session) readLoop(rl *relay, resumed bool) (parked bool) {
 				s.enqueue(errorFrame(s.proto, limits.CodeRateLimited,
 					fmt.Sprintf("too many frames (max %g/s); frames are being dropped", rl.rt.cfg.FrameRate), ""))
 			}
+			rl.rt.metrics.refuse(limits.CodeRateLimited)
 			continue
 		}
 		if typ != websocket.MessageText {
@@ -544,7 +544,6 @@ func (s *session) handleFrame(rl *relay, data []byte) {
 				fmt.Sprintf("too many messages (max %g/s); message not sent", rl.rt.cfg.SendRate), op.id))
 			return
 		}
-		rl.rt.metrics.received.Inc()
 		rl.submit(relayReq{from: s, req: &pb.AttachRequest{Kind: &pb.AttachRequest_Send{Send: &pb.Send{
 			Session: s.id, ClientId: op.id, Text: op.text, Name: s.name, Key: s.key}}}})
 	case "typing":

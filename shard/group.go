@@ -37,6 +37,7 @@ type group struct {
 	// died: the first can lose to a follower that has not yet forgotten it.
 	recampaign int
 	pending    map[uint64]pendingProposal // by proposal id
+	knownLead  uint64                     // the last leader known (lead may be 0 meanwhile), for metrics
 	// confBusy counts down the ticks a proposed configuration change may
 	// take to apply; the placement pass proposes no other change meanwhile.
 	confBusy int

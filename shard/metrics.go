@@ -24,8 +24,8 @@ type Metrics struct {
 // NewMetrics makes the host's metrics, unregistered.
 func NewMetrics() *Metrics {
 	return &Metrics{
-		LeaderChanges:   metric.Counter("hellochat_raft_leader_changes_total", "Times a shard's leader changed as this node saw it (it took or lost the lead, or learned of another)."),
-		Proposals:       metric.Counter("hellochat_raft_proposals_total", "Batches this node proposed as a shard's leader."),
+		LeaderChanges:   metric.Counter("hellochat_raft_leader_changes_total", "Times a shard got a new leader, as this node saw it (the first leader a replica learns of does not count)."),
+		Proposals:       metric.Counter("hellochat_raft_proposals_total", "Batches rooms on this node proposed (those refused as not leader count as failed too)."),
 		ProposalsFailed: metric.Counter("hellochat_raft_proposals_failed_total", "Proposals that did not commit here (leadership lost, or refused as not leader); their senders resend."),
 		CommitSeconds:   metric.Latency("hellochat_raft_commit_seconds", "From proposing a batch to applying it committed, on the leader."),
 		ApplySeconds:    metric.Latency("hellochat_raft_apply_seconds", "Applying one round's committed entries of every shard (one storage batch)."),

@@ -164,8 +164,13 @@ func (h *Host) round() error {
 	for _, r := range rds {
 		g := r.g
 		if ss := r.rd.SoftState; ss != nil {
-			if ss.Lead != g.lead {
-				h.cfg.Metrics.LeaderChanges.Inc()
+			// A change is a new leader after a known one: not the first
+			// leader a replica learns of, nor an election the old one won.
+			if ss.Lead != 0 {
+				if g.knownLead != 0 && ss.Lead != g.knownLead {
+					h.cfg.Metrics.LeaderChanges.Inc()
+				}
+				g.knownLead = ss.Lead
 			}
 			g.lead = ss.Lead
 			if g.lead != 0 && g.lead != h.raftID {

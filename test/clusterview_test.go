@@ -1,12 +1,15 @@
 package test
 
 import (
+	"bufio"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	tc "hellochat/internal/testcluster"
+	"hellochat/router"
 )
 
 // clusterViewNodes and clusterViewShards read the drawn view: what the
@@ -81,4 +84,37 @@ func TestClusterViewShowsAKill(t *testing.T) {
 	t.Logf("%s led %d shards; the view showed it down and all of them under new leaders %v after the kill",
 		victim, count[victim], time.Since(start).Round(10*time.Millisecond))
 	tab.screenshot("/tmp/hellochat-clusterview.png")
+}
+
+// TestClusterEventsOutliveTheReadTimeout: the admin server bounds how long
+// a request may take to read, and the cluster view's stream is one long
+// request; it must keep sending past that bound.
+func TestClusterEventsOutliveTheReadTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes the read timeout")
+	}
+	c := tc.New(t, 3, tc.Options{})
+	resp, err := http.Get("http://" + c.Router.AdminAddr() + "/cluster/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("content type %q", ct)
+	}
+	start := time.Now()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	events := 0
+	for time.Since(start) < router.ReadTimeout+2*time.Second {
+		if !sc.Scan() {
+			t.Fatalf("the stream ended after %v and %d events: %v", time.Since(start).Round(time.Millisecond), events, sc.Err())
+		}
+		if strings.HasPrefix(sc.Text(), "data: {") {
+			events++
+		}
+	}
+	if min := int((router.ReadTimeout) / router.ClusterViewInterval); events < min {
+		t.Fatalf("%d events in %v, want at least %d", events, time.Since(start), min)
+	}
 }

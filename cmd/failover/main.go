@@ -55,6 +55,10 @@ func main() {
 // run runs the experiment (on a lab of network namespaces it builds and
 // tears down when lab is set) and returns the exit status.
 func run(cfg failover.Config, lab, skipUnusable bool) int {
+	// Caught from the start, so that Ctrl-C while the lab is being built
+	// still tears it down.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
 	if lab {
 		if why := netlab.Usable(); why != "" {
 			if skipUnusable {
@@ -85,8 +89,6 @@ func run(cfg failover.Config, lab, skipUnusable bool) int {
 		fmt.Fprintln(os.Stderr, "failover:", err)
 		return 1
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	if err := failover.Run(ctx, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -28,6 +28,7 @@ type Cluster struct {
 	Retired []*Proc
 
 	net       Network
+	transport *http.Transport // to the router, from where the tools run
 	bin       string
 	nodeFlags []string
 	created   int // object nodes ever started (names node1..nodeN)
@@ -53,7 +54,8 @@ func Start(o Options) (*Cluster, error) {
 	if o.Network == nil {
 		o.Network = Loopback{}
 	}
-	c := &Cluster{Dir: o.Dir, net: o.Network, bin: o.Bin, nodeFlags: o.NodeFlags, created: o.Nodes}
+	c := &Cluster{Dir: o.Dir, net: o.Network, transport: &http.Transport{DialContext: o.Network.DialContext},
+		bin: o.Bin, nodeFlags: o.NodeFlags, created: o.Nodes}
 	var ids, gossip []string
 	for i := 0; i < o.Nodes; i++ {
 		id := fmt.Sprintf("node%d", i+1)
@@ -119,8 +121,12 @@ func (c *Cluster) nodeProc(id, gossipAddr string, seeds []string, expect int) (*
 // pki is the directory of the cluster's development PKI.
 func (c *Cluster) pki() string { return filepath.Join(c.Dir, "pki") }
 
-// HTTPClient reaches the cluster's router from where the tools run.
-func (c *Cluster) HTTPClient(timeout time.Duration) *http.Client { return HTTPClient(c.net, timeout) }
+// HTTPClient reaches the cluster's router from where the tools run. Every
+// client shares the cluster's one transport, so idle connections are
+// reused rather than piling up.
+func (c *Cluster) HTTPClient(timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: c.transport}
+}
 
 // AddNode starts one more object node, named after the last one ever
 // started, on a fresh data dir with --expect 0: it only joins the running
@@ -200,6 +206,7 @@ func (c *Cluster) All() []*Proc {
 
 // Kill kills every process with -9.
 func (c *Cluster) Kill() {
+	defer c.transport.CloseIdleConnections()
 	for _, p := range c.All() {
 		p.Kill9()
 	}

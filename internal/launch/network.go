@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // Network is where a cluster's processes run and how tools reach them:
@@ -47,12 +45,6 @@ func (Loopback) Command(_, bin string, args ...string) *exec.Cmd { return exec.C
 // DialContext dials from here.
 func (Loopback) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	return (&net.Dialer{}).DialContext(ctx, network, addr)
-}
-
-// HTTPClient is an HTTP client (and a WebSocket dialer's) that reaches
-// the processes of n from where its tools run.
-func HTTPClient(n Network, timeout time.Duration) *http.Client {
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{DialContext: n.DialContext}}
 }
 
 // FreePort returns a port free for both TCP and UDP on 127.0.0.1 (gossip

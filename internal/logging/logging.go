@@ -6,9 +6,11 @@ package logging
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 )
 
@@ -43,6 +45,20 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 	}
 }
 
+// rawLevel reads the level a library wrote into its line (memberlist's
+// "[WARN] ..."), so level filters see it; info when it names none.
+func rawLevel(line string) slog.Level {
+	switch {
+	case strings.Contains(line, "[ERR]"), strings.Contains(line, "[ERROR]"):
+		return slog.LevelError
+	case strings.Contains(line, "[WARN]"):
+		return slog.LevelWarn
+	case strings.Contains(line, "[DEBUG]"):
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
+}
+
 // New returns a logger and a raw writer for libraries with their own log
 // lines. As text both prefix lines with "name | "; as JSON the logger
 // writes one object per line with "proc": name, and each raw line becomes
@@ -64,7 +80,8 @@ func New(name string, out io.Writer, level slog.Level, format string) (*slog.Log
 			return err
 		}}, opts)).With("proc", name)
 		raw := &lineWriter{emit: func(line []byte) error {
-			log.Info(string(bytes.TrimRight(line, "\r\n")), "raw", true)
+			msg := string(bytes.TrimRight(line, "\r\n"))
+			log.Log(context.Background(), rawLevel(msg), msg, "raw", true)
 			return nil
 		}}
 		return log, raw, nil
