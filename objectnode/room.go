@@ -74,7 +74,7 @@ type room struct {
 	commitc chan error        // result of the one batch in flight
 	done    chan struct{}
 	loadErr error // set before done is closed when the room could not load
-	// nsessions is len(sessions) after the last request, for the metrics.
+	// nsessions is len(sessions), kept for the metrics where it changes.
 	nsessions atomic.Int32
 
 	// Owned by run. History is not kept here: routers read it from the
@@ -258,7 +258,6 @@ func (r *room) shutdown(redirect *pb.Redirect) {
 }
 
 func (r *room) handle(q roomReq) {
-	defer func() { r.nsessions.Store(int32(len(r.sessions))) }()
 	switch {
 	case q.attach != nil:
 		r.attach(q.attach)
@@ -351,6 +350,7 @@ func (r *room) leave(key sessionKey) {
 }
 
 func (r *room) presence(change pb.Presence_Change, name string, key sessionKey) {
+	r.nsessions.Store(int32(len(r.sessions))) // every change of sessions ends here
 	users := make([]string, 0, len(r.sessions))
 	for _, s := range r.sessions {
 		users = append(users, s.name)

@@ -142,7 +142,7 @@ func (rl *relay) deliver(msgs []*pb.ChatMessage, live bool) {
 	first, last := msgs[0].Seq, msgs[len(msgs)-1].Seq
 	rl.head = max(rl.head, last)
 	enc := make([]encoded, len(msgs))
-	least := -1
+	least, delivered := -1, 0
 	for _, rs := range rl.sessions {
 		if !rs.placed || rs.newest || rs.pos >= last {
 			continue
@@ -158,12 +158,15 @@ func (rl *relay) deliver(msgs []*pb.ChatMessage, live bool) {
 			continue
 		}
 		i := int(rs.pos + 1 - first)
-		if n := rl.pass(rs, msgs[i:], enc[i:]); live && n >= 0 && (least < 0 || n < least) {
+		n, passed := rl.pass(rs, msgs[i:], enc[i:])
+		if live && n >= 0 && (least < 0 || n < least) {
 			least = n
 		}
+		delivered += passed
 		rs.pos = last
 		rl.settle(rs)
 	}
+	rl.rt.metrics.delivered.Add(float64(delivered))
 	if live && least > SessionQueueSoftBytes && !rl.congested {
 		rl.congested = true
 		rl.recheckCongestion()
@@ -171,14 +174,14 @@ func (rl *relay) deliver(msgs []*pb.ChatMessage, live bool) {
 }
 
 // pass queues messages for one session and returns its queue's bytes after
-// (-1 when it was given nothing).
-func (rl *relay) pass(rs *relaySession, msgs []*pb.ChatMessage, enc []encoded) int {
+// (-1 when it was given nothing) and how many it queued.
+func (rl *relay) pass(rs *relaySession, msgs []*pb.ChatMessage, enc []encoded) (n, passed int) {
 	s := rs.s
 	if s.proto == protoV2 && !rs.started {
 		rl.begin(rs, msgs, false)
-		return -1
+		return -1, 0
 	}
-	n, passed := -1, 0
+	n = -1
 	for i, m := range msgs {
 		switch {
 		case s.proto == protoV2:
@@ -189,8 +192,7 @@ func (rl *relay) pass(rs *relaySession, msgs []*pb.ChatMessage, enc []encoded) i
 			passed++
 		}
 	}
-	rl.rt.metrics.delivered.Add(float64(passed))
-	return n
+	return n, passed
 }
 
 // recheckCongestion ends a congestion as soon as one browser of the room

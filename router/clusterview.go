@@ -63,25 +63,25 @@ func (rt *Router) handleClusterEvents(w http.ResponseWriter, req *http.Request) 
 	for {
 		now := time.Now()
 		lv := liveView{clusterView: rt.clusterView(req.Context(), nil), At: now.UnixMilli(), Rates: map[string]float64{}}
-		// A room counts once, at the highest seq any node reports (two may
-		// list it while it moves), and only if the last event saw it too:
-		// a node that missed a Status call does not show its gap as a spike.
-		next := map[string]uint64{}
+		// A room counts once, for the node listing it at the highest seq
+		// (two may list it while it moves), and only if the last event saw
+		// it too: a node that missed a Status call shows no spike.
+		next, owner := map[string]uint64{}, map[string]string{}
 		for _, n := range lv.Nodes {
 			for _, r := range n.Rooms {
-				next[r.Room] = max(next[r.Room], r.LastSeq)
-			}
-		}
-		for _, n := range lv.Nodes {
-			var grown uint64
-			for _, r := range n.Rooms {
-				if prev, ok := seqs[r.Room]; ok && r.LastSeq == next[r.Room] && r.LastSeq > prev {
-					grown += r.LastSeq - prev
-					seqs[r.Room] = r.LastSeq // the other lister of a moving room adds nothing
+				if _, ok := next[r.Room]; !ok || r.LastSeq > next[r.Room] {
+					next[r.Room], owner[r.Room] = r.LastSeq, n.ID
 				}
 			}
-			if !last.IsZero() {
-				lv.Rates[n.ID] = float64(grown) / now.Sub(last).Seconds()
+		}
+		if !last.IsZero() {
+			for _, n := range lv.Nodes {
+				lv.Rates[n.ID] = 0
+			}
+			for room, seq := range next {
+				if prev, ok := seqs[room]; ok && seq > prev {
+					lv.Rates[owner[room]] += float64(seq-prev) / now.Sub(last).Seconds()
+				}
 			}
 		}
 		seqs, last = next, now

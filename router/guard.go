@@ -117,19 +117,20 @@ func clientAddr(req *http.Request) string {
 func (rt *Router) admit(w http.ResponseWriter, addr string) bool {
 	rt.mu.Lock()
 	total, fromAddr := rt.browsers, rt.connsByAddr[addr]
+	refuse := func(reason string, code int, msg string) bool {
+		rt.mu.Unlock()
+		rt.refusedConns.Add(1)
+		rt.metrics.refuse(reason)
+		http.Error(w, msg, code)
+		return false
+	}
 	switch {
 	case rt.cfg.MaxConns > 0 && total >= rt.cfg.MaxConns:
-		rt.mu.Unlock()
-		rt.refusedConns.Add(1)
-		rt.metrics.refuse(reasonMaxConns)
-		http.Error(w, fmt.Sprintf("router full: %d browsers connected (max %d); try another router or later", total, rt.cfg.MaxConns), http.StatusServiceUnavailable)
-		return false
+		return refuse(reasonMaxConns, http.StatusServiceUnavailable,
+			fmt.Sprintf("router full: %d browsers connected (max %d); try another router or later", total, rt.cfg.MaxConns))
 	case rt.cfg.MaxConnsPerAddr > 0 && fromAddr >= rt.cfg.MaxConnsPerAddr:
-		rt.mu.Unlock()
-		rt.refusedConns.Add(1)
-		rt.metrics.refuse(reasonMaxConnsPerAddr)
-		http.Error(w, fmt.Sprintf("too many connections from %s (max %d)", addr, rt.cfg.MaxConnsPerAddr), http.StatusTooManyRequests)
-		return false
+		return refuse(reasonMaxConnsPerAddr, http.StatusTooManyRequests,
+			fmt.Sprintf("too many connections from %s (max %d)", addr, rt.cfg.MaxConnsPerAddr))
 	}
 	rt.browsers++
 	rt.connsByAddr[addr]++

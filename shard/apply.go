@@ -102,6 +102,7 @@ func (h *Host) apply(rds []ready) error {
 		if err := ab.Commit(false); err != nil {
 			return err
 		}
+		h.cfg.Metrics.ApplySeconds.Observe(time.Since(start).Seconds())
 	}
 	for _, d := range dones {
 		d.f(d.err)

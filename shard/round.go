@@ -151,15 +151,8 @@ func (h *Host) round() error {
 	if err := h.send(rds, false); err != nil {
 		return err
 	}
-	applyStart, committed := time.Now(), false
-	for _, r := range rds {
-		committed = committed || len(r.rd.CommittedEntries) > 0
-	}
 	if err := h.apply(rds); err != nil {
 		return err
-	}
-	if committed {
-		h.cfg.Metrics.ApplySeconds.Observe(time.Since(applyStart).Seconds())
 	}
 	for _, r := range rds {
 		g := r.g

@@ -2,6 +2,7 @@ package test
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -102,19 +103,35 @@ func TestClusterEventsOutliveTheReadTimeout(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
 		t.Fatalf("content type %q", ct)
 	}
+	// A browser talks meanwhile: its messages show as its room's leader's
+	// commit rate.
+	ann := tc.Dial(t, c.URL(), "view-rate", "ann", true)
+	leader := c.Config(c.Leader("view-rate")).ID
 	start := time.Now()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	events := 0
+	events, rated := 0, 0.0
 	for time.Since(start) < router.ReadTimeout+2*time.Second {
 		if !sc.Scan() {
 			t.Fatalf("the stream ended after %v and %d events: %v", time.Since(start).Round(time.Millisecond), events, sc.Err())
 		}
-		if strings.HasPrefix(sc.Text(), "data: {") {
-			events++
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
 		}
+		events++
+		var ev struct{ Rates map[string]float64 }
+		if err := json.Unmarshal([]byte(data), &ev); err != nil {
+			t.Fatalf("event %d: %v", events, err)
+		}
+		rated = max(rated, ev.Rates[leader])
+		ann.Post(fmt.Sprintf("v-%d", events), "hello")
 	}
 	if min := int((router.ReadTimeout) / router.ClusterViewInterval); events < min {
 		t.Fatalf("%d events in %v, want at least %d", events, time.Since(start), min)
+	}
+	// One message per event, an event every interval: about 2 msg/s.
+	if rated <= 0 {
+		t.Fatalf("%s, which leads the room, never showed a commit rate over %d events", leader, events)
 	}
 }
