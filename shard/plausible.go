@@ -8,21 +8,16 @@ import (
 
 // plausible checks a peer's Raft message against what a correct peer
 // could send: etcd raft trusts its peers, and panics on some of what none
-// would (a heartbeat committing past our log, entries that do not follow
-// on). The sender is authenticated, so this guards against a node that is
-// broken, not against strangers; it is not a defence against a node that
-// lies consistently.
+// would (entries that do not follow on, responses past our log). The
+// sender is authenticated, so this guards against a node that is broken,
+// not against strangers; it is not a defence against a node that lies
+// consistently.
 func plausible(g *group, m *raftpb.Message) error {
 	last, err := g.ms.LastIndex()
 	if err != nil {
 		return err
 	}
 	switch m.GetType() {
-	case raftpb.MsgHeartbeat:
-		// A leader commits on a follower only what the follower has.
-		if m.GetCommit() > last {
-			return fmt.Errorf("heartbeat commits %d past our last index %d", m.GetCommit(), last)
-		}
 	case raftpb.MsgApp:
 		if m.GetLogTerm() > m.GetTerm() {
 			return fmt.Errorf("append after an entry of term %d from term %d", m.GetLogTerm(), m.GetTerm())
@@ -42,6 +37,9 @@ func plausible(g *group, m *raftpb.Message) error {
 		if m.GetIndex() > last || m.GetRejectHint() > last {
 			return fmt.Errorf("append response at %d (hint %d) past our last index %d", m.GetIndex(), m.GetRejectHint(), last)
 		}
+	case raftpb.MsgHeartbeat:
+		// stepOne caps its commit at our last index, so the leader is
+		// answered instead of Raft panicking.
 	case raftpb.MsgHeartbeatResp, raftpb.MsgVote, raftpb.MsgVoteResp, raftpb.MsgPreVote, raftpb.MsgPreVoteResp,
 		raftpb.MsgTimeoutNow:
 	default:

@@ -20,10 +20,15 @@ func (h *Host) step(b *pb.RaftBatch) {
 	}
 	for _, rm := range b.Removals {
 		g := h.groups[int(rm.Shard)]
-		if g == nil || rm.Replica != h.raftID || rm.Term < g.term {
+		if g == nil {
 			continue
 		}
-		if err := h.destroyGroup(g, "its leader ("+b.FromNode+") says it was removed"); err != nil {
+		if why := h.removalRefused(g, rm, b.FromNode); why != "" {
+			h.refusedMsgs.Add(1)
+			h.log.Warn("ignoring a removal notice", "shard", rm.Shard, "from", b.FromNode, "why", why)
+			continue
+		}
+		if err := h.destroyGroup(g, b.FromNode+" says its group removed it"); err != nil {
 			h.log.Error("delete removed replica", "shard", rm.Shard, "err", err)
 		}
 	}
@@ -66,6 +71,17 @@ func (h *Host) stepOne(shard int, m *raftpb.Message, from string) {
 			return
 		}
 	}
+	// A leader that believes this replica holds more than it does (a log
+	// lost, or a replica it has not caught up yet) commits past our last
+	// index. Raft would panic on that; dropping it would leave the leader
+	// unanswered and the catch-up wedged. Committing only what we have and
+	// answering makes the leader probe, and our rejection of the probe
+	// sends it back to where we are, or to a snapshot.
+	if m.GetType() == raftpb.MsgHeartbeat {
+		if last, err := g.ms.LastIndex(); err == nil && m.GetCommit() > last {
+			m.Commit = &last
+		}
+	}
 	if err := plausible(g, m); err != nil {
 		h.refusedMsgs.Add(1)
 		h.log.Warn("dropping an implausible raft message", "shard", shard, "from", from, "err", err)
@@ -83,6 +99,45 @@ func (h *Host) stepOne(shard int, m *raftpb.Message, from string) {
 	if err := g.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
 		h.log.Debug("raft step", "shard", shard, "err", err)
 	}
+}
+
+// removalRefused says why a peer's notice that this replica was removed
+// from its group cannot be taken, or "" when it can. Deleting a replica
+// throws away a log it may have acknowledged, so the notice must name this
+// very replica, come from a node that is a member of the group as this
+// replica knows it, and be consistent with what the replica sees: it does
+// not lead, and no leader has written to it for an election timeout (a
+// group's leader stops writing to a replica it removed).
+func (h *Host) removalRefused(g *group, rm *pb.Removal, from string) string {
+	switch {
+	case rm.Replica != h.raftID:
+		return "names another replica"
+	case rm.Term < g.term:
+		return "from an older term"
+	case g.leader:
+		return "this replica leads its group"
+	case g.silent < h.cfg.ElectionTicks:
+		return "a leader wrote to this replica within an election timeout"
+	case !h.memberNode(g, from):
+		return "the sender is not a member of the group"
+	}
+	return ""
+}
+
+// memberNode reports whether one of node's replicas is a voter or learner
+// of g's applied configuration.
+func (h *Host) memberNode(g *group, node string) bool {
+	for _, id := range g.confState.GetVoters() {
+		if h.names[id] == node {
+			return true
+		}
+	}
+	for _, id := range g.confState.GetLearners() {
+		if h.names[id] == node {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *Host) propose(p *proposal) {

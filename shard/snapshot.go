@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -270,9 +271,11 @@ func (h *Host) stepSnapshot(in *incomingSnapshot) {
 		in.done <- fmt.Errorf("snapshot: bad message (%v)", err)
 		return
 	}
-	if m.GetTo() != h.raftID {
+	if err := h.snapshotPlausible(m, in.from); err != nil {
+		h.refusedMsgs.Add(1)
 		h.cfg.Store.RemoveSnapshotFile(in.file)
-		in.done <- fmt.Errorf("snapshot: for replica %x, this is %x", m.GetTo(), h.raftID)
+		h.log.Warn("refusing a snapshot", "shard", in.shard, "from", in.from, "err", err)
+		in.done <- fmt.Errorf("snapshot of shard %d refused: %w", in.shard, err)
 		return
 	}
 	g := h.groups[in.shard]
@@ -294,4 +297,27 @@ func (h *Host) stepSnapshot(in *incomingSnapshot) {
 		h.log.Debug("raft step snapshot", "shard", in.shard, "err", err)
 	}
 	in.done <- nil
+}
+
+// snapshotPlausible checks a snapshot message as stepOne checks every other
+// Raft message: it is for this replica, from one of the authenticated
+// sender's own replicas, and describes a state a correct leader could
+// send: a configuration this replica is part of, at a term no later than
+// the sender's.
+func (h *Host) snapshotPlausible(m *raftpb.Message, from string) error {
+	if m.GetTo() != h.raftID {
+		return fmt.Errorf("for replica %x, this is %x", m.GetTo(), h.raftID)
+	}
+	if name, ok := h.names[m.GetFrom()]; !ok || name != from {
+		return fmt.Errorf("replica %x is not one of %s's", m.GetFrom(), from)
+	}
+	meta := m.GetSnapshot().GetMetadata()
+	if meta.GetIndex() == 0 || meta.GetTerm() == 0 || meta.GetTerm() > m.GetTerm() {
+		return fmt.Errorf("snapshot at index %d of term %d sent in term %d", meta.GetIndex(), meta.GetTerm(), m.GetTerm())
+	}
+	cs := meta.GetConfState()
+	if !slices.Contains(cs.GetVoters(), m.GetTo()) && !slices.Contains(cs.GetLearners(), m.GetTo()) {
+		return errors.New("its configuration does not include this replica")
+	}
+	return nil
 }

@@ -2,8 +2,6 @@ package shard
 
 import (
 	"fmt"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -19,51 +17,7 @@ import (
 // leads the shards the ring gives it, and knows of n2 (never started), in
 // whose name the fuzz speaks.
 func soloHost(f *testing.F) (h *Host, served int, peer uint64) {
-	st, err := storage.OpenStore(f.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { st.Close() })
-	n2 := cluster.Meta{ID: "n2", Role: cluster.RoleNode, Replica: "r2", GRPC: "127.0.0.1:1"}
-	members, err := cluster.Start(cluster.Config{
-		Meta:  cluster.Meta{ID: "n1", Role: cluster.RoleNode, Replica: "r1", GRPC: "127.0.0.1:2"},
-		Bind:  "127.0.0.1:0",
-		Known: []cluster.Meta{n2},
-		Timings: cluster.Timings{ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond, SuspicionMult: 2,
-			GossipInterval: 200 * time.Millisecond, PushPullInterval: time.Second, RejoinInterval: time.Hour},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { members.Shutdown() })
-	for deadline := time.Now().Add(10 * time.Second); len(members.Placement().Nodes()) < 2; {
-		if time.Now().After(deadline) {
-			f.Fatal("the membership never placed n1 and n2")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	h, err = Start(Config{NodeID: "n1", Replica: "r1", Store: st, Members: members, Bootstrap: true, Replicas: 1,
-		Tick: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(h.Stop)
-	p := members.Placement()
-	for s := 0; s < cluster.Partitions; s++ {
-		if r, err := p.Replicas(s, 1); err == nil && r[0].ID == "n1" {
-			served = s
-			break
-		}
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for serving, _ := h.Serving(served); !serving; serving, _ = h.Serving(served) {
-		if time.Now().After(deadline) {
-			f.Fatalf("n1 does not lead shard %d: %+v", served, h.Status(served))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return h, served, n2.RaftID()
+	return startSolo(f, "127.0.0.1:1")
 }
 
 func message(f *testing.F, m *raftpb.Message) []byte {

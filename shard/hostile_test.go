@@ -1,0 +1,173 @@
+package shard
+
+import (
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	pb "hellochat/proto/roompb"
+)
+
+// A removal notice from a node that is not a member of the shard's group
+// must not delete a replica that leads it: the acknowledged write and the
+// Raft state stay, and the node keeps serving the shard.
+func TestRemovalNoticeFromNonMemberDeletesNothing(t *testing.T) {
+	h, served, _ := startSolo(t, "127.0.0.1:1")
+	object := objectIn(served)
+	if err := roundTrip(t, h, served, object, "k", "acknowledged"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Handle(&pb.RaftBatch{FromNode: "n2", Removals: []*pb.Removal{
+		{Shard: uint32(served), Replica: h.raftID, Term: 1 << 40}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := roundTrip(t, h, served, object, "k2", "after"); err != nil {
+		t.Fatalf("shard %d stopped serving after a stranger's removal notice: %v (%+v)", served, err, h.Status(served))
+	}
+	v, found, err := h.cfg.Store.Get(object, []byte("k"))
+	if err != nil || !found || string(v) != "acknowledged" {
+		t.Fatalf("acknowledged key after the notice: %q found=%v err=%v", v, found, err)
+	}
+}
+
+// A snapshot whose sender is not one of the authenticated node's own
+// replicas is refused, like any other Raft message, and installs nothing.
+func TestSnapshotFromForeignReplicaRefused(t *testing.T) {
+	h, served, peer := startSolo(t, "127.0.0.1:1")
+	object := objectIn(served)
+	if err := roundTrip(t, h, served, object, "k", "acknowledged"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		from uint64
+		conf []uint64
+		term uint64
+	}{
+		{"from a replica not of n2", 12345, []uint64{h.raftID}, 1 << 40},
+		{"conf without the receiver", peer, []uint64{peer}, 1 << 40},
+		{"snapshot term past the message's", peer, []uint64{h.raftID}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := h.cfg.Store.NewSnapshotFile(served)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Add([]byte{'o', byte(served >> 8), byte(served), 'j'}, []byte("junk")); err != nil {
+				t.Fatal(err)
+			}
+			file, err := f.Finish()
+			if err != nil {
+				t.Fatal(err)
+			}
+			u := proto.Uint64
+			m := &raftpb.Message{Type: raftpb.MsgSnap.Enum(), To: u(h.raftID), From: u(tc.from), Term: u(tc.term),
+				Snapshot: &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: u(1 << 30), Term: u(1 << 40),
+					ConfState: &raftpb.ConfState{Voters: tc.conf}}}}
+			b, _ := proto.Marshal(m)
+			in := &incomingSnapshot{shard: served, msg: b, file: file, from: "n2", done: make(chan error, 1)}
+			h.snapIn <- in
+			if err := <-in.done; err == nil {
+				t.Errorf("the snapshot was taken")
+			}
+			if err := roundTrip(t, h, served, object, "k2", "after"); err != nil {
+				t.Fatalf("shard %d stopped serving after the snapshot: %v (%+v)", served, err, h.Status(served))
+			}
+			v, found, err := h.cfg.Store.Get(object, []byte("k"))
+			if err != nil || !found || string(v) != "acknowledged" {
+				t.Fatalf("acknowledged key after the snapshot: %q found=%v err=%v", v, found, err)
+			}
+		})
+	}
+}
+
+// batchSink is a peer's replication endpoint that records what it is sent.
+type batchSink struct {
+	pb.UnimplementedReplicationServer
+	mu   sync.Mutex
+	msgs []*raftpb.Message
+}
+
+func (s *batchSink) Raft(stream pb.Replication_RaftServer) error {
+	for {
+		b, err := stream.Recv()
+		if err != nil {
+			return nil
+		}
+		for _, env := range b.Messages {
+			m := &raftpb.Message{}
+			if proto.Unmarshal(env.Message, m) == nil {
+				s.mu.Lock()
+				s.msgs = append(s.msgs, m)
+				s.mu.Unlock()
+			}
+		}
+	}
+}
+
+func (s *batchSink) find(match func(*raftpb.Message) bool) *raftpb.Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.msgs {
+		if match(m) {
+			return m
+		}
+	}
+	return nil
+}
+
+func listenSink(t *testing.T) (*batchSink, string) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	sink := &batchSink{}
+	pb.RegisterReplicationServer(srv, sink)
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	return sink, lis.Addr().String()
+}
+
+// A leader that believes this replica holds more than it does (its log
+// was lost) commits past its last index in heartbeats. The replica must
+// answer, so the leader probes back and sends it a snapshot, instead of
+// dropping every heartbeat and wedging the catch-up.
+func TestHeartbeatPastLogIsAnswered(t *testing.T) {
+	sink, addr := listenSink(t)
+	h, served, peer := startSolo(t, addr)
+	shard := (served + 1) % 64 // n1 holds no replica of it yet
+	for h.Status(shard).Serving || len(h.Status(shard).Voters) > 0 {
+		shard = (shard + 1) % 64
+	}
+	u := proto.Uint64
+	send := func(m *raftpb.Message) {
+		b, _ := proto.Marshal(m)
+		if err := h.Handle(&pb.RaftBatch{FromNode: "n2", Messages: []*pb.RaftEnvelope{{Shard: uint32(shard), Message: b}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var resp *raftpb.Message
+	for resp == nil && time.Now().Before(deadline) {
+		send(&raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), To: u(h.raftID), From: u(peer), Term: u(5), Commit: u(5722)})
+		time.Sleep(20 * time.Millisecond)
+		resp = sink.find(func(m *raftpb.Message) bool { return m.GetType() == raftpb.MsgHeartbeatResp })
+	}
+	if resp == nil {
+		t.Fatalf("no heartbeat response to a leader that commits past our log")
+	}
+	// The leader then probes at its idea of our match: we reject with our
+	// real last index, which sends the leader to a snapshot.
+	send(&raftpb.Message{Type: raftpb.MsgApp.Enum(), To: u(h.raftID), From: u(peer), Term: u(5), Index: u(5722), LogTerm: u(5), Commit: u(5722)})
+	waitFor(t, 10*time.Second, "a rejection of the probe", func() bool {
+		return sink.find(func(m *raftpb.Message) bool {
+			return m.GetType() == raftpb.MsgAppResp && m.GetReject() && m.GetRejectHint() == 0
+		}) != nil
+	})
+}
