@@ -33,7 +33,8 @@ var fixtureSteps = []fixtureStep{
 // the clients with every message's send and ack time, and the checks.
 // 4 rooms x 2 clients send 4 msg/s each for 40 s; an ack takes 20-27 ms,
 // except that a message sent to a room whose leader was hit waits until
-// the room is writable again. One message is never acknowledged.
+// the room is writable again. One message is never acknowledged: the
+// router refused it.
 func syntheticRun() (Config, []cycle, []*client, result) {
 	cfg := Config{
 		Dir: "/tmp/fo", Adds: 1, Kills: 2, Pauses: 1, Wipes: 1, Removes: 1,
@@ -89,6 +90,8 @@ func syntheticRun() (Config, []cycle, []*client, result) {
 				}
 				if !(r == 3 && c == 1 && n == 159) {
 					s.acked = ack
+				} else {
+					s.refused = "overloaded"
 				}
 				id := fmt.Sprintf("%s-%d", cl.name, n)
 				cl.sends[id] = s
@@ -98,7 +101,7 @@ func syntheticRun() (Config, []cycle, []*client, result) {
 		}
 	}
 
-	res := result{sent: 1280, acked: 1279, unacked: 1, historyMessages: 1279,
+	res := result{sent: 1280, acked: 1279, unacked: 1, refused: 1, historyMessages: 1279,
 		dup: 1, dupIDs: []string{"fo-2/c2-0-17"},
 		replicas: replicaCheck{holders: 192, shards: 64, roomsCompared: 4}}
 	return cfg, cycles, clients, res

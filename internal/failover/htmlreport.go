@@ -110,6 +110,7 @@ type messageCounts struct {
 	Sent      int `json:"sent"`
 	Acked     int `json:"acked"`
 	Unacked   int `json:"unacked"`
+	Refused   int `json:"refused"` // of the unacked
 	InHistory int `json:"in_history"`
 }
 
@@ -169,7 +170,7 @@ func buildReport(cfg Config, start time.Time, planned int, cycles []cycle, clien
 			Seconds: perSecond(start, allSends(clients)),
 		},
 		Figures:  figures(cycles),
-		Messages: messageCounts{Sent: res.sent, Acked: res.acked, Unacked: res.unacked, InHistory: res.historyMessages},
+		Messages: messageCounts{Sent: res.sent, Acked: res.acked, Unacked: res.unacked, Refused: res.refused, InHistory: res.historyMessages},
 		Replicas: replicaCounts{Holders: res.replicas.holders, Shards: res.replicas.shards, RoomsCompared: res.replicas.roomsCompared},
 		Checks:   checks(cfg, cycles, res),
 		Failures: failures(res),

@@ -148,7 +148,7 @@ func TestHTMLReportShowsTheTextReportsChecksAndFigures(t *testing.T) {
 			t.Errorf("the HTML report lacks the figure %q", f.Label)
 		}
 	}
-	for _, want := range []string{"Messages sent 1280, acknowledged 1279, never acknowledged 1,\nin history 1279", "FAILED."} {
+	for _, want := range []string{"Messages sent 1280, acknowledged 1279, never acknowledged 1\n(refused by an error frame 1), in history 1279", "FAILED."} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the HTML report lacks %q", want)
 		}
@@ -231,7 +231,7 @@ func TestReportJSONRoundTrips(t *testing.T) {
 	if committed != 1279 || sent != 1280 {
 		t.Errorf("report.json's seconds hold %d acks of %d messages, want 1279 of 1280", committed, sent)
 	}
-	if raw.OK || len(raw.Checks) != 8 || raw.Checks[0].Count != 1 || raw.Checks[3].Count != 1 {
+	if raw.OK || len(raw.Checks) != 12 || raw.Checks[0].Count != 1 || raw.Checks[4].Count != 1 {
 		t.Errorf("checks in report.json: ok=%v %+v", raw.OK, raw.Checks)
 	}
 }

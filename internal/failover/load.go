@@ -15,6 +15,10 @@ type sent struct {
 	at    time.Time
 	acked time.Time
 	seq   uint64
+	ts    int64 // the ack's server timestamp
+	// refused is the code of the error frame the server answered the
+	// message with instead of an ack: the one way it may go unacknowledged.
+	refused string
 }
 
 // client is one simulated browser: it sends at a steady rate and records
@@ -23,16 +27,21 @@ type client struct {
 	room, name string
 	cc         *chatclient.Client
 
-	mu       sync.Mutex
-	sends    map[string]*sent // by client id
-	order    []string         // ids in send order
-	seen     []seenMsg        // messages shown, in arrival order
+	mu    sync.Mutex
+	sends map[string]*sent // by client id
+	order []string         // ids in send order
+	seen  []seenMsg        // messages shown, in arrival order
+	// stray are error frames about nothing the client sent (or about a
+	// message it already had acknowledged): a browser would show them, so
+	// the load must not pass over them.
+	stray    []string
 	closedAt time.Time
 }
 
 type seenMsg struct {
 	seq uint64
 	id  string
+	ts  int64
 }
 
 func (cl *client) send(ctx context.Context, rate float64) {
@@ -62,23 +71,54 @@ func (cl *client) read() {
 	for {
 		select {
 		case f := <-cl.cc.Frames:
-			cl.mu.Lock()
-			switch f.Type {
-			case "ack":
-				if s := cl.sends[f.ID]; s != nil && s.acked.IsZero() {
-					s.acked, s.seq = time.Now(), f.Seq
-				}
-			case "message":
-				cl.seen = append(cl.seen, seenMsg{seq: f.Seq, id: f.ID})
-			}
-			cl.mu.Unlock()
+			cl.take(f)
 		case <-cl.cc.Closed:
+			// The connection queues every frame before it closes: take
+			// those still queued, or the last messages would look missed.
+			for more := true; more; {
+				select {
+				case f := <-cl.cc.Frames:
+					cl.take(f)
+				default:
+					more = false
+				}
+			}
 			cl.mu.Lock()
 			cl.closedAt = time.Now()
 			cl.mu.Unlock()
 			return
 		}
 	}
+}
+
+// take records one frame from the server.
+func (cl *client) take(f chatclient.Frame) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	switch f.Type {
+	case "ack":
+		if s := cl.sends[f.ID]; s != nil && s.acked.IsZero() {
+			s.acked, s.seq, s.ts = time.Now(), f.Seq, f.TS
+		}
+	case "message":
+		cl.seen = append(cl.seen, seenMsg{seq: f.Seq, id: f.ID, ts: f.TS})
+	case "error":
+		if s := cl.sends[f.ID]; f.ID != "" && s != nil && s.acked.IsZero() && s.refused == "" {
+			s.refused = f.Code
+			return
+		}
+		cl.stray = append(cl.stray, fmt.Sprintf("%s/%s got %s", cl.room, cl.name, f.Raw))
+	}
+}
+
+// lastSeen is the highest seq the client was shown.
+func (cl *client) lastSeen() uint64 {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if len(cl.seen) == 0 {
+		return 0
+	}
+	return cl.seen[len(cl.seen)-1].seq
 }
 
 func (cl *client) firstAckAfter(t0 time.Time) time.Time {
@@ -115,13 +155,13 @@ func unacked(clients []*client) int {
 }
 
 // unackedBefore counts messages sent before t (any time, if t is zero)
-// that have no ack yet.
+// that have no ack yet and were not refused either.
 func unackedBefore(clients []*client, t time.Time) int {
 	n := 0
 	for _, cl := range clients {
 		cl.mu.Lock()
 		for _, s := range cl.sends {
-			if s.acked.IsZero() && (t.IsZero() || s.at.Before(t)) {
+			if s.acked.IsZero() && s.refused == "" && (t.IsZero() || s.at.Before(t)) {
 				n++
 			}
 		}

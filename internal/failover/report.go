@@ -31,8 +31,8 @@ func report(out io.Writer, cfg Config, cycles []cycle, res result) {
 	for _, f := range figures(cycles) {
 		fmt.Fprintf(out, "%-38s %s\n", f.Label+":", f.Value())
 	}
-	fmt.Fprintf(out, "messages sent %d, acknowledged %d, never acknowledged %d, in history %d\n",
-		res.sent, res.acked, res.unacked, res.historyMessages)
+	fmt.Fprintf(out, "messages sent %d, acknowledged %d, never acknowledged %d (refused by an error frame %d), in history %d\n",
+		res.sent, res.acked, res.unacked, res.refused, res.historyMessages)
 	fmt.Fprintf(out, "replicas: %d shard replicas on disk over %d shards, %d rooms compared\n",
 		res.replicas.holders, res.replicas.shards, res.replicas.roomsCompared)
 	for _, c := range checks(cfg, cycles, res) {
@@ -198,8 +198,12 @@ func checks(cfg Config, cycles []cycle, res result) []check {
 		failed,
 		slow,
 		{"acknowledged messages lost", res.lost, res.lostExamples},
+		{"messages neither acknowledged nor refused", res.silent, res.silentEx},
 		{"messages duplicated in history", res.dup, res.dupIDs},
+		{"history timestamps going backwards", res.backwards, res.backwardsEx},
 		{"messages out of order at a client", res.reordered, res.reorderExamples},
+		{"clients not shown their room's last messages", res.missingTail, res.tailEx},
+		{"error frames about nothing outstanding", res.stray, res.strayEx},
 		{"browser-side disconnects", res.disconnects, nil},
 		{"shards or rooms held off the ring's replicas", res.replicas.misplaced, res.replicas.misplacedEx},
 		{"rooms whose replicas differ", res.replicas.divergent, res.replicas.divergentEx},
