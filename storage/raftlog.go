@@ -16,7 +16,7 @@ import (
 //	r <shard> a              applied index, written in the same batch as the data it applied
 //	r <shard> c              configuration (voters, learners) as of the applied index
 //	r <shard> x              Raft ids its group removed (8 bytes each)
-//	r <shard> i              install marker: the snapshot file being ingested
+//	r <shard> i              install marker of an older version (finished at open, never written)
 //	r <shard> l <index:8>    log entries
 const (
 	raftPrefix  = 'r'

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/cockroachdb/pebble"
@@ -14,6 +13,7 @@ import (
 	"github.com/cockroachdb/pebble/sstable"
 	"github.com/cockroachdb/pebble/vfs"
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // Shard snapshots move a whole shard replica between nodes with bounded
@@ -21,11 +21,19 @@ import (
 // key order; the receiver writes what arrives into an sstable file and, once
 // Raft accepts the snapshot, ingests that file in place of the shard's data.
 //
-// Installing is crash-safe: one synced batch deletes the shard's data and
-// log, records the snapshot's Raft state and an install marker naming the
-// file; then the file is ingested (Pebble removes it once linked in) and
-// the marker is deleted. A restart that finds a marker ingests its file
-// again if it is still there.
+// Installing is one Pebble ingest of two sstables, which Pebble applies as
+// one synced manifest (or WAL) record: all of it or none of it survives a
+// crash. The data file opens with a range deletion of the whole shard, so
+// the old data goes in the same step the new arrives (a range deletion in
+// an ingested file removes only older keys, never the file's own). The
+// second file, written at install time, holds the Raft state: it deletes
+// the log and sets the snapshot metadata, configuration, hard state and
+// applied index. Nothing is ever recorded as installed before the data is
+// in, so a restart never finds an applied index without its data.
+//
+// Both files are durable (content and directory entry synced) before the
+// ingest may rely on them. Files left in the snapshot dir at open belong to
+// no install and are removed: Raft asks for the snapshot again.
 
 // snapshotDir is where incoming snapshot files wait, inside the data dir.
 const snapshotDir = "snapshots"
@@ -78,6 +86,8 @@ func (r *ShardReader) Close() error { return r.snap.Close() }
 
 // SnapshotFile is an incoming shard snapshot being written to disk.
 type SnapshotFile struct {
+	fs      vfs.FS
+	dir     string
 	shard   int
 	path    string
 	w       *sstable.Writer
@@ -87,22 +97,40 @@ type SnapshotFile struct {
 
 // NewSnapshotFile starts a file for an incoming snapshot of shard.
 func (s *Store) NewSnapshotFile(shard int) (*SnapshotFile, error) {
-	dir := filepath.Join(s.dir, snapshotDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("storage: snapshot dir: %w", err)
-	}
-	f, err := os.CreateTemp(dir, fmt.Sprintf("shard%d-*.sst", shard))
+	w, path, err := s.newSnapshotSST(fmt.Sprintf("shard%d-", shard))
 	if err != nil {
-		return nil, fmt.Errorf("storage: snapshot file: %w", err)
+		return nil, fmt.Errorf("storage: snapshot file of shard %d: %w", shard, err)
 	}
-	path := f.Name()
-	f.Close()
-	vf, err := vfs.Default.Create(path)
+	f := &SnapshotFile{fs: s.opts.FS, dir: s.snapshotDir(), shard: shard, path: path, w: w}
+	// The old data of the replica goes in the ingest that brings the new:
+	// deleting it in a batch first would leave a window (and a crash
+	// point) in which the shard has neither.
+	lower, upper := shardRange(shard)
+	if err := w.DeleteRange(lower, upper); err != nil {
+		f.Abort()
+		return nil, fmt.Errorf("storage: snapshot file of shard %d: %w", shard, err)
+	}
+	return f, nil
+}
+
+func (s *Store) snapshotDir() string { return s.opts.FS.PathJoin(s.dir, snapshotDir) }
+
+// newSnapshotSST creates a file in the snapshot dir (creating the dir, and
+// making it durable, the first time) and an sstable writer on it.
+func (s *Store) newSnapshotSST(prefix string) (*sstable.Writer, string, error) {
+	fs, dir := s.opts.FS, s.snapshotDir()
+	if err := mkdirDurable(fs, dir); err != nil {
+		return nil, "", err
+	}
+	// Names only need to be unique among this process's files: open
+	// removes every file an earlier run left.
+	path := fs.PathJoin(dir, fmt.Sprintf("%s%d.sst", prefix, s.snapSeq.Add(1)))
+	vf, err := fs.Create(path)
 	if err != nil {
-		return nil, fmt.Errorf("storage: snapshot file: %w", err)
+		return nil, "", err
 	}
 	opts := s.opts.MakeWriterOptions(0, s.db.FormatMajorVersion().MaxTableFormat())
-	return &SnapshotFile{shard: shard, path: path, w: sstable.NewWriter(objstorageprovider.NewFileWritable(vf), opts)}, nil
+	return sstable.NewWriter(objstorageprovider.NewFileWritable(vf), opts), path, nil
 }
 
 // Add appends one pair; keys must belong to the shard and come in order.
@@ -119,16 +147,17 @@ func (f *SnapshotFile) Add(key, value []byte) error {
 	return f.w.Set(key, value)
 }
 
-// Finish completes the file and returns its path ("" for an empty shard:
-// there is nothing to ingest).
+// Finish completes the file, makes it durable and returns its path. An
+// empty shard has a file too: installing it deletes the replica's data.
 func (f *SnapshotFile) Finish() (string, error) {
+	// Closing the writer syncs the file's content.
 	if err := f.w.Close(); err != nil {
-		os.Remove(f.path)
-		return "", fmt.Errorf("storage: finish snapshot file: %w", err)
+		f.fs.Remove(f.path)
+		return "", fmt.Errorf("storage: finish snapshot file of shard %d: %w", f.shard, err)
 	}
-	if f.entries == 0 {
-		os.Remove(f.path)
-		return "", nil
+	if err := syncDir(f.fs, f.dir); err != nil {
+		f.fs.Remove(f.path)
+		return "", fmt.Errorf("storage: finish snapshot file of shard %d: %w", f.shard, err)
 	}
 	return f.path, nil
 }
@@ -136,72 +165,103 @@ func (f *SnapshotFile) Finish() (string, error) {
 // Abort drops an unfinished file.
 func (f *SnapshotFile) Abort() {
 	f.w.Close()
-	os.Remove(f.path)
+	f.fs.Remove(f.path)
 }
 
-// RemoveSnapshotFile drops a finished file Raft did not use.
+// RemoveSnapshotFile drops a finished file Raft did not use. An ingested
+// file is already gone; removing it again is harmless.
 func (s *Store) RemoveSnapshotFile(path string) {
 	if path != "" {
-		os.Remove(path)
+		s.opts.FS.Remove(path)
 	}
 }
 
 // InstallSnapshot replaces a shard replica's data, log and Raft state with a
-// snapshot whose data is in file (see SnapshotFile; "" for no data). hs is
-// written in the same synced batch: its commit index is the snapshot's.
+// snapshot whose data is in file (see SnapshotFile; "" for an empty shard).
+// hs is written in the same step: its commit index is the snapshot's. When
+// it returns nil the install is durable; when the node crashes before, the
+// replica is as it was.
 func (s *Store) InstallSnapshot(shard int, meta *raftpb.SnapshotMetadata, hs *raftpb.HardState, file string) error {
-	if err := s.prepareInstall(shard, meta, hs, file); err != nil {
-		return err
-	}
 	if file == "" {
-		return nil
+		f, err := s.NewSnapshotFile(shard)
+		if err != nil {
+			return err
+		}
+		if file, err = f.Finish(); err != nil {
+			return err
+		}
+	} else if !strings.HasPrefix(s.opts.FS.PathBase(file), fmt.Sprintf("shard%d-", shard)) {
+		// Its range deletion would clear another shard.
+		return fmt.Errorf("storage: install snapshot of shard %d from %s, a file of another shard", shard, file)
 	}
-	return s.finishInstall(shard, file)
-}
-
-// prepareInstall is the first, synced half of an install: the shard's old
-// state goes, the snapshot's Raft state and the install marker are written.
-func (s *Store) prepareInstall(shard int, meta *raftpb.SnapshotMetadata, hs *raftpb.HardState, file string) error {
-	b := s.NewBatch()
-	lower, upper := shardRange(shard)
-	// A range deletion sits in the memtable, and an ingest that overlaps
-	// the memtable forces a flush that stalls every write of the node. A
-	// new replica (the common case: a move) has no data to delete.
-	empty, err := s.emptyRange(lower, upper)
+	raftFile, err := s.writeRaftFile(shard, meta, hs)
 	if err != nil {
-		return err
-	}
-	if !empty {
-		if err := b.b.DeleteRange(lower, upper, nil); err != nil {
-			return err
-		}
-	}
-	if err := b.b.DeleteRange(logKey(shard, 0), raftKey(shard, raftLog+1), nil); err != nil {
-		return err
-	}
-	if err := b.setProto(raftKey(shard, raftSnap), meta); err != nil {
-		return err
-	}
-	if err := b.SetConfState(shard, meta.GetConfState()); err != nil {
-		return err
-	}
-	if hs != nil {
-		if err := b.SetHardState(shard, hs); err != nil {
-			return err
-		}
-	}
-	if err := b.SetApplied(shard, meta.GetIndex()); err != nil {
-		return err
-	}
-	if file != "" {
-		if err := b.b.Set(raftKey(shard, raftInstall), []byte(file), nil); err != nil {
-			return err
-		}
-	}
-	if err := durable(func() error { return b.Commit(true) }); err != nil {
 		return fmt.Errorf("storage: install snapshot of shard %d: %w", shard, err)
 	}
+	if s.crashed() {
+		return errCrashed
+	}
+	// Pebble links both files in, records them in one synced edit, then
+	// removes the originals.
+	if err := durable(func() error { return s.db.Ingest([]string{file, raftFile}) }); err != nil {
+		s.opts.FS.Remove(raftFile)
+		return fmt.Errorf("storage: install snapshot of shard %d: ingest: %w", shard, err)
+	}
 	return nil
+}
+
+// errCrashed is what an install a test stopped returns.
+var errCrashed = errors.New("storage: install stopped by a test crash point")
+
+func (s *Store) crashed() bool { return s.crashHere != nil && s.crashHere() }
+
+// writeRaftFile writes the sstable that sets a shard replica's Raft state
+// to a snapshot's: its log goes, its snapshot metadata, configuration, hard
+// state (when hs is not nil) and applied index are the snapshot's. Keys are
+// added in order: applied, configuration, hard state, snapshot.
+func (s *Store) writeRaftFile(shard int, meta *raftpb.SnapshotMetadata, hs *raftpb.HardState) (string, error) {
+	w, path, err := s.newSnapshotSST(fmt.Sprintf("raft%d-", shard))
+	if err != nil {
+		return "", err
+	}
+	set := func(kind byte, m proto.Message) error {
+		v, err := proto.Marshal(m)
+		if err != nil {
+			return err
+		}
+		return w.Set(raftKey(shard, kind), v)
+	}
+	err = w.DeleteRange(logKey(shard, 0), raftKey(shard, raftLog+1))
+	if err == nil {
+		err = w.Set(raftKey(shard, raftApplied), binary.BigEndian.AppendUint64(nil, meta.GetIndex()))
+	}
+	if err == nil {
+		conf := meta.GetConfState()
+		if conf == nil {
+			conf = &raftpb.ConfState{}
+		}
+		err = set(raftConf, conf)
+	}
+	if err == nil && hs != nil {
+		err = set(raftHard, hs)
+	}
+	if err == nil {
+		err = set(raftSnap, meta)
+	}
+	if err != nil {
+		w.Close()
+		s.opts.FS.Remove(path)
+		return "", err
+	}
+	if err := w.Close(); err != nil {
+		s.opts.FS.Remove(path)
+		return "", err
+	}
+	if err := syncDir(s.opts.FS, s.snapshotDir()); err != nil {
+		s.opts.FS.Remove(path)
+		return "", err
+	}
+	return path, nil
 }
 
 func (s *Store) emptyRange(lower, upper []byte) (bool, error) {
@@ -216,25 +276,33 @@ func (s *Store) emptyRange(lower, upper []byte) (bool, error) {
 	return empty, nil
 }
 
-// finishInstall ingests a snapshot file and deletes its install marker.
-func (s *Store) finishInstall(shard int, file string) error {
-	if _, err := os.Stat(file); err == nil {
+// finishLegacyInstall completes an install begun by an older version of
+// the store, which first committed the Raft state with an install marker
+// (and the shard's data deleted), then ingested the file, then deleted the
+// marker. A missing file is taken as ingested only when the shard holds
+// data: nothing but that ingest writes there while the marker exists.
+func (s *Store) finishLegacyInstall(shard int, file string) error {
+	if _, err := s.opts.FS.Stat(file); err == nil {
 		if err := s.db.Ingest([]string{file}); err != nil {
 			return fmt.Errorf("storage: ingest snapshot of shard %d: %w", shard, err)
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("storage: snapshot of shard %d: %w", shard, err)
+	} else if empty, err := s.emptyRange(shardRange(shard)); err != nil {
+		return fmt.Errorf("storage: snapshot of shard %d: %w", shard, err)
+	} else if empty {
+		return fmt.Errorf("storage: shard %d records a snapshot install whose file %s is gone and whose data "+
+			"never arrived; its applied index claims data this node lacks, so this data dir must not serve "+
+			"(remove it and add the node back as a new one)", shard, file)
 	}
-	// Synced, so no write applied after the ingest can precede it on disk:
-	// a second ingest would overwrite such a write with older data.
 	if err := durable(func() error { return s.db.Delete(raftKey(shard, raftInstall), pebble.Sync) }); err != nil {
 		return fmt.Errorf("storage: finish snapshot of shard %d: %w", shard, err)
 	}
 	return nil
 }
 
-// recoverInstalls completes snapshot installs a crash interrupted and
-// removes snapshot files no install refers to.
+// recoverInstalls completes snapshot installs an older version's crash
+// interrupted and removes snapshot files no install refers to.
 func (s *Store) recoverInstalls(shards int) error {
 	keep := map[string]bool{}
 	for shard := 0; shard < shards; shard++ {
@@ -248,18 +316,19 @@ func (s *Store) recoverInstalls(shards int) error {
 		file := string(v)
 		closer.Close()
 		keep[file] = true
-		if err := s.finishInstall(shard, file); err != nil {
+		if err := s.finishLegacyInstall(shard, file); err != nil {
 			return err
 		}
 	}
-	entries, err := os.ReadDir(filepath.Join(s.dir, snapshotDir))
+	dir := s.snapshotDir()
+	names, err := s.opts.FS.List(dir)
 	if err != nil {
 		return nil // no snapshot ever arrived
 	}
-	for _, e := range entries {
-		p := filepath.Join(s.dir, snapshotDir, e.Name())
-		if strings.HasSuffix(e.Name(), ".sst") && !keep[p] {
-			os.Remove(p)
+	for _, name := range names {
+		p := s.opts.FS.PathJoin(dir, name)
+		if strings.HasSuffix(name, ".sst") && !keep[p] {
+			s.opts.FS.Remove(p)
 		}
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/bloom"
@@ -66,6 +67,10 @@ type Store struct {
 	db   *pebble.DB
 	dir  string
 	opts *pebble.Options
+	// crashHere, set only by tests, is asked at each step boundary of a
+	// snapshot install; true stops the install there as a crash would.
+	crashHere func() bool
+	snapSeq   atomic.Uint64 // names snapshot files
 }
 
 // bloomBitsPerKey sizes the sstables' bloom filters. Most point reads here
@@ -100,7 +105,8 @@ func OpenStoreOn(fs vfs.FS, dir string, log *slog.Logger) (*Store, error) {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(bloomBitsPerKey)
 	}
 	// The data dir holds every message; nobody else on the machine needs it.
-	if err := fs.MkdirAll(dir, 0o700); err != nil {
+	// Pebble syncs the files it makes in it, not the entry of the dir.
+	if err := mkdirDurable(fs, dir); err != nil {
 		return nil, fmt.Errorf("storage: create %s: %w", dir, err)
 	}
 	db, err := pebble.Open(dir, opts)
