@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"testing"
 
+	"github.com/cockroachdb/pebble/vfs"
+	"github.com/cockroachdb/pebble/vfs/errorfs"
 	"go.etcd.io/raft/v3/raftpb"
 )
 
@@ -20,6 +23,7 @@ type installFixture struct {
 	other     string
 	src, dst  *Store
 	dstDir    string
+	dstFS     vfs.FS
 	path      string
 	meta      *raftpb.SnapshotMetadata
 	hard      *raftpb.HardState
@@ -28,11 +32,20 @@ type installFixture struct {
 
 func newInstallFixture(t *testing.T) *installFixture {
 	t.Helper()
+	f := newReplicaFixture(t, vfs.Default, t.TempDir())
+	f.path = copyShard(t, f.src, f.dst, f.shard)
+	return f
+}
+
+// newReplicaFixture is an installFixture whose receiver, on fs in dir, has
+// not received the snapshot yet.
+func newReplicaFixture(t *testing.T, fs vfs.FS, dir string) *installFixture {
+	t.Helper()
 	const shard = 9
-	f := &installFixture{shard: shard, dstDir: t.TempDir(), wantPairs: map[string][]KV{}}
+	f := &installFixture{shard: shard, dstDir: dir, dstFS: fs, wantPairs: map[string][]KV{}}
 	f.src = openTestStore(t, t.TempDir())
 	t.Cleanup(func() { f.src.Close() })
-	f.dst = openTestStore(t, f.dstDir)
+	f.reopen(t)
 	f.objs = shardObjects(t, shard, 3)
 	f.other = shardObjects(t, shard+1, 1)[0]
 	for i, o := range f.objs {
@@ -74,11 +87,18 @@ func newInstallFixture(t *testing.T) *installFixture {
 	if err := b.Commit(true); err != nil {
 		t.Fatal(err)
 	}
-	f.path = copyShard(t, f.src, f.dst, shard)
 	f.meta = &raftpb.SnapshotMetadata{Index: new(uint64(42)), Term: new(uint64(3)),
 		ConfState: &raftpb.ConfState{Voters: []uint64{1, 2, 3}}}
 	f.hard = &raftpb.HardState{Term: new(uint64(3)), Commit: new(uint64(42))}
 	return f
+}
+
+func (f *installFixture) reopen(t *testing.T) {
+	t.Helper()
+	var err error
+	if f.dst, err = OpenStoreOn(f.dstFS, f.dstDir, slog.Default()); err != nil {
+		t.Fatalf("open the receiver's store: %v", err)
+	}
 }
 
 // state reports whether the receiver's shard is entirely as before the
@@ -156,11 +176,7 @@ func TestSnapshotInstallIsAtomicAcrossCrashes(t *testing.T) {
 			if lose {
 				os.Remove(f.path)
 			}
-			var openErr error
-			f.dst, openErr = OpenStore(f.dstDir, slog.Default())
-			if openErr != nil {
-				t.Fatalf("lose file %v, crash after step %d: reopen: %v", lose, step, openErr)
-			}
+			f.reopen(t)
 			got := f.state(t)
 			f.dst.Close()
 			if crashed && got != "before" && got != "installed" {
@@ -174,4 +190,75 @@ func TestSnapshotInstallIsAtomicAcrossCrashes(t *testing.T) {
 			}
 		}
 	}
+}
+
+// maxPowerLossPoints bounds the crash points tried: receiving and
+// installing a snapshot syncs a few dozen times at most.
+const maxPowerLossPoints = 80
+
+// A power loss after any sync of receiving and installing a snapshot
+// loses only what was not synced, directory entries included (a strict
+// in-memory FS keeps exactly what was synced). After each the shard is as
+// it was or installed; once Finish has returned its file is on disk; once
+// InstallSnapshot has returned the install is.
+func TestSnapshotInstallSurvivesPowerLossAtEverySync(t *testing.T) {
+	for point := 0; point < maxPowerLossPoints; point++ {
+		mem := vfs.NewStrictMem()
+		var armed atomic.Bool
+		var syncs atomic.Int64
+		fs := errorfs.Wrap(mem, errorfs.InjectorFunc(func(op errorfs.Op, _ string) error {
+			// From the sync past the crash point on, nothing is durable.
+			if op == errorfs.OpFileSync && armed.Load() && syncs.Add(1) > int64(point) {
+				mem.SetIgnoreSyncs(true)
+			}
+			return nil
+		}))
+		f := newReplicaFixture(t, fs, "/node/data")
+		armed.Store(true)
+		file, err := f.dst.NewSnapshotFile(f.shard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := f.src.ReadShard(f.shard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Scan(func(k, v []byte) error { return file.Add(k, v) }); err != nil {
+			t.Fatal(err)
+		}
+		r.Close()
+		if f.path, err = file.Finish(); err != nil {
+			t.Fatal(err)
+		}
+		finished := syncs.Load() <= int64(point)
+		if err := f.dst.InstallSnapshot(f.shard, f.meta, f.hard, f.path); err != nil {
+			t.Fatal(err)
+		}
+		installed := syncs.Load() <= int64(point)
+		armed.Store(false)
+		mem.SetIgnoreSyncs(true) // the crash: nothing from here on lasts
+		f.dst.Close()
+		mem.ResetToSyncedState()
+		mem.SetIgnoreSyncs(false)
+
+		if finished && !installed {
+			// Nothing but the install could have removed it.
+			if st, err := mem.Stat(f.path); err != nil || st.Size() == 0 {
+				t.Fatalf("power loss after %d syncs: Finish returned, then the file is gone: %v", point, err)
+			}
+		}
+		f.reopen(t)
+		got := f.state(t)
+		f.dst.Close()
+		if got != "before" && got != "installed" {
+			t.Fatalf("power loss after %d syncs: shard is %s", point, got)
+		}
+		if installed {
+			if got != "installed" {
+				t.Fatalf("InstallSnapshot returned with all its syncs done, then the shard is %s", got)
+			}
+			return
+		}
+	}
+	t.Fatalf("receiving and installing a snapshot took more than %d syncs", maxPowerLossPoints)
 }
