@@ -29,7 +29,7 @@ WIPES ?= 1
 # Network faults `make netlab` adds to those steps: a node cut off from the
 # others both ways, only its packets out dropped, only packets to it
 # dropped. SKIP_UNUSABLE=1 makes it say why and succeed where the machine
-# cannot build the lab (not root, no namespaces).
+# cannot build the lab (not root, no namespaces), except with CI=true.
 PARTITIONS ?= 5
 MUTES ?= 3
 DEAFS ?= 3

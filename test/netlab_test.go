@@ -34,6 +34,9 @@ func startNetlab(t *testing.T, routerFlags ...string) *netlabCluster {
 		t.Skip("starts real processes")
 	}
 	if why := netlab.Usable(); why != "" {
+		if netlab.Required() {
+			t.Fatalf("netlab: CI=true needs the lab: %s", why)
+		}
 		t.Skip("netlab: " + why)
 	}
 	bin := buildBinaries(t)

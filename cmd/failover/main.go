@@ -42,7 +42,7 @@ func main() {
 	fs.IntVar(&cfg.Rooms, "rooms", 30, "rooms under load")
 	fs.IntVar(&cfg.Clients, "clients", 2, "browsers (WebSocket clients) per room")
 	lab := fs.Bool("netlab", false, "run the cluster on a lab of Linux network namespaces (root; a host per process, one for the load) and cut links too")
-	skip := fs.Bool("skip-unusable", false, "with --netlab: say why and exit 0 when this machine cannot build the lab")
+	skip := fs.Bool("skip-unusable", false, "with --netlab: say why and exit 0 when this machine cannot build the lab (not with CI=true: then it fails)")
 	fs.IntVar(&cfg.Partitions, "partitions", 0, "with --netlab: cut a node off from the other nodes and the router, both ways, then heal")
 	fs.IntVar(&cfg.Mutes, "mutes", 0, "with --netlab: drop what a node sends the others and the router (one way), then heal")
 	fs.IntVar(&cfg.Deafs, "deafs", 0, "with --netlab: drop what the others and the router send a node (one way), then heal")
@@ -61,9 +61,12 @@ func run(cfg failover.Config, lab, skipUnusable bool) int {
 	defer stop()
 	if lab {
 		if why := netlab.Usable(); why != "" {
-			if skipUnusable {
+			if skipUnusable && !netlab.Required() {
 				fmt.Println("failover: skipped, no network lab here:", why)
 				return 0
+			}
+			if skipUnusable {
+				fmt.Fprintln(os.Stderr, "failover: CI=true: an unusable network lab fails the run instead of skipping it")
 			}
 			fmt.Fprintln(os.Stderr, "failover:", why)
 			return 2

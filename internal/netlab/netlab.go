@@ -63,6 +63,11 @@ func Usable() string {
 	return ""
 }
 
+// Required reports whether a lab this machine cannot build must fail the
+// run instead of skipping it: in CI (CI=true) a skipped lab would pass
+// without the network faults ever being tried.
+func Required() bool { return os.Getenv("CI") == "true" }
+
 func suffix() string {
 	b := make([]byte, 3)
 	rand.Read(b)

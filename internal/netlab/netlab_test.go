@@ -13,6 +13,9 @@ import (
 func newLab(t *testing.T, names ...string) *Lab {
 	t.Helper()
 	if why := Usable(); why != "" {
+		if Required() {
+			t.Fatalf("CI=true needs the lab: %s", why)
+		}
 		t.Skip(why)
 	}
 	l, err := New(names...)
@@ -107,5 +110,19 @@ func TestCutAndHeal(t *testing.T) {
 	l.Heal()
 	if err := greet("client"); err != nil {
 		t.Fatalf("after the second heal: %v", err)
+	}
+}
+
+// TestRequiredInCI: CI=true, and only that, turns an unusable lab from a
+// skip into a failure.
+func TestRequiredInCI(t *testing.T) {
+	for _, c := range []struct {
+		env  string
+		want bool
+	}{{"true", true}, {"", false}, {"false", false}, {"1", false}} {
+		t.Setenv("CI", c.env)
+		if got := Required(); got != c.want {
+			t.Errorf("CI=%q: Required() = %v, want %v", c.env, got, c.want)
+		}
 	}
 }
