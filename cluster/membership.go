@@ -18,6 +18,8 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/hashicorp/memberlist"
+
+	"hellochat/security"
 )
 
 // Roles a member can have.
@@ -57,6 +59,10 @@ type Meta struct {
 	// Leaving is set on an object node being decommissioned: it leaves the
 	// ring, its replicas move to other nodes, then it stops.
 	Leaving bool `json:"leaving,omitempty"`
+	// Proof is the member's own signature of the fields above, when the
+	// cluster runs with certificates: members persist and push it along,
+	// so the member's word travels intact even while it is down.
+	Proof *Proof `json:"proof,omitempty"`
 }
 
 // RaftID is the Raft id of an object node's replicas (0 is "none" to Raft).
@@ -115,6 +121,11 @@ type Config struct {
 	// (AES-256-GCM, memberlist's keyring): a process without it can
 	// neither join nor read the cluster's metadata.
 	GossipKey []byte
+	// Security, unless nil or insecure, signs this member's metadata with
+	// its certificate's key, and makes it refuse every other member's
+	// metadata (gossiped, pushed or in Known) that is not signed by a
+	// certificate of the cluster's CA naming that member's id and role.
+	Security *security.Settings
 	// Known is the set of object nodes this member knew before it started
 	// (persisted by nodes), so a node restarted while another is down still
 	// builds the same ring.
@@ -136,6 +147,12 @@ type Config struct {
 type Membership struct {
 	cfg  Config
 	meta atomic.Pointer[Meta] // read by memberlist goroutines
+	wire atomic.Pointer[[]byte]
+	// sealer signs our meta and verifier checks others'; both nil without
+	// certificates.
+	sealer   *sealer
+	verifier *verifier
+	refusals refusals
 	// updateMu serializes writers of meta; updates wakes gossipUpdates.
 	updateMu sync.Mutex
 	updates  chan struct{}
@@ -181,6 +198,19 @@ func Start(cfg Config) (*Membership, error) {
 		done:    make(chan struct{}),
 	}
 
+	if cfg.Security.Secure() {
+		certs, err := newCertCache(cfg.Security)
+		if err != nil {
+			return nil, err
+		}
+		own := cfg.Security.Certificate()
+		m.sealer = &sealer{sec: cfg.Security, cert: own, fp: fingerprint(own)}
+		m.verifier = &verifier{certs: certs}
+		if err := m.checkMetaSize(cfg.Meta); err != nil {
+			return nil, err
+		}
+	}
+
 	host, port, err := splitHostPort(cfg.Bind)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: gossip bind address: %w", err)
@@ -219,8 +249,16 @@ func Start(cfg Config) (*Membership, error) {
 
 	known := map[string]Meta{}
 	for _, k := range cfg.Known {
-		if k.ID != "" && k.Role == RoleNode {
-			known[k.ID] = k
+		// The disk holds what gossip brought; it is checked like gossip,
+		// so metas from before signatures (or forged ones an older
+		// version persisted) do not come back.
+		opened, err := m.verifier.openProof(k)
+		if err != nil {
+			m.refuse(k.ID, "disk", err)
+			continue
+		}
+		if opened.ID != "" && opened.Role == RoleNode {
+			known[opened.ID] = opened
 		}
 	}
 	// Publish an initial placement and meta before memberlist can call the
@@ -232,8 +270,9 @@ func Start(cfg Config) (*Membership, error) {
 			cfg.Meta.Gossip = cfg.Advertise
 		}
 	}
-	meta := cfg.Meta
-	m.meta.Store(&meta)
+	if err := m.store(cfg.Meta); err != nil {
+		return nil, err
+	}
 
 	ml, err := memberlist.Create(mc)
 	if err != nil {
@@ -243,8 +282,12 @@ func Start(cfg Config) (*Membership, error) {
 	if port == 0 {
 		// Only now is the picked port known; gossip it with the next update.
 		ln := ml.LocalNode()
+		meta := m.Meta()
 		meta.Gossip = net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
-		m.meta.Store(&meta)
+		if err := m.store(meta); err != nil {
+			ml.Shutdown()
+			return nil, err
+		}
 		if err := ml.UpdateNode(time.Second); err != nil {
 			m.log.Warn("gossip own address", "err", err)
 		}
@@ -313,7 +356,11 @@ func (m *Membership) update(change func(*Meta) bool) {
 		return
 	}
 	meta.Version++
-	m.meta.Store(&meta)
+	if err := m.store(meta); err != nil {
+		// Only signing can fail, and our own key does not stop working:
+		// keep gossiping the last meta rather than an unsigned one.
+		m.log.Error("gossip metadata update", "err", err)
+	}
 	m.updateMu.Unlock()
 	select {
 	case m.updates <- struct{}{}:
@@ -371,6 +418,9 @@ func (m *Membership) run(known map[string]Meta) {
 	defer close(m.done)
 	alive := map[string]bool{}
 	routers := map[string]Meta{} // live routers; they hold no place in the ring
+	// Gossiped metas that name a certificate we have not seen: held (not
+	// alive, not known) until a push/pull brings it.
+	pending := map[string]*pendingMeta{}
 	var version uint64
 	rejoin := time.NewTicker(m.cfg.Timings.RejoinInterval)
 	defer rejoin.Stop()
@@ -378,38 +428,73 @@ func (m *Membership) run(known map[string]Meta) {
 
 	for {
 		knownChanged, dirty := false, false
+		accept := func(meta Meta) {
+			dirty = true
+			if m.foreign(meta) {
+				return
+			}
+			if !alive[meta.ID] {
+				m.log.Info("member up", "member", meta.ID, "role", meta.Role, "gossip", meta.Gossip)
+			}
+			alive[meta.ID] = true
+			if meta.Role == RoleNode && mergeMeta(known, meta) {
+				knownChanged = true
+			}
+			if meta.Role == RoleRouter {
+				routers[meta.ID] = meta
+			}
+		}
+		// open checks what memberlist gossiped for name from addr.
+		open := func(name string, raw []byte, addr string) {
+			meta, err := m.verifier.openWire(raw, name)
+			switch {
+			case errors.Is(err, errNoCert):
+				p := pending[name]
+				if p == nil {
+					if len(pending) >= MaxPendingMetas {
+						m.refuse(name, "gossip", fmt.Errorf("%w (and %d members are waiting for theirs)", err, len(pending)))
+						return
+					}
+					p = &pendingMeta{addr: addr}
+					pending[name] = p
+					m.fetchCert(p)
+				}
+				p.raw = raw
+			case err != nil:
+				delete(pending, name)
+				m.refuse(name, "gossip", err)
+			default:
+				delete(pending, name)
+				accept(meta)
+			}
+		}
 		apply := func(ev memberlist.NodeEvent) {
 			dirty = true
 			switch ev.Event {
 			case memberlist.NodeJoin, memberlist.NodeUpdate:
-				var meta Meta
-				if err := json.Unmarshal(ev.Node.Meta, &meta); err != nil || meta.ID != ev.Node.Name {
-					m.log.Warn("ignoring member with bad metadata", "member", ev.Node.Name, "err", err)
-					return
-				}
-				if m.foreign(meta) {
-					return
-				}
-				if ev.Event == memberlist.NodeJoin && !alive[meta.ID] {
-					m.log.Info("member up", "member", meta.ID, "role", meta.Role, "gossip", meta.Gossip)
-				}
-				alive[meta.ID] = true
-				if meta.Role == RoleNode && mergeMeta(known, meta) {
-					knownChanged = true
-				}
-				if meta.Role == RoleRouter {
-					routers[meta.ID] = meta
-				}
+				open(ev.Node.Name, ev.Node.Meta, ev.Node.Address())
 			case memberlist.NodeLeave:
 				if alive[ev.Node.Name] && ev.Node.Name != m.meta.Load().ID {
 					m.log.Info("member down", "member", ev.Node.Name)
 				}
 				delete(alive, ev.Node.Name)
 				delete(routers, ev.Node.Name)
+				delete(pending, ev.Node.Name)
 			}
 		}
 		mergeKnown := func(mg merge) {
 			for _, meta := range mg.metas {
+				if mg.remote {
+					if old, ok := known[meta.ID]; ok && sameProof(old.Proof, meta.Proof) {
+						continue // pushed again; checked when it first came
+					}
+					opened, err := m.verifier.openProof(meta)
+					if err != nil {
+						m.refuse(meta.ID, "push/pull", err)
+						continue
+					}
+					meta = opened
+				}
 				if m.foreign(meta) {
 					continue
 				}
@@ -434,6 +519,14 @@ func (m *Membership) run(known map[string]Meta) {
 			mergeKnown(mg)
 		case <-rejoin.C:
 			m.rejoin(known, alive)
+			for name, p := range pending {
+				if p.fetches >= certFetches {
+					delete(pending, name)
+					m.refuse(name, "gossip", fmt.Errorf("%w after %d push/pull exchanges", errNoCert, p.fetches))
+					continue
+				}
+				m.fetchCert(p)
+			}
 			continue
 		}
 	drain:
@@ -446,6 +539,11 @@ func (m *Membership) run(known map[string]Meta) {
 			default:
 				break drain
 			}
+		}
+		// A push/pull may have brought the certificates pending metas
+		// name.
+		for name, p := range pending {
+			open(name, p.raw, p.addr)
 		}
 		if !dirty {
 			continue
@@ -573,7 +671,7 @@ func splitHostPort(addr string) (string, int, error) {
 type delegate Membership
 
 func (d *delegate) NodeMeta(limit int) []byte {
-	b, _ := json.Marshal(d.meta.Load())
+	b := *d.wire.Load()
 	if len(b) > limit {
 		d.log.Error("member metadata too large", "bytes", len(b), "limit", limit)
 		return nil
@@ -584,8 +682,11 @@ func (d *delegate) NodeMeta(limit int) []byte {
 func (d *delegate) NotifyMsg([]byte)                           {}
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 
+// LocalState is the known set, and our own meta: a member that asks
+// for our state (to get the certificate our gossip names) finds it there,
+// whatever our role.
 func (d *delegate) LocalState(join bool) []byte {
-	b, _ := json.Marshal(d.placement.Load().Nodes())
+	b, _ := json.Marshal(append(d.placement.Load().Nodes(), *d.meta.Load()))
 	return b
 }
 
@@ -611,11 +712,17 @@ func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {
 			"addr", existing.Address(), "other_addr", other.Address())
 		return
 	}
-	var theirs Meta
-	if err := json.Unmarshal(other.Meta, &theirs); err != nil || theirs.Started > self.Started {
+	theirs, err := d.verifier.openWire(other.Meta, other.Name)
+	if err != nil {
+		// Only the member itself can make us give way: a claim anyone
+		// with the gossip key could make is not enough.
+		(*Membership)(d).refuse(other.Name, "conflict", err)
+		return
+	}
+	if theirs.Started > self.Started {
 		return // the other process is the newcomer; it gets the same call
 	}
-	err := fmt.Errorf("member id %q is already used by a live process (gossip %s, gRPC %s, started %s); "+
+	err = fmt.Errorf("member id %q is already used by a live process (gossip %s, gRPC %s, started %s); "+
 		"give this process another --id, or stop that one first",
 		self.ID, other.Address(), theirs.GRPC, time.Unix(0, theirs.Started).Format(time.RFC3339))
 	if d.cfg.OnConflict != nil {

@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
+
+	"hellochat/security"
 )
 
 func fastTimings() Timings {
@@ -49,17 +52,36 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // Real memberlist over loopback: members find each other, a killed member
 // is seen down but keeps its place, a router started while it is down still
 // learns of it (push/pull of the known set), and the restarted member is
-// seen alive again on new addresses.
+// seen alive again on new addresses. With certificates, what the router
+// learns of the down node is node3's own signed meta, and node3 restarts
+// from a known set it checks again.
 func TestMembershipKeepsDownNodesPlaced(t *testing.T) {
+	t.Run("dev", func(t *testing.T) { testKeepsDownNodesPlaced(t, "") })
+	t.Run("certificates", func(t *testing.T) { testKeepsDownNodesPlaced(t, filepath.Join(t.TempDir(), "pki")) })
+}
+
+func testKeepsDownNodesPlaced(t *testing.T, pki string) {
+	creds := func(role, id string) *security.Settings {
+		if pki == "" {
+			return nil
+		}
+		return devCreds(t, pki, role, id)
+	}
+	var key []byte
+	if pki != "" {
+		key = creds(security.RoleRouter, "router1").GossipKey
+	}
 	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
 	start := func(i int, known []Meta) *Membership {
 		id := fmt.Sprintf("node%d", i+1)
 		m, err := Start(Config{
-			Meta:    Meta{ID: id, Role: RoleNode, GRPC: "127.0.0.1:" + strconv.Itoa(9000+i)},
-			Bind:    addrs[i],
-			Seeds:   addrs,
-			Timings: fastTimings(),
-			Known:   known,
+			Meta:      Meta{ID: id, Role: RoleNode, GRPC: "127.0.0.1:" + strconv.Itoa(9000+i)},
+			Bind:      addrs[i],
+			Seeds:     addrs,
+			Timings:   fastTimings(),
+			Known:     known,
+			GossipKey: key,
+			Security:  creds(security.RoleNode, id),
 		})
 		if err != nil {
 			t.Fatalf("start %s: %v", id, err)
@@ -91,7 +113,8 @@ func TestMembershipKeepsDownNodesPlaced(t *testing.T) {
 		t.Fatalf("room moved from %s to %s on a crash", before.ID, after.ID)
 	}
 
-	router, err := Start(Config{Meta: Meta{ID: "router1", Role: RoleRouter}, Bind: freeAddr(t), Seeds: addrs[:1], Timings: fastTimings()})
+	router, err := Start(Config{Meta: Meta{ID: "router1", Role: RoleRouter}, Bind: freeAddr(t), Seeds: addrs[:1], Timings: fastTimings(),
+		GossipKey: key, Security: creds(security.RoleRouter, "router1")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +129,14 @@ func TestMembershipKeepsDownNodesPlaced(t *testing.T) {
 
 	ms[2] = start(2, known)
 	waitFor(t, "node3 alive again", func() bool { return ms[0].Placement().Alive("node3") && router.Placement().Alive("node3") })
+	if got := len(ms[2].Placement().Nodes()); got != 3 {
+		t.Fatalf("node3 restarted knowing %d nodes, want 3", got)
+	}
+	for _, m := range append(ms, router) {
+		if n := m.Refused(); n != 0 {
+			t.Fatalf("%s refused %d metas of a healthy cluster", m.Meta().ID, n)
+		}
+	}
 }
 
 // A peer's push (the known set it sends in push/pull) cannot replace the
