@@ -18,11 +18,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sort"
-	"sync"
 	"time"
 
-	"hellochat/internal/chatclient"
 	"hellochat/internal/launch"
 )
 
@@ -141,35 +138,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	say("failover: cluster up at %s; %d rooms x %d clients x %.1f msg/s", c.Base, cfg.Rooms, cfg.Clients, cfg.Rate)
 
-	hc := c.HTTPClient(0)
-	var clients []*client
-	byRoom := map[string][]*client{}
-	for r := 0; r < cfg.Rooms; r++ {
-		room := fmt.Sprintf("fo-%d", r)
-		for i := 0; i < cfg.Clients; i++ {
-			cl := &client{room: room, name: fmt.Sprintf("c%d-%d", r, i), sends: map[string]*sent{}}
-			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			cl.cc, err = chatclient.DialVia(dctx, hc, c.Base, room, cl.name, true)
-			cancel()
-			if err != nil {
-				return err
-			}
-			clients = append(clients, cl)
-			byRoom[room] = append(byRoom[room], cl)
-		}
-	}
-	loadCtx, stopLoad := context.WithCancel(ctx)
-	loadStart := time.Now() // the HTML report's time axis starts here
-	var wg sync.WaitGroup
-	for _, cl := range clients {
-		wg.Add(2)
-		go func() { defer wg.Done(); cl.read() }()
-		go func() { defer wg.Done(); cl.send(loadCtx, cfg.Rate) }()
-	}
-	if err := waitSteady(ctx, clients, 3, 20*time.Second); err != nil {
-		stopLoad()
+	load, err := StartLoad(ctx, c, "fo", cfg.Rooms, cfg.Clients, cfg.Rate)
+	if err != nil {
 		return err
 	}
+	clients, byRoom, loadStart := load.clients, load.byRoom, load.started // the HTML report's time axis starts at loadStart
 
 	steps := plan(cfg)
 	cuts := ""
@@ -193,24 +166,14 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	say("failover: stopping the load and waiting for outstanding acks")
-	stopLoad()
-	waitAcked(clients, time.Now(), 15*time.Second)
-	res := verify(ctx, c, byRoom)
-	for _, cl := range clients {
-		cl.cc.Conn.Close(1000, "done")
-	}
-	wg.Wait()
+	checks := load.Finish(ctx, c, 15*time.Second)
 
 	say("failover: stopping the cluster and comparing replicas")
 	if err := c.Stop(20 * time.Second); err != nil {
 		return err
 	}
-	rooms := make([]string, 0, len(byRoom))
-	for room := range byRoom {
-		rooms = append(rooms, room)
-	}
-	sort.Strings(rooms)
-	res.replicas = compareReplicas(c, rooms)
+	checks.CompareReplicas(c, load.Rooms())
+	res := checks.res
 
 	report(out, cfg, cycles, res)
 	dir := cfg.Report
