@@ -3,7 +3,9 @@ package storage
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"os"
+	"strings"
 	"testing"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -134,5 +136,134 @@ func TestSnapshotFileRefusesForeignKeys(t *testing.T) {
 	}
 	if err := f.Add(in, nil); err == nil {
 		t.Fatal("a repeated key was taken")
+	}
+}
+
+// A replica installed from an empty shard loses its old data, whether the
+// caller streamed zero pairs or passed no file at all.
+func TestSnapshotInstallOfAnEmptyShardClearsIt(t *testing.T) {
+	const shard = 11
+	for _, streamed := range []bool{true, false} {
+		s := openTestStore(t, t.TempDir())
+		obj := shardObjects(t, shard, 1)[0]
+		if err := s.Apply(obj, []Op{{Key: key(1), Value: []byte("old")}}); err != nil {
+			t.Fatal(err)
+		}
+		path := ""
+		if streamed {
+			f, err := s.NewSnapshotFile(shard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if path, err = f.Finish(); err != nil || path == "" {
+				t.Fatalf("finish an empty snapshot: %q, %v", path, err)
+			}
+		}
+		meta := &raftpb.SnapshotMetadata{Index: new(uint64(7)), Term: new(uint64(1))}
+		if err := s.InstallSnapshot(shard, meta, nil, path); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, err := s.Get(obj, key(1)); err != nil || ok {
+			t.Fatalf("streamed %v: old data still there after installing an empty shard (%v)", streamed, err)
+		}
+		if st, _, err := s.LoadRaft(shard); err != nil || st.Applied != 7 {
+			t.Fatalf("streamed %v: applied %d, %v", streamed, st.Applied, err)
+		}
+		s.Close()
+	}
+}
+
+// A file of one shard is refused for another: its range deletion would
+// clear the wrong shard.
+func TestSnapshotInstallRefusesAnotherShardsFile(t *testing.T) {
+	s := openTestStore(t, t.TempDir())
+	defer s.Close()
+	f, err := s.NewSnapshotFile(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path, err := f.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := &raftpb.SnapshotMetadata{Index: new(uint64(7)), Term: new(uint64(1))}
+	if err := s.InstallSnapshot(4, meta, nil, path); err == nil {
+		t.Fatal("shard 4 was installed from a file of shard 3")
+	}
+	if _, found, err := s.LoadRaft(4); err != nil || found {
+		t.Fatalf("a refused install left Raft state: found %v, %v", found, err)
+	}
+}
+
+// An install marker an older version left is finished at open: its file is
+// ingested if it is there; if it is gone the install counts as done only
+// when the shard holds data, and otherwise the store refuses to open
+// rather than serve an empty shard at the snapshot's applied index.
+func TestLegacyInstallMarkerIsFinishedOrRefused(t *testing.T) {
+	const shard = 13
+	obj := shardObjects(t, shard, 1)[0]
+	for _, tc := range []struct {
+		name               string
+		keepFile, ingested bool
+		wantOpen           bool
+	}{
+		{"file there", true, false, true},
+		{"file gone after its ingest", false, true, true},
+		{"file gone before its ingest", false, false, false},
+	} {
+		dir := t.TempDir()
+		s := openTestStore(t, dir)
+		f, err := s.NewSnapshotFile(shard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Add(objectKey(obj, key(1)), []byte("new")); err != nil {
+			t.Fatal(err)
+		}
+		path, err := f.Finish()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// What the old first phase left: Raft state at 42 and the marker.
+		b := s.NewBatch()
+		if err := b.SetApplied(shard, 42); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.b.Set(raftKey(shard, raftInstall), []byte(path), nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Commit(true); err != nil {
+			t.Fatal(err)
+		}
+		if tc.ingested {
+			if err := s.db.Ingest([]string{path}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.Close()
+		if !tc.keepFile {
+			os.Remove(path)
+		}
+		s, err = OpenStore(dir, slog.Default())
+		if !tc.wantOpen {
+			if err == nil {
+				s.Close()
+				t.Fatalf("%s: the store opened with shard %d at applied 42 and no data", tc.name, shard)
+			}
+			if !strings.Contains(err.Error(), "shard 13") {
+				t.Fatalf("%s: the error does not name the shard: %v", tc.name, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: open: %v", tc.name, err)
+		}
+		if v, ok, err := s.Get(obj, key(1)); err != nil || !ok || string(v) != "new" {
+			t.Fatalf("%s: shard data after open: %q %v %v", tc.name, v, ok, err)
+		}
+		if _, _, err := s.db.Get(raftKey(shard, raftInstall)); err == nil {
+			t.Fatalf("%s: the marker is still there", tc.name)
+		}
+		s.Close()
 	}
 }
