@@ -68,10 +68,15 @@ func (h *Host) apply(rds []ready) error {
 						return err
 					}
 				}
+				if h.noteReplicas(g, &cc) {
+					if err := ab.SetReplicaSet(g.shard, g.encodeReplicaSet()); err != nil {
+						return err
+					}
+				}
 				h.log.Info("configuration changed", "shard", g.shard, "change", cc.GetType().String(),
-					"replica", h.name(cc.GetNodeId()), "voters", h.nameAll(g.confState.GetVoters()),
-					"learners", h.nameAll(g.confState.GetLearners()))
-				if cc.GetNodeId() == h.raftID && !g.member(h.raftID) {
+					"replica", h.name(g, cc.GetNodeId()), "voters", h.nameAll(g, g.confState.GetVoters()),
+					"learners", h.nameAll(g, g.confState.GetLearners()))
+				if cc.GetNodeId() == g.id && !g.member(g.id) {
 					g.removed = true
 				}
 			}

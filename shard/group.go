@@ -19,7 +19,9 @@ type pendingProposal struct {
 }
 
 type group struct {
-	shard     int
+	shard int
+	// id is this node's replica id in the group (see replicas.go).
+	id        uint64
 	rn        *raft.RawNode
 	ms        *raft.MemoryStorage
 	confState *raftpb.ConfState // as of applied
@@ -56,6 +58,14 @@ type group struct {
 	// versions caches objects' recorded versions as applied, so checking a
 	// versioned write reads nothing from disk (see guardsHold).
 	versions versionCache
+	// reps is the group's replica table as of applied, and nextID the id
+	// its next added replica gets (replicated state, see replicas.go).
+	reps   map[uint64]replicaDesc
+	nextID uint64
+	// heard maps replicas the table lacks to the authenticated node that
+	// spoke for them, so this replica can answer a leader it does not know
+	// yet (a new replica, before its snapshot).
+	heard map[uint64]string
 }
 
 // member reports whether id is a voter or learner of the applied config.
@@ -69,17 +79,33 @@ func (g *group) member(id uint64) bool {
 // needs to propose the membership); with no voters it returns nil, unless
 // empty is set: then it starts an empty replica, which a leader that added
 // this node fills with a snapshot.
-func (h *Host) openGroup(shard int, voters []uint64) (*group, error) {
-	return h.loadGroup(shard, voters, false)
+func (h *Host) openGroup(shard int, voters []cluster.Meta) (*group, error) {
+	self, set, err := h.cfg.Store.ReplicaIdentity(shard)
+	if err != nil {
+		return nil, err
+	}
+	if self != 0 && h.tombstoned(shard, self) {
+		// A crash came between the tombstone and the deletion.
+		h.log.Info("deleting a replica this node gave up", "shard", shard)
+		return nil, h.cfg.Store.DeleteShard(shard)
+	}
+	if self == 0 {
+		self = h.raftID // from before replica ids, or bootstrapped here
+	}
+	return h.loadGroup(shard, self, set, voters, false)
 }
 
-func (h *Host) loadGroup(shard int, voters []uint64, empty bool) (*group, error) {
+func (h *Host) loadGroup(shard int, self uint64, set []byte, founders []cluster.Meta, empty bool) (*group, error) {
 	st, found, err := h.cfg.Store.LoadRaft(shard)
 	if err != nil {
 		return nil, err
 	}
-	if !found && len(voters) == 0 && !empty {
+	if !found && len(founders) == 0 && !empty {
 		return nil, nil
+	}
+	voters := make([]uint64, len(founders))
+	for i, m := range founders {
+		voters[i] = m.RaftID()
 	}
 	ms := raft.NewMemoryStorage()
 	if !found && len(voters) > 0 {
@@ -101,12 +127,26 @@ func (h *Host) loadGroup(shard int, voters []uint64, empty bool) (*group, error)
 		if err := b.SetApplied(shard, 1); err != nil {
 			return nil, err
 		}
+		founding := &group{id: self, reps: map[uint64]replicaDesc{}, nextID: 1}
+		for _, m := range founders {
+			founding.reps[m.RaftID()] = replicaDesc{node: m.ID, incarnation: m.Replica}
+		}
+		set = founding.encodeReplicaSet()
+		if err := b.SetReplicaSet(shard, set); err != nil {
+			return nil, err
+		}
+		if err := b.SetReplicaID(shard, self); err != nil {
+			return nil, err
+		}
 		if err := b.Commit(true); err != nil {
 			return nil, err
 		}
 	}
-	g := &group{shard: shard, ms: ms, pending: map[uint64]pendingProposal{}, snapFiles: map[uint64]string{},
+	g := &group{shard: shard, id: self, ms: ms, pending: map[uint64]pendingProposal{}, snapFiles: map[uint64]string{},
 		confState: &raftpb.ConfState{}}
+	if g.reps, g.nextID, err = decodeReplicaSet(set); err != nil {
+		return nil, fmt.Errorf("shard %d: %w", shard, err)
+	}
 	if st.Snap != nil {
 		meta := st.Snap
 		// Raft restores its configuration from the storage's snapshot. The
@@ -130,8 +170,9 @@ func (h *Host) loadGroup(shard int, voters []uint64, empty bool) (*group, error)
 	}
 	g.applied = max(st.Applied, g.snapIndex)
 	g.removedIDs = st.Removed
+	h.fillLegacy(g)
 	rn, err := raft.NewRawNode(&raft.Config{
-		ID:              h.raftID,
+		ID:              self,
 		ElectionTick:    h.cfg.ElectionTicks,
 		HeartbeatTick:   h.cfg.HeartbeatTicks,
 		Storage:         ms,
@@ -154,16 +195,24 @@ func (h *Host) loadGroup(shard int, voters []uint64, empty bool) (*group, error)
 	return g, nil
 }
 
-// addGroup starts an empty replica of shard because a leader wrote to this
-// node: the leader added it to the group.
-func (h *Host) addGroup(shard int) (*group, error) {
-	g, err := h.loadGroup(shard, nil, true)
+// addGroup starts an empty replica of shard, with id, because a leader
+// wrote to it: the leader added it to the group. Its id is durable before
+// it answers anyone, so a restart does not take it for another replica.
+func (h *Host) addGroup(shard int, id uint64) (*group, error) {
+	b := h.cfg.Store.NewBatch()
+	if err := b.SetReplicaID(shard, id); err != nil {
+		return nil, err
+	}
+	if err := b.Commit(true); err != nil {
+		return nil, err
+	}
+	g, err := h.loadGroup(shard, id, nil, nil, true)
 	if err != nil {
 		return nil, err
 	}
 	h.groups[shard] = g
 	h.replicasChanged()
-	h.log.Info("new replica: a leader added this node to the shard", "shard", shard)
+	h.log.Info("new replica: a leader added this node to the shard", "shard", shard, "replica", fmt.Sprintf("%x", id))
 	return g, nil
 }
 
@@ -171,6 +220,9 @@ func (h *Host) addGroup(shard int) (*group, error) {
 // state. The node keeps serving every other shard.
 func (h *Host) destroyGroup(g *group, why string) error {
 	h.failPending(g, ErrNotLeader)
+	if err := h.cfg.Store.AddTombstone(g.shard, g.id); err != nil {
+		return err
+	}
 	for _, f := range g.snapFiles {
 		h.cfg.Store.RemoveSnapshotFile(f)
 	}
@@ -221,7 +273,7 @@ const orphanTicks = 100
 // collectOrphans drops replicas that are no member of their group.
 func (h *Host) collectOrphans() {
 	for _, g := range h.groups {
-		if g.silent < orphanTicks || g.member(h.raftID) {
+		if g.silent < orphanTicks || g.member(g.id) {
 			continue
 		}
 		if err := h.destroyGroup(g, "not a member and no leader wrote to it for a while"); err != nil {
@@ -230,20 +282,17 @@ func (h *Host) collectOrphans() {
 	}
 }
 
-// ringVoters is the ring's replica set of a shard as Raft ids.
-func (h *Host) ringVoters(p *cluster.Placement, shard int) []uint64 {
+// founders is the ring's replica set of a shard when it includes this
+// node (nil otherwise): the voters a new cluster's shard starts with.
+func (h *Host) founders(p *cluster.Placement, shard int) []cluster.Meta {
 	reps, err := p.Replicas(shard, h.cfg.Replicas)
 	if err != nil {
 		return nil
 	}
-	ids := make([]uint64, 0, len(reps))
-	mine := false
 	for _, r := range reps {
-		ids = append(ids, r.RaftID())
-		mine = mine || r.ID == h.cfg.NodeID
+		if r.ID == h.cfg.NodeID {
+			return reps
+		}
 	}
-	if !mine {
-		return nil
-	}
-	return ids
+	return nil
 }

@@ -14,6 +14,7 @@ package shard
 import (
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -169,7 +170,9 @@ type incomingSnapshot struct {
 	msg   []byte // the raftpb.Message (MsgSnap)
 	file  string
 	from  string
-	done  chan error
+	// toIncarnation is the incarnation of this node the sender meant.
+	toIncarnation string
+	done          chan error
 }
 
 // Host runs the Raft groups of every shard this node is a replica of.
@@ -233,9 +236,9 @@ func Start(cfg Config) (*Host, error) {
 	p := cfg.Members.Placement()
 	h.learnIDs(p)
 	for s := 0; s < cluster.Partitions; s++ {
-		var voters []uint64
+		var voters []cluster.Meta
 		if cfg.Bootstrap {
-			voters = h.ringVoters(p, s)
+			voters = h.founders(p, s)
 		}
 		g, err := h.openGroup(s, voters)
 		if err != nil {
@@ -336,9 +339,13 @@ func (h *Host) loop() {
 			h.stepSnapshot(in)
 		case p := <-h.props:
 			h.propose(p)
-		case id := <-h.unreachable:
+		case node := <-h.unreachable:
 			for _, g := range h.groups {
-				g.rn.ReportUnreachable(cluster.RaftID(id, h.replicaOf(id)))
+				for _, id := range slices.Concat(g.confState.GetVoters(), g.confState.GetLearners()) {
+					if id != g.id && h.nodeOf(g, id) == node {
+						g.rn.ReportUnreachable(id)
+					}
+				}
 			}
 		case id := <-h.peerDown:
 			h.leaderDown(id)
@@ -432,12 +439,6 @@ func (h *Host) learnIDs(p *cluster.Placement) {
 		h.ids[id] = n.ID
 		h.names[id] = n.ID
 	}
-}
-
-// replicaOf is the current incarnation of a node ("" when unknown).
-func (h *Host) replicaOf(nodeID string) string {
-	m, _ := h.cfg.Members.Placement().Node(nodeID)
-	return m.Replica
 }
 
 func (h *Host) dropped(peer string) bool {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 
-	"go.etcd.io/raft/v3/raftpb"
 	"go.etcd.io/raft/v3/tracker"
 )
 
@@ -23,47 +22,50 @@ type ShardStatus struct {
 // publish makes a group's leadership and configuration visible to other
 // goroutines and tells the node when it starts or stops serving.
 func (h *Host) publish(g *group) {
-	leader := h.ids[g.lead]
-	if g.lead == 0 && g.transferee != 0 {
+	leader := ""
+	if g.lead != 0 && h.current(g, g.lead) {
+		leader = h.nodeOf(g, g.lead)
+	} else if g.lead == 0 && g.transferee != 0 {
 		// Between stepping down and hearing from the new leader, the
 		// replica this node handed the group to is the best guess: routers
 		// sent there do not wait for gossip to name it.
-		leader = h.ids[g.transferee]
+		leader = h.nodeOf(g, g.transferee)
 	}
 	next := &ShardStatus{Shard: g.shard, Serving: g.serving, Leader: leader, Applied: g.applied,
-		Voters: h.nameAll(g.confState.GetVoters()), Learners: h.nameAll(g.confState.GetLearners())}
+		Voters: h.nameAll(g, g.confState.GetVoters()), Learners: h.nameAll(g, g.confState.GetLearners())}
 	prev := h.status[g.shard].Swap(next)
 	if prev.Serving != next.Serving || prev.Leader != next.Leader {
 		h.cfg.OnLeadership(g.shard, next.Serving, next.Leader)
 	}
 }
 
-// name is the node id of a Raft id, marked when it is not the node's
-// current incarnation.
-func (h *Host) name(id uint64) string {
-	if n, ok := h.ids[id]; ok {
-		return n
-	}
-	if n, ok := h.names[id]; ok {
+// name is the node holding replica id of g, marked when it is not the
+// node's current incarnation.
+func (h *Host) name(g *group, id uint64) string {
+	n := h.nodeOf(g, id)
+	switch {
+	case n == "":
+		return fmt.Sprintf("%x(old)", id)
+	case !h.current(g, id):
 		return n + "(old)"
 	}
-	return fmt.Sprintf("%x(old)", id)
+	return n
 }
 
-func (h *Host) nameAll(ids []uint64) []string {
+func (h *Host) nameAll(g *group, ids []uint64) []string {
 	out := make([]string, len(ids))
 	for i, id := range ids {
-		out[i] = h.name(id)
+		out[i] = h.name(g, id)
 	}
 	return out
 }
 
-// order lists a group's voters, the ring's replicas first in ring order:
-// the first live one is where leadership should be.
+// order lists a group's voters, those on the ring's replicas first in
+// ring order: the first live one is where leadership should be.
 func (h *Host) order(g *group) []uint64 {
 	voters := g.confState.GetVoters()
 	out := make([]uint64, 0, len(voters))
-	for _, id := range h.ringVotersAll(g.shard) {
+	for _, id := range h.wanted(g) {
 		if slices.Contains(voters, id) {
 			out = append(out, id)
 		}
@@ -81,20 +83,18 @@ func (h *Host) order(g *group) []uint64 {
 // instead of waiting out the election timeout, and the first live voter in
 // ring order campaigns.
 func (h *Host) leaderDown(nodeID string) {
-	p := h.cfg.Members.Placement()
 	for _, g := range h.groups {
-		if g.leader || g.lead == 0 || h.ids[g.lead] != nodeID {
+		if g.leader || g.lead == 0 || h.nodeOf(g, g.lead) != nodeID {
 			continue
 		}
 		if err := g.rn.ForgetLeader(); err != nil {
 			continue
 		}
 		for _, id := range h.order(g) {
-			name := h.ids[id]
-			if id == g.lead || name == nodeID || (id != h.raftID && !p.Alive(name)) {
+			if id == g.lead || h.nodeOf(g, id) == nodeID || !h.live(g, id) {
 				continue
 			}
-			if id == h.raftID {
+			if id == g.id {
 				g.rn.Campaign()
 				g.recampaign = 2
 			}
@@ -103,11 +103,11 @@ func (h *Host) leaderDown(nodeID string) {
 	}
 }
 
-// settled reports whether a configuration is exactly want: all voters, no
-// learners.
-func settled(cs *raftpb.ConfState, want []uint64) bool {
-	voters := cs.GetVoters()
-	if len(cs.GetLearners()) > 0 || len(voters) != len(want) {
+// settled reports whether g's configuration is exactly the ring's: all
+// its replicas vote (want holds one member per ring replica), no learners.
+func (h *Host) settled(g *group, want []uint64) bool {
+	voters := g.confState.GetVoters()
+	if len(g.confState.GetLearners()) > 0 || len(want) != len(h.ringMetas(g.shard)) || len(voters) != len(want) {
 		return false
 	}
 	for _, id := range want {
@@ -127,7 +127,6 @@ const transferLag = 64
 // ring and a replica the ring no longer wants stops leading before it is
 // removed.
 func (h *Host) preferLeaders() {
-	p := h.cfg.Members.Placement()
 	for _, g := range h.groups {
 		if !g.leader {
 			continue
@@ -144,18 +143,18 @@ func (h *Host) preferLeaders() {
 		// the shard for an election timeout. Only a leader the ring no
 		// longer wants hands over mid-move (all the ring's replicas vote
 		// by then), since it must leave.
-		want := h.ringVotersAll(g.shard)
-		if slices.Contains(want, h.raftID) && !settled(g.confState, want) {
+		want := h.wanted(g)
+		if slices.Contains(want, g.id) && !h.settled(g, want) {
 			continue
 		}
 		var pref uint64
 		for _, id := range h.order(g) {
-			if id == h.raftID || p.Alive(h.ids[id]) {
+			if h.live(g, id) {
 				pref = id
 				break
 			}
 		}
-		if pref == 0 || pref == h.raftID {
+		if pref == 0 || pref == g.id {
 			continue
 		}
 		st := g.rn.Status()

@@ -1,11 +1,14 @@
 package shard
 
 import (
+	"fmt"
 	"slices"
 
 	"go.etcd.io/raft/v3/raftpb"
 	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
+
+	"hellochat/cluster"
 )
 
 // Moving replicas. The ring says where each shard should live; Raft owns
@@ -33,7 +36,6 @@ const confTicks = 50
 const catchUpLag = 64
 
 func (h *Host) place() {
-	p := h.cfg.Members.Placement()
 	moving := 0
 	for _, g := range h.groups {
 		if g.leader && len(g.confState.GetLearners()) > 0 {
@@ -44,100 +46,88 @@ func (h *Host) place() {
 		if !g.serving || g.confBusy > 0 || g.removed {
 			continue
 		}
-		want := h.ringVotersAll(g.shard)
-		if len(want) == 0 {
+		ring := h.ringMetas(g.shard)
+		if len(ring) == 0 {
 			continue
 		}
-		voters, learners := g.confState.GetVoters(), g.confState.GetLearners()
 		st := g.rn.Status()
 		if st.LeadTransferee != 0 {
 			continue // Raft drops proposals while leadership moves
 		}
-		last, _ := g.ms.LastIndex()
-
-		// 1. A ring replica that is neither voter nor learner, and alive.
-		if moving < h.cfg.MaxMoves {
-			if id := firstMissing(want, voters, learners, func(id uint64) bool { return p.Alive(h.ids[id]) }); id != 0 {
-				h.changeConf(g, raftpb.ConfChangeAddLearnerNode, id)
-				moving++
-				continue
-			}
-		}
-		// 2. A caught-up learner the ring wants.
-		promoted := false
-		for _, id := range learners {
-			pr, ok := st.Progress[id]
-			if slices.Contains(want, id) && ok && pr.State == tracker.StateReplicate && pr.Match+catchUpLag >= last {
-				h.changeConf(g, raftpb.ConfChangeAddNode, id)
-				promoted = true
-				break
-			}
-		}
-		if promoted {
+		if moving < h.cfg.MaxMoves && h.addMissing(g, ring) {
+			moving++
 			continue
 		}
-		// 3. A learner the ring does not want.
-		if id := firstNotIn(learners, want); id != 0 {
-			h.changeConf(g, raftpb.ConfChangeRemoveNode, id)
-			continue
+		if id, cc := h.nextMove(g, st.Progress); id != 0 {
+			h.changeConf(g, cc, id, nil)
 		}
-		// 4. A voter the ring does not want, once all it wants vote.
-		if firstMissing(want, voters, nil, nil) != 0 {
-			continue
-		}
-		// Others first: this node goes last, once preferLeaders has handed
-		// leadership to a wanted voter.
-		id := firstNotIn(slices.DeleteFunc(slices.Clone(voters), func(v uint64) bool { return v == h.raftID }), want)
-		if id == 0 {
-			continue
-		}
-		// Never leave the group without a live quorum.
-		live := 0
-		for _, v := range voters {
-			if v != id && (v == h.raftID || p.Alive(h.ids[v])) {
-				live++
-			}
-		}
-		if live < (len(voters)-1)/2+1 {
-			continue
-		}
-		h.changeConf(g, raftpb.ConfChangeRemoveNode, id)
 	}
 }
 
-// ringVotersAll is the ring's replica set of a shard as Raft ids, whether
-// or not it includes this node.
-func (h *Host) ringVotersAll(shard int) []uint64 {
-	reps, err := h.cfg.Members.Placement().Replicas(shard, h.cfg.Replicas)
-	if err != nil {
-		return nil
+// addMissing adds, as a learner with a new id, a ring replica of g's shard
+// that is alive and holds no member of the group; it reports whether it
+// proposed that.
+func (h *Host) addMissing(g *group, ring []cluster.Meta) bool {
+	p := h.cfg.Members.Placement()
+	for _, m := range ring {
+		if g.replicaOn(m) == 0 && p.Alive(m.ID) {
+			id := g.newReplicaID()
+			h.changeConf(g, raftpb.ConfChangeAddLearnerNode, id, replicaContext(id, m))
+			return true
+		}
 	}
-	ids := make([]uint64, len(reps))
-	for i, r := range reps {
-		ids[i] = r.RaftID()
-	}
-	return ids
+	return false
 }
 
-func (h *Host) changeConf(g *group, t raftpb.ConfChangeType, id uint64) {
-	cc := &raftpb.ConfChange{Type: t.Enum(), NodeId: proto.Uint64(id)}
+// nextMove is the next change toward the ring other than an addition
+// (steps 2-4 above), or id 0 when there is none to make now.
+func (h *Host) nextMove(g *group, progress map[uint64]tracker.Progress) (uint64, raftpb.ConfChangeType) {
+	want := h.wanted(g)
+	voters, learners := g.confState.GetVoters(), g.confState.GetLearners()
+	last, _ := g.ms.LastIndex()
+	// 2. A caught-up learner the ring wants.
+	for _, id := range learners {
+		pr, ok := progress[id]
+		if slices.Contains(want, id) && ok && pr.State == tracker.StateReplicate && pr.Match+catchUpLag >= last {
+			return id, raftpb.ConfChangeAddNode
+		}
+	}
+	// 3. A learner the ring does not want.
+	if id := firstNotIn(learners, want); id != 0 {
+		return id, raftpb.ConfChangeRemoveNode
+	}
+	// 4. A voter the ring does not want, once a member votes on every ring
+	// replica. Others first: this node goes last, once preferLeaders has
+	// handed leadership to a wanted voter.
+	if len(want) < len(h.ringMetas(g.shard)) || firstNotIn(want, voters) != 0 {
+		return 0, 0
+	}
+	id := firstNotIn(slices.DeleteFunc(slices.Clone(voters), func(v uint64) bool { return v == g.id }), want)
+	if id == 0 {
+		return 0, 0
+	}
+	// Never leave the group without a live quorum.
+	live := 0
+	for _, v := range voters {
+		if v != id && h.live(g, v) {
+			live++
+		}
+	}
+	if live < (len(voters)-1)/2+1 {
+		return 0, 0
+	}
+	return id, raftpb.ConfChangeRemoveNode
+}
+
+func (h *Host) changeConf(g *group, t raftpb.ConfChangeType, id uint64, context []byte) {
+	cc := &raftpb.ConfChange{Type: t.Enum(), NodeId: proto.Uint64(id), Context: context}
 	if err := g.rn.ProposeConfChange(cc); err != nil {
 		// Dropped (a change or a transfer is pending): the next pass retries.
-		h.log.Debug("propose configuration change", "shard", g.shard, "change", t.String(), "replica", h.name(id), "err", err)
+		h.log.Debug("propose configuration change", "shard", g.shard, "change", t.String(), "replica", h.name(g, id), "err", err)
 		return
 	}
 	g.confBusy = confTicks
-	h.log.Info("moving replica", "shard", g.shard, "change", t.String(), "replica", h.name(id))
-}
-
-// firstMissing is the first id of want in neither a nor b (and ok, if set).
-func firstMissing(want, a, b []uint64, ok func(uint64) bool) uint64 {
-	for _, id := range want {
-		if !slices.Contains(a, id) && !slices.Contains(b, id) && (ok == nil || ok(id)) {
-			return id
-		}
-	}
-	return 0
+	h.log.Info("moving replica", "shard", g.shard, "change", t.String(), "replica", h.name(g, id), "id", fmt.Sprintf("%x", id))
 }
 
 // firstNotIn is the first id of have that want lacks.

@@ -38,21 +38,17 @@ func (h *Host) step(b *pb.RaftBatch) {
 			h.log.Warn("dropping undecodable raft message", "from", b.FromNode, "err", err)
 			continue
 		}
-		h.stepOne(int(env.Shard), m, b.FromNode)
+		h.stepOne(int(env.Shard), env, m, b.FromNode)
 	}
 }
 
-func (h *Host) stepOne(shard int, m *raftpb.Message, from string) {
-	// A message for an earlier incarnation of this node (its disk was
-	// wiped) is not ours: the new replica must not answer for the old.
-	if m.GetTo() != h.raftID {
+func (h *Host) stepOne(shard int, env *pb.RaftEnvelope, m *raftpb.Message, from string) {
+	if shard < 0 || shard >= len(h.status) {
 		return
 	}
-	// The stream's sender is authenticated (see Server); a message must
-	// come from one of that node's own replicas.
-	if name, ok := h.names[m.GetFrom()]; !ok || name != from {
-		h.refusedMsgs.Add(1)
-		h.log.Debug("dropping raft message from a replica not of its sender", "shard", shard, "from", from, "replica", m.GetFrom())
+	// A message for another incarnation of this node (its disk was wiped
+	// since) is not ours: the new replica must not answer for the old.
+	if env.ToIncarnation != "" && env.ToIncarnation != h.cfg.Replica {
 		return
 	}
 	// Shard data only arrives through the snapshot stream, fully on disk.
@@ -62,14 +58,37 @@ func (h *Host) stepOne(shard int, m *raftpb.Message, from string) {
 	fromLeader := m.GetType() == raftpb.MsgApp || m.GetType() == raftpb.MsgHeartbeat
 	g := h.groups[shard]
 	if g == nil {
-		if !fromLeader || shard < 0 || shard >= len(h.status) {
+		if !fromLeader {
+			return
+		}
+		if why := h.mayCreate(shard, m.GetTo(), env.ToIncarnation); why != "" {
+			h.log.Debug("not starting a replica a leader writes to", "shard", shard, "from", from,
+				"replica", fmt.Sprintf("%x", m.GetTo()), "why", why)
 			return
 		}
 		var err error
-		if g, err = h.addGroup(shard); err != nil {
+		if g, err = h.addGroup(shard, m.GetTo()); err != nil {
 			h.log.Error("start new replica", "shard", shard, "err", err)
 			return
 		}
+	}
+	// A message for a replica this node held before in the group (ids are
+	// never reused) is for a replica that no longer exists.
+	if m.GetTo() != g.id {
+		return
+	}
+	// The stream's sender is authenticated (see Server); a message must
+	// come from one of that node's own replicas.
+	if err := h.heardFrom(g, m.GetFrom(), from); err != nil {
+		h.refusedMsgs.Add(1)
+		h.log.Debug("dropping raft message from a replica not of its sender", "shard", shard, "from", from, "err", err)
+		return
+	}
+	// A replica that holds no state yet (a leader added it and has not
+	// sent its snapshot) votes for no one: with an empty log it would count
+	// any candidate up to date, and help a stale one win.
+	if g.applied == 0 && (m.GetType() == raftpb.MsgVote || m.GetType() == raftpb.MsgPreVote) {
+		return
 	}
 	// A leader that believes this replica holds more than it does (a log
 	// lost, or a replica it has not caught up yet) commits past our last
@@ -110,7 +129,7 @@ func (h *Host) stepOne(shard int, m *raftpb.Message, from string) {
 // group's leader stops writing to a replica it removed).
 func (h *Host) removalRefused(g *group, rm *pb.Removal, from string) string {
 	switch {
-	case rm.Replica != h.raftID:
+	case rm.Replica != g.id:
 		return "names another replica"
 	case rm.Term < g.term:
 		return "from an older term"
@@ -127,13 +146,8 @@ func (h *Host) removalRefused(g *group, rm *pb.Removal, from string) string {
 // memberNode reports whether one of node's replicas is a voter or learner
 // of g's applied configuration.
 func (h *Host) memberNode(g *group, node string) bool {
-	for _, id := range g.confState.GetVoters() {
-		if h.names[id] == node {
-			return true
-		}
-	}
-	for _, id := range g.confState.GetLearners() {
-		if h.names[id] == node {
+	for _, id := range slices.Concat(g.confState.GetVoters(), g.confState.GetLearners()) {
+		if h.nodeOf(g, id) == node {
 			return true
 		}
 	}
@@ -221,7 +235,7 @@ func (h *Host) round() error {
 				g.knownLead = ss.Lead
 			}
 			g.lead = ss.Lead
-			if g.lead != 0 && g.lead != h.raftID {
+			if g.lead != 0 && g.lead != g.id {
 				g.transferee = 0
 			}
 			wasLeader := g.leader
@@ -306,6 +320,9 @@ func (h *Host) persist(rds []ready) error {
 			}
 			g.applied, g.snapIndex, g.confState = meta.GetIndex(), meta.GetIndex(), meta.GetConfState()
 			g.versions.clear() // the shard's data was replaced
+			if err := h.takeReplicaSet(g, snap.GetData()); err != nil {
+				return err
+			}
 			h.log.Info("installed snapshot", "shard", g.shard, "index", meta.GetIndex())
 			h.publish(g) // its applied index and configuration jumped
 		}
@@ -324,7 +341,7 @@ func (h *Host) persist(rds []ready) error {
 // that may leave before the round's writes are durable (sendsEarly), and
 // otherwise the rest. Snapshots go their own way (snapshot.go).
 func (h *Host) send(rds []ready, early bool) error {
-	out := map[uint64][]*pb.RaftEnvelope{}
+	out := map[string][]*pb.RaftEnvelope{}
 	for _, r := range rds {
 		for _, m := range r.rd.Messages {
 			if sendsEarly(r, m) != early {
@@ -334,23 +351,45 @@ func (h *Host) send(rds []ready, early bool) error {
 				h.snaps.start(r.g, m)
 				continue
 			}
+			node, inc, ok := h.route(r.g, m.GetTo())
+			if !ok {
+				continue
+			}
 			b, err := proto.Marshal(m)
 			if err != nil {
 				return fmt.Errorf("encode raft message: %w", err)
 			}
-			out[m.GetTo()] = append(out[m.GetTo()], &pb.RaftEnvelope{Shard: uint32(r.g.shard), Message: b})
+			out[node] = append(out[node], &pb.RaftEnvelope{Shard: uint32(r.g.shard), Message: b, ToIncarnation: inc})
 		}
 	}
-	for to, envs := range out {
-		id, ok := h.ids[to]
-		if !ok || h.dropped(id) {
+	for node, envs := range out {
+		if h.dropped(node) {
 			continue
 		}
-		h.tr.send(id, envs, h.notices[id])
-		delete(h.notices, id)
+		h.tr.send(node, envs, h.notices[node])
+		delete(h.notices, node)
 	}
 	h.sendNotices()
 	return nil
+}
+
+// route is the node to send g's message for replica id to, and the
+// incarnation it is meant for ("" when unknown); ok is false when the
+// replica is unknown, or gone with a wiped incarnation of its node.
+func (h *Host) route(g *group, id uint64) (node, incarnation string, ok bool) {
+	if d, known := g.reps[id]; known {
+		if !h.current(g, id) {
+			return "", "", false
+		}
+		return d.node, d.incarnation, true
+	}
+	if n, heard := g.heard[id]; heard {
+		return n, "", true
+	}
+	if n, cur := h.ids[id]; cur {
+		return n, "", true // a node-incarnation id: of the node's current one
+	}
+	return "", "", false
 }
 
 // sendsEarly reports whether a message may be sent before its round's

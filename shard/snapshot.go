@@ -68,7 +68,7 @@ func (s *snapshotSender) close() {
 func (s *snapshotSender) start(g *group, m *raftpb.Message) {
 	h := s.h
 	key := snapReport{shard: g.shard, to: m.GetTo()}
-	to, ok := h.ids[m.GetTo()]
+	to, inc, ok := h.route(g, m.GetTo())
 	s.mu.Lock()
 	busy := s.inflight[key]
 	s.mu.Unlock()
@@ -76,7 +76,7 @@ func (s *snapshotSender) start(g *group, m *raftpb.Message) {
 		return // Raft waits for the report of the one in flight
 	}
 	fail := func(err error) {
-		h.log.Warn("cannot send snapshot", "shard", g.shard, "to", h.name(m.GetTo()), "err", err)
+		h.log.Warn("cannot send snapshot", "shard", g.shard, "to", h.name(g, m.GetTo()), "err", err)
 		g.rn.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
 	}
 	if !ok {
@@ -102,7 +102,7 @@ func (s *snapshotSender) start(g *group, m *raftpb.Message) {
 	// Raft chose its own (older) snapshot point; the data is newer, so the
 	// metadata moves up to match and the replica continues from there.
 	msg := proto.Clone(m).(*raftpb.Message)
-	msg.Snapshot = &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{
+	msg.Snapshot = &raftpb.Snapshot{Data: g.encodeReplicaSet(), Metadata: &raftpb.SnapshotMetadata{
 		Index: new(g.applied), Term: new(term), ConfState: proto.Clone(g.confState).(*raftpb.ConfState)}}
 	header, err := proto.Marshal(msg)
 	if err != nil {
@@ -119,7 +119,7 @@ func (s *snapshotSender) start(g *group, m *raftpb.Message) {
 		defer s.wg.Done()
 		defer reader.Close()
 		start := time.Now()
-		bytes, err := s.stream(to, g.shard, header, reader)
+		bytes, err := s.stream(to, inc, g.shard, header, reader)
 		s.mu.Lock()
 		delete(s.inflight, key)
 		s.mu.Unlock()
@@ -137,7 +137,7 @@ func (s *snapshotSender) start(g *group, m *raftpb.Message) {
 }
 
 // stream sends one snapshot, throttled to SnapshotRate.
-func (s *snapshotSender) stream(to string, shard int, header []byte, reader *storage.ShardReader) (int64, error) {
+func (s *snapshotSender) stream(to, toIncarnation string, shard int, header []byte, reader *storage.ShardReader) (int64, error) {
 	select {
 	case s.sem <- struct{}{}:
 		defer func() { <-s.sem }()
@@ -154,7 +154,7 @@ func (s *snapshotSender) stream(to string, shard int, header []byte, reader *sto
 	if err != nil {
 		return 0, fmt.Errorf("open snapshot stream: %w", err)
 	}
-	chunk := &pb.SnapshotChunk{FromNode: s.h.cfg.NodeID, Shard: uint32(shard), Message: header}
+	chunk := &pb.SnapshotChunk{FromNode: s.h.cfg.NodeID, Shard: uint32(shard), Message: header, ToIncarnation: toIncarnation}
 	size := 0
 	var sent int64
 	start := time.Now()
@@ -243,7 +243,8 @@ func (h *Host) receiveSnapshot(stream pb.Replication_SnapshotServer, check Verif
 	if err != nil {
 		return err
 	}
-	in := &incomingSnapshot{shard: shard, msg: first.Message, file: file, from: first.FromNode, done: make(chan error, 1)}
+	in := &incomingSnapshot{shard: shard, msg: first.Message, file: file, from: first.FromNode,
+		toIncarnation: first.ToIncarnation, done: make(chan error, 1)}
 	select {
 	case h.snapIn <- in:
 	case <-h.done:
@@ -271,17 +272,17 @@ func (h *Host) stepSnapshot(in *incomingSnapshot) {
 		in.done <- fmt.Errorf("snapshot: bad message (%v)", err)
 		return
 	}
-	if err := h.snapshotPlausible(m, in.from); err != nil {
+	g := h.groups[in.shard]
+	if err := h.snapshotPlausible(g, in, m); err != nil {
 		h.refusedMsgs.Add(1)
 		h.cfg.Store.RemoveSnapshotFile(in.file)
 		h.log.Warn("refusing a snapshot", "shard", in.shard, "from", in.from, "err", err)
 		in.done <- fmt.Errorf("snapshot of shard %d refused: %w", in.shard, err)
 		return
 	}
-	g := h.groups[in.shard]
 	if g == nil {
 		var err error
-		if g, err = h.addGroup(in.shard); err != nil {
+		if g, err = h.addGroup(in.shard, m.GetTo()); err != nil {
 			h.cfg.Store.RemoveSnapshotFile(in.file)
 			in.done <- err
 			return
@@ -300,24 +301,51 @@ func (h *Host) stepSnapshot(in *incomingSnapshot) {
 }
 
 // snapshotPlausible checks a snapshot message as stepOne checks every other
-// Raft message: it is for this replica, from one of the authenticated
-// sender's own replicas, and describes a state a correct leader could
-// send: a configuration this replica is part of, at a term no later than
-// the sender's.
-func (h *Host) snapshotPlausible(m *raftpb.Message, from string) error {
-	if m.GetTo() != h.raftID {
-		return fmt.Errorf("for replica %x, this is %x", m.GetTo(), h.raftID)
+// Raft message: it is for a replica this incarnation holds (g, nil when
+// none yet) or may start, from one of the authenticated sender's own
+// replicas, and describes a state a correct leader could send: a
+// configuration this replica is part of, at a term no later than the
+// sender's, with a replica table that names this node for it.
+func (h *Host) snapshotPlausible(g *group, in *incomingSnapshot, m *raftpb.Message) error {
+	to := m.GetTo()
+	if in.toIncarnation != "" && in.toIncarnation != h.cfg.Replica {
+		return fmt.Errorf("for incarnation %q of this node, this is %q", in.toIncarnation, h.cfg.Replica)
 	}
-	if name, ok := h.names[m.GetFrom()]; !ok || name != from {
-		return fmt.Errorf("replica %x is not one of %s's", m.GetFrom(), from)
+	if g != nil && to != g.id {
+		return fmt.Errorf("for replica %x, this node holds %x", to, g.id)
+	}
+	if g == nil {
+		if why := h.mayCreate(in.shard, to, in.toIncarnation); why != "" {
+			return fmt.Errorf("replica %x: %s", to, why)
+		}
 	}
 	meta := m.GetSnapshot().GetMetadata()
 	if meta.GetIndex() == 0 || meta.GetTerm() == 0 || meta.GetTerm() > m.GetTerm() {
 		return fmt.Errorf("snapshot at index %d of term %d sent in term %d", meta.GetIndex(), meta.GetTerm(), m.GetTerm())
 	}
 	cs := meta.GetConfState()
-	if !slices.Contains(cs.GetVoters(), m.GetTo()) && !slices.Contains(cs.GetLearners(), m.GetTo()) {
+	if !slices.Contains(cs.GetVoters(), to) && !slices.Contains(cs.GetLearners(), to) {
 		return errors.New("its configuration does not include this replica")
+	}
+	reps, _, err := decodeReplicaSet(m.GetSnapshot().GetData())
+	if err != nil {
+		return err
+	}
+	if d, ok := reps[to]; ok && (d.node != h.cfg.NodeID || d.incarnation != h.cfg.Replica) {
+		return fmt.Errorf("its replica table gives replica %x to %s/%s", to, d.node, d.incarnation)
+	}
+	// The sender must be a replica this node knows as the sender's, or
+	// one the snapshot's own table gives to the sender (a leader added
+	// after this replica's configuration, which it lagged behind).
+	from := m.GetFrom()
+	known := h.names[from]
+	if g != nil {
+		known = h.nodeOf(g, from)
+	}
+	if d, ok := reps[from]; ok && (d.node != in.from || (known != "" && known != in.from)) {
+		return fmt.Errorf("replica %x is %s's, not %s's", from, d.node, in.from)
+	} else if !ok && known != in.from {
+		return fmt.Errorf("replica %x is not one of %s's", from, in.from)
 	}
 	return nil
 }

@@ -152,9 +152,15 @@ func (x *Removal) GetTerm() uint64 {
 
 // RaftEnvelope is one raftpb.Message (marshaled) for one shard's group.
 type RaftEnvelope struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Shard         uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
-	Message       []byte                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Shard   uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	Message []byte                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// to_incarnation is the incarnation (cluster.Meta.Replica) of the
+	// receiving node that the sender's group holds the replica message.to
+	// on. A node whose disk was wiped since is another incarnation, and
+	// neither answers for nor recreates that replica. "" from senders that
+	// predate replica ids.
+	ToIncarnation string `protobuf:"bytes,3,opt,name=to_incarnation,json=toIncarnation,proto3" json:"to_incarnation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -203,6 +209,131 @@ func (x *RaftEnvelope) GetMessage() []byte {
 	return nil
 }
 
+func (x *RaftEnvelope) GetToIncarnation() string {
+	if x != nil {
+		return x.ToIncarnation
+	}
+	return ""
+}
+
+// ReplicaDesc names one replica of a shard's group: its Raft id, never
+// reused within the group, and the node incarnation that holds it.
+type ReplicaDesc struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	Incarnation   string                 `protobuf:"bytes,3,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaDesc) Reset() {
+	*x = ReplicaDesc{}
+	mi := &file_roompb_raft_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaDesc) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaDesc) ProtoMessage() {}
+
+func (x *ReplicaDesc) ProtoReflect() protoreflect.Message {
+	mi := &file_roompb_raft_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaDesc.ProtoReflect.Descriptor instead.
+func (*ReplicaDesc) Descriptor() ([]byte, []int) {
+	return file_roompb_raft_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ReplicaDesc) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ReplicaDesc) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *ReplicaDesc) GetIncarnation() string {
+	if x != nil {
+		return x.Incarnation
+	}
+	return ""
+}
+
+// ReplicaSet is a group's replicated table of replicas, as of its applied
+// index: every member's descriptor (and recently removed ones'), and the
+// next id a leader hands a replica it adds. It travels in a snapshot's
+// data, and each added replica's descriptor in its ConfChange's context.
+type ReplicaSet struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Replicas      []*ReplicaDesc         `protobuf:"bytes,1,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	NextId        uint64                 `protobuf:"varint,2,opt,name=next_id,json=nextId,proto3" json:"next_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaSet) Reset() {
+	*x = ReplicaSet{}
+	mi := &file_roompb_raft_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaSet) ProtoMessage() {}
+
+func (x *ReplicaSet) ProtoReflect() protoreflect.Message {
+	mi := &file_roompb_raft_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaSet.ProtoReflect.Descriptor instead.
+func (*ReplicaSet) Descriptor() ([]byte, []int) {
+	return file_roompb_raft_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ReplicaSet) GetReplicas() []*ReplicaDesc {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+func (x *ReplicaSet) GetNextId() uint64 {
+	if x != nil {
+		return x.NextId
+	}
+	return 0
+}
+
 type RaftAck struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -211,7 +342,7 @@ type RaftAck struct {
 
 func (x *RaftAck) Reset() {
 	*x = RaftAck{}
-	mi := &file_roompb_raft_proto_msgTypes[3]
+	mi := &file_roompb_raft_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -223,7 +354,7 @@ func (x *RaftAck) String() string {
 func (*RaftAck) ProtoMessage() {}
 
 func (x *RaftAck) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_raft_proto_msgTypes[3]
+	mi := &file_roompb_raft_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -236,7 +367,7 @@ func (x *RaftAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftAck.ProtoReflect.Descriptor instead.
 func (*RaftAck) Descriptor() ([]byte, []int) {
-	return file_roompb_raft_proto_rawDescGZIP(), []int{3}
+	return file_roompb_raft_proto_rawDescGZIP(), []int{5}
 }
 
 // Command is the data of one Raft log entry: one object's batch of writes.
@@ -269,7 +400,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_roompb_raft_proto_msgTypes[4]
+	mi := &file_roompb_raft_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -281,7 +412,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_raft_proto_msgTypes[4]
+	mi := &file_roompb_raft_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -294,7 +425,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_roompb_raft_proto_rawDescGZIP(), []int{4}
+	return file_roompb_raft_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Command) GetProposal() uint64 {
@@ -364,7 +495,7 @@ type KVOp struct {
 
 func (x *KVOp) Reset() {
 	*x = KVOp{}
-	mi := &file_roompb_raft_proto_msgTypes[5]
+	mi := &file_roompb_raft_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -376,7 +507,7 @@ func (x *KVOp) String() string {
 func (*KVOp) ProtoMessage() {}
 
 func (x *KVOp) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_raft_proto_msgTypes[5]
+	mi := &file_roompb_raft_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -389,7 +520,7 @@ func (x *KVOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVOp.ProtoReflect.Descriptor instead.
 func (*KVOp) Descriptor() ([]byte, []int) {
-	return file_roompb_raft_proto_rawDescGZIP(), []int{5}
+	return file_roompb_raft_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *KVOp) GetKey() []byte {
@@ -417,19 +548,21 @@ func (x *KVOp) GetDelete() bool {
 // names the shard and carries the Raft MsgSnap (metadata only); every chunk
 // may carry pairs (full store keys, in order); the last has last set.
 type SnapshotChunk struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	FromNode      string                 `protobuf:"bytes,1,opt,name=from_node,json=fromNode,proto3" json:"from_node,omitempty"`
-	Shard         uint32                 `protobuf:"varint,2,opt,name=shard,proto3" json:"shard,omitempty"`
-	Message       []byte                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
-	Pairs         []*KVOp                `protobuf:"bytes,4,rep,name=pairs,proto3" json:"pairs,omitempty"`
-	Last          bool                   `protobuf:"varint,5,opt,name=last,proto3" json:"last,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	FromNode string                 `protobuf:"bytes,1,opt,name=from_node,json=fromNode,proto3" json:"from_node,omitempty"`
+	Shard    uint32                 `protobuf:"varint,2,opt,name=shard,proto3" json:"shard,omitempty"`
+	Message  []byte                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	Pairs    []*KVOp                `protobuf:"bytes,4,rep,name=pairs,proto3" json:"pairs,omitempty"`
+	Last     bool                   `protobuf:"varint,5,opt,name=last,proto3" json:"last,omitempty"`
+	// to_incarnation: as in RaftEnvelope, for the snapshot's message.
+	ToIncarnation string `protobuf:"bytes,6,opt,name=to_incarnation,json=toIncarnation,proto3" json:"to_incarnation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_roompb_raft_proto_msgTypes[6]
+	mi := &file_roompb_raft_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -441,7 +574,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_raft_proto_msgTypes[6]
+	mi := &file_roompb_raft_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -454,7 +587,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_roompb_raft_proto_rawDescGZIP(), []int{6}
+	return file_roompb_raft_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SnapshotChunk) GetFromNode() string {
@@ -492,6 +625,13 @@ func (x *SnapshotChunk) GetLast() bool {
 	return false
 }
 
+func (x *SnapshotChunk) GetToIncarnation() string {
+	if x != nil {
+		return x.ToIncarnation
+	}
+	return ""
+}
+
 type SnapshotAck struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -500,7 +640,7 @@ type SnapshotAck struct {
 
 func (x *SnapshotAck) Reset() {
 	*x = SnapshotAck{}
-	mi := &file_roompb_raft_proto_msgTypes[7]
+	mi := &file_roompb_raft_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -512,7 +652,7 @@ func (x *SnapshotAck) String() string {
 func (*SnapshotAck) ProtoMessage() {}
 
 func (x *SnapshotAck) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_raft_proto_msgTypes[7]
+	mi := &file_roompb_raft_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -525,7 +665,7 @@ func (x *SnapshotAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotAck.ProtoReflect.Descriptor instead.
 func (*SnapshotAck) Descriptor() ([]byte, []int) {
-	return file_roompb_raft_proto_rawDescGZIP(), []int{7}
+	return file_roompb_raft_proto_rawDescGZIP(), []int{9}
 }
 
 var File_roompb_raft_proto protoreflect.FileDescriptor
@@ -540,10 +680,19 @@ const file_roompb_raft_proto_rawDesc = "" +
 	"\aRemoval\x12\x14\n" +
 	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x18\n" +
 	"\areplica\x18\x02 \x01(\x04R\areplica\x12\x12\n" +
-	"\x04term\x18\x03 \x01(\x04R\x04term\">\n" +
+	"\x04term\x18\x03 \x01(\x04R\x04term\"e\n" +
 	"\fRaftEnvelope\x12\x14\n" +
 	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\fR\amessage\"\t\n" +
+	"\amessage\x18\x02 \x01(\fR\amessage\x12%\n" +
+	"\x0eto_incarnation\x18\x03 \x01(\tR\rtoIncarnation\"S\n" +
+	"\vReplicaDesc\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\x12 \n" +
+	"\vincarnation\x18\x03 \x01(\tR\vincarnation\"a\n" +
+	"\n" +
+	"ReplicaSet\x12:\n" +
+	"\breplicas\x18\x01 \x03(\v2\x1e.hellochat.room.v1.ReplicaDescR\breplicas\x12\x17\n" +
+	"\anext_id\x18\x02 \x01(\x04R\x06nextId\"\t\n" +
 	"\aRaftAck\"\xf5\x01\n" +
 	"\aCommand\x12\x1a\n" +
 	"\bproposal\x18\x01 \x01(\x04R\bproposal\x12\x16\n" +
@@ -557,13 +706,14 @@ const file_roompb_raft_proto_rawDesc = "" +
 	"\x04KVOp\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x16\n" +
-	"\x06delete\x18\x03 \x01(\bR\x06delete\"\x9f\x01\n" +
+	"\x06delete\x18\x03 \x01(\bR\x06delete\"\xc6\x01\n" +
 	"\rSnapshotChunk\x12\x1b\n" +
 	"\tfrom_node\x18\x01 \x01(\tR\bfromNode\x12\x14\n" +
 	"\x05shard\x18\x02 \x01(\rR\x05shard\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\fR\amessage\x12-\n" +
 	"\x05pairs\x18\x04 \x03(\v2\x17.hellochat.room.v1.KVOpR\x05pairs\x12\x12\n" +
-	"\x04last\x18\x05 \x01(\bR\x04last\"\r\n" +
+	"\x04last\x18\x05 \x01(\bR\x04last\x12%\n" +
+	"\x0eto_incarnation\x18\x06 \x01(\tR\rtoIncarnation\"\r\n" +
 	"\vSnapshotAck2\xa1\x01\n" +
 	"\vReplication\x12B\n" +
 	"\x04Raft\x12\x1c.hellochat.room.v1.RaftBatch\x1a\x1a.hellochat.room.v1.RaftAck(\x01\x12N\n" +
@@ -581,31 +731,34 @@ func file_roompb_raft_proto_rawDescGZIP() []byte {
 	return file_roompb_raft_proto_rawDescData
 }
 
-var file_roompb_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_roompb_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_roompb_raft_proto_goTypes = []any{
 	(*RaftBatch)(nil),     // 0: hellochat.room.v1.RaftBatch
 	(*Removal)(nil),       // 1: hellochat.room.v1.Removal
 	(*RaftEnvelope)(nil),  // 2: hellochat.room.v1.RaftEnvelope
-	(*RaftAck)(nil),       // 3: hellochat.room.v1.RaftAck
-	(*Command)(nil),       // 4: hellochat.room.v1.Command
-	(*KVOp)(nil),          // 5: hellochat.room.v1.KVOp
-	(*SnapshotChunk)(nil), // 6: hellochat.room.v1.SnapshotChunk
-	(*SnapshotAck)(nil),   // 7: hellochat.room.v1.SnapshotAck
+	(*ReplicaDesc)(nil),   // 3: hellochat.room.v1.ReplicaDesc
+	(*ReplicaSet)(nil),    // 4: hellochat.room.v1.ReplicaSet
+	(*RaftAck)(nil),       // 5: hellochat.room.v1.RaftAck
+	(*Command)(nil),       // 6: hellochat.room.v1.Command
+	(*KVOp)(nil),          // 7: hellochat.room.v1.KVOp
+	(*SnapshotChunk)(nil), // 8: hellochat.room.v1.SnapshotChunk
+	(*SnapshotAck)(nil),   // 9: hellochat.room.v1.SnapshotAck
 }
 var file_roompb_raft_proto_depIdxs = []int32{
 	2, // 0: hellochat.room.v1.RaftBatch.messages:type_name -> hellochat.room.v1.RaftEnvelope
 	1, // 1: hellochat.room.v1.RaftBatch.removals:type_name -> hellochat.room.v1.Removal
-	5, // 2: hellochat.room.v1.Command.ops:type_name -> hellochat.room.v1.KVOp
-	5, // 3: hellochat.room.v1.SnapshotChunk.pairs:type_name -> hellochat.room.v1.KVOp
-	0, // 4: hellochat.room.v1.Replication.Raft:input_type -> hellochat.room.v1.RaftBatch
-	6, // 5: hellochat.room.v1.Replication.Snapshot:input_type -> hellochat.room.v1.SnapshotChunk
-	3, // 6: hellochat.room.v1.Replication.Raft:output_type -> hellochat.room.v1.RaftAck
-	7, // 7: hellochat.room.v1.Replication.Snapshot:output_type -> hellochat.room.v1.SnapshotAck
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	3, // 2: hellochat.room.v1.ReplicaSet.replicas:type_name -> hellochat.room.v1.ReplicaDesc
+	7, // 3: hellochat.room.v1.Command.ops:type_name -> hellochat.room.v1.KVOp
+	7, // 4: hellochat.room.v1.SnapshotChunk.pairs:type_name -> hellochat.room.v1.KVOp
+	0, // 5: hellochat.room.v1.Replication.Raft:input_type -> hellochat.room.v1.RaftBatch
+	8, // 6: hellochat.room.v1.Replication.Snapshot:input_type -> hellochat.room.v1.SnapshotChunk
+	5, // 7: hellochat.room.v1.Replication.Raft:output_type -> hellochat.room.v1.RaftAck
+	9, // 8: hellochat.room.v1.Replication.Snapshot:output_type -> hellochat.room.v1.SnapshotAck
+	7, // [7:9] is the sub-list for method output_type
+	5, // [5:7] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_roompb_raft_proto_init() }
@@ -619,7 +772,7 @@ func file_roompb_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_roompb_raft_proto_rawDesc), len(file_roompb_raft_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
