@@ -38,10 +38,20 @@ SKIP_UNUSABLE ?=
 SCENARIO ?=
 # Time per target of `make fuzz`.
 FUZZTIME ?= 30s
+# `make nemesis`: one run per seed (SEEDS=1,2,3 for several, else SEED), its
+# operations starting within DURATION; OPS='2s kill node2 3s; ...' replays a
+# list a failure printed; NETLAB=1 runs on network namespaces with
+# partitions and one-way cuts too (root); NEMESIS_FLAGS passes other flags.
+SEED ?= 1
+SEEDS ?=
+DURATION ?= 2m
+OPS ?=
+NETLAB ?=
+NEMESIS_FLAGS ?=
 export HTTP_ADDR ADMIN_ADDR ROOMS KILLS PAUSES ADDS REMOVES WIPES
 export CLUSTER_DATA
 
-.PHONY: help build cluster kill-node restart-node add-node remove-node owners failover netlab fuzz bench-go test test-short lint bench \
+.PHONY: help build cluster kill-node restart-node add-node remove-node owners failover netlab nemesis fuzz bench-go test test-short lint bench \
 	proto verify-proto tidy clean clean-data
 
 help: ## list targets (this is the default)
@@ -93,6 +103,10 @@ failover: build ## failover experiment under load: add, kill -9, SIGSTOP, wipe, 
 netlab: build ## (root) the failover experiment on network namespaces, a host per process, with partitions and one-way cuts too (PARTITIONS=5 MUTES=3 DEAFS=3)
 	bash scripts/failover.sh --netlab --data data/netlab --partitions "$(PARTITIONS)" --mutes "$(MUTES)" --deafs "$(DEAFS)" \
 	  $(if $(SKIP_UNUSABLE),--skip-unusable)
+
+nemesis: build ## seeded random faults overlapping adds and removes under load, checked (SEED=1 or SEEDS=1,2,3, DURATION=2m, OPS=..., NETLAB=1)
+	./bin/nemesis --bin bin --data data/nemesis --seeds "$(or $(SEEDS),$(SEED))" --duration "$(DURATION)" \
+	  $(if $(OPS),--ops "$(OPS)") $(if $(NETLAB),--netlab) $(NEMESIS_FLAGS)
 
 fuzz: ## fuzz raft entry decoding, peers' Raft messages, and browser frame parsing (FUZZTIME=30s each)
 	$(GO) test -run '^$$' -fuzz FuzzDecodeCommand -fuzztime $(FUZZTIME) ./shard
