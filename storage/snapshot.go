@@ -21,22 +21,48 @@ import (
 // key order; the receiver writes what arrives into an sstable file and, once
 // Raft accepts the snapshot, ingests that file in place of the shard's data.
 //
-// Installing is one Pebble ingest of two sstables, which Pebble applies as
-// one synced manifest (or WAL) record: all of it or none of it survives a
-// crash. The data file opens with a range deletion of the whole shard, so
-// the old data goes in the same step the new arrives (a range deletion in
-// an ingested file removes only older keys, never the file's own). The
-// second file, written at install time, holds the Raft state: it deletes
-// the log and sets the snapshot metadata, configuration, hard state and
-// applied index. Nothing is ever recorded as installed before the data is
-// in, so a restart never finds an applied index without its data.
+// Installing happens in two steps, each atomic, and the first leaves in
+// the DB all a restart needs to finish the second:
 //
-// Both files are durable (content and directory entry synced) before the
-// ingest may rely on them. Files left in the snapshot dir at open belong to
-// no install and are removed: Raft asks for the snapshot again.
+//  1. One Pebble ingest (one synced edit) of two sstables: the received data
+//     file, which opens with a range deletion of the shard's data (a range
+//     deletion in an ingested file removes only older keys, never the
+//     file's own), and an install marker file holding the snapshot's Raft
+//     metadata and hard state under a key of the shard's own range.
+//  2. One synced batch sets the replica's Raft state to the snapshot's
+//     (log deleted; snapshot metadata, configuration, hard state, applied
+//     index) and deletes the marker.
+//
+// A crash before step 1 leaves the replica as it was; after it, opening the
+// store finds the marker and does step 2. Nothing outside the DB is needed
+// once step 1 is done, and the Raft state never claims data the DB lacks.
+// The Raft state is written in a batch, not a third file, because an
+// ingested file that overlaps the memtable (the replica's hard state and
+// log nearly always are there) forces a flush that stalls every write of
+// the node.
+//
+// Files are durable (content and directory entry synced) before the ingest
+// relies on them. Files left in the snapshot dir at open belong to no
+// install and are removed: Raft asks for the snapshot again.
 
 // snapshotDir is where incoming snapshot files wait, inside the data dir.
 const snapshotDir = "snapshots"
+
+// installMarkerKey is where an install's marker lives: in the shard's own
+// key range, so that it is ingested with the data, under the store's
+// reserved key 0x00 'i' of the empty object name (no op may write a
+// reserved key, and the store writes no other of that object's).
+func installMarkerKey(shard int) []byte {
+	lower, _ := shardRange(shard)
+	return append(lower, 0, 0, 'i')
+}
+
+// shardDataRange bounds the shard's data as snapshots carry it: the whole
+// shard range but its install marker, which sorts first.
+func shardDataRange(shard int) (lower, upper []byte) {
+	_, upper = shardRange(shard)
+	return append(installMarkerKey(shard), 0), upper
+}
 
 // ShardReader reads one shard's data as of one applied index.
 type ShardReader struct {
@@ -67,7 +93,7 @@ func (r *ShardReader) Applied() uint64 { return r.applied }
 // Scan calls fn with every key of the shard (full store keys) in order;
 // key and value are valid only during the call.
 func (r *ShardReader) Scan(fn func(key, value []byte) error) error {
-	lower, upper := shardRange(r.shard)
+	lower, upper := shardDataRange(r.shard)
 	it, err := r.snap.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return fmt.Errorf("storage: read shard %d: %w", r.shard, err)
@@ -105,7 +131,7 @@ func (s *Store) NewSnapshotFile(shard int) (*SnapshotFile, error) {
 	// The old data of the replica goes in the ingest that brings the new:
 	// deleting it in a batch first would leave a window (and a crash
 	// point) in which the shard has neither.
-	lower, upper := shardRange(shard)
+	lower, upper := shardDataRange(shard)
 	if err := w.DeleteRange(lower, upper); err != nil {
 		f.Abort()
 		return nil, fmt.Errorf("storage: snapshot file of shard %d: %w", shard, err)
@@ -135,7 +161,7 @@ func (s *Store) newSnapshotSST(prefix string) (*sstable.Writer, string, error) {
 
 // Add appends one pair; keys must belong to the shard and come in order.
 func (f *SnapshotFile) Add(key, value []byte) error {
-	lower, upper := shardRange(f.shard)
+	lower, upper := shardDataRange(f.shard)
 	if bytes.Compare(key, lower) < 0 || bytes.Compare(key, upper) >= 0 {
 		return fmt.Errorf("storage: snapshot key %x outside shard %d", key, f.shard)
 	}
@@ -180,7 +206,7 @@ func (s *Store) RemoveSnapshotFile(path string) {
 // snapshot whose data is in file (see SnapshotFile; "" for an empty shard).
 // hs is written in the same step: its commit index is the snapshot's. When
 // it returns nil the install is durable; when the node crashes before, the
-// replica is as it was.
+// replica is as it was or, once reopened, installed.
 func (s *Store) InstallSnapshot(shard int, meta *raftpb.SnapshotMetadata, hs *raftpb.HardState, file string) error {
 	if file == "" {
 		f, err := s.NewSnapshotFile(shard)
@@ -194,20 +220,27 @@ func (s *Store) InstallSnapshot(shard int, meta *raftpb.SnapshotMetadata, hs *ra
 		// Its range deletion would clear another shard.
 		return fmt.Errorf("storage: install snapshot of shard %d from %s, a file of another shard", shard, file)
 	}
-	raftFile, err := s.writeRaftFile(shard, meta, hs)
+	marker, err := encodeInstall(meta, hs)
 	if err != nil {
 		return fmt.Errorf("storage: install snapshot of shard %d: %w", shard, err)
+	}
+	markerFile, err := s.writeMarkerFile(shard, marker)
+	if err != nil {
+		return fmt.Errorf("storage: install snapshot of shard %d: marker file: %w", shard, err)
 	}
 	if s.crashed() {
 		return errCrashed
 	}
 	// Pebble links both files in, records them in one synced edit, then
 	// removes the originals.
-	if err := durable(func() error { return s.db.Ingest([]string{file, raftFile}) }); err != nil {
-		s.opts.FS.Remove(raftFile)
+	if err := durable(func() error { return s.db.Ingest([]string{file, markerFile}) }); err != nil {
+		s.opts.FS.Remove(markerFile)
 		return fmt.Errorf("storage: install snapshot of shard %d: ingest: %w", shard, err)
 	}
-	return nil
+	if s.crashed() {
+		return errCrashed
+	}
+	return s.finishInstall(shard, meta, hs)
 }
 
 // errCrashed is what an install a test stopped returns.
@@ -215,53 +248,93 @@ var errCrashed = errors.New("storage: install stopped by a test crash point")
 
 func (s *Store) crashed() bool { return s.crashHere != nil && s.crashHere() }
 
-// writeRaftFile writes the sstable that sets a shard replica's Raft state
-// to a snapshot's: its log goes, its snapshot metadata, configuration, hard
-// state (when hs is not nil) and applied index are the snapshot's. Keys are
-// added in order: applied, configuration, hard state, snapshot.
-func (s *Store) writeRaftFile(shard int, meta *raftpb.SnapshotMetadata, hs *raftpb.HardState) (string, error) {
-	w, path, err := s.newSnapshotSST(fmt.Sprintf("raft%d-", shard))
+// writeMarkerFile writes the sstable holding a shard's install marker.
+func (s *Store) writeMarkerFile(shard int, marker []byte) (string, error) {
+	w, path, err := s.newSnapshotSST(fmt.Sprintf("marker%d-", shard))
 	if err != nil {
 		return "", err
 	}
-	set := func(kind byte, m proto.Message) error {
-		v, err := proto.Marshal(m)
-		if err != nil {
-			return err
-		}
-		return w.Set(raftKey(shard, kind), v)
-	}
-	err = w.DeleteRange(logKey(shard, 0), raftKey(shard, raftLog+1))
-	if err == nil {
-		err = w.Set(raftKey(shard, raftApplied), binary.BigEndian.AppendUint64(nil, meta.GetIndex()))
+	err = w.Set(installMarkerKey(shard), marker)
+	if cerr := w.Close(); err == nil {
+		err = cerr // closing syncs the content
 	}
 	if err == nil {
-		conf := meta.GetConfState()
-		if conf == nil {
-			conf = &raftpb.ConfState{}
-		}
-		err = set(raftConf, conf)
-	}
-	if err == nil && hs != nil {
-		err = set(raftHard, hs)
-	}
-	if err == nil {
-		err = set(raftSnap, meta)
+		err = syncDir(s.opts.FS, s.snapshotDir())
 	}
 	if err != nil {
-		w.Close()
-		s.opts.FS.Remove(path)
-		return "", err
-	}
-	if err := w.Close(); err != nil {
-		s.opts.FS.Remove(path)
-		return "", err
-	}
-	if err := syncDir(s.opts.FS, s.snapshotDir()); err != nil {
 		s.opts.FS.Remove(path)
 		return "", err
 	}
 	return path, nil
+}
+
+// finishInstall is step 2: the replica's Raft state becomes the
+// snapshot's, and the marker goes, in one synced batch.
+func (s *Store) finishInstall(shard int, meta *raftpb.SnapshotMetadata, hs *raftpb.HardState) error {
+	b := s.NewBatch()
+	err := b.b.DeleteRange(logKey(shard, 0), raftKey(shard, raftLog+1), nil)
+	if err == nil {
+		err = b.setProto(raftKey(shard, raftSnap), meta)
+	}
+	if err == nil {
+		err = b.SetConfState(shard, meta.GetConfState())
+	}
+	if err == nil && hs != nil {
+		err = b.SetHardState(shard, hs)
+	}
+	if err == nil {
+		err = b.SetApplied(shard, meta.GetIndex())
+	}
+	if err == nil {
+		err = b.b.Delete(installMarkerKey(shard), nil)
+	}
+	if err != nil {
+		b.b.Close()
+		return fmt.Errorf("storage: install snapshot of shard %d: raft state: %w", shard, err)
+	}
+	if err := b.Commit(true); err != nil {
+		return fmt.Errorf("storage: install snapshot of shard %d: %w", shard, err)
+	}
+	return nil
+}
+
+// encodeInstall and decodeInstall are the marker's value: the metadata's
+// length (uvarint), the metadata, then the hard state (absent: none).
+func encodeInstall(meta *raftpb.SnapshotMetadata, hs *raftpb.HardState) ([]byte, error) {
+	m, err := proto.Marshal(meta)
+	if err != nil {
+		return nil, err
+	}
+	v := binary.AppendUvarint(nil, uint64(len(m)))
+	v = append(v, m...)
+	if hs != nil {
+		h, err := proto.Marshal(hs)
+		if err != nil {
+			return nil, err
+		}
+		v = append(v, h...)
+	}
+	return v, nil
+}
+
+func decodeInstall(v []byte) (*raftpb.SnapshotMetadata, *raftpb.HardState, error) {
+	n, w := binary.Uvarint(v)
+	if w <= 0 || n > uint64(len(v)-w) {
+		return nil, nil, fmt.Errorf("install marker of %d bytes is cut short", len(v))
+	}
+	meta := &raftpb.SnapshotMetadata{}
+	if err := proto.Unmarshal(v[w:w+int(n)], meta); err != nil {
+		return nil, nil, fmt.Errorf("install marker metadata: %w", err)
+	}
+	rest := v[w+int(n):]
+	if len(rest) == 0 {
+		return meta, nil, nil
+	}
+	hs := &raftpb.HardState{}
+	if err := proto.Unmarshal(rest, hs); err != nil {
+		return nil, nil, fmt.Errorf("install marker hard state: %w", err)
+	}
+	return meta, hs, nil
 }
 
 func (s *Store) emptyRange(lower, upper []byte) (bool, error) {
@@ -277,7 +350,7 @@ func (s *Store) emptyRange(lower, upper []byte) (bool, error) {
 }
 
 // finishLegacyInstall completes an install begun by an older version of
-// the store, which first committed the Raft state with an install marker
+// the store (its marker was a Raft key naming the file), which first committed the Raft state with an install marker
 // (and the shard's data deleted), then ingested the file, then deleted the
 // marker. A missing file is taken as ingested only when the shard holds
 // data: nothing but that ingest writes there while the marker exists.
@@ -288,7 +361,7 @@ func (s *Store) finishLegacyInstall(shard int, file string) error {
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("storage: snapshot of shard %d: %w", shard, err)
-	} else if empty, err := s.emptyRange(shardRange(shard)); err != nil {
+	} else if empty, err := s.emptyRange(shardDataRange(shard)); err != nil {
 		return fmt.Errorf("storage: snapshot of shard %d: %w", shard, err)
 	} else if empty {
 		return fmt.Errorf("storage: shard %d records a snapshot install whose file %s is gone and whose data "+
@@ -301,11 +374,23 @@ func (s *Store) finishLegacyInstall(shard int, file string) error {
 	return nil
 }
 
-// recoverInstalls completes snapshot installs an older version's crash
-// interrupted and removes snapshot files no install refers to.
+// recoverInstalls completes snapshot installs a crash interrupted and
+// removes snapshot files no install refers to.
 func (s *Store) recoverInstalls(shards int) error {
 	keep := map[string]bool{}
 	for shard := 0; shard < shards; shard++ {
+		if v, closer, err := s.db.Get(installMarkerKey(shard)); err == nil {
+			meta, hs, derr := decodeInstall(v)
+			closer.Close()
+			if derr != nil {
+				return fmt.Errorf("storage: shard %d: %w", shard, derr)
+			}
+			if err := s.finishInstall(shard, meta, hs); err != nil {
+				return err
+			}
+		} else if !errors.Is(err, pebble.ErrNotFound) {
+			return fmt.Errorf("storage: shard %d install marker: %w", shard, err)
+		}
 		v, closer, err := s.db.Get(raftKey(shard, raftInstall))
 		if errors.Is(err, pebble.ErrNotFound) {
 			continue

@@ -20,6 +20,7 @@ import (
 // Key layout of the node's one Pebble DB:
 //
 //	o <shard:2> <object> 0x00 <key>   an object's own keys (room names hold no 0x00)
+//	o <shard:2> 0x00 0x00 'i'         a snapshot install's marker (snapshot.go)
 //	s <name>                          node-level state (known members)
 //
 // The shard comes first so that one shard's data is one contiguous range:
