@@ -112,13 +112,12 @@ func (r *ShardReader) Close() error { return r.snap.Close() }
 
 // SnapshotFile is an incoming shard snapshot being written to disk.
 type SnapshotFile struct {
-	fs      vfs.FS
-	dir     string
-	shard   int
-	path    string
-	w       *sstable.Writer
-	last    []byte
-	entries int
+	fs    vfs.FS
+	dir   string
+	shard int
+	path  string
+	w     *sstable.Writer
+	last  []byte
 }
 
 // NewSnapshotFile starts a file for an incoming snapshot of shard.
@@ -169,7 +168,6 @@ func (f *SnapshotFile) Add(key, value []byte) error {
 		return fmt.Errorf("storage: snapshot key %x out of order", key)
 	}
 	f.last = append(f.last[:0], key...)
-	f.entries++
 	return f.w.Set(key, value)
 }
 
