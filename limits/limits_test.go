@@ -34,3 +34,29 @@ func TestName(t *testing.T) {
 		}
 	}
 }
+
+func TestClientID(t *testing.T) {
+	for _, id := range []string{"1", "~router-1", "id with spaces", "ünï"} {
+		if err := ClientID(id); err != nil {
+			t.Errorf("ClientID(%q) = %v, want nil", id, err)
+		}
+	}
+	long := string(make([]byte, MaxClientIDBytes+1))
+	for _, id := range []string{"", "a\x00b", "a\nb", "\x7f", "a\xffb", long} {
+		var le *Error
+		if err := ClientID(id); !errors.As(err, &le) || le.Code != CodeBadID {
+			t.Errorf("ClientID(%q) = %v, want %s", id, err, CodeBadID)
+		}
+	}
+}
+
+func TestRouterID(t *testing.T) {
+	if err := RouterID("router1.0123456789ab"); err != nil {
+		t.Errorf("a router's own id refused: %v", err)
+	}
+	for _, id := range []string{"", "r\x00", "r\tx", string(make([]byte, MaxRouterIDBytes+1))} {
+		if RouterID(id) == nil {
+			t.Errorf("RouterID(%q) accepted", id)
+		}
+	}
+}

@@ -87,6 +87,9 @@ type room struct {
 	pending  []*pendingSend
 	queued   map[string]*pendingSend // dedupe key -> inflight or pending send
 	stopping bool                    // lost leadership: finish up and exit
+	// now is the room's clock in Unix milliseconds; tests set their own to
+	// see timestamps they chose.
+	now func() int64
 }
 
 // ShutdownCommitWait bounds how long a stopping room waits for its batch in
@@ -105,6 +108,7 @@ func newRoom(n *Node, name string) *room {
 		streams:  map[*stream]struct{}{},
 		sessions: map[sessionKey]*session{},
 		queued:   map[string]*pendingSend{},
+		now:      func() int64 { return time.Now().UnixMilli() },
 	}
 }
 
@@ -370,12 +374,20 @@ func (r *room) send(st *stream, s *pb.Send) {
 	key := sessionKey{st, s.Session}
 	// A router resends unacknowledged messages after a failover even when
 	// their sender has gone meanwhile; Send carries the name so they are
-	// still stored.
-	name := s.Name
-	if sess := r.sessions[key]; sess != nil && name == "" {
+	// still stored. That name is the router's word alone, so it is held
+	// to the rules a join's is: unchecked, it could be "system", hold NULs
+	// (and so collide in the dedupe index) or be megabytes long.
+	var name string
+	switch sess := r.sessions[key]; {
+	case s.Name != "":
+		var err error
+		if name, err = limits.Name(s.Name); err != nil {
+			r.sendTo(st, r.rejectEvent(s.Session, s.ClientId, limits.CodeBadName, err.Error()))
+			return
+		}
+	case sess != nil:
 		name = sess.name
-	}
-	if name == "" {
+	default:
 		r.sendTo(st, r.rejectEvent(s.Session, s.ClientId, limits.CodeBadName, "sender has no name"))
 		return
 	}
@@ -437,7 +449,7 @@ func (r *room) send(st *stream, s *pb.Send) {
 func (r *room) propose() {
 	batch := r.pending
 	r.pending = nil
-	now := time.Now().UnixMilli()
+	now := r.now()
 	if now < r.lastTS {
 		now = r.lastTS // G7: timestamps never go backwards in a room
 	}

@@ -42,6 +42,9 @@ func (s *service) Attach(srv pb.Rooms_AttachServer) error {
 	if err != nil || name != open.Room {
 		return status.Errorf(codes.InvalidArgument, "bad room name %q", open.Room)
 	}
+	if err := limits.RouterID(open.RouterId); err != nil {
+		return status.Errorf(codes.InvalidArgument, "open %q: %v", name, err)
+	}
 	if redirect := n.redirectFor(name); redirect != nil {
 		return srv.Send(&pb.AttachEvent{Kind: &pb.AttachEvent_Redirect{Redirect: redirect}})
 	}
