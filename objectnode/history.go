@@ -3,6 +3,7 @@ package objectnode
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"slices"
 
 	"google.golang.org/protobuf/proto"
@@ -81,9 +82,12 @@ func readPage(store *storage.Store, room string, req *pb.PageRequest) (*pb.Page,
 	}
 	end := []byte{msgKeyPrefix + 1}
 	var err error
-	if req.Forward {
+	switch {
+	case req.Forward && req.After == math.MaxUint64:
+		// Nothing can follow; After+1 would wrap to the first message.
+	case req.Forward:
 		err = store.Scan(room, msgKey(req.After+1), end, false, take)
-	} else {
+	default:
 		if req.Before > 0 {
 			end = msgKey(req.Before)
 		}
