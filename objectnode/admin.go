@@ -7,11 +7,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 )
 
 // The admin listener's HTTP bounds: it serves probes, scrapes and
@@ -38,6 +41,53 @@ func (n *Node) readiness() error {
 		return errors.New("decommissioning: moving its replicas away")
 	}
 	return nil
+}
+
+// decommissionAllowed says whether this node may leave the ring now, as
+// gRPC FailedPrecondition when it may not: the ring must keep at least the
+// replication factor in nodes, or every shard runs on fewer replicas and
+// one more failure stops those whose quorum it breaks. Nodes already
+// leaving or left count as gone (they are out of the ring, whether or not
+// they still run); a node down but not leaving still counts, since it
+// keeps its place and its replicas. The check runs on the node itself, so
+// no caller (script, CLI, failover tool) can skip it; force overrides it,
+// loudly. A node already leaving is asked again harmlessly.
+func (n *Node) decommissionAllowed(force bool) error {
+	if n.leaving() {
+		return nil
+	}
+	var stay, gone []string
+	for _, m := range n.members.Placement().Nodes() {
+		switch {
+		case m.ID == n.cfg.ID:
+		case m.Leaving:
+			gone = append(gone, m.ID)
+		default:
+			stay = append(stay, m.ID)
+		}
+	}
+	if len(stay) >= n.cfg.Replicas {
+		return nil
+	}
+	why := fmt.Sprintf("decommissioning %s would leave %d node(s) in the ring (%s) for a replication factor of %d",
+		n.cfg.ID, len(stay), listOrNone(stay), n.cfg.Replicas)
+	if len(gone) > 0 {
+		why += fmt.Sprintf("; leaving or left, counted as gone: %s", strings.Join(gone, ", "))
+	}
+	if force {
+		n.log.Warn("FORCED decommission below the replication factor: shards will run on fewer replicas, and one more failure can stop them",
+			"why", why)
+		return nil
+	}
+	return status.Errorf(codes.FailedPrecondition,
+		"refused: %s; one more failure would then stop shards. Add a node first, or force it (objectnode decommission --force)", why)
+}
+
+func listOrNone(ids []string) string {
+	if len(ids) == 0 {
+		return "none"
+	}
+	return strings.Join(ids, ", ")
 }
 
 // serveAdmin serves the operator's endpoints on lis: /livez (the process

@@ -144,12 +144,15 @@ func (s *service) readRequests(ctx context.Context, srv pb.Rooms_AttachServer, r
 }
 
 // Decommission starts moving every replica off this node.
-func (s *service) Decommission(ctx context.Context, _ *pb.DecommissionRequest) (*pb.StatusResponse, error) {
+func (s *service) Decommission(ctx context.Context, req *pb.DecommissionRequest) (*pb.StatusResponse, error) {
 	if _, err := s.node.cfg.Security.Authorize(ctx, security.RoleAdmin); err != nil {
 		return nil, err
 	}
 	if s.node.host.Load() == nil {
 		return nil, status.Error(codes.Unavailable, "replication has not started yet; try again once the node has joined its cluster")
+	}
+	if err := s.node.decommissionAllowed(req.GetForce()); err != nil {
+		return nil, err
 	}
 	s.node.Decommission()
 	return s.Status(ctx, &pb.StatusRequest{})

@@ -65,6 +65,7 @@ func main() {
 func decommission(args []string) int {
 	fs := flag.NewFlagSet("objectnode decommission", flag.ExitOnError)
 	sec := flagenv.SecurityFlags(fs)
+	force := fs.Bool("force", false, "leave even if the ring keeps fewer nodes than the replication factor (the node refuses otherwise): shards then run on fewer replicas, and one more failure can stop them")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: objectnode decommission [flags] HOST:PORT   (the node's --grpc-addr)")
 		fs.PrintDefaults()
@@ -87,10 +88,13 @@ func decommission(args []string) int {
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := pb.NewRoomsClient(conn).Decommission(ctx, &pb.DecommissionRequest{})
+	st, err := pb.NewRoomsClient(conn).Decommission(ctx, &pb.DecommissionRequest{Force: *force})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "decommission %s: %v\n", addr, err)
 		return 1
+	}
+	if *force {
+		fmt.Fprintln(os.Stderr, "WARNING: forced: the node leaves even if the ring keeps fewer nodes than the replication factor")
 	}
 	fmt.Printf("%s is leaving: it holds %d shard replicas, which move to other nodes; it stops once it holds none\n",
 		st.NodeId, st.Replicas)

@@ -1458,7 +1458,11 @@ func (x *StatusResponse) GetReplicas() uint32 {
 }
 
 type DecommissionRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// force decommissions even when the ring would keep fewer nodes than the
+	// replication factor (nodes leaving or left count as gone): every shard
+	// then runs on fewer replicas, and one more failure can stop it.
+	Force         bool `protobuf:"varint,1,opt,name=force,proto3" json:"force,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1491,6 +1495,13 @@ func (x *DecommissionRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use DecommissionRequest.ProtoReflect.Descriptor instead.
 func (*DecommissionRequest) Descriptor() ([]byte, []int) {
 	return file_roompb_room_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *DecommissionRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
 }
 
 // ShardStatus is a group as its leader sees it. Replicas are named by node
@@ -1816,8 +1827,9 @@ const file_roompb_room_proto_rawDesc = "" +
 	"\aleading\x18\x05 \x03(\rR\aleading\x126\n" +
 	"\x06shards\x18\x06 \x03(\v2\x1e.hellochat.room.v1.ShardStatusR\x06shards\x12\x18\n" +
 	"\aleaving\x18\a \x01(\bR\aleaving\x12\x1a\n" +
-	"\breplicas\x18\b \x01(\rR\breplicas\"\x15\n" +
-	"\x13DecommissionRequest\"\x85\x01\n" +
+	"\breplicas\x18\b \x01(\rR\breplicas\"+\n" +
+	"\x13DecommissionRequest\x12\x14\n" +
+	"\x05force\x18\x01 \x01(\bR\x05force\"\x85\x01\n" +
 	"\vShardStatus\x12\x14\n" +
 	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x16\n" +
 	"\x06voters\x18\x02 \x03(\tR\x06voters\x12\x1a\n" +
