@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	pb "hellochat/proto/roompb"
 	"hellochat/storage"
 )
@@ -31,7 +33,9 @@ func BenchmarkRoomAppend(b *testing.B) {
 	}
 	defer store.Close()
 	n := &Node{cfg: Config{ID: "bench", RoomIdle: time.Hour}, log: quiet, store: store,
-		committer: syncedCommitter{store}, stopping: make(chan struct{}), rooms: map[string]*room{}}
+		committer: syncedCommitter{store}, stopping: make(chan struct{}), rooms: map[string]*room{},
+		reg: prometheus.NewRegistry()}
+	n.registerMetrics() // the room counts what it receives and commits
 	r := newRoom(n, "bench-room")
 	go r.run()
 	defer close(n.stopping)
