@@ -76,8 +76,8 @@ restart-node: ## start object node N again after kill-node; on a wiped data dir 
 add-node: ## add object node N to the running cluster and wait until replicas have moved to it (N=4)
 	bash scripts/add-node.sh "$(N)"
 
-remove-node: ## decommission object node N: move its replicas away, wait until it exits (N=2)
-	bash scripts/remove-node.sh "$(N)"
+remove-node: ## decommission node N: replicas move away, it exits (N=2); refused below 3 nodes unless FORCE=1
+	FORCE="$(FORCE)" bash scripts/remove-node.sh "$(N)"
 
 owners: ## show members, each shard's replicas and moves, active rooms (ROOMS=a,b: who owns those)
 	bash scripts/owners.sh

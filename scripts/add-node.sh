@@ -23,7 +23,7 @@ grpc="$(node_grpc "$name")"
 if pid="$(pid_of "$name")"; then
   die "$name is already running (pid $pid): it is in the cluster already (\`make owners\` shows it)"
 fi
-rm -f "$PID_DIR/$name.pid"
+forget_stale_pid "$name"
 if has_data "$name"; then
   die "$name already has data in $DATA/$name: it was in this cluster before. \`make restart-node N=$n\` starts it on that data; to add it as a brand-new node instead, remove $DATA/$name first"
 fi

@@ -99,7 +99,7 @@ stop_all() {
   for name in "${ALL_PROCS[@]}"; do
     if pid="$(pid_of "$name")"; then
       stop[$name]="$pid"
-    elif [[ -n "${PIDS[$name]:-}" ]] && is_running "$name" "${PIDS[$name]}"; then
+    elif [[ -n "${PIDS[$name]:-}" ]] && started_alive "$name" "${PIDS[$name]}"; then
       stop[$name]="${PIDS[$name]}"
     else
       continue
@@ -112,7 +112,7 @@ stop_all() {
     for ((i = 0; ; i++)); do
       left=()
       for name in "${names[@]}"; do
-        if is_running "$name" "${stop[$name]}"; then left+=("$name"); fi
+        if ! pid_gone "${stop[$name]}"; then left+=("$name"); fi
       done
       ((${#left[@]})) || break
       if ((i >= STOP_TIMEOUT * 5)); then
@@ -125,9 +125,7 @@ stop_all() {
     done
   fi
   for name in "${ALL_PROCS[@]}"; do
-    if [[ -f "$PID_DIR/$name.pid" ]] && ! pid_of "$name" >/dev/null; then
-      rm -f "$PID_DIR/$name.pid"
-    fi
+    forget_pid "$name" || warn "$name: kept $PID_DIR/$name.pid: pid $KEPT_PID still runs"
   done
   stop_followers
   if ((${#names[@]})); then say "stopped ${names[*]}"; fi
@@ -159,7 +157,8 @@ for name in "${ALL_PROCS[@]}"; do
   if pid="$(pid_of "$name")"; then
     die "$name is already running (pid $pid, $PID_DIR/$name.pid) — is another cluster running? stop it first (Ctrl-C in its terminal, or kill $pid)"
   fi
-  rm -f "$PID_DIR/$name.pid" "$(removed_marker "$name")" # stale: its process is gone
+  forget_stale_pid "$name"
+  rm -f "$(removed_marker "$name")"
 done
 check_ports "${START_PROCS[@]}" || die "not starting anything: a port is in use (see above)"
 
@@ -201,7 +200,7 @@ ready=""
 healthy_since=""
 while :; do
   for name in "${START_PROCS[@]}"; do
-    is_running "$name" "${PIDS[$name]}" || fail_startup "$name"
+    started_alive "$name" "${PIDS[$name]}" || fail_startup "$name"
   done
   if health="$(HTTP_TIMEOUT=1 http_get "$ADMIN_ADDR" /healthz 2>/dev/null)"; then
     # Healthy means every shard has a leader; give gossip up to 3s more to

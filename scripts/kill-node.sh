@@ -13,7 +13,7 @@ pidfile="$PID_DIR/$name.pid"
 
 if ! pid="$(pid_of "$name")"; then
   if [[ -f "$pidfile" ]]; then
-    rm -f "$pidfile"
+    forget_stale_pid "$name"
     die "$name is not running (its pid file $pidfile was stale; removed it)"
   fi
   if has_data "$name"; then
@@ -25,10 +25,9 @@ fi
 
 kill -KILL "$pid"
 for ((i = 0; i < 50; i++)); do
-  is_running "$name" "$pid" || break
+  ! pid_gone "$pid" || break
   sleep 0.1
 done
-is_running "$name" "$pid" && die "sent SIGKILL to $name (pid $pid) but it is still running"
-rm -f "$pidfile"
+forget_pid "$name" "$pid" || die "sent SIGKILL to $name (pid $pid) but it is still running (kept $pidfile)"
 say "killed $name (pid $pid) with SIGKILL; the others notice within a few seconds (watch \`make owners\`)"
 say "start it again with: make restart-node N=$n  (after \`rm -rf $DATA/$name\` it comes back as a new replica, like a replaced disk)"

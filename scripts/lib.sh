@@ -23,6 +23,11 @@ HTTP_ADDR="${HTTP_ADDR:-127.0.0.1:8080}"
 # loopback, apart from the public HTTP_ADDR.
 ADMIN_ADDR="${ADMIN_ADDR:-127.0.0.1:8081}"
 PARTITIONS=64 # cluster.Partitions
+# REPLICATION_FACTOR is how many replicas each shard has: objectnode's
+# --replicas default, which proc_cmd keeps. remove-node.sh refuses to leave
+# fewer nodes than this in the ring (the node's decommission endpoint
+# refuses too).
+REPLICATION_FACTOR=3
 
 # NODES lists every object node the local cluster can run: node1..node9,
 # node N on gRPC 127.0.0.1:910N, gossip 127.0.0.1:710N and its admin
@@ -160,6 +165,58 @@ is_running() {
   [[ " ${args[*]} " == *" --id $name "* ]]
 }
 
+# proc_start_ticks PID prints when PID started (field 22 of
+# /proc/PID/stat, clock ticks since boot): with the pid, it names one
+# process for good, whatever the process execs and whatever later reuses
+# the pid. Fails if PID is gone or there is no /proc.
+proc_start_ticks() {
+  local stat
+  local -a f
+  { stat="$(<"/proc/$1/stat")"; } 2>/dev/null || return 1
+  read -ra f <<<"${stat##*) }" # fields 3.. (comm, field 2, may hold spaces)
+  [[ "${f[19]:-}" =~ ^[0-9]+$ ]] || return 1
+  echo "${f[19]}"
+}
+
+# pid_gone PID: true once PID no longer runs (kill -0 fails, or it exited
+# and waits to be reaped). The only test under which a pid file goes.
+pid_gone() {
+  local stat
+  [[ "$1" =~ ^[0-9]+$ ]] || return 0
+  kill -0 "$1" 2>/dev/null || return 0
+  { stat="$(<"/proc/$1/stat")"; } 2>/dev/null || return 1
+  stat="${stat##*) }"
+  [[ "${stat%% *}" == Z ]]
+}
+
+# forget_pid NAME [PID] removes NAME's pid file if the process it names is
+# gone (and, with PID, only if it still names PID: a newer start may have
+# replaced it). A pid file whose process still runs stays, even if that
+# process does not look like NAME (it may be between fork and exec, or a
+# reused pid): dropping a live node's pid file would hide it from
+# kill-node, remove-node and cluster.sh's Ctrl-C. Returns 1 if it kept a
+# pid file, and sets KEPT_PID.
+forget_pid() {
+  local f="$PID_DIR/$1.pid" pid
+  KEPT_PID=""
+  [[ -f "$f" ]] || return 0
+  { pid="$(<"$f")"; } 2>/dev/null || return 0
+  [[ -z "${2:-}" || "$pid" == "$2" ]] || return 0
+  if [[ "$pid" =~ ^[0-9]+$ ]] && ! pid_gone "$pid"; then
+    KEPT_PID="$pid"
+    return 1
+  fi
+  rm -f "$f"
+}
+
+# forget_stale_pid NAME: forget_pid for a script about to start or act on
+# NAME, which pid_of says is not running; dies if the pid file names a
+# live process after all.
+forget_stale_pid() {
+  forget_pid "$1" ||
+    die "$PID_DIR/$1.pid names pid $KEPT_PID, which runs but is not (yet) $1: if $1 is starting, wait a few seconds and try again; if that pid is another program, remove the pid file"
+}
+
 # pid_of NAME prints the pid of running process NAME from its pid file.
 pid_of() {
   local f="$PID_DIR/$1.pid" pid
@@ -186,8 +243,28 @@ start_proc() {
     "${CMD[@]}" </dev/null >>"$log" 2>&1 &
   fi
   STARTED_PID=$!
+  # Until the child has exec'd the binary, its command line is this
+  # script's, and is_running does not recognize it; the start time names
+  # it from the fork on (started_alive). Already reaped: it is gone.
+  STARTED_AT[$STARTED_PID]="$(proc_start_ticks "$STARTED_PID")" || STARTED_AT[$STARTED_PID]=gone
   echo "$STARTED_PID" >"$PID_DIR/$name.pid.tmp"
   mv -f "$PID_DIR/$name.pid.tmp" "$PID_DIR/$name.pid"
+}
+
+# STARTED_AT maps each pid start_proc started to its start time.
+declare -A STARTED_AT=()
+
+# started_alive NAME PID: true while PID runs. For a process this script
+# started it trusts the pid and start time only, so a start slower than
+# the first checks is never taken for an exit; for any other it is
+# is_running.
+started_alive() {
+  local want="${STARTED_AT[$2]:-}" now
+  [[ -n "$want" ]] || { is_running "$1" "$2"; return; }
+  [[ "$want" != gone ]] || return 1
+  ! pid_gone "$2" || return 1
+  now="$(proc_start_ticks "$2")" || return 1
+  [[ "$now" == "$want" ]]
 }
 
 # file_size FILE prints its size in bytes (0 if absent).
@@ -342,34 +419,26 @@ since() {
   printf '%d.%ds' $((d / 1000)) $((d % 1000 / 100))
 }
 
-# stop_started NAME PID stops a node this script started (SIGTERM, then
-# SIGKILL after 10s) and removes its pid file.
-stop_started() {
-  local i
-  kill -TERM "$2" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do is_running "$1" "$2" || break; sleep 0.2; done
-  kill -KILL "$2" 2>/dev/null || true
-  rm -f "$PID_DIR/$1.pid"
-}
-
-# wait_grpc NAME PID OFFSET TIMEOUT waits until NAME (pid PID) accepts gRPC
-# connections. If it exits first, or TIMEOUT seconds pass, it prints NAME's
-# last log lines (after byte OFFSET), stops it and exits 1.
+# wait_grpc NAME PID OFFSET TIMEOUT waits until NAME (pid PID, started by
+# this script) accepts gRPC connections. If it exits first it prints
+# NAME's last log lines (after byte OFFSET) and exits 1. If TIMEOUT
+# seconds pass it exits 1 too, but leaves NAME running and its pid file in
+# place: a node slow to start under load is still starting, and one that
+# hangs is for the operator to look at (make kill-node stops it).
 wait_grpc() {
   local name="$1" pid="$2" offset="$3" timeout="$4" grpc deadline
   grpc="$(node_grpc "$name")"
   deadline=$((SECONDS + timeout))
   until tcp_open "$grpc"; do
-    if ! is_running "$name" "$pid"; then
-      rm -f "$PID_DIR/$name.pid"
-      warn "error: $name exited during startup; last lines of $LOG_DIR/$name.log:"
+    if ! started_alive "$name" "$pid"; then
+      forget_pid "$name" "$pid" || true
+      warn "error: $name (pid $pid) exited during startup; last lines of $LOG_DIR/$name.log:"
       log_since "$name" "$offset" 20 >&2
       exit 1
     fi
     if ((SECONDS >= deadline)); then
-      warn "error: $name (pid $pid) did not accept gRPC connections on $grpc within ${timeout}s; stopping it. Last lines of $LOG_DIR/$name.log:"
+      warn "error: $name (pid $pid) did not accept gRPC connections on $grpc within ${timeout}s; it keeps running (pid file $PID_DIR/$name.pid): watch its log, or stop it with \`make kill-node N=${name#node}\`. Last lines of $LOG_DIR/$name.log:"
       log_since "$name" "$offset" 20 >&2
-      stop_started "$name" "$pid"
       exit 1
     fi
     sleep 0.2
@@ -390,7 +459,7 @@ wait_join_line() {
       [[ ! "$line" =~ moves=\"([^\"]*)\" ]] || JOIN_MOVES="${BASH_REMATCH[1]}"
       return 0
     fi
-    is_running "$name" "$pid" || return 1
+    started_alive "$name" "$pid" || return 1
     ((SECONDS < deadline)) || return 1
     sleep 0.2
   done
@@ -418,6 +487,26 @@ poll_cluster() {
   return 0
 }
 
+# ring_view NAME reads the router's member table and sets RING_STAY (object
+# nodes other than NAME that keep their place in the ring: alive or DOWN,
+# not leaving) and RING_GONE (nodes leaving or left, which hold no place
+# any more, whether or not they still run), each space-separated. Returns
+# 1 if the router did not answer.
+ring_view() {
+  local body id role state
+  RING_STAY="" RING_GONE=""
+  body="$(HTTP_TIMEOUT=5 http_get "$ADMIN_ADDR" "/api/cluster?format=text" 2>/dev/null)" || return 1
+  [[ "$body" == MEMBER* ]] || return 1
+  while read -r id role _ state _; do
+    [[ "$role" == node && "$id" != "$1" ]] || continue
+    case "$state" in
+      alive | DOWN) RING_STAY+="${RING_STAY:+ }$id" ;;
+      *) RING_GONE+="${RING_GONE:+ }$id" ;;
+    esac
+  done < <(awk 'NR > 1 && NF == 0 { exit } NR > 1' <<<"$body")
+  return 0
+}
+
 # wait_settled NAME PID TIMEOUT waits until the replicas have moved to
 # NAME: every shard's leader answers, none reports a move in flight, and
 # NAME is alive and holds as many replicas as the leaders' rings give it
@@ -427,7 +516,7 @@ wait_settled() {
   local name="$1" pid="$2" timeout="$3" start="$SECONDS" last=-9999 progress
   local deadline=$((SECONDS + timeout))
   while :; do
-    if ! is_running "$name" "$pid"; then
+    if ! started_alive "$name" "$pid"; then
       warn "error: $name (pid $pid) is no longer running; see $LOG_DIR/$name.log"
       return 1
     fi

@@ -26,7 +26,7 @@ grpc="$(node_grpc "$name")"
 if pid="$(pid_of "$name")"; then
   die "$name is already running (pid $pid); stop it first with \`make kill-node N=$n\`"
 fi
-rm -f "$PID_DIR/$name.pid"
+forget_stale_pid "$name"
 fresh=""
 has_data "$name" || fresh=1
 # A node without a data dir that is no founder and never logged here was
