@@ -174,7 +174,7 @@ func Generate(seed uint64, duration time.Duration, cuts bool) ([]Op, error) {
 	between := func(lo, hi time.Duration) time.Duration {
 		return (lo + time.Duration(rng.Int64N(int64(hi-lo)+1))).Round(100 * time.Millisecond)
 	}
-	weights := map[Kind]int{Kill: 4, Pause: 3, Wipe: 1, Lag: 1, Add: 2, Remove: 2}
+	weights := map[Kind]int{Kill: 4, Pause: 3, Wipe: 1, Lag: 2, Add: 1, Remove: 2}
 	if cuts {
 		weights[Partition], weights[Mute], weights[Deaf] = 2, 1, 1
 	}
@@ -193,7 +193,9 @@ func Generate(seed uint64, duration time.Duration, cuts bool) ([]Op, error) {
 			switch {
 			case k.Fault() && t < faultFree:
 				ok = false
-			case (k == Add || k == Lag) && len(members) >= MaxNodes:
+			case k == Add && len(members) >= MaxNodes-1: // room for a lag's added node
+				ok = false
+			case k == Lag && len(members) >= MaxNodes:
 				ok = false
 			case k == Remove && (len(members) <= Founders || t < removeFree):
 				ok = false
