@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"testing"
 	"time"
 
@@ -40,7 +41,9 @@ func BenchmarkRoomAppend(b *testing.B) {
 	go r.run()
 	defer close(n.stopping)
 
-	st := newStream("router", DefaultStreamQueue, DefaultStreamQueueBytes)
+	// Unbounded: a reader starved of CPU must not get the stream dropped,
+	// which this node without a gRPC server cannot do.
+	st := newStream("router", math.MaxInt, math.MaxInt)
 	attach := &attachReq{st: st, result: make(chan error, 1)}
 	ctx := context.Background()
 	r.enqueue(ctx, roomReq{attach: attach})
