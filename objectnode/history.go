@@ -15,15 +15,21 @@ import (
 
 // A room's keys in its object's key space:
 //
-//	m <seq:8 big-endian>            a committed message (pb.ChatMessage), so keys sort in seq order
-//	d <sender name> 0x00 <client id> the seq and time a client message id was stored under
+//	m <seq:8 big-endian>                         a committed message (pb.ChatMessage), so keys sort in seq order
+//	d <sender name> 0x00 <client id> [0x00 <key>] the seq and time a client message id was stored under
+//	i <seq:8 big-endian>                         the d key's suffix written with that seq
 //
-// The 'd' index makes exactly-once exact: a resend is recognised however
-// many messages the room took since the first copy. Names hold no 0x00
-// (control characters are refused), so (name, id) pairs cannot collide.
+// The 'd' index makes exactly-once exact within DedupeWindow: a resend is
+// recognised while fewer than that many messages were stored after its
+// first copy. The 'i' index finds a seq's 'd' record (a message does not
+// carry its sender's key) so that the batch storing seq s deletes both
+// records of seq s-DedupeWindow: the index holds at most DedupeWindow of
+// each on every replica and in every snapshot. Names and ids hold no 0x00
+// (control characters are refused), so (name, id, key) cannot collide.
 const (
 	msgKeyPrefix    = 'm'
 	dedupeKeyPrefix = 'd'
+	seqIDKeyPrefix  = 'i'
 )
 
 func msgKey(seq uint64) []byte {
@@ -44,6 +50,10 @@ func dedupeKey(name, key, clientID string) string {
 
 func dedupeStoreKey(key string) []byte {
 	return append([]byte{dedupeKeyPrefix}, key...)
+}
+
+func seqIDKey(seq uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{seqIDKeyPrefix}, seq)
 }
 
 func encodeStored(seq uint64, ts int64) []byte {

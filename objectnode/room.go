@@ -90,7 +90,15 @@ type room struct {
 	// now is the room's clock in Unix milliseconds; tests set their own to
 	// see timestamps they chose.
 	now func() int64
+	// dedupeWindow is how many of the newest messages keep their dedupe
+	// records (DedupeWindow; tests shrink it).
+	dedupeWindow uint64
 }
+
+// DedupeWindow is how many of a room's newest messages keep their dedupe
+// records: a resend is recognised while fewer than this many messages
+// were stored after its first copy.
+const DedupeWindow = 1 << 16
 
 // ShutdownCommitWait bounds how long a stopping room waits for its batch in
 // flight; without a quorum it may never commit.
@@ -109,6 +117,8 @@ func newRoom(n *Node, name string) *room {
 		sessions: map[sessionKey]*session{},
 		queued:   map[string]*pendingSend{},
 		now:      func() int64 { return time.Now().UnixMilli() },
+
+		dedupeWindow: DedupeWindow,
 	}
 }
 
@@ -453,7 +463,7 @@ func (r *room) propose() {
 	if now < r.lastTS {
 		now = r.lastTS // G7: timestamps never go backwards in a room
 	}
-	ops := make([]storage.Op, 0, 2*len(batch))
+	ops := make([]storage.Op, 0, 5*len(batch))
 	seq := r.lastSeq
 	for _, p := range batch {
 		seq++
@@ -463,7 +473,9 @@ func (r *room) propose() {
 			panic(fmt.Sprintf("objectnode: marshal message: %v", err)) // a proto of strings and ints cannot fail
 		}
 		ops = append(ops, storage.Op{Key: msgKey(seq), Value: b},
-			storage.Op{Key: dedupeStoreKey(p.key), Value: encodeStored(seq, now)})
+			storage.Op{Key: dedupeStoreKey(p.key), Value: encodeStored(seq, now)},
+			storage.Op{Key: seqIDKey(seq), Value: []byte(p.key)})
+		ops = r.forget(ops, seq, batch)
 	}
 	r.inflight = batch
 	// The batch's first seq must still be free and the one before it taken:
@@ -477,6 +489,35 @@ func (r *room) propose() {
 		guards.Present = [][]byte{msgKey(first - 1)}
 	}
 	r.node.committer.Commit(r.name, ops, guards, func(err error) { r.commitc <- err })
+}
+
+// forget adds to ops the deletion of the dedupe records that storing seq
+// moves out of the window. They go in the same batch as the message, so
+// every replica drops exactly what the leader dropped, in the same
+// (replicated) order. batch is the batch being proposed: a small window
+// can pass messages of the batch itself.
+func (r *room) forget(ops []storage.Op, seq uint64, batch []*pendingSend) []storage.Op {
+	if seq <= r.dedupeWindow {
+		return ops
+	}
+	old := seq - r.dedupeWindow
+	var key string
+	if old > r.lastSeq {
+		key = batch[old-r.lastSeq-1].key
+	} else {
+		// Committed, so applied here: the store has it unless it predates
+		// the 'i' index (those records stay) or the read fails (it stays
+		// too; a stale record only answers a resend it could have).
+		v, found, err := r.node.store.Get(r.name, seqIDKey(old))
+		if err != nil {
+			r.node.log.Warn("keeping a dedupe record", "room", r.name, "seq", old, "err", err)
+		}
+		if err != nil || !found {
+			return ops
+		}
+		key = string(v)
+	}
+	return append(ops, storage.Op{Key: dedupeStoreKey(key), Delete: true}, storage.Op{Key: seqIDKey(old), Delete: true})
 }
 
 // committed runs when the batch in flight is durable (or failed): only now

@@ -1,7 +1,6 @@
 package objectnode
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -203,14 +202,12 @@ func (g *roomRig) history() []*pb.ChatMessage {
 	return out
 }
 
-// dedupeRecords counts the room's dedupe index entries in the store.
-func (g *roomRig) dedupeRecords() int {
+// records counts the room's keys that begin with prefix.
+func (g *roomRig) records(prefix byte) int {
 	g.t.Helper()
 	n := 0
-	err := g.store.Scan(g.r.name, []byte{dedupeKeyPrefix}, []byte{dedupeKeyPrefix + 1}, false, func(k, _ []byte) bool {
-		if bytes.HasPrefix(k, []byte{dedupeKeyPrefix}) {
-			n++
-		}
+	err := g.store.Scan(g.r.name, []byte{prefix}, []byte{prefix + 1}, false, func(_, _ []byte) bool {
+		n++
 		return true
 	})
 	if err != nil {
