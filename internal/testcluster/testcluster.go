@@ -54,6 +54,10 @@ type Options struct {
 	SnapshotEvery, KeepEntries uint64
 	// MaxMoves bounds the replicas each leader moves at once.
 	MaxMoves int
+	// SnapshotRate bounds the bytes per second a node streams in
+	// snapshots (default shard.DefaultSnapshotRate): a tiny rate holds a
+	// large shard's new replica empty for as long as a test needs.
+	SnapshotRate int
 	// FrameRate, FrameBurst, MaxConns and MaxConnsPerAddr are the router's
 	// browser limits. Zero leaves them unbounded: every test client comes
 	// from one address, faster than a person.
@@ -152,6 +156,7 @@ func (c *Cluster) nodeConfig(id, gossip string, expect int) objectnode.Config {
 		KeepEntries:   c.opts.KeepEntries,
 		StreamQueue:   c.opts.StreamQueue,
 		MaxMoves:      c.opts.MaxMoves,
+		SnapshotRate:  c.opts.SnapshotRate,
 		Security:      c.Security(security.RoleNode, id),
 		FS:            c.nodeFS(id),
 		Logger:        logger,
@@ -321,9 +326,12 @@ func (c *Cluster) Config(i int) objectnode.Config { return c.cfgs[i] }
 
 // SetRaftDrop makes node i drop Raft messages to and from a peer while drop
 // returns true; gossip and routers still reach it. It takes effect on the
-// node's next Start.
+// node's next Start; nil drops nothing.
 func (c *Cluster) SetRaftDrop(i int, drop func(peer string) bool) {
-	c.cfgs[i].RaftFaults = shard.DropFunc(drop)
+	c.cfgs[i].RaftFaults = nil
+	if drop != nil {
+		c.cfgs[i].RaftFaults = shard.DropFunc(drop)
+	}
 }
 
 // Stop shuts node i down cleanly.
