@@ -353,8 +353,13 @@ func (r *run) begin(op Op, now time.Time) {
 	case Kill, Wipe:
 		r.down[p] = true
 		p.Kill9()
-	case Pause, Lag:
+	case Pause:
 		p.Signal(syscall.SIGSTOP)
+	case Lag:
+		p.Signal(syscall.SIGSTOP)
+		// The node is added at once, so that it takes the number the
+		// generator gave it, before any later add.
+		r.advanceLag(f, now)
 	case Partition, Mute, Deaf:
 		if err := r.cut(op.Kind, p.Name); err != nil {
 			r.broken = append(r.broken, fmt.Sprintf("%s: %v", op, err))
@@ -433,16 +438,13 @@ func (r *run) advance(now time.Time) {
 	r.active = nil
 }
 
-// advanceLag: stopped -> a node added (a second later) -> that node
+// advanceLag: stopped -> a node added -> that node
 // decommissioned once it holds replicas (or after lagGrowWait) -> the
 // stopped node resumed For after the decommission, or once the added
 // node has left.
 func (r *run) advanceLag(f *fault, now time.Time) {
 	switch {
 	case f.added == nil:
-		if now.Sub(f.start) < time.Second {
-			return
-		}
 		np, err := r.c.AddNode()
 		if err != nil {
 			r.broken = append(r.broken, fmt.Sprintf("lag: add: %v", err))
