@@ -253,11 +253,10 @@ func (r *room) shutdown(redirect *pb.Redirect) {
 	if len(r.inflight) > 0 {
 		select {
 		case err := <-r.commitc:
+			// Whatever the outcome, the redirect the room was stopped
+			// with still says best where to go (stopping already keeps
+			// committed from proposing what waits).
 			r.committed(err)
-			if r.stopping {
-				r.shutdown(r.node.redirectTo(r.leaderHint(), "leadership moved"))
-				return
-			}
 		case <-time.After(ShutdownCommitWait):
 			r.node.log.Warn("leaving a batch uncommitted", "room", r.name, "messages", len(r.inflight))
 		}

@@ -199,3 +199,35 @@ func TestRoomDoesNotUndercutStoredTime(t *testing.T) {
 		t.Fatalf("%d messages stored, want 3", len(h))
 	}
 }
+
+// A room stopped with a batch in flight waits for it, acks and broadcasts
+// it if it commits, and then hands its streams the redirect it was
+// stopped with, not one of its own making.
+func TestRoomShutdownFinishesBatchAndKeepsRedirect(t *testing.T) {
+	g := newRoomRig(t)
+	ann := g.attach("r1")
+	g.send(ann, 1, "ann", "a", "one")
+	g.send(ann, 1, "ann", "b", "two") // waits behind the batch in flight
+	b := g.c.held[0]
+	g.c.held = g.c.held[1:]
+	if err := g.apply(b); err != nil {
+		t.Fatal(err)
+	}
+	b.done(nil) // committed while the room is told to stop
+	g.r.shutdown(&pb.Redirect{OwnerId: "node2", OwnerAddr: "127.0.0.1:1", Reason: "leadership moved"})
+	s := take(ann)
+	if !slices.Equal(ackSeqs(s.acks), []uint64{1}) || !slices.Equal(msgSeqs(s.messages), []uint64{1}) || len(s.rejects) > 0 {
+		t.Fatalf("stopping room sent %+v, want the ack and message of seq 1 only", s)
+	}
+	select {
+	case <-ann.closed:
+	default:
+		t.Fatal("the stream was not ended")
+	}
+	if r := ann.final.GetRedirect(); r.GetOwnerId() != "node2" || r.GetOwnerAddr() != "127.0.0.1:1" {
+		t.Fatalf("the stream was redirected with %v, want the redirect to node2", ann.final)
+	}
+	if g.inFlight() != 0 {
+		t.Fatal("a stopping room proposed the waiting message")
+	}
+}
