@@ -267,3 +267,46 @@ func TestLegacyInstallMarkerIsFinishedOrRefused(t *testing.T) {
 		s.Close()
 	}
 }
+
+// Installing a snapshot on a new replica must not flush the memtable: an
+// ingest that overlaps it forces a flush while every write of the node
+// waits, and the replica's hard state and log are there (it learned the
+// leader's term before the snapshot came). Only the data file and the
+// marker are ingested; the Raft state goes in a batch.
+func TestSnapshotInstallDoesNotFlushTheMemtable(t *testing.T) {
+	const shard = 17
+	src := openTestStore(t, t.TempDir())
+	defer src.Close()
+	for i, o := range shardObjects(t, shard, 2) {
+		if err := src.Apply(o, []Op{{Key: key(uint64(i)), Value: []byte("v")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst := openTestStore(t, t.TempDir())
+	defer dst.Close()
+	b := dst.NewBatch()
+	if err := b.ApplyOps(shardObjects(t, shard+1, 1)[0], []Op{{Key: key(1), Value: []byte("other")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetHardState(shard, &raftpb.HardState{Term: new(uint64(3))}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Append(shard, []*raftpb.Entry{{Index: new(uint64(1)), Term: new(uint64(1))}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(true); err != nil {
+		t.Fatal(err)
+	}
+	path := copyShard(t, src, dst, shard)
+	flushes := dst.db.Metrics().Flush.Count
+	meta := &raftpb.SnapshotMetadata{Index: new(uint64(42)), Term: new(uint64(3))}
+	if err := dst.InstallSnapshot(shard, meta, &raftpb.HardState{Term: new(uint64(3)), Commit: new(uint64(42))}, path); err != nil {
+		t.Fatal(err)
+	}
+	if n := dst.db.Metrics().Flush.Count - flushes; n != 0 {
+		t.Fatalf("the install flushed the memtable %d times", n)
+	}
+	if st, _, err := dst.LoadRaft(shard); err != nil || st.Applied != 42 || len(st.Entries) != 0 {
+		t.Fatalf("after install: applied %d, %d entries, %v", st.Applied, len(st.Entries), err)
+	}
+}
