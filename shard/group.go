@@ -264,19 +264,35 @@ func (g *group) noteConfChange(t raftpb.ConfChangeType, id uint64) bool {
 	return false
 }
 
-// orphanTicks is how long a replica that is not a member of its own applied
-// configuration may go without hearing a leader before it is dropped: it
-// was added by a leader that lost its term before the change committed, or
-// removed without learning it.
+// orphanTicks is how long a replica may go without hearing a leader before
+// it is dropped, when dropping it loses nothing: it is no member of its own
+// applied configuration (a leader added it and lost its term before the
+// change committed, or it was removed without learning it), or it is a
+// learner that has applied all it holds. A learner never counts toward a
+// commit, so it holds nothing acknowledged only by it; one that hears no
+// leader for this long was most likely removed while its node was down, by
+// a group it can no longer reach. If it was still wanted, its leader adds
+// it again.
 const orphanTicks = 100
 
-// collectOrphans drops replicas that are no member of their group.
+// collectOrphans drops replicas that are no member of their group, and
+// learners nobody leads.
 func (h *Host) collectOrphans() {
 	for _, g := range h.groups {
-		if g.silent < orphanTicks || g.member(g.id) {
+		if g.silent < orphanTicks {
 			continue
 		}
-		if err := h.destroyGroup(g, "not a member and no leader wrote to it for a while"); err != nil {
+		why := ""
+		if !g.member(g.id) {
+			why = "not a member and no leader wrote to it for a while"
+		} else if last, err := g.ms.LastIndex(); err == nil && last == g.applied &&
+			slices.Contains(g.confState.GetLearners(), g.id) && !g.leader {
+			why = "a learner no leader wrote to for a while"
+		}
+		if why == "" {
+			continue
+		}
+		if err := h.destroyGroup(g, why); err != nil {
 			h.log.Error("drop orphaned replica", "shard", g.shard, "err", err)
 		}
 	}

@@ -171,3 +171,47 @@ func TestHeartbeatPastLogIsAnswered(t *testing.T) {
 		}) != nil
 	})
 }
+
+// A learner that stops hearing from any leader (it was removed while its
+// node was down, and nobody it knows will tell it) is dropped once it has
+// applied everything it holds: a learner never counts toward a commit, so
+// nothing acknowledged is lost with it. Before, it stayed on disk for good.
+func TestSilentLearnerIsDropped(t *testing.T) {
+	_, addr := listenSink(t)
+	h, served, peer := startSolo(t, addr)
+	shard := (served + 1) % 64
+	for len(h.Status(shard).Voters) > 0 {
+		shard = (shard + 1) % 64
+	}
+	before := h.Replicas()
+	f, err := h.cfg.Store.NewSnapshotFile(shard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Add([]byte{'o', byte(shard >> 8), byte(shard), 'k'}, []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	file, err := f.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := proto.Uint64
+	m := &raftpb.Message{Type: raftpb.MsgSnap.Enum(), To: u(h.raftID), From: u(peer), Term: u(3),
+		Snapshot: &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: u(10), Term: u(3),
+			ConfState: &raftpb.ConfState{Voters: []uint64{peer}, Learners: []uint64{h.raftID}}}}}
+	b, _ := proto.Marshal(m)
+	in := &incomingSnapshot{shard: shard, msg: b, file: file, from: "n2", done: make(chan error, 1)}
+	h.snapIn <- in
+	if err := <-in.done; err != nil {
+		t.Fatalf("snapshot refused: %v", err)
+	}
+	waitFor(t, 10*time.Second, "the learner to install its snapshot", func() bool {
+		st := h.Status(shard)
+		return st.Applied == 10 && len(st.Learners) == 1
+	})
+	// n2 says nothing more: after orphanTicks of silence the learner goes.
+	if h.Replicas() != before+1 {
+		t.Fatalf("%d replicas with the learner, %d before", h.Replicas(), before)
+	}
+	waitFor(t, 20*time.Second, "the silent learner to be dropped", func() bool { return h.Replicas() == before })
+}
