@@ -250,6 +250,7 @@ func Start(cfg Config) (*Node, error) {
 		Bind:       cfg.GossipListen,
 		Advertise:  cfg.GossipAdvertise,
 		GossipKey:  cfg.Security.GossipKey,
+		Security:   cfg.Security,
 		Seeds:      cfg.Seeds,
 		Timings:    cfg.Timings,
 		Known:      known,

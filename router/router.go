@@ -218,6 +218,7 @@ func Start(cfg Config) (*Router, error) {
 		Seeds:     cfg.Seeds,
 		Timings:   cfg.Timings,
 		GossipKey: cfg.Security.GossipKey,
+		Security:  cfg.Security,
 		Logger:    cfg.Logger,
 		LogOutput: cfg.LogOutput,
 	})

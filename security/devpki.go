@@ -158,3 +158,86 @@ func sign(tmpl, parent *x509.Certificate, parentKey any) ([]byte, error) {
 	}
 	return append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM...), nil
 }
+
+// DevFiles are the files ExportDev writes for one process, the arguments
+// of Load.
+type DevFiles struct {
+	CA, Cert, GossipKey string
+}
+
+// ExportDev issues (or reuses) id's certificate in the development PKI in
+// dir and writes to out only what that process needs: the CA's
+// certificate without its key, its own certificate and key, and the gossip
+// key. A process given these files can join the cluster but cannot mint
+// certificates, nor sign as another member. Files already in out are
+// replaced, so out follows dir.
+func ExportDev(dir string, id Identity, out string) (DevFiles, error) {
+	if _, err := Dev(dir, id); err != nil {
+		return DevFiles{}, err
+	}
+	if err := os.MkdirAll(out, 0o700); err != nil {
+		return DevFiles{}, fmt.Errorf("security: creating %s: %w", out, err)
+	}
+	ca, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	if err != nil {
+		return DevFiles{}, fmt.Errorf("security: reading the development CA: %w", err)
+	}
+	var certs []byte
+	for rest := ca; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		if b.Type == "CERTIFICATE" {
+			certs = append(certs, pem.EncodeToMemory(b)...)
+		}
+	}
+	files := DevFiles{
+		CA:        filepath.Join(out, "ca.pem"),
+		Cert:      filepath.Join(out, id.Role+"-"+id.ID+".pem"),
+		GossipKey: filepath.Join(out, "gossip.key"),
+	}
+	copies := []struct {
+		to   string
+		data func() ([]byte, error)
+	}{
+		{files.CA, func() ([]byte, error) { return certs, nil }},
+		{files.Cert, func() ([]byte, error) { return os.ReadFile(filepath.Join(dir, id.Role+"-"+id.ID+".pem")) }},
+		{files.GossipKey, func() ([]byte, error) { return os.ReadFile(filepath.Join(dir, "gossip.key")) }},
+	}
+	for _, c := range copies {
+		b, err := c.data()
+		if err != nil {
+			return DevFiles{}, fmt.Errorf("security: exporting %s: %w", c.to, err)
+		}
+		if err := replaceFile(c.to, b); err != nil {
+			return DevFiles{}, err
+		}
+	}
+	// What was written must be enough on its own.
+	if _, err := Load(files.CA, files.Cert, files.Cert, files.GossipKey, id); err != nil {
+		return DevFiles{}, fmt.Errorf("security: the exported files do not load: %w", err)
+	}
+	return files, nil
+}
+
+// replaceFile writes b to file (0600) under a temporary name and renames
+// it into place, so a reader never sees half of it.
+func replaceFile(file string, b []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(file), ".new-*")
+	if err != nil {
+		return fmt.Errorf("security: writing %s: %w", file, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("security: writing %s: %w", file, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("security: writing %s: %w", file, err)
+	}
+	if err := os.Rename(tmp.Name(), file); err != nil {
+		return fmt.Errorf("security: writing %s: %w", file, err)
+	}
+	return nil
+}

@@ -1,7 +1,9 @@
 package security
 
 import (
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -46,5 +48,43 @@ func TestSignAndCheckMember(t *testing.T) {
 	}
 	if Insecure().Secure() || !node.Secure() {
 		t.Fatal("Secure() is wrong")
+	}
+}
+
+// What ExportDev hands a router holds no private key but the router's own:
+// it loads, it can check node certificates, and the CA's key stays behind.
+func TestExportDevLeavesTheCAKeyBehind(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	out := filepath.Join(t.TempDir(), "router")
+	node := devOrFatal(t, dir, Identity{RoleNode, "node1"})
+	files, err := ExportDev(dir, Identity{RoleRouter, "router1"}, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(out, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), "PRIVATE KEY") && filepath.Join(out, e.Name()) != files.Cert {
+			t.Fatalf("%s holds a private key", e.Name())
+		}
+	}
+	router, err := Load(files.CA, files.Cert, files.Cert, files.GossipKey, Identity{RoleRouter, "router1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(router.GossipKey) != string(node.GossipKey) {
+		t.Fatal("the exported gossip key is not the cluster's")
+	}
+	if _, err := router.CheckMember(node.Certificate()); err != nil {
+		t.Fatalf("the router cannot check node1's certificate: %v", err)
+	}
+	if _, err := ExportDev(dir, Identity{RoleRouter, "router1"}, out); err != nil {
+		t.Fatalf("exporting again: %v", err)
 	}
 }
