@@ -65,7 +65,7 @@ type flagInfo struct {
 }
 
 // cli is the flag set of one command (objectnode, objectnode decommission,
-// router).
+// objectnode dev-cert, router).
 type cli struct {
 	name  string
 	flags map[string]flagInfo
@@ -131,7 +131,11 @@ func commandCLI(t *testing.T, command string) *cli {
 	// A parse that found nothing would make every flag look unknown; one
 	// that lost the variables would wave HELLOCHAT_* through. Both are
 	// this parser's bugs, not the manifests'.
-	if len(c.flags) < 5 {
+	minFlags := 5
+	if command == "objectnode dev-cert" {
+		minFlags = 4 // --dev-pki, --role, --id, --out
+	}
+	if len(c.flags) < minFlags {
 		t.Fatalf("%s -h: found only %d flags in:\n%s", command, len(c.flags), out)
 	}
 	for _, f := range c.flags {
@@ -177,6 +181,7 @@ func (p parsed) program() string          { return p.cli.name }
 func (p parsed) isNode() bool             { return p.cli.name == "objectnode" }
 func (p parsed) isRouter() bool           { return p.cli.name == "router" }
 func (p parsed) isDecommission() bool     { return p.cli.name == "objectnode decommission" }
+func (p parsed) isDevCert() bool          { return p.cli.name == "objectnode dev-cert" }
 func (p parsed) intValue(name string) int { n, _ := strconv.Atoi(p.values[name]); return n }
 
 // parseInvocation checks inv against the binary's flags and returns what
@@ -197,8 +202,8 @@ func parseInvocation(t *testing.T, inv invocation) (parsed, []string) {
 		fail("runs %q; the image holds objectnode and router", inv.argv[0])
 		return parsed{}, problems
 	}
-	if prog == "objectnode" && len(args) > 0 && args[0] == "decommission" {
-		prog, args = "objectnode decommission", args[1:]
+	if prog == "objectnode" && len(args) > 0 && (args[0] == "decommission" || args[0] == "dev-cert") {
+		prog, args = "objectnode "+args[0], args[1:]
 	}
 	c := commandCLI(t, prog)
 	p := parsed{cli: c, values: map[string]string{}, fromEnv: map[string]bool{}}

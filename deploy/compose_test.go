@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"hellochat/security"
 )
 
 // composeFile is the part of the Compose specification compose.yaml uses.
@@ -68,6 +70,11 @@ func TestCompose(t *testing.T) {
 	}
 	var nodes, routers []proc
 	ids := map[string]string{}
+	// The dev-cert services, and the volume each exports a process's
+	// certificate to (volume -> role/id).
+	devCerts := map[string]bool{}
+	exported := map[string]string{}
+	mounted := map[string]map[string]string{} // service -> path -> volume
 	images := map[string]bool{}
 	for _, name := range names {
 		s := cf.Services[name]
@@ -97,11 +104,6 @@ func TestCompose(t *testing.T) {
 		if !ok {
 			continue
 		}
-		ports := checkCommon(t, where, p)
-		if other, dup := ids[p.get("id")]; dup {
-			t.Errorf("%s: --id %s is also %s's", where, p.get("id"), other)
-		}
-		ids[p.get("id")] = name
 
 		// Volumes: named ones are declared; the data dir is on this
 		// service's own volume and the development PKI on the shared one.
@@ -126,6 +128,17 @@ func TestCompose(t *testing.T) {
 			}
 			return mounts[best]
 		}
+		if p.isDevCert() {
+			checkDevCert(t, where, s, p, onVolume, exported)
+			devCerts[name] = true
+			continue
+		}
+		mounted[name] = mounts
+		ports := checkCommon(t, where, p)
+		if other, dup := ids[p.get("id")]; dup {
+			t.Errorf("%s: --id %s is also %s's", where, p.get("id"), other)
+		}
+		ids[p.get("id")] = name
 		if pki := p.get("dev-pki"); pki != "" && onVolume(pki) != "pki" {
 			t.Errorf("%s: --dev-pki %s is not on the shared volume pki: each process would make its own CA", where, pki)
 		}
@@ -167,6 +180,44 @@ func TestCompose(t *testing.T) {
 	if len(nodes) != 3 || len(routers) != 1 {
 		t.Fatalf("compose.yaml runs %d nodes and %d routers, want 3 and 1", len(nodes), len(routers))
 	}
+	// A service started before its certificate is exported would find
+	// no files (or create a CA of its own).
+	for _, name := range names {
+		for d, dep := range cf.Services[name].DependsOn {
+			if devCerts[d] && dep.Condition != "service_completed_successfully" {
+				t.Errorf("compose.yaml: %s: depends_on %s with condition %q; want service_completed_successfully", name, d, dep.Condition)
+			}
+		}
+	}
+	// The router holds its own certificate and nothing more: not the
+	// volume with the CA's key (it could mint any certificate), and its
+	// files come from a volume a dev-cert service exported for it.
+	for _, r := range routers {
+		where := "compose.yaml: " + r.service
+		if r.p.get("dev-pki") != "" {
+			t.Errorf("%s: --dev-pki: the development PKI holds the CA's key; give the router files exported by objectnode dev-cert", where)
+		}
+		for path, vol := range mounted[r.service] {
+			if vol == "pki" {
+				t.Errorf("%s: mounts the volume pki (the development CA's key) at %s", where, path)
+			}
+		}
+		self := security.RoleRouter + "/" + r.p.get("id")
+		depends := false
+		for d := range cf.Services[r.service].DependsOn {
+			depends = depends || devCerts[d]
+		}
+		if !depends {
+			t.Errorf("%s: does not depend on the service that exports its certificate", where)
+		}
+		for flag, file := range map[string]string{"tls-ca": "ca.pem", "tls-cert": "router-" + r.p.get("id") + ".pem", "tls-key": "router-" + r.p.get("id") + ".pem", "gossip-key": "gossip.key"} {
+			got := r.p.get(flag)
+			dir, base := filepath.Dir(got), filepath.Base(got)
+			if vol := mounted[r.service][dir]; exported[vol] != self || base != file {
+				t.Errorf("%s: --%s %q: want %s on a volume exported for %s by objectnode dev-cert", where, flag, got, file, self)
+			}
+		}
+	}
 
 	// Names: each node advertises its service name for gRPC; --join lists
 	// the founders by service name and gossip port; the founders all
@@ -191,6 +242,32 @@ func TestCompose(t *testing.T) {
 	r := routers[0]
 	if !strings.Contains(strings.Join(cf.Services[r.service].Ports, " "), fmt.Sprintf("127.0.0.1:8080:%d", r.ports["http-addr"])) {
 		t.Errorf("compose.yaml: the router's HTTP port %d is not published on 127.0.0.1:8080", r.ports["http-addr"])
+	}
+}
+
+// checkDevCert checks a one-shot `objectnode dev-cert` service: it reads
+// the shared development PKI and writes one process's files to a volume of
+// their own; it must not restart once done.
+func checkDevCert(t *testing.T, where string, s composeService, p parsed, onVolume func(string) string, exported map[string]string) {
+	t.Helper()
+	if s.Restart != "no" {
+		t.Errorf("%s: restart %q; a one-shot service wants restart: \"no\"", where, s.Restart)
+	}
+	if onVolume(p.get("dev-pki")) != "pki" {
+		t.Errorf("%s: --dev-pki %s is not on the shared volume pki", where, p.get("dev-pki"))
+	}
+	out := onVolume(p.get("out"))
+	switch {
+	case out == "":
+		t.Errorf("%s: --out %s is on no volume: the files would vanish with the container", where, p.get("out"))
+	case out == "pki":
+		t.Errorf("%s: --out %s is on the volume pki, next to the CA's key", where, p.get("out"))
+	default:
+		role := p.get("role")
+		if role == "" {
+			role = security.RoleRouter
+		}
+		exported[out] = role + "/" + p.get("id")
 	}
 }
 
