@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -256,5 +257,48 @@ func TestKnownFromDiskIsChecked(t *testing.T) {
 	}
 	if n := m.Refused(); n != 1 {
 		t.Fatalf("refused %d metas from disk, want 1", n)
+	}
+}
+
+// A meta naming a certificate nobody ever sends waits a bounded time: the
+// member is not alive meanwhile, and the meta is refused after
+// certFetches push/pull exchanges with it.
+func TestMetaWithAnUnknownCertificateIsRefused(t *testing.T) {
+	pki := filepath.Join(t.TempDir(), "pki")
+	self := devCreds(t, pki, security.RoleNode, "node1")
+	var out syncBuffer
+	m, err := Start(Config{
+		Meta:      Meta{ID: "node1", Role: RoleNode, GRPC: "127.0.0.1:1"},
+		Bind:      freeAddr(t),
+		Timings:   fastTimings(),
+		GossipKey: self.GossipKey,
+		Security:  self,
+		Logger:    slog.New(slog.NewTextHandler(&out, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Shutdown()
+	// node5's key and certificate are genuine, but its certificate never
+	// travels: it answers push/pull with an empty state.
+	node5 := devCreds(t, pki, security.RoleNode, "node5")
+	signer := &sealer{sec: node5, cert: node5.Certificate(), fp: fingerprint(node5.Certificate())}
+	_, wire, err := signer.seal(Meta{ID: "node5", Role: RoleNode, GRPC: "127.0.0.1:5", Started: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ml := startIntruder(t, "node5", self.GossipKey, &intruder{meta: wire, state: []byte("[]")}, m.GossipAddr())
+	defer ml.Shutdown()
+	waitFor(t, "node5's meta refused", func() bool {
+		return strings.Contains(out.String(), `msg="refusing member metadata" member=node5`)
+	})
+	if !strings.Contains(out.String(), fmt.Sprintf("after %d push/pull exchanges", certFetches)) {
+		t.Fatalf("refused for another reason:\n%s", out.String())
+	}
+	if m.Placement().Alive("node5") {
+		t.Fatal("node5 is alive without a checked meta")
+	}
+	if _, ok := m.Placement().Node("node5"); ok {
+		t.Fatal("node5 is known without a checked meta")
 	}
 }
