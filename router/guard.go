@@ -112,17 +112,21 @@ func clientAddr(req *http.Request) string {
 	return host
 }
 
-// admit counts a new browser connection from addr, or answers the request
-// with the reason it is refused and reports false.
-func (rt *Router) admit(w http.ResponseWriter, addr string) bool {
+// admit counts a new browser connection from addr and returns its
+// address's state, or answers the request with the reason it is refused
+// and reports false.
+func (rt *Router) admit(w http.ResponseWriter, addr string) (*addrState, bool) {
 	rt.mu.Lock()
-	total, fromAddr := rt.browsers, rt.connsByAddr[addr]
-	refuse := func(reason string, code int, msg string) bool {
+	total, fromAddr := rt.browsers, 0
+	if a := rt.connsByAddr[addr]; a != nil {
+		fromAddr = a.conns
+	}
+	refuse := func(reason string, code int, msg string) (*addrState, bool) {
 		rt.mu.Unlock()
 		rt.refusedConns.Add(1)
 		rt.metrics.refuse(reason)
 		http.Error(w, msg, code)
-		return false
+		return nil, false
 	}
 	switch {
 	case rt.cfg.MaxConns > 0 && total >= rt.cfg.MaxConns:
@@ -133,9 +137,14 @@ func (rt *Router) admit(w http.ResponseWriter, addr string) bool {
 			fmt.Sprintf("too many connections from %s (max %d)", addr, rt.cfg.MaxConnsPerAddr))
 	}
 	rt.browsers++
-	rt.connsByAddr[addr]++
+	a := rt.connsByAddr[addr]
+	if a == nil {
+		a = &addrState{queued: queueBudget{limit: rt.cfg.QueuedBytesPerAddr}}
+		rt.connsByAddr[addr] = a
+	}
+	a.conns++
 	rt.mu.Unlock()
-	return true
+	return a, true
 }
 
 // release uncounts a browser connection admit counted.
@@ -143,7 +152,11 @@ func (rt *Router) release(addr string) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	rt.browsers--
-	if rt.connsByAddr[addr]--; rt.connsByAddr[addr] <= 0 {
-		delete(rt.connsByAddr, addr)
+	// Its sessions gave their queued bytes back when they were killed, so
+	// an address forgotten here holds none.
+	if a := rt.connsByAddr[addr]; a != nil {
+		if a.conns--; a.conns <= 0 {
+			delete(rt.connsByAddr, addr)
+		}
 	}
 }

@@ -17,13 +17,16 @@ const (
 	reasonMaxConnsPerAddr = "max_conns_per_addr"
 	reasonFlood           = "flood"
 	reasonSlowConsumer    = "slow_consumer"
+	reasonQueuedPerAddr   = "queued_bytes_per_addr"
+	reasonQueuedBudget    = "queued_bytes_budget"
 	reasonOther           = "other"
 )
 
 // refusalReasons is every value of the refused counter's reason label:
 // a fixed set, so a node's odd code cannot grow it.
 var refusalReasons = append(slices.Clone(limits.Codes),
-	reasonMaxConns, reasonMaxConnsPerAddr, reasonFlood, reasonSlowConsumer, reasonOther)
+	reasonMaxConns, reasonMaxConnsPerAddr, reasonFlood, reasonSlowConsumer,
+	reasonQueuedPerAddr, reasonQueuedBudget, reasonOther)
 
 // metrics are the router's Prometheus metrics, on a registry of its own
 // (several routers may share a test process).
@@ -74,14 +77,14 @@ func (rl *relay) refuse(s *session, code string, frame []byte) {
 }
 
 // statsCollector reports the router's gauges from one Stats call per
-// scrape: Stats visits every session under the router's lock.
+// scrape, so they are read together.
 type statsCollector struct{ rt *Router }
 
 var (
 	descSessions = prometheus.NewDesc("hellochat_router_sessions", "Browsers connected.", nil, nil)
 	descParked   = prometheus.NewDesc("hellochat_router_parked_sessions", "Connected browsers idle with no goroutine (parked in epoll).", nil, nil)
 	descRooms    = prometheus.NewDesc("hellochat_router_active_rooms", "Rooms with a relay on this router (some browser here, or lingering).", nil, nil)
-	descQueued   = prometheus.NewDesc("hellochat_router_queued_bytes", "Bytes waiting to be written to browsers.", nil, nil)
+	descQueued   = prometheus.NewDesc("hellochat_router_queued_bytes", "Bytes waiting to be written to browsers, counted against --queued-bytes-budget.", nil, nil)
 )
 
 func (statsCollector) Describe(ch chan<- *prometheus.Desc) {

@@ -52,6 +52,12 @@ type Config struct {
 	// all and from one client address (DefaultMaxConns,
 	// DefaultMaxConnsPerAddr; 0: unbounded).
 	MaxConns, MaxConnsPerAddr int
+	// QueuedBytesBudget bounds the bytes waiting to be written to all
+	// browsers together, and QueuedBytesPerAddr those waiting for the
+	// browsers of one client address (DefaultQueuedBytesBudget,
+	// DefaultQueuedBytesPerAddr; 0: unbounded). A browser whose frame does
+	// not fit is closed as a slow consumer (see queuebudget.go).
+	QueuedBytesBudget, QueuedBytesPerAddr int64
 	// FrameReadTimeout bounds reading one frame once its first bytes came
 	// (DefaultFrameReadTimeout).
 	FrameReadTimeout time.Duration
@@ -84,19 +90,21 @@ const (
 // DefaultConfig is one router on loopback.
 func DefaultConfig() Config {
 	return Config{
-		ID:               "router1",
-		HTTPListen:       "127.0.0.1:8080",
-		AdminListen:      "127.0.0.1:8081",
-		GossipListen:     "127.0.0.1:7100",
-		Timings:          cluster.DefaultTimings(),
-		SendRate:         DefaultSendRate,
-		SendBurst:        DefaultSendBurst,
-		FrameRate:        DefaultFrameRate,
-		FrameBurst:       DefaultFrameBurst,
-		MaxConns:         DefaultMaxConns,
-		MaxConnsPerAddr:  DefaultMaxConnsPerAddr,
-		FrameReadTimeout: DefaultFrameReadTimeout,
-		DeadBrowserAfter: DefaultDeadBrowserAfter,
+		ID:                 "router1",
+		HTTPListen:         "127.0.0.1:8080",
+		AdminListen:        "127.0.0.1:8081",
+		GossipListen:       "127.0.0.1:7100",
+		Timings:            cluster.DefaultTimings(),
+		SendRate:           DefaultSendRate,
+		SendBurst:          DefaultSendBurst,
+		FrameRate:          DefaultFrameRate,
+		FrameBurst:         DefaultFrameBurst,
+		MaxConns:           DefaultMaxConns,
+		MaxConnsPerAddr:    DefaultMaxConnsPerAddr,
+		QueuedBytesBudget:  DefaultQueuedBytesBudget,
+		QueuedBytesPerAddr: DefaultQueuedBytesPerAddr,
+		FrameReadTimeout:   DefaultFrameReadTimeout,
+		DeadBrowserAfter:   DefaultDeadBrowserAfter,
 	}
 }
 
@@ -125,11 +133,12 @@ type Router struct {
 	parker       *parker       // idle browser sockets; nil where it cannot run
 
 	mu          sync.Mutex
-	relays      map[string]*relay // guarded by mu
-	sessions    map[*session]bool // guarded by mu
-	browsers    int               // browsers admitted and not yet released; guarded by mu
-	connsByAddr map[string]int    // the same by client address; guarded by mu
-	closing     bool              // guarded by mu
+	relays      map[string]*relay     // guarded by mu
+	sessions    map[*session]bool     // guarded by mu
+	browsers    int                   // browsers admitted and not yet released; guarded by mu
+	connsByAddr map[string]*addrState // the same by client address; guarded by mu
+	queued      queueBudget           // bytes queued for all browsers (QueuedBytesBudget)
+	closing     bool                  // guarded by mu
 	relayWG     sync.WaitGroup
 
 	connsMu   sync.Mutex
@@ -162,6 +171,14 @@ func Start(cfg Config) (*Router, error) {
 	if cfg.DeadBrowserAfter < MinDeadBrowserAfter || cfg.DeadBrowserAfter > MaxDeadBrowserAfter {
 		return nil, fmt.Errorf("router: dead browser timeout %v: must be between %v and %v",
 			cfg.DeadBrowserAfter, MinDeadBrowserAfter, MaxDeadBrowserAfter)
+	}
+	if cfg.QueuedBytesBudget < 0 || cfg.QueuedBytesPerAddr < 0 {
+		return nil, fmt.Errorf("router: queued bytes budget %d, per address %d: must not be negative (0: unbounded)",
+			cfg.QueuedBytesBudget, cfg.QueuedBytesPerAddr)
+	}
+	if cfg.QueuedBytesBudget > 0 && cfg.QueuedBytesPerAddr > cfg.QueuedBytesBudget {
+		return nil, fmt.Errorf("router: queued bytes per address %d is more than the router's budget %d: it is a share of it",
+			cfg.QueuedBytesPerAddr, cfg.QueuedBytesBudget)
 	}
 	nonce := make([]byte, 6)
 	if _, err := rand.Read(nonce); err != nil {
@@ -198,7 +215,8 @@ func Start(cfg Config) (*Router, error) {
 		adminLis:    adminLis,
 		relays:      map[string]*relay{},
 		sessions:    map[*session]bool{},
-		connsByAddr: map[string]int{},
+		connsByAddr: map[string]*addrState{},
+		queued:      queueBudget{limit: cfg.QueuedBytesBudget},
 		nodeConns:   map[string]*grpc.ClientConn{},
 	}
 	rt.ctx, rt.cancel = context.WithCancel(context.Background())
@@ -303,11 +321,11 @@ type Stats struct {
 	RefusedConns uint64 // upgrades refused by MaxConns or MaxConnsPerAddr
 	Parked       int    // of them, idle with no goroutine (see parker)
 	Relays       int    // rooms with a relay
-	QueuedBytes  int    // bytes waiting to be written to browsers, all told
+	QueuedBytes  int    // bytes waiting to be written to browsers, all told (QueuedBytesBudget counts them)
 	Refused      uint64 // sends refused as overloaded
 }
 
-// Stats reads the router's counters; it visits every session.
+// Stats reads the router's counters and gauges.
 func (rt *Router) Stats() Stats {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
@@ -315,9 +333,7 @@ func (rt *Router) Stats() Stats {
 	if rt.parker != nil {
 		st.Parked = rt.parker.parked()
 	}
-	for s := range rt.sessions {
-		st.QueuedBytes += s.backlog()
-	}
+	st.QueuedBytes = int(rt.queued.used.Load())
 	return st
 }
 
@@ -382,6 +398,7 @@ func (rt *Router) track(s *session) bool {
 }
 
 func (rt *Router) untrack(s *session) {
+	s.dropQueue() // before its address's state may be forgotten
 	rt.mu.Lock()
 	delete(rt.sessions, s)
 	rt.mu.Unlock()

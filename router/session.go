@@ -79,8 +79,10 @@ type session struct {
 	drainWatch bool // tell the relay when the queue falls low
 	writerOn   bool // a writer goroutine runs, and will see what is queued
 	overflowed bool // the queue overflowed (counted once; the session is killed)
+	gone       bool // killed: its bytes are given back, and it queues no more
 
-	addr string // the client address its connection counts against
+	addr   string      // the client address its connection counts against
+	shares queueShares // what its queued bytes count against besides itself
 
 	// Owned by the read loop.
 	sends      bucket // messages (Config.SendRate)
@@ -92,18 +94,22 @@ type session struct {
 }
 
 // enqueue queues a frame without blocking and returns the bytes now
-// waiting; a session that cannot keep up is closed.
+// waiting. A session that cannot keep up is closed as a slow consumer:
+// when its own queue is full, and as well when its frame does not fit
+// what its address, or the router, may hold (see queuebudget.go). The
+// frame is never dropped from a session that goes on, so what a browser
+// is shown has no gaps.
 func (s *session) enqueue(frame []byte) int {
 	s.qmu.Lock()
-	if len(s.queue) >= SessionQueue || s.qbytes+s.writing+len(frame) > SessionQueueBytes {
-		n, first := len(s.queue), !s.overflowed
-		s.overflowed = true
+	if s.gone {
 		s.qmu.Unlock()
-		if rl := s.rl.Load(); rl != nil && first {
-			rl.rt.metrics.refuse(reasonSlowConsumer)
-		}
-		s.kill(websocket.StatusPolicyViolation, fmt.Sprintf("slow consumer: %d frames queued", n))
 		return SessionQueueBytes
+	}
+	if len(s.queue) >= SessionQueue || s.qbytes+s.writing+len(frame) > SessionQueueBytes {
+		return s.overflow(reasonSlowConsumer, fmt.Sprintf("slow consumer: %d frames queued", len(s.queue)))
+	}
+	if reason, why := s.shares.reserve(int64(len(frame)), int64(s.qbytes+len(frame))); reason != "" {
+		return s.overflow(reason, why)
 	}
 	s.queue = append(s.queue, frame)
 	s.qbytes += len(frame)
@@ -115,6 +121,33 @@ func (s *session) enqueue(frame []byte) int {
 		go s.writeLoop()
 	}
 	return n
+}
+
+// overflow ends a session whose frame cannot be queued; it is called
+// with qmu held, and returns what enqueue does.
+func (s *session) overflow(reason, why string) int {
+	first := !s.overflowed
+	s.overflowed = true
+	s.qmu.Unlock()
+	if rl := s.rl.Load(); rl != nil && first {
+		rl.rt.metrics.refuse(reason)
+	}
+	s.kill(websocket.StatusPolicyViolation, why)
+	return SessionQueueBytes
+}
+
+// dropQueue gives back every byte the session holds queued or being
+// written, and stops it queueing more: a killed session's frames will not
+// be written, so they count against nobody's share. The writer may still
+// be finishing a write of bytes given back here; kill closes its socket,
+// which ends that write.
+func (s *session) dropQueue() {
+	s.qmu.Lock()
+	n := s.qbytes + s.writing
+	s.gone = true
+	s.queue, s.qbytes, s.writing = nil, 0, 0
+	s.qmu.Unlock()
+	s.shares.release(int64(n))
 }
 
 // take empties the queue into the writer's hands; when nothing waits, the
@@ -136,12 +169,14 @@ func (s *session) take() [][]byte {
 // relay if it asked to know when the queue fell low.
 func (s *session) written() {
 	s.qmu.Lock()
+	n := s.writing
 	s.writing = 0
 	notify := s.drainWatch && s.qbytes <= SessionQueueLowBytes
 	if notify {
 		s.drainWatch = false
 	}
 	s.qmu.Unlock()
+	s.shares.release(int64(n))
 	if notify {
 		s.rl.Load().notifyDrained()
 	}
@@ -157,13 +192,6 @@ func (s *session) watchDrain(low int) bool {
 	}
 	s.drainWatch = true
 	return true
-}
-
-// backlog is how many bytes wait to be written to the browser.
-func (s *session) backlog() int {
-	s.qmu.Lock()
-	defer s.qmu.Unlock()
-	return s.qbytes + s.writing
 }
 
 // sentIt reports whether a message id is one the router gave a seed
@@ -191,6 +219,7 @@ func (s *session) kill(code websocket.StatusCode, reason string) {
 		if parked {
 			s.parker.unpark(s.id)
 		}
+		s.dropQueue()
 		rl := s.rl.Load() // nil before the join: serve then leaves itself
 		go func() {
 			if rl != nil {
@@ -282,7 +311,8 @@ func (s *session) writeFrames(frames [][]byte) (err error) {
 // so the HTTP server's goroutine, its stack and the request are let go.
 func (rt *Router) handleWS(w http.ResponseWriter, req *http.Request) {
 	addr := clientAddr(req)
-	if !rt.admit(w, addr) {
+	from, ok := rt.admit(w, addr)
+	if !ok {
 		return
 	}
 	hj := &leanHijack{ResponseWriter: w}
@@ -305,6 +335,7 @@ func (rt *Router) handleWS(w http.ResponseWriter, req *http.Request) {
 		seedPrefix: rt.idPrefix + strconv.FormatUint(id, 36) + "-",
 		closed:     make(chan struct{}),
 		addr:       addr,
+		shares:     queueShares{router: &rt.queued, addr: &from.queued},
 		sends:      newBucket(rt.cfg.SendBurst),
 		frames:     newBucket(rt.cfg.FrameBurst),
 	}

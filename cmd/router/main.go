@@ -23,6 +23,8 @@ func main() {
 	fs.IntVar(&cfg.FrameBurst, "frame-burst", cfg.FrameBurst, "frames one browser may send at once above --frame-rate")
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "browsers this router serves at once (0: unlimited); more are refused with 503")
 	fs.IntVar(&cfg.MaxConnsPerAddr, "max-conns-per-addr", cfg.MaxConnsPerAddr, "browsers from one client address at once (0: unlimited; raise it behind a proxy that hides addresses); more are refused with 429")
+	fs.Int64Var(&cfg.QueuedBytesBudget, "queued-bytes-budget", cfg.QueuedBytesBudget, "bytes waiting to be written to all browsers together (0: unlimited); a browser whose next frame does not fit is closed as a slow consumer (1008)")
+	fs.Int64Var(&cfg.QueuedBytesPerAddr, "queued-bytes-per-addr", cfg.QueuedBytesPerAddr, "share of --queued-bytes-budget the browsers of one client address may hold (0: unlimited; raise it behind a proxy that hides addresses)")
 	fs.DurationVar(&cfg.DeadBrowserAfter, "dead-browser-after", cfg.DeadBrowserAfter, "a browser gone without closing (machine off, network lost) leaves its room within this")
 	fs.IntVar(&cfg.SeedHistory, "seed-history", 0, "newest messages a seed-protocol browser gets on connect (0: the whole history, like the seed app)")
 	fs.BoolVar(&cfg.AllowAnyOrigin, "allow-any-origin", false, "accept WebSockets from pages served by other origins")

@@ -85,7 +85,7 @@ func Start(o Options) (*Cluster, error) {
 		args: append([]string{"--id", router, "--http-addr", addrs[0], "--admin-addr", addrs[1], "--gossip-addr", addrs[2],
 			"--join", strings.Join(gossip, ","), "--dev-pki", c.pki(),
 			// Load tools connect from one address, faster than people.
-			"--max-conns-per-addr", "0", "--frame-rate", "0"}, o.RouterFlags...)}
+			"--max-conns-per-addr", "0", "--queued-bytes-per-addr", "0", "--frame-rate", "0"}, o.RouterFlags...)}
 	for _, p := range append(c.Nodes, c.Router) {
 		if err := p.Start(); err != nil {
 			c.Kill()
