@@ -48,6 +48,14 @@ func (s *service) Attach(srv pb.Rooms_AttachServer) error {
 	if redirect := n.redirectFor(name); redirect != nil {
 		return srv.Send(&pb.AttachEvent{Kind: &pb.AttachEvent_Redirect{Redirect: redirect}})
 	}
+	if err := n.confirmLeader(ctx, shardOf(name)); err != nil {
+		leader := ""
+		if h := n.host.Load(); h != nil {
+			_, leader = h.Serving(shardOf(name))
+		}
+		n.log.Info("attach refused: leadership not confirmed", "room", name, "err", err)
+		return srv.Send(&pb.AttachEvent{Kind: &pb.AttachEvent_Redirect{Redirect: n.redirectTo(leader, "leadership not confirmed")}})
+	}
 
 	st := newStream(open.RouterId, n.cfg.StreamQueue, n.cfg.StreamQueueBytes)
 	r, err := n.attach(ctx, name, st)

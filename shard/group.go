@@ -66,6 +66,9 @@ type group struct {
 	// spoke for them, so this replica can answer a leader it does not know
 	// yet (a new replica, before its snapshot).
 	heard map[uint64]string
+	// reads are reads waiting for Raft to confirm this replica leads
+	// (readindex.go), by request id.
+	reads map[uint64]*pendingRead
 }
 
 // member reports whether id is a voter or learner of the applied config.
@@ -220,6 +223,7 @@ func (h *Host) addGroup(shard int, id uint64) (*group, error) {
 // state. The node keeps serving every other shard.
 func (h *Host) destroyGroup(g *group, why string) error {
 	h.failPending(g, ErrNotLeader)
+	h.failReads(g, ErrNotLeader)
 	if err := h.cfg.Store.AddTombstone(g.shard, g.id); err != nil {
 		return err
 	}

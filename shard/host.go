@@ -187,6 +187,7 @@ type Host struct {
 	snaps       *snapshotSender
 
 	props       chan *proposal
+	readsIn     chan *readRequest
 	inbox       chan *pb.RaftBatch
 	snapIn      chan *incomingSnapshot
 	unreachable chan string
@@ -205,6 +206,7 @@ type Host struct {
 	names    map[uint64]string // raft id -> node id, every incarnation seen
 	notices  map[string][]*pb.Removal
 	nextProp uint64
+	nextRead uint64
 	ticks    int
 }
 
@@ -217,6 +219,7 @@ func Start(cfg Config) (*Host, error) {
 		raftID:      cluster.RaftID(cfg.NodeID, cfg.Replica),
 		log:         cfg.Logger,
 		props:       make(chan *proposal, 4096),
+		readsIn:     make(chan *readRequest, 1024),
 		inbox:       make(chan *pb.RaftBatch, 1024),
 		snapIn:      make(chan *incomingSnapshot, 16),
 		unreachable: make(chan string, 64),
@@ -339,6 +342,8 @@ func (h *Host) loop() {
 			h.stepSnapshot(in)
 		case p := <-h.props:
 			h.propose(p)
+		case r := <-h.readsIn:
+			h.readIndex(r)
 		case node := <-h.unreachable:
 			for _, g := range h.groups {
 				for _, id := range slices.Concat(g.confState.GetVoters(), g.confState.GetLearners()) {
@@ -421,10 +426,15 @@ func (h *Host) tick() {
 }
 
 func (h *Host) drainProposals() {
+	for _, g := range h.groups {
+		h.failReads(g, ErrStopped)
+	}
 	for {
 		select {
 		case p := <-h.props:
 			p.done(ErrStopped)
+		case r := <-h.readsIn:
+			r.done(ErrStopped)
 		default:
 			return
 		}

@@ -215,3 +215,30 @@ func TestSilentLearnerIsDropped(t *testing.T) {
 	}
 	waitFor(t, 20*time.Second, "the silent learner to be dropped", func() bool { return h.Replicas() == before })
 }
+
+// A read is confirmed on the shard a replica leads, and refused on one it
+// does not.
+func TestConfirmLeader(t *testing.T) {
+	h, served, _ := startSolo(t, "127.0.0.1:1")
+	confirm := func(shard int) error {
+		done := make(chan error, 1)
+		h.ConfirmLeader(shard, func(err error) { done <- err })
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no answer to a read of shard %d", shard)
+		}
+		return nil
+	}
+	if err := confirm(served); err != nil {
+		t.Fatalf("shard %d, led by n1: %v", served, err)
+	}
+	other := (served + 1) % 64
+	for h.Status(other).Serving {
+		other = (other + 1) % 64
+	}
+	if err := confirm(other); err != ErrNotLeader {
+		t.Fatalf("shard %d, not led by n1: %v, want ErrNotLeader", other, err)
+	}
+}

@@ -242,12 +242,14 @@ func (h *Host) round() error {
 			g.leader = ss.RaftState == raft.StateLeader
 			if wasLeader && !g.leader {
 				h.failPending(g, ErrNotLeader)
+				h.failReads(g, ErrNotLeader)
 			}
 			if !g.leader && g.serving {
 				g.serving = false
 			}
 			h.publish(g)
 		}
+		h.takeReadStates(r)
 		g.rn.Advance(r.rd)
 		for index, f := range g.snapFiles {
 			if index <= g.applied {

@@ -334,6 +334,14 @@ func (c *Cluster) SetRaftDrop(i int, drop func(peer string) bool) {
 	}
 }
 
+// SetElectionTicks sets node i's election timeout, in Raft ticks, from its
+// next Start: a long one keeps a cut-off leader believing it leads (Raft's
+// CheckQuorum deposes it only after that long) while its peers elect
+// another.
+func (c *Cluster) SetElectionTicks(i, ticks int) {
+	c.cfgs[i].ElectionTicks = ticks
+}
+
 // Stop shuts node i down cleanly.
 func (c *Cluster) Stop(i int) {
 	if n := c.Nodes[i]; n != nil {
