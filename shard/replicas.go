@@ -9,6 +9,7 @@ import (
 
 	"hellochat/cluster"
 	pb "hellochat/proto/roompb"
+	"hellochat/storage"
 )
 
 // Replica ids. Every replica of a shard's group has a Raft id of its own
@@ -277,9 +278,23 @@ func (h *Host) heardFrom(g *group, id uint64, from string) error {
 	return nil
 }
 
+// snapshotIdentity is what an install of a snapshot with data writes as
+// g's replica identity, in the same atomic step: g's id and the snapshot's
+// replica table (none from a leader that predates tables: then the table
+// is derived as on load).
+func (h *Host) snapshotIdentity(g *group, data []byte) (storage.ReplicaIdentity, error) {
+	if _, _, err := decodeReplicaSet(data); err != nil {
+		return storage.ReplicaIdentity{}, fmt.Errorf("shard %d: snapshot: %w", g.shard, err)
+	}
+	id := storage.ReplicaIdentity{Self: g.id}
+	if len(data) > 0 {
+		id.Set = data
+	}
+	return id, nil
+}
+
 // takeReplicaSet adopts the replica table of a snapshot g just installed
-// and makes it durable with g's id; a snapshot from a leader that predates
-// replica tables carries none, and the table is derived as on load.
+// (snapshotIdentity made it durable with the install).
 func (h *Host) takeReplicaSet(g *group, data []byte) error {
 	reps, next, err := decodeReplicaSet(data)
 	if err != nil {
@@ -287,13 +302,5 @@ func (h *Host) takeReplicaSet(g *group, data []byte) error {
 	}
 	g.reps, g.nextID = reps, next
 	clear(g.heard)
-	h.fillLegacy(g)
-	b := h.cfg.Store.NewBatch()
-	if err := b.SetReplicaSet(g.shard, g.encodeReplicaSet()); err != nil {
-		return err
-	}
-	if err := b.SetReplicaID(g.shard, g.id); err != nil {
-		return err
-	}
-	return b.Commit(true)
+	return nil
 }

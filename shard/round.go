@@ -287,7 +287,11 @@ func (h *Host) persist(rds []ready) error {
 			if raft.IsEmptyHardState(hs) {
 				hs = nil
 			}
-			if err := h.cfg.Store.InstallSnapshot(r.g.shard, meta, hs, file); err != nil {
+			id, err := h.snapshotIdentity(r.g, snap.GetData())
+			if err != nil {
+				return err
+			}
+			if err := h.cfg.Store.InstallSnapshot(r.g.shard, meta, hs, id, file); err != nil {
 				return err
 			}
 			delete(r.g.snapFiles, meta.GetIndex())
@@ -325,6 +329,7 @@ func (h *Host) persist(rds []ready) error {
 			if err := h.takeReplicaSet(g, snap.GetData()); err != nil {
 				return err
 			}
+			h.fillLegacy(g)
 			h.log.Info("installed snapshot", "shard", g.shard, "index", meta.GetIndex())
 			h.publish(g) // its applied index and configuration jumped
 		}

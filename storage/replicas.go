@@ -25,6 +25,13 @@ const (
 	MaxTombstones = 64
 )
 
+// ReplicaIdentity is a replica's id in its group and the group's replica
+// set (encoded by the caller), written with a snapshot's install.
+type ReplicaIdentity struct {
+	Self uint64
+	Set  []byte
+}
+
 func tombstoneName(shard int) string { return "tombstones/" + strconv.Itoa(shard) }
 
 // SetReplicaID records this node's replica id in the shard's group.

@@ -202,10 +202,11 @@ func (s *Store) RemoveSnapshotFile(path string) {
 
 // InstallSnapshot replaces a shard replica's data, log and Raft state with a
 // snapshot whose data is in file (see SnapshotFile; "" for an empty shard).
-// hs is written in the same step: its commit index is the snapshot's. When
-// it returns nil the install is durable; when the node crashes before, the
-// replica is as it was or, once reopened, installed.
-func (s *Store) InstallSnapshot(shard int, meta *raftpb.SnapshotMetadata, hs *raftpb.HardState, file string) error {
+// hs is written in the same step: its commit index is the snapshot's, and
+// so is id, the replica's identity in its group as of the snapshot (zero:
+// left as it is). When it returns nil the install is durable; when the node
+// crashes before, the replica is as it was or, once reopened, installed.
+func (s *Store) InstallSnapshot(shard int, meta *raftpb.SnapshotMetadata, hs *raftpb.HardState, id ReplicaIdentity, file string) error {
 	if file == "" {
 		f, err := s.NewSnapshotFile(shard)
 		if err != nil {
@@ -218,7 +219,7 @@ func (s *Store) InstallSnapshot(shard int, meta *raftpb.SnapshotMetadata, hs *ra
 		// Its range deletion would clear another shard.
 		return fmt.Errorf("storage: install snapshot of shard %d from %s, a file of another shard", shard, file)
 	}
-	marker, err := encodeInstall(meta, hs)
+	marker, err := encodeInstall(meta, hs, id)
 	if err != nil {
 		return fmt.Errorf("storage: install snapshot of shard %d: %w", shard, err)
 	}
@@ -238,7 +239,7 @@ func (s *Store) InstallSnapshot(shard int, meta *raftpb.SnapshotMetadata, hs *ra
 	if s.crashed() {
 		return errCrashed
 	}
-	return s.finishInstall(shard, meta, hs)
+	return s.finishInstall(shard, meta, hs, id)
 }
 
 // errCrashed is what an install a test stopped returns.
@@ -268,7 +269,7 @@ func (s *Store) writeMarkerFile(shard int, marker []byte) (string, error) {
 
 // finishInstall is step 2: the replica's Raft state becomes the
 // snapshot's, and the marker goes, in one synced batch.
-func (s *Store) finishInstall(shard int, meta *raftpb.SnapshotMetadata, hs *raftpb.HardState) error {
+func (s *Store) finishInstall(shard int, meta *raftpb.SnapshotMetadata, hs *raftpb.HardState, id ReplicaIdentity) error {
 	b := s.NewBatch()
 	err := b.b.DeleteRange(logKey(shard, 0), raftKey(shard, raftLog+1), nil)
 	if err == nil {
@@ -283,6 +284,12 @@ func (s *Store) finishInstall(shard int, meta *raftpb.SnapshotMetadata, hs *raft
 	if err == nil {
 		err = b.SetApplied(shard, meta.GetIndex())
 	}
+	if err == nil && id.Self != 0 {
+		err = b.SetReplicaID(shard, id.Self)
+	}
+	if err == nil && id.Set != nil {
+		err = b.SetReplicaSet(shard, id.Set)
+	}
 	if err == nil {
 		err = b.b.Delete(installMarkerKey(shard), nil)
 	}
@@ -296,43 +303,73 @@ func (s *Store) finishInstall(shard int, meta *raftpb.SnapshotMetadata, hs *raft
 	return nil
 }
 
-// encodeInstall and decodeInstall are the marker's value: the metadata's
-// length (uvarint), the metadata, then the hard state (absent: none).
-func encodeInstall(meta *raftpb.SnapshotMetadata, hs *raftpb.HardState) ([]byte, error) {
+// encodeInstall and decodeInstall are the marker's value: the metadata,
+// the hard state (empty: none), the replica id (0: none) and the replica
+// set (empty: none), each but the id prefixed by its length (uvarints).
+func encodeInstall(meta *raftpb.SnapshotMetadata, hs *raftpb.HardState, id ReplicaIdentity) ([]byte, error) {
 	m, err := proto.Marshal(meta)
 	if err != nil {
 		return nil, err
 	}
-	v := binary.AppendUvarint(nil, uint64(len(m)))
-	v = append(v, m...)
+	var h []byte
 	if hs != nil {
-		h, err := proto.Marshal(hs)
-		if err != nil {
+		if h, err = proto.Marshal(hs); err != nil {
 			return nil, err
 		}
-		v = append(v, h...)
 	}
-	return v, nil
+	v := binary.AppendUvarint(nil, uint64(len(m)))
+	v = append(v, m...)
+	v = binary.AppendUvarint(v, uint64(len(h)))
+	v = append(v, h...)
+	v = binary.AppendUvarint(v, id.Self)
+	v = binary.AppendUvarint(v, uint64(len(id.Set)))
+	return append(v, id.Set...), nil
 }
 
-func decodeInstall(v []byte) (*raftpb.SnapshotMetadata, *raftpb.HardState, error) {
-	n, w := binary.Uvarint(v)
-	if w <= 0 || n > uint64(len(v)-w) {
-		return nil, nil, fmt.Errorf("install marker of %d bytes is cut short", len(v))
+func decodeInstall(v []byte) (*raftpb.SnapshotMetadata, *raftpb.HardState, ReplicaIdentity, error) {
+	var id ReplicaIdentity
+	field := func() ([]byte, error) {
+		n, w := binary.Uvarint(v)
+		if w <= 0 || n > uint64(len(v)-w) {
+			return nil, fmt.Errorf("install marker is cut short")
+		}
+		b := v[w : w+int(n)]
+		v = v[w+int(n):]
+		return b, nil
+	}
+	m, err := field()
+	if err != nil {
+		return nil, nil, id, err
 	}
 	meta := &raftpb.SnapshotMetadata{}
-	if err := proto.Unmarshal(v[w:w+int(n)], meta); err != nil {
-		return nil, nil, fmt.Errorf("install marker metadata: %w", err)
+	if err := proto.Unmarshal(m, meta); err != nil {
+		return nil, nil, id, fmt.Errorf("install marker metadata: %w", err)
 	}
-	rest := v[w+int(n):]
-	if len(rest) == 0 {
-		return meta, nil, nil
+	h, err := field()
+	if err != nil {
+		return nil, nil, id, err
 	}
-	hs := &raftpb.HardState{}
-	if err := proto.Unmarshal(rest, hs); err != nil {
-		return nil, nil, fmt.Errorf("install marker hard state: %w", err)
+	var hs *raftpb.HardState
+	if len(h) > 0 {
+		hs = &raftpb.HardState{}
+		if err := proto.Unmarshal(h, hs); err != nil {
+			return nil, nil, id, fmt.Errorf("install marker hard state: %w", err)
+		}
 	}
-	return meta, hs, nil
+	self, w := binary.Uvarint(v)
+	if w <= 0 {
+		return nil, nil, id, fmt.Errorf("install marker replica id is cut short")
+	}
+	v = v[w:]
+	set, err := field()
+	if err != nil {
+		return nil, nil, id, err
+	}
+	id.Self = self
+	if len(set) > 0 {
+		id.Set = append([]byte(nil), set...)
+	}
+	return meta, hs, id, nil
 }
 
 func (s *Store) emptyRange(lower, upper []byte) (bool, error) {
@@ -378,12 +415,12 @@ func (s *Store) recoverInstalls(shards int) error {
 	keep := map[string]bool{}
 	for shard := 0; shard < shards; shard++ {
 		if v, closer, err := s.db.Get(installMarkerKey(shard)); err == nil {
-			meta, hs, derr := decodeInstall(v)
+			meta, hs, id, derr := decodeInstall(v)
 			closer.Close()
 			if derr != nil {
 				return fmt.Errorf("storage: shard %d: %w", shard, derr)
 			}
-			if err := s.finishInstall(shard, meta, hs); err != nil {
+			if err := s.finishInstall(shard, meta, hs, id); err != nil {
 				return err
 			}
 		} else if !errors.Is(err, pebble.ErrNotFound) {

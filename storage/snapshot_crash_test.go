@@ -29,6 +29,10 @@ type installFixture struct {
 	wantPairs map[string][]KV
 }
 
+// installIdentity is the replica identity the fixture's installs write;
+// the receiver has none before.
+var installIdentity = ReplicaIdentity{Self: 7, Set: []byte("replica set as of 42")}
+
 func newInstallFixture(t *testing.T) *installFixture {
 	t.Helper()
 	f := newReplicaFixture(t, vfs.Default, t.TempDir())
@@ -109,6 +113,10 @@ func (f *installFixture) state(t *testing.T) string {
 	if err != nil || !found {
 		t.Fatalf("load raft state: %v (found %v)", err, found)
 	}
+	self, set, err := f.dst.ReplicaIdentity(f.shard)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if v, ok, err := f.dst.Get(f.other, key(1)); err != nil || !ok || string(v) != "keep" {
 		t.Fatalf("another shard's data was touched: %q %v %v", v, ok, err)
 	}
@@ -129,10 +137,11 @@ func (f *installFixture) state(t *testing.T) string {
 	}
 	switch {
 	case st.Applied == 10 && st.Hard.GetCommit() == 10 && len(st.Entries) == 5 &&
-		len(st.Conf.GetVoters()) == 2 && stale && len(counts) == 0:
+		len(st.Conf.GetVoters()) == 2 && stale && len(counts) == 0 && self == 0 && set == nil:
 		return "before"
 	case st.Applied == 42 && st.Hard.GetCommit() == 42 && st.Hard.GetTerm() == 3 && len(st.Entries) == 0 &&
-		st.Snap.GetIndex() == 42 && len(st.Conf.GetVoters()) == 3 && !stale:
+		st.Snap.GetIndex() == 42 && len(st.Conf.GetVoters()) == 3 && !stale &&
+		self == installIdentity.Self && bytes.Equal(set, installIdentity.Set):
 		for _, o := range f.objs {
 			got, _ := f.dst.List(o, nil, nil, 0, false)
 			want := f.wantPairs[o]
@@ -166,7 +175,7 @@ func TestSnapshotInstallIsAtomicAcrossCrashes(t *testing.T) {
 			}
 			boundary := 0
 			f.dst.crashHere = func() bool { boundary++; return boundary > step }
-			err := f.dst.InstallSnapshot(f.shard, f.meta, f.hard, f.path)
+			err := f.dst.InstallSnapshot(f.shard, f.meta, f.hard, installIdentity, f.path)
 			crashed := errors.Is(err, errCrashed)
 			if err != nil && !crashed {
 				t.Fatalf("install: %v", err)
@@ -229,7 +238,7 @@ func TestSnapshotInstallSurvivesPowerLossAtEverySync(t *testing.T) {
 			t.Fatal(err)
 		}
 		finished := syncs.Load() <= int64(point)
-		if err := f.dst.InstallSnapshot(f.shard, f.meta, f.hard, f.path); err != nil {
+		if err := f.dst.InstallSnapshot(f.shard, f.meta, f.hard, installIdentity, f.path); err != nil {
 			t.Fatal(err)
 		}
 		installed := syncs.Load() <= int64(point)

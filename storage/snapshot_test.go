@@ -78,7 +78,7 @@ func TestSnapshotInstallReplacesTheShard(t *testing.T) {
 	path := copyShard(t, src, dst, shard)
 	meta := &raftpb.SnapshotMetadata{Index: new(uint64(42)), Term: new(uint64(3)),
 		ConfState: &raftpb.ConfState{Voters: []uint64{1, 2, 3}}}
-	if err := dst.InstallSnapshot(shard, meta, &raftpb.HardState{Term: new(uint64(3)), Commit: new(uint64(42))}, path); err != nil {
+	if err := dst.InstallSnapshot(shard, meta, &raftpb.HardState{Term: new(uint64(3)), Commit: new(uint64(42))}, ReplicaIdentity{}, path); err != nil {
 		t.Fatal(err)
 	}
 	dst.Close()
@@ -160,7 +160,7 @@ func TestSnapshotInstallOfAnEmptyShardClearsIt(t *testing.T) {
 			}
 		}
 		meta := &raftpb.SnapshotMetadata{Index: new(uint64(7)), Term: new(uint64(1))}
-		if err := s.InstallSnapshot(shard, meta, nil, path); err != nil {
+		if err := s.InstallSnapshot(shard, meta, nil, ReplicaIdentity{}, path); err != nil {
 			t.Fatal(err)
 		}
 		if _, ok, err := s.Get(obj, key(1)); err != nil || ok {
@@ -187,7 +187,7 @@ func TestSnapshotInstallRefusesAnotherShardsFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	meta := &raftpb.SnapshotMetadata{Index: new(uint64(7)), Term: new(uint64(1))}
-	if err := s.InstallSnapshot(4, meta, nil, path); err == nil {
+	if err := s.InstallSnapshot(4, meta, nil, ReplicaIdentity{}, path); err == nil {
 		t.Fatal("shard 4 was installed from a file of shard 3")
 	}
 	if _, found, err := s.LoadRaft(4); err != nil || found {
@@ -300,7 +300,7 @@ func TestSnapshotInstallDoesNotFlushTheMemtable(t *testing.T) {
 	path := copyShard(t, src, dst, shard)
 	flushes := dst.db.Metrics().Flush.Count
 	meta := &raftpb.SnapshotMetadata{Index: new(uint64(42)), Term: new(uint64(3))}
-	if err := dst.InstallSnapshot(shard, meta, &raftpb.HardState{Term: new(uint64(3)), Commit: new(uint64(42))}, path); err != nil {
+	if err := dst.InstallSnapshot(shard, meta, &raftpb.HardState{Term: new(uint64(3)), Commit: new(uint64(42))}, ReplicaIdentity{}, path); err != nil {
 		t.Fatal(err)
 	}
 	if n := dst.db.Metrics().Flush.Count - flushes; n != 0 {
