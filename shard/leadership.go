@@ -17,6 +17,17 @@ type ShardStatus struct {
 	Voters   []string
 	Learners []string
 	Applied  uint64
+	// conf is when this replica last applied a change to the group's
+	// configuration: a leader hands over only once the transferee has
+	// surely applied it too (see handOverReady).
+	conf confMark
+}
+
+// confMark is a point in a replica's run: its last log index and the
+// host's tick count.
+type confMark struct {
+	last uint64
+	tick int
 }
 
 // publish makes a group's leadership and configuration visible to other
@@ -33,7 +44,13 @@ func (h *Host) publish(g *group) {
 	}
 	next := &ShardStatus{Shard: g.shard, Serving: g.serving, Leader: leader, Applied: g.applied,
 		Voters: h.nameAll(g, g.confState.GetVoters()), Learners: h.nameAll(g, g.confState.GetLearners())}
-	prev := h.status[g.shard].Swap(next)
+	prev := h.status[g.shard].Load()
+	next.conf = prev.conf
+	if !slices.Equal(prev.Voters, next.Voters) || !slices.Equal(prev.Learners, next.Learners) {
+		last, _ := g.ms.LastIndex()
+		next.conf = confMark{last: last, tick: h.ticks}
+	}
+	h.status[g.shard].Store(next)
 	if prev.Serving != next.Serving || prev.Leader != next.Leader {
 		h.cfg.OnLeadership(g.shard, next.Serving, next.Leader)
 	}
@@ -122,6 +139,29 @@ func (h *Host) settled(g *group, want []uint64) bool {
 // leader starts handing leadership to it.
 const transferLag = 64
 
+// handOverReady reports whether the leader may hand leadership to a voter
+// with progress pr now (its last index is last): the voter must be caught
+// up and must have applied the leader's latest configuration change (conf,
+// as of now, in ticks). A replica with a committed change it has not
+// applied, or that has not applied its own promotion, ignores the
+// leader's MsgTimeoutNow, and the leader drops every proposal of the shard
+// until it gives the transfer up an election timeout later: that paused a
+// planned move's writes for over a second. The voter surely applied the
+// change once it acknowledged an entry the leader appended after applying
+// it (that append carried the commit; the voter applies in the round that
+// acknowledges), or, with no writes to append, once heartbeats (which
+// carry the commit) had settleTicks to reach it.
+func handOverReady(pr tracker.Progress, last uint64, conf confMark, now, settleTicks int) bool {
+	if pr.State != tracker.StateReplicate || pr.Match+transferLag < last {
+		return false
+	}
+	return pr.Match > conf.last || now-conf.tick >= settleTicks
+}
+
+// settleTicks is how long, with no writes, a leader waits after a
+// configuration change before handing over: two heartbeats and a tick.
+func (h *Host) settleTicks() int { return 2*h.cfg.HeartbeatTicks + 1 }
+
 // preferLeaders hands leadership to each shard's preferred voter (the
 // first live one in ring order) when it is caught up, so load follows the
 // ring and a replica the ring no longer wants stops leading before it is
@@ -131,8 +171,11 @@ func (h *Host) preferLeaders() {
 		if !g.leader {
 			continue
 		}
-		if g.rn.BasicStatus().LeadTransferee == 0 {
-			g.transferee = 0 // handed over and back, or given up
+		if g.rn.BasicStatus().LeadTransferee == 0 && g.transferee != 0 {
+			// Still leading: Raft gave the transfer up after an election
+			// timeout, and every write of the shard waited that long.
+			h.log.Warn("leadership transfer gave up", "shard", g.shard, "to", h.name(g, g.transferee))
+			g.transferee = 0
 		}
 		if g.confBusy > 0 {
 			continue
@@ -164,9 +207,10 @@ func (h *Host) preferLeaders() {
 		// Under steady load the follower is never exactly at the last
 		// index; Raft finishes catching it up before handing over.
 		last, _ := g.ms.LastIndex()
-		if pr, ok := st.Progress[pref]; ok && pr.State == tracker.StateReplicate && pr.Match+transferLag >= last {
+		if pr, ok := st.Progress[pref]; ok && handOverReady(pr, last, h.status[g.shard].Load().conf, h.ticks, h.settleTicks()) {
 			g.rn.TransferLeader(pref)
 			g.transferee = pref
+			h.log.Info("handing leadership over", "shard", g.shard, "to", h.name(g, pref), "match", pr.Match, "last", last)
 		}
 	}
 }
