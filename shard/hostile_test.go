@@ -54,25 +54,11 @@ func TestSnapshotFromForeignReplicaRefused(t *testing.T) {
 		{"snapshot term past the message's", peer, []uint64{h.raftID}, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f, err := h.cfg.Store.NewSnapshotFile(served)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := f.Add([]byte{'o', byte(served >> 8), byte(served), 'j'}, []byte("junk")); err != nil {
-				t.Fatal(err)
-			}
-			file, err := f.Finish()
-			if err != nil {
-				t.Fatal(err)
-			}
 			u := proto.Uint64
 			m := &raftpb.Message{Type: raftpb.MsgSnap.Enum(), To: u(h.raftID), From: u(tc.from), Term: u(tc.term),
 				Snapshot: &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: u(1 << 30), Term: u(1 << 40),
 					ConfState: &raftpb.ConfState{Voters: tc.conf}}}}
-			b, _ := proto.Marshal(m)
-			in := &incomingSnapshot{shard: served, msg: b, file: file, from: "n2", done: make(chan error, 1)}
-			h.snapIn <- in
-			if err := <-in.done; err == nil {
+			if err := stepSnapshot(t, h, served, m); err == nil {
 				t.Errorf("the snapshot was taken")
 			}
 			if err := roundTrip(t, h, served, object, "k2", "after"); err != nil {
@@ -184,25 +170,11 @@ func TestSilentLearnerIsDropped(t *testing.T) {
 		shard = (shard + 1) % 64
 	}
 	before := h.Replicas()
-	f, err := h.cfg.Store.NewSnapshotFile(shard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Add([]byte{'o', byte(shard >> 8), byte(shard), 'k'}, []byte("v")); err != nil {
-		t.Fatal(err)
-	}
-	file, err := f.Finish()
-	if err != nil {
-		t.Fatal(err)
-	}
 	u := proto.Uint64
 	m := &raftpb.Message{Type: raftpb.MsgSnap.Enum(), To: u(h.raftID), From: u(peer), Term: u(3),
 		Snapshot: &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: u(10), Term: u(3),
 			ConfState: &raftpb.ConfState{Voters: []uint64{peer}, Learners: []uint64{h.raftID}}}}}
-	b, _ := proto.Marshal(m)
-	in := &incomingSnapshot{shard: shard, msg: b, file: file, from: "n2", done: make(chan error, 1)}
-	h.snapIn <- in
-	if err := <-in.done; err != nil {
+	if err := stepSnapshot(t, h, shard, m); err != nil {
 		t.Fatalf("snapshot refused: %v", err)
 	}
 	waitFor(t, 10*time.Second, "the learner to install its snapshot", func() bool {
@@ -241,4 +213,25 @@ func TestConfirmLeader(t *testing.T) {
 	if err := confirm(other); err != ErrNotLeader {
 		t.Fatalf("shard %d, not led by n1: %v, want ErrNotLeader", other, err)
 	}
+}
+
+// stepSnapshot hands h a snapshot of shard from n2, as the snapshot stream
+// would once its data (one key) is on disk, and returns the loop's answer.
+func stepSnapshot(t *testing.T, h *Host, shard int, m *raftpb.Message) error {
+	t.Helper()
+	f, err := h.cfg.Store.NewSnapshotFile(shard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Add([]byte{'o', byte(shard >> 8), byte(shard), 'k'}, []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	file, err := f.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := proto.Marshal(m)
+	in := &incomingSnapshot{shard: shard, msg: b, file: file, from: "n2", done: make(chan error, 1)}
+	h.snapIn <- in
+	return <-in.done
 }

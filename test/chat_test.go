@@ -170,17 +170,7 @@ func TestNotOwnerRedirects(t *testing.T) {
 	leader := c.Leader(room)
 	owner := c.Config(leader).ID
 	other := (leader + 1) % 3
-	conn := grpcConn(t, c, security.RoleRouter, c.Config(other).GRPCListen)
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	stream, err := pb.NewRoomsClient(conn).Attach(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.Send(&pb.AttachRequest{Kind: &pb.AttachRequest_Open{Open: &pb.Open{Room: room, RouterId: "test"}}}); err != nil {
-		t.Fatal(err)
-	}
-	ev, err := stream.Recv()
+	ev, err := openAt(t, c, other, room)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,6 +302,23 @@ func history(t *testing.T, c *tc.Cluster, room string) []string {
 		out = append(out, m.ID+"|"+m.Text)
 	}
 	return out
+}
+
+// openAt opens room on node i directly, as a router would, and returns
+// the node's first answer (opened, or a redirect), or the stream's error.
+func openAt(t *testing.T, c *tc.Cluster, i int, room string) (*pb.AttachEvent, error) {
+	t.Helper()
+	conn := grpcConn(t, c, security.RoleRouter, c.Config(i).GRPCListen)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	t.Cleanup(cancel)
+	stream, err := pb.NewRoomsClient(conn).Attach(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&pb.AttachRequest{Kind: &pb.AttachRequest_Open{Open: &pb.Open{Room: room, RouterId: "test"}}}); err != nil {
+		t.Fatal(err)
+	}
+	return stream.Recv()
 }
 
 // grpcConn dials a node as a member of the cluster's PKI with role.

@@ -1,16 +1,12 @@
 package test
 
 import (
-	"context"
 	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"hellochat/cluster"
 	tc "hellochat/internal/testcluster"
-	pb "hellochat/proto/roompb"
-	"hellochat/security"
 )
 
 // TestDeposedLeaderAnswersNoReads cuts a room's leader off from its peers
@@ -25,13 +21,7 @@ func TestDeposedLeaderAnswersNoReads(t *testing.T) {
 	room := "deposed"
 	shard := cluster.Shard(room)
 	old := c.Leader(room)
-	var cut atomic.Bool
-	c.SetRaftDrop(old, func(string) bool { return cut.Load() })
-	c.SetElectionTicks(old, 200) // 10 s at the tests' 50 ms tick
-	c.Stop(old)
-	c.Start(old)
-	c.WaitConverged(wait)
-	c.WaitLeaders(wait)
+	cut := cuttableWith(c, old, 200) // 10 s at the tests' 50 ms tick
 	if c.Leader(room) != old {
 		t.Fatalf("leadership did not return to node%d after its restart", old+1)
 	}
@@ -62,17 +52,7 @@ func TestDeposedLeaderAnswersNoReads(t *testing.T) {
 	st, _ := c.Nodes[old].ShardStatus(shard)
 	t.Logf("the cut-off node%d serving shard %d: %v", old+1, shard, st.Serving)
 
-	conn := grpcConn(t, c, security.RoleRouter, c.Config(old).GRPCListen)
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	stream, err := pb.NewRoomsClient(conn).Attach(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.Send(&pb.AttachRequest{Kind: &pb.AttachRequest_Open{Open: &pb.Open{Room: room, RouterId: "test"}}}); err != nil {
-		t.Fatal(err)
-	}
-	ev, err := stream.Recv()
+	ev, err := openAt(t, c, old, room)
 	if err != nil {
 		t.Logf("the old leader refused the attach: %v", err)
 		return

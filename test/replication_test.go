@@ -179,9 +179,16 @@ func TestLeaderKilledUnderLoad(t *testing.T) {
 
 // cuttable restarts node i so that its Raft traffic can be cut off (both
 // directions; gossip and routers still reach it) while the result is set.
-func cuttable(c *tc.Cluster, i int) *atomic.Bool {
+func cuttable(c *tc.Cluster, i int) *atomic.Bool { return cuttableWith(c, i, 0) }
+
+// cuttableWith is cuttable with node i's election timeout set to
+// electionTicks (0: the cluster's).
+func cuttableWith(c *tc.Cluster, i, electionTicks int) *atomic.Bool {
 	var cut atomic.Bool
 	c.SetRaftDrop(i, func(string) bool { return cut.Load() })
+	if electionTicks > 0 {
+		c.SetElectionTicks(i, electionTicks)
+	}
 	c.Stop(i)
 	c.Start(i)
 	c.WaitConverged(wait)
