@@ -146,8 +146,13 @@ type Config struct {
 // owns the known/alive sets; readers get immutable Placement snapshots.
 type Membership struct {
 	cfg  Config
-	meta atomic.Pointer[Meta] // read by memberlist goroutines
-	wire atomic.Pointer[[]byte]
+	meta atomic.Pointer[Meta] // the newest, read by memberlist goroutines
+	// sealMu serializes signing; sealedFrom is the meta last signed,
+	// signed its signed form and wire what memberlist gossips of it.
+	sealMu     sync.Mutex
+	sealedFrom *Meta
+	signed     atomic.Pointer[Meta]
+	wire       atomic.Pointer[[]byte]
 	// sealer signs our meta and verifier checks others'; both nil without
 	// certificates.
 	sealer   *sealer
@@ -340,14 +345,21 @@ func (m *Membership) SetLeaving() {
 		return true
 	})
 	// Our own entry in the known set changes too; the placement follows.
+	// It must carry its proof: it is pushed to others from there.
+	own, err := m.reseal()
+	if err != nil {
+		m.log.Error("signing this node's metadata", "err", err)
+		return
+	}
 	select {
-	case m.merges <- merge{metas: []Meta{m.Meta()}}:
+	case m.merges <- merge{metas: []Meta{own}}:
 	case <-m.stop:
 	}
 }
 
-// update changes this member's meta under updateMu and gossips it when
-// change reports a change.
+// update changes this member's meta under updateMu and has gossipUpdates
+// sign and gossip it when change reports a change. Callers include the
+// Raft loop (SetLeads), so the signature is made aside, once per burst.
 func (m *Membership) update(change func(*Meta) bool) {
 	m.updateMu.Lock()
 	meta := *m.meta.Load()
@@ -356,11 +368,8 @@ func (m *Membership) update(change func(*Meta) bool) {
 		return
 	}
 	meta.Version++
-	if err := m.store(meta); err != nil {
-		// Only signing can fail, and our own key does not stop working:
-		// keep gossiping the last meta rather than an unsigned one.
-		m.log.Error("gossip metadata update", "err", err)
-	}
+	meta.Proof = nil // it signed the previous version
+	m.meta.Store(&meta)
 	m.updateMu.Unlock()
 	select {
 	case m.updates <- struct{}{}:
@@ -372,6 +381,13 @@ func (m *Membership) gossipUpdates() {
 	for {
 		select {
 		case <-m.updates:
+			if _, err := m.reseal(); err != nil {
+				// Only signing can fail, and our own key does not stop
+				// working: keep gossiping the last signed meta rather
+				// than an unsigned one.
+				m.log.Error("signing this member's metadata", "err", err)
+				continue
+			}
 			if err := m.ml.UpdateNode(time.Second); err != nil {
 				m.log.Debug("gossip metadata update", "err", err)
 			}
@@ -686,7 +702,7 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 // for our state (to get the certificate our gossip names) finds it there,
 // whatever our role.
 func (d *delegate) LocalState(join bool) []byte {
-	b, _ := json.Marshal(append(d.placement.Load().Nodes(), *d.meta.Load()))
+	b, _ := json.Marshal(append(d.placement.Load().Nodes(), *d.signed.Load()))
 	return b
 }
 

@@ -238,16 +238,33 @@ func sameProof(a, b *Proof) bool {
 	return a != nil && b != nil && bytes.Equal(a.Sig, b.Sig) && bytes.Equal(a.Meta, b.Meta)
 }
 
-// store signs meta (when this member has a certificate) and makes it the
-// meta memberlist gossips.
+// store makes meta this member's and signs it at once (at start, before
+// memberlist gossips anything).
 func (m *Membership) store(meta Meta) error {
-	sealed, wire, err := m.sealer.seal(meta)
-	if err != nil {
-		return err
+	meta.Proof = nil
+	m.meta.Store(&meta)
+	_, err := m.reseal()
+	return err
+}
+
+// reseal signs the newest meta (when this member has a certificate) unless
+// it is signed already, makes it what memberlist gossips, and returns it
+// signed.
+func (m *Membership) reseal() (Meta, error) {
+	m.sealMu.Lock()
+	defer m.sealMu.Unlock()
+	cur := m.meta.Load()
+	if m.sealedFrom == cur {
+		return *m.signed.Load(), nil
 	}
+	sealed, wire, err := m.sealer.seal(*cur)
+	if err != nil {
+		return Meta{}, err
+	}
+	m.sealedFrom = cur
+	m.signed.Store(&sealed)
 	m.wire.Store(&wire)
-	m.meta.Store(&sealed)
-	return nil
+	return sealed, nil
 }
 
 // checkMetaSize refuses to start a member whose signed meta could outgrow
