@@ -3,6 +3,7 @@ package router
 import (
 	"fmt"
 	"sync/atomic"
+	"time"
 )
 
 // Bounds on the bytes a router holds for browsers that read slower than
@@ -21,18 +22,21 @@ const (
 	// of one client address may hold together (--queued-bytes-per-addr;
 	// raise it behind a proxy that hides addresses).
 	DefaultQueuedBytesPerAddr = 64 << 20
-	// QueuedBytesFloor: a browser whose writer has taken all but this
-	// much of its queue (the new frame included) keeps up, and its frame
-	// is queued even when the router's budget is spent. A browser that
-	// reads has its frames taken as they come, a few at a time or one
-	// commit's burst; one that does not read has its writer stuck on a
-	// batch while the rest piles up. So browsers that read are not closed
-	// for those that do not, and the slow ones are closed as their next
+	// QueuedBytesFloor and StuckWriteAfter say which browsers keep up:
+	// those whose writer has taken all but QueuedBytesFloor of their
+	// queue (the new frame included) and has not been on one batch for
+	// StuckWriteAfter. Their frames are queued even when the router's
+	// budget is spent. A browser that reads has its frames taken as they
+	// come, a few at a time or one commit's burst, and each batch written
+	// in moments; one that does not read has its writer stuck on a batch
+	// while the rest piles up. So browsers that read are not closed for
+	// those that do not, and the slow ones are closed as their next
 	// frames come and give the budget back. The router's total may pass
-	// its budget by what browsers under the floor hold: at most twice the
+	// its budget by what browsers that keep up hold: at most twice the
 	// floor each (what waits, and the batch being written). An address's
 	// share has no floor: its browsers are its own.
 	QueuedBytesFloor = SessionQueueLowBytes
+	StuckWriteAfter  = time.Second
 )
 
 // maxReserveTries bounds the compare-and-swap retries of one reservation.
@@ -92,17 +96,17 @@ type queueShares struct {
 	router, addr *queueBudget
 }
 
-// reserve counts a frame of n bytes, for a session that will then have
-// waiting bytes its writer has not taken, against the address's share and
-// the router's budget, or against neither; when they do not fit it
-// returns the refusal reason (for the metric) and what to tell the
-// browser.
-func (q queueShares) reserve(n, waiting int64) (reason, why string) {
+// reserve counts a frame of n bytes against the address's share and the
+// router's budget, or against neither; when they do not fit it returns
+// the refusal reason (for the metric) and what to tell the browser.
+// keepsUp, asked only when the router's budget is spent, says whether the
+// session may go past it (see QueuedBytesFloor).
+func (q queueShares) reserve(n int64, keepsUp func() bool) (reason, why string) {
 	if q.addr != nil && !q.addr.reserve(n, false) {
 		return reasonQueuedPerAddr, fmt.Sprintf("slow consumer: %d bytes queued for your address (max %d)",
 			q.addr.used.Load(), q.addr.limit)
 	}
-	if q.router != nil && !q.router.reserve(n, waiting <= QueuedBytesFloor) {
+	if q.router != nil && !q.router.reserve(n, false) && !q.router.reserve(n, keepsUp()) {
 		if q.addr != nil {
 			q.addr.release(n)
 		}

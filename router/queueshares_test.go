@@ -96,9 +96,9 @@ func TestQueuedBytesSharePerAddress(t *testing.T) {
 	}
 }
 
-// When the router's budget is spent, a browser whose writer has taken
-// all but QueuedBytesFloor of its queue still gets its frames; one with
-// more than that waiting is closed as a slow consumer.
+// When the router's budget is spent, a browser that keeps up (its writer
+// has taken all but QueuedBytesFloor of its queue, and is not stuck on a
+// batch) still gets its frames; the others are closed as slow consumers.
 func TestQueuedBytesRouterBudget(t *testing.T) {
 	rtq := &queueBudget{limit: 5000}
 	shares := queueShares{router: rtq}
@@ -119,9 +119,24 @@ func TestQueuedBytesRouterBudget(t *testing.T) {
 	if keeping.isClosed() {
 		t.Fatal("the session with little waiting was closed")
 	}
+
+	// A browser whose writer has been stuck on a batch for
+	// StuckWriteAfter does not keep up, however little waits besides.
+	stuck, stuckClient := stalledSession(t, shares)
+	stuck.enqueue(frame)
+	stuck.take()
+	stuck.qmu.Lock()
+	stuck.takenAt = time.Now().Add(-StuckWriteAfter)
+	stuck.qmu.Unlock()
+	stuck.enqueue([]byte("small"))
+	if ce := closeOf(t, stuckClient); ce.Code != websocket.StatusPolicyViolation {
+		t.Fatalf("the stuck session closed with %d %q", ce.Code, ce.Reason)
+	}
+	wantUsed(t, "router, the stuck session killed", rtq, 3000)
+
 	keeping.kill(websocket.StatusNormalClosure, "")
 	closeOf(t, keepingClient)
-	wantUsed(t, "router, both killed", rtq, 0)
+	wantUsed(t, "router, all killed", rtq, 0)
 }
 
 // A reservation never shows in the count unless it fits, also while many

@@ -75,11 +75,12 @@ type session struct {
 	qmu        sync.Mutex
 	queue      [][]byte
 	qbytes     int
-	writing    int  // bytes taken by the writer and not yet written
-	drainWatch bool // tell the relay when the queue falls low
-	writerOn   bool // a writer goroutine runs, and will see what is queued
-	overflowed bool // the queue overflowed (counted once; the session is killed)
-	gone       bool // killed: its bytes are given back, and it queues no more
+	writing    int       // bytes taken by the writer and not yet written
+	takenAt    time.Time // when the writer took them
+	drainWatch bool      // tell the relay when the queue falls low
+	writerOn   bool      // a writer goroutine runs, and will see what is queued
+	overflowed bool      // the queue overflowed (counted once; the session is killed)
+	gone       bool      // killed: its bytes are given back, and it queues no more
 
 	addr   string      // the client address its connection counts against
 	shares queueShares // what its queued bytes count against besides itself
@@ -108,7 +109,10 @@ func (s *session) enqueue(frame []byte) int {
 	if len(s.queue) >= SessionQueue || s.qbytes+s.writing+len(frame) > SessionQueueBytes {
 		return s.overflow(reasonSlowConsumer, fmt.Sprintf("slow consumer: %d frames queued", len(s.queue)))
 	}
-	if reason, why := s.shares.reserve(int64(len(frame)), int64(s.qbytes+len(frame))); reason != "" {
+	keepsUp := func() bool {
+		return s.qbytes+len(frame) <= QueuedBytesFloor && (s.writing == 0 || time.Since(s.takenAt) < StuckWriteAfter)
+	}
+	if reason, why := s.shares.reserve(int64(len(frame)), keepsUp); reason != "" {
 		return s.overflow(reason, why)
 	}
 	s.queue = append(s.queue, frame)
@@ -162,6 +166,7 @@ func (s *session) take() [][]byte {
 	}
 	s.writing += s.qbytes
 	s.queue, s.qbytes = nil, 0
+	s.takenAt = time.Now()
 	return q
 }
 
