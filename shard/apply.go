@@ -94,6 +94,7 @@ func (h *Host) apply(rds []ready) error {
 			}
 		}
 		if confChanged {
+			h.markConf(g)
 			if err := ab.SetConfState(g.shard, g.confState); err != nil {
 				return err
 			}

@@ -66,6 +66,10 @@ type group struct {
 	// spoke for them, so this replica can answer a leader it does not know
 	// yet (a new replica, before its snapshot).
 	heard map[uint64]string
+	// confMark is when this replica last applied a change to the group's
+	// configuration (or installed one with a snapshot): a leader hands over
+	// only once the transferee has surely applied it too (handOverReady).
+	confMark confMark
 	// reads are reads waiting for Raft to confirm this replica leads
 	// (readindex.go), by request id.
 	reads map[uint64]*pendingRead

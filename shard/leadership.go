@@ -17,10 +17,6 @@ type ShardStatus struct {
 	Voters   []string
 	Learners []string
 	Applied  uint64
-	// conf is when this replica last applied a change to the group's
-	// configuration: a leader hands over only once the transferee has
-	// surely applied it too (see handOverReady).
-	conf confMark
 }
 
 // confMark is a point in a replica's run: its last log index and the
@@ -44,13 +40,7 @@ func (h *Host) publish(g *group) {
 	}
 	next := &ShardStatus{Shard: g.shard, Serving: g.serving, Leader: leader, Applied: g.applied,
 		Voters: h.nameAll(g, g.confState.GetVoters()), Learners: h.nameAll(g, g.confState.GetLearners())}
-	prev := h.status[g.shard].Load()
-	next.conf = prev.conf
-	if !slices.Equal(prev.Voters, next.Voters) || !slices.Equal(prev.Learners, next.Learners) {
-		last, _ := g.ms.LastIndex()
-		next.conf = confMark{last: last, tick: h.ticks}
-	}
-	h.status[g.shard].Store(next)
+	prev := h.status[g.shard].Swap(next)
 	if prev.Serving != next.Serving || prev.Leader != next.Leader {
 		h.cfg.OnLeadership(g.shard, next.Serving, next.Leader)
 	}
@@ -158,6 +148,12 @@ func handOverReady(pr tracker.Progress, last uint64, conf confMark, now, settleT
 	return pr.Match > conf.last || now-conf.tick >= settleTicks
 }
 
+// markConf records that g just applied a configuration change.
+func (h *Host) markConf(g *group) {
+	last, _ := g.ms.LastIndex()
+	g.confMark = confMark{last: last, tick: h.ticks}
+}
+
 // settleTicks is how long, with no writes, a leader waits after a
 // configuration change before handing over: two heartbeats and a tick.
 func (h *Host) settleTicks() int { return 2*h.cfg.HeartbeatTicks + 1 }
@@ -207,7 +203,7 @@ func (h *Host) preferLeaders() {
 		// Under steady load the follower is never exactly at the last
 		// index; Raft finishes catching it up before handing over.
 		last, _ := g.ms.LastIndex()
-		if pr, ok := st.Progress[pref]; ok && handOverReady(pr, last, h.status[g.shard].Load().conf, h.ticks, h.settleTicks()) {
+		if pr, ok := st.Progress[pref]; ok && handOverReady(pr, last, g.confMark, h.ticks, h.settleTicks()) {
 			g.rn.TransferLeader(pref)
 			g.transferee = pref
 			h.log.Info("handing leadership over", "shard", g.shard, "to", h.name(g, pref), "match", pr.Match, "last", last)

@@ -330,6 +330,7 @@ func (h *Host) persist(rds []ready) error {
 				return err
 			}
 			h.fillLegacy(g)
+			h.markConf(g)
 			h.log.Info("installed snapshot", "shard", g.shard, "index", meta.GetIndex())
 			h.publish(g) // its applied index and configuration jumped
 		}
