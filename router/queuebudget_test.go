@@ -318,3 +318,131 @@ func TestQueuedBytesBudget(t *testing.T) {
 		})
 	}
 }
+
+// Many connections of one address that send and never read cannot make
+// the router hold more than the address's share of queued bytes, also
+// with no room to talk in: here what piles up is the error frame the
+// router answers each bad frame with. A router alone, no object node.
+// Each connection is closed as a slow consumer once its next frame does
+// not fit (the close frame waits behind what its socket holds, so the
+// refusals are counted instead), everything it held is given back, and a
+// browser of another address is answered as before.
+func TestQueuedBytesPerAddressErrorFrames(t *testing.T) {
+	const share, conns = 256 << 10, 8
+	rt, err := router.Start(router.Config{
+		ID:                 "router1",
+		HTTPListen:         "127.0.0.1:0",
+		AdminListen:        "127.0.0.1:0",
+		GossipListen:       "127.0.0.1:" + strconv.Itoa(tc.FreePort(t)),
+		Timings:            tc.Timings(),
+		Security:           security.Insecure(),
+		QueuedBytesPerAddr: share,
+		Logger:             slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		rt.Shutdown(ctx)
+	})
+	base := "http://" + rt.Addr()
+	ctx, cancel := context.WithTimeout(context.Background(), budgetWait)
+	defer cancel()
+
+	var peakMu sync.Mutex
+	peak := int64(0)
+	stop, sampled := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(time.Millisecond) // sampling a gauge, not waiting for an event
+		defer tick.Stop()
+		for {
+			q := rt.QueuedFrom("127.0.0.1")
+			peakMu.Lock()
+			peak = max(peak, q)
+			peakMu.Unlock()
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+
+	// Each sends binary frames (refused, each with an error frame), and
+	// reads nothing, until every one is gone from the router.
+	const maxFrames = 1000000
+	ends, stopWriting := make(chan error, conns), make(chan struct{})
+	var slow []*websocket.Conn
+	for i := 0; i < conns; i++ {
+		conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws?room=budget&name=slow"+strconv.Itoa(i),
+			&websocket.DialOptions{HTTPClient: clientFrom(dialerFrom("127.0.0.1", 4<<10))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.CloseNow() })
+		slow = append(slow, conn)
+		go func() {
+			for n := 0; n < maxFrames; n++ {
+				select {
+				case <-stopWriting:
+					ends <- nil
+					return
+				default:
+				}
+				if err := conn.Write(ctx, websocket.MessageBinary, []byte{1}); err != nil {
+					ends <- nil // the router closed it
+					return
+				}
+			}
+			ends <- fmt.Errorf("%d frames written and the connection still open", maxFrames)
+		}()
+	}
+	tc.Eventually(t, budgetWait, func() error {
+		if n := rt.Stats().Sessions; n != 0 {
+			return fmt.Errorf("%d of the %d slow connections still open", n, conns)
+		}
+		return nil
+	})
+	close(stopWriting)
+	for _, conn := range slow {
+		conn.CloseNow() // a write may wait on a socket the router no longer reads
+	}
+	for range conns {
+		if err := <-ends; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	<-sampled
+	peakMu.Lock()
+	t.Logf("peak queued bytes for 127.0.0.1: %d", peak)
+	if peak > share {
+		t.Errorf("the router held %d bytes for the connections of 127.0.0.1; want at most %d", peak, share)
+	}
+	peakMu.Unlock()
+	if n := refusedMetric(t, rt, "queued_bytes_per_addr"); n != conns {
+		t.Errorf("%d connections closed for their address's share, want %d", n, conns)
+	}
+
+	other, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws?room=budget&name=other",
+		&websocket.DialOptions{HTTPClient: clientFrom(dialerFrom("127.0.0.2", 0))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.CloseNow()
+	if err := other.Write(ctx, websocket.MessageBinary, []byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, data, err := other.Read(ctx); err != nil || !bytes.Contains(data, []byte("binary frames are not supported")) {
+		t.Fatalf("a browser of another address read %q, %v; want its error frame", data, err)
+	}
+	tc.Eventually(t, budgetWait, func() error {
+		if st := rt.Stats(); st.QueuedBytes != 0 || st.Sessions != 1 {
+			return fmt.Errorf("%d sessions hold %d queued bytes; want one, and 0", st.Sessions, st.QueuedBytes)
+		}
+		return nil
+	})
+}
