@@ -39,6 +39,9 @@ func Timings() cluster.Timings {
 	}
 }
 
+// startWait bounds how long New waits for its cluster to form.
+const startWait = 30 * time.Second
+
 // Options change a cluster from its defaults.
 type Options struct {
 	RoomIdle  time.Duration // default 1 minute
@@ -131,8 +134,10 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 		t.Fatalf("start router: %v", err)
 	}
 	c.Router = rt
-	c.WaitConverged(10 * time.Second)
-	c.WaitLeaders(10 * time.Second)
+	// Generous bounds: a cluster forms in a second or two, but CI runs
+	// every package under -race on a loaded 2-core machine.
+	c.WaitConverged(startWait)
+	c.WaitLeaders(startWait)
 	return c
 }
 
