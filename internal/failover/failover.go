@@ -128,7 +128,7 @@ func Run(ctx context.Context, cfg Config) error {
 	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
 
 	say("failover: starting %d object nodes and a router from %s (data and logs in %s)", Founders, cfg.Bin, cfg.Dir)
-	c, err := launch.Start(launch.Options{Bin: cfg.Bin, Dir: cfg.Dir, Nodes: Founders, Network: cfg.Network})
+	c, err := launch.Start(launch.Options{Bin: cfg.Bin, Dir: cfg.Dir, Nodes: Founders, Network: cfg.Network, NodeFlags: LogFlags})
 	if err != nil {
 		return err
 	}
@@ -173,6 +173,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	checks.CompareReplicas(c, load.Rooms())
+	checks.ScanLogs(c)
 	res := checks.res
 
 	report(out, cfg, cycles, res)

@@ -134,6 +134,8 @@ func (ch *Checks) Report(out io.Writer) {
 		res.sent, res.acked, res.unacked, res.refused, res.historyMessages)
 	fmt.Fprintf(out, "replicas: %d shard replicas on disk over %d shards, %d rooms compared\n",
 		res.replicas.holders, res.replicas.shards, res.replicas.roomsCompared)
+	fmt.Fprintf(out, "node logs: %d logs of %d processes, %d times a process became a shard's leader\n",
+		res.raftLogs.logs, res.raftLogs.processes, res.raftLogs.elections)
 	for _, c := range checks(Config{}, nil, res)[2:] { // the first two are the experiment's steps
 		fmt.Fprintf(out, "%-48s %6d  %s\n", c.Name, c.Count, c.Mark())
 		for _, e := range c.Examples {
@@ -143,6 +145,18 @@ func (ch *Checks) Report(out io.Writer) {
 	for _, e := range failures(res) {
 		fmt.Fprintln(out, e)
 	}
+}
+
+// Violations counts what the checks found wrong: messages lost,
+// duplicated, reordered or never answered, replicas misplaced or
+// differing, shards and terms with two leaders, panics; a check that
+// could not run counts one.
+func (ch *Checks) Violations() int {
+	n := len(failures(ch.res))
+	for _, c := range checks(Config{}, nil, ch.res)[2:] {
+		n += c.Count
+	}
+	return n
 }
 
 // Summary is the failed checks in one line ("" when all passed).

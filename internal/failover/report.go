@@ -35,6 +35,8 @@ func report(out io.Writer, cfg Config, cycles []cycle, res result) {
 		res.sent, res.acked, res.unacked, res.refused, res.historyMessages)
 	fmt.Fprintf(out, "replicas: %d shard replicas on disk over %d shards, %d rooms compared\n",
 		res.replicas.holders, res.replicas.shards, res.replicas.roomsCompared)
+	fmt.Fprintf(out, "node logs: %d logs of %d processes, %d times a process became a shard's leader\n",
+		res.raftLogs.logs, res.raftLogs.processes, res.raftLogs.elections)
 	for _, c := range checks(cfg, cycles, res) {
 		fmt.Fprintf(out, "%-48s %6d  %s\n", c.Name, c.Count, c.Mark())
 		for _, e := range c.Examples {
@@ -207,6 +209,8 @@ func checks(cfg Config, cycles []cycle, res result) []check {
 		{"browser-side disconnects", res.disconnects, nil},
 		{"shards or rooms held off the ring's replicas", res.replicas.misplaced, res.replicas.misplacedEx},
 		{"rooms whose replicas differ", res.replicas.divergent, res.replicas.divergentEx},
+		{"shards and terms with two leaders (node logs)", res.raftLogs.twoLeaders, res.raftLogs.twoLeadersEx},
+		{"panics and Raft errors in node logs", res.raftLogs.fatal, res.raftLogs.fatalEx},
 	}
 	for i := range cs {
 		cs[i].Examples = slices.Clone(cs[i].Examples[:min(len(cs[i].Examples), maxExamples)])
@@ -222,6 +226,9 @@ func failures(res result) []string {
 	}
 	if res.replicas.err != nil {
 		fs = append(fs, fmt.Sprintf("replica comparison failed: %v", res.replicas.err))
+	}
+	if res.raftLogs.err != nil {
+		fs = append(fs, fmt.Sprintf("node log check failed: %v", res.raftLogs.err))
 	}
 	return fs
 }

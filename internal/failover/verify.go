@@ -27,11 +27,12 @@ type result struct {
 	silentEx, tailEx     []string
 	strayEx, backwardsEx []string
 	replicas             replicaCheck
+	raftLogs             raftLogCheck
 }
 
 func (r result) failed() bool {
 	return r.lost > 0 || r.dup > 0 || r.reordered > 0 || r.silent > 0 || r.missingTail > 0 || r.stray > 0 ||
-		r.backwards > 0 || r.disconnects > 0 || r.verifyErr != nil || r.replicas.failed()
+		r.backwards > 0 || r.disconnects > 0 || r.verifyErr != nil || r.replicas.failed() || r.raftLogs.failed()
 }
 
 // tailWait bounds how long the check waits for every client to be shown

@@ -26,8 +26,11 @@ type Proc struct {
 	bin  string
 	args []string
 	log  string
-	cmd  *exec.Cmd
-	exit chan struct{} // closed when the current process has exited
+	// starts counts the processes started on this log: its StartMarker
+	// lines tell one process's lines from the next one's.
+	starts int
+	cmd    *exec.Cmd
+	exit   chan struct{} // closed when the current process has exited
 
 	// Object nodes only: their gRPC, gossip and admin addresses, data
 	// directory.
@@ -49,13 +52,24 @@ func (p *Proc) admin() (*grpc.ClientConn, error) {
 		}))
 }
 
-// Start starts the process, appending its output to its log file.
+// StartMarker begins the line Start writes to a process's log before each
+// process it starts there: a restart (kill -9, wipe) appends to the same
+// log, and the checks of the logs must tell the processes apart.
+const StartMarker = "launch: starting "
+
+// Start starts the process, appending its output to its log file after a
+// StartMarker line.
 func (p *Proc) Start() error {
 	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("launch: log for %s: %w", p.Name, err)
 	}
 	defer f.Close()
+	p.starts++
+	if _, err := fmt.Fprintf(f, "%s%s (process %d of this log) at %s\n", StartMarker, p.Name, p.starts,
+		time.Now().UTC().Format(time.RFC3339Nano)); err != nil {
+		return fmt.Errorf("launch: log for %s: %w", p.Name, err)
+	}
 	p.cmd = p.net.Command(p.Name, p.bin, p.args...)
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	if err := p.cmd.Start(); err != nil {
