@@ -86,13 +86,7 @@ func run(cfg nemesis.Config, data, seedList string, duration time.Duration, opsT
 		cfg.Network, cfg.Cuts = nw, l
 	}
 
-	type verdict struct {
-		seed             uint64
-		ops, shortest    []nemesis.Op
-		out              nemesis.Outcome
-		minimal, checked bool
-	}
-	var verdicts []verdict
+	var verdicts []nemesis.Verdict
 	status := 0
 	for _, seed := range seeds {
 		ops := replay
@@ -105,7 +99,7 @@ func run(cfg nemesis.Config, data, seedList string, duration time.Duration, opsT
 		cfg.Dir = filepath.Join(data, fmt.Sprintf("seed%d", seed))
 		fmt.Printf("nemesis: seed %d, %d operations: %s\n", seed, len(ops), nemesis.Format(ops))
 		out := nemesis.Run(ctx, cfg, ops)
-		v := verdict{seed: seed, ops: ops, out: out}
+		v := nemesis.Verdict{Seed: seed, Ops: ops, Out: out}
 		switch {
 		case out.Err != nil:
 			fmt.Fprintf(os.Stderr, "nemesis: seed %d: %v\n", seed, out.Err)
@@ -116,8 +110,8 @@ func run(cfg nemesis.Config, data, seedList string, duration time.Duration, opsT
 			fmt.Printf("nemesis: seed %d operations: %s\n", seed, nemesis.Format(ops))
 			fmt.Printf("nemesis: node logs in %s\n", cfg.Dir)
 			if shrinkRuns > 0 && len(ops) > 1 {
-				v.shortest, v.minimal = shrink(ctx, cfg, data, seed, ops, shrinkRuns)
-				v.checked = true
+				v.Shortest, v.Minimal = shrink(ctx, cfg, data, seed, ops, shrinkRuns)
+				v.Shrunk = true
 			}
 		default:
 			fmt.Printf("nemesis: seed %d passed in %v\n", seed, out.Took.Round(time.Second))
@@ -128,32 +122,7 @@ func run(cfg nemesis.Config, data, seedList string, duration time.Duration, opsT
 		}
 	}
 
-	fmt.Println("\nnemesis: summary")
-	for _, v := range verdicts {
-		var counts []string
-		for _, k := range nemesis.Kinds {
-			if n := v.out.Done[k]; n > 0 {
-				counts = append(counts, fmt.Sprintf("%s %d", k, n))
-			}
-		}
-		verdictText := "ok"
-		if v.out.Failed {
-			verdictText = "FAIL"
-		}
-		fmt.Printf("  seed %-4d %-4s %3d ops (%s; skipped %d) in %v\n", v.seed, verdictText, len(v.ops),
-			strings.Join(counts, ", "), len(v.out.Skipped), v.out.Took.Round(time.Second))
-		if v.out.Failed {
-			fmt.Printf("    why: %s\n", v.out.Why)
-			fmt.Printf("    replay: make nemesis SEED=%d OPS='%s'\n", v.seed, nemesis.Format(v.ops))
-			if v.checked {
-				how := "1-minimal"
-				if !v.minimal {
-					how = "shrink budget ran out"
-				}
-				fmt.Printf("    shortest failing list found (%d ops, %s): make nemesis SEED=%d OPS='%s'\n", len(v.shortest), how, v.seed, nemesis.Format(v.shortest))
-			}
-		}
-	}
+	nemesis.WriteSummary(os.Stdout, verdicts)
 	if ctx.Err() != nil {
 		fmt.Fprintln(os.Stderr, "nemesis: interrupted")
 		return 1

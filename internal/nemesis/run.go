@@ -51,12 +51,19 @@ const (
 
 // Outcome is what a run found.
 type Outcome struct {
-	Failed  bool
-	Why     string        // the failed checks, in one line
-	Done    map[Kind]int  // operations carried out, per kind
-	Skipped []Op          // operations the cluster never allowed within OpWait, or naming a node not there
-	Took    time.Duration // the whole run
-	Err     error         // the run could not start or finish (no verdict)
+	Failed bool
+	Why    string       // the failed checks, in one line
+	Done   map[Kind]int // operations carried out, per kind
+	// FaultTime is how long faults were active, summed over the faults.
+	FaultTime time.Duration
+	// Violations counts what the checks found wrong (messages lost,
+	// duplicated, reordered or never answered, replicas differing, two
+	// leaders of a shard in a term, panics in node logs, a check that
+	// could not run) and the crash and liveness findings.
+	Violations int
+	Skipped    []Op          // operations the cluster never allowed within OpWait, or naming a node not there
+	Took       time.Duration // the whole run
+	Err        error         // the run could not start or finish (no verdict)
 }
 
 // fault is the active fault.
@@ -124,7 +131,7 @@ func (r *run) run(ops []Op) error {
 	if err := launch.PrepareDir(cfg.Dir); err != nil {
 		return fmt.Errorf("nemesis: prepare %s: %w", cfg.Dir, err)
 	}
-	c, err := launch.Start(launch.Options{Bin: cfg.Bin, Dir: cfg.Dir, Nodes: Founders, Network: cfg.Network})
+	c, err := launch.Start(launch.Options{Bin: cfg.Bin, Dir: cfg.Dir, Nodes: Founders, Network: cfg.Network, NodeFlags: failover.LogFlags})
 	if err != nil {
 		return fmt.Errorf("nemesis: start the cluster: %w", err)
 	}
@@ -146,6 +153,9 @@ func (r *run) run(ops []Op) error {
 	r.say("cluster of %d nodes under load (%d rooms x %d clients x %.1f msg/s); %d operations", Founders, cfg.Rooms, cfg.Clients, cfg.Rate, len(ops))
 
 	r.operate(ops)
+	if r.active != nil { // a run that broke off mid-fault
+		r.out.FaultTime += time.Since(r.active.start)
+	}
 
 	if len(r.broken) == 0 && r.ctx.Err() == nil {
 		r.say("all operations done; the cluster must settle within %v", cfg.Settle)
@@ -173,7 +183,11 @@ func (r *run) run(ops []Op) error {
 	} else {
 		checks.CompareReplicas(c, r.load.Rooms())
 	}
+	// Every log of the run, the killed, wiped and retired nodes' included:
+	// whether the nodes stopped or not, what they logged stays.
+	checks.ScanLogs(c)
 	checks.Report(r.cfg.Out)
+	r.out.Violations = checks.Violations() + len(r.broken)
 	var why []string
 	why = append(why, r.broken...)
 	if checks.Failed() {
@@ -435,6 +449,7 @@ func (r *run) advance(now time.Time) {
 		r.cfg.Cuts.Heal()
 	}
 	r.say("end %s", f.op)
+	r.out.FaultTime += now.Sub(f.start)
 	r.active = nil
 }
 
@@ -474,6 +489,7 @@ func (r *run) advanceLag(f *fault, now time.Time) {
 func (r *run) endLag(f *fault) {
 	f.p.Signal(syscall.SIGCONT)
 	r.say("end %s", f.op)
+	r.out.FaultTime += time.Since(f.start)
 	r.active = nil
 }
 
