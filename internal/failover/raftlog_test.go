@@ -167,3 +167,19 @@ func TestLogfmtReadsQuotedValues(t *testing.T) {
 		t.Errorf("a broken quote gave %v", got)
 	}
 }
+
+// A line past maxLogLine is cut, not an error, and the lines after it are
+// still read, the last one without its newline too (a process killed
+// mid-write).
+func TestOverlongAndUnterminatedLinesAreRead(t *testing.T) {
+	dir := t.TempDir()
+	l := newFakeLog(t, dir, "node1", logging.FormatText).start()
+	l.raw("node1 | level=INFO msg=" + strings.Repeat("x", 3*maxLogLine))
+	l.leads(2, 0xa1, 3)
+	fmt.Fprint(l.f, `node1 | time=2026-12-04T10:00:01Z level=DEBUG msg="a1 became leader at term 4" shard=2`)
+
+	ch := scan(t, dir)
+	if r := ch.res.raftLogs; ch.Failed() || r.elections != 2 {
+		t.Fatalf("elections %d, want 2; %s", r.elections, ch.Summary())
+	}
+}
