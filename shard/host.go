@@ -48,7 +48,7 @@ type Config struct {
 	// NodeID it makes the node's Raft id.
 	Replica string
 	Store   *storage.Store
-	Members *cluster.Membership
+	Members Members
 	// Creds secure the connections to peers; nil is plaintext.
 	Creds credentials.TransportCredentials
 	// Bootstrap creates, for every shard the ring places on this node and
@@ -91,6 +91,14 @@ type Config struct {
 	// full, disk gone). The node must stop: it can no longer lead, vote or
 	// acknowledge, and its peers elect another leader.
 	OnFatal func(error)
+}
+
+// Members is where a Host learns the ring and who is up: gossip
+// (*cluster.Membership) in a node, a fixed placement in a simulation.
+type Members interface {
+	Placement() *cluster.Placement
+	// Changed is closed at the next change of Placement.
+	Changed() <-chan struct{}
 }
 
 // Faults decides which Raft traffic is lost: tests cut a node off from its
@@ -183,8 +191,8 @@ type Host struct {
 	// refusedMsgs counts peers' Raft messages dropped: from a replica that
 	// is not the sending node's own, or not plausible (see plausible).
 	refusedMsgs atomic.Uint64
-	tr          *transport
-	snaps       *snapshotSender
+	tr          outbound
+	snaps       snapshotStarter
 
 	props       chan *proposal
 	readsIn     chan *readRequest
@@ -213,6 +221,22 @@ type Host struct {
 // Start creates (or reloads) this node's shard replicas and starts the
 // Raft loop.
 func Start(cfg Config) (*Host, error) {
+	h, err := newHost(cfg)
+	if err != nil {
+		return nil, err
+	}
+	h.tr = newTransport(h)
+	h.snaps = newSnapshotSender(h)
+	go h.loop()
+	h.log.Info("raft groups started", "groups", len(h.groups), "replicas", cfg.Replicas, "raft_id", h.raftID)
+	return h, nil
+}
+
+// newHost opens the node's shard replicas, with no loop and no way out:
+// Start adds the gRPC transport and the loop; a simulation adds its own
+// network and drives tick, step, propose and round itself, on one
+// goroutine, so one seed replays one run.
+func newHost(cfg Config) (*Host, error) {
 	cfg.setDefaults()
 	h := &Host{
 		cfg:         cfg,
@@ -252,10 +276,6 @@ func Start(cfg Config) (*Host, error) {
 		}
 	}
 	h.replicas.Store(int32(len(h.groups)))
-	h.tr = newTransport(h)
-	h.snaps = newSnapshotSender(h)
-	go h.loop()
-	h.log.Info("raft groups started", "groups", len(h.groups), "replicas", cfg.Replicas, "raft_id", h.raftID)
 	return h, nil
 }
 
@@ -355,13 +375,7 @@ func (h *Host) loop() {
 		case id := <-h.peerDown:
 			h.leaderDown(id)
 		case r := <-h.snapDone:
-			if g := h.groups[r.shard]; g != nil {
-				status := raft.SnapshotFinish
-				if !r.ok {
-					status = raft.SnapshotFailure
-				}
-				g.rn.ReportSnapshot(r.to, status)
-			}
+			h.snapshotReported(r)
 		case <-changed:
 			changed = h.cfg.Members.Changed()
 			p := h.cfg.Members.Placement()
@@ -405,8 +419,22 @@ func (h *Host) loop() {
 	}
 }
 
+// snapshotReported tells Raft how a snapshot stream to a replica ended.
+func (h *Host) snapshotReported(r snapReport) {
+	if g := h.groups[r.shard]; g != nil {
+		status := raft.SnapshotFinish
+		if !r.ok {
+			status = raft.SnapshotFailure
+		}
+		g.rn.ReportSnapshot(r.to, status)
+	}
+}
+
 func (h *Host) tick() {
-	for _, g := range h.groups {
+	// In shard order: a tick may start an election, which draws a random
+	// timeout from a source all groups share, so a simulation replays
+	// only if groups draw in the same order every run.
+	for _, g := range h.inOrder() {
 		g.rn.Tick()
 		g.silent++
 		if g.recampaign > 0 {
@@ -423,6 +451,16 @@ func (h *Host) tick() {
 		h.place()
 		h.collectOrphans()
 	}
+}
+
+// inOrder lists the groups by shard.
+func (h *Host) inOrder() []*group {
+	gs := make([]*group, 0, len(h.groups))
+	for _, g := range h.groups {
+		gs = append(gs, g)
+	}
+	slices.SortFunc(gs, func(a, b *group) int { return a.shard - b.shard })
+	return gs
 }
 
 func (h *Host) drainProposals() {

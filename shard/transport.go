@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
@@ -28,6 +29,25 @@ const (
 	// Snapshots travel in chunks on their own streams.
 	MaxRaftMessage = 64 << 20
 )
+
+// outbound is how a Host's Raft batches leave it: the gRPC transport in a
+// node; in a simulation, a network the test delivers itself.
+type outbound interface {
+	// send queues one batch for a peer; it must not block the loop.
+	send(to string, envs []*pb.RaftEnvelope, removals []*pb.Removal)
+	// client is a Replication client for a peer, for snapshot streams.
+	client(to string) (pb.ReplicationClient, error)
+	close()
+}
+
+// snapshotStarter streams whole shards to replicas that need them
+// (snapshotSender in a node) and reports each outcome to the loop.
+type snapshotStarter interface {
+	// start begins sending g's shard for Raft's snapshot message m; it
+	// runs on the loop.
+	start(g *group, m *raftpb.Message)
+	close()
+}
 
 // transport sends Raft messages to peers: one goroutine and one client
 // stream per peer, so everything for a peer in one round goes as one batch.
