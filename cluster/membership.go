@@ -63,6 +63,9 @@ type Meta struct {
 	// cluster runs with certificates: members persist and push it along,
 	// so the member's word travels intact even while it is down.
 	Proof *Proof `json:"proof,omitempty"`
+	// Forgotten is set, with Role RoleForgotten, on an entry of the known
+	// set (pushed or persisted) that is an admin's tombstone, not a member.
+	Forgotten *Tombstone `json:"forgotten,omitempty"`
 }
 
 // RaftID is the Raft id of an object node's replicas (0 is "none" to Raft).
@@ -133,9 +136,10 @@ type Config struct {
 	// OnKnown is called, from the membership goroutine, whenever the set of
 	// known object nodes changes; nodes persist it.
 	OnKnown func([]Meta)
-	// OnConflict is called (from a gossip goroutine) when another live
-	// process uses this member's id: err names it. Only the process that
-	// started later gets the call; it should exit.
+	// OnConflict is called (from a gossip goroutine) when this member must
+	// stop: another live process uses its id (only the process that
+	// started later gets the call), or an admin forgot this node's
+	// incarnation. err says which; the process should exit.
 	OnConflict func(err error)
 	Logger     *slog.Logger
 	// LogOutput receives memberlist's own log lines.
@@ -158,6 +162,10 @@ type Membership struct {
 	sealer   *sealer
 	verifier *verifier
 	refusals refusals
+	// tombs is the tombstones as known-set entries, oldest first, as the
+	// membership goroutine last published them.
+	tombs      atomic.Pointer[[]Meta]
+	forgotSelf sync.Once
 	// updateMu serializes writers of meta; updates wakes gossipUpdates.
 	updateMu sync.Mutex
 	updates  chan struct{}
@@ -252,20 +260,48 @@ func Start(cfg Config) (*Membership, error) {
 	}
 	mc.Logger = log.New(out, "memberlist: ", log.Lmicroseconds)
 
+	// The disk holds what gossip brought; it is checked like gossip, so
+	// metas from before signatures (or forged ones an older version
+	// persisted) do not come back. Tombstones first: they decide which
+	// metas may.
+	graves := graveyard{}
+	for _, k := range cfg.Known {
+		if k.Role != RoleForgotten {
+			continue
+		}
+		if k.Forgotten == nil {
+			m.refuse(k.ID, "disk", errors.New("tombstone entry without a tombstone"))
+			continue
+		}
+		t, err := m.verifier.openTombstone(*k.Forgotten)
+		if err != nil {
+			m.refuse(k.ID, "disk", err)
+			continue
+		}
+		graves.add(t)
+	}
+	if t, ok := graves.forgets(cfg.Meta); ok {
+		return nil, fmt.Errorf("cluster: %w", errForgottenSelf(t))
+	}
 	known := map[string]Meta{}
 	for _, k := range cfg.Known {
-		// The disk holds what gossip brought; it is checked like gossip,
-		// so metas from before signatures (or forged ones an older
-		// version persisted) do not come back.
+		if k.Role == RoleForgotten {
+			continue
+		}
 		opened, err := m.verifier.openProof(k)
 		if err != nil {
 			m.refuse(k.ID, "disk", err)
+			continue
+		}
+		if _, gone := graves.forgets(opened); gone {
+			m.refuse(k.ID, "disk", errForgotten)
 			continue
 		}
 		if opened.ID != "" && opened.Role == RoleNode {
 			known[opened.ID] = opened
 		}
 	}
+	m.publishTombs(graves)
 	// Publish an initial placement and meta before memberlist can call the
 	// delegate.
 	m.placement.Store(newPlacement(0, known, nil, nil))
@@ -298,7 +334,7 @@ func Start(cfg Config) (*Membership, error) {
 		}
 	}
 
-	go m.run(known)
+	go m.run(known, graves)
 	go m.gossipUpdates()
 	return m, nil
 }
@@ -430,7 +466,7 @@ func (m *Membership) Shutdown() error {
 // run owns known and alive. It coalesces bursts of events into one new
 // placement, persists the known set when it grows or changes, and rejoins
 // members it knows of but does not see.
-func (m *Membership) run(known map[string]Meta) {
+func (m *Membership) run(known map[string]Meta, graves graveyard) {
 	defer close(m.done)
 	alive := map[string]bool{}
 	routers := map[string]Meta{} // live routers; they hold no place in the ring
@@ -443,10 +479,15 @@ func (m *Membership) run(known map[string]Meta) {
 	m.rejoin(known, alive)
 
 	for {
-		knownChanged, dirty := false, false
+		knownChanged, dirty, tombsChanged := false, false, false
 		accept := func(meta Meta) {
 			dirty = true
 			if m.foreign(meta) {
+				return
+			}
+			if _, gone := graves.forgets(meta); gone {
+				m.refuse(meta.ID, "gossip", errForgotten)
+				delete(alive, meta.ID)
 				return
 			}
 			if !alive[meta.ID] {
@@ -498,8 +539,60 @@ func (m *Membership) run(known map[string]Meta) {
 				delete(pending, ev.Node.Name)
 			}
 		}
+		// bury applies a checked tombstone: the incarnation it names
+		// leaves the known set (so the ring) and is no longer alive.
+		bury := func(t Tombstone) {
+			if !graves.add(t) {
+				return
+			}
+			tombsChanged, dirty = true, true
+			self := m.meta.Load()
+			if t.forgets(*self) {
+				m.forgotSelf.Do(func() {
+					err := errForgottenSelf(t)
+					m.log.Error("this node was forgotten", "err", err)
+					if m.cfg.OnConflict != nil {
+						go m.cfg.OnConflict(err)
+					}
+				})
+				return
+			}
+			if k, ok := known[t.Node]; ok && t.forgets(k) {
+				delete(known, t.Node)
+				delete(alive, t.Node)
+				delete(pending, t.Node)
+				knownChanged = true
+				m.log.Info("forgot node", "member", t.Node, "replica", t.Replica, "at", time.Unix(0, t.At).UTC())
+			}
+		}
 		mergeKnown := func(mg merge) {
+			for _, t := range mg.tombstones {
+				bury(t) // checked by Forget
+			}
+			// Tombstones before metas: a push carries both, and the
+			// metas it carries may be the ones they forget.
 			for _, meta := range mg.metas {
+				if meta.Role != RoleForgotten {
+					continue
+				}
+				if meta.Forgotten == nil {
+					m.refuse(meta.ID, "push/pull", errors.New("tombstone entry without a tombstone"))
+					continue
+				}
+				if _, held := graves[meta.Forgotten.key()]; held {
+					continue // pushed again; checked when it first came
+				}
+				t, err := m.verifier.openTombstone(*meta.Forgotten)
+				if err != nil {
+					m.refuse(meta.ID, "push/pull tombstone", err)
+					continue
+				}
+				bury(t)
+			}
+			for _, meta := range mg.metas {
+				if meta.Role == RoleForgotten {
+					continue
+				}
 				if mg.remote {
 					if old, ok := known[meta.ID]; ok && sameProof(old.Proof, meta.Proof) {
 						continue // pushed again; checked when it first came
@@ -512,6 +605,12 @@ func (m *Membership) run(known map[string]Meta) {
 					meta = opened
 				}
 				if m.foreign(meta) {
+					continue
+				}
+				if _, gone := graves.forgets(meta); gone {
+					if mg.remote {
+						m.refuse(meta.ID, "push/pull", errForgotten)
+					}
 					continue
 				}
 				// A member that is alive speaks for itself (its own
@@ -564,10 +663,13 @@ func (m *Membership) run(known map[string]Meta) {
 		if !dirty {
 			continue
 		}
+		if tombsChanged {
+			m.publishTombs(graves)
+		}
 		version++
 		m.publish(newPlacement(version, known, alive, routers))
-		if knownChanged && m.cfg.OnKnown != nil {
-			m.cfg.OnKnown(m.placement.Load().Nodes())
+		if (knownChanged || tombsChanged) && m.cfg.OnKnown != nil {
+			m.cfg.OnKnown(append(m.placement.Load().Nodes(), *m.tombs.Load()...))
 		}
 	}
 }
@@ -652,8 +754,9 @@ func (m *Membership) rejoin(known map[string]Meta, alive map[string]bool) {
 // merge is a set of metas for the known set: our own (remote false), or
 // pushed by a peer.
 type merge struct {
-	metas  []Meta
-	remote bool
+	metas      []Meta
+	remote     bool
+	tombstones []Tombstone // checked already (Forget)
 }
 
 // mergeMeta records meta in known if it is new or newer; it reports a change.
@@ -698,11 +801,12 @@ func (d *delegate) NodeMeta(limit int) []byte {
 func (d *delegate) NotifyMsg([]byte)                           {}
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 
-// LocalState is the known set, and our own meta: a member that asks
-// for our state (to get the certificate our gossip names) finds it there,
-// whatever our role.
+// LocalState is the known set, our own meta, and the tombstones: a
+// member that asks for our state (to get the certificate our gossip names)
+// finds it there, whatever our role.
 func (d *delegate) LocalState(join bool) []byte {
-	b, _ := json.Marshal(append(d.placement.Load().Nodes(), *d.signed.Load()))
+	state := append(d.placement.Load().Nodes(), *d.signed.Load())
+	b, _ := json.Marshal(append(state, *d.tombs.Load()...))
 	return b
 }
 

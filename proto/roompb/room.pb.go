@@ -1457,6 +1457,175 @@ func (x *StatusResponse) GetReplicas() uint32 {
 	return 0
 }
 
+// ForgetRequest carries a tombstone signed by an admin's certificate: the
+// signed JSON of {node, replica, at}, its signature and the certificate.
+// node_id and replica repeat what it says, so the node can refuse a
+// mismatch with a clear error. Without certificates (--insecure) only the
+// plain fields count.
+type ForgetRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	NodeId      string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Replica     string                 `protobuf:"bytes,2,opt,name=replica,proto3" json:"replica,omitempty"`
+	AtUnixNano  int64                  `protobuf:"varint,3,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
+	Signed      []byte                 `protobuf:"bytes,4,opt,name=signed,proto3" json:"signed,omitempty"`
+	Signature   []byte                 `protobuf:"bytes,5,opt,name=signature,proto3" json:"signature,omitempty"`
+	Certificate []byte                 `protobuf:"bytes,6,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// force forgets a node gossip still shows alive (it is refused
+	// otherwise): that process is then refused by every member and stops.
+	Force         bool `protobuf:"varint,7,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForgetRequest) Reset() {
+	*x = ForgetRequest{}
+	mi := &file_roompb_room_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForgetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForgetRequest) ProtoMessage() {}
+
+func (x *ForgetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_roompb_room_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForgetRequest.ProtoReflect.Descriptor instead.
+func (*ForgetRequest) Descriptor() ([]byte, []int) {
+	return file_roompb_room_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ForgetRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ForgetRequest) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
+}
+
+func (x *ForgetRequest) GetAtUnixNano() int64 {
+	if x != nil {
+		return x.AtUnixNano
+	}
+	return 0
+}
+
+func (x *ForgetRequest) GetSigned() []byte {
+	if x != nil {
+		return x.Signed
+	}
+	return nil
+}
+
+func (x *ForgetRequest) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *ForgetRequest) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *ForgetRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+type ForgetResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	NodeId  string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Replica string                 `protobuf:"bytes,2,opt,name=replica,proto3" json:"replica,omitempty"`
+	// ring_nodes is how many object nodes the ring keeps without it.
+	RingNodes uint32 `protobuf:"varint,3,opt,name=ring_nodes,json=ringNodes,proto3" json:"ring_nodes,omitempty"`
+	// already is true when that incarnation had been forgotten before.
+	Already       bool `protobuf:"varint,4,opt,name=already,proto3" json:"already,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForgetResponse) Reset() {
+	*x = ForgetResponse{}
+	mi := &file_roompb_room_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForgetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForgetResponse) ProtoMessage() {}
+
+func (x *ForgetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_roompb_room_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForgetResponse.ProtoReflect.Descriptor instead.
+func (*ForgetResponse) Descriptor() ([]byte, []int) {
+	return file_roompb_room_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ForgetResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ForgetResponse) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
+}
+
+func (x *ForgetResponse) GetRingNodes() uint32 {
+	if x != nil {
+		return x.RingNodes
+	}
+	return 0
+}
+
+func (x *ForgetResponse) GetAlready() bool {
+	if x != nil {
+		return x.Already
+	}
+	return false
+}
+
 type DecommissionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// force decommissions even when the ring would keep fewer nodes than the
@@ -1469,7 +1638,7 @@ type DecommissionRequest struct {
 
 func (x *DecommissionRequest) Reset() {
 	*x = DecommissionRequest{}
-	mi := &file_roompb_room_proto_msgTypes[18]
+	mi := &file_roompb_room_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1650,7 @@ func (x *DecommissionRequest) String() string {
 func (*DecommissionRequest) ProtoMessage() {}
 
 func (x *DecommissionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_room_proto_msgTypes[18]
+	mi := &file_roompb_room_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1663,7 @@ func (x *DecommissionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionRequest.ProtoReflect.Descriptor instead.
 func (*DecommissionRequest) Descriptor() ([]byte, []int) {
-	return file_roompb_room_proto_rawDescGZIP(), []int{18}
+	return file_roompb_room_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DecommissionRequest) GetForce() bool {
@@ -1520,7 +1689,7 @@ type ShardStatus struct {
 
 func (x *ShardStatus) Reset() {
 	*x = ShardStatus{}
-	mi := &file_roompb_room_proto_msgTypes[19]
+	mi := &file_roompb_room_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1532,7 +1701,7 @@ func (x *ShardStatus) String() string {
 func (*ShardStatus) ProtoMessage() {}
 
 func (x *ShardStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_room_proto_msgTypes[19]
+	mi := &file_roompb_room_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1545,7 +1714,7 @@ func (x *ShardStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardStatus.ProtoReflect.Descriptor instead.
 func (*ShardStatus) Descriptor() ([]byte, []int) {
-	return file_roompb_room_proto_rawDescGZIP(), []int{19}
+	return file_roompb_room_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ShardStatus) GetShard() uint32 {
@@ -1596,7 +1765,7 @@ type RoomStatus struct {
 
 func (x *RoomStatus) Reset() {
 	*x = RoomStatus{}
-	mi := &file_roompb_room_proto_msgTypes[20]
+	mi := &file_roompb_room_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1608,7 +1777,7 @@ func (x *RoomStatus) String() string {
 func (*RoomStatus) ProtoMessage() {}
 
 func (x *RoomStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_room_proto_msgTypes[20]
+	mi := &file_roompb_room_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1621,7 +1790,7 @@ func (x *RoomStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomStatus.ProtoReflect.Descriptor instead.
 func (*RoomStatus) Descriptor() ([]byte, []int) {
-	return file_roompb_room_proto_rawDescGZIP(), []int{20}
+	return file_roompb_room_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RoomStatus) GetRoom() string {
@@ -1660,18 +1829,22 @@ func (x *RoomStatus) GetStreams() uint32 {
 }
 
 type MemberStatus struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
-	GrpcAddr      string                 `protobuf:"bytes,3,opt,name=grpc_addr,json=grpcAddr,proto3" json:"grpc_addr,omitempty"`
-	Alive         bool                   `protobuf:"varint,4,opt,name=alive,proto3" json:"alive,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Role     string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	GrpcAddr string                 `protobuf:"bytes,3,opt,name=grpc_addr,json=grpcAddr,proto3" json:"grpc_addr,omitempty"`
+	Alive    bool                   `protobuf:"varint,4,opt,name=alive,proto3" json:"alive,omitempty"`
+	// replica is an object node's incarnation (what `objectnode forget`
+	// names in its tombstone).
+	Replica       string `protobuf:"bytes,5,opt,name=replica,proto3" json:"replica,omitempty"`
+	Leaving       bool   `protobuf:"varint,6,opt,name=leaving,proto3" json:"leaving,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MemberStatus) Reset() {
 	*x = MemberStatus{}
-	mi := &file_roompb_room_proto_msgTypes[21]
+	mi := &file_roompb_room_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1683,7 +1856,7 @@ func (x *MemberStatus) String() string {
 func (*MemberStatus) ProtoMessage() {}
 
 func (x *MemberStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_room_proto_msgTypes[21]
+	mi := &file_roompb_room_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1696,7 +1869,7 @@ func (x *MemberStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberStatus.ProtoReflect.Descriptor instead.
 func (*MemberStatus) Descriptor() ([]byte, []int) {
-	return file_roompb_room_proto_rawDescGZIP(), []int{21}
+	return file_roompb_room_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *MemberStatus) GetId() string {
@@ -1723,6 +1896,20 @@ func (x *MemberStatus) GetGrpcAddr() string {
 func (x *MemberStatus) GetAlive() bool {
 	if x != nil {
 		return x.Alive
+	}
+	return false
+}
+
+func (x *MemberStatus) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
+}
+
+func (x *MemberStatus) GetLeaving() bool {
+	if x != nil {
+		return x.Leaving
 	}
 	return false
 }
@@ -1827,7 +2014,22 @@ const file_roompb_room_proto_rawDesc = "" +
 	"\aleading\x18\x05 \x03(\rR\aleading\x126\n" +
 	"\x06shards\x18\x06 \x03(\v2\x1e.hellochat.room.v1.ShardStatusR\x06shards\x12\x18\n" +
 	"\aleaving\x18\a \x01(\bR\aleaving\x12\x1a\n" +
-	"\breplicas\x18\b \x01(\rR\breplicas\"+\n" +
+	"\breplicas\x18\b \x01(\rR\breplicas\"\xd2\x01\n" +
+	"\rForgetRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
+	"\areplica\x18\x02 \x01(\tR\areplica\x12 \n" +
+	"\fat_unix_nano\x18\x03 \x01(\x03R\n" +
+	"atUnixNano\x12\x16\n" +
+	"\x06signed\x18\x04 \x01(\fR\x06signed\x12\x1c\n" +
+	"\tsignature\x18\x05 \x01(\fR\tsignature\x12 \n" +
+	"\vcertificate\x18\x06 \x01(\fR\vcertificate\x12\x14\n" +
+	"\x05force\x18\a \x01(\bR\x05force\"|\n" +
+	"\x0eForgetResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
+	"\areplica\x18\x02 \x01(\tR\areplica\x12\x1d\n" +
+	"\n" +
+	"ring_nodes\x18\x03 \x01(\rR\tringNodes\x12\x18\n" +
+	"\aalready\x18\x04 \x01(\bR\aalready\"+\n" +
 	"\x13DecommissionRequest\x12\x14\n" +
 	"\x05force\x18\x01 \x01(\bR\x05force\"\x85\x01\n" +
 	"\vShardStatus\x12\x14\n" +
@@ -1842,16 +2044,19 @@ const file_roompb_room_proto_rawDesc = "" +
 	"\x05shard\x18\x02 \x01(\rR\x05shard\x12\x19\n" +
 	"\blast_seq\x18\x03 \x01(\x04R\alastSeq\x12\x1a\n" +
 	"\bsessions\x18\x04 \x01(\rR\bsessions\x12\x18\n" +
-	"\astreams\x18\x05 \x01(\rR\astreams\"e\n" +
+	"\astreams\x18\x05 \x01(\rR\astreams\"\x99\x01\n" +
 	"\fMemberStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1b\n" +
 	"\tgrpc_addr\x18\x03 \x01(\tR\bgrpcAddr\x12\x14\n" +
-	"\x05alive\x18\x04 \x01(\bR\x05alive2\x81\x02\n" +
+	"\x05alive\x18\x04 \x01(\bR\x05alive\x12\x18\n" +
+	"\areplica\x18\x05 \x01(\tR\areplica\x12\x18\n" +
+	"\aleaving\x18\x06 \x01(\bR\aleaving2\xd0\x02\n" +
 	"\x05Rooms\x12N\n" +
 	"\x06Attach\x12 .hellochat.room.v1.AttachRequest\x1a\x1e.hellochat.room.v1.AttachEvent(\x010\x01\x12M\n" +
 	"\x06Status\x12 .hellochat.room.v1.StatusRequest\x1a!.hellochat.room.v1.StatusResponse\x12Y\n" +
-	"\fDecommission\x12&.hellochat.room.v1.DecommissionRequest\x1a!.hellochat.room.v1.StatusResponseB\x18Z\x16hellochat/proto/roompbb\x06proto3"
+	"\fDecommission\x12&.hellochat.room.v1.DecommissionRequest\x1a!.hellochat.room.v1.StatusResponse\x12M\n" +
+	"\x06Forget\x12 .hellochat.room.v1.ForgetRequest\x1a!.hellochat.room.v1.ForgetResponseB\x18Z\x16hellochat/proto/roompbb\x06proto3"
 
 var (
 	file_roompb_room_proto_rawDescOnce sync.Once
@@ -1866,7 +2071,7 @@ func file_roompb_room_proto_rawDescGZIP() []byte {
 }
 
 var file_roompb_room_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_roompb_room_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_roompb_room_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_roompb_room_proto_goTypes = []any{
 	(Presence_Change)(0),        // 0: hellochat.room.v1.Presence.Change
 	(*AttachRequest)(nil),       // 1: hellochat.room.v1.AttachRequest
@@ -1887,10 +2092,12 @@ var file_roompb_room_proto_goTypes = []any{
 	(*Reject)(nil),              // 16: hellochat.room.v1.Reject
 	(*StatusRequest)(nil),       // 17: hellochat.room.v1.StatusRequest
 	(*StatusResponse)(nil),      // 18: hellochat.room.v1.StatusResponse
-	(*DecommissionRequest)(nil), // 19: hellochat.room.v1.DecommissionRequest
-	(*ShardStatus)(nil),         // 20: hellochat.room.v1.ShardStatus
-	(*RoomStatus)(nil),          // 21: hellochat.room.v1.RoomStatus
-	(*MemberStatus)(nil),        // 22: hellochat.room.v1.MemberStatus
+	(*ForgetRequest)(nil),       // 19: hellochat.room.v1.ForgetRequest
+	(*ForgetResponse)(nil),      // 20: hellochat.room.v1.ForgetResponse
+	(*DecommissionRequest)(nil), // 21: hellochat.room.v1.DecommissionRequest
+	(*ShardStatus)(nil),         // 22: hellochat.room.v1.ShardStatus
+	(*RoomStatus)(nil),          // 23: hellochat.room.v1.RoomStatus
+	(*MemberStatus)(nil),        // 24: hellochat.room.v1.MemberStatus
 }
 var file_roompb_room_proto_depIdxs = []int32{
 	2,  // 0: hellochat.room.v1.AttachRequest.open:type_name -> hellochat.room.v1.Open
@@ -1909,17 +2116,19 @@ var file_roompb_room_proto_depIdxs = []int32{
 	16, // 13: hellochat.room.v1.AttachEvent.reject:type_name -> hellochat.room.v1.Reject
 	11, // 14: hellochat.room.v1.Page.messages:type_name -> hellochat.room.v1.ChatMessage
 	0,  // 15: hellochat.room.v1.Presence.change:type_name -> hellochat.room.v1.Presence.Change
-	21, // 16: hellochat.room.v1.StatusResponse.rooms:type_name -> hellochat.room.v1.RoomStatus
-	22, // 17: hellochat.room.v1.StatusResponse.members:type_name -> hellochat.room.v1.MemberStatus
-	20, // 18: hellochat.room.v1.StatusResponse.shards:type_name -> hellochat.room.v1.ShardStatus
+	23, // 16: hellochat.room.v1.StatusResponse.rooms:type_name -> hellochat.room.v1.RoomStatus
+	24, // 17: hellochat.room.v1.StatusResponse.members:type_name -> hellochat.room.v1.MemberStatus
+	22, // 18: hellochat.room.v1.StatusResponse.shards:type_name -> hellochat.room.v1.ShardStatus
 	1,  // 19: hellochat.room.v1.Rooms.Attach:input_type -> hellochat.room.v1.AttachRequest
 	17, // 20: hellochat.room.v1.Rooms.Status:input_type -> hellochat.room.v1.StatusRequest
-	19, // 21: hellochat.room.v1.Rooms.Decommission:input_type -> hellochat.room.v1.DecommissionRequest
-	8,  // 22: hellochat.room.v1.Rooms.Attach:output_type -> hellochat.room.v1.AttachEvent
-	18, // 23: hellochat.room.v1.Rooms.Status:output_type -> hellochat.room.v1.StatusResponse
-	18, // 24: hellochat.room.v1.Rooms.Decommission:output_type -> hellochat.room.v1.StatusResponse
-	22, // [22:25] is the sub-list for method output_type
-	19, // [19:22] is the sub-list for method input_type
+	21, // 21: hellochat.room.v1.Rooms.Decommission:input_type -> hellochat.room.v1.DecommissionRequest
+	19, // 22: hellochat.room.v1.Rooms.Forget:input_type -> hellochat.room.v1.ForgetRequest
+	8,  // 23: hellochat.room.v1.Rooms.Attach:output_type -> hellochat.room.v1.AttachEvent
+	18, // 24: hellochat.room.v1.Rooms.Status:output_type -> hellochat.room.v1.StatusResponse
+	18, // 25: hellochat.room.v1.Rooms.Decommission:output_type -> hellochat.room.v1.StatusResponse
+	20, // 26: hellochat.room.v1.Rooms.Forget:output_type -> hellochat.room.v1.ForgetResponse
+	23, // [23:27] is the sub-list for method output_type
+	19, // [19:23] is the sub-list for method input_type
 	19, // [19:19] is the sub-list for extension type_name
 	19, // [19:19] is the sub-list for extension extendee
 	0,  // [0:19] is the sub-list for field type_name
@@ -1954,7 +2163,7 @@ func file_roompb_room_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_roompb_room_proto_rawDesc), len(file_roompb_room_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

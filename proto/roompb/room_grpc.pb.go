@@ -29,6 +29,7 @@ const (
 	Rooms_Attach_FullMethodName       = "/hellochat.room.v1.Rooms/Attach"
 	Rooms_Status_FullMethodName       = "/hellochat.room.v1.Rooms/Status"
 	Rooms_Decommission_FullMethodName = "/hellochat.room.v1.Rooms/Decommission"
+	Rooms_Forget_FullMethodName       = "/hellochat.room.v1.Rooms/Forget"
 )
 
 // RoomsClient is the client API for Rooms service.
@@ -43,6 +44,12 @@ type RoomsClient interface {
 	// Decommission starts moving every replica off this node; the node exits
 	// once it holds none. It answers at once with the node's status.
 	Decommission(ctx context.Context, in *DecommissionRequest, opts ...grpc.CallOption) (*StatusResponse, error)
+	// Forget records in cluster state that one incarnation of an object node
+	// is gone for good (an admin-signed tombstone): every member drops it from
+	// the ring and refuses its metadata from then on, and shard leaders move
+	// its replicas to the ring's nodes. Any live node other than the forgotten
+	// one takes it; admin certificates only.
+	Forget(ctx context.Context, in *ForgetRequest, opts ...grpc.CallOption) (*ForgetResponse, error)
 }
 
 type roomsClient struct {
@@ -86,6 +93,16 @@ func (c *roomsClient) Decommission(ctx context.Context, in *DecommissionRequest,
 	return out, nil
 }
 
+func (c *roomsClient) Forget(ctx context.Context, in *ForgetRequest, opts ...grpc.CallOption) (*ForgetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ForgetResponse)
+	err := c.cc.Invoke(ctx, Rooms_Forget_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RoomsServer is the server API for Rooms service.
 // All implementations must embed UnimplementedRoomsServer
 // for forward compatibility.
@@ -98,6 +115,12 @@ type RoomsServer interface {
 	// Decommission starts moving every replica off this node; the node exits
 	// once it holds none. It answers at once with the node's status.
 	Decommission(context.Context, *DecommissionRequest) (*StatusResponse, error)
+	// Forget records in cluster state that one incarnation of an object node
+	// is gone for good (an admin-signed tombstone): every member drops it from
+	// the ring and refuses its metadata from then on, and shard leaders move
+	// its replicas to the ring's nodes. Any live node other than the forgotten
+	// one takes it; admin certificates only.
+	Forget(context.Context, *ForgetRequest) (*ForgetResponse, error)
 	mustEmbedUnimplementedRoomsServer()
 }
 
@@ -116,6 +139,9 @@ func (UnimplementedRoomsServer) Status(context.Context, *StatusRequest) (*Status
 }
 func (UnimplementedRoomsServer) Decommission(context.Context, *DecommissionRequest) (*StatusResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Decommission not implemented")
+}
+func (UnimplementedRoomsServer) Forget(context.Context, *ForgetRequest) (*ForgetResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Forget not implemented")
 }
 func (UnimplementedRoomsServer) mustEmbedUnimplementedRoomsServer() {}
 func (UnimplementedRoomsServer) testEmbeddedByValue()               {}
@@ -181,6 +207,24 @@ func _Rooms_Decommission_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Rooms_Forget_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ForgetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RoomsServer).Forget(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Rooms_Forget_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RoomsServer).Forget(ctx, req.(*ForgetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Rooms_ServiceDesc is the grpc.ServiceDesc for Rooms service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -195,6 +239,10 @@ var Rooms_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Decommission",
 			Handler:    _Rooms_Decommission_Handler,
+		},
+		{
+			MethodName: "Forget",
+			Handler:    _Rooms_Forget_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
