@@ -42,6 +42,7 @@ func main() {
 	fs.IntVar(&cfg.Clients, "clients", 2, "browsers (WebSocket clients) per room")
 	fs.Float64Var(&cfg.Rate, "rate", 4, "messages per second each client sends")
 	fs.DurationVar(&cfg.Settle, "settle", nemesis.DefaultSettle, "the cluster must be placed within this of the last operation")
+	fs.IntVar(&cfg.SnapshotRate, "snapshot-rate", 0, "throttle every node's snapshot streams to this many bytes per second (0: the nodes' default): slow snapshots, so moves overlap the faults")
 	fs.DurationVar(&cfg.OpWait, "op-wait", nemesis.DefaultOpWait, "an operation the cluster does not allow within this of its time is skipped")
 	flagenv.ParseOrExit(fs, "Runs seeded fault interleavings against real processes and checks what they did to the chat.")
 	os.Exit(run(cfg, *data, *seeds, *duration, *ops, *shrinkRuns, *lab))
@@ -63,8 +64,8 @@ func run(cfg nemesis.Config, data, seedList string, duration time.Duration, opsT
 		}
 		seeds = seeds[:1]
 	}
-	if cfg.Rooms < 1 || cfg.Clients < 1 || cfg.Rate <= 0 || shrinkRuns < 0 {
-		fmt.Fprintln(os.Stderr, "nemesis: rooms, clients and rate must be > 0, shrink-runs >= 0")
+	if cfg.Rooms < 1 || cfg.Clients < 1 || cfg.Rate <= 0 || shrinkRuns < 0 || cfg.SnapshotRate < 0 {
+		fmt.Fprintln(os.Stderr, "nemesis: rooms, clients and rate must be > 0, shrink-runs and snapshot-rate >= 0")
 		return 2
 	}
 	if lab {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -30,7 +31,11 @@ type Config struct {
 	// it (the last fault over, a node that left gone) before it is
 	// skipped.
 	OpWait time.Duration
-	Out    io.Writer
+	// SnapshotRate, when > 0, throttles every node's snapshot streams to
+	// that many bytes per second: moves then take seconds to minutes, and
+	// the run's faults and changes overlap replicas still catching up.
+	SnapshotRate int
+	Out          io.Writer
 }
 
 // Defaults of Config.
@@ -131,7 +136,11 @@ func (r *run) run(ops []Op) error {
 	if err := launch.PrepareDir(cfg.Dir); err != nil {
 		return fmt.Errorf("nemesis: prepare %s: %w", cfg.Dir, err)
 	}
-	c, err := launch.Start(launch.Options{Bin: cfg.Bin, Dir: cfg.Dir, Nodes: Founders, Network: cfg.Network, NodeFlags: failover.LogFlags})
+	flags := slices.Clone(failover.LogFlags)
+	if cfg.SnapshotRate > 0 {
+		flags = append(flags, "--snapshot-rate", strconv.Itoa(cfg.SnapshotRate))
+	}
+	c, err := launch.Start(launch.Options{Bin: cfg.Bin, Dir: cfg.Dir, Nodes: Founders, Network: cfg.Network, NodeFlags: flags})
 	if err != nil {
 		return fmt.Errorf("nemesis: start the cluster: %w", err)
 	}
