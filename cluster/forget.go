@@ -238,3 +238,26 @@ func (m *Membership) publishTombs(graves graveyard) {
 	entries := graves.entries()
 	m.tombs.Store(&entries)
 }
+
+// spread starts a push/pull with every live member, so a tombstone an
+// admin handed this member reaches them all at once rather than one
+// random member per push/pull interval.
+func (m *Membership) spread() {
+	self := m.meta.Load().ID
+	var addrs []string
+	for _, n := range m.ml.Members() {
+		if n.Name != self {
+			addrs = append(addrs, n.Address())
+		}
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	// Join takes up to TCPTimeout per unreachable member: aside, so the
+	// membership goroutine keeps going.
+	go func() {
+		if _, err := m.ml.Join(addrs); err != nil {
+			m.log.Debug("spreading a tombstone", "err", err)
+		}
+	}()
+}

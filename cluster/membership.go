@@ -569,6 +569,9 @@ func (m *Membership) run(known map[string]Meta, graves graveyard) {
 			for _, t := range mg.tombstones {
 				bury(t) // checked by Forget
 			}
+			if len(mg.tombstones) > 0 {
+				m.spread()
+			}
 			// Tombstones before metas: a push carries both, and the
 			// metas it carries may be the ones they forget.
 			for _, meta := range mg.metas {

@@ -214,6 +214,23 @@ func (p *Placement) LiveNodes() int {
 	return n
 }
 
+// NodeCounts counts the object nodes that health endpoints report, and
+// how many of them are alive: the known nodes, less those that left (a
+// decommissioned node, once down, is not coming back). Forgotten nodes
+// are not known at all.
+func (p *Placement) NodeCounts() (alive, total int) {
+	for id, m := range p.nodes {
+		switch {
+		case p.alive[id]:
+			alive++
+			total++
+		case !m.Leaving:
+			total++
+		}
+	}
+	return alive, total
+}
+
 // Leaders lists the live nodes that claim to lead a shard (normally one;
 // two for a moment while leadership moves or an old leader is paused).
 func (p *Placement) Leaders(shard int) []Meta {

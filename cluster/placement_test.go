@@ -130,3 +130,20 @@ func TestPlacementMovesLittleAndDropsLeaving(t *testing.T) {
 		t.Fatal("a ring with a leaving node differs from the ring without it")
 	}
 }
+
+// Health counts leave out a node that left (leaving and down), but count
+// one that is leaving and still moving its replicas, and one that is only
+// down.
+func TestNodeCountsLeaveOutLeftNodes(t *testing.T) {
+	known := nodes(4)
+	left := known["node3"]
+	left.Leaving = true
+	known["node3"] = left
+	leaving := known["node4"]
+	leaving.Leaving = true
+	known["node4"] = leaving
+	p := newPlacement(1, known, map[string]bool{"node1": true, "node4": true}, nil)
+	if alive, total := p.NodeCounts(); alive != 2 || total != 3 {
+		t.Fatalf("NodeCounts = %d of %d, want 2 of 3 (node2 down, node3 left, node4 leaving)", alive, total)
+	}
+}

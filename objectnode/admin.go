@@ -96,7 +96,7 @@ func listOrNone(ids []string) string {
 func (n *Node) serveAdmin(lis net.Listener) *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	readyz := func(w http.ResponseWriter, _ *http.Request) {
+	ready := func(w http.ResponseWriter, counts bool) {
 		if err := n.readiness(); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
@@ -105,10 +105,15 @@ func (n *Node) serveAdmin(lis net.Listener) *http.Server {
 		if h := n.host.Load(); h != nil {
 			led = bits.OnesCount64(h.Leads())
 		}
-		fmt.Fprintf(w, "ok: %d shard replicas, leading %d\n", n.Replicas(), led)
+		fmt.Fprintf(w, "ok: %d shard replicas, leading %d", n.Replicas(), led)
+		if counts {
+			alive, total := n.members.Placement().NodeCounts()
+			fmt.Fprintf(w, "; %d of %d object nodes alive", alive, total)
+		}
+		fmt.Fprintln(w)
 	}
-	mux.HandleFunc("/readyz", readyz)
-	mux.HandleFunc("/healthz", readyz)
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) { ready(w, false) })
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { ready(w, true) })
 	mux.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
 	if n.cfg.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)

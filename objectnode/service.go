@@ -166,6 +166,65 @@ func (s *service) Decommission(ctx context.Context, req *pb.DecommissionRequest)
 	return s.Status(ctx, &pb.StatusRequest{})
 }
 
+// Forget records an admin's tombstone of another node's incarnation in
+// cluster state (see cluster.Tombstone). The checks here are for the
+// operator's sake, so a typo or a race with a reinstall gets a clear
+// answer; what makes the tombstone hold is its signature, which every
+// member checks again.
+func (s *service) Forget(ctx context.Context, req *pb.ForgetRequest) (*pb.ForgetResponse, error) {
+	n := s.node
+	if _, err := n.cfg.Security.Authorize(ctx, security.RoleAdmin); err != nil {
+		return nil, err
+	}
+	id := req.GetNodeId()
+	if id == n.cfg.ID {
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"refused: %s cannot forget itself; ask another node, or decommission this one", id)
+	}
+	t := cluster.Tombstone{Node: id, Replica: req.GetReplica(), At: req.GetAtUnixNano()}
+	if len(req.GetSignature()) > 0 || len(req.GetCertificate()) > 0 || len(req.GetSigned()) > 0 {
+		t.Proof = &cluster.Proof{Meta: req.GetSigned(), Sig: req.GetSignature(), Cert: req.GetCertificate()}
+	}
+	opened, err := n.members.CheckTombstone(t)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "refused: tombstone of %s: %v", id, err)
+	}
+	if opened.Node != id || opened.Replica != t.Replica {
+		return nil, status.Errorf(codes.InvalidArgument, "refused: the request names %s (incarnation %q), its signed tombstone %s",
+			id, t.Replica, opened)
+	}
+	p := n.members.Placement()
+	resp := &pb.ForgetResponse{NodeId: id, Replica: opened.Replica}
+	if n.members.Forgotten(id, opened.Replica) {
+		resp.Already, resp.RingNodes = true, uint32(p.RingSize())
+		return resp, nil
+	}
+	known, ok := p.Node(id)
+	switch {
+	case !ok:
+		return nil, status.Errorf(codes.NotFound, "refused: %s is not a known object node", id)
+	case known.Replica != opened.Replica:
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"refused: %s now runs incarnation %q, not %q (it was reinstalled since); nothing was forgotten", id, known.Replica, opened.Replica)
+	case p.Alive(id) && !req.GetForce():
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"refused: %s is alive by gossip; stop it for good first (or decommission it), or force it (objectnode forget --force), which makes every member refuse it and it stop", id)
+	}
+	if p.Alive(id) {
+		n.log.Warn("FORCED forget of a live node: every member will refuse it", "member", id, "replica", opened.Replica)
+	}
+	if err := n.members.Forget(opened); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "forget %s: %v", id, err)
+	}
+	n.log.Info("forgetting node on an admin's request", "member", id, "replica", opened.Replica)
+	ring := p.RingSize()
+	if !known.Leaving {
+		ring--
+	}
+	resp.RingNodes = uint32(ring)
+	return resp, nil
+}
+
 // Status reports the node's rooms and its view of the cluster.
 func (s *service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
 	n := s.node
@@ -199,7 +258,8 @@ func (s *service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusRe
 	}
 	resp.Leaving = n.leaving()
 	for _, m := range p.Nodes() {
-		resp.Members = append(resp.Members, &pb.MemberStatus{Id: m.ID, Role: m.Role, GrpcAddr: m.GRPC, Alive: p.Alive(m.ID)})
+		resp.Members = append(resp.Members, &pb.MemberStatus{Id: m.ID, Role: m.Role, GrpcAddr: m.GRPC, Alive: p.Alive(m.ID),
+			Replica: m.Replica, Leaving: m.Leaving})
 	}
 	for _, r := range n.activeRooms() {
 		reply := make(chan *pb.RoomStatus, 1)

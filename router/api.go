@@ -48,13 +48,14 @@ func (rt *Router) handleHealth(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	p := rt.members.Placement()
+	alive, total := p.NodeCounts()
 	// Healthy means every room can be served now: each shard has a leader.
 	if !p.Serving() {
 		http.Error(w, fmt.Sprintf("not ready: %d of %d object nodes alive, %d of %d shards have a leader",
-			p.LiveNodes(), len(p.Nodes()), p.LedShards(), cluster.Partitions), http.StatusServiceUnavailable)
+			alive, total, p.LedShards(), cluster.Partitions), http.StatusServiceUnavailable)
 		return
 	}
-	fmt.Fprintf(w, "ok: %d of %d object nodes alive, all %d shards have a leader\n", p.LiveNodes(), len(p.Nodes()), cluster.Partitions)
+	fmt.Fprintf(w, "ok: %d of %d object nodes alive, all %d shards have a leader\n", alive, total, cluster.Partitions)
 }
 
 // handleQR draws a QR code server-side so the page needs no CDN.

@@ -2,7 +2,9 @@
 // shards it leads and replicates every shard it holds in its Pebble DB.
 //
 // `objectnode decommission HOST:PORT` asks the node serving gRPC there to
-// move every replica off itself and stop. `objectnode dev-cert` copies one
+// move every replica off itself and stop. `objectnode forget HOST:PORT
+// NODE` records, through the node at HOST:PORT, that NODE is gone for good
+// (forget.go). `objectnode dev-cert` copies one
 // process's certificate out of a development PKI (deploy/compose.yaml).
 package main
 
@@ -25,6 +27,9 @@ import (
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "decommission" {
 		os.Exit(decommission(os.Args[2:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "forget" {
+		os.Exit(forget(os.Args[2:]))
 	}
 	if len(os.Args) > 1 && os.Args[1] == "dev-cert" {
 		os.Exit(devCert(os.Args[2:]))
