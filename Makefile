@@ -12,7 +12,7 @@ HTTP_ADDR ?= 127.0.0.1:8080
 ADMIN_ADDR ?= 127.0.0.1:8081
 # Object nodes `make cluster` starts (node1..nodeNODES, 1-9).
 NODES ?= 3
-# Node number (1-9) for kill-node, restart-node, add-node and remove-node.
+# Node number (1-9) for kill-node, restart-node, add-node, remove-node and forget-node.
 N ?=
 # Data, logs and pids of the local cluster (relative to the repository).
 CLUSTER_DATA ?= data
@@ -51,7 +51,7 @@ NEMESIS_FLAGS ?=
 export HTTP_ADDR ADMIN_ADDR ROOMS KILLS PAUSES ADDS REMOVES WIPES
 export CLUSTER_DATA
 
-.PHONY: help build cluster kill-node restart-node add-node remove-node owners failover netlab nemesis fuzz bench-go test test-short lint bench \
+.PHONY: help build cluster kill-node restart-node add-node remove-node forget-node owners failover netlab nemesis fuzz bench-go test test-short lint bench \
 	proto verify-proto tidy clean clean-data
 
 help: ## list targets (this is the default)
@@ -78,6 +78,9 @@ add-node: ## add object node N to the running cluster and wait until replicas ha
 
 remove-node: ## decommission node N: replicas move away, it exits (N=2); refused below 3 nodes unless FORCE=1
 	FORCE="$(FORCE)" bash scripts/remove-node.sh "$(N)"
+
+forget-node: ## forget node N, gone for good (killed, never decommissioned): its replicas move to the others (N=3); FORCE=1 if it runs
+	FORCE="$(FORCE)" bash scripts/forget-node.sh "$(N)"
 
 owners: ## show members, each shard's replicas and moves, active rooms (ROOMS=a,b: who owns those)
 	bash scripts/owners.sh
