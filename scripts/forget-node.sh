@@ -46,6 +46,16 @@ via="$(running_nodes | grep -vx "$name" | head -n 1)" || true
 [[ -x bin/objectnode ]] || die "bin/objectnode not found; build it with \`make build\`"
 grpc="$(node_grpc "$via")"
 
+# A node just killed is still alive by gossip for a second or two, and
+# the node taking the tombstone refuses a live one: wait until it is seen
+# down (bounded; the forget call below is then refused with the reason).
+if [[ "$FORCE" != 1 ]]; then
+  down_deadline=$((SECONDS + 15))
+  while poll_cluster "$name" && [[ "$STATE" == alive ]] && ((SECONDS < down_deadline)); do
+    sleep 0.2
+  done
+fi
+
 start=$(now_ms)
 say "forgetting $name through $via: bin/objectnode forget ${force_args[*]:+${force_args[*]} }--dev-pki $DATA/pki $grpc $name"
 if ! out="$("$ROOT/bin/objectnode" forget "${force_args[@]}" --dev-pki "$DATA/pki" "$grpc" "$name" 2>&1)"; then
