@@ -2,6 +2,7 @@ package shard
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -276,11 +277,12 @@ func (g *group) noteConfChange(t raftpb.ConfChangeType, id uint64) bool {
 // it is dropped, when dropping it loses nothing: it is no member of its own
 // applied configuration (a leader added it and lost its term before the
 // change committed, or it was removed without learning it), or it is a
-// learner that has applied all it holds. A learner never counts toward a
-// commit, so it holds nothing acknowledged only by it; one that hears no
-// leader for this long was most likely removed while its node was down, by
-// a group it can no longer reach. If it was still wanted, its leader adds
-// it again.
+// learner with no configuration change in its log past what it applied
+// (so it cannot have been promoted unknowingly). A learner never counts
+// toward a commit, so it holds nothing acknowledged only by it; one that
+// hears no leader for this long was most likely removed while its node was
+// down, by a group it can no longer reach. If it was still wanted, its
+// leader adds it again.
 const orphanTicks = 100
 
 // collectOrphans drops replicas that are no member of their group, and
@@ -293,8 +295,7 @@ func (h *Host) collectOrphans() {
 		why := ""
 		if !g.member(g.id) {
 			why = "not a member and no leader wrote to it for a while"
-		} else if last, err := g.ms.LastIndex(); err == nil && last == g.applied &&
-			slices.Contains(g.confState.GetLearners(), g.id) && !g.leader {
+		} else if slices.Contains(g.confState.GetLearners(), g.id) && !g.leader && !g.mayBePromoted() {
 			why = "a learner no leader wrote to for a while"
 		}
 		if why == "" {
@@ -304,6 +305,26 @@ func (h *Host) collectOrphans() {
 			h.log.Error("drop orphaned replica", "shard", g.shard, "err", err)
 		}
 	}
+}
+
+// mayBePromoted reports whether a learner's log holds, past what it has
+// applied, a configuration change (its promotion, maybe): it may then
+// have acknowledged entries as a voter, and must stay.
+func (g *group) mayBePromoted() bool {
+	last, err := g.ms.LastIndex()
+	if err != nil {
+		return true
+	}
+	if last <= g.applied {
+		return false
+	}
+	ents, err := g.ms.Entries(g.applied+1, last+1, math.MaxUint64)
+	if err != nil {
+		return true
+	}
+	return slices.ContainsFunc(ents, func(e *raftpb.Entry) bool {
+		return e.GetType() == raftpb.EntryConfChange || e.GetType() == raftpb.EntryConfChangeV2
+	})
 }
 
 // founders is the ring's replica set of a shard when it includes this

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -185,6 +186,15 @@ func TestSilentLearnerIsDropped(t *testing.T) {
 	if h.Replicas() != before+1 {
 		t.Fatalf("%d replicas with the learner, %d before", h.Replicas(), before)
 	}
+	// One more entry it appends but never learns committed: it has not
+	// applied all it holds, but none of it could promote it (the nemesis
+	// found such a learner kept for good, seed 31 with --netlab).
+	app := &raftpb.Message{Type: raftpb.MsgApp.Enum(), To: u(h.raftID), From: u(peer), Term: u(3), Index: u(10), LogTerm: u(3),
+		Commit: u(10), Entries: []*raftpb.Entry{{Index: u(11), Term: u(3), Type: raftpb.EntryNormal.Enum()}}}
+	ab, _ := proto.Marshal(app)
+	if err := h.Handle(&pb.RaftBatch{FromNode: "n2", Messages: []*pb.RaftEnvelope{{Shard: uint32(shard), Message: ab}}}); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, 20*time.Second, "the silent learner to be dropped", func() bool { return h.Replicas() == before })
 }
 
@@ -234,4 +244,32 @@ func stepSnapshot(t *testing.T, h *Host, shard int, m *raftpb.Message) error {
 	in := &incomingSnapshot{shard: shard, msg: b, file: file, from: "n2", done: make(chan error, 1)}
 	h.snapIn <- in
 	return <-in.done
+}
+
+// A learner whose log holds a configuration change past what it applied
+// may have been promoted without knowing it, and acknowledged entries as a
+// voter: it is not dropped as a silent learner. One with only ordinary
+// entries past its applied index is.
+func TestLearnerWithUnappliedConfChangeMayBePromoted(t *testing.T) {
+	u := proto.Uint64
+	for _, tc := range []struct {
+		typ  raftpb.EntryType
+		want bool
+	}{{raftpb.EntryNormal, false}, {raftpb.EntryConfChange, true}, {raftpb.EntryConfChangeV2, true}} {
+		ms := raft.NewMemoryStorage()
+		if err := ms.ApplySnapshot(&raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: u(10), Term: u(3),
+			ConfState: &raftpb.ConfState{Voters: []uint64{1}, Learners: []uint64{2}}}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := ms.Append([]*raftpb.Entry{{Index: u(11), Term: u(3)}, {Index: u(12), Term: u(3), Type: tc.typ.Enum()}}); err != nil {
+			t.Fatal(err)
+		}
+		g := &group{ms: ms, applied: 10}
+		if got := g.mayBePromoted(); got != tc.want {
+			t.Errorf("unapplied %v: mayBePromoted %v, want %v", tc.typ, got, tc.want)
+		}
+		if g.applied = 12; g.mayBePromoted() {
+			t.Errorf("all applied (%v): mayBePromoted", tc.typ)
+		}
+	}
 }
