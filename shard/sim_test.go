@@ -111,6 +111,7 @@ type sim struct {
 	trace    hash.Hash64
 	history  []string
 	lines    []string
+	answers  []string // this round's, noted in order once it is over
 	stats    simStats
 }
 
@@ -550,7 +551,8 @@ func (s *sim) propose() {
 				return // the answer dies with the process
 			}
 			s.answered[w.key]++
-			s.note("answer %s from %s: %v", w.key, node.id, err)
+			// A Host fails its pending proposals in map order.
+			s.answers = append(s.answers, fmt.Sprintf("answer %s from %s: %v", w.key, node.id, err))
 			if s.answered[w.key] > 1 {
 				s.fail("write %s answered %d times", w.key, s.answered[w.key])
 			}
@@ -569,6 +571,11 @@ func (s *sim) round(node *simNode) {
 		s.fail("round on %s: %v", node.id, err)
 	}
 	s.net.settle()
+	slices.Sort(s.answers)
+	for _, a := range s.answers {
+		s.note("%s", a)
+	}
+	s.answers = s.answers[:0]
 	if !node.dead() {
 		s.check(node)
 	}
