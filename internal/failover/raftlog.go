@@ -70,11 +70,7 @@ func (r raftLogCheck) failed() bool { return r.twoLeaders > 0 || r.fatal > 0 || 
 // no two processes became leader of the same shard in the same term, and
 // no node panicked or logged a Raft error.
 func (ch *Checks) ScanLogs(c *launch.Cluster) {
-	var paths []string
-	for _, p := range c.EveryNode() {
-		paths = append(paths, p.LogPath())
-	}
-	ch.ScanLogFiles(paths)
+	ch.ScanLogFiles(c.EveryLog())
 }
 
 // ScanLogFiles is ScanLogs on the node logs at paths, text or JSON, each

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,6 +27,9 @@ type Cluster struct {
 	// Retired are nodes that were decommissioned and have exited; their
 	// logs and data dirs stay for inspection.
 	Retired []*Proc
+	// Lost are nodes whose machine is gone for good (killed, disk
+	// deleted, forgotten): only their logs stay.
+	Lost []*Proc
 
 	net       Network
 	transport *http.Transport // to the router, from where the tools run
@@ -170,9 +174,27 @@ func (c *Cluster) Retire(p *Proc) {
 	}
 }
 
-// EveryNode is every object node ever started, retired ones last.
+// Lose moves a node whose machine is gone for good from Nodes to Lost.
+func (c *Cluster) Lose(p *Proc) {
+	if i := slices.Index(c.Nodes, p); i >= 0 {
+		c.Nodes = slices.Delete(c.Nodes, i, i+1)
+		c.Lost = append(c.Lost, p)
+	}
+}
+
+// EveryNode is every object node ever started whose disk is still there,
+// retired ones last.
 func (c *Cluster) EveryNode() []*Proc {
 	return append(append([]*Proc{}, c.Nodes...), c.Retired...)
+}
+
+// EveryLog is the log of every object node ever started, lost ones too.
+func (c *Cluster) EveryLog() []string {
+	var paths []string
+	for _, p := range append(c.EveryNode(), c.Lost...) {
+		paths = append(paths, p.LogPath())
+	}
+	return paths
 }
 
 // LogMarks records every node's log length (LogSize), to read what the

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"hellochat/cluster"
 	pb "hellochat/proto/roompb"
 	"hellochat/security"
 )
@@ -202,6 +204,40 @@ func (p *Proc) Decommission(ctx context.Context) (*pb.StatusResponse, error) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// Forget asks this node, as the cluster's admin, to forget node for good
+// (what `objectnode forget` does): it signs a tombstone of node's
+// incarnation as this node knows it. A node gossip still shows alive is
+// refused (FailedPrecondition): call again once it is seen down.
+func (p *Proc) Forget(ctx context.Context, node string) (*pb.ForgetResponse, error) {
+	s, err := security.Dev(p.pki, security.Identity{Role: security.RoleAdmin, ID: "admin"})
+	if err != nil {
+		return nil, err
+	}
+	conn, err := p.admin()
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	rooms := pb.NewRoomsClient(conn)
+	st, err := rooms.Status(ctx, &pb.StatusRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("launch: forget %s: status of %s: %w", node, p.Name, err)
+	}
+	i := slices.IndexFunc(st.Members, func(m *pb.MemberStatus) bool { return m.Id == node })
+	if i < 0 {
+		return nil, fmt.Errorf("launch: forget %s: %s does not know it", node, p.Name)
+	}
+	t, err := cluster.SignTombstone(s, cluster.Tombstone{Node: node, Replica: st.Members[i].Replica, At: time.Now().UnixNano()})
+	if err != nil {
+		return nil, err
+	}
+	req := &pb.ForgetRequest{NodeId: t.Node, Replica: t.Replica, AtUnixNano: t.At}
+	if t.Proof != nil {
+		req.Signed, req.Signature, req.Certificate = t.Proof.Meta, t.Proof.Sig, t.Proof.Cert
+	}
+	return rooms.Forget(ctx, req)
 }
 
 // Wait waits for the process to exit; false on timeout.

@@ -34,16 +34,21 @@ const (
 	Lag    Kind = "lag"
 	Add    Kind = "add"    // start one more node (--expect 0)
 	Remove Kind = "remove" // decommission a node; it exits once its replicas moved
+	// Forget is a machine gone for good: kill -9 the node, delete its
+	// disk, and forget it (objectnode forget, with the admin certificate)
+	// once gossip sees it down; its replicas move to the ring's nodes. It
+	// takes a node down, so no fault runs beside it.
+	Forget Kind = "forget"
 )
 
 // Kinds lists every kind, faults first, in the order reports count them.
-var Kinds = []Kind{Kill, Pause, Wipe, Partition, Mute, Deaf, Lag, Add, Remove}
+var Kinds = []Kind{Kill, Pause, Wipe, Partition, Mute, Deaf, Lag, Add, Remove, Forget}
 
 // cutKinds need a network that can cut links.
 var cutKinds = []Kind{Partition, Mute, Deaf}
 
 // Fault reports whether a kind takes a node down or cuts it off.
-func (k Kind) Fault() bool { return k != Add && k != Remove }
+func (k Kind) Fault() bool { return k != Add && k != Remove && k != Forget }
 
 // Limits of a generated list.
 const (
@@ -65,8 +70,11 @@ const (
 	// lagBudget is how long the generator expects a lag to take; the run
 	// holds the next fault until the lag is over anyway.
 	lagBudget = 40 * time.Second
-	// removeEvery spaces removes: one node leaves at a time.
+	// removeEvery spaces removes and forgets: one node leaves at a time.
 	removeEvery = 20 * time.Second
+	// forgetSettle is how long after a forget the generator lets the
+	// forgotten node's replicas move before the next fault.
+	forgetSettle = 15 * time.Second
 )
 
 // Op is one operation: at At (from the start of the load) do Kind to
@@ -174,7 +182,7 @@ func Generate(seed uint64, duration time.Duration, cuts bool) ([]Op, error) {
 	between := func(lo, hi time.Duration) time.Duration {
 		return (lo + time.Duration(rng.Int64N(int64(hi-lo)+1))).Round(100 * time.Millisecond)
 	}
-	weights := map[Kind]int{Kill: 4, Pause: 3, Wipe: 1, Lag: 2, Add: 1, Remove: 2}
+	weights := map[Kind]int{Kill: 4, Pause: 3, Wipe: 1, Lag: 2, Add: 1, Remove: 2, Forget: 1}
 	if cuts {
 		weights[Partition], weights[Mute], weights[Deaf] = 2, 1, 1
 	}
@@ -197,7 +205,9 @@ func Generate(seed uint64, duration time.Duration, cuts bool) ([]Op, error) {
 				ok = false
 			case k == Lag && len(members) >= MaxNodes:
 				ok = false
-			case k == Remove && (len(members) <= Founders || t < removeFree):
+			case (k == Remove || k == Forget) && (len(members) <= Founders || t < removeFree):
+				ok = false
+			case k == Forget && t < faultFree:
 				ok = false
 			}
 			for i := 0; ok && i < weights[k]; i++ {
@@ -212,7 +222,7 @@ func Generate(seed uint64, duration time.Duration, cuts bool) ([]Op, error) {
 		case Add:
 			created++
 			members = append(members, fmt.Sprintf("node%d", created))
-		case Remove:
+		case Remove, Forget:
 			var can []string
 			for _, m := range members {
 				if m != victim {
@@ -222,6 +232,10 @@ func Generate(seed uint64, duration time.Duration, cuts bool) ([]Op, error) {
 			op.Node = can[rng.IntN(len(can))]
 			members = slices.DeleteFunc(members, func(m string) bool { return m == op.Node })
 			removeFree = t + removeEvery
+			if op.Kind == Forget {
+				victim, faultEnd = op.Node, t+forgetSettle
+				faultFree = faultEnd
+			}
 		default:
 			op.Node = members[rng.IntN(len(members))]
 			op.For = between(minFor, maxFor)

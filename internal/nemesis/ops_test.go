@@ -66,6 +66,13 @@ func TestGenerateStaysWithinWhatTheClusterTolerates(t *testing.T) {
 					t.Fatalf("%s: removes the faulted node", where)
 				}
 				delete(members, op.Node)
+			case op.Kind == Forget:
+				// A machine gone for good: a node down, so never beside a fault.
+				if op.At < faultEnd {
+					t.Fatalf("%s: forgets a node while %s is faulted", where, victim)
+				}
+				delete(members, op.Node)
+				victim, faultEnd = op.Node, op.At
 			default:
 				if op.At < faultEnd {
 					t.Fatalf("%s: a second fault while %s is faulted", where, victim)

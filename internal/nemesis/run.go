@@ -338,6 +338,8 @@ func (r *run) allowed(op Op) (ok bool, why string) {
 		return r.active == nil && (op.Kind != Lag || len(r.c.Nodes) < MaxNodes), ""
 	case op.Kind == Add:
 		return len(r.c.Nodes) < MaxNodes, ""
+	case op.Kind == Forget:
+		return r.active == nil && staying > Founders && len(r.leaving) == 0, ""
 	default: // remove
 		if r.active != nil && (r.active.p == p || r.active.added == p) {
 			return false, ""
@@ -370,10 +372,14 @@ func (r *run) begin(op Op, now time.Time) {
 		r.decommission(p, now)
 		return
 	}
-	f := &fault{op: op, p: p, start: now, until: now.Add(op.For)}
+	until := now.Add(op.For)
+	if op.Kind == Forget {
+		until = now.Add(forgetTimeout)
+	}
+	f := &fault{op: op, p: p, start: now, until: until}
 	r.active = f
 	switch op.Kind {
-	case Kill, Wipe:
+	case Kill, Wipe, Forget:
 		r.down[p] = true
 		p.Kill9()
 	case Pause:
@@ -436,6 +442,10 @@ func (r *run) advance(now time.Time) {
 	p := f.p
 	if f.op.Kind == Lag {
 		r.advanceLag(f, now)
+		return
+	}
+	if f.op.Kind == Forget {
+		r.advanceForget(f, now)
 		return
 	}
 	if now.Before(f.until) {
@@ -508,4 +518,43 @@ func (r *run) holdsReplicas(p *launch.Proc) bool {
 	defer cancel()
 	st, err := p.Status(ctx)
 	return err == nil && st.Replicas > 0
+}
+
+// forgetTimeout bounds a forget: until gossip sees the killed node down
+// and a live node takes the tombstone.
+const forgetTimeout = 30 * time.Second
+
+// advanceForget asks a live node to forget the killed node (refused while
+// gossip still shows it alive); once one has, the machine is gone: its
+// disk is deleted and it is retired.
+func (r *run) advanceForget(f *fault, now time.Time) {
+	p := f.p
+	var via *launch.Proc
+	for _, n := range r.c.Nodes {
+		if n != p && !r.down[n] {
+			via = n
+			break
+		}
+	}
+	if via == nil {
+		r.broken = append(r.broken, fmt.Sprintf("%s: no live node to forget it through", f.op))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+	resp, err := via.Forget(ctx, p.Name)
+	cancel()
+	if err != nil {
+		if now.After(f.until) {
+			r.broken = append(r.broken, fmt.Sprintf("%s: not forgotten within %v: %v", f.op, forgetTimeout, err))
+		}
+		return
+	}
+	if err := p.WipeData(); err != nil {
+		r.broken = append(r.broken, fmt.Sprintf("%s: delete its disk: %v", f.op, err))
+	}
+	delete(r.down, p)
+	r.c.Lose(p)
+	r.say("end %s: forgotten through %s; the ring keeps %d nodes", f.op, via.Name, resp.RingNodes)
+	r.out.FaultTime += now.Sub(f.start)
+	r.active = nil
 }
