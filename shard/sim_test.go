@@ -70,8 +70,11 @@ type simNode struct {
 	// count before that round (-1 otherwise): it dies at the round's
 	// first sync.
 	tornAt int64
-	st     *storage.Store
-	h      *Host
+	// rate is how fast its clock runs: it ticks with probability rate/4
+	// when the Hosts tick.
+	rate int
+	st   *storage.Store
+	h    *Host
 	// serving remembers which shards this node served at the last check,
 	// so a node that starts serving one is checked for every
 	// acknowledged write of it.
@@ -108,6 +111,7 @@ type sim struct {
 	acked    map[string]simWrite // by key
 	answered map[string]int      // done calls, by key
 	next     int
+	nextRead int
 	trace    hash.Hash64
 	history  []string
 	lines    []string
@@ -116,7 +120,8 @@ type sim struct {
 }
 
 type simStats struct {
-	ticks, delivered, dropped, duplicated, lost, snapshots, proposals, acked, crashes, restarts, cuts int
+	ticks, delivered, dropped, duplicated, lost, snapshots, proposals, acked, reads, confirmed int
+	contested, staleReads, crashes, restarts, cuts                                             int
 }
 
 func TestSim(t *testing.T) {
@@ -194,7 +199,7 @@ func runSim(t *testing.T, seed int64, steps int) *sim {
 	n := 3 + 2*int(seed%2) // three or five nodes
 	var metas []cluster.Meta
 	for i := 1; i <= n; i++ {
-		node := &simNode{id: fmt.Sprintf("n%d", i), replica: fmt.Sprintf("r%d", i), mem: vfs.NewStrictMem(), tornAt: -1}
+		node := &simNode{id: fmt.Sprintf("n%d", i), replica: fmt.Sprintf("r%d", i), mem: vfs.NewStrictMem(), tornAt: -1, rate: 3}
 		node.fs = &syncWatchFS{FS: node.mem, syncs: &node.syncs}
 		s.nodes = append(s.nodes, node)
 		metas = append(metas, cluster.Meta{ID: node.id, Role: cluster.RoleNode, Replica: node.replica})
@@ -235,7 +240,7 @@ func (s *sim) config(node *simNode, bootstrap bool) Config {
 	return Config{NodeID: node.id, Replica: node.replica, Store: node.st, Members: simMembers{s.placement},
 		Bootstrap: bootstrap, Replicas: 3, ElectionTicks: 10, HeartbeatTicks: 1,
 		// Small, so lagging replicas need snapshots.
-		SnapshotEvery: 16, KeepEntries: 8,
+		SnapshotEvery: 8, KeepEntries: 4,
 		SnapshotRate: 1 << 40, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }
 
@@ -336,27 +341,49 @@ func (s *sim) act() {
 	switch r := s.rng.Intn(1000); {
 	case r < 250:
 		s.tickSome()
-	case r < 550:
+	case r < 530:
 		s.deliverSome()
-	case r < 750:
+	case r < 720:
 		s.deliverOne()
-	case r < 955:
+	case r < 890:
 		s.propose()
-	case r < 965:
+	case r < 955:
+		s.read()
+	case r < 958:
 		s.cutLink()
-	case r < 980:
+	case r < 965:
+		// Often a shard's leader, with a slow clock: it goes on serving
+		// while the others elect another.
+		node := s.nodes[s.rng.Intn(len(s.nodes))]
+		if leader := s.leaderOf(s.shards[s.rng.Intn(len(s.shards))]); leader != nil && s.rng.Intn(2) == 0 {
+			node = leader
+			node.rate = 1
+		}
+		s.note("isolate %s (clock %d/4)", node.id, node.rate)
+		for _, other := range s.nodes {
+			if other != node {
+				s.cut[[2]string{node.id, other.id}] = true
+				s.cut[[2]string{other.id, node.id}] = true
+			}
+		}
+		s.stats.cuts++
+	case r < 968:
 		if len(s.cut) > 0 {
 			s.note("heal all cuts")
 			clear(s.cut)
 		}
-	case r < 979:
+	case r < 971:
+		node := s.nodes[s.rng.Intn(len(s.nodes))]
+		node.rate = 1 + s.rng.Intn(4)
+		s.note("%s's clock runs at %d/4", node.id, node.rate)
+	case r < 974:
 		if up := s.up(); len(up) > 0 {
 			node := up[s.rng.Intn(len(up))]
 			s.note("crash %s", node.id)
 			s.stats.crashes++
 			s.crash(node)
 		}
-	case r < 989:
+	case r < 977:
 		if up := s.up(); len(up) > 0 {
 			s.crashMidRound(up[s.rng.Intn(len(up))])
 		}
@@ -403,11 +430,12 @@ func (s *sim) crashMidRound(node *simNode) {
 	s.crash(node)
 }
 
-// tickSome ticks each running Host with some probability: their clocks
-// drift apart.
+// tickSome ticks each running Host at its clock's rate: their clocks
+// drift apart, so a deposed leader may go on believing it leads while
+// the others elect another.
 func (s *sim) tickSome() {
 	for _, node := range s.up() {
-		if s.rng.Intn(3) > 0 {
+		if s.rng.Intn(4) < node.rate {
 			s.note("tick %s", node.id)
 			s.stats.ticks++
 			node.h.tick()
@@ -528,13 +556,7 @@ func (s *sim) snapshotEnded(m *simMsg, ok bool) {
 // propose writes a new key through a Host that says it serves a random
 // shard (a deposed leader may still say so).
 func (s *sim) propose() {
-	sh := s.shards[s.rng.Intn(len(s.shards))]
-	var serving []*simNode
-	for _, node := range s.up() {
-		if g := node.h.groups[sh]; g != nil && g.serving {
-			serving = append(serving, node)
-		}
-	}
+	sh, serving := s.pickShard()
 	if len(serving) == 0 {
 		return
 	}
@@ -557,10 +579,79 @@ func (s *sim) propose() {
 				s.fail("write %s answered %d times", w.key, s.answered[w.key])
 			}
 			if err == nil {
+				// done(nil) comes once the write is applied here.
+				if v, ok, err := node.st.Get(w.object, []byte(w.key)); err != nil || !ok || string(v) != w.value {
+					s.fail("%s acknowledged %s before applying it (found %v %q, err %v)", node.id, w.key, ok, v, err)
+				}
 				s.acked[w.key] = w
 				s.stats.acked++
 			}
 		}})
+	s.round(node)
+}
+
+// pickShard picks a shard to write or read, and the nodes that say they
+// serve it; half the time one that several say they serve, if any (one
+// was deposed and does not know it yet), as that is where a read or a
+// write can go wrong.
+func (s *sim) pickShard() (int, []*simNode) {
+	var contested []int
+	serving := map[int][]*simNode{}
+	for _, sh := range s.shards {
+		for _, node := range s.up() {
+			if g := node.h.groups[sh]; g != nil && g.serving {
+				serving[sh] = append(serving[sh], node)
+			}
+		}
+		if len(serving[sh]) > 1 {
+			s.stats.contested++
+			contested = append(contested, sh)
+		}
+	}
+	sh := s.shards[s.rng.Intn(len(s.shards))]
+	if len(contested) > 0 && s.rng.Intn(2) == 0 {
+		sh = contested[s.rng.Intn(len(contested))]
+	}
+	return sh, serving[sh]
+}
+
+// read asks a Host that says it serves a random shard to confirm it
+// leads it (as an attach does before answering a read as current); once
+// confirmed, its store must hold every write acknowledged before the read
+// was asked.
+func (s *sim) read() {
+	sh, serving := s.pickShard()
+	if len(serving) == 0 {
+		return
+	}
+	node := serving[s.rng.Intn(len(serving))]
+	if len(serving) > 1 {
+		s.stats.staleReads++
+	}
+	before := maps.Clone(s.acked)
+	s.stats.reads++
+	s.nextRead++
+	id := s.nextRead
+	s.note("read %d of shard %d at %s", id, sh, node.id)
+	node.h.readIndex(&readRequest{shard: sh, done: func(err error) {
+		if node.dead() {
+			return
+		}
+		s.answers = append(s.answers, fmt.Sprintf("answer read %d from %s: %v", id, node.id, err))
+		if err != nil {
+			return
+		}
+		s.stats.confirmed++
+		for _, key := range slices.Sorted(maps.Keys(before)) {
+			w := before[key]
+			if w.shard != sh {
+				continue
+			}
+			if v, ok, err := node.st.Get(w.object, []byte(w.key)); err != nil || !ok || string(v) != w.value {
+				s.fail("%s confirmed a read of shard %d without acknowledged write %s (found %v %q, err %v)", node.id, sh, key, ok, v, err)
+			}
+		}
+	}})
 	s.round(node)
 }
 
@@ -764,6 +855,9 @@ func (s *sim) settled() bool {
 func (s *sim) leaderOf(sh int) *simNode {
 	var leader *simNode
 	for _, node := range s.nodes {
+		if node.h == nil {
+			continue
+		}
 		if g := node.h.groups[sh]; g != nil && g.serving {
 			if leader != nil {
 				return nil
