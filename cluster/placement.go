@@ -9,11 +9,13 @@ import (
 
 	"github.com/buraksezer/consistent"
 	"github.com/cespare/xxhash/v2"
+
+	"hellochat/partition"
 )
 
-// Partitions is the number of shards a room name hashes into. It is fixed
-// for the life of a cluster: changing it moves almost every room.
-const Partitions = 64
+// Partitions is the number of shards a room name hashes into
+// (partition.Count).
+const Partitions = partition.Count
 
 // ringLoad and ringReplicas are chosen so that consistent v0.10.0 never
 // panics ("not enough room to distribute partitions"): with a load factor
@@ -96,10 +98,8 @@ func NewPlacement(nodes []Meta) *Placement {
 // Version increases with every change the local process has seen.
 func (p *Placement) Version() uint64 { return p.version }
 
-// Shard is the partition a room belongs to.
-func Shard(room string) int {
-	return int(xxhash.Sum64String(room) % Partitions)
-}
+// Shard is the partition a room belongs to (partition.Of).
+func Shard(room string) int { return partition.Of(room) }
 
 // Owner is the node that hosts the room (the first replica of its shard).
 // ok is false while no object node is known.

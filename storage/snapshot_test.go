@@ -10,7 +10,7 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 
-	"hellochat/cluster"
+	"hellochat/partition"
 )
 
 // shardObjects returns n objects of one shard.
@@ -18,7 +18,7 @@ func shardObjects(t *testing.T, shard, n int) []string {
 	var out []string
 	for i := 0; len(out) < n; i++ {
 		name := fmt.Sprintf("room-%d", i)
-		if cluster.Shard(name) == shard {
+		if partition.Of(name) == shard {
 			out = append(out, name)
 		}
 		if i > 100000 {

@@ -14,7 +14,7 @@ import (
 	"github.com/cockroachdb/pebble/bloom"
 	"github.com/cockroachdb/pebble/vfs"
 
-	"hellochat/cluster"
+	"hellochat/partition"
 )
 
 // Key layout of the node's one Pebble DB:
@@ -115,7 +115,7 @@ func OpenStoreOn(fs vfs.FS, dir string, log *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("storage: open pebble in %s (is another node using this data dir?): %w", dir, err)
 	}
 	s := &Store{db: db, dir: dir, opts: opts}
-	if err := s.recoverInstalls(cluster.Partitions); err != nil {
+	if err := s.recoverInstalls(partition.Count); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("storage: finish interrupted snapshot installs in %s: %w", dir, err)
 	}
@@ -127,7 +127,7 @@ func (s *Store) Close() error { return s.db.Close() }
 
 func objectKey(object string, key []byte) []byte {
 	k := make([]byte, 0, 4+len(object)+len(key))
-	shard := cluster.Shard(object)
+	shard := partition.Of(object)
 	k = append(k, objectPrefix, byte(shard>>8), byte(shard))
 	k = append(k, object...)
 	k = append(k, 0)
