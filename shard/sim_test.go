@@ -55,6 +55,9 @@ const (
 	// simShards is how many shards the simulated cluster keeps (of the 64
 	// the ring places): enough that rounds batch several groups.
 	simShards = 4
+	// simMaxSyncs bounds the sync a crash in the middle of a round
+	// happens at: the first, or one of the few a snapshot's install adds.
+	simMaxSyncs = 4
 	// simHistory is how many recent actions a failure report shows.
 	simHistory = 40
 )
@@ -66,10 +69,9 @@ type simNode struct {
 	mem         *vfs.MemFS // strict: a crash keeps only what was synced
 	fs          *syncWatchFS
 	syncs       atomic.Int64
-	// tornAt is, while the node is to die in its next round, its sync
-	// count before that round (-1 otherwise): it dies at the round's
-	// first sync.
-	tornAt int64
+	// dieAt is, while the node is to die in its next round, the count of
+	// syncs at which it dies (0 otherwise).
+	dieAt atomic.Int64
 	// rate is how fast its clock runs: it ticks with probability rate/4
 	// when the Hosts tick.
 	rate int
@@ -199,8 +201,12 @@ func runSim(t *testing.T, seed int64, steps int) *sim {
 	n := 3 + 2*int(seed%2) // three or five nodes
 	var metas []cluster.Meta
 	for i := 1; i <= n; i++ {
-		node := &simNode{id: fmt.Sprintf("n%d", i), replica: fmt.Sprintf("r%d", i), mem: vfs.NewStrictMem(), tornAt: -1, rate: 3}
-		node.fs = &syncWatchFS{FS: node.mem, syncs: &node.syncs}
+		node := &simNode{id: fmt.Sprintf("n%d", i), replica: fmt.Sprintf("r%d", i), mem: vfs.NewStrictMem(), rate: 3}
+		node.fs = &syncWatchFS{FS: node.mem, syncs: &node.syncs, before: func(n int64) {
+			if at := node.dieAt.Load(); at > 0 && n >= at {
+				node.mem.SetIgnoreSyncs(true) // the crash: nothing from here on lasts
+			}
+		}}
 		s.nodes = append(s.nodes, node)
 		metas = append(metas, cluster.Meta{ID: node.id, Role: cluster.RoleNode, Replica: node.replica})
 	}
@@ -279,7 +285,10 @@ func (s *sim) start(node *simNode) {
 }
 
 // dead reports whether node died in the middle of its current round.
-func (node *simNode) dead() bool { return node.tornAt >= 0 && node.syncs.Load() > node.tornAt }
+func (node *simNode) dead() bool {
+	at := node.dieAt.Load()
+	return at > 0 && node.syncs.Load() >= at
+}
 
 // crash stops node as a power loss would: its Host vanishes with its
 // memory, and its disk keeps only what was synced.
@@ -292,7 +301,7 @@ func (s *sim) crash(node *simNode) {
 	node.mem.ResetToSyncedState()
 	node.mem.SetIgnoreSyncs(false)
 	node.st = nil
-	node.tornAt = -1
+	node.dieAt.Store(0)
 	// Its snapshot streams die with it; batches already sent may still
 	// arrive.
 	s.net.pending = slices.DeleteFunc(s.net.pending, func(m *simMsg) bool { return m.snap != nil && m.from == node.id })
@@ -403,18 +412,19 @@ func (s *sim) act() {
 	}
 }
 
-// crashMidRound crashes node at the first sync of the round its next
-// input starts (a tick, or the first batch in flight to it): what it sent
-// before that sync may arrive, nothing after it does, and its disk keeps
-// nothing of the round.
+// crashMidRound crashes node at one of the first syncs of the round its
+// next input starts (a tick, or a batch or snapshot in flight to it): what
+// it sent before that sync may arrive, nothing after it does, and its
+// disk keeps only what earlier syncs made durable. A round syncs once;
+// one that installs a snapshot syncs several times.
 func (s *sim) crashMidRound(node *simNode) {
-	s.note("crash %s at its next sync", node.id)
+	k := 1 + s.rng.Intn(simMaxSyncs)
+	s.note("crash %s at its sync %d from now", node.id, k)
 	s.stats.crashes++
-	node.tornAt = node.syncs.Load()
-	node.mem.SetIgnoreSyncs(true)
+	node.dieAt.Store(node.syncs.Load() + int64(k))
 	var inbound []int
 	for i, m := range s.net.pending {
-		if m.to == node.id && m.batch != nil {
+		if m.to == node.id {
 			inbound = append(inbound, i)
 		}
 	}
@@ -536,7 +546,8 @@ func (s *sim) deliver(m *simMsg) {
 	err := receiveSimSnapshot(dst.h, m.from, m.snap)
 	s.note("snapshot of shard %d to %s: %v", m.snap.shard, m.to, err)
 	s.round(dst)
-	s.snapshotEnded(m, err == nil)
+	// A receiver that died taking it never acknowledged it.
+	s.snapshotEnded(m, err == nil && !dst.dead())
 }
 
 // snapshotEnded reports a snapshot's outcome to its sender, if that Host
@@ -842,8 +853,13 @@ func (s *sim) settled() bool {
 			if node == nil {
 				return false
 			}
+			// Every replica follows this leader in its term: a deposed
+			// leader that has not heard so yet still serves alone.
 			g := node.h.groups[sh]
 			if g == nil || g.id != id || g.applied != commit {
+				return false
+			}
+			if st := g.rn.BasicStatus(); st.Lead != lg.id || st.GetTerm() != lg.term {
 				return false
 			}
 		}

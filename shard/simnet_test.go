@@ -193,23 +193,26 @@ func (m simMembers) Changed() <-chan struct{}      { return nil }
 
 // syncWatchFS counts the syncs of a node's files, whichever of Sync,
 // SyncData and SyncTo Pebble uses: a crash in the middle of a round
-// happens at the round's first sync, and whatever the Host does after it
-// (sends, answers) never leaves the dead process. Used by pointer: Pebble
+// happens at one of its syncs, and nothing from that sync on lasts or
+// leaves the dead process (sends, answers). Used by pointer: Pebble
 // compares file systems.
 type syncWatchFS struct {
 	vfs.FS
 	syncs *atomic.Int64
+	// before is called with the count of syncs, this one included, before
+	// each sync is done.
+	before func(n int64)
 }
 
 type syncWatchFile struct {
 	vfs.File
-	syncs *atomic.Int64
+	fs *syncWatchFS
 }
 
-func (f *syncWatchFile) Sync() error     { f.syncs.Add(1); return f.File.Sync() }
-func (f *syncWatchFile) SyncData() error { f.syncs.Add(1); return f.File.SyncData() }
+func (f *syncWatchFile) Sync() error     { f.fs.before(f.fs.syncs.Add(1)); return f.File.Sync() }
+func (f *syncWatchFile) SyncData() error { f.fs.before(f.fs.syncs.Add(1)); return f.File.SyncData() }
 func (f *syncWatchFile) SyncTo(n int64) (bool, error) {
-	f.syncs.Add(1)
+	f.fs.before(f.fs.syncs.Add(1))
 	return f.File.SyncTo(n)
 }
 
@@ -217,7 +220,7 @@ func (fs *syncWatchFS) wrap(f vfs.File, err error) (vfs.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &syncWatchFile{File: f, syncs: fs.syncs}, nil
+	return &syncWatchFile{File: f, fs: fs}, nil
 }
 
 func (fs *syncWatchFS) Create(name string) (vfs.File, error)  { return fs.wrap(fs.FS.Create(name)) }
