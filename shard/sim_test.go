@@ -2,6 +2,7 @@ package shard
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"hash"
 	"hash/fnv"
@@ -58,6 +59,8 @@ const (
 	// simMaxSyncs bounds the sync a crash in the middle of a round
 	// happens at: the first, or one of the few a snapshot's install adds.
 	simMaxSyncs = 4
+	// simElectionTicks is the Hosts' election timeout, in ticks.
+	simElectionTicks = 10
 	// simHistory is how many recent actions a failure report shows.
 	simHistory = 40
 )
@@ -86,8 +89,13 @@ type simNode struct {
 	verified map[int]uint64
 }
 
-// simWrite is a proposed write: one key of its shard's object.
+// simWrite is a proposed write: a new key of its shard's plain object,
+// or, versioned as a room's messages are, the next seq of its shard's
+// room object, which only a proposer that has seen every earlier seq
+// may take.
 type simWrite struct {
+	id         string
+	seq        uint64 // 0: a plain write
 	shard      int
 	object     string
 	key, value string
@@ -109,9 +117,13 @@ type sim struct {
 	// entries is, per shard and index, the term and data of the entry
 	// first seen applied there.
 	entries  map[int]map[uint64]string
-	proposed map[string]simWrite // by key
-	acked    map[string]simWrite // by key
-	answered map[string]int      // done calls, by key
+	proposed map[string]simWrite // by id
+	acked    map[string]simWrite // by id
+	// seqs is, per shard, the write acknowledged for each seq of its room.
+	seqs map[int]map[uint64]string
+	// refused are the writes answered ErrConflict.
+	refused  map[string]bool
+	answered map[string]int // done calls, by key
 	next     int
 	nextRead int
 	trace    hash.Hash64
@@ -159,7 +171,7 @@ func TestSim(t *testing.T) {
 	for _, seed := range seeds {
 		t.Run("seed="+strconv.FormatInt(seed, 10), func(t *testing.T) {
 			s := runSim(t, seed, steps)
-			t.Logf("seed %d: %d nodes, %+v", seed, len(s.nodes), s.stats)
+			t.Logf("seed %d: %d nodes, %+v, refused %d", seed, len(s.nodes), s.stats, len(s.refused))
 		})
 	}
 }
@@ -191,6 +203,7 @@ func runSim(t *testing.T, seed int64, steps int) *sim {
 	s := &sim{t: t, seed: seed, rng: rand.New(rand.NewSource(seed)), cut: map[[2]string]bool{},
 		leaders: map[[2]uint64]uint64{}, entries: map[int]map[uint64]string{},
 		proposed: map[string]simWrite{}, acked: map[string]simWrite{}, answered: map[string]int{},
+		seqs: map[int]map[uint64]string{}, refused: map[string]bool{},
 		trace: fnv.New64a()}
 	defer func() {
 		if r := recover(); r != nil {
@@ -244,7 +257,7 @@ func (s *sim) note(format string, args ...any) {
 
 func (s *sim) config(node *simNode, bootstrap bool) Config {
 	return Config{NodeID: node.id, Replica: node.replica, Store: node.st, Members: simMembers{s.placement},
-		Bootstrap: bootstrap, Replicas: 3, ElectionTicks: 10, HeartbeatTicks: 1,
+		Bootstrap: bootstrap, Replicas: 3, ElectionTicks: simElectionTicks, HeartbeatTicks: 1,
 		// Small, so lagging replicas need snapshots.
 		SnapshotEvery: 8, KeepEntries: 4,
 		SnapshotRate: 1 << 40, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
@@ -573,28 +586,52 @@ func (s *sim) propose() {
 	}
 	node := serving[s.rng.Intn(len(serving))]
 	s.next++
-	w := simWrite{shard: sh, object: objectIn(sh), key: fmt.Sprintf("k%05d", s.next), value: fmt.Sprintf("v%d-%d", s.seed, s.next)}
-	s.proposed[w.key] = w
+	id := fmt.Sprintf("k%05d", s.next)
+	w := simWrite{id: id, shard: sh, object: objectIn(sh), key: id, value: fmt.Sprintf("v%d-%d", s.seed, s.next)}
+	var guards storage.Guards
+	if s.rng.Intn(2) == 0 {
+		// As a room actor would: the next seq after the last this
+		// node's store holds.
+		last, _, err := node.st.NewApplyBatch().Version(roomIn(sh))
+		if err != nil {
+			s.fail("read the version of shard %d's room on %s: %v", sh, node.id, err)
+		}
+		w.seq, w.object, w.key, w.value = last+1, roomIn(sh), simSeqKey(last+1), id
+		guards = storage.Guards{Absent: [][]byte{[]byte(w.key)}, Versioned: true, Version: last, Next: w.seq}
+	}
+	s.proposed[w.id] = w
 	s.stats.proposals++
-	s.note("propose %s on shard %d at %s", w.key, sh, node.id)
-	node.h.propose(&proposal{shard: sh, object: w.object,
+	s.note("propose %s (%s) on shard %d at %s", w.id, w.key, sh, node.id)
+	node.h.propose(&proposal{shard: sh, object: w.object, guards: guards,
 		ops: []storage.Op{{Key: []byte(w.key), Value: []byte(w.value)}},
 		done: func(err error) {
 			if node.dead() {
 				return // the answer dies with the process
 			}
-			s.answered[w.key]++
+			s.answered[w.id]++
 			// A Host fails its pending proposals in map order.
-			s.answers = append(s.answers, fmt.Sprintf("answer %s from %s: %v", w.key, node.id, err))
-			if s.answered[w.key] > 1 {
-				s.fail("write %s answered %d times", w.key, s.answered[w.key])
+			s.answers = append(s.answers, fmt.Sprintf("answer %s from %s: %v", w.id, node.id, err))
+			if s.answered[w.id] > 1 {
+				s.fail("write %s answered %d times", w.id, s.answered[w.id])
+			}
+			if errors.Is(err, ErrConflict) {
+				s.refused[w.id] = true
 			}
 			if err == nil {
 				// done(nil) comes once the write is applied here.
 				if v, ok, err := node.st.Get(w.object, []byte(w.key)); err != nil || !ok || string(v) != w.value {
-					s.fail("%s acknowledged %s before applying it (found %v %q, err %v)", node.id, w.key, ok, v, err)
+					s.fail("%s acknowledged %s before applying it (found %v %q, err %v)", node.id, w.id, ok, v, err)
 				}
-				s.acked[w.key] = w
+				if w.seq > 0 {
+					if s.seqs[sh] == nil {
+						s.seqs[sh] = map[uint64]string{}
+					}
+					if other, ok := s.seqs[sh][w.seq]; ok {
+						s.fail("shard %d: writes %s and %s were both acknowledged as seq %d", sh, other, w.id, w.seq)
+					}
+					s.seqs[sh][w.seq] = w.id
+				}
+				s.acked[w.id] = w
 				s.stats.acked++
 			}
 		}})
@@ -775,8 +812,9 @@ func (s *sim) heal() {
 	for _, sh := range s.shards {
 		leader := s.leaderOf(sh)
 		s.next++
-		w := simWrite{shard: sh, object: objectIn(sh), key: fmt.Sprintf("k%05d", s.next), value: "final"}
-		s.proposed[w.key] = w
+		w := simWrite{id: fmt.Sprintf("k%05d", s.next), shard: sh, object: objectIn(sh), value: "final"}
+		w.key = w.id
+		s.proposed[w.id] = w
 		var res error = errNoAnswer
 		leader.h.propose(&proposal{shard: sh, object: w.object,
 			ops:  []storage.Op{{Key: []byte(w.key), Value: []byte(w.value)}},
@@ -788,7 +826,7 @@ func (s *sim) heal() {
 		if res != nil {
 			s.fail("after healing, a write to shard %d on its leader %s: %v", sh, leader.id, res)
 		}
-		s.acked[w.key] = w
+		s.acked[w.id] = w
 	}
 	s.settle("settle after the final writes")
 	for _, sh := range s.shards {
@@ -819,7 +857,9 @@ func (s *sim) reliableRound() {
 func (s *sim) settle(what string) {
 	for i := 0; i < simHealRounds; i++ {
 		s.step++
-		if s.settled() {
+		// A leader that looks settled may still step down at its next
+		// quorum check, when what it lost before the heal counts.
+		if i > 2*simElectionTicks && s.settled() {
 			return
 		}
 		s.reliableRound()
@@ -899,12 +939,12 @@ func (s *sim) compare(sh int) {
 			s.fail("shard %d: %s holds %d keys, its leader %s %d, and they differ", sh, node.id, len(got), leader.id, len(want))
 		}
 	}
-	for key, w := range s.acked {
+	for _, w := range s.acked {
 		if w.shard != sh {
 			continue
 		}
-		if v, ok, err := leader.st.Get(w.object, []byte(key)); err != nil || !ok || string(v) != w.value {
-			s.fail("shard %d lost acknowledged write %s=%s (found %v %q, err %v)", sh, key, w.value, ok, v, err)
+		if v, ok, err := leader.st.Get(w.object, []byte(w.key)); err != nil || !ok || string(v) != w.value {
+			s.fail("shard %d lost acknowledged write %s: %s=%s (found %v %q, err %v)", sh, w.id, w.key, w.value, ok, v, err)
 		}
 	}
 	kvs, err := leader.st.List(objectIn(sh), nil, nil, 1<<20, false)
@@ -915,6 +955,31 @@ func (s *sim) compare(sh int) {
 		if w, ok := s.proposed[string(kv.Key)]; !ok || w.value != string(kv.Value) {
 			s.fail("shard %d holds %s=%s, which nobody proposed", sh, kv.Key, kv.Value)
 		}
+	}
+	// The room: each seq holds a write proposed for it, and not one
+	// refused; seqs run 1, 2, 3... with no gap, up to the version.
+	kvs, err = leader.st.List(roomIn(sh), nil, nil, 1<<20, false)
+	if err != nil {
+		s.fail("list shard %d's room on %s: %v", sh, leader.id, err)
+	}
+	var n uint64
+	for _, kv := range kvs {
+		if storage.ReservedKey(kv.Key) {
+			continue
+		}
+		n++
+		w, ok := s.proposed[string(kv.Value)]
+		switch {
+		case string(kv.Key) != simSeqKey(n):
+			s.fail("shard %d's room holds %s where seq %d should be", sh, kv.Key, n)
+		case !ok || w.seq != n:
+			s.fail("shard %d's room holds %s=%s, which nobody proposed for that seq", sh, kv.Key, kv.Value)
+		case s.refused[w.id]:
+			s.fail("shard %d's room holds %s=%s, a write answered %v", sh, kv.Key, kv.Value, ErrConflict)
+		}
+	}
+	if last, _, err := leader.st.NewApplyBatch().Version(roomIn(sh)); err != nil || last != n {
+		s.fail("shard %d's room holds %d seqs, its version is %d (err %v)", sh, n, last, err)
 	}
 }
 
@@ -934,6 +999,18 @@ func (s *sim) shardData(node *simNode, sh int) [][2][]byte {
 	}
 	return out
 }
+
+// roomIn is the object of shard sh that versioned writes go to.
+func roomIn(sh int) string {
+	for i := 0; ; i++ {
+		if o := "room-" + strconv.Itoa(i); cluster.Shard(o) == sh {
+			return o
+		}
+	}
+}
+
+// simSeqKey is the key of a room's seq n, in order.
+func simSeqKey(n uint64) string { return fmt.Sprintf("s%06d", n) }
 
 func fnvOf(kvs [][2][]byte) uint64 {
 	h := fnv.New64a()
