@@ -117,6 +117,31 @@ func (c *Cluster) Placed(ctx context.Context) error {
 	return nil
 }
 
+// OldVoter names, from every node's status, a voter of a shard that no
+// current node holds ("" when there is none): a replica of a wiped node's
+// earlier incarnation, or of a forgotten node, not yet replaced. Until it
+// is, its group counts it toward its quorum though it will never answer,
+// so one more disk lost in that group could leave it without a quorum for
+// good.
+func (c *Cluster) OldVoter(ctx context.Context) (string, error) {
+	for _, n := range c.Nodes {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := n.Status(sctx)
+		cancel()
+		if err != nil {
+			return "", fmt.Errorf("%s: status: %v", n.Name, err)
+		}
+		for _, ss := range st.Shards {
+			for _, v := range ss.Voters {
+				if strings.Contains(v, "(old)") {
+					return fmt.Sprintf("shard %d (led by %s): voter %s", ss.Shard, n.Name, v), nil
+				}
+			}
+		}
+	}
+	return "", nil
+}
+
 // WaitPlaced waits until the cluster is placed (Placed) and settled (every
 // node alive and every shard led by its preferred replica, as the router
 // sees it). progress, if not nil, is called about every interval with the

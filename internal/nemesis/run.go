@@ -98,9 +98,12 @@ type run struct {
 	t0      time.Time
 	active  *fault
 	leaving []leaving
-	down    map[*launch.Proc]bool // killed by us, not restarted yet
-	out     Outcome
-	broken  []string // liveness and crash findings during the run
+	// deadVoter is what noDeadVoter last found, at deadVoterAt.
+	deadVoter   string
+	deadVoterAt time.Time
+	down        map[*launch.Proc]bool // killed by us, not restarted yet
+	out         Outcome
+	broken      []string // liveness and crash findings during the run
 }
 
 func (r *run) say(format string, args ...any) {
@@ -333,6 +336,9 @@ func (r *run) allowed(op Op) (ok bool, why string) {
 		}
 	}
 	staying := len(r.c.Nodes) - len(r.leaving)
+	if (op.Kind == Wipe || op.Kind == Forget) && r.active == nil && !r.noDeadVoter() {
+		return false, ""
+	}
 	switch {
 	case op.Kind.Fault():
 		return r.active == nil && (op.Kind != Lag || len(r.c.Nodes) < MaxNodes), ""
@@ -558,3 +564,28 @@ func (r *run) advanceForget(f *fault, now time.Time) {
 	r.out.FaultTime += now.Sub(f.start)
 	r.active = nil
 }
+
+// noDeadVoter reports whether no group still counts a voter that will
+// never answer (a wiped or forgotten node's replica not yet replaced). A
+// second lost disk in such a group could leave it without a quorum for
+// good, beyond what the cluster tolerates by design, so wipes and forgets
+// wait for it. It asks the nodes at most every deadVoterEvery.
+func (r *run) noDeadVoter() bool {
+	if time.Since(r.deadVoterAt) < deadVoterEvery {
+		return r.deadVoter == ""
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+	defer cancel()
+	old, err := r.c.OldVoter(ctx)
+	if err != nil {
+		old = err.Error() // a node that cannot answer: ask again later
+	}
+	if old != "" && old != r.deadVoter {
+		r.say("waiting to lose another disk: %s", old)
+	}
+	r.deadVoter, r.deadVoterAt = old, time.Now()
+	return old == ""
+}
+
+// deadVoterEvery spaces noDeadVoter's questions to the nodes.
+const deadVoterEvery = 500 * time.Millisecond
