@@ -122,20 +122,21 @@ type sim struct {
 	// seqs is, per shard, the write acknowledged for each seq of its room.
 	seqs map[int]map[uint64]string
 	// refused are the writes answered ErrConflict.
-	refused  map[string]bool
-	answered map[string]int // done calls, by key
-	next     int
-	nextRead int
-	trace    hash.Hash64
-	history  []string
-	lines    []string
-	answers  []string // this round's, noted in order once it is over
-	stats    simStats
+	refused   map[string]bool
+	answered  map[string]int // done calls, by key
+	next      int
+	nextRead  int
+	trace     hash.Hash64
+	history   []string
+	lines     []string // every action, when keepLines is set
+	keepLines bool
+	answers   []string // this round's, noted in order once it is over
+	stats     simStats
 }
 
 type simStats struct {
 	ticks, delivered, dropped, duplicated, lost, snapshots, proposals, acked, reads, confirmed int
-	contested, staleReads, crashes, restarts, cuts                                             int
+	contested, staleReads, refusedMsgs, crashes, restarts, cuts                                int
 }
 
 func TestSim(t *testing.T) {
@@ -170,8 +171,8 @@ func TestSim(t *testing.T) {
 	}
 	for _, seed := range seeds {
 		t.Run("seed="+strconv.FormatInt(seed, 10), func(t *testing.T) {
-			s := runSim(t, seed, steps)
-			t.Logf("seed %d: %d nodes, %+v, refused %d", seed, len(s.nodes), s.stats, len(s.refused))
+			s := runSim(t, seed, steps, false)
+			t.Logf("seed %d: %d nodes, %+v, writes refused %d", seed, len(s.nodes), s.stats, len(s.refused))
 		})
 	}
 }
@@ -183,7 +184,7 @@ func TestSimReplaysASeed(t *testing.T) {
 	var sums [2]uint64
 	var lines [2][]string
 	for i := range sums {
-		t.Run(fmt.Sprintf("run%d", i), func(t *testing.T) { r := runSim(t, seed, steps); sums[i] = r.trace.Sum64(); lines[i] = r.lines })
+		t.Run(fmt.Sprintf("run%d", i), func(t *testing.T) { r := runSim(t, seed, steps, true); sums[i] = r.trace.Sum64(); lines[i] = r.lines })
 	}
 	for i := range min(len(lines[0]), len(lines[1])) {
 		if lines[0][i] != lines[1][i] {
@@ -198,13 +199,13 @@ func TestSimReplaysASeed(t *testing.T) {
 
 // runSim runs one seed for steps actions, then heals the cluster and
 // checks it.
-func runSim(t *testing.T, seed int64, steps int) *sim {
+func runSim(t *testing.T, seed int64, steps int, keepLines bool) *sim {
 	cryptotest.SetGlobalRandom(t, uint64(seed))
 	s := &sim{t: t, seed: seed, rng: rand.New(rand.NewSource(seed)), cut: map[[2]string]bool{},
 		leaders: map[[2]uint64]uint64{}, entries: map[int]map[uint64]string{},
 		proposed: map[string]simWrite{}, acked: map[string]simWrite{}, answered: map[string]int{},
 		seqs: map[int]map[uint64]string{}, refused: map[string]bool{},
-		trace: fnv.New64a()}
+		trace: fnv.New64a(), keepLines: keepLines}
 	defer func() {
 		if r := recover(); r != nil {
 			s.fail("panic: %v\n%s", r, debug.Stack())
@@ -235,6 +236,9 @@ func runSim(t *testing.T, seed int64, steps int) *sim {
 		s.act()
 	}
 	s.heal()
+	for _, node := range s.nodes {
+		s.stats.refusedMsgs += int(node.h.RefusedMessages()) // since its last restart
+	}
 	return s
 }
 
@@ -249,7 +253,9 @@ func (s *sim) fail(format string, args ...any) {
 func (s *sim) note(format string, args ...any) {
 	line := fmt.Sprintf("%d: ", s.step) + fmt.Sprintf(format, args...)
 	io.WriteString(s.trace, line+"\n")
-	s.lines = append(s.lines, line)
+	if s.keepLines {
+		s.lines = append(s.lines, line)
+	}
 	if s.history = append(s.history, line); len(s.history) > simHistory {
 		s.history = s.history[1:]
 	}
