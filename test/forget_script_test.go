@@ -1,12 +1,9 @@
 package test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -23,26 +20,7 @@ func TestScriptForgetNode(t *testing.T) {
 	scriptsPortsFree(t)
 	e := newScriptsEnv(t)
 	out := &lockedBuffer{}
-	// Not under a context: a killed cluster.sh would leave its processes.
-	cl := e.cmd(context.Background(), nil, "cluster.sh", strconv.Itoa(scriptsNodes))
-	cl.Stdout, cl.Stderr = out, out
-	if err := cl.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cl.Process.Signal(syscall.SIGINT)
-		done := make(chan error, 1)
-		go func() { done <- cl.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(40 * time.Second):
-			_ = syscall.Kill(-cl.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("cluster.sh output:\n%s", out.String())
-		}
-	})
+	e.startCluster(t, out, nil)
 	waitFor(t, "cluster.sh to report ready", 60*time.Second, func() bool {
 		return strings.Contains(out.String(), "cluster | ready")
 	})

@@ -237,24 +237,8 @@ func TestScriptsKeepReplicationFactorAndPids(t *testing.T) {
 	clusterOut := &lockedBuffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	// Not under ctx: its cancel runs before t.Cleanup, and a killed
-	// cluster.sh would leave its processes running.
-	cl := e.cmd(context.Background(), nil, "cluster.sh", strconv.Itoa(scriptsNodes))
-	cl.Stdout, cl.Stderr = clusterOut, clusterOut
-	if err := cl.Start(); err != nil {
-		t.Fatal(err)
-	}
 	var started sync.Map // pid -> name: every node any script said it started
-	t.Cleanup(func() {
-		_ = cl.Process.Signal(syscall.SIGINT)
-		done := make(chan error, 1)
-		go func() { done <- cl.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(40 * time.Second):
-			_ = syscall.Kill(-cl.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
+	e.startCluster(t, clusterOut, func() {
 		// Whatever the scripts lost track of must not outlive the test.
 		started.Range(func(k, v any) bool {
 			if pid := k.(int); processAlive(pid) {
@@ -263,9 +247,6 @@ func TestScriptsKeepReplicationFactorAndPids(t *testing.T) {
 			}
 			return true
 		})
-		if t.Failed() {
-			t.Logf("cluster.sh output:\n%s", clusterOut.String())
-		}
 	})
 	waitFor(t, "cluster.sh to report ready", 60*time.Second, func() bool {
 		return strings.Contains(clusterOut.String(), "cluster | ready")
@@ -356,5 +337,36 @@ func TestScriptsKeepReplicationFactorAndPids(t *testing.T) {
 	waitFor(t, "node2 to be leaving after the forced decommission", 20*time.Second, func() bool {
 		s := e.memberState("node2")
 		return s == "leaving" || s == "DOWN,leaving" || s == "left"
+	})
+}
+
+// startCluster runs cluster.sh with the env's scripts, its output into
+// out, and stops it when the test ends: SIGINT, then after 40 s SIGKILL of
+// its process group; afterStop (if not nil) runs once it has stopped. It
+// is not under a context: a context's cancel runs before t.Cleanup, and a
+// killed cluster.sh would leave its processes running.
+func (e *scriptsEnv) startCluster(t *testing.T, out *lockedBuffer, afterStop func()) {
+	t.Helper()
+	cl := e.cmd(context.Background(), nil, "cluster.sh", strconv.Itoa(scriptsNodes))
+	cl.Stdout, cl.Stderr = out, out
+	if err := cl.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cl.Process.Signal(syscall.SIGINT)
+		done := make(chan error, 1)
+		go func() { done <- cl.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(40 * time.Second):
+			_ = syscall.Kill(-cl.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+		if afterStop != nil {
+			afterStop()
+		}
+		if t.Failed() {
+			t.Logf("cluster.sh output:\n%s", out.String())
+		}
 	})
 }
