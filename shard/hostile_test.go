@@ -273,3 +273,48 @@ func TestLearnerWithUnappliedConfChangeMayBePromoted(t *testing.T) {
 		}
 	}
 }
+
+// A node holding a replica its group removed without telling it, whose
+// leader then adds the node again under a new id, gives the old replica
+// up for the new one; a message for an older id changes nothing. Found by
+// the nemesis (seed 51): the old replica blocked the new one for good.
+func TestNewerReplicaReplacesRemovedOne(t *testing.T) {
+	sink, addr := listenSink(t)
+	h, served, peer := startSolo(t, addr)
+	shard := (served + 1) % 64
+	for len(h.Status(shard).Voters) > 0 {
+		shard = (shard + 1) % 64
+	}
+	u := proto.Uint64
+	beat := func(to uint64) {
+		b, _ := proto.Marshal(&raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), To: u(to), From: u(peer), Term: u(5)})
+		if err := h.Handle(&pb.RaftBatch{FromNode: "n2", Messages: []*pb.RaftEnvelope{{Shard: uint32(shard), Message: b, ToIncarnation: "r1"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	answered := func(from uint64) bool {
+		return sink.find(func(m *raftpb.Message) bool {
+			return m.GetType() == raftpb.MsgHeartbeatResp && m.GetFrom() == from
+		}) != nil
+	}
+	// The old replica: a voter of its group as it knows it (so no orphan),
+	// under this node's founder id.
+	old := h.raftID
+	snap := &raftpb.Message{Type: raftpb.MsgSnap.Enum(), To: u(old), From: u(peer), Term: u(3),
+		Snapshot: &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: u(10), Term: u(3),
+			ConfState: &raftpb.ConfState{Voters: []uint64{peer, old}}}}}
+	if err := stepSnapshot(t, h, shard, snap); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "replica 7 to answer", func() bool { beat(7); return answered(7) })
+	beat(old)                                                                   // older than the replica held now: ignored
+	if err := roundTrip(t, h, served, objectIn(served), "k", "v"); err != nil { // the loop took it
+		t.Fatal(err)
+	}
+	if ids, err := h.cfg.Store.Tombstones(shard); err != nil || len(ids) != 1 || ids[0] != old {
+		t.Fatalf("tombstones of shard %d: %v %v, want [%x]", shard, ids, err, old)
+	}
+	if self, _, err := h.cfg.Store.ReplicaIdentity(shard); err != nil || self != 7 {
+		t.Fatalf("replica id of shard %d: %d %v, want 7", shard, self, err)
+	}
+}

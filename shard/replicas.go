@@ -155,6 +155,12 @@ func (g *group) newReplicaID() uint64 {
 	}
 }
 
+// newerReplica reports whether id was added to a group after held: a
+// counter id after a founder's node-incarnation id, or a larger counter.
+func newerReplica(id, held uint64) bool {
+	return id < maxCounterID && (held >= maxCounterID || id > held)
+}
+
 // replicaContext is the descriptor an added replica's change carries.
 func replicaContext(id uint64, m cluster.Meta) []byte {
 	b, err := proto.Marshal(&pb.ReplicaDesc{Id: id, Node: m.ID, Incarnation: m.Replica})

@@ -72,10 +72,25 @@ func (h *Host) stepOne(shard int, env *pb.RaftEnvelope, m *raftpb.Message, from 
 			return
 		}
 	}
-	// A message for a replica this node held before in the group (ids are
-	// never reused) is for a replica that no longer exists.
 	if m.GetTo() != g.id {
-		return
+		// A leader writing to a newer replica of this incarnation than
+		// the one held here added this node again: its configuration no
+		// longer has the replica held here (a leader adds one only to a
+		// node with none), so that one was removed without learning it,
+		// and it must give way or the new one never starts. A message for
+		// an older id is for a replica that no longer exists.
+		if !fromLeader || !newerReplica(m.GetTo(), g.id) || h.mayCreate(shard, m.GetTo(), env.ToIncarnation) != "" {
+			return
+		}
+		if err := h.destroyGroup(g, fmt.Sprintf("a leader added this node again, as replica %x", m.GetTo())); err != nil {
+			h.log.Error("replace a removed replica", "shard", shard, "err", err)
+			return
+		}
+		var err error
+		if g, err = h.addGroup(shard, m.GetTo()); err != nil {
+			h.log.Error("start new replica", "shard", shard, "err", err)
+			return
+		}
 	}
 	// The stream's sender is authenticated (see Server); a message must
 	// come from one of that node's own replicas.
