@@ -524,40 +524,32 @@ func (n *Node) activeRooms() []*room {
 func (n *Node) startReplication() {
 	defer close(n.loopDone)
 	bootstrap := false
+	deciding := time.Now()
+	// The grace a founder waits for its view can end without a change.
+	grace := time.NewTimer(FounderGrace)
+	defer grace.Stop()
+	graceEnds := grace.C
 	for n.identity().Cluster == "" {
 		p := n.members.Placement()
-		var formed string
-		for _, m := range p.Nodes() {
-			if m.Cluster != "" {
-				formed = m.Cluster
-				break
-			}
-		}
-		switch {
-		case formed != "" && n.cfg.Expect > 0 && formed == formedClusterID(p.Nodes()):
-			// A founder that was a moment slower than another: it sees the
-			// cluster the same member set formed, so it bootstraps its
-			// groups too (the others count on its vote).
-			n.setIdentity(func(id *identity) { id.Cluster = formed })
-			bootstrap = true
-			n.log.Info("forming a new cluster", "cluster", formed, "nodes", len(p.Nodes()))
-		case formed != "":
-			n.setIdentity(func(id *identity) { id.Cluster = formed })
-			before := n.ringWithout(p)
-			n.log.Info("joining cluster", "cluster", formed,
-				"moves", fmt.Sprintf("%d of %d shard replicas move to reach this node", before.Moved(p, n.cfg.Replicas), cluster.Partitions*n.cfg.Replicas))
-		case n.cfg.Expect > 0 && len(p.Nodes()) >= n.cfg.Expect:
-			id := formedClusterID(p.Nodes())
+		action, id := formStep(p.Nodes(), n.cfg.Expect, time.Since(deciding))
+		switch action {
+		case formFound:
 			n.setIdentity(func(ident *identity) { ident.Cluster = id })
 			bootstrap = true
 			n.log.Info("forming a new cluster", "cluster", id, "nodes", len(p.Nodes()))
+		case formJoin:
+			n.setIdentity(func(ident *identity) { ident.Cluster = id })
+			before := n.ringWithout(p)
+			n.log.Info("joining cluster", "cluster", id,
+				"moves", fmt.Sprintf("%d of %d shard replicas move to reach this node", before.Moved(p, n.cfg.Replicas), cluster.Partitions*n.cfg.Replicas))
 		default:
 			select {
 			case <-n.members.Changed():
+			case <-graceEnds:
+				graceEnds = nil // a founder's grace ends once
 			case <-n.stopping:
 				return
 			}
-			continue
 		}
 	}
 	ident := n.identity()
