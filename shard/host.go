@@ -373,18 +373,12 @@ func (h *Host) loop() {
 				}
 			}
 		case id := <-h.peerDown:
-			h.leaderDown(id)
+			h.leaderDown(id, 0) // its connection broke: no doubt left
 		case r := <-h.snapDone:
 			h.snapshotReported(r)
 		case <-changed:
 			changed = h.cfg.Members.Changed()
-			p := h.cfg.Members.Placement()
-			h.learnIDs(p)
-			for _, n := range p.Nodes() {
-				if !p.Alive(n.ID) {
-					h.leaderDown(n.ID)
-				}
-			}
+			h.membersChanged(h.cfg.Members.Placement())
 		case <-h.stop:
 			for _, g := range h.groups {
 				h.failPending(g, ErrStopped)

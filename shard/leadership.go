@@ -5,6 +5,8 @@ import (
 	"slices"
 
 	"go.etcd.io/raft/v3/tracker"
+
+	"hellochat/cluster"
 )
 
 // ShardStatus is what other goroutines may read about a shard's group on
@@ -85,13 +87,36 @@ func (h *Host) order(g *group) []uint64 {
 	return out
 }
 
-// leaderDown reacts to a peer that gossip or the transport says is dead:
-// followers of the shards it led forget it, so they grant pre-votes at once
-// instead of waiting out the election timeout, and the first live voter in
-// ring order campaigns.
-func (h *Host) leaderDown(nodeID string) {
+// membersChanged takes a new view from gossip: the ids it names, and the
+// nodes it says are down. Gossip only suspects: a node it marks down may
+// be one whose probes were late, and whose Raft heartbeats still reach us.
+// A follower that hears its leader within suspectSilence ticks keeps it;
+// forgetting it would cost an election, and, once gossip calls the node
+// alive again, a hand-over back, for every shard it leads. Under load on
+// a small machine those false suspicions came every few seconds, and
+// leadership never settled.
+func (h *Host) membersChanged(p *cluster.Placement) {
+	h.learnIDs(p)
+	for _, n := range p.Nodes() {
+		if !p.Alive(n.ID) {
+			h.leaderDown(n.ID, h.suspectSilence())
+		}
+	}
+}
+
+// suspectSilence is how many ticks a follower must not have heard its
+// leader before it believes gossip that the leader is down: two
+// heartbeats and a tick. A leader that really died is silent longer than
+// that by the time gossip has probed it and waited out its suspicion.
+func (h *Host) suspectSilence() int { return 2*h.cfg.HeartbeatTicks + 1 }
+
+// leaderDown reacts to a peer that is dead: followers of the shards it led
+// that have not heard it for silence ticks forget it, so they grant
+// pre-votes at once instead of waiting out the election timeout, and the
+// first live voter in ring order campaigns.
+func (h *Host) leaderDown(nodeID string, silence int) {
 	for _, g := range h.groups {
-		if g.leader || g.lead == 0 || h.nodeOf(g, g.lead) != nodeID {
+		if g.leader || g.lead == 0 || h.nodeOf(g, g.lead) != nodeID || g.silent < silence {
 			continue
 		}
 		if err := g.rn.ForgetLeader(); err != nil {

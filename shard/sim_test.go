@@ -216,6 +216,8 @@ type simOptions struct {
 	// TestSimLive); without, every node is known and none up.
 	live map[int]*cluster.Placement
 	test string // the test that replays a seed, for failure reports
+	// after runs on the healed cluster, before its Hosts close.
+	after func(*sim)
 }
 
 // runSim runs one seed for steps actions, then heals the cluster and
@@ -262,6 +264,9 @@ func runSim(t *testing.T, seed int64, steps int, opts simOptions) *sim {
 	s.heal()
 	for _, node := range s.nodes {
 		s.stats.refusedMsgs += int(node.h.RefusedMessages()) // since its last restart
+	}
+	if opts.after != nil {
+		opts.after(s)
 	}
 	return s
 }
