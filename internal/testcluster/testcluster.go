@@ -26,11 +26,13 @@ import (
 	"hellochat/storage"
 )
 
-// Timings makes failure detection quick on loopback.
+// Timings makes failure detection quick on loopback, yet slow enough that
+// a loaded 2-core machine running every package under -race does not make
+// gossip call live nodes down every few seconds (a 50 ms probe timeout did).
 func Timings() cluster.Timings {
 	return cluster.Timings{
-		ProbeInterval:       100 * time.Millisecond,
-		ProbeTimeout:        50 * time.Millisecond,
+		ProbeInterval:       200 * time.Millisecond,
+		ProbeTimeout:        100 * time.Millisecond,
 		SuspicionMult:       2,
 		GossipInterval:      50 * time.Millisecond,
 		PushPullInterval:    time.Second,
@@ -154,8 +156,10 @@ func (c *Cluster) nodeConfig(id, gossip string, expect int) objectnode.Config {
 		Timings:      Timings(),
 		RoomIdle:     c.opts.RoomIdle,
 		Replicas:     3,
-		RaftTick:     50 * time.Millisecond,
-		// Ten ticks of 50 ms: elections within 0.5-1 s in tests.
+		// Production's clock: ten ticks of 100 ms, elections within 1-2 s.
+		// Half that, under -race on a loaded 2-core machine, cost leaders
+		// their quorum checks every few seconds, and shards never settled.
+		RaftTick:      100 * time.Millisecond,
 		ElectionTicks: 10,
 		SnapshotEvery: c.opts.SnapshotEvery,
 		KeepEntries:   c.opts.KeepEntries,
