@@ -23,7 +23,7 @@ func TestFormStep(t *testing.T) {
 	four := metas("", "n1", "n2", "n3", "n4")
 	formedBy4 := formedClusterID(four)
 	lateView := metas("", "n1", "n2", "n3") // n4 not heard of yet
-	lateView[0].Cluster = formedBy4           // n1 formed with all four
+	lateView[0].Cluster = formedBy4         // n1 formed with all four
 	fullView := metas("", "n1", "n2", "n3", "n4")
 	fullView[0].Cluster = formedBy4
 	grown := metas("", "n1", "n2", "n3", "n4", "n5")
