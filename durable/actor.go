@@ -1,0 +1,412 @@
+package durable
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"hellochat/internal/fifo"
+	"hellochat/storage"
+)
+
+// Committer makes an object's batch of writes durable and then calls done,
+// exactly once, from any goroutine; done does not block. For one object,
+// done calls come in Commit order. It is objectnode's Committer: the Raft
+// one calls done once the batch is applied on this node, so the Reader
+// shows it by then. The guards are always Versioned: a stale actor's
+// batch must fail (shard.ErrConflict) and change nothing.
+type Committer interface {
+	Commit(object string, ops []storage.Op, guards storage.Guards, done func(error))
+}
+
+// Defaults for Config's zero values.
+const (
+	DefaultMailbox    = 1024
+	DefaultCommitWait = 2 * time.Second
+)
+
+// Config configures an Actor. Reader and Committer are required.
+type Config struct {
+	Reader    Reader
+	Committer Committer
+	// Clock schedules alarms and bounds CommitWait (default SystemClock).
+	Clock Clock
+	// Mailbox bounds the events waiting for the object; a caller waits
+	// (or gives up with its context) while it is full.
+	Mailbox int
+	// CommitWait bounds how long Close waits for a commit in flight; a
+	// commit without a quorum may never finish.
+	CommitWait time.Duration
+	// AlarmRetry is how failed alarm runs are retried
+	// (default DefaultAlarmRetry).
+	AlarmRetry RetryPolicy
+	// Deliver receives the messages events Send, on the actor's goroutine,
+	// once their writes are committed; it must not block for long. Nil:
+	// Send is refused.
+	Deliver func(from ID, m Message)
+	Logger  *slog.Logger
+}
+
+// Actor runs one object: a single goroutine owns the object and its
+// storage and runs its events one at a time, in arrival order (alarms
+// join that order when they fire). See the package doc for the gates.
+type Actor struct {
+	id        ID
+	object    string // the ID's storage object
+	obj       Object
+	cfg       Config
+	log       *slog.Logger
+	mailbox   *fifo.Queue[*event]
+	alarmc    chan struct{} // the alarm timer's signal
+	closing   chan struct{}
+	closeOnce sync.Once
+	done      chan struct{}
+	ctx       context.Context // cancelled by Close; events' contexts derive from it
+	cancel    context.CancelFunc
+	exitErr   error // set before done closes
+
+	// Owned by the actor's goroutine.
+	st        *Storage
+	cur       *State // the running event's
+	version   uint64 // the object's committed version
+	broken    error  // a reload failed: the actor can only refuse events
+	abandoned bool   // a commit was left in flight at Close
+	sched     alarmSchedule
+}
+
+// event is one input to the actor.
+type event struct {
+	ctx   context.Context
+	run   func(ctx context.Context, s *State) error
+	reply chan error // capacity 1
+}
+
+// Start loads the object named id from the store and starts its actor,
+// running obj's Load first if it is a Loader. The caller makes sure that
+// one actor at most runs each object (the cluster: on its shard's
+// leader); the versioned batches refuse a second one's writes anyway.
+func Start(id ID, obj Object, cfg Config) (*Actor, error) {
+	if id.IsZero() || cfg.Reader == nil || cfg.Committer == nil {
+		return nil, errors.New("durable: Start needs an ID, a Reader and a Committer")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = SystemClock{}
+	}
+	if cfg.Mailbox <= 0 {
+		cfg.Mailbox = DefaultMailbox
+	}
+	if cfg.CommitWait <= 0 {
+		cfg.CommitWait = DefaultCommitWait
+	}
+	if cfg.AlarmRetry == (RetryPolicy{}) {
+		cfg.AlarmRetry = DefaultAlarmRetry
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	a := &Actor{
+		id:      id,
+		object:  id.StorageObject(),
+		obj:     obj,
+		cfg:     cfg,
+		log:     cfg.Logger.With("object", id.Namespace()+"/"+id.String()),
+		mailbox: fifo.New[*event](cfg.Mailbox),
+		alarmc:  make(chan struct{}, 1),
+		closing: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
+	a.st = &Storage{base: committed{r: cfg.Reader, object: a.object}, sync: a.syncEvent}
+	var err error
+	if a.version, a.st.alarm, err = loadMeta(cfg.Reader, a.object); err != nil {
+		return nil, err
+	}
+	ready := make(chan error, 1)
+	go a.run(ready)
+	if err := <-ready; err != nil {
+		a.Close()
+		return nil, fmt.Errorf("durable: load %s: %w", a.object, err)
+	}
+	return a, nil
+}
+
+// ID is the ID of the actor's object.
+func (a *Actor) ID() ID { return a.id }
+
+// Fetch runs an HTTP request on the object (a Fetcher) and returns its
+// response once the request's writes are committed. An error means the
+// response was dropped: the object could not take the event, the class
+// does not handle it, its handler panicked, or the writes were not
+// committed (ErrNotCommitted). A context error means the outcome is
+// unknown: the event may still run and commit.
+func (a *Actor) Fetch(ctx context.Context, r *http.Request) (*http.Response, error) {
+	f, ok := a.obj.(Fetcher)
+	if !ok {
+		return nil, fmt.Errorf("fetch: %w", ErrNoHandler)
+	}
+	w := newResponseBuffer()
+	err := a.do(ctx, func(ctx context.Context, s *State) error {
+		f.Fetch(ctx, s, w, r.WithContext(ctx))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return w.response(r), nil
+}
+
+// Call runs an RPC on the object (a Caller). Its result, and the errors,
+// are released like Fetch's; an error the method returns comes back as
+// is, and its writes were dropped.
+func (a *Actor) Call(ctx context.Context, method string, arg []byte) ([]byte, error) {
+	c, ok := a.obj.(Caller)
+	if !ok {
+		return nil, fmt.Errorf("call %s: %w", method, ErrNoHandler)
+	}
+	var out []byte
+	err := a.do(ctx, func(ctx context.Context, s *State) error {
+		var err error
+		out, err = c.Call(ctx, s, method, arg)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// do queues an event and waits for its outcome.
+func (a *Actor) do(ctx context.Context, run func(context.Context, *State) error) error {
+	ev := &event{ctx: ctx, run: run, reply: make(chan error, 1)}
+	if !a.mailbox.Push(ev, a.closing, ctx.Done()) {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return ErrClosed
+	}
+	select {
+	case err := <-ev.reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-a.done:
+		// The actor replies before it is done: a reply that is not here
+		// now will never come.
+		select {
+		case err := <-ev.reply:
+			return err
+		default:
+			return ErrClosed
+		}
+	}
+}
+
+// Close stops the actor: it cancels the running event's context, lets
+// that event finish (waiting up to CommitWait for its commit), fails the
+// queued events with ErrClosed and waits for the goroutine to exit. It
+// returns ErrCommitAbandoned if a commit was left in flight.
+func (a *Actor) Close() error {
+	a.closeOnce.Do(func() {
+		close(a.closing)
+		a.cancel()
+	})
+	<-a.done
+	return a.exitErr
+}
+
+// Done is closed once the actor has stopped (closed, or given up after a
+// failed reload).
+func (a *Actor) Done() <-chan struct{} { return a.done }
+
+func (a *Actor) run(ready chan<- error) {
+	defer a.exit()
+	var err error
+	if l, ok := a.obj.(Loader); ok {
+		err = a.runEvent(a.ctx, false, l.Load)
+	}
+	ready <- err
+	if err != nil {
+		return
+	}
+	a.rearm()
+	for {
+		select {
+		case <-a.closing:
+			return // before anything that also waits
+		default:
+		}
+		select {
+		case <-a.closing:
+			return
+		case <-a.mailbox.Ready:
+			if ev, ok := a.mailbox.Pop(); ok {
+				a.handle(ev)
+			}
+		case <-a.alarmc:
+			a.fireAlarm()
+		}
+		if a.abandoned || a.broken != nil {
+			return
+		}
+		a.rearm()
+	}
+}
+
+// exit fails what is still queued and marks the actor done.
+func (a *Actor) exit() {
+	a.cancel()
+	a.sched.stop()
+	if a.abandoned {
+		a.exitErr = ErrCommitAbandoned
+	}
+	for {
+		ev, ok := a.mailbox.Pop()
+		if !ok {
+			break
+		}
+		ev.reply <- ErrClosed
+	}
+	close(a.done)
+}
+
+func (a *Actor) handle(ev *event) {
+	if err := ev.ctx.Err(); err != nil {
+		ev.reply <- err // its caller is gone: do not run it for nobody
+		return
+	}
+	ctx, cancel := context.WithCancel(ev.ctx)
+	defer cancel()
+	defer context.AfterFunc(a.ctx, cancel)()
+	ev.reply <- a.runEvent(ctx, false, ev.run)
+}
+
+// runEvent runs one event and commits its writes, then releases its
+// outputs. Nothing else of the object runs meanwhile.
+func (a *Actor) runEvent(ctx context.Context, alarmRun bool, fn func(context.Context, *State) error) error {
+	if a.broken != nil {
+		return a.broken
+	}
+	s := &State{id: a.id, storage: a.st, canSend: a.cfg.Deliver != nil}
+	a.cur = s
+	a.st.begin(alarmRun)
+	defer func() {
+		a.st.end()
+		s.over = true
+		a.cur = nil
+	}()
+	err := protect(ctx, s, fn)
+	if err == nil {
+		err = a.st.broken
+	}
+	if err != nil {
+		return err
+	}
+	if err := a.commit(); err != nil {
+		return err
+	}
+	a.release(s)
+	return nil
+}
+
+// protect runs a handler, turning a panic into a PanicError.
+func protect(ctx context.Context, s *State, fn func(context.Context, *State) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return fn(ctx, s)
+}
+
+// syncEvent is Storage.Sync: a commit point within the running event.
+func (a *Actor) syncEvent() error {
+	if err := a.commit(); err != nil {
+		a.st.broken = err
+		return err
+	}
+	a.release(a.cur)
+	return nil
+}
+
+// commit hands the event's writes so far to the Committer as one
+// versioned batch and waits for it. On failure the storage is reloaded,
+// so the object never reads what was not committed.
+func (a *Actor) commit() error {
+	ops := a.st.pendingOps()
+	if len(ops) == 0 {
+		return nil
+	}
+	next := a.version + 1
+	ops = append(ops, storage.Op{Key: versionKey, Value: encodeUint64(next)})
+	guards := storage.Guards{Versioned: true, Version: a.version, Next: next}
+	if a.version == 0 {
+		// A store without the version recorded checks keys instead: the
+		// object must have committed nothing yet.
+		guards.Absent = [][]byte{versionKey}
+	}
+	result := make(chan error, 1)
+	a.cfg.Committer.Commit(a.object, ops, guards, func(err error) {
+		select {
+		case result <- err:
+		default: // a second call breaks the contract; do not block on it
+		}
+	})
+	if err := a.waitCommit(result); err != nil {
+		a.reload()
+		if errors.Is(err, ErrCommitAbandoned) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", ErrNotCommitted, err)
+	}
+	a.version = next
+	a.st.committedNow()
+	return nil
+}
+
+// waitCommit waits for a commit's result, at most CommitWait once the
+// actor is closing.
+func (a *Actor) waitCommit(result <-chan error) error {
+	select {
+	case err := <-result:
+		return err
+	case <-a.closing:
+	}
+	timeout := make(chan struct{}, 1)
+	t := a.cfg.Clock.AfterFunc(a.cfg.CommitWait, func() { fifo.Signal(timeout) })
+	defer t.Stop()
+	select {
+	case err := <-result:
+		return err
+	case <-timeout:
+		a.log.Warn("closing with a commit in flight", "after", a.cfg.CommitWait)
+		a.abandoned = true
+		return ErrCommitAbandoned
+	}
+}
+
+// reload drops what the object had not committed and reads its version
+// and alarm back: a failed (or unknown) commit may have changed them.
+func (a *Actor) reload() {
+	a.st.ev = newLayer(a.st.base, nil)
+	a.st.alarm.pending = nil
+	v, alarm, err := loadMeta(a.cfg.Reader, a.object)
+	if err != nil {
+		a.log.Error("reload after a failed commit", "err", err)
+		a.broken = fmt.Errorf("durable: object unusable: %w", err)
+		return
+	}
+	a.version, a.st.alarm = v, alarm
+}
+
+// release hands on what the event sent, now that its writes are committed.
+func (a *Actor) release(s *State) {
+	for _, m := range s.outbox {
+		a.cfg.Deliver(a.id, m)
+	}
+	s.outbox = nil
+}

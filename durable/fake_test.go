@@ -1,0 +1,332 @@
+package durable
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"hellochat/storage"
+)
+
+// testWait bounds every wait of a test for something that must happen; a
+// broken runtime fails the test at it instead of hanging.
+const testWait = 10 * time.Second
+
+// fakeCommitter commits through a MemStore, and can be told to fail the
+// next commits or to hold them until the test releases them.
+type fakeCommitter struct {
+	*MemStore
+	mu      sync.Mutex
+	failErr error // fail every commit with it while set
+	hold    bool
+	held    []*heldCommit
+	asked   chan *heldCommit // every commit asked for, held or not
+	commits int              // batches applied
+}
+
+type heldCommit struct {
+	object string
+	ops    []storage.Op
+	guards storage.Guards
+	done   func(error)
+}
+
+var errDisk = errors.New("fake: disk on fire")
+
+func newFakeCommitter() *fakeCommitter {
+	return &fakeCommitter{MemStore: NewMemStore(), asked: make(chan *heldCommit, 100)}
+}
+
+func (f *fakeCommitter) Commit(object string, ops []storage.Op, guards storage.Guards, done func(error)) {
+	c := &heldCommit{object, ops, guards, done}
+	f.mu.Lock()
+	fail, hold := f.failErr, f.hold
+	if hold {
+		f.held = append(f.held, c)
+	}
+	f.mu.Unlock()
+	f.asked <- c
+	switch {
+	case hold:
+	case fail != nil:
+		done(fail)
+	default:
+		f.apply(c)
+	}
+}
+
+func (f *fakeCommitter) apply(c *heldCommit) {
+	err := f.Apply(c.object, c.ops, c.guards)
+	if err == nil {
+		f.mu.Lock()
+		f.commits++
+		f.mu.Unlock()
+	}
+	c.done(err)
+}
+
+func (f *fakeCommitter) setHold(h bool) { f.mu.Lock(); f.hold = h; f.mu.Unlock() }
+func (f *fakeCommitter) setFail(err error) {
+	f.mu.Lock()
+	f.failErr = err
+	f.mu.Unlock()
+}
+
+// waitAsked waits for the next commit to be asked for.
+func (f *fakeCommitter) waitAsked(t *testing.T) *heldCommit {
+	t.Helper()
+	select {
+	case c := <-f.asked:
+		return c
+	case <-time.After(testWait):
+		t.Fatal("no commit was asked for")
+		return nil
+	}
+}
+
+// release finishes the oldest held commit: applied if err is nil,
+// failed with err (and not applied) otherwise.
+func (f *fakeCommitter) release(t *testing.T, err error) {
+	t.Helper()
+	f.mu.Lock()
+	if len(f.held) == 0 {
+		f.mu.Unlock()
+		t.Fatal("no commit held")
+	}
+	c := f.held[0]
+	f.held = f.held[1:]
+	f.mu.Unlock()
+	if err != nil {
+		c.done(err)
+		return
+	}
+	f.apply(c)
+}
+
+// fakeClock moves only when the test says so; Advance runs the timers
+// that come due, in time order, on the test's goroutine.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*fakeTimer
+	added  chan struct{}
+}
+
+type fakeTimer struct {
+	c       *fakeClock
+	at      time.Time
+	f       func()
+	stopped bool
+	fired   bool
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), added: make(chan struct{}, 1)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) Timer {
+	c.mu.Lock()
+	t := &fakeTimer{c: c, at: c.now.Add(d), f: f}
+	c.timers = append(c.timers, t)
+	c.mu.Unlock()
+	select {
+	case c.added <- struct{}{}:
+	default:
+	}
+	return t
+}
+
+func (t *fakeTimer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	was := !t.stopped && !t.fired
+	t.stopped = true
+	return was
+}
+
+// Advance moves the clock by d and fires what comes due.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	var due []*fakeTimer
+	for _, t := range c.timers {
+		if !t.stopped && !t.fired && !t.at.After(c.now) {
+			t.fired = true
+			due = append(due, t)
+		}
+	}
+	c.timers = slices.DeleteFunc(c.timers, func(t *fakeTimer) bool { return t.stopped || t.fired })
+	c.mu.Unlock()
+	slices.SortStableFunc(due, func(a, b *fakeTimer) int { return a.at.Compare(b.at) })
+	for _, t := range due {
+		t.f()
+	}
+}
+
+// pending is when the earliest live timer fires; ok false when none.
+func (c *fakeClock) pending() (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var first time.Time
+	ok := false
+	for _, t := range c.timers {
+		if !t.stopped && !t.fired && (!ok || t.at.Before(first)) {
+			first, ok = t.at, true
+		}
+	}
+	return first, ok
+}
+
+// waitTimer waits until a live timer is set for at, as the actor sets its
+// timers on its own goroutine.
+func (c *fakeClock) waitTimer(t *testing.T, at time.Time) {
+	t.Helper()
+	deadline := time.After(testWait)
+	for {
+		c.mu.Lock()
+		found := false
+		for _, tm := range c.timers {
+			found = found || (!tm.stopped && !tm.fired && tm.at.Equal(at))
+		}
+		c.mu.Unlock()
+		if found {
+			return
+		}
+		select {
+		case <-c.added:
+		case <-deadline:
+			got, ok := c.pending()
+			t.Fatalf("no timer set for %v (earliest: %v %v)", at, got, ok)
+		}
+	}
+}
+
+// testClass is a class whose handlers the test supplies.
+type testClass struct {
+	call  func(ctx context.Context, s *State, method string, arg []byte) ([]byte, error)
+	alarm func(ctx context.Context, s *State, info AlarmInfo) error
+}
+
+func (c *testClass) Call(ctx context.Context, s *State, method string, arg []byte) ([]byte, error) {
+	return c.call(ctx, s, method, arg)
+}
+
+func (c *testClass) Alarm(ctx context.Context, s *State, info AlarmInfo) error {
+	return c.alarm(ctx, s, info)
+}
+
+// rig is an actor on a fake committer and clock.
+type rig struct {
+	t     *testing.T
+	c     *fakeCommitter
+	clock *fakeClock
+	id    ID
+	a     *Actor
+	out   chan Message
+}
+
+func newRig(t *testing.T, obj Object) *rig {
+	t.Helper()
+	ns, err := NewNamespace("Test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{t: t, c: newFakeCommitter(), clock: newFakeClock(), id: ns.IDFromName(t.Name()), out: make(chan Message, 100)}
+	r.start(obj)
+	return r
+}
+
+func (r *rig) start(obj Object) {
+	r.t.Helper()
+	a, err := Start(r.id, obj, Config{
+		Reader: r.c, Committer: r.c, Clock: r.clock,
+		Deliver: func(_ ID, m Message) { r.out <- m },
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.a = a
+	r.t.Cleanup(func() { a.Close() })
+}
+
+// stored reads a user key straight from the committed store.
+func (r *rig) stored(key string) (string, bool) {
+	v, ok, err := r.c.Get(r.id.StorageObject(), userKey(key))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return string(v), ok
+}
+
+// noOutput fails the test if a message was delivered.
+func (r *rig) noOutput() {
+	r.t.Helper()
+	select {
+	case m := <-r.out:
+		r.t.Fatalf("message %q to %q delivered before its commit", m.Data, m.To)
+	default:
+	}
+}
+
+// call runs fn as an event and waits for it.
+func (r *rig) call(fn func(s *State) error) error {
+	r.t.Helper()
+	r.setCall(fn)
+	_, err := r.a.Call(context.Background(), "", nil)
+	return err
+}
+
+func (r *rig) setCall(fn func(s *State) error) {
+	r.a.obj.(*testClass).call = func(_ context.Context, s *State, _ string, _ []byte) ([]byte, error) {
+		return nil, fn(s)
+	}
+}
+
+// async runs a Call on its own goroutine; its outcome arrives on the
+// channel.
+func (r *rig) async(method string) chan callResult {
+	ch := make(chan callResult, 1)
+	go func() {
+		out, err := r.a.Call(context.Background(), method, nil)
+		ch <- callResult{out, err}
+	}()
+	return ch
+}
+
+type callResult struct {
+	out []byte
+	err error
+}
+
+func recv[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(testWait):
+		t.Fatalf("timed out waiting for %s", what)
+		var zero T
+		return zero
+	}
+}
+
+func mustNot[T any](t *testing.T, ch <-chan T, what string) {
+	t.Helper()
+	select {
+	case v := <-ch:
+		t.Fatalf("%s too early: %v", what, v)
+	default:
+	}
+}

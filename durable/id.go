@@ -1,0 +1,121 @@
+package durable
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+)
+
+// MaxNamespaceLen bounds a namespace (class) name.
+const MaxNamespaceLen = 64
+
+// idBodyLen and idCheckLen split an ID's 32 bytes: the body names the
+// object, the check binds it to its namespace, so an ID of one class is
+// refused by another's IDFromString. The check is a plain hash: it
+// catches mix-ups, it does not stop forgery (IDs are not secrets).
+const (
+	idBodyLen  = 24
+	idCheckLen = 8
+	idLen      = idBodyLen + idCheckLen
+)
+
+// storagePrefix starts every object's name in the store. Room names are
+// printable, so no room can be named like an object of this package.
+const storagePrefix = "\x01do/"
+
+// Namespace is a class's space of object IDs.
+type Namespace struct{ name string }
+
+// NewNamespace returns the namespace of the class called name: 1 to
+// MaxNamespaceLen letters, digits, '-' or '_'.
+func NewNamespace(name string) (*Namespace, error) {
+	if name == "" || len(name) > MaxNamespaceLen {
+		return nil, fmt.Errorf("durable: namespace %q: want 1 to %d bytes", name, MaxNamespaceLen)
+	}
+	for _, c := range []byte(name) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return nil, fmt.Errorf("durable: namespace %q: only letters, digits, '-' and '_'", name)
+		}
+	}
+	return &Namespace{name: name}, nil
+}
+
+// Name is the class name the namespace was made with.
+func (ns *Namespace) Name() string { return ns.name }
+
+// IDFromName returns the ID of the object called name. The same namespace
+// and name always give the same ID, on every node.
+func (ns *Namespace) IDFromName(name string) ID {
+	h := sha256.New()
+	h.Write([]byte("durable name\x00"))
+	h.Write([]byte(ns.name))
+	h.Write([]byte{0})
+	h.Write([]byte(name))
+	return ns.makeID(h.Sum(nil)[:idBodyLen], name, true)
+}
+
+// NewUniqueID returns the ID of a new object, random, unlike any other.
+func (ns *Namespace) NewUniqueID() ID {
+	body := make([]byte, idBodyLen)
+	rand.Read(body) // crypto/rand.Read never fails
+	return ns.makeID(body, "", false)
+}
+
+// IDFromString parses an ID's String form. It refuses anything but 64
+// lowercase hex digits of an ID of this namespace.
+func (ns *Namespace) IDFromString(s string) (ID, error) {
+	if len(s) != 2*idLen {
+		return ID{}, fmt.Errorf("durable: id %q: want %d hex digits", s, 2*idLen)
+	}
+	raw, err := hex.DecodeString(s)
+	if err != nil || hex.EncodeToString(raw) != s {
+		return ID{}, fmt.Errorf("durable: id %q: not lowercase hex", s)
+	}
+	id := ns.makeID(raw[:idBodyLen], "", false)
+	if id.hex != s {
+		return ID{}, fmt.Errorf("durable: id %q: %w %q", s, errOtherNamespace, ns.name)
+	}
+	return id, nil
+}
+
+var errOtherNamespace = errors.New("not an id of namespace")
+
+func (ns *Namespace) makeID(body []byte, name string, named bool) ID {
+	h := sha256.New()
+	h.Write([]byte("durable check\x00"))
+	h.Write([]byte(ns.name))
+	h.Write([]byte{0})
+	h.Write(body)
+	raw := append(append(make([]byte, 0, idLen), body...), h.Sum(nil)[:idCheckLen]...)
+	return ID{ns: ns.name, hex: hex.EncodeToString(raw), name: name, named: named}
+}
+
+// ID names one object of one namespace. The zero ID names nothing.
+// Compare IDs with Equal: == also compares whether the name is known.
+type ID struct {
+	ns, hex, name string
+	named         bool
+}
+
+// String is the ID as 64 lowercase hex digits; IDFromString reads it back.
+func (id ID) String() string { return id.hex }
+
+// Namespace is the name of the ID's class.
+func (id ID) Namespace() string { return id.ns }
+
+// Name is the name the ID was made from by IDFromName; ok is false for a
+// unique ID or one parsed from its string.
+func (id ID) Name() (name string, ok bool) { return id.name, id.named }
+
+// Equal reports whether two IDs name the same object.
+func (id ID) Equal(other ID) bool { return id.ns == other.ns && id.hex == other.hex }
+
+// IsZero reports whether id is the zero ID.
+func (id ID) IsZero() bool { return id.hex == "" }
+
+// StorageObject is the object name the ID's storage lives under in the
+// store (storage.Store's object argument, and the name partition.Of maps
+// to a shard): "\x01do/<namespace>/<hex id>".
+func (id ID) StorageObject() string { return storagePrefix + id.ns + "/" + id.hex }

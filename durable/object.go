@@ -1,0 +1,111 @@
+package durable
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+)
+
+// Object is an instance of a class: a value holding the object's state
+// in memory, which the class builds from storage (Loader) and keeps up
+// to date in its event handlers. It handles the events of whichever of
+// Fetcher, Caller, Alarmer it implements; an event it does not handle
+// fails with ErrNoHandler. Its actor calls it from one goroutine, one
+// event at a time, so it needs no locks.
+type Object any
+
+// Loader is implemented by a class that reads its state before its
+// first event (Cloudflare's blockConcurrencyWhile in a constructor).
+// Load runs as an event: what it writes is committed before any other
+// event starts, and an error fails Start.
+type Loader interface {
+	Load(ctx context.Context, s *State) error
+}
+
+// Fetcher handles HTTP requests. The response is buffered, and sent only
+// once the event's writes are committed (so it cannot stream).
+type Fetcher interface {
+	Fetch(ctx context.Context, s *State, w http.ResponseWriter, r *http.Request)
+}
+
+// Caller handles RPCs: a method name and its argument, both opaque to the
+// runtime (CallJSON encodes them as JSON).
+type Caller interface {
+	Call(ctx context.Context, s *State, method string, arg []byte) ([]byte, error)
+}
+
+// Alarmer handles the object's alarm (Storage.SetAlarm). An Alarm that
+// returns an error is retried (see RetryPolicy); one that returns nil
+// clears the alarm in the same batch as its writes, unless it set a new
+// one.
+type Alarmer interface {
+	Alarm(ctx context.Context, s *State, info AlarmInfo) error
+}
+
+// AlarmInfo describes an alarm run.
+type AlarmInfo struct {
+	// ScheduledTime is when the alarm was set to fire.
+	ScheduledTime time.Time
+	// RetryCount is how many runs of this alarm failed before this one.
+	RetryCount int
+	// IsRetry is RetryCount > 0.
+	IsRetry bool
+}
+
+// WebSocketHandler is the shape of the WebSocket events of a class that
+// accepts sockets (Cloudflare's hibernation API). It is API only: this
+// increment of the runtime does not deliver these events yet.
+type WebSocketHandler interface {
+	WebSocketMessage(ctx context.Context, s *State, ws WebSocket, msg []byte, text bool) error
+	WebSocketClose(ctx context.Context, s *State, ws WebSocket, code int, reason string, wasClean bool) error
+	WebSocketError(ctx context.Context, s *State, ws WebSocket, err error) error
+}
+
+// WebSocket is a socket an object accepted. Its attachment is a small
+// value that survives the object being evicted from memory.
+type WebSocket interface {
+	Send(msg []byte, text bool) error
+	Close(code int, reason string) error
+	Attachment() []byte
+	SetAttachment(b []byte) error
+}
+
+// Message is an output an event sends (State.Send): released, like the
+// event's response, only once the event's writes are committed.
+type Message struct {
+	To   string
+	Data []byte
+}
+
+// ErrNoOutbox refuses State.Send on an actor made without Config.Deliver.
+var ErrNoOutbox = errors.New("durable: actor has no outbox (Config.Deliver)")
+
+// State is what an event handler gets besides its input: the object's
+// identity, storage and outbox. It is valid only during the event.
+type State struct {
+	id      ID
+	storage *Storage
+	outbox  []Message
+	canSend bool
+	over    bool
+}
+
+// ID is the object's ID.
+func (s *State) ID() ID { return s.id }
+
+// Storage is the object's storage.
+func (s *State) Storage() *Storage { return s.storage }
+
+// Send queues a message to be delivered (Config.Deliver) once the event's
+// writes are committed, in the order sent; it is dropped if they are not.
+func (s *State) Send(to string, data []byte) error {
+	switch {
+	case s.over:
+		return ErrNoEvent
+	case !s.canSend:
+		return ErrNoOutbox
+	}
+	s.outbox = append(s.outbox, Message{To: to, Data: append([]byte(nil), data...)})
+	return nil
+}
