@@ -58,7 +58,7 @@ type Config struct {
 type Actor struct {
 	id        ID
 	object    string // the ID's storage object
-	obj       Object
+	newObj    func() Object
 	cfg       Config
 	log       *slog.Logger
 	mailbox   *fifo.Queue[*event]
@@ -71,6 +71,10 @@ type Actor struct {
 	exitErr   error // set before done closes
 
 	// Owned by the actor's goroutine.
+	obj Object // the instance; replaced after a failed commit
+	// reset says a commit failed: obj may hold state that was never
+	// committed, so it is replaced before the next event.
+	reset     bool
 	st        *Storage
 	cur       *State // the running event's
 	version   uint64 // the object's committed version
@@ -86,13 +90,18 @@ type event struct {
 	reply chan error // capacity 1
 }
 
-// Start loads the object named id from the store and starts its actor,
-// running obj's Load first if it is a Loader. The caller makes sure that
-// one actor at most runs each object (the cluster: on its shard's
-// leader); the versioned batches refuse a second one's writes anyway.
-func Start(id ID, obj Object, cfg Config) (*Actor, error) {
-	if id.IsZero() || cfg.Reader == nil || cfg.Committer == nil {
-		return nil, errors.New("durable: Start needs an ID, a Reader and a Committer")
+// Start loads the object named id from the store and starts its actor
+// on an instance newObject makes, running its Load first if it is a
+// Loader. After a failed commit the actor discards the instance and makes
+// (and loads) a new one, so that no state the class kept in memory
+// outlives writes that were not committed.
+//
+// The caller makes sure that one actor at most runs each object (the
+// cluster: on its shard's leader); the versioned batches refuse a stale
+// one's writes anyway.
+func Start(id ID, newObject func() Object, cfg Config) (*Actor, error) {
+	if id.IsZero() || newObject == nil || cfg.Reader == nil || cfg.Committer == nil {
+		return nil, errors.New("durable: Start needs an ID, a constructor, a Reader and a Committer")
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = SystemClock{}
@@ -112,7 +121,8 @@ func Start(id ID, obj Object, cfg Config) (*Actor, error) {
 	a := &Actor{
 		id:      id,
 		object:  id.StorageObject(),
-		obj:     obj,
+		newObj:  newObject,
+		obj:     newObject(),
 		cfg:     cfg,
 		log:     cfg.Logger.With("object", id.Namespace()+"/"+id.String()),
 		mailbox: fifo.New[*event](cfg.Mailbox),
@@ -145,12 +155,12 @@ func (a *Actor) ID() ID { return a.id }
 // committed (ErrNotCommitted). A context error means the outcome is
 // unknown: the event may still run and commit.
 func (a *Actor) Fetch(ctx context.Context, r *http.Request) (*http.Response, error) {
-	f, ok := a.obj.(Fetcher)
-	if !ok {
-		return nil, fmt.Errorf("fetch: %w", ErrNoHandler)
-	}
 	w := newResponseBuffer()
 	err := a.do(ctx, func(ctx context.Context, s *State) error {
+		f, ok := a.obj.(Fetcher)
+		if !ok {
+			return fmt.Errorf("fetch: %w", ErrNoHandler)
+		}
 		f.Fetch(ctx, s, w, r.WithContext(ctx))
 		return nil
 	})
@@ -164,12 +174,12 @@ func (a *Actor) Fetch(ctx context.Context, r *http.Request) (*http.Response, err
 // are released like Fetch's; an error the method returns comes back as
 // is, and its writes were dropped.
 func (a *Actor) Call(ctx context.Context, method string, arg []byte) ([]byte, error) {
-	c, ok := a.obj.(Caller)
-	if !ok {
-		return nil, fmt.Errorf("call %s: %w", method, ErrNoHandler)
-	}
 	var out []byte
 	err := a.do(ctx, func(ctx context.Context, s *State) error {
+		c, ok := a.obj.(Caller)
+		if !ok {
+			return fmt.Errorf("call %s: %w", method, ErrNoHandler)
+		}
 		var err error
 		out, err = c.Call(ctx, s, method, arg)
 		return err
@@ -209,7 +219,8 @@ func (a *Actor) do(ctx context.Context, run func(context.Context, *State) error)
 // Close stops the actor: it cancels the running event's context, lets
 // that event finish (waiting up to CommitWait for its commit), fails the
 // queued events with ErrClosed and waits for the goroutine to exit. It
-// returns ErrCommitAbandoned if a commit was left in flight.
+// returns ErrCommitAbandoned if a commit was left in flight, or why the
+// actor stopped on its own (it could not reload after a failed commit).
 func (a *Actor) Close() error {
 	a.closeOnce.Do(func() {
 		close(a.closing)
@@ -225,10 +236,7 @@ func (a *Actor) Done() <-chan struct{} { return a.done }
 
 func (a *Actor) run(ready chan<- error) {
 	defer a.exit()
-	var err error
-	if l, ok := a.obj.(Loader); ok {
-		err = a.runEvent(a.ctx, false, l.Load)
-	}
+	err := a.load()
 	ready <- err
 	if err != nil {
 		return
@@ -250,6 +258,9 @@ func (a *Actor) run(ready chan<- error) {
 		case <-a.alarmc:
 			a.fireAlarm()
 		}
+		if a.reset && !a.abandoned && a.broken == nil {
+			a.renew()
+		}
 		if a.abandoned || a.broken != nil {
 			return
 		}
@@ -257,12 +268,35 @@ func (a *Actor) run(ready chan<- error) {
 	}
 }
 
+// load runs the instance's Load, if it has one, as the first event.
+func (a *Actor) load() error {
+	if l, ok := a.obj.(Loader); ok {
+		return a.runEvent(a.ctx, false, l.Load)
+	}
+	return nil
+}
+
+// renew replaces the instance after a failed commit, by one loaded from
+// what is committed. An instance that cannot load stops the actor (Close
+// returns why): its host starts it again when it is next needed.
+func (a *Actor) renew() {
+	a.reset = false
+	a.obj = a.newObj()
+	if err := a.load(); err != nil {
+		a.log.Error("reload the object after a failed commit", "err", err)
+		a.broken = fmt.Errorf("durable: object unusable: %w", err)
+	}
+}
+
 // exit fails what is still queued and marks the actor done.
 func (a *Actor) exit() {
 	a.cancel()
 	a.sched.stop()
-	if a.abandoned {
+	switch {
+	case a.abandoned:
 		a.exitErr = ErrCommitAbandoned
+	case a.broken != nil:
+		a.exitErr = a.broken
 	}
 	for {
 		ev, ok := a.mailbox.Pop()
@@ -358,6 +392,7 @@ func (a *Actor) commit() error {
 	})
 	if err := a.waitCommit(result); err != nil {
 		a.reload()
+		a.reset = true
 		if errors.Is(err, ErrCommitAbandoned) {
 			return err
 		}

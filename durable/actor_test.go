@@ -208,7 +208,8 @@ func TestFailedSyncBreaksTheEvent(t *testing.T) {
 }
 
 func TestStaleActorIsFenced(t *testing.T) {
-	r := newRig(t, &testClass{})
+	staleClass := &testClass{}
+	r := newRig(t, staleClass)
 	// A second actor of the same object (the old leader that has not
 	// heard yet) commits first; the first actor's batch must be refused.
 	stale := r.a
@@ -216,7 +217,7 @@ func TestStaleActorIsFenced(t *testing.T) {
 	if err := r.call(func(s *State) error { return s.Storage().Put("k", []byte("new")) }); err != nil {
 		t.Fatal(err)
 	}
-	stale.obj.(*testClass).call = func(_ context.Context, s *State, _ string, _ []byte) ([]byte, error) {
+	staleClass.call = func(_ context.Context, s *State, _ string, _ []byte) ([]byte, error) {
 		return nil, s.Storage().Put("k", []byte("stale"))
 	}
 	if _, err := stale.Call(context.Background(), "", nil); !errors.Is(err, ErrConflict) {

@@ -23,6 +23,7 @@ type fakeCommitter struct {
 	*MemStore
 	mu      sync.Mutex
 	failErr error // fail every commit with it while set
+	lie     bool  // ... after applying it anyway, as an ambiguous commit
 	hold    bool
 	held    []*heldCommit
 	asked   chan *heldCommit // every commit asked for, held or not
@@ -45,7 +46,7 @@ func newFakeCommitter() *fakeCommitter {
 func (f *fakeCommitter) Commit(object string, ops []storage.Op, guards storage.Guards, done func(error)) {
 	c := &heldCommit{object, ops, guards, done}
 	f.mu.Lock()
-	fail, hold := f.failErr, f.hold
+	fail, hold, lie := f.failErr, f.hold, f.lie
 	if hold {
 		f.held = append(f.held, c)
 	}
@@ -53,6 +54,9 @@ func (f *fakeCommitter) Commit(object string, ops []storage.Op, guards storage.G
 	f.asked <- c
 	switch {
 	case hold:
+	case fail != nil && lie:
+		f.Apply(c.object, c.ops, c.guards)
+		done(fail)
 	case fail != nil:
 		done(fail)
 	default:
@@ -68,6 +72,17 @@ func (f *fakeCommitter) apply(c *heldCommit) {
 		f.mu.Unlock()
 	}
 	c.done(err)
+}
+
+// failHeld fails every held commit.
+func (f *fakeCommitter) failHeld() {
+	f.mu.Lock()
+	held := f.held
+	f.held = nil
+	f.mu.Unlock()
+	for _, c := range held {
+		c.done(errDisk)
+	}
 }
 
 func (f *fakeCommitter) setHold(h bool) { f.mu.Lock(); f.hold = h; f.mu.Unlock() }
@@ -233,6 +248,7 @@ type rig struct {
 	clock *fakeClock
 	id    ID
 	a     *Actor
+	obj   Object
 	out   chan Message
 }
 
@@ -249,7 +265,8 @@ func newRig(t *testing.T, obj Object) *rig {
 
 func (r *rig) start(obj Object) {
 	r.t.Helper()
-	a, err := Start(r.id, obj, Config{
+	r.obj = obj
+	a, err := Start(r.id, func() Object { return obj }, Config{
 		Reader: r.c, Committer: r.c, Clock: r.clock,
 		Deliver: func(_ ID, m Message) { r.out <- m },
 		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -258,7 +275,12 @@ func (r *rig) start(obj Object) {
 		r.t.Fatal(err)
 	}
 	r.a = a
-	r.t.Cleanup(func() { a.Close() })
+	// A test that fails with a commit held must not hang in Close.
+	r.t.Cleanup(func() {
+		r.c.setHold(false)
+		r.c.failHeld()
+		a.Close()
+	})
 }
 
 // stored reads a user key straight from the committed store.
@@ -289,7 +311,7 @@ func (r *rig) call(fn func(s *State) error) error {
 }
 
 func (r *rig) setCall(fn func(s *State) error) {
-	r.a.obj.(*testClass).call = func(_ context.Context, s *State, _ string, _ []byte) ([]byte, error) {
+	r.obj.(*testClass).call = func(_ context.Context, s *State, _ string, _ []byte) ([]byte, error) {
 		return nil, fn(s)
 	}
 }
