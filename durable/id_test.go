@@ -1,0 +1,70 @@
+package durable
+
+import (
+	"strings"
+	"testing"
+
+	"hellochat/partition"
+)
+
+func TestIDs(t *testing.T) {
+	chat, err := NewNamespace("ChatRoom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := NewNamespace("Counter")
+	a, b := chat.IDFromName("lobby"), chat.IDFromName("lobby")
+	if !a.Equal(b) || a.String() != b.String() || len(a.String()) != 64 {
+		t.Fatalf("IDFromName is not deterministic: %s %s", a, b)
+	}
+	if name, ok := a.Name(); !ok || name != "lobby" {
+		t.Fatalf("Name %q %v", name, ok)
+	}
+	if a.Equal(chat.IDFromName("lobby2")) || a.Equal(other.IDFromName("lobby")) {
+		t.Fatal("different names or classes give the same ID")
+	}
+	u1, u2 := chat.NewUniqueID(), chat.NewUniqueID()
+	if u1.Equal(u2) {
+		t.Fatal("two unique IDs are equal")
+	}
+	if _, ok := u1.Name(); ok {
+		t.Fatal("a unique ID has a name")
+	}
+	for _, id := range []ID{a, u1} {
+		back, err := chat.IDFromString(id.String())
+		if err != nil || !back.Equal(id) {
+			t.Fatalf("round trip of %s: %v %v", id, back, err)
+		}
+		if _, ok := back.Name(); ok {
+			t.Fatal("an ID parsed from its string knows a name")
+		}
+		if _, err := other.IDFromString(id.String()); err == nil {
+			t.Fatalf("another namespace took %s", id)
+		}
+	}
+	s := a.String()
+	for _, bad := range []string{"", s[:63], s + "0", strings.ToUpper(s), "g" + s[1:], s[:63] + flip(s[63])} {
+		if _, err := chat.IDFromString(bad); err == nil {
+			t.Errorf("IDFromString(%q) took it", bad)
+		}
+	}
+	obj := a.StorageObject()
+	if strings.ContainsRune(obj, 0) || !strings.HasPrefix(obj, "\x01do/ChatRoom/") {
+		t.Fatalf("storage object %q", obj)
+	}
+	if s := partition.Of(obj); s < 0 || s >= partition.Count {
+		t.Fatalf("shard %d", s)
+	}
+	for _, bad := range []string{"", "a/b", "a b", strings.Repeat("x", MaxNamespaceLen+1), "x\x00"} {
+		if _, err := NewNamespace(bad); err == nil {
+			t.Errorf("NewNamespace(%q) took it", bad)
+		}
+	}
+}
+
+func flip(c byte) string {
+	if c == '0' {
+		return "1"
+	}
+	return "0"
+}
