@@ -20,12 +20,22 @@
 //   - Output gate: what an event emits (its HTTP response, its Call result,
 //     the messages it queued with State.Send) is released only once its
 //     writes are committed. If the commit fails, the outputs are dropped,
-//     the caller gets an error that wraps ErrNotCommitted, and the object's
-//     view of storage is reloaded from the committed store.
+//     the caller gets an error that wraps ErrNotCommitted, the object's
+//     storage is reloaded from the committed store, and the class instance
+//     is replaced by a fresh one (Start's constructor, then Load), since
+//     its fields may hold what was not committed.
+//
+// The gates are strictly serial: there is no group commit across events,
+// so an object commits at most one batch per commit round trip. That
+// keeps reads simple (the committed store is all there is below an
+// event's writes) and makes a failed commit touch one event only. A class
+// that needs more writes per second batches them itself (an alarm that
+// flushes a buffer), as chat rooms do in objectnode.
 //
 // Every event is all or nothing: one that returns an error (or panics)
-// commits none of its writes and emits nothing but the error. Storage.Sync
-// is the one way to commit part of an event early.
+// commits none of its writes and emits nothing but the error (Cloudflare
+// commits a throwing event's writes; an error return is the Go way to
+// refuse). Storage.Sync is the one way to commit part of an event early.
 //
 // # Storage layout
 //

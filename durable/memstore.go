@@ -2,6 +2,7 @@ package durable
 
 import (
 	"bytes"
+	"errors"
 	"slices"
 	"sync"
 
@@ -19,11 +20,7 @@ type MemStore struct {
 
 // ErrConflict is MemStore's refusal of a batch whose guards do not hold
 // (the shards refuse it with shard.ErrConflict).
-var ErrConflict = storageConflict{}
-
-type storageConflict struct{}
-
-func (storageConflict) Error() string { return "durable: memstore: conditional write refused" }
+var ErrConflict = errors.New("durable: memstore: conditional write refused")
 
 // NewMemStore returns an empty MemStore.
 func NewMemStore() *MemStore {
