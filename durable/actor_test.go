@@ -140,13 +140,7 @@ func TestInputGateWaitsForCommit(t *testing.T) {
 	second := r.async("second")
 	// Wait until the second event is queued: while the first one's batch
 	// is held, it must stay there.
-	deadline := time.Now().Add(testWait)
-	for r.a.mailbox.Len() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("second event never queued (or started at once)")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	r.waitQueued()
 	mustNot(t, started, "second event started while the first one's commit was in flight:")
 	r.c.release(t, nil)
 	if got := recv(t, first, "first"); got.err != nil {
@@ -237,9 +231,7 @@ func TestCloseFinishesTheCommitInFlight(t *testing.T) {
 	first := r.async("write")
 	r.c.waitAsked(t)
 	queued := r.async("never")
-	for r.a.mailbox.Len() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	r.waitQueued()
 	closed := make(chan error, 1)
 	go func() { closed <- r.a.Close() }()
 	// Close waits for the commit in flight, on the clock.

@@ -249,6 +249,7 @@ func TestEventMovesOrDeletesTheAlarm(t *testing.T) {
 	if err := r.call(func(s *State) error { return s.Storage().DeleteAlarm() }); err != nil {
 		t.Fatal(err)
 	}
+	r.settle() // the actor rearms after it has answered
 	if at, ok := r.clock.pending(); ok {
 		t.Fatalf("timer still set for %v after DeleteAlarm", at)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -330,6 +331,19 @@ func (r *rig) async(method string) chan callResult {
 type callResult struct {
 	out []byte
 	err error
+}
+
+// waitQueued waits until an event waits in the actor's mailbox (a caller
+// goroutine has queued it, and the actor has not taken it).
+func (r *rig) waitQueued() {
+	r.t.Helper()
+	deadline := time.Now().Add(testWait)
+	for r.a.mailbox.Len() == 0 {
+		if time.Now().After(deadline) {
+			r.t.Fatal("no event queued (or the actor took it at once)")
+		}
+		runtime.Gosched()
+	}
 }
 
 func recv[T any](t *testing.T, ch <-chan T, what string) T {

@@ -15,6 +15,8 @@ const (
 	MaxKeysPerList = 1000
 	// MaxBatchBytes bounds what one event (up to its end or a Sync) writes:
 	// the sum over the keys it writes of key and value sizes, counting each
-	// key once with its latest value (a deletion counts its key).
+	// key once with its latest value (a deletion counts its key). Inside a
+	// transaction, a key the event wrote before counts again until the
+	// transaction ends: the check is an upper bound, never an undercount.
 	MaxBatchBytes = 1 << 20
 )
