@@ -337,3 +337,40 @@ func TestCallJSON(t *testing.T) {
 		t.Fatalf("%+v %v", got, err)
 	}
 }
+
+func TestFullMailboxHoldsCallers(t *testing.T) {
+	class := methods(map[string]func(s *State) ([]byte, error){
+		"write": func(s *State) ([]byte, error) { return nil, s.Storage().Put("k", []byte("v")) },
+		"read":  func(s *State) ([]byte, error) { return []byte("read"), nil },
+	})
+	r := &rig{t: t, c: newFakeCommitter(), clock: newFakeClock(), out: make(chan Message, 1), mailbox: 1}
+	ns, _ := NewNamespace("Test")
+	r.id = ns.IDFromName("mailbox")
+	r.start(class)
+	r.c.setHold(true)
+	first := r.async("write")
+	r.c.waitAsked(t)
+	queued := r.async("read") // fills the mailbox of one
+	r.waitQueued()
+	ctx, cancel := context.WithCancel(context.Background())
+	third := make(chan error, 1)
+	go func() {
+		_, err := r.a.Call(ctx, "read", nil)
+		third <- err
+	}()
+	mustNot(t, third, "a call past a full mailbox returned")
+	cancel()
+	if err := recv(t, third, "the waiting caller to give up"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("caller waiting on a full mailbox: %v", err)
+	}
+	if n := r.a.mailbox.Len(); n != 1 {
+		t.Fatalf("a mailbox of 1 holds %d events", n)
+	}
+	r.c.release(t, nil)
+	if got := recv(t, first, "first"); got.err != nil {
+		t.Fatal(got.err)
+	}
+	if got := recv(t, queued, "queued"); got.err != nil || string(got.out) != "read" {
+		t.Fatalf("queued: %q %v", got.out, got.err)
+	}
+}

@@ -251,7 +251,12 @@ type rig struct {
 	a     *Actor
 	obj   Object
 	out   chan Message
+	// mailbox is Config.Mailbox for the next start (0: the default).
+	mailbox int
 }
+
+// quiet is the tests' logger: the runtime's warnings are expected there.
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func newRig(t *testing.T, obj Object) *rig {
 	t.Helper()
@@ -268,9 +273,9 @@ func (r *rig) start(obj Object) {
 	r.t.Helper()
 	r.obj = obj
 	a, err := Start(r.id, func() Object { return obj }, Config{
-		Reader: r.c, Committer: r.c, Clock: r.clock,
+		Reader: r.c, Committer: r.c, Clock: r.clock, Mailbox: r.mailbox,
 		Deliver: func(_ ID, m Message) { r.out <- m },
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:  quiet,
 	})
 	if err != nil {
 		r.t.Fatal(err)

@@ -35,7 +35,7 @@ func counterRig(t *testing.T) (*rig, *int) {
 	loads := new(int)
 	ns, _ := NewNamespace("Counter")
 	r := &rig{t: t, c: newFakeCommitter(), clock: newFakeClock(), id: ns.IDFromName("c"), out: make(chan Message, 1)}
-	a, err := Start(r.id, func() Object { return &counter{loads: loads} }, Config{Reader: r.c, Committer: r.c, Clock: r.clock})
+	a, err := Start(r.id, func() Object { return &counter{loads: loads} }, Config{Reader: r.c, Committer: r.c, Clock: r.clock, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestObjectThatCannotReloadStops(t *testing.T) {
 			return &failingLoad{}
 		}
 		return &counter{loads: new(int)}
-	}, Config{Reader: c, Committer: c, Clock: newFakeClock()})
+	}, Config{Reader: c, Committer: c, Clock: newFakeClock(), Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
