@@ -2,14 +2,15 @@ package shard
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"time"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 
 	"hellochat/cluster"
+	pb "hellochat/proto/roompb"
 )
 
 // group is one shard's Raft replica on this node.
@@ -274,57 +275,60 @@ func (g *group) noteConfChange(t raftpb.ConfChangeType, id uint64) bool {
 }
 
 // orphanTicks is how long a replica may go without hearing a leader before
-// it is dropped, when dropping it loses nothing: it is no member of its own
-// applied configuration (a leader added it and lost its term before the
-// change committed, or it was removed without learning it), or it is a
-// learner with no configuration change in its log past what it applied
-// (so it cannot have been promoted unknowingly). A learner never counts
-// toward a commit, so it holds nothing acknowledged only by it; one that
-// hears no leader for this long was most likely removed while its node was
-// down, by a group it can no longer reach. If it was still wanted, its
-// leader adds it again.
+// it does something about it. One that is no member of its own applied
+// configuration (a leader added it and lost its term before the change
+// committed, or it applied its removal's predecessor but never the
+// removal's notice) is dropped: ids are never reused, so no group can
+// count it again. A learner is not: its group may have promoted it
+// without it (a promotion commits on the old voters' quorum), while it
+// was cut off. A netlab nemesis run (seed 8) saw exactly that: a learner
+// deaf for a few seconds dropped itself, the group counted it as a voter
+// for good, and one more lost disk left the shard without a quorum.
+// A silent learner asks instead: it probes the members it knows, and one
+// that removed it answers with a removal notice (removalRefused checks
+// it), while a leader that still counts it writes to it again.
 const orphanTicks = 100
 
 // collectOrphans drops replicas that are no member of their group, and
-// learners nobody leads.
+// has silent learners ask their group whether they still belong to it.
 func (h *Host) collectOrphans() {
 	for _, g := range h.groups {
-		if g.silent < orphanTicks {
+		if g.silent < orphanTicks || g.leader {
 			continue
 		}
-		why := ""
 		if !g.member(g.id) {
-			why = "not a member and no leader wrote to it for a while"
-		} else if slices.Contains(g.confState.GetLearners(), g.id) && !g.leader && !g.mayBePromoted() {
-			why = "a learner no leader wrote to for a while"
-		}
-		if why == "" {
+			if err := h.destroyGroup(g, "not a member and no leader wrote to it for a while"); err != nil {
+				h.log.Error("drop orphaned replica", "shard", g.shard, "err", err)
+			}
 			continue
 		}
-		if err := h.destroyGroup(g, why); err != nil {
-			h.log.Error("drop orphaned replica", "shard", g.shard, "err", err)
+		if slices.Contains(g.confState.GetLearners(), g.id) {
+			h.probeMembers(g)
 		}
 	}
 }
 
-// mayBePromoted reports whether a learner's log holds, past what it has
-// applied, a configuration change (its promotion, maybe): it may then
-// have acknowledged entries as a voter, and must stay.
-func (g *group) mayBePromoted() bool {
-	last, err := g.ms.LastIndex()
-	if err != nil {
-		return true
+// probeMembers sends each other member of g's configuration a heartbeat
+// response from g: a member whose group removed g answers with a removal
+// notice (see stepOne); a leader that counts g catches it up; anyone else
+// ignores it. It carries g's term, never above the group's, so it cannot
+// depose anyone.
+func (h *Host) probeMembers(g *group) {
+	for _, id := range slices.Concat(g.confState.GetVoters(), g.confState.GetLearners()) {
+		if id == g.id {
+			continue
+		}
+		node, inc, ok := h.route(g, id)
+		if !ok || h.dropped(node) {
+			continue
+		}
+		m := &raftpb.Message{Type: raftpb.MsgHeartbeatResp.Enum(), From: &g.id, To: proto.Uint64(id), Term: proto.Uint64(g.term)}
+		b, err := proto.Marshal(m)
+		if err != nil {
+			continue
+		}
+		h.tr.send(node, []*pb.RaftEnvelope{{Shard: uint32(g.shard), Message: b, ToIncarnation: inc}}, nil)
 	}
-	if last <= g.applied {
-		return false
-	}
-	ents, err := g.ms.Entries(g.applied+1, last+1, math.MaxUint64)
-	if err != nil {
-		return true
-	}
-	return slices.ContainsFunc(ents, func(e *raftpb.Entry) bool {
-		return e.GetType() == raftpb.EntryConfChange || e.GetType() == raftpb.EntryConfChangeV2
-	})
 }
 
 // founders is the ring's replica set of a shard when it includes this
