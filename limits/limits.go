@@ -47,6 +47,20 @@ const (
 	// messages; a browser's own ids may not begin with it, so no browser
 	// can pass for another's seed messages (or pre-empt their ids).
 	RouterIDMark = "~"
+	// MaxObjectMethodBytes bounds the name of a durable object's method in
+	// a router's call to a node: 1 to this many letters, digits, '_', '-'
+	// or '.'.
+	MaxObjectMethodBytes = 64
+	// MaxObjectArgBytes bounds a durable object call's argument, and
+	// MaxObjectResultBytes the result a node answers with (a larger one is
+	// refused as the object's error; its writes were committed).
+	MaxObjectArgBytes    = 64 << 10
+	MaxObjectResultBytes = 1 << 20
+	// MaxIdempotencyKeyBytes bounds an HTTP request's Idempotency-Key:
+	// printable ASCII, no spaces, not beginning with RouterIDMark (a
+	// router makes its own keys, with that mark, for requests without
+	// one).
+	MaxIdempotencyKeyBytes = 64
 	// DefaultRoom and DefaultName are the seed app's defaults.
 	DefaultRoom = "default"
 	DefaultName = "Anonymous"
@@ -207,6 +221,43 @@ func RouterID(id string) error {
 	}
 	if err := printable(id); err != nil {
 		return fmt.Errorf("router id %w", err)
+	}
+	return nil
+}
+
+// ObjectMethod checks the name of a durable object's method.
+func ObjectMethod(m string) error {
+	if m == "" || len(m) > MaxObjectMethodBytes {
+		return fmt.Errorf("method name must be 1-%d bytes", MaxObjectMethodBytes)
+	}
+	for _, c := range []byte(m) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return fmt.Errorf("method name %q: only letters, digits, '_', '-' and '.'", m)
+		}
+	}
+	return nil
+}
+
+// ObjectArg checks the size of a durable object call's argument.
+func ObjectArg(arg []byte) error {
+	if len(arg) > MaxObjectArgBytes {
+		return fmt.Errorf("argument too large (%d bytes, max %d)", len(arg), MaxObjectArgBytes)
+	}
+	return nil
+}
+
+// IdempotencyKey checks a client's Idempotency-Key header.
+func IdempotencyKey(k string) error {
+	if k == "" || len(k) > MaxIdempotencyKeyBytes {
+		return errorf(CodeBadID, "Idempotency-Key must be 1-%d bytes", MaxIdempotencyKeyBytes)
+	}
+	if strings.HasPrefix(k, RouterIDMark) {
+		return errorf(CodeBadID, "Idempotency-Key may not begin with %q", RouterIDMark)
+	}
+	for _, c := range []byte(k) {
+		if c <= ' ' || c > '~' {
+			return errorf(CodeBadID, "Idempotency-Key may hold only printable ASCII without spaces")
+		}
 	}
 	return nil
 }

@@ -60,3 +60,25 @@ func TestRouterID(t *testing.T) {
 		}
 	}
 }
+
+func TestObjectInputs(t *testing.T) {
+	for _, m := range []string{"increment", "get", "a.b-c_1"} {
+		if err := ObjectMethod(m); err != nil {
+			t.Errorf("ObjectMethod(%q) = %v", m, err)
+		}
+	}
+	for _, m := range []string{"", "has space", "nul\x00", string(make([]byte, MaxObjectMethodBytes+1))} {
+		if ObjectMethod(m) == nil {
+			t.Errorf("ObjectMethod(%q) accepted", m)
+		}
+	}
+	if ObjectArg(make([]byte, MaxObjectArgBytes)) != nil || ObjectArg(make([]byte, MaxObjectArgBytes+1)) == nil {
+		t.Error("ObjectArg does not hold MaxObjectArgBytes")
+	}
+	for _, k := range []string{"k", "a1b2-c3", "~x", "", "with space", "tab\t", "ünï", string(make([]byte, MaxIdempotencyKeyBytes+1))} {
+		err := IdempotencyKey(k)
+		if ok := k == "k" || k == "a1b2-c3"; ok != (err == nil) {
+			t.Errorf("IdempotencyKey(%q) = %v", k, err)
+		}
+	}
+}

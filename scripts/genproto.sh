@@ -25,5 +25,5 @@ GOBIN="$gobin" go install "google.golang.org/grpc/cmd/protoc-gen-go-grpc@${PROTO
 PATH="$gobin:$PATH" protoc -I proto \
   --go_out=proto --go_opt=paths=source_relative \
   --go-grpc_out=proto --go-grpc_opt=paths=source_relative \
-  proto/roompb/room.proto proto/roompb/raft.proto
+  proto/roompb/room.proto proto/roompb/raft.proto proto/roompb/objects.proto
 echo "genproto: regenerated proto/roompb"

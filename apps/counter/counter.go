@@ -1,0 +1,245 @@
+// Package counter is the first app on the cluster's durable objects: named
+// counters, each one object of class Counter, incremented over HTTP.
+//
+// Routes (served by routers):
+//
+//	POST /counter/NAME   increment NAME's counter; answers {"value": N}, the new value
+//	GET  /counter/NAME   read it; answers {"value": N}
+//
+// NAME is held to the rules of room names (limits.Room). A POST may carry
+// an Idempotency-Key header (limits.IdempotencyKey): a retried increment
+// with the same key answers the value the first one got instead of
+// counting twice, as long as fewer than Window increments of that counter
+// came in between. A POST without one gets a key the router makes, so the
+// router's own retries (after a leader failover) never count twice either.
+package counter
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"hellochat/apps"
+	"hellochat/durable"
+	"hellochat/limits"
+)
+
+// ClassName is the Counter class's namespace name.
+const ClassName = "Counter"
+
+// Window is how many of a counter's newest increments keep their request
+// ids (and the values they got): a counter stores at most Window ids, and a
+// retry is recognised while fewer than Window increments followed its
+// first attempt. Dedupe windows of this kind are what chat rooms use too
+// (objectnode.DedupeWindow).
+const Window = 1024
+
+// MaxRequestIDBytes bounds a request id (a router passes an
+// Idempotency-Key, at most limits.MaxIdempotencyKeyBytes, or its own).
+const MaxRequestIDBytes = 128
+
+// Namespace is the Counter class's namespace.
+var Namespace = mustNamespace(ClassName)
+
+func mustNamespace(name string) *durable.Namespace {
+	ns, err := durable.NewNamespace(name)
+	if err != nil {
+		panic(err)
+	}
+	return ns
+}
+
+// App is the counter app: its class and its routes.
+func App() apps.App {
+	return apps.App{
+		Name:    "counter",
+		Classes: []apps.Class{{Name: ClassName, New: func() durable.Object { return New() }}},
+		Routes: []apps.Route{
+			{Pattern: "POST /counter/{name}", Handler: incrementHandler},
+			{Pattern: "GET /counter/{name}", Handler: getHandler},
+			{Pattern: "/counter/{name}", Handler: func(apps.Stub) http.Handler { return http.HandlerFunc(notAllowed) }},
+		},
+	}
+}
+
+// Arg is the argument of the Counter's methods (JSON).
+type Arg struct {
+	// RequestID, when set, makes a retried increment answer what the
+	// first attempt got.
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// Result is what the Counter's methods answer (JSON).
+type Result struct {
+	Value int64 `json:"value"`
+}
+
+// Counter is the class. Its storage:
+//
+//	"v"            the value (JSON)
+//	"r/" <id>      the value the increment with request id <id> got (JSON)
+//	"q/" <value>   the request id of the increment that got <value> (16
+//	               hex digits), so that the id that leaves the window is
+//	               found and deleted in the same batch as the new one
+//
+// It keeps nothing in memory: every event reads storage, so a fresh
+// instance (on a new leader, or after a failed commit) needs no Load.
+type Counter struct {
+	window int64
+}
+
+// New returns a Counter with the default Window.
+func New() *Counter { return &Counter{window: Window} }
+
+// Call runs "increment" or "get".
+func (c *Counter) Call(_ context.Context, s *durable.State, method string, arg []byte) ([]byte, error) {
+	var a Arg
+	if len(arg) > 0 {
+		if err := json.Unmarshal(arg, &a); err != nil {
+			return nil, fmt.Errorf("counter: bad argument: %v", err)
+		}
+	}
+	if len(a.RequestID) > MaxRequestIDBytes {
+		return nil, fmt.Errorf("counter: request id longer than %d bytes", MaxRequestIDBytes)
+	}
+	st := s.Storage()
+	var v int64
+	var err error
+	switch method {
+	case "get":
+		v, _, err = durable.GetJSON[int64](st, "v")
+	case "increment":
+		v, err = c.increment(st, a.RequestID)
+	default:
+		return nil, fmt.Errorf("counter: no method %q (increment, get)", method)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(Result{Value: v})
+}
+
+func (c *Counter) increment(st *durable.Storage, id string) (int64, error) {
+	if id != "" {
+		if v, found, err := durable.GetJSON[int64](st, "r/"+id); err != nil || found {
+			return v, err
+		}
+	}
+	v, _, err := durable.GetJSON[int64](st, "v")
+	if err != nil {
+		return 0, err
+	}
+	v++
+	if err := durable.PutJSON(st, "v", v); err != nil {
+		return 0, err
+	}
+	if v > c.window {
+		// The increment that leaves the window forgets its id, if it
+		// had one.
+		old := seqKey(v - c.window)
+		oldID, found, err := st.Get(old)
+		if err != nil {
+			return 0, err
+		}
+		if found {
+			if _, err := st.Delete("r/" + string(oldID)); err != nil {
+				return 0, err
+			}
+			if _, err := st.Delete(old); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if id == "" {
+		return v, nil
+	}
+	if err := durable.PutJSON(st, "r/"+id, v); err != nil {
+		return 0, err
+	}
+	return v, st.Put(seqKey(v), []byte(id))
+}
+
+func seqKey(v int64) string { return fmt.Sprintf("q/%016x", v) }
+
+// name is the route's counter name, checked like a room name.
+func name(r *http.Request) (string, error) {
+	raw := r.PathValue("name")
+	n, err := limits.Room(raw)
+	if err != nil {
+		return "", err
+	}
+	if n != raw {
+		return "", errors.New("counter name has leading or trailing spaces")
+	}
+	return n, nil
+}
+
+func incrementHandler(stub apps.Stub) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := name(r)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		key := r.Header.Get("Idempotency-Key")
+		if _, given := r.Header["Idempotency-Key"]; given {
+			if err := limits.IdempotencyKey(key); err != nil {
+				writeError(w, http.StatusBadRequest, err.Error())
+				return
+			}
+		} else {
+			key = routerKey()
+		}
+		call(w, r, stub, n, "increment", Arg{RequestID: key})
+	})
+}
+
+func getHandler(stub apps.Stub) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := name(r)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		call(w, r, stub, n, "get", Arg{})
+	})
+}
+
+func call(w http.ResponseWriter, r *http.Request, stub apps.Stub, name, method string, a Arg) {
+	arg, _ := json.Marshal(a) // a struct of a string cannot fail
+	out, err := stub.Call(r.Context(), Namespace.IDFromName(name), method, arg)
+	if err != nil {
+		writeError(w, apps.HTTPStatus(err), "counter "+method+": "+err.Error())
+		return
+	}
+	var res Result
+	if err := json.Unmarshal(out, &res); err != nil {
+		writeError(w, http.StatusInternalServerError, "counter "+method+": bad result from the object")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(res)
+}
+
+func notAllowed(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Allow", "GET, POST")
+	writeError(w, http.StatusMethodNotAllowed, "use POST to increment a counter, GET to read it")
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+// routerKey is a request id for an increment sent without an
+// Idempotency-Key; clients' keys may not begin with its mark.
+func routerKey() string {
+	b := make([]byte, 12)
+	rand.Read(b) // crypto/rand.Read never fails
+	return limits.RouterIDMark + hex.EncodeToString(b)
+}
