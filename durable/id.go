@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+
+	"hellochat/limits"
 )
 
 // MaxNamespaceLen bounds a namespace (class) name.
-const MaxNamespaceLen = 64
+const MaxNamespaceLen = limits.MaxClassNameBytes
 
 // idBodyLen and idCheckLen split an ID's 32 bytes: the body names the
 // object, the check binds it to its namespace, so an ID of one class is
@@ -22,8 +24,9 @@ const (
 )
 
 // storagePrefix starts every object's name in the store. Room names are
-// printable, so no room can be named like an object of this package.
-const storagePrefix = "\x01do/"
+// printable, so no room can be named like an object of this package. The
+// shards accept commands for such names (limits.StoredObject).
+const storagePrefix = limits.DurableObjectPrefix
 
 // Namespace is a class's space of object IDs.
 type Namespace struct{ name string }

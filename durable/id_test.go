@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"hellochat/limits"
 	"hellochat/partition"
 )
 
@@ -67,4 +68,21 @@ func flip(c byte) string {
 		return "1"
 	}
 	return "0"
+}
+
+// The shards apply commands only for names limits.StoredObject accepts:
+// every ID's storage object must be one, or its first commit would be a
+// log entry no replica can apply.
+func TestStorageObjectsAreStorable(t *testing.T) {
+	for _, class := range []string{"Counter", "a", strings.Repeat("Z", MaxNamespaceLen), "with-dash_9"} {
+		ns, err := NewNamespace(class)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []ID{ns.IDFromName("x"), ns.IDFromName(""), ns.NewUniqueID()} {
+			if err := limits.StoredObject(id.StorageObject()); err != nil {
+				t.Errorf("%s: %v", class, err)
+			}
+		}
+	}
 }

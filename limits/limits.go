@@ -61,6 +61,13 @@ const (
 	// router makes its own keys, with that mark, for requests without
 	// one).
 	MaxIdempotencyKeyBytes = 64
+	// DurableObjectPrefix begins the name a durable object's storage lives
+	// under (durable.ID.StorageObject): the prefix, its class name (1 to
+	// MaxClassNameBytes letters, digits, '-' or '_'), '/', and its ID's 64
+	// lowercase hex digits. Room names are printable, so none begins so.
+	DurableObjectPrefix = "\x01do/"
+	MaxClassNameBytes   = 64
+	durableIDHexDigits  = 64
 	// DefaultRoom and DefaultName are the seed app's defaults.
 	DefaultRoom = "default"
 	DefaultName = "Anonymous"
@@ -257,6 +264,35 @@ func IdempotencyKey(k string) error {
 	for _, c := range []byte(k) {
 		if c <= ' ' || c > '~' {
 			return errorf(CodeBadID, "Idempotency-Key may hold only printable ASCII without spaces")
+		}
+	}
+	return nil
+}
+
+// StoredObject checks the name of an object the shards store: a room name
+// as Room returns it, or a durable object's storage name (see
+// DurableObjectPrefix). Every replica refuses to apply a command for
+// anything else, so a proposer checks it first.
+func StoredObject(name string) error {
+	rest, ok := strings.CutPrefix(name, DurableObjectPrefix)
+	if !ok {
+		if room, err := Room(name); err != nil || room != name {
+			return fmt.Errorf("object %q is neither a room name nor a durable object's", name)
+		}
+		return nil
+	}
+	class, id, ok := strings.Cut(rest, "/")
+	if !ok || class == "" || len(class) > MaxClassNameBytes || len(id) != durableIDHexDigits {
+		return fmt.Errorf("durable object %q: want class/id", name)
+	}
+	for _, c := range []byte(class) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return fmt.Errorf("durable object %q: bad class name", name)
+		}
+	}
+	for _, c := range []byte(id) {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return fmt.Errorf("durable object %q: id is not lowercase hex", name)
 		}
 	}
 	return nil

@@ -82,3 +82,19 @@ func TestObjectInputs(t *testing.T) {
 		}
 	}
 }
+
+func TestStoredObject(t *testing.T) {
+	hex := "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	for _, ok := range []string{"lobby", "Ünïcødé room", DurableObjectPrefix + "Counter/" + hex, DurableObjectPrefix + "a-b_C9/" + hex} {
+		if err := StoredObject(ok); err != nil {
+			t.Errorf("StoredObject(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", " padded", "nul\x00", "\x01other", DurableObjectPrefix, DurableObjectPrefix + "Counter",
+		DurableObjectPrefix + "/" + hex, DurableObjectPrefix + "Count er/" + hex, DurableObjectPrefix + "Counter/" + hex[1:],
+		DurableObjectPrefix + "Counter/" + hex[1:] + "A", DurableObjectPrefix + "Counter/" + hex + "/x"} {
+		if StoredObject(bad) == nil {
+			t.Errorf("StoredObject(%q) accepted", bad)
+		}
+	}
+}

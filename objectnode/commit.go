@@ -1,6 +1,7 @@
 package objectnode
 
 import (
+	"hellochat/limits"
 	"hellochat/shard"
 	"hellochat/storage"
 )
@@ -20,6 +21,13 @@ type Committer interface {
 type raftCommitter struct{ n *Node }
 
 func (c raftCommitter) Commit(object string, ops []storage.Op, guards storage.Guards, done func(error)) {
+	// Every replica refuses to apply a command for another kind of name,
+	// and a committed entry no replica applies stops the whole shard: it
+	// must never reach the log.
+	if err := limits.StoredObject(object); err != nil {
+		done(err)
+		return
+	}
 	h := c.n.host.Load()
 	if h == nil {
 		done(shard.ErrNotLeader)

@@ -25,6 +25,8 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
+	"hellochat/apps"
+	"hellochat/apps/builtin"
 	"hellochat/cluster"
 	pb "hellochat/proto/roompb"
 	"hellochat/security"
@@ -52,6 +54,11 @@ type Config struct {
 	Expect   int
 	Timings  cluster.Timings
 	RoomIdle time.Duration // evict a room with nobody attached after this
+	// Apps are the durable object classes the node runs (nil: the
+	// built-in apps, apps/builtin); ObjectIdle closes an object's actor
+	// after that long without calls (0: DefaultObjectIdle).
+	Apps       *apps.Registry
+	ObjectIdle time.Duration
 	// Replicas is how many nodes hold each shard (Raft group size).
 	Replicas int
 	// RaftTick and ElectionTicks set Raft's clock: a dead leader is
@@ -136,6 +143,8 @@ type Node struct {
 	rooms   map[string]*room // guarded by roomsMu
 	roomsWG sync.WaitGroup
 
+	objects *objectHost // durable objects' actors (objects.go)
+
 	stopping     chan struct{} // closed when shutdown begins
 	loopDone     chan struct{} // closed when startReplication returns
 	shutdownOnce sync.Once
@@ -185,6 +194,12 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.RoomIdle <= 0 {
 		cfg.RoomIdle = time.Minute
 	}
+	if cfg.Apps == nil {
+		cfg.Apps = builtin.Registry()
+	}
+	if cfg.ObjectIdle <= 0 {
+		cfg.ObjectIdle = DefaultObjectIdle
+	}
 	if cfg.Expect < 0 {
 		cfg.Expect = 0
 	}
@@ -227,6 +242,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.store = store
 	n.committer = raftCommitter{n}
+	n.objects = newObjectHost(n, cfg.Apps, cfg.ObjectIdle)
 	n.raftSrv = shard.NewServer(n.verifyPeer)
 	n.registerMetrics()
 	if n.ident, err = loadIdentity(store); err != nil {
@@ -274,6 +290,7 @@ func Start(cfg Config) (*Node, error) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
 	)
 	pb.RegisterRoomsServer(n.grpc, &service{node: n})
+	pb.RegisterObjectsServer(n.grpc, &objectService{node: n})
 	pb.RegisterReplicationServer(n.grpc, n.raftSrv)
 	healthpb.RegisterHealthServer(n.grpc, n.health)
 	go func() {
@@ -282,6 +299,7 @@ func Start(cfg Config) (*Node, error) {
 		}
 	}()
 	go n.startReplication()
+	go n.objects.sweep()
 	if n.adminLis != nil {
 		n.admin = n.serveAdmin(n.adminLis)
 	}
@@ -686,6 +704,7 @@ func (n *Node) leadershipChanged(s int, serving bool, leader string) {
 	if serving {
 		return
 	}
+	n.objects.shardLost(s)
 	n.roomsMu.Lock()
 	defer n.roomsMu.Unlock()
 	for _, r := range n.rooms {
@@ -738,8 +757,10 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.roomsMu.Unlock()
 		<-n.loopDone
 
-		// Rooms finish their batch in flight, which needs Raft running.
+		// Rooms and objects finish their batch in flight, which needs Raft
+		// running.
 		n.roomsWG.Wait()
+		n.objects.closeAll()
 		n.raftSrv.Close()
 		stopped := make(chan struct{})
 		go func() {
@@ -782,6 +803,7 @@ func (n *Node) Kill() {
 			h.Stop()
 		}
 		n.roomsWG.Wait()
+		n.objects.closeAll() // their commits in flight failed with Raft
 		n.store.Close()
 	})
 }

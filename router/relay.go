@@ -383,11 +383,17 @@ func (rl *relay) dial() {
 // live node that gossips leadership of the room's shard, else the ring's
 // first live replica (which answers with a redirect if it is not leader).
 func (rl *relay) pickTarget() (cluster.Meta, bool) {
-	p := rl.rt.members.Placement()
-	if h := rl.hint; h != nil && h.OwnerAddr != "" && (h.OwnerId == "" || p.Alive(h.OwnerId)) {
+	return pickTarget(rl.rt.members.Placement(), cluster.Shard(rl.room), rl.hint, &rl.attempt)
+}
+
+// pickTarget chooses the node to ask for an object of shard: the node hint
+// named, else the live node that gossips leadership of the shard, else one
+// of the ring's live replicas, rotating with *attempt (it answers with a
+// redirect if it is not leader). Rooms and durable objects both use it.
+func pickTarget(p *cluster.Placement, shard int, hint *pb.Redirect, attempt *int) (cluster.Meta, bool) {
+	if h := hint; h != nil && h.OwnerAddr != "" && (h.OwnerId == "" || p.Alive(h.OwnerId)) {
 		return cluster.Meta{ID: h.OwnerId, GRPC: h.OwnerAddr}, true
 	}
-	shard := cluster.Shard(rl.room)
 	if leaders := p.Leaders(shard); len(leaders) > 0 {
 		return leaders[0], true
 	}
@@ -406,8 +412,8 @@ func (rl *relay) pickTarget() (cluster.Meta, bool) {
 	if len(live) == 0 {
 		return replicas[0], replicas[0].GRPC != ""
 	}
-	rl.attempt++
-	return live[rl.attempt%len(live)], true
+	*attempt++
+	return live[*attempt%len(live)], true
 }
 
 func (rl *relay) closeStream() {

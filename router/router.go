@@ -23,6 +23,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"hellochat/apps"
+	"hellochat/apps/builtin"
 	"hellochat/cluster"
 	"hellochat/limits"
 	"hellochat/security"
@@ -70,6 +72,10 @@ type Config struct {
 	SeedHistory int
 	// AllowAnyOrigin accepts WebSockets from pages of other origins.
 	AllowAnyOrigin bool
+	// Apps are the apps whose HTTP routes the router serves, calling their
+	// durable objects on the object nodes (nil: the built-in apps,
+	// apps/builtin).
+	Apps *apps.Registry
 	// AdminListen is where the operator's endpoints are served:
 	// /api/cluster, a detailed /healthz and, with Pprof, Go's profiles under
 	// /debug/pprof/. Keep it on loopback or a private network; empty serves
@@ -155,6 +161,9 @@ func Start(cfg Config) (*Router, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Apps == nil {
+		cfg.Apps = builtin.Registry()
 	}
 	if cfg.SendBurst < 1 {
 		cfg.SendBurst = 1
@@ -252,6 +261,12 @@ func Start(cfg Config) (*Router, error) {
 	mux.HandleFunc("/healthz", rt.handlePublicHealth)
 	mux.HandleFunc("/qr.png", handleQR)
 	mux.Handle("/", web.Handler())
+	if err := rt.registerRoutes(mux, cfg.Apps); err != nil {
+		members.Shutdown()
+		closeEarly()
+		rt.closeParker()
+		return nil, err
+	}
 	rt.http = rt.serveHTTP(lis, mux, "HTTP")
 	if adminLis != nil {
 		admin := http.NewServeMux()

@@ -128,7 +128,8 @@ func DecodeCommand(shard int, data []byte) (*pb.Command, []storage.Op, error) {
 	if err := proto.Unmarshal(data, cmd); err != nil {
 		return nil, nil, fmt.Errorf("decode command: %w", err)
 	}
-	if name, err := limits.Room(cmd.Object); err != nil || name != cmd.Object {
+	// Rooms and durable objects (limits.StoredObject).
+	if err := limits.StoredObject(cmd.Object); err != nil {
 		return nil, nil, fmt.Errorf("command for invalid object %q", cmd.Object)
 	}
 	if cluster.Shard(cmd.Object) != shard {

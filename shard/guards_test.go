@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"hellochat/cluster"
+	"hellochat/limits"
 	pb "hellochat/proto/roompb"
 	"hellochat/storage"
 )
@@ -143,5 +144,17 @@ func TestDecodeRefusesReservedKeys(t *testing.T) {
 	}
 	if _, _, err := DecodeCommand(cluster.Shard("room"), data); err == nil || !strings.Contains(err.Error(), "store's own key") {
 		t.Fatalf("decode of a write to the version key: %v", err)
+	}
+}
+
+// Commands for durable objects' storage decode like rooms' do.
+func TestDecodeAcceptsDurableObjects(t *testing.T) {
+	object := limits.DurableObjectPrefix + "Counter/" + strings.Repeat("ab", 32)
+	data, err := proto.Marshal(&pb.Command{Object: object, Ops: []*pb.KVOp{{Key: []byte("uv"), Value: []byte("1")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := DecodeCommand(cluster.Shard(object), data); err != nil {
+		t.Fatalf("decode of a durable object's command: %v", err)
 	}
 }

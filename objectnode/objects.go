@@ -1,0 +1,372 @@
+package objectnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"hellochat/apps"
+	"hellochat/cluster"
+	"hellochat/durable"
+	"hellochat/limits"
+	pb "hellochat/proto/roompb"
+	"hellochat/security"
+)
+
+// Durable objects (package durable) on the cluster. An object lives where
+// its storage does: on the serving leader of shard
+// partition.Of(id.StorageObject()). Its actor starts on the first call that
+// reaches that node, reads the node's store and commits through the
+// shard's Raft group; it is closed when the node stops serving the shard
+// (leadershipChanged), after ObjectIdle without calls, and at shutdown.
+// The next call starts a fresh actor from what is committed, wherever the
+// shard is led by then. One node runs at most one actor per object, and a
+// node runs one only while it serves the shard; an actor that missed a
+// commit anyway (a deposed leader that does not know it yet) is refused by
+// the versioned batches (storage.Guards.Versioned).
+
+// DefaultObjectIdle is how long an object's actor stays without calls
+// before it is closed (Config.ObjectIdle).
+const DefaultObjectIdle = time.Minute
+
+// maxObjectErrorBytes bounds the error message of an object's method that
+// a node passes back to a router.
+const maxObjectErrorBytes = 1024
+
+// errObjectUnavailable wraps what keeps a node from running a call now
+// (the object could not start); the router retries it.
+var errObjectUnavailable = errors.New("object unavailable")
+
+// objectHost is the node's registry of live object actors.
+type objectHost struct {
+	n    *Node
+	apps *apps.Registry
+	idle time.Duration
+
+	// mu guards live and closed. It is a mutex rather than an owner
+	// goroutine because the state is one index and every critical section
+	// is a few map operations, and because leadershipChanged runs on the
+	// Raft loop: it must retire a shard's actors at once, and an owner
+	// goroutine busy elsewhere would make the Raft loop wait. Nothing that
+	// blocks runs under mu: actors start and close outside it (their Load
+	// and their last commit need the Raft loop).
+	mu     sync.Mutex
+	live   [cluster.Partitions]map[string]*liveObject // by shard, then storage object
+	closed bool                                       // the node is stopping: start nothing
+	wg     sync.WaitGroup                             // actors starting, running or closing
+}
+
+// liveObject is one object's actor in the registry.
+type liveObject struct {
+	object string
+	shard  int
+	ready  chan struct{} // closed once the actor started, or failed to
+	actor  *durable.Actor
+	err    error // why it did not start; actor and err are set before ready closes
+
+	// Guarded by objectHost.mu.
+	busy     int       // calls holding the entry
+	lastUsed time.Time // when the last call let go of it
+	retired  bool      // out of the registry; closed (or closing)
+}
+
+func newObjectHost(n *Node, reg *apps.Registry, idle time.Duration) *objectHost {
+	o := &objectHost{n: n, apps: reg, idle: idle}
+	for s := range o.live {
+		o.live[s] = map[string]*liveObject{}
+	}
+	return o
+}
+
+// call runs method on the object id of a registered class, on this node if
+// it serves the object's shard. A redirect means nothing ran.
+func (o *objectHost) call(ctx context.Context, id durable.ID, newObject func() durable.Object, method string, arg []byte) ([]byte, *pb.Redirect, error) {
+	n := o.n
+	object := id.StorageObject()
+	s := shardOf(object)
+	if redirect := n.redirectFor(object); redirect != nil {
+		return nil, redirect, nil
+	}
+	// Confirmed before every call, not only when the actor starts: a
+	// method that only reads commits nothing, and a leader deposed without
+	// knowing it yet would otherwise answer from a state another leader
+	// has moved past. A call costs one heartbeat round more for it.
+	if err := n.confirmLeader(ctx, s); err != nil {
+		leader := ""
+		if h := n.host.Load(); h != nil {
+			_, leader = h.Serving(s)
+		}
+		return nil, n.redirectTo(leader, "leadership not confirmed"), nil
+	}
+	for attempt := 0; ; attempt++ {
+		e, redirect, err := o.acquire(ctx, id, newObject)
+		if redirect != nil || err != nil {
+			return nil, redirect, err
+		}
+		out, err := e.actor.Call(ctx, method, arg)
+		o.release(e)
+		if errors.Is(err, durable.ErrClosed) {
+			// The call did not run: the actor was closed (idle, or its
+			// shard moved) or stopped on its own. Once more, on a fresh
+			// actor here or with a redirect.
+			o.retireStopped(e)
+			if attempt == 0 {
+				continue
+			}
+		}
+		return out, nil, err
+	}
+}
+
+// acquire returns the object's running actor, starting it if needed, and
+// holds it (busy) until release.
+func (o *objectHost) acquire(ctx context.Context, id durable.ID, newObject func() durable.Object) (*liveObject, *pb.Redirect, error) {
+	object := id.StorageObject()
+	s := shardOf(object)
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return nil, &pb.Redirect{Reason: "node shutting down"}, nil
+	}
+	e := o.live[s][object]
+	if e == nil {
+		// Checked under mu, which leadershipChanged also takes: an actor
+		// is either refused here or retired there, never left running on
+		// a node that stopped serving its shard.
+		if redirect := o.n.redirectFor(object); redirect != nil {
+			o.mu.Unlock()
+			return nil, redirect, nil
+		}
+		e = &liveObject{object: object, shard: s, ready: make(chan struct{}), lastUsed: time.Now()}
+		o.live[s][object] = e
+		o.wg.Add(1)
+		e.busy++
+		o.mu.Unlock()
+		o.start(e, id, newObject)
+	} else {
+		e.busy++
+		o.mu.Unlock()
+	}
+	select {
+	case <-e.ready:
+	case <-ctx.Done():
+		o.release(e)
+		return nil, nil, ctx.Err()
+	}
+	if e.err != nil {
+		o.release(e)
+		return nil, nil, e.err
+	}
+	return e, nil, nil
+}
+
+// start starts e's actor, outside mu: Start runs the class's Load, which
+// may commit.
+func (o *objectHost) start(e *liveObject, id durable.ID, newObject func() durable.Object) {
+	a, err := durable.Start(id, newObject, durable.Config{
+		Reader:    o.n.store,
+		Committer: o.n.committer,
+		Logger:    o.n.log,
+	})
+	o.mu.Lock()
+	switch {
+	case err != nil:
+		o.n.log.Error("object failed to start", "object", id.Namespace()+"/"+id.String(), "err", err)
+		e.err = fmt.Errorf("%w: start %s/%s: %v", errObjectUnavailable, id.Namespace(), id, err)
+		o.forget(e)
+	case e.retired:
+		// Its shard moved (or the node began stopping) while it started.
+		e.err = durable.ErrClosed
+	default:
+		e.actor = a
+	}
+	o.mu.Unlock()
+	close(e.ready)
+	if e.actor == nil {
+		if a != nil {
+			a.Close()
+		}
+		o.wg.Done()
+	}
+}
+
+// release lets go of an entry acquire returned.
+func (o *objectHost) release(e *liveObject) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	e.busy--
+	e.lastUsed = time.Now()
+}
+
+// forget takes e out of the index; mu is held.
+func (o *objectHost) forget(e *liveObject) {
+	e.retired = true
+	if o.live[e.shard][e.object] == e {
+		delete(o.live[e.shard], e.object)
+	}
+}
+
+// retire takes e out of the index and closes its actor in the background:
+// Close waits for a commit in flight, which needs the Raft loop, and
+// retire is called from it. An actor still starting is closed by its
+// starter. mu is held.
+func (o *objectHost) retire(e *liveObject) {
+	if e.retired {
+		return
+	}
+	o.forget(e)
+	if a := e.actor; a != nil {
+		go func() {
+			defer o.wg.Done()
+			if err := a.Close(); err != nil {
+				o.n.log.Warn("object closed", "object", e.object, "err", err)
+			}
+		}()
+	}
+}
+
+// retireStopped retires e if its actor has stopped, so the next call
+// starts a fresh one.
+func (o *objectHost) retireStopped(e *liveObject) {
+	select {
+	case <-e.actor.Done():
+	default:
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.retire(e)
+}
+
+// shardLost closes the actors of a shard this node no longer serves. It
+// runs on the Raft loop, and does not wait for them.
+func (o *objectHost) shardLost(s int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, e := range o.live[s] {
+		o.retire(e)
+	}
+}
+
+// sweep closes the actors that had no call for the idle period, until the
+// node stops.
+func (o *objectHost) sweep() {
+	t := time.NewTicker(max(o.idle/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-o.n.stopping:
+			return
+		}
+		o.mu.Lock()
+		for s := range o.live {
+			for _, e := range o.live[s] {
+				if e.busy == 0 && e.actor != nil && time.Since(e.lastUsed) >= o.idle {
+					o.retire(e)
+				}
+			}
+		}
+		o.mu.Unlock()
+	}
+}
+
+// closeAll closes every actor and waits until they are closed; nothing
+// starts afterwards. Shutdown calls it while Raft still runs, so that
+// commits in flight can finish; Kill after stopping Raft, so they fail.
+func (o *objectHost) closeAll() {
+	o.mu.Lock()
+	o.closed = true
+	for s := range o.live {
+		for _, e := range o.live[s] {
+			o.retire(e)
+		}
+	}
+	o.mu.Unlock()
+	o.wg.Wait()
+}
+
+// count is how many objects have an actor here, started or starting.
+func (o *objectHost) count() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	c := 0
+	for s := range o.live {
+		c += len(o.live[s])
+	}
+	return c
+}
+
+// objectService implements the Objects gRPC service.
+type objectService struct {
+	pb.UnimplementedObjectsServer
+	node *Node
+}
+
+// Call runs one method of one object. See proto/roompb/objects.proto for
+// its outcomes and codes.
+func (s *objectService) Call(ctx context.Context, req *pb.CallRequest) (*pb.CallResponse, error) {
+	n := s.node
+	if _, err := n.cfg.Security.Authorize(ctx, security.RoleRouter); err != nil {
+		return nil, err
+	}
+	ns, newObject, ok := n.objects.apps.Class(req.GetClass())
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "no object class %q is registered on this node", cut(req.GetClass(), durable.MaxNamespaceLen))
+	}
+	id, err := ns.IDFromString(req.GetId())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "object id for class %s: %v", ns.Name(), cutErr(err))
+	}
+	if err := limits.ObjectMethod(req.GetMethod()); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "%s/%s: %v", ns.Name(), id, cutErr(err))
+	}
+	if err := limits.ObjectArg(req.GetArg()); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "%s/%s.%s: %v", ns.Name(), id, req.GetMethod(), err)
+	}
+	out, redirect, err := n.objects.call(ctx, id, newObject, req.GetMethod(), req.GetArg())
+	switch {
+	case redirect != nil:
+		return &pb.CallResponse{Outcome: &pb.CallResponse_Redirect{Redirect: redirect}}, nil
+	case err == nil && len(out) > limits.MaxObjectResultBytes:
+		return nil, status.Errorf(codes.Internal, "%s.%s answered %d bytes, more than %d (its writes were committed)",
+			ns.Name(), req.GetMethod(), len(out), limits.MaxObjectResultBytes)
+	case err == nil:
+		return &pb.CallResponse{Outcome: &pb.CallResponse_Result{Result: out}}, nil
+	}
+	what := ns.Name() + "/" + id.String() + "." + req.GetMethod()
+	var panicked *durable.PanicError
+	switch {
+	case errors.As(err, &panicked):
+		n.log.Error("object method panicked", "call", what, "panic", panicked.Value, "stack", string(panicked.Stack))
+		return nil, status.Errorf(codes.Internal, "%s panicked", what)
+	case errors.Is(err, durable.ErrNoHandler):
+		return nil, status.Errorf(codes.Unimplemented, "%s: class %s takes no calls", what, ns.Name())
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		// The event may still run and commit: only a retry with a request
+		// id the object dedupes is safe.
+		return nil, status.FromContextError(err).Err()
+	case errors.Is(err, durable.ErrClosed), errors.Is(err, durable.ErrNotCommitted),
+		errors.Is(err, durable.ErrCommitAbandoned), errors.Is(err, errObjectUnavailable):
+		// ErrNotCommitted and ErrCommitAbandoned leave the outcome unknown
+		// too: the batch may yet commit under the shard's next leader.
+		return nil, status.Errorf(codes.Unavailable, "%s: %v", what, err)
+	}
+	return &pb.CallResponse{Outcome: &pb.CallResponse_Error{Error: &pb.ObjectError{
+		Message: cut(err.Error(), maxObjectErrorBytes)}}}, nil
+}
+
+// cut shortens s to at most n bytes (an input echoed in an error).
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+func cutErr(err error) string { return cut(err.Error(), 256) }
