@@ -79,8 +79,8 @@ type Config struct {
 	// AdminListen is where the operator's endpoints are served:
 	// /api/cluster, a detailed /healthz and, with Pprof, Go's profiles under
 	// /debug/pprof/. Keep it on loopback or a private network; empty serves
-	// none of them. The public address serves only the page, /ws, /qr.png
-	// and a /healthz that says ok or not.
+	// none of them. The public address serves only the page, /ws, /qr.png,
+	// a /healthz that says ok or not, and the apps' routes (Apps).
 	AdminListen string
 	Pprof       bool
 	Logger      *slog.Logger
