@@ -359,6 +359,10 @@ func (n *Node) ShardStatus(s int) (st shard.ShardStatus, ok bool) {
 	return h.Status(s), true
 }
 
+// ActiveObjects counts the durable objects with an actor on this node,
+// started or starting.
+func (n *Node) ActiveObjects() int { return n.objects.count() }
+
 // Replicas counts the shard replicas the node holds.
 func (n *Node) Replicas() int {
 	if h := n.host.Load(); h != nil {

@@ -263,3 +263,31 @@ func TestObjectsCounterRefusals(t *testing.T) {
 		t.Errorf("GET direct: %d %d %s %v; want 1 (one increment ran, nothing else counted)", code, v, msg, err)
 	}
 }
+
+// TestObjectsIdleActorsClose: an object's actor runs on its shard's leader
+// only, is closed after ObjectIdle without calls, and the next call starts
+// a fresh one that carries on from what is committed.
+func TestObjectsIdleActorsClose(t *testing.T) {
+	c := tc.New(t, 3, tc.Options{ObjectIdle: 300 * time.Millisecond})
+	httpClient := &http.Client{Timeout: time.Minute}
+	leader := c.Leader(counterObject("idle"))
+	for want := int64(1); want <= 2; want++ {
+		if code, v, msg, err := counterRequest(httpClient, c.URL(), "POST", "idle", ""); err != nil || code != 200 || v != want {
+			t.Fatalf("POST: %d %d %s %v; want %d", code, v, msg, err, want)
+		}
+		if n := c.Nodes[leader].ActiveObjects(); n != 1 {
+			t.Fatalf("the leader has %d actors after a call, want 1", n)
+		}
+		for i, n := range c.Nodes {
+			if i != leader && n.ActiveObjects() != 0 {
+				t.Fatalf("node%d, not the leader, runs %d actors", i+1, n.ActiveObjects())
+			}
+		}
+		tc.Eventually(t, 10*time.Second, func() error {
+			if n := c.Nodes[leader].ActiveObjects(); n != 0 {
+				return fmt.Errorf("%d actors still open on the leader", n)
+			}
+			return nil
+		})
+	}
+}

@@ -46,9 +46,12 @@ const startWait = 30 * time.Second
 
 // Options change a cluster from its defaults.
 type Options struct {
-	RoomIdle  time.Duration // default 1 minute
-	SendRate  float64       // default router.DefaultSendRate; negative: no limit
-	SendBurst int
+	RoomIdle time.Duration // default 1 minute
+	// ObjectIdle closes a durable object's actor after that long without
+	// calls (default objectnode.DefaultObjectIdle).
+	ObjectIdle time.Duration
+	SendRate   float64 // default router.DefaultSendRate; negative: no limit
+	SendBurst  int
 	// SeedHistory caps the history seed clients get (router --seed-history).
 	SeedHistory int
 	// StreamQueue bounds the events a node queues for one router stream
@@ -155,6 +158,7 @@ func (c *Cluster) nodeConfig(id, gossip string, expect int) objectnode.Config {
 		Expect:       expect,
 		Timings:      Timings(),
 		RoomIdle:     c.opts.RoomIdle,
+		ObjectIdle:   c.opts.ObjectIdle,
 		Replicas:     3,
 		// Production's clock: ten ticks of 100 ms, elections within 1-2 s.
 		// Half that, under -race on a loaded 2-core machine, cost leaders
