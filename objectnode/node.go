@@ -26,7 +26,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"hellochat/apps"
-	"hellochat/apps/builtin"
 	"hellochat/cluster"
 	pb "hellochat/proto/roompb"
 	"hellochat/security"
@@ -54,8 +53,9 @@ type Config struct {
 	Expect   int
 	Timings  cluster.Timings
 	RoomIdle time.Duration // evict a room with nobody attached after this
-	// Apps are the durable object classes the node runs (nil: the
-	// built-in apps, apps/builtin); ObjectIdle closes an object's actor
+	// Apps are the durable object classes the node runs (nil: none; the
+	// binary passes apps/builtin, so this package depends on no app);
+	// ObjectIdle closes an object's actor
 	// after that long without calls (0: DefaultObjectIdle).
 	Apps       *apps.Registry
 	ObjectIdle time.Duration
@@ -195,7 +195,7 @@ func Start(cfg Config) (*Node, error) {
 		cfg.RoomIdle = time.Minute
 	}
 	if cfg.Apps == nil {
-		cfg.Apps = builtin.Registry()
+		cfg.Apps, _ = apps.NewRegistry() // none: cannot fail
 	}
 	if cfg.ObjectIdle <= 0 {
 		cfg.ObjectIdle = DefaultObjectIdle

@@ -24,7 +24,6 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"hellochat/apps"
-	"hellochat/apps/builtin"
 	"hellochat/cluster"
 	"hellochat/limits"
 	"hellochat/security"
@@ -73,8 +72,8 @@ type Config struct {
 	// AllowAnyOrigin accepts WebSockets from pages of other origins.
 	AllowAnyOrigin bool
 	// Apps are the apps whose HTTP routes the router serves, calling their
-	// durable objects on the object nodes (nil: the built-in apps,
-	// apps/builtin).
+	// durable objects on the object nodes (nil: none; the binary passes
+	// apps/builtin, so this package depends on no app).
 	Apps *apps.Registry
 	// AdminListen is where the operator's endpoints are served:
 	// /api/cluster, a detailed /healthz and, with Pprof, Go's profiles under
@@ -163,7 +162,7 @@ func Start(cfg Config) (*Router, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Apps == nil {
-		cfg.Apps = builtin.Registry()
+		cfg.Apps, _ = apps.NewRegistry() // none: cannot fail
 	}
 	if cfg.SendBurst < 1 {
 		cfg.SendBurst = 1

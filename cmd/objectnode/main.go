@@ -18,6 +18,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"hellochat/apps/builtin"
 	"hellochat/internal/flagenv"
 	"hellochat/objectnode"
 	pb "hellochat/proto/roompb"
@@ -60,6 +61,7 @@ func main() {
 		os.Exit(2)
 	}
 
+	cfg.Apps = builtin.Registry()
 	n, err := objectnode.Start(cfg)
 	if err != nil {
 		cfg.Logger.Error("cannot start", "err", err)

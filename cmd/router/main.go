@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 
+	"hellochat/apps/builtin"
 	"hellochat/internal/flagenv"
 	"hellochat/router"
 	"hellochat/security"
@@ -41,6 +42,7 @@ func main() {
 		os.Exit(2)
 	}
 
+	cfg.Apps = builtin.Registry()
 	rt, err := router.Start(cfg)
 	if err != nil {
 		cfg.Logger.Error("cannot start", "err", err)

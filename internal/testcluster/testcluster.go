@@ -16,6 +16,7 @@ import (
 
 	"github.com/cockroachdb/pebble/vfs"
 
+	"hellochat/apps/builtin"
 	"hellochat/cluster"
 	"hellochat/internal/launch"
 	"hellochat/internal/logging"
@@ -117,6 +118,7 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	}
 	logger, raw := testLogger(t, "router1")
 	rt, err := router.Start(router.Config{
+		Apps:             builtin.Registry(),
 		ID:               "router1",
 		HTTPListen:       "127.0.0.1:0",
 		AdminListen:      "127.0.0.1:0",
@@ -149,6 +151,7 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 func (c *Cluster) nodeConfig(id, gossip string, expect int) objectnode.Config {
 	logger, raw := testLogger(c.t, id)
 	return objectnode.Config{
+		Apps:         builtin.Registry(),
 		ID:           id,
 		DataDir:      filepath.Join(c.dir, id),
 		GRPCListen:   "127.0.0.1:0", // fixed at first start, kept for restarts
