@@ -2,6 +2,7 @@ package shard
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -305,7 +306,65 @@ func (h *Host) collectOrphans() {
 		if slices.Contains(g.confState.GetLearners(), g.id) {
 			h.probeMembers(g)
 		}
+		h.probeLeader(g)
 	}
+}
+
+// probeLeader probes the nodes gossip says lead g's shard, addressed to no
+// replica (answerProbe): a replica its group removed while it was cut off,
+// whose configuration's other members have all left since, hears of its
+// removal from no one else, and stays for good (a voter of it campaigns
+// forever; the nemesis saw a decommissioned node stay "leaving" so).
+func (h *Host) probeLeader(g *group) {
+	for _, m := range h.cfg.Members.Placement().Leaders(g.shard) {
+		if m.ID == h.cfg.NodeID || h.memberNode(g, m.ID) || h.dropped(m.ID) {
+			continue // members hear from it anyway (votes, probeMembers)
+		}
+		msg := &raftpb.Message{Type: raftpb.MsgHeartbeatResp.Enum(), From: &g.id, To: proto.Uint64(0), Term: proto.Uint64(g.term)}
+		b, err := proto.Marshal(msg)
+		if err != nil {
+			continue
+		}
+		h.tr.send(m.ID, []*pb.RaftEnvelope{{Shard: uint32(g.shard), Message: b, ToIncarnation: m.Replica}}, nil)
+	}
+}
+
+// removedForCertain reports whether g's group removed replica id for
+// good, as far as g's applied state proves it: the group's counter gave
+// the id out (or the group remembers removing it), it is in no
+// configuration g applied, and no configuration change waits unapplied in
+// g's log (it could be the one adding it). Ids are never reused and a
+// committed removal is never undone, so on a leader this holds for every
+// change committed before its term; a change committed in a later term
+// would have given the prober a later term, and a replica refuses a
+// notice older than its term (removalRefused).
+func (g *group) removedForCertain(id uint64) bool {
+	switch {
+	case id == 0 || g.member(id):
+		return false
+	case !slices.Contains(g.removedIDs, id) && (id >= maxCounterID || id >= g.nextID):
+		return false
+	}
+	return !g.confUnapplied()
+}
+
+// confUnapplied reports whether g's log holds a configuration change past
+// what it has applied (or cannot tell).
+func (g *group) confUnapplied() bool {
+	last, err := g.ms.LastIndex()
+	if err != nil {
+		return true
+	}
+	if last <= g.applied {
+		return false
+	}
+	ents, err := g.ms.Entries(g.applied+1, last+1, math.MaxUint64)
+	if err != nil {
+		return true
+	}
+	return slices.ContainsFunc(ents, func(e *raftpb.Entry) bool {
+		return e.GetType() == raftpb.EntryConfChange || e.GetType() == raftpb.EntryConfChangeV2
+	})
 }
 
 // probeMembers sends each other member of g's configuration a heartbeat

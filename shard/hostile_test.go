@@ -1,6 +1,8 @@
 package shard
 
 import (
+	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"testing"
@@ -10,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
+	"hellochat/cluster"
 	pb "hellochat/proto/roompb"
 )
 
@@ -291,4 +294,71 @@ func TestNewerReplicaReplacesRemovedOne(t *testing.T) {
 	if self, _, err := h.cfg.Store.ReplicaIdentity(shard); err != nil || self != 7 {
 		t.Fatalf("replica id of shard %d: %d %v, want 7", shard, self, err)
 	}
+}
+
+// A voter its group removed while it was cut off, whose configuration's
+// other members have all left since, hears of its removal from none of
+// them: its pre-votes reach nobody. It asks the node gossip says leads its
+// shard, and takes that node's notice, though it is no member of the
+// configuration it knows. A netlab nemesis run (seed 9) saw such a voter
+// keep a decommissioned node "leaving" for good.
+func TestRemovedVoterAsksTheGossipLeader(t *testing.T) {
+	sink, addr := listenSink(t)
+	h, served, peer := startSolo(t, "127.0.0.1:1")
+	shard := (served + 1) % 64
+	for len(h.Status(shard).Voters) > 0 {
+		shard = (shard + 1) % 64
+	}
+	// n3 is up, leads the shard by gossip, and takes Raft traffic at the
+	// sink.
+	n3, err := cluster.Start(cluster.Config{
+		Meta:  cluster.Meta{ID: "n3", Role: cluster.RoleNode, Replica: "r3", GRPC: addr},
+		Bind:  "127.0.0.1:0",
+		Seeds: []string{h.cfg.Members.(*cluster.Membership).GossipAddr()},
+		Timings: cluster.Timings{ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond, SuspicionMult: 2,
+			GossipInterval: 50 * time.Millisecond, PushPullInterval: 200 * time.Millisecond, RejoinInterval: time.Hour},
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		LogOutput: io.Discard,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n3.Shutdown() })
+	n3.SetLeads(1 << uint(shard))
+	waitFor(t, 30*time.Second, "gossip to say n3 leads the shard", func() bool {
+		l := h.cfg.Members.Placement().Leaders(shard)
+		return len(l) == 1 && l[0].ID == "n3"
+	})
+
+	// A voter of {n2, n1}, as a snapshot from n2 left it.
+	before := h.Replicas()
+	u := proto.Uint64
+	m := &raftpb.Message{Type: raftpb.MsgSnap.Enum(), To: u(h.raftID), From: u(peer), Term: u(3),
+		Snapshot: &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: u(10), Term: u(3),
+			ConfState: &raftpb.ConfState{Voters: []uint64{peer, h.raftID}}}}}
+	if err := stepSnapshot(t, h, shard, m); err != nil {
+		t.Fatalf("snapshot refused: %v", err)
+	}
+	waitFor(t, 10*time.Second, "the voter to install its snapshot", func() bool { return h.Status(shard).Applied == 10 })
+
+	waitFor(t, 30*time.Second, "the silent voter to probe the gossip leader", func() bool {
+		return sink.find(func(m *raftpb.Message) bool {
+			return m.GetType() == raftpb.MsgHeartbeatResp && m.GetFrom() == h.raftID && m.GetTo() == 0 && m.GetTerm() == 3
+		}) != nil
+	})
+	// A node that neither is a member nor leads by gossip is not believed.
+	if err := h.Handle(&pb.RaftBatch{FromNode: "n4", Removals: []*pb.Removal{{Shard: uint32(shard), Replica: h.raftID, Term: 3}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := roundTrip(t, h, served, objectIn(served), "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if h.Replicas() != before+1 {
+		t.Fatalf("%d replicas after a stranger's notice, want the voter kept (%d)", h.Replicas(), before+1)
+	}
+	// The gossip leader is, once the voter has been silent long enough.
+	if err := h.Handle(&pb.RaftBatch{FromNode: "n3", Removals: []*pb.Removal{{Shard: uint32(shard), Replica: h.raftID, Term: 3}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the voter to go once the gossip leader said its group removed it", func() bool { return h.Replicas() == before })
 }

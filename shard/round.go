@@ -72,6 +72,10 @@ func (h *Host) stepOne(shard int, env *pb.RaftEnvelope, m *raftpb.Message, from 
 			return
 		}
 	}
+	if m.GetTo() == 0 && m.GetType() == raftpb.MsgHeartbeatResp {
+		h.answerProbe(g, m.GetFrom(), from)
+		return
+	}
 	if m.GetTo() != g.id {
 		// A leader writing to a newer replica of this incarnation than
 		// the one held here added this node again: its configuration no
@@ -135,11 +139,21 @@ func (h *Host) stepOne(shard int, env *pb.RaftEnvelope, m *raftpb.Message, from 
 	}
 }
 
+// answerProbe answers a silent replica's probe (probeLeader) with a
+// removal notice when this replica leads and knows for certain that its
+// group removed the prober.
+func (h *Host) answerProbe(g *group, id uint64, from string) {
+	if g.leader && g.removedForCertain(id) {
+		h.notices[from] = append(h.notices[from], &pb.Removal{Shard: uint32(g.shard), Replica: id, Term: g.term})
+	}
+}
+
 // removalRefused says why a peer's notice that this replica was removed
 // from its group cannot be taken, or "" when it can. Deleting a replica
 // throws away a log it may have acknowledged, so the notice must name this
 // very replica, come from a node that is a member of the group as this
-// replica knows it, and be consistent with what the replica sees: it does
+// replica knows it or that gossip says leads the shard (answerProbe), and
+// be consistent with what the replica sees: it does
 // not lead, and no leader has written to it for an election timeout (a
 // group's leader stops writing to a replica it removed).
 func (h *Host) removalRefused(g *group, rm *pb.Removal, from string) string {
@@ -152,8 +166,8 @@ func (h *Host) removalRefused(g *group, rm *pb.Removal, from string) string {
 		return "this replica leads its group"
 	case g.silent < h.cfg.ElectionTicks:
 		return "a leader wrote to this replica within an election timeout"
-	case !h.memberNode(g, from):
-		return "the sender is not a member of the group"
+	case !h.memberNode(g, from) && !h.gossipLeads(g.shard, from):
+		return "the sender is neither a member of the group nor its leader by gossip"
 	}
 	return ""
 }
@@ -163,6 +177,18 @@ func (h *Host) removalRefused(g *group, rm *pb.Removal, from string) string {
 func (h *Host) memberNode(g *group, node string) bool {
 	for _, id := range slices.Concat(g.confState.GetVoters(), g.confState.GetLearners()) {
 		if h.nodeOf(g, id) == node {
+			return true
+		}
+	}
+	return false
+}
+
+// gossipLeads reports whether gossip says node leads shard: a replica
+// whose configuration's other members have all left can hear of its
+// removal from no one else.
+func (h *Host) gossipLeads(shard int, node string) bool {
+	for _, m := range h.cfg.Members.Placement().Leaders(shard) {
+		if m.ID == node {
 			return true
 		}
 	}
