@@ -6,6 +6,17 @@
 # root. Needs bash 4.4+, coreutils and Linux /proc; curl is used when
 # present.
 
+# A command that fails where set -e ends the script says so, with where:
+# some fail without a word of their own, and a script that exits 1 in
+# silence leaves its user nothing to go on. Only under -e (command
+# substitutions run without it, and a check that fails there is no error).
+set -E
+on_err() {
+  [[ $- == *e* ]] || return 0
+  printf 'cluster | error: %s:%s: `%s` failed (exit %d)\n' "${3#"${ROOT:-}"/}" "$4" "$2" "$1" >&2
+}
+trap 'on_err $? "$BASH_COMMAND" "${BASH_SOURCE[0]}" "$LINENO"' ERR
+
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 

@@ -370,3 +370,30 @@ func (e *scriptsEnv) startCluster(t *testing.T, out *lockedBuffer, afterStop fun
 		}
 	})
 }
+
+// A script that set -e ends names the command that failed and where: a
+// command that fails without a word of its own (as one did under
+// kill-node.sh once in CI, exit 1 and no output) must not leave the user
+// with nothing. A check that fails inside a condition says nothing.
+func TestScriptsNameTheCommandThatFailed(t *testing.T) {
+	lib, err := filepath.Abs("../scripts/lib.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	script := filepath.Join(dir, "fails.sh")
+	body := "set -euo pipefail\nsource " + lib + "\npid_of node9 || true\nquiet() { cat /nonexistent/hellochat 2>/dev/null; }\nquiet\necho unreachable\n"
+	if err := os.WriteFile(script, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("bash", script)
+	cmd.Env = append(os.Environ(), "CLUSTER_DATA="+filepath.Join(dir, "data"))
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("exit: %v, want 1\n%s", err, out)
+	}
+	want := "cluster | error: " + script + ":4: `cat /nonexistent/hellochat 2> /dev/null` failed (exit 1)\n"
+	if string(out) != want {
+		t.Fatalf("output:\n%q\nwant\n%q", out, want)
+	}
+}
