@@ -8,25 +8,35 @@ import (
 	"sync"
 	"time"
 
+	"hellochat/apps/counter"
 	"hellochat/internal/chatclient"
+	"hellochat/internal/countercheck"
 	"hellochat/internal/launch"
 )
 
 // Load is steady chat load on a cluster: rooms with clients that each
 // send at a steady rate and record every ack, refusal, error frame and
-// message they are shown, for the checks. The failover experiment and the
-// nemesis share it.
+// message they are shown, for the checks; beside it, clients of the
+// counter app record every increment and read for porcupine. The failover
+// experiment and the nemesis share it.
 type Load struct {
-	clients []*client
-	byRoom  map[string][]*client
-	stop    context.CancelFunc
-	wg      sync.WaitGroup
-	started time.Time
+	clients  []*client
+	byRoom   map[string][]*client
+	counters *countercheck.Load
+	stop     context.CancelFunc
+	wg       sync.WaitGroup
+	started  time.Time
 }
 
+// counterCheckTimeout bounds porcupine's search of one counter's history;
+// a history of the load's shape takes well under a second.
+const counterCheckTimeout = time.Minute
+
 // StartLoad connects clients to every room (named prefix-0, prefix-1, ...)
-// through the cluster's router and starts their sending; it returns once
-// every client has had a few messages acknowledged.
+// through the cluster's router and starts their sending, and starts the
+// counter load (counters prefix-ctr-0, ...); it returns once every chat
+// client has had a few messages acknowledged and every counter client an
+// increment.
 func StartLoad(ctx context.Context, c *launch.Cluster, prefix string, rooms, clients int, rate float64) (*Load, error) {
 	if rooms < 1 || clients < 1 || rate <= 0 {
 		return nil, fmt.Errorf("load: rooms, clients and rate must be > 0")
@@ -56,10 +66,21 @@ func StartLoad(ctx context.Context, c *launch.Cluster, prefix string, rooms, cli
 		go func() { defer l.wg.Done(); cl.read() }()
 		go func() { defer l.wg.Done(); cl.send(loadCtx, rate) }()
 	}
-	if err := waitSteady(ctx, l.clients, 3, 20*time.Second); err != nil {
+	var err error
+	l.counters, err = countercheck.StartLoad(loadCtx, countercheck.DefaultLoad(c.Base, c.HTTPClient(0), prefix+"-ctr", counter.Window))
+	if err == nil {
+		err = waitSteady(ctx, l.clients, 3, 20*time.Second)
+	}
+	if err == nil {
+		err = l.counters.WaitSteady(ctx, 20*time.Second)
+	}
+	if err != nil {
 		l.stop()
 		l.closeAll()
 		l.wg.Wait()
+		if l.counters != nil {
+			l.counters.Stop()
+		}
 		return nil, err
 	}
 	return l, nil
@@ -103,14 +124,16 @@ func (l *Load) Progress() (sent, acked, waiting int) {
 // Finish stops the sending, waits (up to ackWait) for the outstanding
 // acks, checks every client's acks, refusals, error frames and view
 // against each room's history read through the router, and closes the
-// clients. The cluster must still run; CompareReplicas follows once it
-// has stopped.
+// clients; it checks the counters' histories too (porcupine's pictures of
+// any not linearizable go to the cluster's directory). The cluster must
+// still run; CompareReplicas follows once it has stopped.
 func (l *Load) Finish(ctx context.Context, c *launch.Cluster, ackWait time.Duration) *Checks {
 	l.stop()
 	waitAcked(l.clients, time.Now(), ackWait)
 	res := verify(ctx, c, l.byRoom)
 	l.closeAll()
 	l.wg.Wait()
+	res.counter = countercheck.Check(l.counters.Finish(ctx), countercheck.Options{Timeout: counterCheckTimeout, VisualizeDir: c.Dir})
 	return &Checks{res: res}
 }
 
@@ -136,6 +159,7 @@ func (ch *Checks) Report(out io.Writer) {
 		res.replicas.holders, res.replicas.shards, res.replicas.roomsCompared)
 	fmt.Fprintf(out, "node logs: %d logs of %d processes, %d times a process became a shard's leader\n",
 		res.raftLogs.logs, res.raftLogs.processes, res.raftLogs.elections)
+	fmt.Fprintf(out, "counter: %s\n", res.counter.Summary())
 	for _, c := range checks(Config{}, nil, res)[2:] { // the first two are the experiment's steps
 		fmt.Fprintf(out, "%-48s %6d  %s\n", c.Name, c.Count, c.Mark())
 		for _, e := range c.Examples {

@@ -27,6 +27,7 @@ type runReport struct {
 	Figures  []figure      `json:"figures"`
 	Messages messageCounts `json:"messages"`
 	Replicas replicaCounts `json:"replicas"`
+	Counter  counterCounts `json:"counter"`
 	Checks   []check       `json:"checks"`
 	Failures []string      `json:"failures,omitempty"` // checks that could not run
 	OK       bool          `json:"ok"`                 // every step ran and every check passed
@@ -114,6 +115,19 @@ type messageCounts struct {
 	InHistory int `json:"in_history"`
 }
 
+// counterCounts are the counter load's totals (countercheck.Result).
+type counterCounts struct {
+	Counters    int   `json:"counters"`
+	Increments  int   `json:"increments"`
+	Acked       int   `json:"acked"`
+	Retried     int   `json:"retried"`   // of the acked, answered by a retry of their key
+	Ambiguous   int   `json:"ambiguous"` // no attempt got a value
+	Reads       int   `json:"reads"`
+	FailedReads int   `json:"failed_reads"`
+	FinalSum    int64 `json:"final_sum"`
+	CheckTook   secs  `json:"check_took_s"` // porcupine's time
+}
+
 type replicaCounts struct {
 	Holders       int `json:"holders"` // shard replicas on disk
 	Shards        int `json:"shards"`
@@ -172,6 +186,9 @@ func buildReport(cfg Config, start time.Time, planned int, cycles []cycle, clien
 		Figures:  figures(cycles),
 		Messages: messageCounts{Sent: res.sent, Acked: res.acked, Unacked: res.unacked, Refused: res.refused, InHistory: res.historyMessages},
 		Replicas: replicaCounts{Holders: res.replicas.holders, Shards: res.replicas.shards, RoomsCompared: res.replicas.roomsCompared},
+		Counter: counterCounts{Counters: res.counter.Counters, Increments: res.counter.Increments, Acked: res.counter.Acked,
+			Retried: res.counter.Retried, Ambiguous: res.counter.Ambiguous, Reads: res.counter.Reads, FailedReads: res.counter.FailedReads,
+			FinalSum: res.counter.FinalSum, CheckTook: toSecs(res.counter.Took)},
 		Checks:   checks(cfg, cycles, res),
 		Failures: failures(res),
 	}

@@ -231,7 +231,7 @@ func TestReportJSONRoundTrips(t *testing.T) {
 	if committed != 1279 || sent != 1280 {
 		t.Errorf("report.json's seconds hold %d acks of %d messages, want 1279 of 1280", committed, sent)
 	}
-	if raw.OK || len(raw.Checks) != 14 || raw.Checks[0].Count != 1 || raw.Checks[4].Count != 1 {
+	if raw.OK || len(raw.Checks) != 19 || raw.Checks[0].Count != 1 || raw.Checks[4].Count != 1 {
 		t.Errorf("checks in report.json: ok=%v %+v", raw.OK, raw.Checks)
 	}
 }

@@ -37,6 +37,7 @@ func report(out io.Writer, cfg Config, cycles []cycle, res result) {
 		res.replicas.holders, res.replicas.shards, res.replicas.roomsCompared)
 	fmt.Fprintf(out, "node logs: %d logs of %d processes, %d times a process became a shard's leader\n",
 		res.raftLogs.logs, res.raftLogs.processes, res.raftLogs.elections)
+	fmt.Fprintf(out, "counter: %s\n", res.counter.Summary())
 	for _, c := range checks(cfg, cycles, res) {
 		fmt.Fprintf(out, "%-48s %6d  %s\n", c.Name, c.Count, c.Mark())
 		for _, e := range c.Examples {
@@ -211,6 +212,11 @@ func checks(cfg Config, cycles []cycle, res result) []check {
 		{"rooms whose replicas differ", res.replicas.divergent, res.replicas.divergentEx},
 		{"shards and terms with two leaders (node logs)", res.raftLogs.twoLeaders, res.raftLogs.twoLeadersEx},
 		{"panics and Raft errors in node logs", res.raftLogs.fatal, res.raftLogs.fatalEx},
+		{"counter increments lost", res.counter.Lost, res.counter.LostEx},
+		{"counter values acknowledged twice", res.counter.Twice, res.counter.TwiceEx},
+		{"counter linearizability violations (porcupine)", len(res.counter.NotLinearizable), res.counter.NotLinearizable},
+		{"counter histories undecided (porcupine timeout)", len(res.counter.Undecided), res.counter.Undecided},
+		{"counters whose final value could not be read", len(res.counter.Unread), res.counter.Unread},
 	}
 	for i := range cs {
 		cs[i].Examples = slices.Clone(cs[i].Examples[:min(len(cs[i].Examples), maxExamples)])

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"hellochat/internal/chatclient"
+	"hellochat/internal/countercheck"
 	"hellochat/internal/launch"
 )
 
@@ -28,11 +29,13 @@ type result struct {
 	strayEx, backwardsEx []string
 	replicas             replicaCheck
 	raftLogs             raftLogCheck
+	counter              countercheck.Result
 }
 
 func (r result) failed() bool {
 	return r.lost > 0 || r.dup > 0 || r.reordered > 0 || r.silent > 0 || r.missingTail > 0 || r.stray > 0 ||
-		r.backwards > 0 || r.disconnects > 0 || r.verifyErr != nil || r.replicas.failed() || r.raftLogs.failed()
+		r.backwards > 0 || r.disconnects > 0 || r.verifyErr != nil || r.replicas.failed() || r.raftLogs.failed() ||
+		r.counter.Failed()
 }
 
 // tailWait bounds how long the check waits for every client to be shown
