@@ -165,7 +165,8 @@ func (r *Result) exactlyOnce(name string, ops []Op, final int64) {
 // count from the first call. An ambiguous increment returns at infinity
 // with an unknown value, as porcupine's users model a request whose
 // answer was lost: it may take effect anywhere after its call, or never
-// within the history. A read without an answer is left out.
+// within the history (the model takes them in call order, so they are
+// numbered here). A read without an answer is left out.
 func operations(ops []Op) []porcupine.Operation {
 	if len(ops) == 0 {
 		return nil
@@ -176,14 +177,22 @@ func operations(ops []Op) []porcupine.Operation {
 			base = op.Call
 		}
 	}
+	byCall := slices.Clone(ops)
+	slices.SortStableFunc(byCall, func(a, b Op) int { return a.Call.Compare(b.Call) })
 	out := make([]porcupine.Operation, 0, len(ops))
-	for _, op := range ops {
+	ambiguous := 0
+	for _, op := range byCall {
 		if op.Kind == Read && !op.Answered() {
 			continue
 		}
+		in := input{increment: op.Kind == Increment}
+		if in.increment && !op.Answered() {
+			ambiguous++
+			in.ambiguous = ambiguous
+		}
 		p := porcupine.Operation{
 			ClientId: op.Client,
-			Input:    input{increment: op.Kind == Increment},
+			Input:    in,
 			Call:     int64(op.Call.Sub(base)),
 			Output:   output{value: op.Value, known: op.Answered()},
 			Return:   math.MaxInt64,

@@ -167,3 +167,47 @@ func TestCheckVisualizesAViolation(t *testing.T) {
 		t.Fatalf("not linearizable: %v", r.NotLinearizable)
 	}
 }
+
+// longHistory is one client's sequential history of n operations with an
+// ambiguous increment every 100th (every other one of them counted), a
+// read every 5th, and the rest acknowledged increments; readBack makes
+// the last read answer one less than the value.
+func longHistory(n int, readBack bool) ([]Op, int64) {
+	var ops []Op
+	var v int64
+	for i := 0; i < n; i++ {
+		call := i * 10
+		switch {
+		case i%100 == 50:
+			if i%200 == 50 {
+				v++ // counted, though its answer was lost
+			}
+			ops = append(ops, inc(i%2, "k", call, -1, 0))
+		case i%5 == 4:
+			ops = append(ops, read(i%2, call, call+5, v))
+		default:
+			v++
+			ops = append(ops, inc(i%2, "k", call, call+5, v))
+		}
+	}
+	if readBack {
+		ops = append(ops, read(0, n*10, n*10+5, v-1))
+	}
+	return ops, v
+}
+
+// TestCheckManyAmbiguousIncrements: dozens of ambiguous increments, each
+// pending to the end, are decided quickly, both ways; tried in every
+// subset instead of in call order, they would not be within the timeout.
+func TestCheckManyAmbiguousIncrements(t *testing.T) {
+	for _, readBack := range []bool{false, true} {
+		ops, final := longHistory(5000, readBack)
+		r := Check(History{Ops: ops, Final: map[string]int64{"a": final}}, Options{Timeout: 20 * time.Second})
+		if r.Ambiguous != 50 || len(r.Undecided) > 0 {
+			t.Fatalf("read back %v: %s; undecided %v", readBack, r.Summary(), r.Undecided)
+		}
+		if got := len(r.NotLinearizable) == 0; got == readBack {
+			t.Errorf("read back %v: linearizable = %v", readBack, got)
+		}
+	}
+}

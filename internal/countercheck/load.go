@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -45,7 +46,10 @@ func DefaultLoad(base string, hc *http.Client, prefix string, window int) LoadCo
 	return LoadConfig{
 		Base: base, HTTP: hc, Prefix: prefix,
 		Counters: 3, Clients: 2, Rate: 4, ReadEvery: 5, MaxOps: 20000,
-		Attempts: 8, AttemptTimeout: 5 * time.Second,
+		// Retries span a minute or more: an increment becomes ambiguous
+		// only in an outage longer than any step's, and ambiguous ones
+		// are what make porcupine's search long.
+		Attempts: 30, AttemptTimeout: 5 * time.Second,
 		Window: window, ResolveFor: 30 * time.Second,
 	}
 }
@@ -70,6 +74,9 @@ type Load struct {
 	wg      sync.WaitGroup
 	clients []*loadClient
 	started time.Time
+	// calls counts each counter's increments called so far, for the
+	// window guard of retries.
+	calls map[string]*atomic.Int64
 }
 
 // loadClient is one client of one counter.
@@ -90,10 +97,12 @@ func StartLoad(ctx context.Context, cfg LoadConfig) (*Load, error) {
 		return nil, fmt.Errorf("counter load: %w", err)
 	}
 	lctx, stop := context.WithCancel(ctx)
-	l := &Load{cfg: cfg, stop: stop, started: time.Now()}
+	l := &Load{cfg: cfg, stop: stop, started: time.Now(), calls: map[string]*atomic.Int64{}}
 	for c := 0; c < cfg.Counters; c++ {
+		name := fmt.Sprintf("%s-%d", cfg.Prefix, c)
+		l.calls[name] = &atomic.Int64{}
 		for i := 0; i < cfg.Clients; i++ {
-			cl := &loadClient{l: l, counter: fmt.Sprintf("%s-%d", cfg.Prefix, c), id: i, firstAck: make(chan struct{})}
+			cl := &loadClient{l: l, counter: name, id: i, firstAck: make(chan struct{})}
 			l.clients = append(l.clients, cl)
 			l.wg.Add(1)
 			go func() { defer l.wg.Done(); cl.run(lctx) }()
@@ -161,7 +170,7 @@ func (cl *loadClient) run(ctx context.Context) {
 			op = cl.l.read(ctx, cl.counter, cl.id)
 		} else {
 			op = Op{Counter: cl.counter, Client: cl.id, Kind: Increment, Key: fmt.Sprintf("%s-c%d-%d", cl.counter, cl.id, n), Call: time.Now()}
-			cl.l.increment(ctx, &op, cfg.Attempts)
+			cl.l.increment(ctx, &op, cfg.Attempts, cl.l.calls[cl.counter].Add(1))
 		}
 		cl.mu.Lock()
 		cl.ops = append(cl.ops, op)
@@ -174,10 +183,13 @@ func (cl *loadClient) run(ctx context.Context) {
 }
 
 // increment tries op's key until an attempt answers a value, up to
-// attempts more times, backing off between attempts.
-func (l *Load) increment(ctx context.Context, op *Op, attempts int) {
+// attempts more times, backing off between attempts. It gives up once
+// half a dedupe window of the counter's increments were called after
+// the op (the nth called): its id may be forgotten before long, and a
+// retry would then count it twice.
+func (l *Load) increment(ctx context.Context, op *Op, attempts int, nth int64) {
 	backoff := 100 * time.Millisecond
-	for try := 0; try < attempts && ctx.Err() == nil; try++ {
+	for try := 0; try < attempts && ctx.Err() == nil && l.calls[op.Counter].Load()-nth < int64(l.cfg.Window/2); try++ {
 		op.Attempts++
 		v, err := l.call(ctx, http.MethodPost, op.Counter, op.Key)
 		if err == nil {
@@ -188,7 +200,7 @@ func (l *Load) increment(ctx context.Context, op *Op, attempts int) {
 		case <-ctx.Done():
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, time.Second)
+		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 
@@ -283,14 +295,16 @@ func (l *Load) Finish(ctx context.Context) History {
 func (l *Load) resolve(ctx context.Context, ops []Op) {
 	rctx, cancel := context.WithTimeout(ctx, l.cfg.ResolveFor)
 	defer cancel()
-	later := map[string]int{} // increments of the counter called after the one at hand
+	later := map[string]int64{} // increments of the counter called after the one at hand
 	for i := len(ops) - 1; i >= 0; i-- {
 		op := &ops[i]
 		if op.Kind != Increment {
 			continue
 		}
-		if !op.Answered() && later[op.Counter] < l.cfg.Window/2 && rctx.Err() == nil {
-			l.increment(rctx, op, l.cfg.Attempts)
+		if !op.Answered() && rctx.Err() == nil {
+			// As the nth of the calls so far: the same guard as the
+			// clients'.
+			l.increment(rctx, op, l.cfg.Attempts, l.calls[op.Counter].Load()-later[op.Counter])
 		}
 		later[op.Counter]++
 	}

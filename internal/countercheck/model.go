@@ -17,6 +17,9 @@ import (
 // input is an operation's argument in the model.
 type input struct {
 	increment bool // else a read
+	// ambiguous numbers an increment that never got a value: 1, 2, ...
+	// in the order of their calls (0: the increment got a value).
+	ambiguous int
 }
 
 // output is what an operation answered. An increment that never got a
@@ -27,20 +30,41 @@ type output struct {
 	known bool
 }
 
-// model is one counter: its state is the value (int64), which an
-// increment raises by one and answers, and a read answers unchanged.
+// state is one counter's value, and how many of its ambiguous increments
+// the linearization has taken so far.
+type state struct {
+	value     int64
+	ambiguous int
+}
+
+// model is one counter: an increment raises the value by one and answers
+// it, a read answers it unchanged.
+//
+// Ambiguous increments are taken in the order of their calls only. They
+// are interchangeable (the same input, any output, no return), so any
+// linearization can swap two of them into that order: the earlier-called
+// one was already pending wherever the later one was placed. Without the
+// order, porcupine tries every subset of the pending ambiguous increments
+// at every step, and a few dozen of them (a long outage) make a history
+// undecidable in any time; with it, only how many.
 var model = porcupine.Model{
-	Init: func() any { return int64(0) },
-	Step: func(state, in, out any) (bool, any) {
-		v := state.(int64)
+	Init: func() any { return state{} },
+	Step: func(st, in, out any) (bool, any) {
+		s := st.(state)
 		i, o := in.(input), out.(output)
-		if i.increment {
-			v++
+		if i.ambiguous > 0 {
+			if i.ambiguous != s.ambiguous+1 {
+				return false, s
+			}
+			s.ambiguous++
 		}
-		return !o.known || o.value == v, v
+		if i.increment {
+			s.value++
+		}
+		return !o.known || o.value == s.value, s
 	},
-	Equal: func(a, b any) bool { return a.(int64) == b.(int64) },
-	Hash:  func(s any) uint64 { return uint64(s.(int64)) },
+	Equal: func(a, b any) bool { return a.(state) == b.(state) },
+	Hash:  func(st any) uint64 { s := st.(state); return uint64(s.value)*31 + uint64(s.ambiguous) },
 	DescribeOperation: func(in, out any) string {
 		i, o := in.(input), out.(output)
 		what := "read"
@@ -52,5 +76,5 @@ var model = porcupine.Model{
 		}
 		return fmt.Sprintf("%s -> %d", what, o.value)
 	},
-	DescribeState: func(s any) string { return fmt.Sprint(s.(int64)) },
+	DescribeState: func(st any) string { return fmt.Sprint(st.(state).value) },
 }
