@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"hellochat/internal/fifo"
@@ -69,6 +71,9 @@ type Actor struct {
 	ctx       context.Context // cancelled by Close; events' contexts derive from it
 	cancel    context.CancelFunc
 	exitErr   error // set before done closes
+	// alarmAt is the committed alarm (Unix nanoseconds, noAlarm: none),
+	// published for the host, which keeps an actor whose alarm is near.
+	alarmAt atomic.Int64
 
 	// Owned by the actor's goroutine.
 	obj Object // the instance; replaced after a failed commit
@@ -136,6 +141,7 @@ func Start(id ID, newObject func() Object, cfg Config) (*Actor, error) {
 	if a.version, a.st.alarm, err = loadMeta(cfg.Reader, a.object); err != nil {
 		return nil, err
 	}
+	a.publishAlarm()
 	ready := make(chan error, 1)
 	go a.run(ready)
 	if err := <-ready; err != nil {
@@ -143,6 +149,27 @@ func Start(id ID, newObject func() Object, cfg Config) (*Actor, error) {
 		return nil, fmt.Errorf("durable: load %s: %w", a.object, err)
 	}
 	return a, nil
+}
+
+// Alarm is the object's committed alarm, as of its last event; set is
+// false when it has none. Any goroutine may call it.
+func (a *Actor) Alarm() (at time.Time, set bool) {
+	ns := a.alarmAt.Load()
+	if ns == noAlarm {
+		return time.Time{}, false
+	}
+	return time.Unix(0, ns), true
+}
+
+// noAlarm is alarmAt when no alarm is set.
+const noAlarm = math.MinInt64
+
+func (a *Actor) publishAlarm() {
+	if a.st.alarm.set {
+		a.alarmAt.Store(a.st.alarm.at.UnixNano())
+	} else {
+		a.alarmAt.Store(noAlarm)
+	}
 }
 
 // ID is the ID of the actor's object.

@@ -52,6 +52,7 @@ func (s *alarmSchedule) stop() {
 // rearm points the timer at the committed alarm (or its next retry).
 func (a *Actor) rearm() {
 	s := &a.sched
+	a.publishAlarm()
 	at, set := a.st.alarm.at, a.st.alarm.set
 	if !set {
 		s.stop()

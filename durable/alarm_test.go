@@ -63,6 +63,9 @@ func TestAlarmFiresOnceAtItsTime(t *testing.T) {
 	if got, ok := r.storedAlarm(); !ok || !got.Equal(at) {
 		t.Fatalf("stored alarm %v %v", got, ok)
 	}
+	if got, ok := r.a.Alarm(); !ok || !got.Equal(at) {
+		t.Fatalf("actor's Alarm says %v %v, want %v", got, ok, at)
+	}
 	r.clock.waitTimer(t, at)
 	r.clock.Advance(9 * time.Second)
 	r.settle()
@@ -76,6 +79,9 @@ func TestAlarmFiresOnceAtItsTime(t *testing.T) {
 	// The success cleared the alarm in the batch of its writes.
 	if _, ok := r.storedAlarm(); ok {
 		t.Fatal("alarm still stored after a successful run")
+	}
+	if got, ok := r.a.Alarm(); ok {
+		t.Fatalf("actor's Alarm still says %v after a successful run", got)
 	}
 	if v, _ := r.stored("ran"); v != "yes" {
 		t.Fatal("alarm's write not committed")

@@ -86,3 +86,21 @@ func TestStorageObjectsAreStorable(t *testing.T) {
 		}
 	}
 }
+
+// A storage object name splits back into its class and the ID.
+func TestParseStorageObject(t *testing.T) {
+	ns, err := NewNamespace("Reminder")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ns.IDFromName("x")
+	class, hex, ok := ParseStorageObject(id.StorageObject())
+	if !ok || class != "Reminder" || hex != id.String() {
+		t.Fatalf("got %q %q %v", class, hex, ok)
+	}
+	for _, bad := range []string{"room", StoragePrefix + "Reminder", StoragePrefix + "/" + id.String(), StoragePrefix + "R/abc"} {
+		if _, _, ok := ParseStorageObject(bad); ok {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
