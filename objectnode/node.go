@@ -300,6 +300,8 @@ func Start(cfg Config) (*Node, error) {
 	}()
 	go n.startReplication()
 	go n.objects.sweep()
+	n.objects.wg.Add(1)
+	go n.objects.alarms.run()
 	if n.adminLis != nil {
 		n.admin = n.serveAdmin(n.adminLis)
 	}
@@ -700,12 +702,15 @@ func (n *Node) replicasChanged(count int) {
 
 // leadershipChanged runs on the Raft loop. A shard this node stopped
 // serving has its rooms stopped at once, their streams redirected to the
-// new leader; either way, gossip learns which shards this node leads.
+// new leader; a shard it began serving is scanned for objects' alarms at
+// once (alarms.go); either way, gossip learns which shards this node
+// leads.
 func (n *Node) leadershipChanged(s int, serving bool, leader string) {
 	if h := n.host.Load(); h != nil {
 		n.members.SetLeads(h.Leads())
 	}
 	if serving {
+		n.objects.alarms.shardServed(s)
 		return
 	}
 	n.objects.shardLost(s)

@@ -44,9 +44,10 @@ var errObjectUnavailable = errors.New("object unavailable")
 
 // objectHost is the node's registry of live object actors.
 type objectHost struct {
-	n    *Node
-	apps *apps.Registry
-	idle time.Duration
+	n      *Node
+	apps   *apps.Registry
+	idle   time.Duration
+	alarms *alarmWaker // wakes objects whose alarm is due (alarms.go)
 
 	// mu guards live and closed. It is a mutex rather than an owner
 	// goroutine because the state is one index and every critical section
@@ -77,6 +78,7 @@ type liveObject struct {
 
 func newObjectHost(n *Node, reg *apps.Registry, idle time.Duration) *objectHost {
 	o := &objectHost{n: n, apps: reg, idle: idle}
+	o.alarms = newAlarmWaker(o)
 	for s := range o.live {
 		o.live[s] = map[string]*liveObject{}
 	}
@@ -86,22 +88,8 @@ func newObjectHost(n *Node, reg *apps.Registry, idle time.Duration) *objectHost 
 // call runs method on the object id of a registered class, on this node if
 // it serves the object's shard. A redirect means nothing ran.
 func (o *objectHost) call(ctx context.Context, id durable.ID, newObject func() durable.Object, method string, arg []byte) ([]byte, *pb.Redirect, error) {
-	n := o.n
-	object := id.StorageObject()
-	s := shardOf(object)
-	if redirect := n.redirectFor(object); redirect != nil {
+	if redirect := o.confirm(ctx, id); redirect != nil {
 		return nil, redirect, nil
-	}
-	// Confirmed before every call, not only when the actor starts: a
-	// method that only reads commits nothing, and a leader deposed without
-	// knowing it yet would otherwise answer from a state another leader
-	// has moved past. A call costs one heartbeat round more for it.
-	if err := n.confirmLeader(ctx, s); err != nil {
-		leader := ""
-		if h := n.host.Load(); h != nil {
-			_, leader = h.Serving(s)
-		}
-		return nil, n.redirectTo(leader, "leadership not confirmed"), nil
 	}
 	for attempt := 0; ; attempt++ {
 		e, redirect, err := o.acquire(ctx, id, newObject)
@@ -121,6 +109,30 @@ func (o *objectHost) call(ctx context.Context, id durable.ID, newObject func() d
 		}
 		return out, nil, err
 	}
+}
+
+// confirm is nil when this node serves the object's shard and a quorum
+// has just confirmed it leads it; otherwise it redirects. Calls and alarm
+// wake-ups both go through it before they acquire an actor.
+func (o *objectHost) confirm(ctx context.Context, id durable.ID) *pb.Redirect {
+	n := o.n
+	object := id.StorageObject()
+	s := shardOf(object)
+	if redirect := n.redirectFor(object); redirect != nil {
+		return redirect
+	}
+	// Confirmed before every call, not only when the actor starts: a
+	// method that only reads commits nothing, and a leader deposed without
+	// knowing it yet would otherwise answer from a state another leader
+	// has moved past. A call costs one heartbeat round more for it.
+	if err := n.confirmLeader(ctx, s); err != nil {
+		leader := ""
+		if h := n.host.Load(); h != nil {
+			_, leader = h.Serving(s)
+		}
+		return n.redirectTo(leader, "leadership not confirmed")
+	}
+	return nil
 }
 
 // acquire returns the object's running actor, starting it if needed, and
@@ -254,7 +266,8 @@ func (o *objectHost) shardLost(s int) {
 }
 
 // sweep closes the actors that had no call for the idle period, until the
-// node stops.
+// node stops; not one whose alarm is due within alarmWakeAhead
+// (alarms.go), which would only be woken again for it.
 func (o *objectHost) sweep() {
 	t := time.NewTicker(max(o.idle/4, 10*time.Millisecond))
 	defer t.Stop()
@@ -267,7 +280,7 @@ func (o *objectHost) sweep() {
 		o.mu.Lock()
 		for s := range o.live {
 			for _, e := range o.live[s] {
-				if e.busy == 0 && e.actor != nil && time.Since(e.lastUsed) >= o.idle {
+				if e.busy == 0 && e.actor != nil && time.Since(e.lastUsed) >= o.idle && !alarmNear(e.actor) {
 					o.retire(e)
 				}
 			}
