@@ -16,6 +16,7 @@ import (
 	"hellochat/limits"
 	pb "hellochat/proto/roompb"
 	"hellochat/security"
+	"hellochat/storage"
 )
 
 // Durable objects (package durable) on the cluster. An object lives where
@@ -383,3 +384,11 @@ func cut(s string, n int) string {
 }
 
 func cutErr(err error) string { return cut(err.Error(), 256) }
+
+// ObjectKeys reads an object's committed keys in [start, end) (nil end: to
+// its last) from this node's store, without starting its actor: for tests
+// and tools that must look at an object without waking it. It must not be
+// called once the node was stopped.
+func (n *Node) ObjectKeys(object string, start, end []byte) ([]storage.KV, error) {
+	return n.store.List(object, start, end, 0, false)
+}
