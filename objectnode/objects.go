@@ -24,12 +24,14 @@ import (
 // partition.Of(id.StorageObject()). Its actor starts on the first call that
 // reaches that node, reads the node's store and commits through the
 // shard's Raft group; it is closed when the node stops serving the shard
-// (leadershipChanged), after ObjectIdle without calls, and at shutdown.
-// The next call starts a fresh actor from what is committed, wherever the
-// shard is led by then. One node runs at most one actor per object, and a
-// node runs one only while it serves the shard; an actor that missed a
-// commit anyway (a deposed leader that does not know it yet) is refused by
-// the versioned batches (storage.Guards.Versioned).
+// (leadershipChanged), after ObjectIdle without calls (unless its alarm is
+// near), and at shutdown. The next call starts a fresh actor from what is
+// committed, wherever the shard is led by then; so does the shard leader's
+// alarm scan, for an object whose alarm comes due (alarms.go). One node
+// runs at most one actor per object, and a node runs one only while it
+// serves the shard; an actor that missed a commit anyway (a deposed leader
+// that does not know it yet) is refused by the versioned batches
+// (storage.Guards.Versioned).
 
 // DefaultObjectIdle is how long an object's actor stays without calls
 // before it is closed (Config.ObjectIdle).
@@ -243,12 +245,20 @@ func (o *objectHost) retire(e *liveObject) {
 	}
 }
 
+// stopped reports whether an actor has stopped (closed, or given up).
+func stopped(a *durable.Actor) bool {
+	select {
+	case <-a.Done():
+		return true
+	default:
+		return false
+	}
+}
+
 // retireStopped retires e if its actor has stopped, so the next call
 // starts a fresh one.
 func (o *objectHost) retireStopped(e *liveObject) {
-	select {
-	case <-e.actor.Done():
-	default:
+	if !stopped(e.actor) {
 		return
 	}
 	o.mu.Lock()
@@ -268,7 +278,9 @@ func (o *objectHost) shardLost(s int) {
 
 // sweep closes the actors that had no call for the idle period, until the
 // node stops; not one whose alarm is due within alarmWakeAhead
-// (alarms.go), which would only be woken again for it.
+// (alarms.go), which would only be woken again for it. It also takes out
+// actors that stopped on their own, which calls would find and replace
+// but the alarm scan, seeing them in the registry, would not.
 func (o *objectHost) sweep() {
 	t := time.NewTicker(max(o.idle/4, 10*time.Millisecond))
 	defer t.Stop()
@@ -281,7 +293,10 @@ func (o *objectHost) sweep() {
 		o.mu.Lock()
 		for s := range o.live {
 			for _, e := range o.live[s] {
-				if e.busy == 0 && e.actor != nil && time.Since(e.lastUsed) >= o.idle && !alarmNear(e.actor) {
+				if e.busy != 0 || e.actor == nil {
+					continue
+				}
+				if stopped(e.actor) || time.Since(e.lastUsed) >= o.idle && !alarmNear(e.actor) {
 					o.retire(e)
 				}
 			}
