@@ -44,6 +44,13 @@ type seenMsg struct {
 	ts  int64
 }
 
+// sendTimeout bounds one message's write.
+const sendTimeout = 5 * time.Second
+
+// send sends until ctx ends. Ending ctx stops new sends only: the write
+// under way finishes under its own timeout, because the WebSocket library
+// closes a connection whose write's context ends, and a browser never
+// gives up a frame half written.
 func (cl *client) send(ctx context.Context, rate float64) {
 	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
 	defer tick.Stop()
@@ -53,12 +60,15 @@ func (cl *client) send(ctx context.Context, rate float64) {
 			return
 		case <-tick.C:
 		}
+		if ctx.Err() != nil {
+			return // both were ready, and select took the tick
+		}
 		id := fmt.Sprintf("%s-%d", cl.name, n)
 		cl.mu.Lock()
 		cl.sends[id] = &sent{at: time.Now()}
 		cl.order = append(cl.order, id)
 		cl.mu.Unlock()
-		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sendTimeout)
 		err := cl.cc.Post(wctx, id, "load "+id)
 		cancel()
 		if err != nil {
