@@ -98,9 +98,14 @@ func StartLoad(ctx context.Context, cfg LoadConfig) (*Load, error) {
 	}
 	lctx, stop := context.WithCancel(ctx)
 	l := &Load{cfg: cfg, stop: stop, started: time.Now(), calls: map[string]*atomic.Int64{}}
-	for c := 0; c < cfg.Counters; c++ {
-		name := fmt.Sprintf("%s-%d", cfg.Prefix, c)
-		l.calls[name] = &atomic.Int64{}
+	names := make([]string, cfg.Counters)
+	for c := range names {
+		names[c] = fmt.Sprintf("%s-%d", cfg.Prefix, c)
+		// Filled before any client starts: the clients read calls
+		// without a lock.
+		l.calls[names[c]] = &atomic.Int64{}
+	}
+	for _, name := range names {
 		for i := 0; i < cfg.Clients; i++ {
 			cl := &loadClient{l: l, counter: name, id: i, firstAck: make(chan struct{})}
 			l.clients = append(l.clients, cl)
