@@ -93,3 +93,22 @@ func formedClusterID(nodes []cluster.Meta) string {
 	sort.Strings(ids)
 	return fmt.Sprintf("%016x", xxhash.Sum64String(strings.Join(ids, ",")))
 }
+
+func (n *Node) leaving() bool { return n.identity().Leaving }
+
+// identity is a copy of the node's identity (startReplication and
+// Decommission change it).
+func (n *Node) identity() identity {
+	n.identMu.Lock()
+	defer n.identMu.Unlock()
+	return n.ident
+}
+
+func (n *Node) setIdentity(change func(*identity)) {
+	n.identMu.Lock()
+	defer n.identMu.Unlock()
+	change(&n.ident)
+	if err := saveIdentity(n.store, n.ident); err != nil {
+		n.fail(fmt.Errorf("persist node identity: %w", err))
+	}
+}

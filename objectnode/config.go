@@ -1,0 +1,88 @@
+package objectnode
+
+import (
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/cockroachdb/pebble/vfs"
+
+	"hellochat/apps"
+	"hellochat/cluster"
+	"hellochat/security"
+	"hellochat/shard"
+)
+
+// Config configures a node. Every address is host:port.
+type Config struct {
+	ID              string
+	DataDir         string
+	GRPCListen      string
+	GRPCAdvertise   string // empty: the listener's address
+	GossipListen    string
+	GossipAdvertise string
+	Seeds           []string
+	// Security is the node's certificate, the CA it trusts and the gossip
+	// key (security.Dev, security.Load), or security.Insecure().
+	Security *security.Settings
+	// Expect matters only on a fresh data dir: such a node joins the
+	// cluster its peers belong to, or, when none does, forms a new one
+	// once Expect fresh nodes are known (like Consul's bootstrap-expect),
+	// so the founders agree on the first replica sets. 0 means never form:
+	// only join (a node added to a running cluster).
+	Expect   int
+	Timings  cluster.Timings
+	RoomIdle time.Duration // evict a room with nobody attached after this
+	// Apps are the durable object classes the node runs (nil: none; the
+	// binary passes apps/builtin, so this package depends on no app);
+	// ObjectIdle closes an object's actor
+	// after that long without calls (0: DefaultObjectIdle).
+	Apps       *apps.Registry
+	ObjectIdle time.Duration
+	// Replicas is how many nodes hold each shard (Raft group size).
+	Replicas int
+	// RaftTick and ElectionTicks set Raft's clock: a dead leader is
+	// replaced within about ElectionTicks to 2*ElectionTicks ticks, sooner
+	// when gossip or the transport reports it dead.
+	RaftTick      time.Duration
+	ElectionTicks int
+	// SnapshotEvery and KeepEntries bound each shard's Raft log (see
+	// shard.Config); zero means the defaults.
+	SnapshotEvery, KeepEntries uint64
+	// StreamQueue and StreamQueueBytes bound the events waiting to be sent
+	// to a router on one room's stream; zero means DefaultStreamQueue and
+	// DefaultStreamQueueBytes.
+	StreamQueue, StreamQueueBytes int
+	// RaftFaults, when set, loses Raft traffic between this node and its
+	// peers (tests cut nodes off with it).
+	RaftFaults shard.Faults
+	// FS is where the node's Pebble DB lives; nil is the disk. Tests give
+	// one that fails on demand.
+	FS vfs.FS
+	// MaxMoves and SnapshotRate pace replica moves (see shard.Config);
+	// zero means the defaults.
+	MaxMoves, SnapshotRate int
+	// AdminListen, when set, serves the operator's endpoints there:
+	// /livez, /readyz, /healthz, /metrics and, with Pprof, Go's profiles.
+	// Keep it on loopback or a private network.
+	AdminListen string
+	Pprof       bool
+	Logger      *slog.Logger
+	LogOutput   io.Writer // memberlist's log lines
+}
+
+// DefaultConfig is a single node on loopback.
+func DefaultConfig() Config {
+	return Config{
+		ID:            "node1",
+		DataDir:       "data/node1",
+		GRPCListen:    "127.0.0.1:9101",
+		GossipListen:  "127.0.0.1:7101",
+		Expect:        1,
+		Timings:       cluster.DefaultTimings(),
+		RoomIdle:      time.Minute,
+		Replicas:      3,
+		RaftTick:      100 * time.Millisecond,
+		ElectionTicks: 10,
+	}
+}
