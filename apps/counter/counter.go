@@ -16,16 +16,12 @@ package counter
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 
 	"hellochat/apps"
 	"hellochat/durable"
-	"hellochat/limits"
 )
 
 // ClassName is the Counter class's namespace name.
@@ -165,81 +161,36 @@ func (c *Counter) increment(st *durable.Storage, id string) (int64, error) {
 
 func seqKey(v int64) string { return fmt.Sprintf("q/%016x", v) }
 
-// name is the route's counter name, checked like a room name.
-func name(r *http.Request) (string, error) {
-	raw := r.PathValue("name")
-	n, err := limits.Room(raw)
-	if err != nil {
-		return "", err
-	}
-	if n != raw {
-		return "", errors.New("counter name has leading or trailing spaces")
-	}
-	return n, nil
-}
-
 func incrementHandler(stub apps.Stub) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n, err := name(r)
+		n, err := apps.PathName(r, "counter name")
 		if err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
+			apps.WriteError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		key := r.Header.Get("Idempotency-Key")
-		if _, given := r.Header["Idempotency-Key"]; given {
-			if err := limits.IdempotencyKey(key); err != nil {
-				writeError(w, http.StatusBadRequest, err.Error())
-				return
-			}
-		} else {
-			key = routerKey()
+		key, err := apps.RequestID(r)
+		if err != nil {
+			apps.WriteError(w, http.StatusBadRequest, err.Error())
+			return
 		}
-		call(w, r, stub, n, "increment", Arg{RequestID: key})
+		var res Result
+		apps.CallJSON(w, r, stub, Namespace.IDFromName(n), "counter", "increment", Arg{RequestID: key}, &res)
 	})
 }
 
 func getHandler(stub apps.Stub) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n, err := name(r)
+		n, err := apps.PathName(r, "counter name")
 		if err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
+			apps.WriteError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		call(w, r, stub, n, "get", Arg{})
+		var res Result
+		apps.CallJSON(w, r, stub, Namespace.IDFromName(n), "counter", "get", Arg{}, &res)
 	})
-}
-
-func call(w http.ResponseWriter, r *http.Request, stub apps.Stub, name, method string, a Arg) {
-	arg, _ := json.Marshal(a) // a struct of a string cannot fail
-	out, err := stub.Call(r.Context(), Namespace.IDFromName(name), method, arg)
-	if err != nil {
-		writeError(w, apps.HTTPStatus(err), "counter "+method+": "+err.Error())
-		return
-	}
-	var res Result
-	if err := json.Unmarshal(out, &res); err != nil {
-		writeError(w, http.StatusInternalServerError, "counter "+method+": bad result from the object")
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(res)
 }
 
 func notAllowed(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Allow", "GET, POST")
-	writeError(w, http.StatusMethodNotAllowed, "use POST to increment a counter, GET to read it")
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]string{"error": msg})
-}
-
-// routerKey is a request id for an increment sent without an
-// Idempotency-Key; clients' keys may not begin with its mark.
-func routerKey() string {
-	b := make([]byte, 12)
-	rand.Read(b) // crypto/rand.Read never fails
-	return limits.RouterIDMark + hex.EncodeToString(b)
+	apps.WriteError(w, http.StatusMethodNotAllowed, "use POST to increment a counter, GET to read it")
 }

@@ -41,10 +41,7 @@ package reminder
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -53,7 +50,6 @@ import (
 
 	"hellochat/apps"
 	"hellochat/durable"
-	"hellochat/limits"
 )
 
 // ClassName is the Reminder class's namespace name.
@@ -279,87 +275,42 @@ func dueID(key string) (string, error) {
 	return key[dueStampLen+1:], nil
 }
 
-// name is the route's list name, checked like a room name.
-func name(r *http.Request) (string, error) {
-	raw := r.PathValue("name")
-	n, err := limits.Room(raw)
-	if err != nil {
-		return "", err
-	}
-	if n != raw {
-		return "", errors.New("reminder list name has leading or trailing spaces")
-	}
-	return n, nil
-}
-
 func scheduleHandler(stub apps.Stub) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n, err := name(r)
+		n, err := apps.PathName(r, "reminder list name")
 		if err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
+			apps.WriteError(w, http.StatusBadRequest, err.Error())
 			return
 		}
 		after, err := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
 		if err != nil || after < 0 || time.Duration(after)*time.Millisecond > MaxAfter {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("after: want milliseconds, 0 to %d", MaxAfter.Milliseconds()))
+			apps.WriteError(w, http.StatusBadRequest, fmt.Sprintf("after: want milliseconds, 0 to %d", MaxAfter.Milliseconds()))
 			return
 		}
-		key := r.Header.Get("Idempotency-Key")
-		if _, given := r.Header["Idempotency-Key"]; given {
-			if err := limits.IdempotencyKey(key); err != nil {
-				writeError(w, http.StatusBadRequest, err.Error())
-				return
-			}
-		} else {
-			key = routerKey()
+		// The request id is the reminder's id.
+		key, err := apps.RequestID(r)
+		if err != nil {
+			apps.WriteError(w, http.StatusBadRequest, err.Error())
+			return
 		}
 		var res Reminder
-		call(w, r, stub, n, "schedule", Arg{RequestID: key, AfterMS: after}, &res)
+		apps.CallJSON(w, r, stub, Namespace.IDFromName(n), "reminder", "schedule", Arg{RequestID: key, AfterMS: after}, &res)
 	})
 }
 
 func listHandler(stub apps.Stub) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n, err := name(r)
+		n, err := apps.PathName(r, "reminder list name")
 		if err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
+			apps.WriteError(w, http.StatusBadRequest, err.Error())
 			return
 		}
 		var res List
-		call(w, r, stub, n, "list", Arg{}, &res)
+		apps.CallJSON(w, r, stub, Namespace.IDFromName(n), "reminder", "list", Arg{}, &res)
 	})
-}
-
-func call[T any](w http.ResponseWriter, r *http.Request, stub apps.Stub, name, method string, a Arg, res *T) {
-	arg, _ := json.Marshal(a) // a struct of a string and an int cannot fail
-	out, err := stub.Call(r.Context(), Namespace.IDFromName(name), method, arg)
-	if err != nil {
-		writeError(w, apps.HTTPStatus(err), "reminder "+method+": "+err.Error())
-		return
-	}
-	if err := json.Unmarshal(out, res); err != nil {
-		writeError(w, http.StatusInternalServerError, "reminder "+method+": bad result from the object")
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(res)
 }
 
 func notAllowed(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Allow", "GET, POST")
-	writeError(w, http.StatusMethodNotAllowed, "use POST ?after=MS to schedule a reminder, GET to list them")
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]string{"error": msg})
-}
-
-// routerKey is a reminder id for a POST sent without an Idempotency-Key;
-// clients' keys may not begin with its mark.
-func routerKey() string {
-	b := make([]byte, 12)
-	rand.Read(b) // crypto/rand.Read never fails
-	return limits.RouterIDMark + hex.EncodeToString(b)
+	apps.WriteError(w, http.StatusMethodNotAllowed, "use POST ?after=MS to schedule a reminder, GET to list them")
 }

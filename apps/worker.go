@@ -1,0 +1,75 @@
+package apps
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	"hellochat/durable"
+	"hellochat/limits"
+)
+
+// The helpers below are what a worker's HTTP routes share: names from the
+// path, request ids from Idempotency-Key, JSON calls and JSON errors.
+
+// PathName is the route's {name} path value, checked as a room name is
+// (limits.Room). what names it in the error ("counter name").
+func PathName(r *http.Request, what string) (string, error) {
+	raw := r.PathValue("name")
+	n, err := limits.Room(raw)
+	if err != nil {
+		return "", err
+	}
+	if n != raw {
+		return "", fmt.Errorf("%s has leading or trailing spaces", what)
+	}
+	return n, nil
+}
+
+// RequestID is the request's Idempotency-Key, checked by
+// limits.IdempotencyKey, so a client's retry is recognised by the object.
+// A request without one gets a fresh id that no client key can equal:
+// clients' keys may not begin with limits.RouterIDMark.
+func RequestID(r *http.Request) (string, error) {
+	if _, given := r.Header["Idempotency-Key"]; !given {
+		b := make([]byte, 12)
+		rand.Read(b) // crypto/rand.Read never fails
+		return limits.RouterIDMark + hex.EncodeToString(b), nil
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if err := limits.IdempotencyKey(key); err != nil {
+		return "", err
+	}
+	return key, nil
+}
+
+// CallJSON calls method of the object id with arg as JSON, decodes its
+// result into res and writes it as the answer. A Stub error is answered
+// with its HTTPStatus; what names the call in error messages ("counter").
+func CallJSON[T any](w http.ResponseWriter, r *http.Request, stub Stub, id durable.ID, what, method string, arg any, res *T) {
+	in, err := json.Marshal(arg)
+	if err != nil {
+		WriteError(w, http.StatusInternalServerError, fmt.Sprintf("%s %s: encode the argument: %v", what, method, err))
+		return
+	}
+	out, err := stub.Call(r.Context(), id, method, in)
+	if err != nil {
+		WriteError(w, HTTPStatus(err), what+" "+method+": "+err.Error())
+		return
+	}
+	if err := json.Unmarshal(out, res); err != nil {
+		WriteError(w, http.StatusInternalServerError, what+" "+method+": bad result from the object")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(res)
+}
+
+// WriteError answers {"error": msg} with status.
+func WriteError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}

@@ -1,0 +1,96 @@
+package apps
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"hellochat/durable"
+	"hellochat/limits"
+)
+
+func TestPathName(t *testing.T) {
+	for _, tc := range []struct {
+		path, want string
+		ok         bool
+	}{
+		{"/x/lobby", "lobby", true},
+		{"/x/" + strings.Repeat("a", 200), "", false},
+		{"/x/%20lobby", "", false},
+		{"/x/a%00b", "", false},
+	} {
+		mux := http.NewServeMux()
+		var got string
+		var err error
+		mux.HandleFunc("/x/{name}", func(w http.ResponseWriter, r *http.Request) { got, err = PathName(r, "test name") })
+		mux.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, tc.path, nil))
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("%s: got %q, %v; want %q, ok %v", tc.path, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestRequestID(t *testing.T) {
+	r := httptest.NewRequest(http.MethodPost, "/", nil)
+	a, err := RequestID(r)
+	b, _ := RequestID(r)
+	if err != nil || a == b || !strings.HasPrefix(a, limits.RouterIDMark) {
+		t.Fatalf("without a key: %q and %q (%v); want two fresh ids with the router's mark", a, b, err)
+	}
+	r.Header.Set("Idempotency-Key", "k-1")
+	if k, err := RequestID(r); err != nil || k != "k-1" {
+		t.Fatalf("with a key: %q, %v", k, err)
+	}
+	for _, bad := range []string{"", limits.RouterIDMark + "x", strings.Repeat("k", 1000)} {
+		r.Header.Set("Idempotency-Key", bad)
+		if k, err := RequestID(r); err == nil {
+			t.Errorf("key %.20q accepted as %.20q", bad, k)
+		}
+	}
+}
+
+// answerStub answers every call with out, or fails with err.
+type answerStub struct {
+	out []byte
+	err error
+	arg []byte
+}
+
+func (s *answerStub) Call(_ context.Context, _ durable.ID, _ string, arg []byte) ([]byte, error) {
+	s.arg = arg
+	return s.out, s.err
+}
+
+func TestCallJSON(t *testing.T) {
+	ns, err := durable.NewNamespace("T")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ns.IDFromName("a")
+	for _, tc := range []struct {
+		stub   answerStub
+		status int
+		body   string
+	}{
+		{answerStub{out: []byte(`{"value":3}`)}, 200, `{"value":3}`},
+		{answerStub{err: &Error{Code: Unavailable, Message: "no leader"}}, 503, `{"error":"t get: no leader"}`},
+		{answerStub{err: &Error{Code: Refused, Message: "no"}}, 422, `{"error":"t get: no"}`},
+		{answerStub{out: []byte(`not json`)}, 500, `{"error":"t get: bad result from the object"}`},
+	} {
+		w := httptest.NewRecorder()
+		var res struct {
+			Value int `json:"value"`
+		}
+		CallJSON(w, httptest.NewRequest(http.MethodGet, "/", nil), &tc.stub, id, "t", "get", map[string]int{"n": 1}, &res)
+		if w.Code != tc.status || strings.TrimSpace(w.Body.String()) != tc.body {
+			t.Errorf("got %d %s; want %d %s", w.Code, w.Body, tc.status, tc.body)
+		}
+		var arg map[string]int
+		if json.Unmarshal(tc.stub.arg, &arg) != nil || arg["n"] != 1 {
+			t.Errorf("the object got %s", tc.stub.arg)
+		}
+	}
+}
