@@ -52,8 +52,8 @@ func runLoad(t *testing.T, s *counterServer) (History, Result) {
 	srv := httptest.NewServer(s)
 	defer srv.Close()
 	cfg := DefaultLoad(srv.URL, srv.Client(), "t", 1000)
-	// Several counters, so clients of the first run while later ones
-	// are still being set up.
+	// Several counters: StartLoad once added a counter to the map its
+	// running clients read, a race only a second counter shows.
 	cfg.Counters, cfg.Clients, cfg.Rate, cfg.MaxOps = 4, 2, 200, 30
 	cfg.AttemptTimeout = 2 * time.Second
 	l, err := StartLoad(context.Background(), cfg)
