@@ -130,15 +130,16 @@ func (s *Store) LoadRaft(shard int) (st RaftState, found bool, err error) {
 // so the round costs one fsync however many shards had work.
 type Batch struct {
 	b *pebble.Batch
+	s *Store
 }
 
 // NewBatch starts a batch.
-func (s *Store) NewBatch() *Batch { return &Batch{b: s.db.NewBatch()} }
+func (s *Store) NewBatch() *Batch { return &Batch{b: s.db.NewBatch(), s: s} }
 
 // NewApplyBatch starts a batch that can also read: Has sees the batch's
 // own writes on top of the store, as applying a log entry after another in
 // the same batch must.
-func (s *Store) NewApplyBatch() *Batch { return &Batch{b: s.db.NewIndexedBatch()} }
+func (s *Store) NewApplyBatch() *Batch { return &Batch{b: s.db.NewIndexedBatch(), s: s} }
 
 // Has reports whether an object's key exists, counting this batch's writes
 // (an apply batch only).
@@ -186,7 +187,7 @@ func (b *Batch) Commit(sync bool) error {
 		opt = pebble.Sync
 	}
 	defer b.b.Close()
-	if err := durable(func() error { return b.b.Commit(opt) }); err != nil {
+	if err := b.s.durable(func() error { return b.b.Commit(opt) }); err != nil {
 		return fmt.Errorf("storage: commit raft batch: %w", err)
 	}
 	return nil

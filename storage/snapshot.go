@@ -232,7 +232,7 @@ func (s *Store) InstallSnapshot(shard int, meta *raftpb.SnapshotMetadata, hs *ra
 	}
 	// Pebble links both files in, records them in one synced edit, then
 	// removes the originals.
-	if err := durable(func() error { return s.db.Ingest([]string{file, markerFile}) }); err != nil {
+	if err := s.durable(func() error { return s.db.Ingest([]string{file, markerFile}) }); err != nil {
 		s.opts.FS.Remove(markerFile)
 		return fmt.Errorf("storage: install snapshot of shard %d: ingest: %w", shard, err)
 	}
@@ -403,7 +403,7 @@ func (s *Store) finishLegacyInstall(shard int, file string) error {
 			"never arrived; its applied index claims data this node lacks, so this data dir must not serve "+
 			"(remove it and add the node back as a new one)", shard, file)
 	}
-	if err := durable(func() error { return s.db.Delete(raftKey(shard, raftInstall), pebble.Sync) }); err != nil {
+	if err := s.durable(func() error { return s.db.Delete(raftKey(shard, raftInstall), pebble.Sync) }); err != nil {
 		return fmt.Errorf("storage: finish snapshot of shard %d: %w", shard, err)
 	}
 	return nil
@@ -465,7 +465,7 @@ func (s *Store) DeleteShard(shard int) error {
 	if err := b.b.DeleteRange(raftKey(shard, 0), raftKey(shard+1, 0), nil); err != nil {
 		return err
 	}
-	if err := durable(func() error { return b.Commit(true) }); err != nil {
+	if err := b.Commit(true); err != nil {
 		return fmt.Errorf("storage: delete shard %d: %w", shard, err)
 	}
 	return nil

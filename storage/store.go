@@ -72,6 +72,10 @@ type Store struct {
 	// snapshot install; true stops the install there as a crash would.
 	crashHere func() bool
 	snapSeq   atomic.Uint64 // names snapshot files
+	// failed holds the first fatal write error. Pebble cannot write again
+	// after one (its WAL keeps the error and panics on a later record),
+	// so every write after it is refused here, before it reaches Pebble.
+	failed atomic.Pointer[fatalError]
 }
 
 // bloomBitsPerKey sizes the sstables' bloom filters. Most point reads here
@@ -152,7 +156,7 @@ func (s *Store) Apply(object string, ops []Op) error {
 			return fmt.Errorf("objectnode: batch for %q: %w", object, err)
 		}
 	}
-	if err := durable(func() error { return b.Commit(pebble.Sync) }); err != nil {
+	if err := s.durable(func() error { return b.Commit(pebble.Sync) }); err != nil {
 		return fmt.Errorf("objectnode: commit for %q: %w", object, err)
 	}
 	return nil
@@ -232,7 +236,7 @@ func (s *Store) SystemGet(name string) ([]byte, error) {
 }
 
 func (s *Store) SystemPut(name string, value []byte) error {
-	if err := durable(func() error { return s.db.Set(append([]byte{systemPrefix}, name...), value, pebble.Sync) }); err != nil {
+	if err := s.durable(func() error { return s.db.Set(append([]byte{systemPrefix}, name...), value, pebble.Sync) }); err != nil {
 		return fmt.Errorf("objectnode: write %s: %w", name, err)
 	}
 	return nil
@@ -260,16 +264,31 @@ type fatalError struct{ msg string }
 
 func (e fatalError) Error() string { return e.msg }
 
+// ErrFailed is what every write returns once one write has failed for
+// good (a full or broken disk): the store takes no more writes, and the
+// node that owns it must stop.
+var ErrFailed = errors.New("storage: an earlier write failed for good; this store takes no more writes")
+
 // durable runs one of our writes to the DB, returning Pebble's Fatalf on
-// it as an error. The store is unusable after such an error: the caller
-// (the Raft loop, the node) stops.
-func durable(write func() error) (err error) {
+// it as an error. The store is unusable after such an error: this write
+// and every later one return an error (later ones wrap ErrFailed) and the
+// caller (the Raft loop, the node) stops.
+//
+// A write already inside Pebble when another one fails can still meet
+// Pebble's own panic on the broken WAL; that panic holds Pebble's commit
+// lock, so no error could leave the store usable, and it stops the
+// process as any other crash would.
+func (s *Store) durable(write func() error) (err error) {
+	if first := s.failed.Load(); first != nil {
+		return fmt.Errorf("%w: %v", ErrFailed, *first)
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			fe, ok := r.(fatalError)
 			if !ok {
 				panic(r)
 			}
+			s.failed.CompareAndSwap(nil, &fe)
 			err = fe
 		}
 	}()
