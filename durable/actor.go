@@ -51,7 +51,10 @@ type Config struct {
 	// once their writes are committed; it must not block for long. Nil:
 	// Send is refused.
 	Deliver func(from ID, m Message)
-	Logger  *slog.Logger
+	// Stub is how the object's events call other objects (State.Call).
+	// Nil: State.Call is refused.
+	Stub   Stub
+	Logger *slog.Logger
 }
 
 // Actor runs one object: a single goroutine owns the object and its
@@ -218,7 +221,12 @@ func (a *Actor) Call(ctx context.Context, method string, arg []byte) ([]byte, er
 }
 
 // do queues an event and waits for its outcome.
+// A call made along a chain that already waits on this object is refused
+// here, before it joins the mailbox behind the event that waits for it.
 func (a *Actor) do(ctx context.Context, run func(context.Context, *State) error) error {
+	if err := checkChain(CallChain(ctx), a.id); err != nil {
+		return err
+	}
 	ev := &event{ctx: ctx, run: run, reply: make(chan error, 1)}
 	if !a.mailbox.Push(ev, a.closing, ctx.Done()) {
 		if ctx.Err() != nil {
@@ -352,7 +360,9 @@ func (a *Actor) runEvent(ctx context.Context, alarmRun bool, fn func(context.Con
 	if a.broken != nil {
 		return a.broken
 	}
-	s := &State{id: a.id, storage: a.st, canSend: a.cfg.Deliver != nil}
+	chain := CallChain(ctx)
+	s := &State{id: a.id, storage: a.st, canSend: a.cfg.Deliver != nil, stub: a.cfg.Stub,
+		chain: append(chain[:len(chain):len(chain)], a.id)}
 	a.cur = s
 	a.st.begin(alarmRun)
 	defer func() {

@@ -89,6 +89,8 @@ type State struct {
 	outbox  []Message
 	canSend bool
 	over    bool
+	stub    Stub
+	chain   []ID // the objects waiting on this event, this one last
 }
 
 // ID is the object's ID.
