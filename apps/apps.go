@@ -6,7 +6,6 @@
 package apps
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -20,13 +19,11 @@ type Class struct {
 	New  func() durable.Object
 }
 
-// Stub calls a method of an object wherever it runs in the cluster (the
-// router's implementation finds the node that leads the object's shard,
+// Stub calls a method of an object wherever it runs in the cluster
+// (package objectclient finds the node that leads the object's shard,
 // follows redirects and retries within a bounded time). Its errors are
 // *Error.
-type Stub interface {
-	Call(ctx context.Context, id durable.ID, method string, arg []byte) ([]byte, error)
-}
+type Stub = durable.Stub
 
 // Route is an HTTP route a router serves for an app.
 type Route struct {
@@ -114,9 +111,14 @@ const (
 type Error struct {
 	Code    Code
 	Message string
+	// Err, when set, is the durable error the node refused the call with
+	// (durable.ErrCallCycle, durable.ErrCallDepth), so errors.Is finds it.
+	Err error
 }
 
 func (e *Error) Error() string { return e.Message }
+
+func (e *Error) Unwrap() error { return e.Err }
 
 // HTTPStatus is the status an HTTP route answers a Stub's error with.
 func HTTPStatus(err error) int {

@@ -242,3 +242,55 @@ func (p *Placement) Leaders(shard int) []Meta {
 	}
 	return out
 }
+
+// Target chooses the node to ask for an object of shard: the node a
+// redirect named (hintID, hintAddr; hintID may be empty, but a named node
+// must be alive), else the live node that gossips leadership of the
+// shard, else one of the ring's live replicas, rotating with *attempt (it
+// answers with a redirect if it is not leader). Rooms and durable objects
+// both use it.
+func (p *Placement) Target(shard int, hintID, hintAddr string, attempt *int) (Meta, bool) {
+	if hintAddr != "" && (hintID == "" || p.Alive(hintID)) {
+		return Meta{ID: hintID, GRPC: hintAddr}, true
+	}
+	if leaders := p.Leaders(shard); len(leaders) > 0 {
+		return leaders[0], true
+	}
+	replicas, err := p.Replicas(shard, 3)
+	if err != nil {
+		return Meta{}, false
+	}
+	// Rotate through the replicas on retries, so a dead first replica
+	// does not hide the others.
+	live := replicas[:0:0]
+	for _, r := range replicas {
+		if p.Alive(r.ID) {
+			live = append(live, r)
+		}
+	}
+	if len(live) == 0 {
+		return replicas[0], replicas[0].GRPC != ""
+	}
+	*attempt++
+	return live[*attempt%len(live)], true
+}
+
+// OtherReplica is a live replica of shard other than avoid, rotating with
+// *attempt.
+func (p *Placement) OtherReplica(shard int, avoid string, attempt *int) (Meta, bool) {
+	replicas, err := p.Replicas(shard, 3)
+	if err != nil {
+		return Meta{}, false
+	}
+	var live []Meta
+	for _, r := range replicas {
+		if r.ID != avoid && p.Alive(r.ID) {
+			live = append(live, r)
+		}
+	}
+	if len(live) == 0 {
+		return Meta{}, false
+	}
+	*attempt++
+	return live[*attempt%len(live)], true
+}

@@ -65,16 +65,12 @@ func checkChain(chain []ID, id ID) error {
 	return nil
 }
 
-// describeChain names each object as class/first 8 hex digits (or its
-// name, when it was made from one).
+// describeChain names each object as class/first 8 hex digits of its
+// ID: an ID that crossed the wire has lost the name it was made from.
 func describeChain(chain []ID) string {
 	parts := make([]string, len(chain))
 	for i, id := range chain {
-		if name, ok := id.Name(); ok {
-			parts[i] = id.Namespace() + "/" + name
-		} else {
-			parts[i] = id.Namespace() + "/" + id.String()[:min(8, len(id.String()))]
-		}
+		parts[i] = id.Namespace() + "/" + id.String()[:min(8, len(id.String()))]
 	}
 	return strings.Join(parts, " -> ")
 }

@@ -110,7 +110,7 @@ func TestCallCycleFailsInsteadOfDeadlocking(t *testing.T) {
 		if !errors.Is(err, ErrCallCycle) {
 			t.Fatalf("%v: %v, want ErrCallCycle", path, err)
 		}
-		if !strings.Contains(err.Error(), "hop/"+path[len(path)-1]) {
+		if !strings.Contains(err.Error(), fmt.Sprintf("hop/%.8s", ns.IDFromName(path[len(path)-1]))) {
 			t.Fatalf("%v: %v does not name the object called twice", path, err)
 		}
 	}

@@ -29,6 +29,7 @@ import (
 
 	"hellochat/apps"
 	"hellochat/cluster"
+	"hellochat/objectclient"
 	pb "hellochat/proto/roompb"
 	"hellochat/shard"
 	"hellochat/storage"
@@ -56,6 +57,10 @@ type Node struct {
 	roomsWG sync.WaitGroup
 
 	objects *objectHost // durable objects' actors (objects.go)
+	// peers and stub carry calls between objects (durable.State.Call) to
+	// the nodes that lead the called objects' shards.
+	peers *objectclient.Pool
+	stub  *objectclient.Client
 
 	stopping     chan struct{} // closed when shutdown begins
 	loopDone     chan struct{} // closed when startReplication returns
@@ -192,6 +197,8 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.members = members
+	n.peers = objectclient.NewPool(cfg.Security.ClientCreds())
+	n.stub = objectclient.New(members.Placement, n.peers.Conn)
 
 	n.grpc = grpc.NewServer(
 		grpc.Creds(cfg.Security.ServerCreds()),
@@ -349,6 +356,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		// running.
 		n.roomsWG.Wait()
 		n.objects.closeAll()
+		n.peers.Close()
 		n.raftSrv.Close()
 		stopped := make(chan struct{})
 		go func() {
@@ -392,6 +400,7 @@ func (n *Node) Kill() {
 		}
 		n.roomsWG.Wait()
 		n.objects.closeAll() // their commits in flight failed with Raft
+		n.peers.Close()
 		n.store.Close()
 	})
 }

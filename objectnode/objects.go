@@ -14,6 +14,7 @@ import (
 	"hellochat/cluster"
 	"hellochat/durable"
 	"hellochat/limits"
+	"hellochat/objectclient"
 	pb "hellochat/proto/roompb"
 	"hellochat/security"
 	"hellochat/storage"
@@ -186,6 +187,7 @@ func (o *objectHost) start(e *liveObject, id durable.ID, newObject func() durabl
 	a, err := durable.Start(id, newObject, durable.Config{
 		Reader:    o.n.store,
 		Committer: o.n.committer,
+		Stub:      o.n.stub,
 		Logger:    o.n.log,
 	})
 	o.mu.Lock()
@@ -341,7 +343,8 @@ type objectService struct {
 // its outcomes and codes.
 func (s *objectService) Call(ctx context.Context, req *pb.CallRequest) (*pb.CallResponse, error) {
 	n := s.node
-	if _, err := n.cfg.Security.Authorize(ctx, security.RoleRouter); err != nil {
+	// Routers call for their routes, nodes for their objects' calls.
+	if _, err := n.cfg.Security.Authorize(ctx, security.RoleRouter, security.RoleNode); err != nil {
 		return nil, err
 	}
 	ns, newObject, ok := n.objects.apps.Class(req.GetClass())
@@ -358,6 +361,11 @@ func (s *objectService) Call(ctx context.Context, req *pb.CallRequest) (*pb.Call
 	if err := limits.ObjectArg(req.GetArg()); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "%s/%s.%s: %v", ns.Name(), id, req.GetMethod(), err)
 	}
+	chain, err := objectclient.DecodeChain(n.objects.apps, req.GetChain())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "%s/%s.%s: %v", ns.Name(), id, req.GetMethod(), err)
+	}
+	ctx = durable.WithCallChain(ctx, chain)
 	out, redirect, err := n.objects.call(ctx, id, newObject, req.GetMethod(), req.GetArg())
 	switch {
 	case redirect != nil:
@@ -374,6 +382,9 @@ func (s *objectService) Call(ctx context.Context, req *pb.CallRequest) (*pb.Call
 	case errors.As(err, &panicked):
 		n.log.Error("object method panicked", "call", what, "panic", panicked.Value, "stack", string(panicked.Stack))
 		return nil, status.Errorf(codes.Internal, "%s panicked", what)
+	case errors.Is(err, durable.ErrCallCycle), errors.Is(err, durable.ErrCallDepth):
+		// Refused before it ran: the caller's chain forbids it.
+		return nil, status.Error(codes.FailedPrecondition, cut(err.Error(), maxObjectErrorBytes))
 	case errors.Is(err, durable.ErrNoHandler):
 		return nil, status.Errorf(codes.Unimplemented, "%s: class %s takes no calls", what, ns.Name())
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):

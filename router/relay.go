@@ -383,37 +383,7 @@ func (rl *relay) dial() {
 // live node that gossips leadership of the room's shard, else the ring's
 // first live replica (which answers with a redirect if it is not leader).
 func (rl *relay) pickTarget() (cluster.Meta, bool) {
-	return pickTarget(rl.rt.members.Placement(), cluster.Shard(rl.room), rl.hint, &rl.attempt)
-}
-
-// pickTarget chooses the node to ask for an object of shard: the node hint
-// named, else the live node that gossips leadership of the shard, else one
-// of the ring's live replicas, rotating with *attempt (it answers with a
-// redirect if it is not leader). Rooms and durable objects both use it.
-func pickTarget(p *cluster.Placement, shard int, hint *pb.Redirect, attempt *int) (cluster.Meta, bool) {
-	if h := hint; h != nil && h.OwnerAddr != "" && (h.OwnerId == "" || p.Alive(h.OwnerId)) {
-		return cluster.Meta{ID: h.OwnerId, GRPC: h.OwnerAddr}, true
-	}
-	if leaders := p.Leaders(shard); len(leaders) > 0 {
-		return leaders[0], true
-	}
-	replicas, err := p.Replicas(shard, 3)
-	if err != nil {
-		return cluster.Meta{}, false
-	}
-	// Rotate through the replicas on retries, so a dead first replica
-	// does not hide the others.
-	live := replicas[:0:0]
-	for _, r := range replicas {
-		if p.Alive(r.ID) {
-			live = append(live, r)
-		}
-	}
-	if len(live) == 0 {
-		return replicas[0], replicas[0].GRPC != ""
-	}
-	*attempt++
-	return live[*attempt%len(live)], true
+	return rl.rt.members.Placement().Target(cluster.Shard(rl.room), rl.hint.GetOwnerId(), rl.hint.GetOwnerAddr(), &rl.attempt)
 }
 
 func (rl *relay) closeStream() {

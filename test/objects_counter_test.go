@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"hellochat/apps/counter"
+	"hellochat/durable"
 	tc "hellochat/internal/testcluster"
 	"hellochat/limits"
 	pb "hellochat/proto/roompb"
@@ -238,6 +239,13 @@ func TestObjectsCounterRefusals(t *testing.T) {
 		{"bad method name", func(r *pb.CallRequest) { r.Method = "in crement" }, codes.InvalidArgument},
 		{"empty method", func(r *pb.CallRequest) { r.Method = "" }, codes.InvalidArgument},
 		{"argument too large", func(r *pb.CallRequest) { r.Arg = make([]byte, limits.MaxObjectArgBytes+1) }, codes.InvalidArgument},
+		{"chain entry without a class", func(r *pb.CallRequest) { r.Chain = []string{id.String()} }, codes.InvalidArgument},
+		{"chain entry of an unknown class", func(r *pb.CallRequest) { r.Chain = []string{"Nope/" + id.String()} }, codes.InvalidArgument},
+		{"chain entry not hex", func(r *pb.CallRequest) { r.Chain = []string{counter.ClassName + "/zz"} }, codes.InvalidArgument},
+		{"chain too long", func(r *pb.CallRequest) {
+			r.Chain = slices.Repeat([]string{counter.ClassName + "/" + counter.Namespace.IDFromName("x").String()}, durable.MaxCallDepth+1)
+		}, codes.InvalidArgument},
+		{"chain through the object itself", func(r *pb.CallRequest) { r.Chain = []string{counter.ClassName + "/" + id.String()} }, codes.FailedPrecondition},
 	} {
 		req := good()
 		bad.edit(req)
@@ -247,6 +255,10 @@ func TestObjectsCounterRefusals(t *testing.T) {
 	}
 	if _, err := call(leader, security.RoleAdmin, good()); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("call with an admin's certificate: %v; want PermissionDenied", err)
+	}
+	// Nodes call for their objects (durable.State.Call).
+	if resp, err := call(leader, security.RoleNode, good()); err != nil || resp.GetResult() == nil {
+		t.Errorf("call with a node's certificate: %v %v", resp, err)
 	}
 	// The object's own refusal comes back as its error, not a gRPC one.
 	req := good()
@@ -259,8 +271,8 @@ func TestObjectsCounterRefusals(t *testing.T) {
 	if err != nil || resp.GetRedirect().GetOwnerAddr() != c.Config(leader).GRPCListen {
 		t.Errorf("call on a follower: %v %v; want a redirect to %s", resp, err, c.Config(leader).GRPCListen)
 	}
-	if code, v, msg, err := counterRequest(httpClient, c.URL(), "GET", "direct", ""); err != nil || code != 200 || v != 1 {
-		t.Errorf("GET direct: %d %d %s %v; want 1 (one increment ran, nothing else counted)", code, v, msg, err)
+	if code, v, msg, err := counterRequest(httpClient, c.URL(), "GET", "direct", ""); err != nil || code != 200 || v != 2 {
+		t.Errorf("GET direct: %d %d %s %v; want 2 (the router's and the node's increments ran, nothing else counted)", code, v, msg, err)
 	}
 }
 

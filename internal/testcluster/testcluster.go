@@ -16,6 +16,7 @@ import (
 
 	"github.com/cockroachdb/pebble/vfs"
 
+	"hellochat/apps"
 	"hellochat/apps/builtin"
 	"hellochat/cluster"
 	"hellochat/internal/launch"
@@ -77,6 +78,9 @@ type Options struct {
 	// NodeFS, when set, gives a node (by id) the file system its store
 	// lives on; nil: the disk.
 	NodeFS func(id string) vfs.FS
+	// Apps are the object classes and routes the nodes and the router
+	// run (default apps/builtin's).
+	Apps *apps.Registry
 }
 
 // Cluster is n object nodes and one router.
@@ -118,7 +122,7 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	}
 	logger, raw := testLogger(t, "router1")
 	rt, err := router.Start(router.Config{
-		Apps:             builtin.Registry(),
+		Apps:             c.apps(),
 		ID:               "router1",
 		HTTPListen:       "127.0.0.1:0",
 		AdminListen:      "127.0.0.1:0",
@@ -148,10 +152,17 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	return c
 }
 
+func (c *Cluster) apps() *apps.Registry {
+	if c.opts.Apps != nil {
+		return c.opts.Apps
+	}
+	return builtin.Registry()
+}
+
 func (c *Cluster) nodeConfig(id, gossip string, expect int) objectnode.Config {
 	logger, raw := testLogger(c.t, id)
 	return objectnode.Config{
-		Apps:         builtin.Registry(),
+		Apps:         c.apps(),
 		ID:           id,
 		DataDir:      filepath.Join(c.dir, id),
 		GRPCListen:   "127.0.0.1:0", // fixed at first start, kept for restarts

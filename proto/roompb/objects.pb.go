@@ -30,9 +30,16 @@ type CallRequest struct {
 	// class is the object's class (durable namespace) name.
 	Class string `protobuf:"bytes,1,opt,name=class,proto3" json:"class,omitempty"`
 	// id is the object's ID, 64 lowercase hex digits (durable.ID.String).
-	Id            string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
-	Method        string `protobuf:"bytes,3,opt,name=method,proto3" json:"method,omitempty"`
-	Arg           []byte `protobuf:"bytes,4,opt,name=arg,proto3" json:"arg,omitempty"`
+	Id     string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Method string `protobuf:"bytes,3,opt,name=method,proto3" json:"method,omitempty"`
+	Arg    []byte `protobuf:"bytes,4,opt,name=arg,proto3" json:"arg,omitempty"`
+	// chain names the objects whose events wait on this call, outermost
+	// first, each as "class/id": empty for a call from a router, one entry
+	// per hop for a call an object made (durable.State.Call). The node
+	// refuses a call to an object already in the chain (a cycle, which
+	// would deadlock) and a chain of durable.MaxCallDepth entries or more,
+	// with FailedPrecondition.
+	Chain         []string `protobuf:"bytes,5,rep,name=chain,proto3" json:"chain,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -91,6 +98,13 @@ func (x *CallRequest) GetMethod() string {
 func (x *CallRequest) GetArg() []byte {
 	if x != nil {
 		return x.Arg
+	}
+	return nil
+}
+
+func (x *CallRequest) GetChain() []string {
+	if x != nil {
+		return x.Chain
 	}
 	return nil
 }
@@ -243,12 +257,13 @@ var File_roompb_objects_proto protoreflect.FileDescriptor
 
 const file_roompb_objects_proto_rawDesc = "" +
 	"\n" +
-	"\x14roompb/objects.proto\x12\x11hellochat.room.v1\x1a\x11roompb/room.proto\"]\n" +
+	"\x14roompb/objects.proto\x12\x11hellochat.room.v1\x1a\x11roompb/room.proto\"s\n" +
 	"\vCallRequest\x12\x14\n" +
 	"\x05class\x18\x01 \x01(\tR\x05class\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x16\n" +
 	"\x06method\x18\x03 \x01(\tR\x06method\x12\x10\n" +
-	"\x03arg\x18\x04 \x01(\fR\x03arg\"\xa6\x01\n" +
+	"\x03arg\x18\x04 \x01(\fR\x03arg\x12\x14\n" +
+	"\x05chain\x18\x05 \x03(\tR\x05chain\"\xa6\x01\n" +
 	"\fCallResponse\x12\x18\n" +
 	"\x06result\x18\x01 \x01(\fH\x00R\x06result\x129\n" +
 	"\bredirect\x18\x02 \x01(\v2\x1b.hellochat.room.v1.RedirectH\x00R\bredirect\x126\n" +

@@ -1,0 +1,170 @@
+// Package objectclient calls durable objects wherever they run in the
+// cluster: it finds the node that leads an object's shard, follows its
+// redirects, and retries on other replicas while the shard elects a new
+// leader. Routers call objects through it for their apps' routes, and
+// object nodes for calls between objects (durable.State.Call).
+package objectclient
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"hellochat/apps"
+	"hellochat/cluster"
+	"hellochat/durable"
+	"hellochat/partition"
+	pb "hellochat/proto/roompb"
+)
+
+const (
+	// CallTimeout bounds one call: finding the node that leads the
+	// object's shard, following its redirects and retrying while the shard
+	// elects a new leader (one to two seconds after its leader dies, plus
+	// gossip's word of it). A call without an answer by then fails as
+	// apps.Unavailable (HTTP 503).
+	CallTimeout = 10 * time.Second
+	// attemptTimeout bounds one attempt on one node, so a node that
+	// stopped answering (paused, cut off) does not use up the whole call.
+	attemptTimeout = 3 * time.Second
+	// maxQuickRedirects is how many redirects in a row are followed at
+	// once; after that the client backs off between them, so two nodes
+	// that disagree about the leader do not bounce a call in a busy loop.
+	maxQuickRedirects = 2
+	// Backoff bounds between attempts that found no leader.
+	backoffMin = 50 * time.Millisecond
+	backoffMax = time.Second
+)
+
+// Client calls objects. It is a durable.Stub (and so an apps.Stub).
+type Client struct {
+	placement func() *cluster.Placement
+	conn      func(addr string) (*grpc.ClientConn, error)
+}
+
+// New returns a Client that finds nodes in placement's newest answer and
+// reaches them through conn (a pool of mutual-TLS connections).
+func New(placement func() *cluster.Placement, conn func(addr string) (*grpc.ClientConn, error)) *Client {
+	return &Client{placement: placement, conn: conn}
+}
+
+// Call calls method on the object id on the node that leads its shard:
+// the node gossip names, or the one a redirect names, retrying on the
+// others while the shard has no leader that answers. Calls are retried
+// after failures whose outcome is unknown, so a method that changes state
+// must dedupe retries (a request id in its argument, as the counter's
+// increments carry). The chain of calling objects in ctx
+// (durable.CallChain) goes with the call. Errors are *apps.Error.
+func (c *Client) Call(ctx context.Context, id durable.ID, method string, arg []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, CallTimeout)
+	defer cancel()
+	req := &pb.CallRequest{Class: id.Namespace(), Id: id.String(), Method: method, Arg: arg,
+		Chain: EncodeChain(durable.CallChain(ctx))}
+	shard := partition.Of(id.StorageObject())
+	var (
+		hint      *pb.Redirect
+		avoid     string // the node that just failed, while gossip still names it
+		attempt   int
+		redirects int // followed in a row
+		backoff   = backoffMin
+		why       = "no node tried"
+	)
+	for {
+		p := c.placement()
+		target, ok := p.Target(shard, hint.GetOwnerId(), hint.GetOwnerAddr(), &attempt)
+		if ok && hint == nil && target.ID == avoid {
+			if other, found := p.OtherReplica(shard, avoid, &attempt); found {
+				target = other
+			}
+		}
+		hint = nil
+		if !ok {
+			why = "no object node known"
+		} else {
+			resp, err := c.callOnce(ctx, target, req)
+			if err == nil {
+				switch o := resp.GetOutcome().(type) {
+				case *pb.CallResponse_Result:
+					return o.Result, nil
+				case *pb.CallResponse_Error:
+					msg := o.Error.GetMessage()
+					return nil, &apps.Error{Code: apps.Refused, Message: msg, Err: chainRefusal(msg)}
+				case *pb.CallResponse_Redirect:
+					r := o.Redirect
+					why = fmt.Sprintf("%s redirected: %s", target.ID, r.GetReason())
+					if r.GetOwnerAddr() != "" && r.GetOwnerAddr() != target.GRPC {
+						hint = r
+					}
+				default:
+					why = target.ID + " gave no outcome"
+				}
+			} else if e := callError(err); e != nil {
+				return nil, e
+			} else {
+				why = fmt.Sprintf("%s: %s", target.ID, status.Convert(err).Message())
+				avoid = target.ID
+			}
+		}
+		var wait time.Duration
+		if hint != nil && redirects < maxQuickRedirects {
+			redirects++
+		} else {
+			redirects = 0
+			wait = backoff/2 + rand.N(backoff/2+1)
+			backoff = min(backoff*2, backoffMax)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, &apps.Error{Code: apps.Unavailable,
+				Message: fmt.Sprintf("no answer within %v (last: %s)", CallTimeout, why)}
+		}
+	}
+}
+
+// callOnce makes one attempt on one node.
+func (c *Client) callOnce(ctx context.Context, target cluster.Meta, req *pb.CallRequest) (*pb.CallResponse, error) {
+	conn, err := c.conn(target.GRPC)
+	if err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
+	return pb.NewObjectsClient(conn).Call(ctx, req)
+}
+
+// callError is the error a node's refusal gives the caller, or nil when
+// the call should be retried (on this node or another).
+func callError(err error) error {
+	st := status.Convert(err)
+	switch st.Code() {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.Aborted:
+		return nil
+	case codes.InvalidArgument, codes.NotFound:
+		return &apps.Error{Code: apps.BadRequest, Message: st.Message()}
+	case codes.FailedPrecondition:
+		// A call the chain of calling objects forbids (or a method that
+		// failed for such a call of its own).
+		return &apps.Error{Code: apps.Refused, Message: st.Message(), Err: chainRefusal(st.Message())}
+	}
+	return &apps.Error{Code: apps.Internal, Message: st.Code().String() + ": " + st.Message()}
+}
+
+// chainRefusal is the durable error a refusal's message names, so that
+// errors.Is finds a call cycle or a too deep chain across nodes too.
+func chainRefusal(msg string) error {
+	for _, sentinel := range []error{durable.ErrCallCycle, durable.ErrCallDepth} {
+		if strings.Contains(msg, sentinel.Error()) {
+			return sentinel
+		}
+	}
+	return nil
+}

@@ -1,0 +1,157 @@
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"hellochat/apps"
+	"hellochat/durable"
+	tc "hellochat/internal/testcluster"
+)
+
+// hopNS is the class of the call-chain test app: an object that counts
+// its visits and passes a path of names on to the next object. Its
+// route's body is the path after the object the URL names.
+var hopNS = func() *durable.Namespace {
+	ns, err := durable.NewNamespace("hop")
+	if err != nil {
+		panic(err)
+	}
+	return ns
+}()
+
+type hopObject struct{}
+
+func (hopObject) Call(ctx context.Context, s *durable.State, method string, arg []byte) ([]byte, error) {
+	visits, _, err := durable.GetJSON[int](s.Storage(), "visits")
+	if err != nil || method == "visits" {
+		return json.Marshal(visits)
+	}
+	var path []string
+	if err := json.Unmarshal(arg, &path); err != nil {
+		return nil, err
+	}
+	if err := durable.PutJSON(s.Storage(), "visits", visits+1); err != nil {
+		return nil, err
+	}
+	// path[0] names this object (an ID read from the wire carries no
+	// name), the rest the objects to call in turn.
+	if len(path) == 0 || !hopNS.IDFromName(path[0]).Equal(s.ID()) {
+		return nil, fmt.Errorf("path %q does not start with this object", path)
+	}
+	self := path[0]
+	if len(path) == 1 {
+		return json.Marshal(self)
+	}
+	rest, _ := json.Marshal(path[1:])
+	out, err := s.Call(ctx, hopNS.IDFromName(path[1]), "hop", rest)
+	if err != nil {
+		return nil, fmt.Errorf("%s calling %s: %w", self, path[1], err)
+	}
+	var tail string
+	if err := json.Unmarshal(out, &tail); err != nil {
+		return nil, err
+	}
+	return json.Marshal(self + " " + tail)
+}
+
+func hopApps(t *testing.T) *apps.Registry {
+	reg, err := apps.NewRegistry(apps.App{
+		Name:    "hop",
+		Classes: []apps.Class{{Name: hopNS.Name(), New: func() durable.Object { return hopObject{} }}},
+		Routes: []apps.Route{
+			{Pattern: "POST /hop/{name}", Handler: func(stub apps.Stub) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					body, _ := io.ReadAll(r.Body)
+					var path []string
+					if err := json.Unmarshal(body, &path); err != nil {
+						apps.WriteError(w, http.StatusBadRequest, err.Error())
+						return
+					}
+					var out string
+					name := r.PathValue("name")
+					apps.CallJSON(w, r, stub, hopNS.IDFromName(name), "hop", "hop", append([]string{name}, path...), &out)
+				})
+			}},
+			{Pattern: "GET /hop/{name}", Handler: func(stub apps.Stub) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					var n int
+					apps.CallJSON(w, r, stub, hopNS.IDFromName(r.PathValue("name")), "hop", "visits", nil, &n)
+				})
+			}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+func hopRequest(t *testing.T, base, method, name, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, base+"/hop/"+name, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s /hop/%s: %v", method, name, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var e struct{ Error string }
+	if resp.StatusCode != http.StatusOK && json.Unmarshal(b, &e) == nil {
+		return resp.StatusCode, e.Error
+	}
+	return resp.StatusCode, strings.TrimSpace(string(b))
+}
+
+// Objects call objects led by other nodes; a call back into the chain
+// (a -> b -> a) fails at once with a clear error instead of leaving the
+// two objects waiting on each other, every event of the chain has its
+// writes dropped, and the objects serve calls again afterwards.
+func TestObjectsCallObjectsAcrossNodesWithoutCycles(t *testing.T) {
+	c := tc.New(t, 3, tc.Options{Apps: hopApps(t)})
+	// Names whose shards different nodes lead, so the calls cross nodes.
+	leader := func(name string) int { return c.Leader(hopNS.IDFromName(name).StorageObject()) }
+	a, b := "a0", ""
+	for i := 0; b == ""; i++ {
+		if n := fmt.Sprintf("b%d", i); leader(n) != leader(a) {
+			b = n
+		}
+	}
+
+	if st, body := hopRequest(t, c.URL(), "POST", a, fmt.Sprintf(`[%q, "c"]`, b)); st != 200 || body != fmt.Sprintf(`"%s %s c"`, a, b) {
+		t.Fatalf("%s -> %s -> c answered %d %s", a, b, st, body)
+	}
+
+	st, body := hopRequest(t, c.URL(), "POST", a, fmt.Sprintf(`[%q, %q]`, b, a))
+	if st != http.StatusUnprocessableEntity || !strings.Contains(body, "call cycle") ||
+		!strings.Contains(body, fmt.Sprintf("hop/%.8s -> hop/%.8s -> hop/%.8s", hopNS.IDFromName(a), hopNS.IDFromName(b), hopNS.IDFromName(a))) {
+		t.Fatalf("%s -> %s -> %s answered %d %s; want 422 naming the cycle", a, b, a, st, body)
+	}
+	for name, want := range map[string]string{a: "1", b: "1", "c": "1"} {
+		if st, body := hopRequest(t, c.URL(), "GET", name, ""); st != 200 || body != want {
+			t.Fatalf("%s visits after the cycle: %d %s, want %s (the cycle's writes dropped)", name, st, body, want)
+		}
+	}
+
+	// A chain one longer than the bound is refused, naming the bound.
+	path := make([]string, durable.MaxCallDepth)
+	for i := range path {
+		path[i] = fmt.Sprintf("%q", fmt.Sprintf("d%d", i))
+	}
+	if st, body := hopRequest(t, c.URL(), "POST", "d-first", "["+strings.Join(path, ",")+"]"); st != http.StatusUnprocessableEntity ||
+		!strings.Contains(body, durable.ErrCallDepth.Error()) {
+		t.Fatalf("a chain of %d objects answered %d %s; want 422 saying it is too deep", len(path)+1, st, body)
+	}
+
+	if st, body := hopRequest(t, c.URL(), "POST", b, fmt.Sprintf(`[%q]`, a)); st != 200 || body != fmt.Sprintf(`"%s %s"`, b, a) {
+		t.Fatalf("after the refusals, %s -> %s answered %d %s", b, a, st, body)
+	}
+}
