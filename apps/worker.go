@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 
 	"hellochat/durable"
@@ -72,4 +73,24 @@ func WriteError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+// Forward hands r to the Fetch handler of the object id and writes the
+// object's response as the answer (a Worker's `return stub.fetch(request)`).
+// A Stub error is answered with its HTTPStatus; what names the object in
+// error messages.
+func Forward(w http.ResponseWriter, r *http.Request, stub Stub, id durable.ID, what string) {
+	resp, err := stub.Fetch(r.Context(), id, r)
+	if err != nil {
+		WriteError(w, HTTPStatus(err), what+": "+err.Error())
+		return
+	}
+	defer resp.Body.Close()
+	for name, values := range resp.Header {
+		for _, v := range values {
+			w.Header().Add(name, v)
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, resp.Body)
 }

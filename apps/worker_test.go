@@ -1,8 +1,10 @@
 package apps
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -62,6 +64,35 @@ type answerStub struct {
 func (s *answerStub) Call(_ context.Context, _ durable.ID, _ string, arg []byte) ([]byte, error) {
 	s.arg = arg
 	return s.out, s.err
+}
+
+func (s *answerStub) Fetch(_ context.Context, _ durable.ID, r *http.Request) (*http.Response, error) {
+	if s.err != nil {
+		return nil, s.err
+	}
+	s.arg, _ = io.ReadAll(r.Body)
+	h := http.Header{"X-Seen": {r.Method + " " + r.URL.Path}}
+	return &http.Response{StatusCode: http.StatusCreated, Header: h, Body: io.NopCloser(bytes.NewReader(s.out))}, nil
+}
+
+// Forward writes the object's status, headers and body, or the stub's
+// error with its status.
+func TestForward(t *testing.T) {
+	ns, err := durable.NewNamespace("T")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stub := &answerStub{out: []byte("made")}
+	w := httptest.NewRecorder()
+	Forward(w, httptest.NewRequest("PUT", "/t/a", strings.NewReader("body")), stub, ns.IDFromName("a"), "t")
+	if w.Code != http.StatusCreated || w.Body.String() != "made" || w.Header().Get("X-Seen") != "PUT /t/a" || string(stub.arg) != "body" {
+		t.Fatalf("forwarded: %d %q %v, the object saw body %q", w.Code, w.Body, w.Header(), stub.arg)
+	}
+	w = httptest.NewRecorder()
+	Forward(w, httptest.NewRequest("GET", "/t/a", nil), &answerStub{err: &Error{Code: Unavailable, Message: "no leader"}}, ns.IDFromName("a"), "t")
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), "t: no leader") {
+		t.Fatalf("a stub error: %d %q", w.Code, w.Body)
+	}
 }
 
 func TestCallJSON(t *testing.T) {

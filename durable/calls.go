@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 )
 
@@ -33,6 +34,9 @@ var (
 // it can refuse a cycle.
 type Stub interface {
 	Call(ctx context.Context, id ID, method string, arg []byte) ([]byte, error)
+	// Fetch hands r to the object's Fetch handler and returns its
+	// response, whose body is fully read into memory.
+	Fetch(ctx context.Context, id ID, r *http.Request) (*http.Response, error)
 }
 
 type chainKey struct{}
@@ -93,4 +97,19 @@ func (s *State) Call(ctx context.Context, id ID, method string, arg []byte) ([]b
 		return nil, err
 	}
 	return s.stub.Call(WithCallChain(ctx, s.chain), id, method, arg)
+}
+
+// Fetch hands an HTTP request to another object's Fetch handler (through
+// Config.Stub), as Call calls its method: same chain, same caveats.
+func (s *State) Fetch(ctx context.Context, id ID, r *http.Request) (*http.Response, error) {
+	switch {
+	case s.over:
+		return nil, ErrNoEvent
+	case s.stub == nil:
+		return nil, ErrNoStub
+	}
+	if err := checkChain(s.chain, id); err != nil {
+		return nil, err
+	}
+	return s.stub.Fetch(WithCallChain(ctx, s.chain), id, r)
 }

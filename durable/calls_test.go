@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +23,22 @@ type localStub struct {
 }
 
 func (l *localStub) Call(ctx context.Context, id ID, method string, arg []byte) ([]byte, error) {
+	a, err := l.actor(id)
+	if err != nil {
+		return nil, err
+	}
+	return a.Call(ctx, method, arg)
+}
+
+func (l *localStub) Fetch(ctx context.Context, id ID, r *http.Request) (*http.Response, error) {
+	a, err := l.actor(id)
+	if err != nil {
+		return nil, err
+	}
+	return a.Fetch(ctx, r.WithContext(ctx))
+}
+
+func (l *localStub) actor(id ID) (*Actor, error) {
 	l.mu.Lock()
 	a, ok := l.actors[id.String()]
 	if !ok {
@@ -34,7 +52,7 @@ func (l *localStub) Call(ctx context.Context, id ID, method string, arg []byte) 
 		l.t.Cleanup(func() { a.Close() })
 	}
 	l.mu.Unlock()
-	return a.Call(ctx, method, arg)
+	return a, nil
 }
 
 // hopper's "hop" takes a list of object names: it counts the visit,
@@ -149,5 +167,47 @@ func TestStateCallNeedsAStub(t *testing.T) {
 	})
 	if !errors.Is(err, ErrNoStub) {
 		t.Fatalf("State.Call without Config.Stub: %v, want ErrNoStub", err)
+	}
+}
+
+// Fetch is hop over HTTP: the path is the query's "path", comma-separated.
+func (h hopper) Fetch(ctx context.Context, s *State, w http.ResponseWriter, r *http.Request) {
+	path := strings.Split(r.URL.Query().Get("path"), ",")
+	if len(path) > 1 {
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://hop/?path="+strings.Join(path[1:], ","), nil)
+		resp, err := s.Fetch(ctx, h.ns.IDFromName(path[1]), req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		w.WriteHeader(resp.StatusCode)
+		fmt.Fprintf(w, "%s %s", path[0], body)
+		return
+	}
+	fmt.Fprint(w, path[0])
+}
+
+func TestFetchBetweenObjects(t *testing.T) {
+	l, ns := hopRig(t)
+	fetch := func(path string) (int, string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), testWait)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://hop/?path="+path, nil)
+		resp, err := l.Fetch(ctx, ns.IDFromName(strings.Split(path, ",")[0]), req)
+		if err != nil {
+			t.Fatalf("fetch %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if st, body := fetch("a,b,c"); st != 200 || body != "a b c" {
+		t.Fatalf("a -> b -> c: %d %q", st, body)
+	}
+	if st, body := fetch("a,b,a"); st != http.StatusConflict || !strings.Contains(body, ErrCallCycle.Error()) {
+		t.Fatalf("a -> b -> a: %d %q, want b's 409 with the cycle", st, body)
 	}
 }

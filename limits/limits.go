@@ -5,6 +5,7 @@ package limits
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -56,6 +57,17 @@ const (
 	// refused as the object's error; its writes were committed).
 	MaxObjectArgBytes    = 64 << 10
 	MaxObjectResultBytes = 1 << 20
+	// A request fetched from an object (Objects.Fetch): its method is an
+	// HTTP token of at most MaxFetchMethodBytes, its URL absolute (http or
+	// https) and at most MaxFetchURLBytes, at most MaxFetchHeaders header
+	// lines of MaxFetchHeaderBytes in all, and a body of at most
+	// MaxFetchBodyBytes. The response's body is held to
+	// MaxObjectResultBytes.
+	MaxFetchMethodBytes = 16
+	MaxFetchURLBytes    = 4 << 10
+	MaxFetchHeaders     = 64
+	MaxFetchHeaderBytes = 16 << 10
+	MaxFetchBodyBytes   = 1 << 20
 	// MaxIdempotencyKeyBytes bounds an HTTP request's Idempotency-Key:
 	// printable ASCII, no spaces, not beginning with RouterIDMark (a
 	// router makes its own keys, with that mark, for requests without
@@ -310,4 +322,57 @@ func printable(s string) error {
 		}
 	}
 	return nil
+}
+
+// FetchRequest checks a request fetched from an object against the
+// MaxFetch limits: method, URL, headers (name: value pairs) and body size.
+func FetchRequest(method, rawURL string, headers [][2]string, bodyLen int) error {
+	if method == "" || len(method) > MaxFetchMethodBytes {
+		return fmt.Errorf("HTTP method must be 1-%d bytes", MaxFetchMethodBytes)
+	}
+	for _, c := range []byte(method) {
+		if !httpToken(c) {
+			return fmt.Errorf("HTTP method %q is not a token", method)
+		}
+	}
+	if len(rawURL) > MaxFetchURLBytes {
+		return fmt.Errorf("URL too long (%d bytes, max %d)", len(rawURL), MaxFetchURLBytes)
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("URL %.64q is not an absolute http(s) URL", rawURL)
+	}
+	if len(headers) > MaxFetchHeaders {
+		return fmt.Errorf("%d header lines, max %d", len(headers), MaxFetchHeaders)
+	}
+	size := 0
+	for _, h := range headers {
+		size += len(h[0]) + len(h[1])
+		if h[0] == "" {
+			return errors.New("empty header name")
+		}
+		for _, c := range []byte(h[0]) {
+			if !httpToken(c) {
+				return fmt.Errorf("header name %.64q is not a token", h[0])
+			}
+		}
+		for _, c := range []byte(h[1]) {
+			if c < ' ' && c != '\t' || c == 0x7f {
+				return fmt.Errorf("header %s holds a control byte", h[0])
+			}
+		}
+	}
+	if size > MaxFetchHeaderBytes {
+		return fmt.Errorf("headers of %d bytes, max %d", size, MaxFetchHeaderBytes)
+	}
+	if bodyLen > MaxFetchBodyBytes {
+		return fmt.Errorf("body too large (%d bytes, max %d)", bodyLen, MaxFetchBodyBytes)
+	}
+	return nil
+}
+
+// httpToken reports whether c may appear in an HTTP token (RFC 9110).
+func httpToken(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }

@@ -2,6 +2,7 @@ package limits
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -95,6 +96,41 @@ func TestStoredObject(t *testing.T) {
 		DurableObjectPrefix + "Counter/" + hex[1:] + "A", DurableObjectPrefix + "Counter/" + hex + "/x"} {
 		if StoredObject(bad) == nil {
 			t.Errorf("StoredObject(%q) accepted", bad)
+		}
+	}
+}
+
+func TestFetchRequest(t *testing.T) {
+	ok := func(method, u string, h [][2]string, body int) error { return FetchRequest(method, u, h, body) }
+	if err := ok("GET", "http://host/p?q=1", [][2]string{{"Accept", "text/plain"}, {"X-A", "tab\tok"}}, MaxFetchBodyBytes); err != nil {
+		t.Fatalf("a good request: %v", err)
+	}
+	many := make([][2]string, MaxFetchHeaders+1)
+	for i := range many {
+		many[i] = [2]string{"X", "v"}
+	}
+	for _, bad := range []struct {
+		what   string
+		method string
+		url    string
+		h      [][2]string
+		body   int
+	}{
+		{"empty method", "", "http://h/", nil, 0},
+		{"method not a token", "GE T", "http://h/", nil, 0},
+		{"method too long", strings.Repeat("G", MaxFetchMethodBytes+1), "http://h/", nil, 0},
+		{"relative URL", "GET", "/p", nil, 0},
+		{"other scheme", "GET", "file:///etc/passwd", nil, 0},
+		{"URL too long", "GET", "http://h/" + strings.Repeat("p", MaxFetchURLBytes), nil, 0},
+		{"too many headers", "GET", "http://h/", many, 0},
+		{"header name not a token", "GET", "http://h/", [][2]string{{"X Y", "v"}}, 0},
+		{"empty header name", "GET", "http://h/", [][2]string{{"", "v"}}, 0},
+		{"control byte in a value", "GET", "http://h/", [][2]string{{"X", "a\r\nInjected: 1"}}, 0},
+		{"headers too large", "GET", "http://h/", [][2]string{{"X", strings.Repeat("v", MaxFetchHeaderBytes)}}, 0},
+		{"body too large", "POST", "http://h/", nil, MaxFetchBodyBytes + 1},
+	} {
+		if err := ok(bad.method, bad.url, bad.h, bad.body); err == nil {
+			t.Errorf("%s: accepted", bad.what)
 		}
 	}
 }

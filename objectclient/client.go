@@ -7,6 +7,7 @@ package objectclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -62,10 +63,35 @@ func New(placement func() *cluster.Placement, conn func(addr string) (*grpc.Clie
 // increments carry). The chain of calling objects in ctx
 // (durable.CallChain) goes with the call. Errors are *apps.Error.
 func (c *Client) Call(ctx context.Context, id durable.ID, method string, arg []byte) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, CallTimeout)
-	defer cancel()
 	req := &pb.CallRequest{Class: id.Namespace(), Id: id.String(), Method: method, Arg: arg,
 		Chain: EncodeChain(durable.CallChain(ctx))}
+	var out []byte
+	err := c.roundTrip(ctx, id, func(ctx context.Context, conn *grpc.ClientConn) (*pb.Redirect, error) {
+		resp, err := pb.NewObjectsClient(conn).Call(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		switch o := resp.GetOutcome().(type) {
+		case *pb.CallResponse_Result:
+			out = o.Result
+			return nil, nil
+		case *pb.CallResponse_Error:
+			msg := o.Error.GetMessage()
+			return nil, &apps.Error{Code: apps.Refused, Message: msg, Err: chainRefusal(msg)}
+		case *pb.CallResponse_Redirect:
+			return o.Redirect, nil
+		}
+		return nil, status.Error(codes.Unavailable, "no outcome")
+	})
+	return out, err
+}
+
+// roundTrip runs try on the node that leads id's shard, following the
+// redirects it returns and retrying on the errors callError says to
+// retry, until try succeeds (nil, nil), fails for good, or CallTimeout.
+func (c *Client) roundTrip(ctx context.Context, id durable.ID, try func(context.Context, *grpc.ClientConn) (*pb.Redirect, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, CallTimeout)
+	defer cancel()
 	shard := partition.Of(id.StorageObject())
 	var (
 		hint      *pb.Redirect
@@ -87,26 +113,22 @@ func (c *Client) Call(ctx context.Context, id durable.ID, method string, arg []b
 		if !ok {
 			why = "no object node known"
 		} else {
-			resp, err := c.callOnce(ctx, target, req)
-			if err == nil {
-				switch o := resp.GetOutcome().(type) {
-				case *pb.CallResponse_Result:
-					return o.Result, nil
-				case *pb.CallResponse_Error:
-					msg := o.Error.GetMessage()
-					return nil, &apps.Error{Code: apps.Refused, Message: msg, Err: chainRefusal(msg)}
-				case *pb.CallResponse_Redirect:
-					r := o.Redirect
-					why = fmt.Sprintf("%s redirected: %s", target.ID, r.GetReason())
-					if r.GetOwnerAddr() != "" && r.GetOwnerAddr() != target.GRPC {
-						hint = r
-					}
-				default:
-					why = target.ID + " gave no outcome"
+			redirect, err := c.tryOnce(ctx, target, try)
+			var appErr *apps.Error
+			switch {
+			case err == nil && redirect == nil:
+				return nil
+			case err == nil:
+				why = fmt.Sprintf("%s redirected: %s", target.ID, redirect.GetReason())
+				if redirect.GetOwnerAddr() != "" && redirect.GetOwnerAddr() != target.GRPC {
+					hint = redirect
 				}
-			} else if e := callError(err); e != nil {
-				return nil, e
-			} else {
+			case errors.As(err, &appErr):
+				return err
+			default:
+				if e := callError(err); e != nil {
+					return e
+				}
 				why = fmt.Sprintf("%s: %s", target.ID, status.Convert(err).Message())
 				avoid = target.ID
 			}
@@ -124,21 +146,21 @@ func (c *Client) Call(ctx context.Context, id durable.ID, method string, arg []b
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return nil, &apps.Error{Code: apps.Unavailable,
+			return &apps.Error{Code: apps.Unavailable,
 				Message: fmt.Sprintf("no answer within %v (last: %s)", CallTimeout, why)}
 		}
 	}
 }
 
-// callOnce makes one attempt on one node.
-func (c *Client) callOnce(ctx context.Context, target cluster.Meta, req *pb.CallRequest) (*pb.CallResponse, error) {
+// tryOnce makes one attempt on one node.
+func (c *Client) tryOnce(ctx context.Context, target cluster.Meta, try func(context.Context, *grpc.ClientConn) (*pb.Redirect, error)) (*pb.Redirect, error) {
 	conn, err := c.conn(target.GRPC)
 	if err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
 	ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
 	defer cancel()
-	return pb.NewObjectsClient(conn).Call(ctx, req)
+	return try(ctx, conn)
 }
 
 // callError is the error a node's refusal gives the caller, or nil when

@@ -4,19 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
-
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"hellochat/apps"
 	"hellochat/cluster"
 	"hellochat/durable"
-	"hellochat/limits"
-	"hellochat/objectclient"
 	pb "hellochat/proto/roompb"
-	"hellochat/security"
 	"hellochat/storage"
 )
 
@@ -37,10 +32,6 @@ import (
 // DefaultObjectIdle is how long an object's actor stays without calls
 // before it is closed (Config.ObjectIdle).
 const DefaultObjectIdle = time.Minute
-
-// maxObjectErrorBytes bounds the error message of an object's method that
-// a node passes back to a router.
-const maxObjectErrorBytes = 1024
 
 // errObjectUnavailable wraps what keeps a node from running a call now
 // (the object could not start); the router retries it.
@@ -92,18 +83,39 @@ func newObjectHost(n *Node, reg *apps.Registry, idle time.Duration) *objectHost 
 // call runs method on the object id of a registered class, on this node if
 // it serves the object's shard. A redirect means nothing ran.
 func (o *objectHost) call(ctx context.Context, id durable.ID, newObject func() durable.Object, method string, arg []byte) ([]byte, *pb.Redirect, error) {
+	var out []byte
+	redirect, err := o.run(ctx, id, newObject, func(a *durable.Actor) (err error) {
+		out, err = a.Call(ctx, method, arg)
+		return err
+	})
+	return out, redirect, err
+}
+
+// fetch hands r to the object's Fetch handler, as call calls a method.
+func (o *objectHost) fetch(ctx context.Context, id durable.ID, newObject func() durable.Object, r *http.Request) (*http.Response, *pb.Redirect, error) {
+	var resp *http.Response
+	redirect, err := o.run(ctx, id, newObject, func(a *durable.Actor) (err error) {
+		resp, err = a.Fetch(ctx, r)
+		return err
+	})
+	return resp, redirect, err
+}
+
+// run runs event on the object's actor once this node has confirmed it
+// leads the object's shard, starting the actor if need be.
+func (o *objectHost) run(ctx context.Context, id durable.ID, newObject func() durable.Object, event func(*durable.Actor) error) (*pb.Redirect, error) {
 	if redirect := o.confirm(ctx, id); redirect != nil {
-		return nil, redirect, nil
+		return redirect, nil
 	}
 	for attempt := 0; ; attempt++ {
 		e, redirect, err := o.acquire(ctx, id, newObject)
 		if redirect != nil || err != nil {
-			return nil, redirect, err
+			return redirect, err
 		}
-		out, err := e.actor.Call(ctx, method, arg)
+		err = event(e.actor)
 		o.release(e)
 		if errors.Is(err, durable.ErrClosed) {
-			// The call did not run: the actor was closed (idle, or its
+			// The event did not run: the actor was closed (idle, or its
 			// shard moved) or stopped on its own. Once more, on a fresh
 			// actor here or with a redirect.
 			o.retireStopped(e)
@@ -111,7 +123,7 @@ func (o *objectHost) call(ctx context.Context, id durable.ID, newObject func() d
 				continue
 			}
 		}
-		return out, nil, err
+		return nil, err
 	}
 }
 
@@ -332,84 +344,6 @@ func (o *objectHost) count() int {
 	}
 	return c
 }
-
-// objectService implements the Objects gRPC service.
-type objectService struct {
-	pb.UnimplementedObjectsServer
-	node *Node
-}
-
-// Call runs one method of one object. See proto/roompb/objects.proto for
-// its outcomes and codes.
-func (s *objectService) Call(ctx context.Context, req *pb.CallRequest) (*pb.CallResponse, error) {
-	n := s.node
-	// Routers call for their routes, nodes for their objects' calls.
-	if _, err := n.cfg.Security.Authorize(ctx, security.RoleRouter, security.RoleNode); err != nil {
-		return nil, err
-	}
-	ns, newObject, ok := n.objects.apps.Class(req.GetClass())
-	if !ok {
-		return nil, status.Errorf(codes.NotFound, "no object class %q is registered on this node", cut(req.GetClass(), durable.MaxNamespaceLen))
-	}
-	id, err := ns.IDFromString(req.GetId())
-	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "object id for class %s: %v", ns.Name(), cutErr(err))
-	}
-	if err := limits.ObjectMethod(req.GetMethod()); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "%s/%s: %v", ns.Name(), id, cutErr(err))
-	}
-	if err := limits.ObjectArg(req.GetArg()); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "%s/%s.%s: %v", ns.Name(), id, req.GetMethod(), err)
-	}
-	chain, err := objectclient.DecodeChain(n.objects.apps, req.GetChain())
-	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "%s/%s.%s: %v", ns.Name(), id, req.GetMethod(), err)
-	}
-	ctx = durable.WithCallChain(ctx, chain)
-	out, redirect, err := n.objects.call(ctx, id, newObject, req.GetMethod(), req.GetArg())
-	switch {
-	case redirect != nil:
-		return &pb.CallResponse{Outcome: &pb.CallResponse_Redirect{Redirect: redirect}}, nil
-	case err == nil && len(out) > limits.MaxObjectResultBytes:
-		return nil, status.Errorf(codes.Internal, "%s.%s answered %d bytes, more than %d (its writes were committed)",
-			ns.Name(), req.GetMethod(), len(out), limits.MaxObjectResultBytes)
-	case err == nil:
-		return &pb.CallResponse{Outcome: &pb.CallResponse_Result{Result: out}}, nil
-	}
-	what := ns.Name() + "/" + id.String() + "." + req.GetMethod()
-	var panicked *durable.PanicError
-	switch {
-	case errors.As(err, &panicked):
-		n.log.Error("object method panicked", "call", what, "panic", panicked.Value, "stack", string(panicked.Stack))
-		return nil, status.Errorf(codes.Internal, "%s panicked", what)
-	case errors.Is(err, durable.ErrCallCycle), errors.Is(err, durable.ErrCallDepth):
-		// Refused before it ran: the caller's chain forbids it.
-		return nil, status.Error(codes.FailedPrecondition, cut(err.Error(), maxObjectErrorBytes))
-	case errors.Is(err, durable.ErrNoHandler):
-		return nil, status.Errorf(codes.Unimplemented, "%s: class %s takes no calls", what, ns.Name())
-	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
-		// The event may still run and commit: only a retry with a request
-		// id the object dedupes is safe.
-		return nil, status.FromContextError(err).Err()
-	case errors.Is(err, durable.ErrClosed), errors.Is(err, durable.ErrNotCommitted),
-		errors.Is(err, durable.ErrCommitAbandoned), errors.Is(err, errObjectUnavailable):
-		// ErrNotCommitted and ErrCommitAbandoned leave the outcome unknown
-		// too: the batch may yet commit under the shard's next leader.
-		return nil, status.Errorf(codes.Unavailable, "%s: %v", what, err)
-	}
-	return &pb.CallResponse{Outcome: &pb.CallResponse_Error{Error: &pb.ObjectError{
-		Message: cut(err.Error(), maxObjectErrorBytes)}}}, nil
-}
-
-// cut shortens s to at most n bytes (an input echoed in an error).
-func cut(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
-}
-
-func cutErr(err error) string { return cut(err.Error(), 256) }
 
 // ObjectKeys reads an object's committed keys in [start, end) (nil end: to
 // its last) from this node's store, without starting its actor: for tests

@@ -134,6 +134,11 @@ func (f stubFunc) Call(ctx context.Context, id durable.ID, method string, arg []
 	return f(ctx, id, method, arg)
 }
 
+// Fetch is refused: the counter's routes only call.
+func (f stubFunc) Fetch(context.Context, durable.ID, *http.Request) (*http.Response, error) {
+	return nil, durable.ErrNoHandler
+}
+
 func TestRoutes(t *testing.T) {
 	var lastArg Arg
 	var lastID durable.ID

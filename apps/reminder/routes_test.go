@@ -28,6 +28,11 @@ func (s *actorStub) Call(ctx context.Context, id durable.ID, method string, arg 
 	return out, nil
 }
 
+// Fetch is refused: the reminder's routes only call.
+func (s *actorStub) Fetch(context.Context, durable.ID, *http.Request) (*http.Response, error) {
+	return nil, durable.ErrNoHandler
+}
+
 func TestRoutes(t *testing.T) {
 	r := newRig(t)
 	stub := &actorStub{r: r}

@@ -253,6 +253,295 @@ func (x *ObjectError) GetMessage() string {
 	return ""
 }
 
+type Header struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Header) Reset() {
+	*x = Header{}
+	mi := &file_roompb_objects_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Header) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Header) ProtoMessage() {}
+
+func (x *Header) ProtoReflect() protoreflect.Message {
+	mi := &file_roompb_objects_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Header.ProtoReflect.Descriptor instead.
+func (*Header) Descriptor() ([]byte, []int) {
+	return file_roompb_objects_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Header) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Header) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+type FetchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Class string                 `protobuf:"bytes,1,opt,name=class,proto3" json:"class,omitempty"`
+	Id    string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// method, url (absolute, as the caller saw it), headers and body are
+	// the request's; limits.FetchRequest bounds them.
+	Method  string    `protobuf:"bytes,3,opt,name=method,proto3" json:"method,omitempty"`
+	Url     string    `protobuf:"bytes,4,opt,name=url,proto3" json:"url,omitempty"`
+	Headers []*Header `protobuf:"bytes,5,rep,name=headers,proto3" json:"headers,omitempty"`
+	Body    []byte    `protobuf:"bytes,6,opt,name=body,proto3" json:"body,omitempty"`
+	// chain is as in CallRequest.
+	Chain         []string `protobuf:"bytes,7,rep,name=chain,proto3" json:"chain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchRequest) Reset() {
+	*x = FetchRequest{}
+	mi := &file_roompb_objects_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchRequest) ProtoMessage() {}
+
+func (x *FetchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_roompb_objects_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
+func (*FetchRequest) Descriptor() ([]byte, []int) {
+	return file_roompb_objects_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *FetchRequest) GetClass() string {
+	if x != nil {
+		return x.Class
+	}
+	return ""
+}
+
+func (x *FetchRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *FetchRequest) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *FetchRequest) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *FetchRequest) GetHeaders() []*Header {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *FetchRequest) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *FetchRequest) GetChain() []string {
+	if x != nil {
+		return x.Chain
+	}
+	return nil
+}
+
+type FetchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Outcome:
+	//
+	//	*FetchResponse_Response
+	//	*FetchResponse_Redirect
+	Outcome       isFetchResponse_Outcome `protobuf_oneof:"outcome"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchResponse) Reset() {
+	*x = FetchResponse{}
+	mi := &file_roompb_objects_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchResponse) ProtoMessage() {}
+
+func (x *FetchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_roompb_objects_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
+func (*FetchResponse) Descriptor() ([]byte, []int) {
+	return file_roompb_objects_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *FetchResponse) GetOutcome() isFetchResponse_Outcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return nil
+}
+
+func (x *FetchResponse) GetResponse() *HTTPResponse {
+	if x != nil {
+		if x, ok := x.Outcome.(*FetchResponse_Response); ok {
+			return x.Response
+		}
+	}
+	return nil
+}
+
+func (x *FetchResponse) GetRedirect() *Redirect {
+	if x != nil {
+		if x, ok := x.Outcome.(*FetchResponse_Redirect); ok {
+			return x.Redirect
+		}
+	}
+	return nil
+}
+
+type isFetchResponse_Outcome interface {
+	isFetchResponse_Outcome()
+}
+
+type FetchResponse_Response struct {
+	Response *HTTPResponse `protobuf:"bytes,1,opt,name=response,proto3,oneof"`
+}
+
+type FetchResponse_Redirect struct {
+	Redirect *Redirect `protobuf:"bytes,2,opt,name=redirect,proto3,oneof"`
+}
+
+func (*FetchResponse_Response) isFetchResponse_Outcome() {}
+
+func (*FetchResponse_Redirect) isFetchResponse_Outcome() {}
+
+type HTTPResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Status        int32                  `protobuf:"varint,1,opt,name=status,proto3" json:"status,omitempty"`
+	Headers       []*Header              `protobuf:"bytes,2,rep,name=headers,proto3" json:"headers,omitempty"`
+	Body          []byte                 `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HTTPResponse) Reset() {
+	*x = HTTPResponse{}
+	mi := &file_roompb_objects_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HTTPResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HTTPResponse) ProtoMessage() {}
+
+func (x *HTTPResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_roompb_objects_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HTTPResponse.ProtoReflect.Descriptor instead.
+func (*HTTPResponse) Descriptor() ([]byte, []int) {
+	return file_roompb_objects_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *HTTPResponse) GetStatus() int32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *HTTPResponse) GetHeaders() []*Header {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *HTTPResponse) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
 var File_roompb_objects_proto protoreflect.FileDescriptor
 
 const file_roompb_objects_proto_rawDesc = "" +
@@ -270,9 +559,29 @@ const file_roompb_objects_proto_rawDesc = "" +
 	"\x05error\x18\x03 \x01(\v2\x1e.hellochat.room.v1.ObjectErrorH\x00R\x05errorB\t\n" +
 	"\aoutcome\"'\n" +
 	"\vObjectError\x12\x18\n" +
-	"\amessage\x18\x01 \x01(\tR\amessage2R\n" +
+	"\amessage\x18\x01 \x01(\tR\amessage\"2\n" +
+	"\x06Header\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xbd\x01\n" +
+	"\fFetchRequest\x12\x14\n" +
+	"\x05class\x18\x01 \x01(\tR\x05class\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x16\n" +
+	"\x06method\x18\x03 \x01(\tR\x06method\x12\x10\n" +
+	"\x03url\x18\x04 \x01(\tR\x03url\x123\n" +
+	"\aheaders\x18\x05 \x03(\v2\x19.hellochat.room.v1.HeaderR\aheaders\x12\x12\n" +
+	"\x04body\x18\x06 \x01(\fR\x04body\x12\x14\n" +
+	"\x05chain\x18\a \x03(\tR\x05chain\"\x94\x01\n" +
+	"\rFetchResponse\x12=\n" +
+	"\bresponse\x18\x01 \x01(\v2\x1f.hellochat.room.v1.HTTPResponseH\x00R\bresponse\x129\n" +
+	"\bredirect\x18\x02 \x01(\v2\x1b.hellochat.room.v1.RedirectH\x00R\bredirectB\t\n" +
+	"\aoutcome\"o\n" +
+	"\fHTTPResponse\x12\x16\n" +
+	"\x06status\x18\x01 \x01(\x05R\x06status\x123\n" +
+	"\aheaders\x18\x02 \x03(\v2\x19.hellochat.room.v1.HeaderR\aheaders\x12\x12\n" +
+	"\x04body\x18\x03 \x01(\fR\x04body2\x9e\x01\n" +
 	"\aObjects\x12G\n" +
-	"\x04Call\x12\x1e.hellochat.room.v1.CallRequest\x1a\x1f.hellochat.room.v1.CallResponseB\x18Z\x16hellochat/proto/roompbb\x06proto3"
+	"\x04Call\x12\x1e.hellochat.room.v1.CallRequest\x1a\x1f.hellochat.room.v1.CallResponse\x12J\n" +
+	"\x05Fetch\x12\x1f.hellochat.room.v1.FetchRequest\x1a .hellochat.room.v1.FetchResponseB\x18Z\x16hellochat/proto/roompbb\x06proto3"
 
 var (
 	file_roompb_objects_proto_rawDescOnce sync.Once
@@ -286,23 +595,33 @@ func file_roompb_objects_proto_rawDescGZIP() []byte {
 	return file_roompb_objects_proto_rawDescData
 }
 
-var file_roompb_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_roompb_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_roompb_objects_proto_goTypes = []any{
-	(*CallRequest)(nil),  // 0: hellochat.room.v1.CallRequest
-	(*CallResponse)(nil), // 1: hellochat.room.v1.CallResponse
-	(*ObjectError)(nil),  // 2: hellochat.room.v1.ObjectError
-	(*Redirect)(nil),     // 3: hellochat.room.v1.Redirect
+	(*CallRequest)(nil),   // 0: hellochat.room.v1.CallRequest
+	(*CallResponse)(nil),  // 1: hellochat.room.v1.CallResponse
+	(*ObjectError)(nil),   // 2: hellochat.room.v1.ObjectError
+	(*Header)(nil),        // 3: hellochat.room.v1.Header
+	(*FetchRequest)(nil),  // 4: hellochat.room.v1.FetchRequest
+	(*FetchResponse)(nil), // 5: hellochat.room.v1.FetchResponse
+	(*HTTPResponse)(nil),  // 6: hellochat.room.v1.HTTPResponse
+	(*Redirect)(nil),      // 7: hellochat.room.v1.Redirect
 }
 var file_roompb_objects_proto_depIdxs = []int32{
-	3, // 0: hellochat.room.v1.CallResponse.redirect:type_name -> hellochat.room.v1.Redirect
+	7, // 0: hellochat.room.v1.CallResponse.redirect:type_name -> hellochat.room.v1.Redirect
 	2, // 1: hellochat.room.v1.CallResponse.error:type_name -> hellochat.room.v1.ObjectError
-	0, // 2: hellochat.room.v1.Objects.Call:input_type -> hellochat.room.v1.CallRequest
-	1, // 3: hellochat.room.v1.Objects.Call:output_type -> hellochat.room.v1.CallResponse
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	3, // 2: hellochat.room.v1.FetchRequest.headers:type_name -> hellochat.room.v1.Header
+	6, // 3: hellochat.room.v1.FetchResponse.response:type_name -> hellochat.room.v1.HTTPResponse
+	7, // 4: hellochat.room.v1.FetchResponse.redirect:type_name -> hellochat.room.v1.Redirect
+	3, // 5: hellochat.room.v1.HTTPResponse.headers:type_name -> hellochat.room.v1.Header
+	0, // 6: hellochat.room.v1.Objects.Call:input_type -> hellochat.room.v1.CallRequest
+	4, // 7: hellochat.room.v1.Objects.Fetch:input_type -> hellochat.room.v1.FetchRequest
+	1, // 8: hellochat.room.v1.Objects.Call:output_type -> hellochat.room.v1.CallResponse
+	5, // 9: hellochat.room.v1.Objects.Fetch:output_type -> hellochat.room.v1.FetchResponse
+	8, // [8:10] is the sub-list for method output_type
+	6, // [6:8] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_roompb_objects_proto_init() }
@@ -316,13 +635,17 @@ func file_roompb_objects_proto_init() {
 		(*CallResponse_Redirect)(nil),
 		(*CallResponse_Error)(nil),
 	}
+	file_roompb_objects_proto_msgTypes[5].OneofWrappers = []any{
+		(*FetchResponse_Response)(nil),
+		(*FetchResponse_Redirect)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_roompb_objects_proto_rawDesc), len(file_roompb_objects_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,7 +23,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Objects_Call_FullMethodName = "/hellochat.room.v1.Objects/Call"
+	Objects_Call_FullMethodName  = "/hellochat.room.v1.Objects/Call"
+	Objects_Fetch_FullMethodName = "/hellochat.room.v1.Objects/Fetch"
 )
 
 // ObjectsClient is the client API for Objects service.
@@ -39,6 +40,11 @@ type ObjectsClient interface {
 	// commit failed or its outcome is unknown) fails with Unavailable: the
 	// router retries, which is safe for calls that carry a request id.
 	Call(ctx context.Context, in *CallRequest, opts ...grpc.CallOption) (*CallResponse, error)
+	// Fetch hands an HTTP request to one object's fetch handler and answers
+	// its response once the handler's writes are committed, or a Redirect.
+	// Refusals and unknown outcomes fail as for Call; a class without a
+	// fetch handler fails with Unimplemented.
+	Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (*FetchResponse, error)
 }
 
 type objectsClient struct {
@@ -59,6 +65,16 @@ func (c *objectsClient) Call(ctx context.Context, in *CallRequest, opts ...grpc.
 	return out, nil
 }
 
+func (c *objectsClient) Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (*FetchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FetchResponse)
+	err := c.cc.Invoke(ctx, Objects_Fetch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ObjectsServer is the server API for Objects service.
 // All implementations must embed UnimplementedObjectsServer
 // for forward compatibility.
@@ -72,6 +88,11 @@ type ObjectsServer interface {
 	// commit failed or its outcome is unknown) fails with Unavailable: the
 	// router retries, which is safe for calls that carry a request id.
 	Call(context.Context, *CallRequest) (*CallResponse, error)
+	// Fetch hands an HTTP request to one object's fetch handler and answers
+	// its response once the handler's writes are committed, or a Redirect.
+	// Refusals and unknown outcomes fail as for Call; a class without a
+	// fetch handler fails with Unimplemented.
+	Fetch(context.Context, *FetchRequest) (*FetchResponse, error)
 	mustEmbedUnimplementedObjectsServer()
 }
 
@@ -84,6 +105,9 @@ type UnimplementedObjectsServer struct{}
 
 func (UnimplementedObjectsServer) Call(context.Context, *CallRequest) (*CallResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Call not implemented")
+}
+func (UnimplementedObjectsServer) Fetch(context.Context, *FetchRequest) (*FetchResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Fetch not implemented")
 }
 func (UnimplementedObjectsServer) mustEmbedUnimplementedObjectsServer() {}
 func (UnimplementedObjectsServer) testEmbeddedByValue()                 {}
@@ -124,6 +148,24 @@ func _Objects_Call_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Objects_Fetch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FetchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ObjectsServer).Fetch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Objects_Fetch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ObjectsServer).Fetch(ctx, req.(*FetchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Objects_ServiceDesc is the grpc.ServiceDesc for Objects service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -134,6 +176,10 @@ var Objects_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Call",
 			Handler:    _Objects_Call_Handler,
+		},
+		{
+			MethodName: "Fetch",
+			Handler:    _Objects_Fetch_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,151 @@
+package objectnode
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"hellochat/durable"
+	"hellochat/limits"
+	"hellochat/objectclient"
+	pb "hellochat/proto/roompb"
+	"hellochat/security"
+)
+
+// maxObjectErrorBytes bounds the error message of an object's method that
+// a node passes back to its caller.
+const maxObjectErrorBytes = 1024
+
+// objectService implements the Objects gRPC service. See
+// proto/roompb/objects.proto for its outcomes and codes.
+type objectService struct {
+	pb.UnimplementedObjectsServer
+	node *Node
+}
+
+// target is an object a call names, checked.
+type target struct {
+	id        durable.ID
+	newObject func() durable.Object
+	what      string // class/id, for errors
+}
+
+// check authorizes the caller and checks the class, the id and the chain
+// of calling objects, which it puts in the returned context.
+func (s *objectService) check(ctx context.Context, class, rawID string, chain []string) (context.Context, target, error) {
+	n := s.node
+	// Routers call for their routes, nodes for their objects' calls.
+	if _, err := n.cfg.Security.Authorize(ctx, security.RoleRouter, security.RoleNode); err != nil {
+		return nil, target{}, err
+	}
+	ns, newObject, ok := n.objects.apps.Class(class)
+	if !ok {
+		return nil, target{}, status.Errorf(codes.NotFound, "no object class %q is registered on this node", cut(class, durable.MaxNamespaceLen))
+	}
+	id, err := ns.IDFromString(rawID)
+	if err != nil {
+		return nil, target{}, status.Errorf(codes.InvalidArgument, "object id for class %s: %v", ns.Name(), cutErr(err))
+	}
+	what := ns.Name() + "/" + id.String()
+	ids, err := objectclient.DecodeChain(n.objects.apps, chain)
+	if err != nil {
+		return nil, target{}, status.Errorf(codes.InvalidArgument, "%s: %v", what, err)
+	}
+	return durable.WithCallChain(ctx, ids), target{id, newObject, what}, nil
+}
+
+// Call runs one method of one object.
+func (s *objectService) Call(ctx context.Context, req *pb.CallRequest) (*pb.CallResponse, error) {
+	ctx, t, err := s.check(ctx, req.GetClass(), req.GetId(), req.GetChain())
+	if err != nil {
+		return nil, err
+	}
+	if err := limits.ObjectMethod(req.GetMethod()); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "%s: %v", t.what, cutErr(err))
+	}
+	if err := limits.ObjectArg(req.GetArg()); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "%s.%s: %v", t.what, req.GetMethod(), err)
+	}
+	what := t.what + "." + req.GetMethod()
+	out, redirect, err := s.node.objects.call(ctx, t.id, t.newObject, req.GetMethod(), req.GetArg())
+	switch {
+	case redirect != nil:
+		return &pb.CallResponse{Outcome: &pb.CallResponse_Redirect{Redirect: redirect}}, nil
+	case err == nil && len(out) > limits.MaxObjectResultBytes:
+		return nil, status.Errorf(codes.Internal, "%s answered %d bytes, more than %d (its writes were committed)",
+			what, len(out), limits.MaxObjectResultBytes)
+	case err == nil:
+		return &pb.CallResponse{Outcome: &pb.CallResponse_Result{Result: out}}, nil
+	}
+	if st := s.eventError(what, err); st != nil {
+		return nil, st
+	}
+	return &pb.CallResponse{Outcome: &pb.CallResponse_Error{Error: &pb.ObjectError{
+		Message: cut(err.Error(), maxObjectErrorBytes)}}}, nil
+}
+
+// Fetch hands one HTTP request to one object's Fetch handler.
+func (s *objectService) Fetch(ctx context.Context, req *pb.FetchRequest) (*pb.FetchResponse, error) {
+	ctx, t, err := s.check(ctx, req.GetClass(), req.GetId(), req.GetChain())
+	if err != nil {
+		return nil, err
+	}
+	r, err := objectclient.DecodeRequest(ctx, req)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "%s: fetch: %v", t.what, cutErr(err))
+	}
+	what := t.what + " " + r.Method + " " + cut(r.URL.Path, 64)
+	resp, redirect, err := s.node.objects.fetch(ctx, t.id, t.newObject, r)
+	if redirect != nil {
+		return &pb.FetchResponse{Outcome: &pb.FetchResponse_Redirect{Redirect: redirect}}, nil
+	}
+	if err != nil {
+		if st := s.eventError(what, err); st != nil {
+			return nil, st
+		}
+		return nil, status.Errorf(codes.Internal, "%s: %s", what, cut(err.Error(), maxObjectErrorBytes))
+	}
+	out, err := objectclient.EncodeResponse(resp)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "%s: %v (its writes were committed)", what, err)
+	}
+	return &pb.FetchResponse{Outcome: &pb.FetchResponse_Response{Response: out}}, nil
+}
+
+// eventError is the gRPC status for an event that failed other than by
+// its own handler's error (nil for such an error).
+func (s *objectService) eventError(what string, err error) error {
+	var panicked *durable.PanicError
+	switch {
+	case errors.As(err, &panicked):
+		s.node.log.Error("object handler panicked", "event", what, "panic", panicked.Value, "stack", string(panicked.Stack))
+		return status.Errorf(codes.Internal, "%s panicked", what)
+	case errors.Is(err, durable.ErrCallCycle), errors.Is(err, durable.ErrCallDepth):
+		// Refused before it ran: the caller's chain forbids it.
+		return status.Error(codes.FailedPrecondition, cut(err.Error(), maxObjectErrorBytes))
+	case errors.Is(err, durable.ErrNoHandler):
+		return status.Errorf(codes.Unimplemented, "%s: the class takes no such event", what)
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		// The event may still run and commit: only a retry with a request
+		// id the object dedupes is safe.
+		return status.FromContextError(err).Err()
+	case errors.Is(err, durable.ErrClosed), errors.Is(err, durable.ErrNotCommitted),
+		errors.Is(err, durable.ErrCommitAbandoned), errors.Is(err, errObjectUnavailable):
+		// ErrNotCommitted and ErrCommitAbandoned leave the outcome unknown
+		// too: the batch may yet commit under the shard's next leader.
+		return status.Errorf(codes.Unavailable, "%s: %v", what, err)
+	}
+	return nil
+}
+
+// cut shortens s to at most n bytes (an input echoed in an error).
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+func cutErr(err error) string { return cut(err.Error(), 256) }
