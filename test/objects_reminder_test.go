@@ -234,3 +234,37 @@ func TestObjectsReminderAlarmsAfterIdleClose(t *testing.T) {
 	waitAllFired(t, c, want, 30*time.Second)
 	checkFiredOnce(t, c, scheduled)
 }
+
+// TestObjectsReminderAlarmsThroughMembershipChange: reminders pending on
+// three lists while a fourth node joins (shards move to it) and then the
+// node that leads one list's shard is decommissioned. Nobody calls the
+// lists: each reminder must fire once, on whichever node leads its shard
+// when it is due.
+func TestObjectsReminderAlarmsThroughMembershipChange(t *testing.T) {
+	c := tc.New(t, 3, tc.Options{})
+	names := []string{"rent", "dentist", "taxes"}
+	scheduled := map[string][]reminder.Reminder{}
+	want := map[string]int{}
+	var last time.Time
+	for i := range 12 {
+		name := names[i%len(names)]
+		r := scheduleReminder(t, c, name, fmt.Sprintf("m%02d", i), 5*time.Second+time.Duration(i)*2*time.Second)
+		scheduled[name] = append(scheduled[name], r)
+		want[name]++
+		if r.Scheduled.After(last) {
+			last = r.Scheduled
+		}
+	}
+	victim := c.Leader(reminderObject(names[0]))
+	added := c.AddNode()
+	c.WaitPlaced(90 * time.Second)
+	t.Logf("node%d joined and shards moved; decommissioning node%d, leader of %s's shard", added+1, victim+1, names[0])
+	if !time.Now().Before(last) {
+		t.Fatalf("the last reminder was due %v before the decommission began: the test proves nothing", time.Since(last))
+	}
+	c.Decommission(victim, 90*time.Second)
+	c.WaitPlaced(90 * time.Second)
+
+	waitAllFired(t, c, want, 60*time.Second)
+	checkFiredOnce(t, c, scheduled)
+}
