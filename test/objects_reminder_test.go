@@ -18,11 +18,11 @@ func reminderObject(name string) string { return reminder.Namespace.IDFromName(n
 
 // scheduleReminder posts a reminder with its own key, resending it (same
 // key, so it schedules once) until a router answers it.
-func scheduleReminder(t *testing.T, c *tc.Cluster, name, key string, after time.Duration) reminder.Reminder {
+func scheduleReminder(t *testing.T, base, name, key string, after time.Duration) reminder.Reminder {
 	t.Helper()
 	var rem reminder.Reminder
 	tc.Eventually(t, 30*time.Second, func() error {
-		req, err := http.NewRequest(http.MethodPost, fmt.Sprintf("%s/reminder/%s?after=%d", c.URL(), name, after.Milliseconds()), nil)
+		req, err := http.NewRequest(http.MethodPost, fmt.Sprintf("%s/reminder/%s?after=%d", base, name, after.Milliseconds()), nil)
 		if err != nil {
 			return err
 		}
@@ -33,11 +33,11 @@ func scheduleReminder(t *testing.T, c *tc.Cluster, name, key string, after time.
 }
 
 // listReminders reads a list through a router (which wakes its object).
-func listReminders(t *testing.T, c *tc.Cluster, name string) []reminder.Reminder {
+func listReminders(t *testing.T, base, name string) []reminder.Reminder {
 	t.Helper()
 	var l reminder.List
 	tc.Eventually(t, 30*time.Second, func() error {
-		req, err := http.NewRequest(http.MethodGet, c.URL()+"/reminder/"+name, nil)
+		req, err := http.NewRequest(http.MethodGet, base+"/reminder/"+name, nil)
 		if err != nil {
 			return err
 		}
@@ -116,12 +116,12 @@ func waitAllFired(t *testing.T, c *tc.Cluster, want map[string]int, timeout time
 // checkFiredOnce checks, through the router, that each list holds exactly
 // the reminders scheduled on it, each fired by one successful run, not
 // before its time.
-func checkFiredOnce(t *testing.T, c *tc.Cluster, scheduled map[string][]reminder.Reminder) {
+func checkFiredOnce(t *testing.T, base string, scheduled map[string][]reminder.Reminder) {
 	t.Helper()
 	var worst time.Duration
 	for name, want := range scheduled {
 		got := map[string]reminder.Reminder{}
-		for _, r := range listReminders(t, c, name) {
+		for _, r := range listReminders(t, base, name) {
 			got[r.ID] = r
 		}
 		if len(got) != len(want) {
@@ -160,7 +160,7 @@ func TestObjectsReminderAlarmsThroughLeaderKills(t *testing.T) {
 	// the kill below comes about 3 s before any is due.
 	for i := total - 1; i >= 0; i-- {
 		name := names[i%len(names)]
-		r := scheduleReminder(t, c, name, fmt.Sprintf("k%02d", i), 3*time.Second+time.Duration(i)*400*time.Millisecond)
+		r := scheduleReminder(t, c.URL(), name, fmt.Sprintf("k%02d", i), 3*time.Second+time.Duration(i)*400*time.Millisecond)
 		scheduled[name] = append(scheduled[name], r)
 		want[name]++
 		if earliest.IsZero() || r.Scheduled.Before(earliest) {
@@ -197,7 +197,7 @@ func TestObjectsReminderAlarmsThroughLeaderKills(t *testing.T) {
 	c.Start(victim2)
 
 	waitAllFired(t, c, want, 40*time.Second)
-	checkFiredOnce(t, c, scheduled)
+	checkFiredOnce(t, c.URL(), scheduled)
 }
 
 // TestObjectsReminderAlarmsAfterIdleClose: reminders due after the lists'
@@ -212,7 +212,7 @@ func TestObjectsReminderAlarmsAfterIdleClose(t *testing.T) {
 		name := names[i%len(names)]
 		// Further out than objectnode's wake-ahead (3 s), so the actors
 		// are closed when idle, not kept for their alarm.
-		r := scheduleReminder(t, c, name, fmt.Sprintf("i%d", i), 7*time.Second+time.Duration(i)*200*time.Millisecond)
+		r := scheduleReminder(t, c.URL(), name, fmt.Sprintf("i%d", i), 7*time.Second+time.Duration(i)*200*time.Millisecond)
 		scheduled[name] = append(scheduled[name], r)
 		want[name]++
 	}
@@ -232,7 +232,7 @@ func TestObjectsReminderAlarmsAfterIdleClose(t *testing.T) {
 		}
 	}
 	waitAllFired(t, c, want, 30*time.Second)
-	checkFiredOnce(t, c, scheduled)
+	checkFiredOnce(t, c.URL(), scheduled)
 }
 
 // TestObjectsReminderAlarmsThroughMembershipChange: reminders pending on
@@ -248,7 +248,7 @@ func TestObjectsReminderAlarmsThroughMembershipChange(t *testing.T) {
 	var last time.Time
 	for i := range 12 {
 		name := names[i%len(names)]
-		r := scheduleReminder(t, c, name, fmt.Sprintf("m%02d", i), 5*time.Second+time.Duration(i)*2*time.Second)
+		r := scheduleReminder(t, c.URL(), name, fmt.Sprintf("m%02d", i), 5*time.Second+time.Duration(i)*2*time.Second)
 		scheduled[name] = append(scheduled[name], r)
 		want[name]++
 		if r.Scheduled.After(last) {
@@ -266,5 +266,5 @@ func TestObjectsReminderAlarmsThroughMembershipChange(t *testing.T) {
 	c.WaitPlaced(90 * time.Second)
 
 	waitAllFired(t, c, want, 60*time.Second)
-	checkFiredOnce(t, c, scheduled)
+	checkFiredOnce(t, c.URL(), scheduled)
 }
