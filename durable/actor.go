@@ -53,8 +53,11 @@ type Config struct {
 	Deliver func(from ID, m Message)
 	// Stub is how the object's events call other objects (State.Call).
 	// Nil: State.Call is refused.
-	Stub   Stub
-	Logger *slog.Logger
+	Stub Stub
+	// Sockets reaches the sockets the object accepted. Nil:
+	// AcceptWebSocket is refused.
+	Sockets Sockets
+	Logger  *slog.Logger
 }
 
 // Actor runs one object: a single goroutine owns the object and its
@@ -361,7 +364,7 @@ func (a *Actor) runEvent(ctx context.Context, alarmRun bool, fn func(context.Con
 		return a.broken
 	}
 	chain := CallChain(ctx)
-	s := &State{id: a.id, storage: a.st, canSend: a.cfg.Deliver != nil, stub: a.cfg.Stub,
+	s := &State{id: a.id, storage: a.st, canSend: a.cfg.Deliver != nil, stub: a.cfg.Stub, canSocket: a.cfg.Sockets != nil,
 		chain: append(chain[:len(chain):len(chain)], a.id)}
 	a.cur = s
 	a.st.begin(alarmRun)
@@ -437,6 +440,9 @@ func (a *Actor) commit() error {
 	}
 	a.version = next
 	a.st.committedNow()
+	// Published before the event's caller hears back, so that Alarm
+	// already says what the event committed.
+	a.publishAlarm()
 	return nil
 }
 
@@ -466,6 +472,7 @@ func (a *Actor) waitCommit(result <-chan error) error {
 func (a *Actor) reload() {
 	a.st.ev = newLayer(a.st.base, nil)
 	a.st.alarm.pending = nil
+	a.st.sockets = nil
 	v, alarm, err := loadMeta(a.cfg.Reader, a.object)
 	if err != nil {
 		a.log.Error("reload after a failed commit", "err", err)
@@ -473,6 +480,7 @@ func (a *Actor) reload() {
 		return
 	}
 	a.version, a.st.alarm = v, alarm
+	a.publishAlarm()
 }
 
 // release hands on what the event sent, now that its writes are committed.
@@ -481,4 +489,12 @@ func (a *Actor) release(s *State) {
 		a.cfg.Deliver(a.id, m)
 	}
 	s.outbox = nil
+	for _, op := range s.sockOut {
+		if op.close {
+			a.cfg.Sockets.Close(op.socket, op.code, op.reason)
+		} else {
+			a.cfg.Sockets.Send(op.socket, op.msg, op.text)
+		}
+	}
+	s.sockOut = nil
 }

@@ -251,6 +251,7 @@ type rig struct {
 	a     *Actor
 	obj   Object
 	out   chan Message
+	socks *fakeSockets
 	// mailbox is Config.Mailbox for the next start (0: the default).
 	mailbox int
 }
@@ -264,7 +265,8 @@ func newRig(t *testing.T, obj Object) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{t: t, c: newFakeCommitter(), clock: newFakeClock(), id: ns.IDFromName(t.Name()), out: make(chan Message, 100)}
+	r := &rig{t: t, c: newFakeCommitter(), clock: newFakeClock(), id: ns.IDFromName(t.Name()), out: make(chan Message, 100),
+		socks: &fakeSockets{ops: make(chan socketOp, 100)}}
 	r.start(obj)
 	return r
 }
@@ -275,6 +277,7 @@ func (r *rig) start(obj Object) {
 	a, err := Start(r.id, func() Object { return obj }, Config{
 		Reader: r.c, Committer: r.c, Clock: r.clock, Mailbox: r.mailbox,
 		Deliver: func(_ ID, m Message) { r.out <- m },
+		Sockets: r.socks,
 		Logger:  quiet,
 	})
 	if err != nil {
@@ -370,4 +373,15 @@ func mustNot[T any](t *testing.T, ch <-chan T, what string) {
 		t.Fatalf("%s too early: %v", what, v)
 	default:
 	}
+}
+
+// fakeSockets records what an actor sends to its sockets' gateway.
+type fakeSockets struct{ ops chan socketOp }
+
+func (f *fakeSockets) Send(socket string, msg []byte, text bool) {
+	f.ops <- socketOp{socket: socket, msg: msg, text: text}
+}
+
+func (f *fakeSockets) Close(socket string, code int, reason string) {
+	f.ops <- socketOp{socket: socket, close: true, code: code, reason: reason}
 }

@@ -53,18 +53,26 @@ type AlarmInfo struct {
 	IsRetry bool
 }
 
-// WebSocketHandler is the shape of the WebSocket events of a class that
-// accepts sockets (Cloudflare's hibernation API). It is API only: this
-// increment of the runtime does not deliver these events yet.
+// WebSocketHandler handles the events of the sockets a class accepted
+// (State.AcceptWebSocket; Cloudflare's hibernation API): a message from
+// the browser, its close, or an error that ended it. The actor delivers
+// them one at a time like any event (Actor.WebSocketMessage and so on),
+// waking the object from storage if it was evicted; after a close or an
+// error the object no longer holds the socket.
 type WebSocketHandler interface {
 	WebSocketMessage(ctx context.Context, s *State, ws WebSocket, msg []byte, text bool) error
 	WebSocketClose(ctx context.Context, s *State, ws WebSocket, code int, reason string, wasClean bool) error
 	WebSocketError(ctx context.Context, s *State, ws WebSocket, err error) error
 }
 
-// WebSocket is a socket an object accepted. Its attachment is a small
-// value that survives the object being evicted from memory.
+// WebSocket is a socket an object accepted, valid during one event. Its
+// tags and attachment (a small value, MaxAttachmentBytes) are stored with
+// the object: they survive its eviction from memory and its leader's
+// failover. What Send and Close do leaves once the event's writes are
+// committed.
 type WebSocket interface {
+	ID() string
+	Tags() []string
 	Send(msg []byte, text bool) error
 	Close(code int, reason string) error
 	Attachment() []byte
@@ -91,6 +99,10 @@ type State struct {
 	over    bool
 	stub    Stub
 	chain   []ID // the objects waiting on this event, this one last
+	// canSocket: the actor has a gateway (Config.Sockets); sockOut holds
+	// the event's socket sends and closes until its commit.
+	canSocket bool
+	sockOut   []socketOp
 }
 
 // ID is the object's ID.

@@ -31,7 +31,10 @@ type Storage struct {
 	// so the event can only fail.
 	broken error
 	alarm  alarmState
-	sync   func() error // commits the event's writes so far (the actor's)
+	// sockets holds the event's changes to its sockets' records (nil: the
+	// socket was closed); websocket.go.
+	sockets map[string]*socketRecord
+	sync    func() error // commits the event's writes so far (the actor's)
 }
 
 // alarmState is the committed alarm and the event's change to it.
@@ -160,6 +163,7 @@ func (s *Storage) begin(alarmRun bool) {
 	s.ev = newLayer(s.base, nil)
 	s.broken = nil
 	s.alarm.pending = nil
+	s.sockets = nil
 	if alarmRun {
 		s.alarm.pending = &alarmChange{}
 	}
@@ -169,6 +173,7 @@ func (s *Storage) begin(alarmRun bool) {
 func (s *Storage) end() {
 	s.ev = nil
 	s.alarm.pending = nil
+	s.sockets = nil
 	s.txOpen = false
 }
 
@@ -186,13 +191,14 @@ func (s *Storage) pendingOps() []storage.Op {
 			ops = append(ops, storage.Op{Key: alarmKey, Delete: true})
 		}
 	}
-	return ops
+	return append(ops, s.socketOps()...)
 }
 
 // committedNow records that the event's writes so far are committed: the
 // store holds them now, and the event goes on with an empty layer.
 func (s *Storage) committedNow() {
 	s.ev = newLayer(s.base, nil)
+	s.sockets = nil
 	if p := s.alarm.pending; p != nil {
 		s.alarm.at, s.alarm.set = p.at, p.set
 		s.alarm.pending = nil

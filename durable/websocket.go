@@ -1,0 +1,387 @@
+package durable
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"hellochat/storage"
+)
+
+// Limits of the WebSockets an object accepts (Cloudflare's, where it
+// has them).
+const (
+	// MaxSockets bounds the sockets one object holds at once.
+	MaxSockets = 32768
+	// MaxSocketTags bounds a socket's tags, and MaxSocketTagBytes each
+	// tag (1 byte at least).
+	MaxSocketTags     = 10
+	MaxSocketTagBytes = 256
+	// MaxAttachmentBytes bounds a socket's attachment.
+	MaxAttachmentBytes = 2048
+	// MaxSocketMessageBytes bounds a message an object sends.
+	MaxSocketMessageBytes = 1 << 20
+	// MaxSocketIDBytes bounds the id a gateway gives a socket.
+	MaxSocketIDBytes = 128
+)
+
+var (
+	// ErrNotUpgrade refuses AcceptWebSocket on a request that is not a
+	// WebSocket upgrade handed to the object by its gateway (WithUpgrade).
+	ErrNotUpgrade = errors.New("durable: not a WebSocket upgrade handed to this object")
+	// ErrUnknownSocket fails a socket event for a socket the object does
+	// not hold (never accepted, or closed).
+	ErrUnknownSocket = errors.New("durable: the object holds no such socket")
+	// ErrSocketClosed refuses an operation on a socket the event closed.
+	ErrSocketClosed = errors.New("durable: socket closed")
+	// ErrSocketLimit refuses what would pass one of the socket limits.
+	ErrSocketLimit = errors.New("durable: socket limit")
+	// ErrNoSockets refuses AcceptWebSocket on an actor made without
+	// Config.Sockets.
+	ErrNoSockets = errors.New("durable: actor has no socket gateway (Config.Sockets)")
+)
+
+// Sockets is how an actor reaches the sockets its object accepted, which
+// live on gateways (the routers, where the browsers' connections end).
+// Its methods are called on the actor's goroutine once the writes of the
+// event that sent are committed, in the order the event sent; they must
+// not block for long.
+type Sockets interface {
+	Send(socket string, msg []byte, text bool)
+	Close(socket string, code int, reason string)
+}
+
+type upgradeKey struct{}
+
+// WithUpgrade marks a request's context as a WebSocket upgrade whose
+// socket the gateway named socket: the object's Fetch may accept it
+// (State.AcceptWebSocket) and answer 101.
+func WithUpgrade(ctx context.Context, socket string) context.Context {
+	return context.WithValue(ctx, upgradeKey{}, socket)
+}
+
+// socketRecord is what the store keeps of an accepted socket, so that it
+// outlives the object's eviction and its leader's failover.
+type socketRecord struct {
+	Tags       []string `json:"t,omitempty"`
+	Attachment []byte   `json:"a,omitempty"`
+}
+
+// socketKey is a socket's record's store key: meta, 's', the id.
+func socketKey(id string) []byte { return append([]byte{metaPrefix, 's'}, id...) }
+
+var socketKeysEnd = []byte{metaPrefix, 's' + 1}
+
+// checkSocketID holds a gateway's socket id to MaxSocketIDBytes of
+// printable ASCII.
+func checkSocketID(id string) error {
+	if id == "" || len(id) > MaxSocketIDBytes {
+		return fmt.Errorf("%w: socket id of %d bytes (1 to %d)", ErrSocketLimit, len(id), MaxSocketIDBytes)
+	}
+	for _, c := range []byte(id) {
+		if c <= ' ' || c >= 0x7f {
+			return fmt.Errorf("%w: socket id holds byte %#x", ErrSocketLimit, c)
+		}
+	}
+	return nil
+}
+
+// socketOp is a send or close an event made, released after its commit.
+type socketOp struct {
+	socket string
+	msg    []byte
+	text   bool
+	close  bool
+	code   int
+	reason string
+}
+
+// socketRecord reads socket id's record as the event sees it.
+func (s *Storage) socketRecord(id string) (*socketRecord, error) {
+	if rec, ok := s.sockets[id]; ok {
+		if rec == nil {
+			return nil, ErrSocketClosed
+		}
+		return rec, nil
+	}
+	b, found, err := s.base.r.Get(s.base.object, socketKey(id))
+	if err != nil {
+		return nil, fmt.Errorf("durable: read socket %s: %w", id, err)
+	}
+	if !found {
+		return nil, ErrUnknownSocket
+	}
+	var rec socketRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("durable: decode socket %s: %w", id, err)
+	}
+	return &rec, nil
+}
+
+// socketIDs lists the sockets the event sees, in id order.
+func (s *Storage) socketIDs() ([]string, error) {
+	var ids []string
+	err := s.base.r.Scan(s.base.object, socketKey(""), socketKeysEnd, false, func(k, _ []byte) bool {
+		if _, changed := s.sockets[string(k[2:])]; !changed {
+			ids = append(ids, string(k[2:]))
+		}
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("durable: list sockets: %w", err)
+	}
+	for id, rec := range s.sockets {
+		if rec != nil {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// socketOps are the socket records' changes the event makes.
+func (s *Storage) socketOps() []storage.Op {
+	ops := make([]storage.Op, 0, len(s.sockets))
+	for id, rec := range s.sockets {
+		if rec == nil {
+			ops = append(ops, storage.Op{Key: socketKey(id), Delete: true})
+			continue
+		}
+		b, err := json.Marshal(rec)
+		if err != nil {
+			panic(fmt.Sprintf("durable: encode socket record: %v", err)) // strings and bytes: cannot fail
+		}
+		ops = append(ops, storage.Op{Key: socketKey(id), Value: b})
+	}
+	slices.SortFunc(ops, func(a, b storage.Op) int { return strings.Compare(string(a.Key), string(b.Key)) })
+	return ops
+}
+
+// AcceptWebSocket accepts the WebSocket whose upgrade r is, with tags to
+// find it by (GetWebSockets). The object's Fetch then answers 101. The
+// socket's record is written with the event's writes; frames it sends
+// leave once they are committed. The socket stays the object's across
+// its eviction from memory and its leader's failover, until it or the
+// object closes it.
+func (s *State) AcceptWebSocket(r *http.Request, tags ...string) (WebSocket, error) {
+	if err := s.storage.usable(); err != nil {
+		return nil, err
+	}
+	if !s.canSocket {
+		return nil, ErrNoSockets
+	}
+	id, ok := r.Context().Value(upgradeKey{}).(string)
+	if !ok {
+		return nil, ErrNotUpgrade
+	}
+	if err := checkSocketID(id); err != nil {
+		return nil, err
+	}
+	if len(tags) > MaxSocketTags {
+		return nil, fmt.Errorf("%w: %d tags, at most %d", ErrSocketLimit, len(tags), MaxSocketTags)
+	}
+	for _, tag := range tags {
+		if tag == "" || len(tag) > MaxSocketTagBytes {
+			return nil, fmt.Errorf("%w: a tag of %d bytes (1 to %d)", ErrSocketLimit, len(tag), MaxSocketTagBytes)
+		}
+	}
+	ids, err := s.storage.socketIDs()
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) >= MaxSockets && !slices.Contains(ids, id) {
+		return nil, fmt.Errorf("%w: the object holds %d sockets already", ErrSocketLimit, len(ids))
+	}
+	if s.storage.sockets == nil {
+		s.storage.sockets = map[string]*socketRecord{}
+	}
+	s.storage.sockets[id] = &socketRecord{Tags: slices.Clone(tags)}
+	return &socketHandle{s: s, id: id}, nil
+}
+
+// GetWebSockets lists the object's sockets with tag ("" for all), in id
+// order, wherever their browsers are connected.
+func (s *State) GetWebSockets(tag string) ([]WebSocket, error) {
+	if err := s.storage.usable(); err != nil {
+		return nil, err
+	}
+	ids, err := s.storage.socketIDs()
+	if err != nil {
+		return nil, err
+	}
+	var out []WebSocket
+	for _, id := range ids {
+		rec, err := s.storage.socketRecord(id)
+		if err != nil {
+			return nil, err
+		}
+		if tag == "" || slices.Contains(rec.Tags, tag) {
+			out = append(out, &socketHandle{s: s, id: id})
+		}
+	}
+	return out, nil
+}
+
+// socketHandle is a WebSocket handle, valid during the event that made it.
+type socketHandle struct {
+	s  *State
+	id string
+	// gone is the record of a socket whose browser is gone, for the
+	// close and error events: its tags and attachment can be read, but
+	// nothing can be sent to it.
+	gone *socketRecord
+}
+
+func (w *socketHandle) ID() string { return w.id }
+
+func (w *socketHandle) record() (*socketRecord, error) {
+	if err := w.s.storage.usable(); err != nil {
+		return nil, err
+	}
+	if w.gone != nil {
+		return nil, ErrSocketClosed
+	}
+	return w.s.storage.socketRecord(w.id)
+}
+
+// readable is the record Tags and Attachment read.
+func (w *socketHandle) readable() *socketRecord {
+	if w.gone != nil {
+		return w.gone
+	}
+	rec, err := w.record()
+	if err != nil {
+		return &socketRecord{}
+	}
+	return rec
+}
+
+func (w *socketHandle) Tags() []string { return slices.Clone(w.readable().Tags) }
+
+func (w *socketHandle) Attachment() []byte { return slices.Clone(w.readable().Attachment) }
+
+func (w *socketHandle) SetAttachment(b []byte) error {
+	if len(b) > MaxAttachmentBytes {
+		return fmt.Errorf("%w: attachment of %d bytes, at most %d", ErrSocketLimit, len(b), MaxAttachmentBytes)
+	}
+	rec, err := w.record()
+	if err != nil {
+		return err
+	}
+	if w.s.storage.sockets == nil {
+		w.s.storage.sockets = map[string]*socketRecord{}
+	}
+	w.s.storage.sockets[w.id] = &socketRecord{Tags: rec.Tags, Attachment: slices.Clone(b)}
+	return nil
+}
+
+func (w *socketHandle) Send(msg []byte, text bool) error {
+	if len(msg) > MaxSocketMessageBytes {
+		return fmt.Errorf("%w: message of %d bytes, at most %d", ErrSocketLimit, len(msg), MaxSocketMessageBytes)
+	}
+	if _, err := w.record(); err != nil {
+		return err
+	}
+	w.s.sockOut = append(w.s.sockOut, socketOp{socket: w.id, msg: slices.Clone(msg), text: text})
+	return nil
+}
+
+func (w *socketHandle) Close(code int, reason string) error {
+	if _, err := w.record(); err != nil {
+		return err
+	}
+	if w.s.storage.sockets == nil {
+		w.s.storage.sockets = map[string]*socketRecord{}
+	}
+	w.s.storage.sockets[w.id] = nil
+	w.s.sockOut = append(w.s.sockOut, socketOp{socket: w.id, close: true, code: code, reason: reason})
+	return nil
+}
+
+// forgetSocket drops socket id's record with the event's writes (its
+// browser is gone: nothing is sent to it).
+func (s *Storage) forgetSocket(id string) error {
+	if _, err := s.socketRecord(id); err != nil {
+		if errors.Is(err, ErrUnknownSocket) || errors.Is(err, ErrSocketClosed) {
+			return nil
+		}
+		return err
+	}
+	if s.sockets == nil {
+		s.sockets = map[string]*socketRecord{}
+	}
+	s.sockets[id] = nil
+	return nil
+}
+
+// socketEvent is the handler and the socket a socket event of id goes to.
+func (a *Actor) socketEvent(s *State, id string) (WebSocketHandler, WebSocket, error) {
+	h, ok := a.obj.(WebSocketHandler)
+	if !ok {
+		return nil, nil, fmt.Errorf("websocket event: %w", ErrNoHandler)
+	}
+	if _, err := s.storage.socketRecord(id); err != nil {
+		return nil, nil, err
+	}
+	return h, &socketHandle{s: s, id: id}, nil
+}
+
+// WebSocketMessage delivers a message the browser of socket sent to the
+// object's WebSocketMessage handler, as one event (released like Call's
+// result). ErrUnknownSocket: the object does not hold that socket.
+func (a *Actor) WebSocketMessage(ctx context.Context, socket string, msg []byte, text bool) error {
+	return a.do(ctx, func(ctx context.Context, s *State) error {
+		h, ws, err := a.socketEvent(s, socket)
+		if err != nil {
+			return err
+		}
+		return h.WebSocketMessage(ctx, s, ws, msg, text)
+	})
+}
+
+// WebSocketClose tells the object that socket's browser closed it (or
+// its gateway lost it). The object holds the socket no more, even if the
+// handler fails (its writes are dropped, and a second event drops the
+// socket's record alone). During the handler the socket is already out
+// of GetWebSockets; its tags and attachment can still be read.
+func (a *Actor) WebSocketClose(ctx context.Context, socket string, code int, reason string, wasClean bool) error {
+	return a.socketGone(ctx, socket, func(ctx context.Context, s *State, h WebSocketHandler, ws WebSocket) error {
+		return h.WebSocketClose(ctx, s, ws, code, reason, wasClean)
+	})
+}
+
+// WebSocketError tells the object that an error ended socket; as
+// WebSocketClose otherwise.
+func (a *Actor) WebSocketError(ctx context.Context, socket string, cause error) error {
+	return a.socketGone(ctx, socket, func(ctx context.Context, s *State, h WebSocketHandler, ws WebSocket) error {
+		return h.WebSocketError(ctx, s, ws, cause)
+	})
+}
+
+func (a *Actor) socketGone(ctx context.Context, socket string, handle func(context.Context, *State, WebSocketHandler, WebSocket) error) error {
+	err := a.do(ctx, func(ctx context.Context, s *State) error {
+		h, _, err := a.socketEvent(s, socket)
+		if err != nil {
+			return err
+		}
+		rec, err := s.storage.socketRecord(socket)
+		if err != nil {
+			return err
+		}
+		if err := s.storage.forgetSocket(socket); err != nil {
+			return err
+		}
+		return handle(ctx, s, h, &socketHandle{s: s, id: socket, gone: rec})
+	})
+	if err == nil || errors.Is(err, ErrUnknownSocket) || ctx.Err() != nil {
+		return err
+	}
+	if ferr := a.do(ctx, func(_ context.Context, s *State) error { return s.storage.forgetSocket(socket) }); ferr != nil {
+		return errors.Join(err, fmt.Errorf("drop the socket's record: %w", ferr))
+	}
+	return err
+}

@@ -1,0 +1,280 @@
+package durable
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// room is a small chat room on hibernating sockets: a socket's name is
+// its attachment, and what one socket says goes to every socket tagged
+// "room", as "name: text".
+type room struct {
+	testClass
+	failClose bool
+}
+
+func (c *room) Fetch(ctx context.Context, s *State, w http.ResponseWriter, r *http.Request) {
+	name := r.URL.Query().Get("name")
+	ws, err := s.AcceptWebSocket(r, "room", "name:"+name)
+	if err == nil {
+		err = ws.SetAttachment([]byte(name))
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.WriteHeader(http.StatusSwitchingProtocols)
+}
+
+func (c *room) broadcast(s *State, line string) error {
+	all, err := s.GetWebSockets("room")
+	if err != nil {
+		return err
+	}
+	for _, ws := range all {
+		if err := ws.Send([]byte(line), true); err != nil {
+			return err
+		}
+	}
+	return s.Storage().Put("last", []byte(line))
+}
+
+func (c *room) WebSocketMessage(ctx context.Context, s *State, ws WebSocket, msg []byte, text bool) error {
+	if string(msg) == "bye" {
+		return ws.Close(1000, "asked to")
+	}
+	return c.broadcast(s, fmt.Sprintf("%s: %s", ws.Attachment(), msg))
+}
+
+func (c *room) WebSocketClose(ctx context.Context, s *State, ws WebSocket, code int, reason string, wasClean bool) error {
+	if c.failClose {
+		return errors.New("handler failed")
+	}
+	return c.broadcast(s, fmt.Sprintf("%s left (%d)", ws.Attachment(), code))
+}
+
+func (c *room) WebSocketError(ctx context.Context, s *State, ws WebSocket, err error) error {
+	return c.broadcast(s, fmt.Sprintf("%s broke: %v", ws.Attachment(), err))
+}
+
+func newRoomRig(t *testing.T) (*rig, *room) {
+	c := &room{}
+	c.call = func(_ context.Context, s *State, tag string, _ []byte) ([]byte, error) {
+		all, err := s.GetWebSockets(tag)
+		if err != nil {
+			return nil, err
+		}
+		var ids []string
+		for _, ws := range all {
+			ids = append(ids, ws.ID()+"="+string(ws.Attachment()))
+		}
+		return json.Marshal(ids)
+	}
+	return newRig(t, c), c
+}
+
+// join hands the actor an upgrade of socket for name, as a gateway would.
+func join(t *testing.T, a *Actor, socket, name string) int {
+	t.Helper()
+	ctx := WithUpgrade(context.Background(), socket)
+	resp, err := a.Fetch(ctx, httptest.NewRequest("GET", "http://room/ws?name="+name, nil).WithContext(ctx))
+	if err != nil {
+		t.Fatalf("upgrade of %s: %v", socket, err)
+	}
+	return resp.StatusCode
+}
+
+// sent collects n socket operations the gateway was handed.
+func sent(t *testing.T, r *rig, n int) []string {
+	t.Helper()
+	var got []string
+	for range n {
+		op := recv(t, r.socks.ops, "a socket operation")
+		if op.close {
+			got = append(got, fmt.Sprintf("%s closed %d %s", op.socket, op.code, op.reason))
+		} else {
+			got = append(got, op.socket+" <- "+string(op.msg))
+		}
+	}
+	select {
+	case op := <-r.socks.ops:
+		t.Fatalf("one more socket operation than expected: %+v", op)
+	default:
+	}
+	return got
+}
+
+func sockets(t *testing.T, r *rig, tag string) string {
+	t.Helper()
+	out, err := r.a.Call(context.Background(), tag, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+// Sockets are accepted with tags and an attachment, found by tag,
+// written to, and all of it survives the object's eviction: a fresh
+// actor on the same storage holds the same sockets.
+func TestWebSocketsSurviveEviction(t *testing.T) {
+	r, c := newRoomRig(t)
+	if st := join(t, r.a, "gw1/1", "ann"); st != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade answered %d", st)
+	}
+	join(t, r.a, "gw2/7", "bob")
+	if got := sockets(t, r, "room"); got != `["gw1/1=ann","gw2/7=bob"]` {
+		t.Fatalf("sockets tagged room: %s", got)
+	}
+	if got := sockets(t, r, "name:bob"); got != `["gw2/7=bob"]` {
+		t.Fatalf("sockets tagged name:bob: %s", got)
+	}
+	if err := r.a.WebSocketMessage(context.Background(), "gw1/1", []byte("hi"), true); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(sent(t, r, 2), "; "); got != "gw1/1 <- ann: hi; gw2/7 <- ann: hi" {
+		t.Fatalf("broadcast: %s", got)
+	}
+
+	// Evicted: the actor closes; the next event starts a fresh one.
+	r.a.Close()
+	r.start(c)
+	if err := r.a.WebSocketMessage(context.Background(), "gw2/7", []byte("back?"), true); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(sent(t, r, 2), "; "); got != "gw1/1 <- bob: back?; gw2/7 <- bob: back?" {
+		t.Fatalf("after eviction: %s", got)
+	}
+}
+
+// Nothing a socket event sends leaves before its writes are committed;
+// a failed commit drops the sends and an accept with them.
+func TestWebSocketOutputWaitsForCommit(t *testing.T) {
+	r, _ := newRoomRig(t)
+	join(t, r.a, "gw/1", "ann")
+	for len(r.c.asked) > 0 {
+		<-r.c.asked // the join's commit
+	}
+	r.c.setHold(true)
+	done := make(chan error, 1)
+	go func() { done <- r.a.WebSocketMessage(context.Background(), "gw/1", []byte("x"), true) }()
+	r.c.waitAsked(t)
+	select {
+	case op := <-r.socks.ops:
+		t.Fatalf("%q sent to %s before its commit", op.msg, op.socket)
+	default:
+	}
+	r.c.release(t, nil)
+	if err := recv(t, done, "the event"); err != nil {
+		t.Fatal(err)
+	}
+	sent(t, r, 1)
+
+	r.c.setHold(false)
+	r.c.setFail(errDisk)
+	if err := r.a.WebSocketMessage(context.Background(), "gw/1", []byte("lost"), true); !errors.Is(err, ErrNotCommitted) {
+		t.Fatalf("event on a failing store: %v", err)
+	}
+	ctx := WithUpgrade(context.Background(), "gw/2")
+	if _, err := r.a.Fetch(ctx, httptest.NewRequest("GET", "http://room/?name=bob", nil).WithContext(ctx)); !errors.Is(err, ErrNotCommitted) {
+		t.Fatalf("upgrade on a failing store: %v", err)
+	}
+	sent(t, r, 0)
+	r.c.setFail(nil)
+	if got := sockets(t, r, ""); got != `["gw/1=ann"]` {
+		t.Fatalf("after the failed accept: %s", got)
+	}
+}
+
+// A browser's close runs the handler and drops the socket, even when the
+// handler fails; an object's close reaches the gateway once committed.
+func TestWebSocketCloseDropsTheSocket(t *testing.T) {
+	r, c := newRoomRig(t)
+	for i, name := range []string{"ann", "bob", "cyd"} {
+		join(t, r.a, fmt.Sprintf("gw/%d", i), name)
+	}
+	if err := r.a.WebSocketClose(context.Background(), "gw/0", 1001, "tab closed", true); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(sent(t, r, 2), "; "); got != "gw/1 <- ann left (1001); gw/2 <- ann left (1001)" {
+		t.Fatalf("close: %s", got)
+	}
+	if err := r.a.WebSocketMessage(context.Background(), "gw/0", []byte("ghost"), true); !errors.Is(err, ErrUnknownSocket) {
+		t.Fatalf("message from a closed socket: %v", err)
+	}
+
+	c.failClose = true
+	if err := r.a.WebSocketClose(context.Background(), "gw/1", 1006, "", false); err == nil {
+		t.Fatal("the failing close handler's error was not returned")
+	}
+	sent(t, r, 0)
+	if got := sockets(t, r, ""); got != `["gw/2=cyd"]` {
+		t.Fatalf("after a failed close handler: %s, want the socket dropped anyway", got)
+	}
+
+	if err := r.a.WebSocketMessage(context.Background(), "gw/2", []byte("bye"), true); err != nil {
+		t.Fatal(err)
+	}
+	if got := sent(t, r, 1); got[0] != "gw/2 closed 1000 asked to" {
+		t.Fatalf("object's close: %v", got)
+	}
+	if got := sockets(t, r, ""); got != "null" {
+		t.Fatalf("after the object closed its last socket: %s", got)
+	}
+}
+
+func TestWebSocketLimits(t *testing.T) {
+	r := newRig(t, &testClass{})
+	err := r.call(func(s *State) error {
+		_, err := s.AcceptWebSocket(httptest.NewRequest("GET", "http://room/", nil))
+		return err
+	})
+	if !errors.Is(err, ErrNotUpgrade) {
+		t.Fatalf("accept without an upgrade: %v", err)
+	}
+	for what, accept := range map[string]func(s *State, r *http.Request) error{
+		"too many tags": func(s *State, r *http.Request) error {
+			_, err := s.AcceptWebSocket(r, strings.Split(strings.Repeat("t,", MaxSocketTags+1), ",")[:MaxSocketTags+1]...)
+			return err
+		},
+		"a tag too long": func(s *State, r *http.Request) error {
+			_, err := s.AcceptWebSocket(r, strings.Repeat("t", MaxSocketTagBytes+1))
+			return err
+		},
+		"an attachment too large": func(s *State, r *http.Request) error {
+			ws, err := s.AcceptWebSocket(r)
+			if err != nil {
+				return err
+			}
+			return ws.SetAttachment(make([]byte, MaxAttachmentBytes+1))
+		},
+		"a message too large": func(s *State, r *http.Request) error {
+			ws, err := s.AcceptWebSocket(r)
+			if err != nil {
+				return err
+			}
+			return ws.Send(make([]byte, MaxSocketMessageBytes+1), false)
+		},
+	} {
+		err := r.call(func(s *State) error {
+			ctx := WithUpgrade(context.Background(), "gw/1")
+			return accept(s, httptest.NewRequest("GET", "http://room/", nil).WithContext(ctx))
+		})
+		if !errors.Is(err, ErrSocketLimit) {
+			t.Errorf("%s: %v, want ErrSocketLimit", what, err)
+		}
+	}
+	err = r.call(func(s *State) error {
+		ctx := WithUpgrade(context.Background(), "has space")
+		_, err := s.AcceptWebSocket(httptest.NewRequest("GET", "http://room/", nil).WithContext(ctx))
+		return err
+	})
+	if !errors.Is(err, ErrSocketLimit) {
+		t.Errorf("a socket id with a space: %v", err)
+	}
+}
