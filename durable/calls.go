@@ -87,21 +87,26 @@ func describeChain(chain []ID) string {
 // then fail, the other's stand, so a call that changes state should be
 // idempotent (a request id in its argument).
 func (s *State) Call(ctx context.Context, id ID, method string, arg []byte) ([]byte, error) {
-	switch {
-	case s.over:
-		return nil, ErrNoEvent
-	case s.stub == nil:
-		return nil, ErrNoStub
-	}
-	if err := checkChain(s.chain, id); err != nil {
+	ctx, err := s.outgoing(ctx, id)
+	if err != nil {
 		return nil, err
 	}
-	return s.stub.Call(WithCallChain(ctx, s.chain), id, method, arg)
+	return s.stub.Call(ctx, id, method, arg)
 }
 
 // Fetch hands an HTTP request to another object's Fetch handler (through
 // Config.Stub), as Call calls its method: same chain, same caveats.
 func (s *State) Fetch(ctx context.Context, id ID, r *http.Request) (*http.Response, error) {
+	ctx, err := s.outgoing(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return s.stub.Fetch(ctx, id, r)
+}
+
+// outgoing checks a call of id from this event, and returns ctx carrying
+// the event's chain of callers for it.
+func (s *State) outgoing(ctx context.Context, id ID) (context.Context, error) {
 	switch {
 	case s.over:
 		return nil, ErrNoEvent
@@ -111,5 +116,5 @@ func (s *State) Fetch(ctx context.Context, id ID, r *http.Request) (*http.Respon
 	if err := checkChain(s.chain, id); err != nil {
 		return nil, err
 	}
-	return s.stub.Fetch(WithCallChain(ctx, s.chain), id, r)
+	return WithCallChain(ctx, s.chain), nil
 }

@@ -143,6 +143,19 @@ func hopApps(t *testing.T) *apps.Registry {
 	return reg
 }
 
+// hopNamesOnTwoLeaders names two hop objects whose shards different nodes
+// lead, so that calls between them cross nodes.
+func hopNamesOnTwoLeaders(c *tc.Cluster) (a, b string) {
+	leader := func(name string) int { return c.Leader(hopNS.IDFromName(name).StorageObject()) }
+	a = "a0"
+	for i := 0; b == ""; i++ {
+		if n := fmt.Sprintf("b%d", i); leader(n) != leader(a) {
+			b = n
+		}
+	}
+	return a, b
+}
+
 func hopRequest(t *testing.T, base, method, name, body string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, base+"/hop/"+name, strings.NewReader(body))
@@ -168,14 +181,7 @@ func hopRequest(t *testing.T, base, method, name, body string) (int, string) {
 // writes dropped, and the objects serve calls again afterwards.
 func TestObjectsCallObjectsAcrossNodesWithoutCycles(t *testing.T) {
 	c := tc.New(t, 3, tc.Options{Apps: hopApps(t)})
-	// Names whose shards different nodes lead, so the calls cross nodes.
-	leader := func(name string) int { return c.Leader(hopNS.IDFromName(name).StorageObject()) }
-	a, b := "a0", ""
-	for i := 0; b == ""; i++ {
-		if n := fmt.Sprintf("b%d", i); leader(n) != leader(a) {
-			b = n
-		}
-	}
+	a, b := hopNamesOnTwoLeaders(c)
 
 	if st, body := hopRequest(t, c.URL(), "POST", a, fmt.Sprintf(`[%q, "c"]`, b)); st != 200 || body != fmt.Sprintf(`"%s %s c"`, a, b) {
 		t.Fatalf("%s -> %s -> c answered %d %s", a, b, st, body)
@@ -214,13 +220,7 @@ func TestObjectsCallObjectsAcrossNodesWithoutCycles(t *testing.T) {
 // fetch handler.
 func TestObjectsFetchThroughStubs(t *testing.T) {
 	c := tc.New(t, 3, tc.Options{Apps: hopApps(t)})
-	leader := func(name string) int { return c.Leader(hopNS.IDFromName(name).StorageObject()) }
-	a, b := "a0", ""
-	for i := 0; b == ""; i++ {
-		if n := fmt.Sprintf("b%d", i); leader(n) != leader(a) {
-			b = n
-		}
-	}
+	a, b := hopNamesOnTwoLeaders(c)
 	do := func(method, path, body string) (*http.Response, string) {
 		t.Helper()
 		req, _ := http.NewRequest(method, c.URL()+path, strings.NewReader(body))
