@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"hellochat/internal/fifo"
+	"hellochat/fifo"
 	"hellochat/storage"
 )
 

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"hellochat/internal/fifo"
+	"hellochat/fifo"
 )
 
 // RetryPolicy is how an actor retries an alarm whose run failed (its

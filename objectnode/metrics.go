@@ -4,7 +4,7 @@ import (
 	"math/bits"
 	"slices"
 
-	"hellochat/internal/metric"
+	"hellochat/metric"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"

@@ -10,7 +10,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"hellochat/internal/fifo"
+	"hellochat/fifo"
 	"hellochat/limits"
 	pb "hellochat/proto/roompb"
 	"hellochat/shard"

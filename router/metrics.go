@@ -3,7 +3,7 @@ package router
 import (
 	"slices"
 
-	"hellochat/internal/metric"
+	"hellochat/metric"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"hellochat/cluster"
-	"hellochat/internal/fifo"
+	"hellochat/fifo"
 	"hellochat/limits"
 	pb "hellochat/proto/roompb"
 )

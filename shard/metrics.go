@@ -3,7 +3,7 @@ package shard
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"hellochat/internal/metric"
+	"hellochat/metric"
 )
 
 // Metrics are what the host counts and times, for Prometheus. The caller
