@@ -256,21 +256,15 @@ func (p *Placement) Target(shard int, hintID, hintAddr string, attempt *int) (Me
 	if leaders := p.Leaders(shard); len(leaders) > 0 {
 		return leaders[0], true
 	}
-	replicas, err := p.Replicas(shard, 3)
-	if err != nil {
+	replicas, live := p.liveReplicas(shard, "")
+	if len(replicas) == 0 {
 		return Meta{}, false
-	}
-	// Rotate through the replicas on retries, so a dead first replica
-	// does not hide the others.
-	live := replicas[:0:0]
-	for _, r := range replicas {
-		if p.Alive(r.ID) {
-			live = append(live, r)
-		}
 	}
 	if len(live) == 0 {
 		return replicas[0], replicas[0].GRPC != ""
 	}
+	// Rotate through the replicas on retries, so a dead first replica
+	// does not hide the others.
 	*attempt++
 	return live[*attempt%len(live)], true
 }
@@ -278,19 +272,25 @@ func (p *Placement) Target(shard int, hintID, hintAddr string, attempt *int) (Me
 // OtherReplica is a live replica of shard other than avoid, rotating with
 // *attempt.
 func (p *Placement) OtherReplica(shard int, avoid string, attempt *int) (Meta, bool) {
-	replicas, err := p.Replicas(shard, 3)
-	if err != nil {
-		return Meta{}, false
-	}
-	var live []Meta
-	for _, r := range replicas {
-		if r.ID != avoid && p.Alive(r.ID) {
-			live = append(live, r)
-		}
-	}
+	_, live := p.liveReplicas(shard, avoid)
 	if len(live) == 0 {
 		return Meta{}, false
 	}
 	*attempt++
 	return live[*attempt%len(live)], true
+}
+
+// liveReplicas are the ring's replicas of shard (none if the ring is
+// empty), and those of them alive other than avoid.
+func (p *Placement) liveReplicas(shard int, avoid string) (replicas, live []Meta) {
+	replicas, err := p.Replicas(shard, 3)
+	if err != nil {
+		return nil, nil
+	}
+	for _, r := range replicas {
+		if r.ID != avoid && p.Alive(r.ID) {
+			live = append(live, r)
+		}
+	}
+	return replicas, live
 }

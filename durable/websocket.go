@@ -115,6 +115,10 @@ func (s *Storage) socketRecord(id string) (*socketRecord, error) {
 	if !found {
 		return nil, ErrUnknownSocket
 	}
+	return decodeSocket(id, b)
+}
+
+func decodeSocket(id string, b []byte) (*socketRecord, error) {
 	var rec socketRecord
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return nil, fmt.Errorf("durable: decode socket %s: %w", id, err)
@@ -122,29 +126,50 @@ func (s *Storage) socketRecord(id string) (*socketRecord, error) {
 	return &rec, nil
 }
 
-// socketIDs lists the sockets the event sees, in id order.
-func (s *Storage) socketIDs() ([]string, error) {
-	var ids []string
-	err := s.base.r.Scan(s.base.object, socketKey(""), socketKeysEnd, false, func(k, _ []byte) bool {
-		if _, changed := s.sockets[string(k[2:])]; !changed {
-			ids = append(ids, string(k[2:]))
+// heldSocket is a socket the object holds, as the event sees it.
+type heldSocket struct {
+	id  string
+	rec *socketRecord
+}
+
+// socketList lists the sockets the event sees, in id order, with their
+// records: one scan of the committed ones, under the event's changes.
+func (s *Storage) socketList() ([]heldSocket, error) {
+	var held []heldSocket
+	var decodeErr error
+	err := s.base.r.Scan(s.base.object, socketKey(""), socketKeysEnd, false, func(k, v []byte) bool {
+		id := string(k[2:])
+		if _, changed := s.sockets[id]; changed {
+			return true
 		}
+		rec, err := decodeSocket(id, v)
+		if err != nil {
+			decodeErr = err
+			return false
+		}
+		held = append(held, heldSocket{id, rec})
 		return true
 	})
+	if err == nil {
+		err = decodeErr
+	}
 	if err != nil {
 		return nil, fmt.Errorf("durable: list sockets: %w", err)
 	}
 	for id, rec := range s.sockets {
 		if rec != nil {
-			ids = append(ids, id)
+			held = append(held, heldSocket{id, rec})
 		}
 	}
-	slices.Sort(ids)
-	return ids, nil
+	slices.SortFunc(held, func(a, b heldSocket) int { return strings.Compare(a.id, b.id) })
+	return held, nil
 }
 
 // socketOps are the socket records' changes the event makes.
 func (s *Storage) socketOps() []storage.Op {
+	if len(s.sockets) == 0 {
+		return nil
+	}
 	ops := make([]storage.Op, 0, len(s.sockets))
 	for id, rec := range s.sockets {
 		if rec == nil {
@@ -189,12 +214,12 @@ func (s *State) AcceptWebSocket(r *http.Request, tags ...string) (WebSocket, err
 			return nil, fmt.Errorf("%w: a tag of %d bytes (1 to %d)", ErrSocketLimit, len(tag), MaxSocketTagBytes)
 		}
 	}
-	ids, err := s.storage.socketIDs()
+	held, err := s.storage.socketList()
 	if err != nil {
 		return nil, err
 	}
-	if len(ids) >= MaxSockets && !slices.Contains(ids, id) {
-		return nil, fmt.Errorf("%w: the object holds %d sockets already", ErrSocketLimit, len(ids))
+	if len(held) >= MaxSockets && !slices.ContainsFunc(held, func(h heldSocket) bool { return h.id == id }) {
+		return nil, fmt.Errorf("%w: the object holds %d sockets already", ErrSocketLimit, len(held))
 	}
 	if s.storage.sockets == nil {
 		s.storage.sockets = map[string]*socketRecord{}
@@ -209,18 +234,14 @@ func (s *State) GetWebSockets(tag string) ([]WebSocket, error) {
 	if err := s.storage.usable(); err != nil {
 		return nil, err
 	}
-	ids, err := s.storage.socketIDs()
+	held, err := s.storage.socketList()
 	if err != nil {
 		return nil, err
 	}
 	var out []WebSocket
-	for _, id := range ids {
-		rec, err := s.storage.socketRecord(id)
-		if err != nil {
-			return nil, err
-		}
-		if tag == "" || slices.Contains(rec.Tags, tag) {
-			out = append(out, &socketHandle{s: s, id: id})
+	for _, h := range held {
+		if tag == "" || slices.Contains(h.rec.Tags, tag) {
+			out = append(out, &socketHandle{s: s, id: h.id})
 		}
 	}
 	return out, nil

@@ -35,7 +35,7 @@ func DecodeChain(reg *apps.Registry, chain []string) ([]durable.ID, error) {
 		}
 		ns, _, found := reg.Class(class)
 		if !found {
-			return nil, fmt.Errorf("call chain entry %d: no object class %q is registered", i, cut(class, durable.MaxNamespaceLen))
+			return nil, fmt.Errorf("call chain entry %d: no object class %.64q is registered", i, class)
 		}
 		id, err := ns.IDFromString(hex)
 		if err != nil {
@@ -44,11 +44,4 @@ func DecodeChain(reg *apps.Registry, chain []string) ([]durable.ID, error) {
 		ids[i] = id
 	}
 	return ids, nil
-}
-
-func cut(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
