@@ -363,9 +363,8 @@ func (a *Actor) runEvent(ctx context.Context, alarmRun bool, fn func(context.Con
 	if a.broken != nil {
 		return a.broken
 	}
-	chain := CallChain(ctx)
 	s := &State{id: a.id, storage: a.st, canSend: a.cfg.Deliver != nil, stub: a.cfg.Stub, canSocket: a.cfg.Sockets != nil,
-		chain: append(chain[:len(chain):len(chain)], a.id)}
+		callers: CallChain(ctx)}
 	a.cur = s
 	a.st.begin(alarmRun)
 	defer func() {

@@ -113,8 +113,10 @@ func (s *State) outgoing(ctx context.Context, id ID) (context.Context, error) {
 	case s.stub == nil:
 		return nil, ErrNoStub
 	}
-	if err := checkChain(s.chain, id); err != nil {
+	// Made only when the event calls out: most events never do.
+	chain := append(s.callers[:len(s.callers):len(s.callers)], s.id)
+	if err := checkChain(chain, id); err != nil {
 		return nil, err
 	}
-	return WithCallChain(ctx, s.chain), nil
+	return WithCallChain(ctx, chain), nil
 }

@@ -98,7 +98,7 @@ type State struct {
 	canSend bool
 	over    bool
 	stub    Stub
-	chain   []ID // the objects waiting on this event, this one last
+	callers []ID // the objects waiting on this event (CallChain)
 	// canSocket: the actor has a gateway (Config.Sockets); sockOut holds
 	// the event's socket sends and closes until its commit.
 	canSocket bool
