@@ -489,10 +489,13 @@ func (a *Actor) release(s *State) {
 	}
 	s.outbox = nil
 	for _, op := range s.sockOut {
-		if op.close {
-			a.cfg.Sockets.Close(op.socket, op.code, op.reason)
-		} else {
+		switch op.kind {
+		case opSend:
 			a.cfg.Sockets.Send(op.socket, op.msg, op.text)
+		case opClose:
+			a.cfg.Sockets.Close(op.socket, op.code, op.reason)
+		case opAuto:
+			a.cfg.Sockets.AutoResponse(op.socket, op.auto.Request, op.auto.Response)
 		}
 	}
 	s.sockOut = nil

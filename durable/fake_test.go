@@ -379,9 +379,13 @@ func mustNot[T any](t *testing.T, ch <-chan T, what string) {
 type fakeSockets struct{ ops chan socketOp }
 
 func (f *fakeSockets) Send(socket string, msg []byte, text bool) {
-	f.ops <- socketOp{socket: socket, msg: msg, text: text}
+	f.ops <- socketOp{socket: socket, kind: opSend, msg: msg, text: text}
 }
 
 func (f *fakeSockets) Close(socket string, code int, reason string) {
-	f.ops <- socketOp{socket: socket, close: true, code: code, reason: reason}
+	f.ops <- socketOp{socket: socket, kind: opClose, code: code, reason: reason}
+}
+
+func (f *fakeSockets) AutoResponse(socket, request, response string) {
+	f.ops <- socketOp{socket: socket, kind: opAuto, auto: autoResponse{request, response}}
 }

@@ -34,7 +34,9 @@ type Storage struct {
 	// sockets holds the event's changes to its sockets' records (nil: the
 	// socket was closed); websocket.go.
 	sockets map[string]*socketRecord
-	sync    func() error // commits the event's writes so far (the actor's)
+	// auto is the event's change to the auto-response (nil: none).
+	auto *autoResponse
+	sync func() error // commits the event's writes so far (the actor's)
 }
 
 // alarmState is the committed alarm and the event's change to it.
@@ -163,7 +165,7 @@ func (s *Storage) begin(alarmRun bool) {
 	s.ev = newLayer(s.base, nil)
 	s.broken = nil
 	s.alarm.pending = nil
-	s.sockets = nil
+	s.sockets, s.auto = nil, nil
 	if alarmRun {
 		s.alarm.pending = &alarmChange{}
 	}
@@ -173,7 +175,7 @@ func (s *Storage) begin(alarmRun bool) {
 func (s *Storage) end() {
 	s.ev = nil
 	s.alarm.pending = nil
-	s.sockets = nil
+	s.sockets, s.auto = nil, nil
 	s.txOpen = false
 }
 
@@ -191,14 +193,14 @@ func (s *Storage) pendingOps() []storage.Op {
 			ops = append(ops, storage.Op{Key: alarmKey, Delete: true})
 		}
 	}
-	return append(ops, s.socketOps()...)
+	return append(append(ops, s.socketOps()...), s.autoResponseOp()...)
 }
 
 // committedNow records that the event's writes so far are committed: the
 // store holds them now, and the event goes on with an empty layer.
 func (s *Storage) committedNow() {
 	s.ev = newLayer(s.base, nil)
-	s.sockets = nil
+	s.sockets, s.auto = nil, nil
 	if p := s.alarm.pending; p != nil {
 		s.alarm.at, s.alarm.set = p.at, p.set
 		s.alarm.pending = nil

@@ -27,6 +27,9 @@ const (
 	MaxSocketMessageBytes = 1 << 20
 	// MaxSocketIDBytes bounds the id a gateway gives a socket.
 	MaxSocketIDBytes = 128
+	// MaxAutoResponseBytes bounds each half of the automatic reply
+	// (State.SetWebSocketAutoResponse), as Cloudflare's 2,048 characters.
+	MaxAutoResponseBytes = 2048
 )
 
 var (
@@ -53,6 +56,10 @@ var (
 type Sockets interface {
 	Send(socket string, msg []byte, text bool)
 	Close(socket string, code int, reason string)
+	// AutoResponse sets the socket's automatic reply: the gateway answers
+	// a text message equal to request with response itself, without an
+	// event (request "": none).
+	AutoResponse(socket, request, response string)
 }
 
 type upgradeKey struct{}
@@ -90,15 +97,35 @@ func checkSocketID(id string) error {
 	return nil
 }
 
-// socketOp is a send or close an event made, released after its commit.
+// socketOp is a send, close or auto-response an event made, released
+// after its commit.
 type socketOp struct {
 	socket string
+	kind   socketOpKind
 	msg    []byte
 	text   bool
-	close  bool
 	code   int
 	reason string
+	auto   autoResponse
 }
+
+type socketOpKind int
+
+const (
+	opSend socketOpKind = iota
+	opClose
+	opAuto
+)
+
+// autoResponse is the object's automatic reply to a WebSocket ping
+// (State.SetWebSocketAutoResponse); stored at autoResponseKey so that it
+// outlives eviction and failover, as the sockets do.
+type autoResponse struct {
+	Request  string `json:"q"`
+	Response string `json:"r"`
+}
+
+var autoResponseKey = []byte{metaPrefix, 'r'}
 
 // socketRecord reads socket id's record as the event sees it.
 func (s *Storage) socketRecord(id string) (*socketRecord, error) {
@@ -225,7 +252,90 @@ func (s *State) AcceptWebSocket(r *http.Request, tags ...string) (WebSocket, err
 		s.storage.sockets = map[string]*socketRecord{}
 	}
 	s.storage.sockets[id] = &socketRecord{Tags: slices.Clone(tags)}
+	auto, err := s.storage.autoResponse()
+	if err != nil {
+		return nil, err
+	}
+	if auto.Request != "" {
+		s.sockOut = append(s.sockOut, socketOp{socket: id, kind: opAuto, auto: auto})
+	}
 	return &socketHandle{s: s, id: id}, nil
+}
+
+// SetWebSocketAutoResponse makes every socket of the object, those it
+// holds and those it will accept, answer a text message equal to request
+// with response, on the router, without waking the object: a keepalive
+// ping costs no event (Cloudflare's setWebSocketAutoResponse). request ""
+// takes the reply away. Both are at most MaxAutoResponseBytes; the reply
+// is stored with the event's writes and takes effect once they commit.
+func (s *State) SetWebSocketAutoResponse(request, response string) error {
+	if err := s.storage.usable(); err != nil {
+		return err
+	}
+	if !s.canSocket {
+		return ErrNoSockets
+	}
+	if len(request) > MaxAutoResponseBytes || len(response) > MaxAutoResponseBytes {
+		return fmt.Errorf("%w: auto-response of %d and %d bytes, at most %d each",
+			ErrSocketLimit, len(request), len(response), MaxAutoResponseBytes)
+	}
+	if request == "" {
+		response = ""
+	}
+	held, err := s.storage.socketList()
+	if err != nil {
+		return err
+	}
+	auto := autoResponse{Request: request, Response: response}
+	s.storage.auto = &auto
+	for _, h := range held {
+		s.sockOut = append(s.sockOut, socketOp{socket: h.id, kind: opAuto, auto: auto})
+	}
+	return nil
+}
+
+// WebSocketAutoResponse is the automatic reply as the event sees it
+// (request "": none).
+func (s *State) WebSocketAutoResponse() (request, response string, err error) {
+	if err := s.storage.usable(); err != nil {
+		return "", "", err
+	}
+	auto, err := s.storage.autoResponse()
+	return auto.Request, auto.Response, err
+}
+
+// autoResponse reads the automatic reply as the event sees it.
+func (s *Storage) autoResponse() (autoResponse, error) {
+	if s.auto != nil {
+		return *s.auto, nil
+	}
+	b, found, err := s.base.r.Get(s.base.object, autoResponseKey)
+	if err != nil || !found {
+		if err != nil {
+			err = fmt.Errorf("durable: read the auto-response: %w", err)
+		}
+		return autoResponse{}, err
+	}
+	var auto autoResponse
+	if err := json.Unmarshal(b, &auto); err != nil {
+		return autoResponse{}, fmt.Errorf("durable: decode the auto-response: %w", err)
+	}
+	return auto, nil
+}
+
+// autoResponseOp is the write of an auto-response the event set.
+func (s *Storage) autoResponseOp() []storage.Op {
+	switch {
+	case s.auto == nil:
+		return nil
+	case s.auto.Request == "":
+		return []storage.Op{{Key: autoResponseKey, Delete: true}}
+	}
+	b, err := json.Marshal(s.auto)
+	if err != nil {
+		panic(fmt.Sprintf("durable: encode the auto-response: %v", err)) // strings: cannot fail
+	}
+	return []storage.Op{{Key: autoResponseKey, Value: b}}
 }
 
 // GetWebSockets lists the object's sockets with tag ("" for all), in id
@@ -307,7 +417,7 @@ func (w *socketHandle) Send(msg []byte, text bool) error {
 	if _, err := w.record(); err != nil {
 		return err
 	}
-	w.s.sockOut = append(w.s.sockOut, socketOp{socket: w.id, msg: slices.Clone(msg), text: text})
+	w.s.sockOut = append(w.s.sockOut, socketOp{socket: w.id, kind: opSend, msg: slices.Clone(msg), text: text})
 	return nil
 }
 
@@ -319,7 +429,7 @@ func (w *socketHandle) Close(code int, reason string) error {
 		w.s.storage.sockets = map[string]*socketRecord{}
 	}
 	w.s.storage.sockets[w.id] = nil
-	w.s.sockOut = append(w.s.sockOut, socketOp{socket: w.id, close: true, code: code, reason: reason})
+	w.s.sockOut = append(w.s.sockOut, socketOp{socket: w.id, kind: opClose, code: code, reason: reason})
 	return nil
 }
 

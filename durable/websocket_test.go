@@ -96,9 +96,12 @@ func sent(t *testing.T, r *rig, n int) []string {
 	var got []string
 	for range n {
 		op := recv(t, r.socks.ops, "a socket operation")
-		if op.close {
+		switch op.kind {
+		case opClose:
 			got = append(got, fmt.Sprintf("%s closed %d %s", op.socket, op.code, op.reason))
-		} else {
+		case opAuto:
+			got = append(got, fmt.Sprintf("%s answers %q with %q", op.socket, op.auto.Request, op.auto.Response))
+		default:
 			got = append(got, op.socket+" <- "+string(op.msg))
 		}
 	}
@@ -276,5 +279,62 @@ func TestWebSocketLimits(t *testing.T) {
 	})
 	if !errors.Is(err, ErrSocketLimit) {
 		t.Errorf("a socket id with a space: %v", err)
+	}
+}
+
+// The auto-response reaches the sockets the object holds when it is set,
+// each socket accepted later (also by a fresh actor after eviction), and
+// is taken away by an empty request; a failed event changes nothing.
+func TestWebSocketAutoResponse(t *testing.T) {
+	r, c := newRoomRig(t)
+	join(t, r.a, "gw/1", "ann")
+	sent(t, r, 0)
+	// run runs fn as an event of the room, whose own call lists sockets.
+	run := func(fn func(s *State) error) error {
+		list := c.call
+		defer func() { c.call = list }()
+		c.call = func(_ context.Context, s *State, _ string, _ []byte) ([]byte, error) { return nil, fn(s) }
+		_, err := r.a.Call(context.Background(), "", nil)
+		return err
+	}
+	set := func(req, resp string) error {
+		return run(func(s *State) error { return s.SetWebSocketAutoResponse(req, resp) })
+	}
+	if err := set("ping", "pong"); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(sent(t, r, 1), "; "); got != `gw/1 answers "ping" with "pong"` {
+		t.Fatalf("set with one socket: %s", got)
+	}
+	r.a.Close()
+	r.start(c)
+	join(t, r.a, "gw/2", "bob")
+	if got := strings.Join(sent(t, r, 1), "; "); got != `gw/2 answers "ping" with "pong"` {
+		t.Fatalf("accept after eviction: %s", got)
+	}
+	err := run(func(s *State) error {
+		if err := s.SetWebSocketAutoResponse("hb", "ok"); err != nil {
+			return err
+		}
+		return errors.New("handler failed")
+	})
+	if err == nil {
+		t.Fatal("the failing event's error was not returned")
+	}
+	sent(t, r, 0)
+	var req, resp string
+	if err := run(func(s *State) (err error) { req, resp, err = s.WebSocketAutoResponse(); return err }); err != nil || req != "ping" || resp != "pong" {
+		t.Fatalf("after a failed set: %q %q %v", req, resp, err)
+	}
+	if err := set("", "ignored"); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(sent(t, r, 2), "; "); got != `gw/1 answers "" with ""; gw/2 answers "" with ""` {
+		t.Fatalf("taken away: %s", got)
+	}
+	join(t, r.a, "gw/3", "cyd")
+	sent(t, r, 0)
+	if err := set(strings.Repeat("p", MaxAutoResponseBytes+1), "pong"); !errors.Is(err, ErrSocketLimit) {
+		t.Fatalf("a request too long: %v", err)
 	}
 }

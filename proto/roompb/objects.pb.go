@@ -25,6 +25,58 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type SocketEvent_Kind int32
+
+const (
+	SocketEvent_KIND_UNSPECIFIED SocketEvent_Kind = 0
+	SocketEvent_MESSAGE          SocketEvent_Kind = 1 // data (text or binary) from the browser
+	SocketEvent_CLOSE            SocketEvent_Kind = 2 // the browser closed it (code, reason, clean)
+	SocketEvent_ERROR            SocketEvent_Kind = 3 // it ended without a close (reason says why)
+)
+
+// Enum value maps for SocketEvent_Kind.
+var (
+	SocketEvent_Kind_name = map[int32]string{
+		0: "KIND_UNSPECIFIED",
+		1: "MESSAGE",
+		2: "CLOSE",
+		3: "ERROR",
+	}
+	SocketEvent_Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED": 0,
+		"MESSAGE":          1,
+		"CLOSE":            2,
+		"ERROR":            3,
+	}
+)
+
+func (x SocketEvent_Kind) Enum() *SocketEvent_Kind {
+	p := new(SocketEvent_Kind)
+	*p = x
+	return p
+}
+
+func (x SocketEvent_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SocketEvent_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_roompb_objects_proto_enumTypes[0].Descriptor()
+}
+
+func (SocketEvent_Kind) Type() protoreflect.EnumType {
+	return &file_roompb_objects_proto_enumTypes[0]
+}
+
+func (x SocketEvent_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SocketEvent_Kind.Descriptor instead.
+func (SocketEvent_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_roompb_objects_proto_rawDescGZIP(), []int{7, 0}
+}
+
 type CallRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// class is the object's class (durable namespace) name.
@@ -316,7 +368,13 @@ type FetchRequest struct {
 	Headers []*Header `protobuf:"bytes,5,rep,name=headers,proto3" json:"headers,omitempty"`
 	Body    []byte    `protobuf:"bytes,6,opt,name=body,proto3" json:"body,omitempty"`
 	// chain is as in CallRequest.
-	Chain         []string `protobuf:"bytes,7,rep,name=chain,proto3" json:"chain,omitempty"`
+	Chain []string `protobuf:"bytes,7,rep,name=chain,proto3" json:"chain,omitempty"`
+	// socket, when set, makes the request a WebSocket upgrade that the
+	// calling router holds open: the object may accept it
+	// (durable.State.AcceptWebSocket) under this id and answer 101. Only a
+	// router may set it, and only with an id of its own gateway
+	// ("<router id>~<instance>.<n>"; durable.MaxSocketIDBytes at most).
+	Socket        string `protobuf:"bytes,8,opt,name=socket,proto3" json:"socket,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -398,6 +456,13 @@ func (x *FetchRequest) GetChain() []string {
 		return x.Chain
 	}
 	return nil
+}
+
+func (x *FetchRequest) GetSocket() string {
+	if x != nil {
+		return x.Socket
+	}
+	return ""
 }
 
 type FetchResponse struct {
@@ -542,6 +607,483 @@ func (x *HTTPResponse) GetBody() []byte {
 	return nil
 }
 
+type SocketEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Class string                 `protobuf:"bytes,1,opt,name=class,proto3" json:"class,omitempty"`
+	Id    string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// socket is the id the router gave the socket in its upgrade.
+	Socket        string           `protobuf:"bytes,3,opt,name=socket,proto3" json:"socket,omitempty"`
+	Kind          SocketEvent_Kind `protobuf:"varint,4,opt,name=kind,proto3,enum=hellochat.room.v1.SocketEvent_Kind" json:"kind,omitempty"`
+	Data          []byte           `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	Text          bool             `protobuf:"varint,6,opt,name=text,proto3" json:"text,omitempty"`
+	Code          int32            `protobuf:"varint,7,opt,name=code,proto3" json:"code,omitempty"`
+	Reason        string           `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	Clean         bool             `protobuf:"varint,9,opt,name=clean,proto3" json:"clean,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SocketEvent) Reset() {
+	*x = SocketEvent{}
+	mi := &file_roompb_objects_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SocketEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SocketEvent) ProtoMessage() {}
+
+func (x *SocketEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_roompb_objects_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SocketEvent.ProtoReflect.Descriptor instead.
+func (*SocketEvent) Descriptor() ([]byte, []int) {
+	return file_roompb_objects_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SocketEvent) GetClass() string {
+	if x != nil {
+		return x.Class
+	}
+	return ""
+}
+
+func (x *SocketEvent) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SocketEvent) GetSocket() string {
+	if x != nil {
+		return x.Socket
+	}
+	return ""
+}
+
+func (x *SocketEvent) GetKind() SocketEvent_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return SocketEvent_KIND_UNSPECIFIED
+}
+
+func (x *SocketEvent) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *SocketEvent) GetText() bool {
+	if x != nil {
+		return x.Text
+	}
+	return false
+}
+
+func (x *SocketEvent) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *SocketEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *SocketEvent) GetClean() bool {
+	if x != nil {
+		return x.Clean
+	}
+	return false
+}
+
+type SocketEventResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// redirect is set when the node does not lead the object's shard:
+	// nothing ran.
+	Redirect *Redirect `protobuf:"bytes,1,opt,name=redirect,proto3" json:"redirect,omitempty"`
+	// error is the handler's error: its writes were dropped, the socket
+	// stays open.
+	Error         *ObjectError `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SocketEventResponse) Reset() {
+	*x = SocketEventResponse{}
+	mi := &file_roompb_objects_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SocketEventResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SocketEventResponse) ProtoMessage() {}
+
+func (x *SocketEventResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_roompb_objects_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SocketEventResponse.ProtoReflect.Descriptor instead.
+func (*SocketEventResponse) Descriptor() ([]byte, []int) {
+	return file_roompb_objects_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SocketEventResponse) GetRedirect() *Redirect {
+	if x != nil {
+		return x.Redirect
+	}
+	return nil
+}
+
+func (x *SocketEventResponse) GetError() *ObjectError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+type GatewayHello struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// gateway is the router's gateway id, "<router id>~<instance>": the
+	// part of its sockets' ids before the last '.'.
+	Gateway       string `protobuf:"bytes,1,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GatewayHello) Reset() {
+	*x = GatewayHello{}
+	mi := &file_roompb_objects_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GatewayHello) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GatewayHello) ProtoMessage() {}
+
+func (x *GatewayHello) ProtoReflect() protoreflect.Message {
+	mi := &file_roompb_objects_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GatewayHello.ProtoReflect.Descriptor instead.
+func (*GatewayHello) Descriptor() ([]byte, []int) {
+	return file_roompb_objects_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GatewayHello) GetGateway() string {
+	if x != nil {
+		return x.Gateway
+	}
+	return ""
+}
+
+// GatewayOp is one thing an object did to one socket of the router.
+type GatewayOp struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Socket string                 `protobuf:"bytes,1,opt,name=socket,proto3" json:"socket,omitempty"`
+	// Types that are valid to be assigned to Op:
+	//
+	//	*GatewayOp_Send
+	//	*GatewayOp_Close
+	//	*GatewayOp_AutoResponse
+	Op            isGatewayOp_Op `protobuf_oneof:"op"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GatewayOp) Reset() {
+	*x = GatewayOp{}
+	mi := &file_roompb_objects_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GatewayOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GatewayOp) ProtoMessage() {}
+
+func (x *GatewayOp) ProtoReflect() protoreflect.Message {
+	mi := &file_roompb_objects_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GatewayOp.ProtoReflect.Descriptor instead.
+func (*GatewayOp) Descriptor() ([]byte, []int) {
+	return file_roompb_objects_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GatewayOp) GetSocket() string {
+	if x != nil {
+		return x.Socket
+	}
+	return ""
+}
+
+func (x *GatewayOp) GetOp() isGatewayOp_Op {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+func (x *GatewayOp) GetSend() *SocketSend {
+	if x != nil {
+		if x, ok := x.Op.(*GatewayOp_Send); ok {
+			return x.Send
+		}
+	}
+	return nil
+}
+
+func (x *GatewayOp) GetClose() *SocketClose {
+	if x != nil {
+		if x, ok := x.Op.(*GatewayOp_Close); ok {
+			return x.Close
+		}
+	}
+	return nil
+}
+
+func (x *GatewayOp) GetAutoResponse() *AutoResponse {
+	if x != nil {
+		if x, ok := x.Op.(*GatewayOp_AutoResponse); ok {
+			return x.AutoResponse
+		}
+	}
+	return nil
+}
+
+type isGatewayOp_Op interface {
+	isGatewayOp_Op()
+}
+
+type GatewayOp_Send struct {
+	Send *SocketSend `protobuf:"bytes,2,opt,name=send,proto3,oneof"`
+}
+
+type GatewayOp_Close struct {
+	Close *SocketClose `protobuf:"bytes,3,opt,name=close,proto3,oneof"`
+}
+
+type GatewayOp_AutoResponse struct {
+	AutoResponse *AutoResponse `protobuf:"bytes,4,opt,name=auto_response,json=autoResponse,proto3,oneof"`
+}
+
+func (*GatewayOp_Send) isGatewayOp_Op() {}
+
+func (*GatewayOp_Close) isGatewayOp_Op() {}
+
+func (*GatewayOp_AutoResponse) isGatewayOp_Op() {}
+
+type SocketSend struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	Text          bool                   `protobuf:"varint,2,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SocketSend) Reset() {
+	*x = SocketSend{}
+	mi := &file_roompb_objects_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SocketSend) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SocketSend) ProtoMessage() {}
+
+func (x *SocketSend) ProtoReflect() protoreflect.Message {
+	mi := &file_roompb_objects_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SocketSend.ProtoReflect.Descriptor instead.
+func (*SocketSend) Descriptor() ([]byte, []int) {
+	return file_roompb_objects_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SocketSend) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *SocketSend) GetText() bool {
+	if x != nil {
+		return x.Text
+	}
+	return false
+}
+
+type SocketClose struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SocketClose) Reset() {
+	*x = SocketClose{}
+	mi := &file_roompb_objects_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SocketClose) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SocketClose) ProtoMessage() {}
+
+func (x *SocketClose) ProtoReflect() protoreflect.Message {
+	mi := &file_roompb_objects_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SocketClose.ProtoReflect.Descriptor instead.
+func (*SocketClose) Descriptor() ([]byte, []int) {
+	return file_roompb_objects_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SocketClose) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *SocketClose) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// AutoResponse is the object's automatic reply: a text message equal to
+// request is answered with response by the router, without waking the
+// object. Empty request: none.
+type AutoResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Request       string                 `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	Response      string                 `protobuf:"bytes,2,opt,name=response,proto3" json:"response,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AutoResponse) Reset() {
+	*x = AutoResponse{}
+	mi := &file_roompb_objects_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AutoResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AutoResponse) ProtoMessage() {}
+
+func (x *AutoResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_roompb_objects_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AutoResponse.ProtoReflect.Descriptor instead.
+func (*AutoResponse) Descriptor() ([]byte, []int) {
+	return file_roompb_objects_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *AutoResponse) GetRequest() string {
+	if x != nil {
+		return x.Request
+	}
+	return ""
+}
+
+func (x *AutoResponse) GetResponse() string {
+	if x != nil {
+		return x.Response
+	}
+	return ""
+}
+
 var File_roompb_objects_proto protoreflect.FileDescriptor
 
 const file_roompb_objects_proto_rawDesc = "" +
@@ -562,7 +1104,7 @@ const file_roompb_objects_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\tR\amessage\"2\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\xbd\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xd5\x01\n" +
 	"\fFetchRequest\x12\x14\n" +
 	"\x05class\x18\x01 \x01(\tR\x05class\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x16\n" +
@@ -570,7 +1112,8 @@ const file_roompb_objects_proto_rawDesc = "" +
 	"\x03url\x18\x04 \x01(\tR\x03url\x123\n" +
 	"\aheaders\x18\x05 \x03(\v2\x19.hellochat.room.v1.HeaderR\aheaders\x12\x12\n" +
 	"\x04body\x18\x06 \x01(\fR\x04body\x12\x14\n" +
-	"\x05chain\x18\a \x03(\tR\x05chain\"\x94\x01\n" +
+	"\x05chain\x18\a \x03(\tR\x05chain\x12\x16\n" +
+	"\x06socket\x18\b \x01(\tR\x06socket\"\x94\x01\n" +
 	"\rFetchResponse\x12=\n" +
 	"\bresponse\x18\x01 \x01(\v2\x1f.hellochat.room.v1.HTTPResponseH\x00R\bresponse\x129\n" +
 	"\bredirect\x18\x02 \x01(\v2\x1b.hellochat.room.v1.RedirectH\x00R\bredirectB\t\n" +
@@ -578,10 +1121,48 @@ const file_roompb_objects_proto_rawDesc = "" +
 	"\fHTTPResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x123\n" +
 	"\aheaders\x18\x02 \x03(\v2\x19.hellochat.room.v1.HeaderR\aheaders\x12\x12\n" +
-	"\x04body\x18\x03 \x01(\fR\x04body2\x9e\x01\n" +
+	"\x04body\x18\x03 \x01(\fR\x04body\"\xaf\x02\n" +
+	"\vSocketEvent\x12\x14\n" +
+	"\x05class\x18\x01 \x01(\tR\x05class\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x16\n" +
+	"\x06socket\x18\x03 \x01(\tR\x06socket\x127\n" +
+	"\x04kind\x18\x04 \x01(\x0e2#.hellochat.room.v1.SocketEvent.KindR\x04kind\x12\x12\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\x12\x12\n" +
+	"\x04text\x18\x06 \x01(\bR\x04text\x12\x12\n" +
+	"\x04code\x18\a \x01(\x05R\x04code\x12\x16\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\x12\x14\n" +
+	"\x05clean\x18\t \x01(\bR\x05clean\"?\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\v\n" +
+	"\aMESSAGE\x10\x01\x12\t\n" +
+	"\x05CLOSE\x10\x02\x12\t\n" +
+	"\x05ERROR\x10\x03\"\x84\x01\n" +
+	"\x13SocketEventResponse\x127\n" +
+	"\bredirect\x18\x01 \x01(\v2\x1b.hellochat.room.v1.RedirectR\bredirect\x124\n" +
+	"\x05error\x18\x02 \x01(\v2\x1e.hellochat.room.v1.ObjectErrorR\x05error\"(\n" +
+	"\fGatewayHello\x12\x18\n" +
+	"\agateway\x18\x01 \x01(\tR\agateway\"\xde\x01\n" +
+	"\tGatewayOp\x12\x16\n" +
+	"\x06socket\x18\x01 \x01(\tR\x06socket\x123\n" +
+	"\x04send\x18\x02 \x01(\v2\x1d.hellochat.room.v1.SocketSendH\x00R\x04send\x126\n" +
+	"\x05close\x18\x03 \x01(\v2\x1e.hellochat.room.v1.SocketCloseH\x00R\x05close\x12F\n" +
+	"\rauto_response\x18\x04 \x01(\v2\x1f.hellochat.room.v1.AutoResponseH\x00R\fautoResponseB\x04\n" +
+	"\x02op\"4\n" +
+	"\n" +
+	"SocketSend\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
+	"\x04text\x18\x02 \x01(\bR\x04text\"9\n" +
+	"\vSocketClose\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"D\n" +
+	"\fAutoResponse\x12\x18\n" +
+	"\arequest\x18\x01 \x01(\tR\arequest\x12\x1a\n" +
+	"\bresponse\x18\x02 \x01(\tR\bresponse2\xbc\x02\n" +
 	"\aObjects\x12G\n" +
 	"\x04Call\x12\x1e.hellochat.room.v1.CallRequest\x1a\x1f.hellochat.room.v1.CallResponse\x12J\n" +
-	"\x05Fetch\x12\x1f.hellochat.room.v1.FetchRequest\x1a .hellochat.room.v1.FetchResponseB\x18Z\x16hellochat/proto/roompbb\x06proto3"
+	"\x05Fetch\x12\x1f.hellochat.room.v1.FetchRequest\x1a .hellochat.room.v1.FetchResponse\x12P\n" +
+	"\x06Socket\x12\x1e.hellochat.room.v1.SocketEvent\x1a&.hellochat.room.v1.SocketEventResponse\x12J\n" +
+	"\aGateway\x12\x1f.hellochat.room.v1.GatewayHello\x1a\x1c.hellochat.room.v1.GatewayOp0\x01B\x18Z\x16hellochat/proto/roompbb\x06proto3"
 
 var (
 	file_roompb_objects_proto_rawDescOnce sync.Once
@@ -595,33 +1176,52 @@ func file_roompb_objects_proto_rawDescGZIP() []byte {
 	return file_roompb_objects_proto_rawDescData
 }
 
-var file_roompb_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_roompb_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_roompb_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_roompb_objects_proto_goTypes = []any{
-	(*CallRequest)(nil),   // 0: hellochat.room.v1.CallRequest
-	(*CallResponse)(nil),  // 1: hellochat.room.v1.CallResponse
-	(*ObjectError)(nil),   // 2: hellochat.room.v1.ObjectError
-	(*Header)(nil),        // 3: hellochat.room.v1.Header
-	(*FetchRequest)(nil),  // 4: hellochat.room.v1.FetchRequest
-	(*FetchResponse)(nil), // 5: hellochat.room.v1.FetchResponse
-	(*HTTPResponse)(nil),  // 6: hellochat.room.v1.HTTPResponse
-	(*Redirect)(nil),      // 7: hellochat.room.v1.Redirect
+	(SocketEvent_Kind)(0),       // 0: hellochat.room.v1.SocketEvent.Kind
+	(*CallRequest)(nil),         // 1: hellochat.room.v1.CallRequest
+	(*CallResponse)(nil),        // 2: hellochat.room.v1.CallResponse
+	(*ObjectError)(nil),         // 3: hellochat.room.v1.ObjectError
+	(*Header)(nil),              // 4: hellochat.room.v1.Header
+	(*FetchRequest)(nil),        // 5: hellochat.room.v1.FetchRequest
+	(*FetchResponse)(nil),       // 6: hellochat.room.v1.FetchResponse
+	(*HTTPResponse)(nil),        // 7: hellochat.room.v1.HTTPResponse
+	(*SocketEvent)(nil),         // 8: hellochat.room.v1.SocketEvent
+	(*SocketEventResponse)(nil), // 9: hellochat.room.v1.SocketEventResponse
+	(*GatewayHello)(nil),        // 10: hellochat.room.v1.GatewayHello
+	(*GatewayOp)(nil),           // 11: hellochat.room.v1.GatewayOp
+	(*SocketSend)(nil),          // 12: hellochat.room.v1.SocketSend
+	(*SocketClose)(nil),         // 13: hellochat.room.v1.SocketClose
+	(*AutoResponse)(nil),        // 14: hellochat.room.v1.AutoResponse
+	(*Redirect)(nil),            // 15: hellochat.room.v1.Redirect
 }
 var file_roompb_objects_proto_depIdxs = []int32{
-	7, // 0: hellochat.room.v1.CallResponse.redirect:type_name -> hellochat.room.v1.Redirect
-	2, // 1: hellochat.room.v1.CallResponse.error:type_name -> hellochat.room.v1.ObjectError
-	3, // 2: hellochat.room.v1.FetchRequest.headers:type_name -> hellochat.room.v1.Header
-	6, // 3: hellochat.room.v1.FetchResponse.response:type_name -> hellochat.room.v1.HTTPResponse
-	7, // 4: hellochat.room.v1.FetchResponse.redirect:type_name -> hellochat.room.v1.Redirect
-	3, // 5: hellochat.room.v1.HTTPResponse.headers:type_name -> hellochat.room.v1.Header
-	0, // 6: hellochat.room.v1.Objects.Call:input_type -> hellochat.room.v1.CallRequest
-	4, // 7: hellochat.room.v1.Objects.Fetch:input_type -> hellochat.room.v1.FetchRequest
-	1, // 8: hellochat.room.v1.Objects.Call:output_type -> hellochat.room.v1.CallResponse
-	5, // 9: hellochat.room.v1.Objects.Fetch:output_type -> hellochat.room.v1.FetchResponse
-	8, // [8:10] is the sub-list for method output_type
-	6, // [6:8] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	15, // 0: hellochat.room.v1.CallResponse.redirect:type_name -> hellochat.room.v1.Redirect
+	3,  // 1: hellochat.room.v1.CallResponse.error:type_name -> hellochat.room.v1.ObjectError
+	4,  // 2: hellochat.room.v1.FetchRequest.headers:type_name -> hellochat.room.v1.Header
+	7,  // 3: hellochat.room.v1.FetchResponse.response:type_name -> hellochat.room.v1.HTTPResponse
+	15, // 4: hellochat.room.v1.FetchResponse.redirect:type_name -> hellochat.room.v1.Redirect
+	4,  // 5: hellochat.room.v1.HTTPResponse.headers:type_name -> hellochat.room.v1.Header
+	0,  // 6: hellochat.room.v1.SocketEvent.kind:type_name -> hellochat.room.v1.SocketEvent.Kind
+	15, // 7: hellochat.room.v1.SocketEventResponse.redirect:type_name -> hellochat.room.v1.Redirect
+	3,  // 8: hellochat.room.v1.SocketEventResponse.error:type_name -> hellochat.room.v1.ObjectError
+	12, // 9: hellochat.room.v1.GatewayOp.send:type_name -> hellochat.room.v1.SocketSend
+	13, // 10: hellochat.room.v1.GatewayOp.close:type_name -> hellochat.room.v1.SocketClose
+	14, // 11: hellochat.room.v1.GatewayOp.auto_response:type_name -> hellochat.room.v1.AutoResponse
+	1,  // 12: hellochat.room.v1.Objects.Call:input_type -> hellochat.room.v1.CallRequest
+	5,  // 13: hellochat.room.v1.Objects.Fetch:input_type -> hellochat.room.v1.FetchRequest
+	8,  // 14: hellochat.room.v1.Objects.Socket:input_type -> hellochat.room.v1.SocketEvent
+	10, // 15: hellochat.room.v1.Objects.Gateway:input_type -> hellochat.room.v1.GatewayHello
+	2,  // 16: hellochat.room.v1.Objects.Call:output_type -> hellochat.room.v1.CallResponse
+	6,  // 17: hellochat.room.v1.Objects.Fetch:output_type -> hellochat.room.v1.FetchResponse
+	9,  // 18: hellochat.room.v1.Objects.Socket:output_type -> hellochat.room.v1.SocketEventResponse
+	11, // 19: hellochat.room.v1.Objects.Gateway:output_type -> hellochat.room.v1.GatewayOp
+	16, // [16:20] is the sub-list for method output_type
+	12, // [12:16] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_roompb_objects_proto_init() }
@@ -639,18 +1239,24 @@ func file_roompb_objects_proto_init() {
 		(*FetchResponse_Response)(nil),
 		(*FetchResponse_Redirect)(nil),
 	}
+	file_roompb_objects_proto_msgTypes[10].OneofWrappers = []any{
+		(*GatewayOp_Send)(nil),
+		(*GatewayOp_Close)(nil),
+		(*GatewayOp_AutoResponse)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_roompb_objects_proto_rawDesc), len(file_roompb_objects_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   7,
+			NumEnums:      1,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_roompb_objects_proto_goTypes,
 		DependencyIndexes: file_roompb_objects_proto_depIdxs,
+		EnumInfos:         file_roompb_objects_proto_enumTypes,
 		MessageInfos:      file_roompb_objects_proto_msgTypes,
 	}.Build()
 	File_roompb_objects_proto = out.File

@@ -23,8 +23,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Objects_Call_FullMethodName  = "/hellochat.room.v1.Objects/Call"
-	Objects_Fetch_FullMethodName = "/hellochat.room.v1.Objects/Fetch"
+	Objects_Call_FullMethodName    = "/hellochat.room.v1.Objects/Call"
+	Objects_Fetch_FullMethodName   = "/hellochat.room.v1.Objects/Fetch"
+	Objects_Socket_FullMethodName  = "/hellochat.room.v1.Objects/Socket"
+	Objects_Gateway_FullMethodName = "/hellochat.room.v1.Objects/Gateway"
 )
 
 // ObjectsClient is the client API for Objects service.
@@ -45,6 +47,21 @@ type ObjectsClient interface {
 	// Refusals and unknown outcomes fail as for Call; a class without a
 	// fetch handler fails with Unimplemented.
 	Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (*FetchResponse, error)
+	// Socket delivers what a browser did on a WebSocket its object accepted
+	// (FetchRequest.socket): a message, its close, or an error that ended
+	// it. It runs the object's handler as one event and answers once the
+	// handler's writes are committed, or a Redirect. A router sends a
+	// socket's events one at a time, in order. An event for a socket the
+	// object does not hold (closed, or never accepted) fails with NotFound.
+	// Other refusals and unknown outcomes fail as for Call.
+	Socket(ctx context.Context, in *SocketEvent, opts ...grpc.CallOption) (*SocketEventResponse, error)
+	// Gateway is the stream a router keeps open to every object node. The
+	// node sends on it what its objects send to the router's sockets
+	// (frames, closes, auto-responses), in the order the objects' events
+	// committed them. Sends for a router that has no stream open are kept
+	// for a grace period (objectnode.GatewayGrace), then dropped, and the
+	// objects told the sockets closed (WebSocketClose, 1006).
+	Gateway(ctx context.Context, in *GatewayHello, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GatewayOp], error)
 }
 
 type objectsClient struct {
@@ -75,6 +92,35 @@ func (c *objectsClient) Fetch(ctx context.Context, in *FetchRequest, opts ...grp
 	return out, nil
 }
 
+func (c *objectsClient) Socket(ctx context.Context, in *SocketEvent, opts ...grpc.CallOption) (*SocketEventResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SocketEventResponse)
+	err := c.cc.Invoke(ctx, Objects_Socket_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *objectsClient) Gateway(ctx context.Context, in *GatewayHello, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GatewayOp], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Objects_ServiceDesc.Streams[0], Objects_Gateway_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[GatewayHello, GatewayOp]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Objects_GatewayClient = grpc.ServerStreamingClient[GatewayOp]
+
 // ObjectsServer is the server API for Objects service.
 // All implementations must embed UnimplementedObjectsServer
 // for forward compatibility.
@@ -93,6 +139,21 @@ type ObjectsServer interface {
 	// Refusals and unknown outcomes fail as for Call; a class without a
 	// fetch handler fails with Unimplemented.
 	Fetch(context.Context, *FetchRequest) (*FetchResponse, error)
+	// Socket delivers what a browser did on a WebSocket its object accepted
+	// (FetchRequest.socket): a message, its close, or an error that ended
+	// it. It runs the object's handler as one event and answers once the
+	// handler's writes are committed, or a Redirect. A router sends a
+	// socket's events one at a time, in order. An event for a socket the
+	// object does not hold (closed, or never accepted) fails with NotFound.
+	// Other refusals and unknown outcomes fail as for Call.
+	Socket(context.Context, *SocketEvent) (*SocketEventResponse, error)
+	// Gateway is the stream a router keeps open to every object node. The
+	// node sends on it what its objects send to the router's sockets
+	// (frames, closes, auto-responses), in the order the objects' events
+	// committed them. Sends for a router that has no stream open are kept
+	// for a grace period (objectnode.GatewayGrace), then dropped, and the
+	// objects told the sockets closed (WebSocketClose, 1006).
+	Gateway(*GatewayHello, grpc.ServerStreamingServer[GatewayOp]) error
 	mustEmbedUnimplementedObjectsServer()
 }
 
@@ -108,6 +169,12 @@ func (UnimplementedObjectsServer) Call(context.Context, *CallRequest) (*CallResp
 }
 func (UnimplementedObjectsServer) Fetch(context.Context, *FetchRequest) (*FetchResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Fetch not implemented")
+}
+func (UnimplementedObjectsServer) Socket(context.Context, *SocketEvent) (*SocketEventResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Socket not implemented")
+}
+func (UnimplementedObjectsServer) Gateway(*GatewayHello, grpc.ServerStreamingServer[GatewayOp]) error {
+	return status.Errorf(codes.Unimplemented, "method Gateway not implemented")
 }
 func (UnimplementedObjectsServer) mustEmbedUnimplementedObjectsServer() {}
 func (UnimplementedObjectsServer) testEmbeddedByValue()                 {}
@@ -166,6 +233,35 @@ func _Objects_Fetch_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Objects_Socket_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SocketEvent)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ObjectsServer).Socket(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Objects_Socket_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ObjectsServer).Socket(ctx, req.(*SocketEvent))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Objects_Gateway_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(GatewayHello)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ObjectsServer).Gateway(m, &grpc.GenericServerStream[GatewayHello, GatewayOp]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Objects_GatewayServer = grpc.ServerStreamingServer[GatewayOp]
+
 // Objects_ServiceDesc is the grpc.ServiceDesc for Objects service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -181,7 +277,17 @@ var Objects_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Fetch",
 			Handler:    _Objects_Fetch_Handler,
 		},
+		{
+			MethodName: "Socket",
+			Handler:    _Objects_Socket_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Gateway",
+			Handler:       _Objects_Gateway_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "roompb/objects.proto",
 }
