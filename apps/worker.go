@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 
 	"hellochat/durable"
 	"hellochat/limits"
@@ -77,14 +78,30 @@ func WriteError(w http.ResponseWriter, status int, msg string) {
 
 // Forward hands r to the Fetch handler of the object id and writes the
 // object's response as the answer (a Worker's `return stub.fetch(request)`).
-// A Stub error is answered with its HTTPStatus; what names the object in
-// error messages.
+// A WebSocket upgrade goes to the stub's Upgrade if it has one (a
+// router's does): the object may accept the socket. A Stub error is
+// answered with its HTTPStatus; what names the object in error messages.
 func Forward(w http.ResponseWriter, r *http.Request, stub Stub, id durable.ID, what string) {
+	if IsWebSocketUpgrade(r) {
+		u, ok := stub.(Upgrader)
+		if !ok {
+			WriteError(w, http.StatusNotImplemented, what+": this stub cannot hand WebSockets to objects")
+			return
+		}
+		u.Upgrade(w, r, id)
+		return
+	}
 	resp, err := stub.Fetch(r.Context(), id, r)
 	if err != nil {
 		WriteError(w, HTTPStatus(err), what+": "+err.Error())
 		return
 	}
+	WriteResponse(w, resp)
+}
+
+// WriteResponse writes an object's response (status, headers, body) as
+// the answer.
+func WriteResponse(w http.ResponseWriter, resp *http.Response) {
 	defer resp.Body.Close()
 	for name, values := range resp.Header {
 		for _, v := range values {
@@ -93,4 +110,30 @@ func Forward(w http.ResponseWriter, r *http.Request, stub Stub, id durable.ID, w
 	}
 	w.WriteHeader(resp.StatusCode)
 	io.Copy(w, resp.Body)
+}
+
+// Upgrader is a Stub that can hand a browser's WebSocket upgrade to an
+// object (a router's stub, which keeps the browser's connection while
+// the object holds the socket; durable.State.AcceptWebSocket). Upgrade
+// answers r: 101 and the socket if the object accepts it, else the
+// object's response or an error.
+type Upgrader interface {
+	Upgrade(w http.ResponseWriter, r *http.Request, id durable.ID)
+}
+
+// IsWebSocketUpgrade reports whether r asks for a WebSocket.
+func IsWebSocketUpgrade(r *http.Request) bool {
+	return r.Method == http.MethodGet && strings.EqualFold(r.Header.Get("Upgrade"), "websocket") &&
+		headerHasToken(r.Header, "Connection", "upgrade")
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
 }

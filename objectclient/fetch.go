@@ -24,11 +24,22 @@ import (
 // read whole first; a request over the limits.MaxFetch limits fails as
 // apps.BadRequest without being sent. The response's body is in memory.
 func (c *Client) Fetch(ctx context.Context, id durable.ID, r *http.Request) (*http.Response, error) {
+	return c.fetch(ctx, id, r, "")
+}
+
+// FetchSocket is Fetch of r, a WebSocket upgrade that the caller (a
+// router) holds as socket: the object may accept it, and answers 101 if
+// it does.
+func (c *Client) FetchSocket(ctx context.Context, id durable.ID, r *http.Request, socket string) (*http.Response, error) {
+	return c.fetch(ctx, id, r, socket)
+}
+
+func (c *Client) fetch(ctx context.Context, id durable.ID, r *http.Request, socket string) (*http.Response, error) {
 	req, err := EncodeRequest(r)
 	if err != nil {
 		return nil, &apps.Error{Code: apps.BadRequest, Message: err.Error()}
 	}
-	req.Class, req.Id, req.Chain = id.Namespace(), id.String(), EncodeChain(durable.CallChain(ctx))
+	req.Class, req.Id, req.Chain, req.Socket = id.Namespace(), id.String(), EncodeChain(durable.CallChain(ctx)), socket
 	var out *pb.HTTPResponse
 	err = c.roundTrip(ctx, id, func(ctx context.Context, conn *grpc.ClientConn) (*pb.Redirect, error) {
 		resp, err := pb.NewObjectsClient(conn).Fetch(ctx, req)

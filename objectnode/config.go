@@ -39,6 +39,9 @@ type Config struct {
 	// after that long without calls (0: DefaultObjectIdle).
 	Apps       *apps.Registry
 	ObjectIdle time.Duration
+	// GatewayGrace is how long sends to a router without a Gateway stream
+	// wait before the router is taken for gone (0: DefaultGatewayGrace).
+	GatewayGrace time.Duration
 	// Replicas is how many nodes hold each shard (Raft group size).
 	Replicas int
 	// RaftTick and ElectionTicks set Raft's clock: a dead leader is

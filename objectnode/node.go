@@ -56,7 +56,8 @@ type Node struct {
 	rooms   map[string]*room // guarded by roomsMu
 	roomsWG sync.WaitGroup
 
-	objects *objectHost // durable objects' actors (objects.go)
+	objects  *objectHost // durable objects' actors (objects.go)
+	gateways *gatewayHub // what they send to routers' sockets (gateways.go)
 	// peers and stub carry calls between objects (durable.State.Call) to
 	// the nodes that lead the called objects' shards.
 	peers *objectclient.Pool
@@ -117,6 +118,9 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.ObjectIdle <= 0 {
 		cfg.ObjectIdle = DefaultObjectIdle
 	}
+	if cfg.GatewayGrace <= 0 {
+		cfg.GatewayGrace = DefaultGatewayGrace
+	}
 	if cfg.Expect < 0 {
 		cfg.Expect = 0
 	}
@@ -160,6 +164,7 @@ func Start(cfg Config) (*Node, error) {
 	n.store = store
 	n.committer = raftCommitter{n}
 	n.objects = newObjectHost(n, cfg.Apps, cfg.ObjectIdle)
+	n.gateways = newGatewayHub(n.objects, cfg.GatewayGrace)
 	n.raftSrv = shard.NewServer(n.verifyPeer)
 	n.registerMetrics()
 	if n.ident, err = loadIdentity(store); err != nil {
@@ -219,8 +224,9 @@ func Start(cfg Config) (*Node, error) {
 	}()
 	go n.startReplication()
 	go n.objects.sweep()
-	n.objects.wg.Add(1)
+	n.objects.wg.Add(2)
 	go n.objects.alarms.run()
+	go n.gateways.sweep()
 	if n.adminLis != nil {
 		n.admin = n.serveAdmin(n.adminLis)
 	}

@@ -200,6 +200,7 @@ func (o *objectHost) start(e *liveObject, id durable.ID, newObject func() durabl
 		Reader:    o.n.store,
 		Committer: o.n.committer,
 		Stub:      o.n.stub,
+		Sockets:   o.n.gateways.forObject(id, newObject),
 		Logger:    o.n.log,
 	})
 	o.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -14,9 +15,14 @@ import (
 	"hellochat/security"
 )
 
-// maxObjectErrorBytes bounds the error message of an object's method that
-// a node passes back to its caller.
-const maxObjectErrorBytes = 1024
+const (
+	// maxObjectErrorBytes bounds the error message of an object's method
+	// that a node passes back to its caller.
+	maxObjectErrorBytes = 1024
+	// maxCloseReasonBytes bounds a WebSocket close reason (a close frame
+	// has room for 123 bytes).
+	maxCloseReasonBytes = 123
+)
 
 // objectService implements the Objects gRPC service. See
 // proto/roompb/objects.proto for its outcomes and codes.
@@ -92,9 +98,25 @@ func (s *objectService) Fetch(ctx context.Context, req *pb.FetchRequest) (*pb.Fe
 	if err != nil {
 		return nil, err
 	}
+	if socket := req.GetSocket(); socket != "" {
+		// A WebSocket upgrade the calling router holds open.
+		gateway, _, err := objectclient.ParseSocket(socket)
+		if err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "%s: %v", t.what, err)
+		}
+		if err := s.authorizeGateway(ctx, gateway); err != nil {
+			return nil, err
+		}
+		ctx = durable.WithUpgrade(ctx, socket)
+	}
 	r, err := objectclient.DecodeRequest(ctx, req)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "%s: fetch: %v", t.what, cutErr(err))
+	}
+	if req.GetSocket() != "" {
+		// Hop-by-hop, so not sent; the object sees the upgrade it is.
+		r.Header.Set("Upgrade", "websocket")
+		r.Header.Set("Connection", "Upgrade")
 	}
 	what := t.what + " " + r.Method + " " + cut(r.URL.Path, 64)
 	resp, redirect, err := s.node.objects.fetch(ctx, t.id, t.newObject, r)
@@ -149,3 +171,77 @@ func cut(s string, n int) string {
 }
 
 func cutErr(err error) string { return cut(err.Error(), 256) }
+
+// authorizeGateway lets only the router a gateway id names use it: a
+// router's certificate names its id, which begins its gateway's id.
+func (s *objectService) authorizeGateway(ctx context.Context, gateway string) error {
+	who, err := s.node.cfg.Security.Authorize(ctx, security.RoleRouter)
+	if err != nil {
+		return err
+	}
+	owner, err := objectclient.ParseGateway(gateway)
+	if err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	if who.ID != "" && owner != who.ID {
+		return status.Errorf(codes.PermissionDenied, "%s may not use the gateway of router %s", who, cut(owner, 64))
+	}
+	return nil
+}
+
+// Gateway streams what objects send to the calling router's sockets.
+func (s *objectService) Gateway(hello *pb.GatewayHello, stream grpc.ServerStreamingServer[pb.GatewayOp]) error {
+	if err := s.authorizeGateway(stream.Context(), hello.GetGateway()); err != nil {
+		return err
+	}
+	return s.node.gateways.serve(stream.Context(), hello.GetGateway(), stream)
+}
+
+// Socket delivers one event of a socket to its object.
+func (s *objectService) Socket(ctx context.Context, ev *pb.SocketEvent) (*pb.SocketEventResponse, error) {
+	ctx, t, err := s.check(ctx, ev.GetClass(), ev.GetId(), nil)
+	if err != nil {
+		return nil, err
+	}
+	gateway, _, err := objectclient.ParseSocket(ev.GetSocket())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "%s: %v", t.what, err)
+	}
+	if err := s.authorizeGateway(ctx, gateway); err != nil {
+		return nil, err
+	}
+	var event func(context.Context, *durable.Actor) error
+	switch ev.GetKind() {
+	case pb.SocketEvent_MESSAGE:
+		if len(ev.GetData()) > durable.MaxSocketMessageBytes {
+			return nil, status.Errorf(codes.InvalidArgument, "%s: a message of %d bytes, at most %d", t.what, len(ev.GetData()), durable.MaxSocketMessageBytes)
+		}
+		event = func(ctx context.Context, a *durable.Actor) error {
+			return a.WebSocketMessage(ctx, ev.GetSocket(), ev.GetData(), ev.GetText())
+		}
+	case pb.SocketEvent_CLOSE:
+		event = func(ctx context.Context, a *durable.Actor) error {
+			return a.WebSocketClose(ctx, ev.GetSocket(), int(ev.GetCode()), cut(ev.GetReason(), maxCloseReasonBytes), ev.GetClean())
+		}
+	case pb.SocketEvent_ERROR:
+		event = func(ctx context.Context, a *durable.Actor) error {
+			return a.WebSocketError(ctx, ev.GetSocket(), errors.New(cut(ev.GetReason(), maxCloseReasonBytes)))
+		}
+	default:
+		return nil, status.Errorf(codes.InvalidArgument, "%s: socket event of kind %d", t.what, ev.GetKind())
+	}
+	what := t.what + " socket " + ev.GetKind().String()
+	redirect, err := s.node.objects.run(ctx, t.id, t.newObject, func(a *durable.Actor) error { return event(ctx, a) })
+	switch {
+	case redirect != nil:
+		return &pb.SocketEventResponse{Redirect: redirect}, nil
+	case err == nil:
+		return &pb.SocketEventResponse{}, nil
+	case isSocketGone(err):
+		return &pb.SocketEventResponse{Gone: true}, nil
+	}
+	if st := s.eventError(what, err); st != nil {
+		return nil, st
+	}
+	return &pb.SocketEventResponse{Error: &pb.ObjectError{Message: cut(err.Error(), maxObjectErrorBytes)}}, nil
+}

@@ -26,6 +26,7 @@ import (
 	"hellochat/apps"
 	"hellochat/cluster"
 	"hellochat/limits"
+	"hellochat/objectclient"
 	"hellochat/security"
 	"hellochat/web"
 )
@@ -148,6 +149,8 @@ type Router struct {
 
 	connsMu   sync.Mutex
 	nodeConns map[string]*grpc.ClientConn // by node gRPC address
+
+	gateway *gateway // apps' objects' WebSockets (gateway.go)
 }
 
 // Start listens, joins the cluster and serves.
@@ -254,6 +257,7 @@ func Start(cfg Config) (*Router, error) {
 		return nil, err
 	}
 	rt.members = members
+	rt.gateway = newGateway(rt, objectclient.New(members.Placement, rt.conn), hex.EncodeToString(nonce))
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", rt.handleWS)
@@ -261,6 +265,7 @@ func Start(cfg Config) (*Router, error) {
 	mux.HandleFunc("/qr.png", handleQR)
 	mux.Handle("/", web.Handler())
 	if err := rt.registerRoutes(mux, cfg.Apps); err != nil {
+		rt.gateway.close(context.Background())
 		members.Shutdown()
 		closeEarly()
 		rt.closeParker()
@@ -463,6 +468,7 @@ func (rt *Router) Shutdown(ctx context.Context) error {
 	for _, s := range sessions {
 		s.kill(1001, "router shutting down")
 	}
+	rt.gateway.close(ctx)
 	relaysDone := make(chan struct{})
 	go func() {
 		rt.relayWG.Wait()

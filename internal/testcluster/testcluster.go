@@ -52,8 +52,10 @@ type Options struct {
 	// ObjectIdle closes a durable object's actor after that long without
 	// calls (default objectnode.DefaultObjectIdle).
 	ObjectIdle time.Duration
-	SendRate   float64 // default router.DefaultSendRate; negative: no limit
-	SendBurst  int
+	// GatewayGrace is the nodes' objectnode.Config.GatewayGrace.
+	GatewayGrace time.Duration
+	SendRate     float64 // default router.DefaultSendRate; negative: no limit
+	SendBurst    int
 	// SeedHistory caps the history seed clients get (router --seed-history).
 	SeedHistory int
 	// StreamQueue bounds the events a node queues for one router stream
@@ -120,36 +122,43 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	for i := range c.cfgs {
 		c.Start(i)
 	}
-	logger, raw := testLogger(t, "router1")
-	rt, err := router.Start(router.Config{
-		Apps:             c.apps(),
-		ID:               "router1",
-		HTTPListen:       "127.0.0.1:0",
-		AdminListen:      "127.0.0.1:0",
-		GossipListen:     "127.0.0.1:" + strconv.Itoa(FreePort(t)),
-		Seeds:            c.seeds,
-		Timings:          Timings(),
-		SendRate:         opts.SendRate,
-		FrameRate:        opts.FrameRate,
-		FrameBurst:       opts.FrameBurst,
-		MaxConns:         opts.MaxConns,
-		MaxConnsPerAddr:  opts.MaxConnsPerAddr,
-		FrameReadTimeout: opts.FrameReadTimeout,
-		SendBurst:        opts.SendBurst,
-		SeedHistory:      opts.SeedHistory,
-		Security:         c.Security(security.RoleRouter, "router1"),
-		Logger:           logger,
-		LogOutput:        raw,
-	})
-	if err != nil {
-		t.Fatalf("start router: %v", err)
-	}
-	c.Router = rt
+	c.Router = c.StartRouter("router1")
 	// Generous bounds: a cluster forms in a second or two, but CI runs
 	// every package under -race on a loaded 2-core machine.
 	c.WaitConverged(startWait)
 	c.WaitLeaders(startWait)
 	return c
+}
+
+// StartRouter starts a router (New starts router1) that joins the
+// cluster; the caller shuts it down.
+func (c *Cluster) StartRouter(id string) *router.Router {
+	c.t.Helper()
+	logger, raw := testLogger(c.t, id)
+	rt, err := router.Start(router.Config{
+		Apps:             c.apps(),
+		ID:               id,
+		HTTPListen:       "127.0.0.1:0",
+		AdminListen:      "127.0.0.1:0",
+		GossipListen:     "127.0.0.1:" + strconv.Itoa(FreePort(c.t)),
+		Seeds:            c.seeds,
+		Timings:          Timings(),
+		SendRate:         c.opts.SendRate,
+		FrameRate:        c.opts.FrameRate,
+		FrameBurst:       c.opts.FrameBurst,
+		MaxConns:         c.opts.MaxConns,
+		MaxConnsPerAddr:  c.opts.MaxConnsPerAddr,
+		FrameReadTimeout: c.opts.FrameReadTimeout,
+		SendBurst:        c.opts.SendBurst,
+		SeedHistory:      c.opts.SeedHistory,
+		Security:         c.Security(security.RoleRouter, id),
+		Logger:           logger,
+		LogOutput:        raw,
+	})
+	if err != nil {
+		c.t.Fatalf("start router %s: %v", id, err)
+	}
+	return rt
 }
 
 func (c *Cluster) apps() *apps.Registry {
@@ -173,6 +182,7 @@ func (c *Cluster) nodeConfig(id, gossip string, expect int) objectnode.Config {
 		Timings:      Timings(),
 		RoomIdle:     c.opts.RoomIdle,
 		ObjectIdle:   c.opts.ObjectIdle,
+		GatewayGrace: c.opts.GatewayGrace,
 		Replicas:     3,
 		// Production's clock: ten ticks of 100 ms, elections within 1-2 s.
 		// Half that, under -race on a loaded 2-core machine, cost leaders

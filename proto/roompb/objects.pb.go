@@ -723,7 +723,10 @@ type SocketEventResponse struct {
 	Redirect *Redirect `protobuf:"bytes,1,opt,name=redirect,proto3" json:"redirect,omitempty"`
 	// error is the handler's error: its writes were dropped, the socket
 	// stays open.
-	Error         *ObjectError `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	Error *ObjectError `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// gone: the object holds no such socket (it closed it, or was told the
+	// router was gone); nothing ran. The router closes the browser's end.
+	Gone          bool `protobuf:"varint,3,opt,name=gone,proto3" json:"gone,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -770,6 +773,13 @@ func (x *SocketEventResponse) GetError() *ObjectError {
 		return x.Error
 	}
 	return nil
+}
+
+func (x *SocketEventResponse) GetGone() bool {
+	if x != nil {
+		return x.Gone
+	}
+	return false
 }
 
 type GatewayHello struct {
@@ -1136,10 +1146,11 @@ const file_roompb_objects_proto_rawDesc = "" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aMESSAGE\x10\x01\x12\t\n" +
 	"\x05CLOSE\x10\x02\x12\t\n" +
-	"\x05ERROR\x10\x03\"\x84\x01\n" +
+	"\x05ERROR\x10\x03\"\x98\x01\n" +
 	"\x13SocketEventResponse\x127\n" +
 	"\bredirect\x18\x01 \x01(\v2\x1b.hellochat.room.v1.RedirectR\bredirect\x124\n" +
-	"\x05error\x18\x02 \x01(\v2\x1e.hellochat.room.v1.ObjectErrorR\x05error\"(\n" +
+	"\x05error\x18\x02 \x01(\v2\x1e.hellochat.room.v1.ObjectErrorR\x05error\x12\x12\n" +
+	"\x04gone\x18\x03 \x01(\bR\x04gone\"(\n" +
 	"\fGatewayHello\x12\x18\n" +
 	"\agateway\x18\x01 \x01(\tR\agateway\"\xde\x01\n" +
 	"\tGatewayOp\x12\x16\n" +

@@ -51,9 +51,8 @@ type ObjectsClient interface {
 	// (FetchRequest.socket): a message, its close, or an error that ended
 	// it. It runs the object's handler as one event and answers once the
 	// handler's writes are committed, or a Redirect. A router sends a
-	// socket's events one at a time, in order. An event for a socket the
-	// object does not hold (closed, or never accepted) fails with NotFound.
-	// Other refusals and unknown outcomes fail as for Call.
+	// socket's events one at a time, in order. Refusals and unknown
+	// outcomes fail as for Call.
 	Socket(ctx context.Context, in *SocketEvent, opts ...grpc.CallOption) (*SocketEventResponse, error)
 	// Gateway is the stream a router keeps open to every object node. The
 	// node sends on it what its objects send to the router's sockets
@@ -143,9 +142,8 @@ type ObjectsServer interface {
 	// (FetchRequest.socket): a message, its close, or an error that ended
 	// it. It runs the object's handler as one event and answers once the
 	// handler's writes are committed, or a Redirect. A router sends a
-	// socket's events one at a time, in order. An event for a socket the
-	// object does not hold (closed, or never accepted) fails with NotFound.
-	// Other refusals and unknown outcomes fail as for Call.
+	// socket's events one at a time, in order. Refusals and unknown
+	// outcomes fail as for Call.
 	Socket(context.Context, *SocketEvent) (*SocketEventResponse, error)
 	// Gateway is the stream a router keeps open to every object node. The
 	// node sends on it what its objects send to the router's sockets

@@ -1,0 +1,309 @@
+package objectnode
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"hellochat/durable"
+	"hellochat/objectclient"
+	pb "hellochat/proto/roompb"
+)
+
+// The browsers' WebSockets live on routers; the objects that accepted
+// them live here. What an object sends to a socket is queued for the
+// socket's router (its gateway, named in the socket's id) and leaves on
+// the Gateway stream that router keeps open to every node. A router that
+// has no stream open (it is reconnecting, or just started) finds its
+// sends waiting for the grace period (Config.GatewayGrace); after that it is taken for gone: its
+// sends are dropped, and each object that sent to one of its sockets is
+// told that socket closed (WebSocketClose, 1006), so the object stops
+// listing a socket whose browser is gone. A socket of a gone router that
+// is never sent to stays listed: nothing tells the node about it.
+
+const (
+	// DefaultGatewayGrace is how long a node keeps what objects send to a
+	// router that has no Gateway stream open (Config.GatewayGrace).
+	DefaultGatewayGrace = 10 * time.Second
+	// MaxGatewayQueueBytes bounds the frames a node keeps for one router
+	// (streamed, or waiting for its stream). A send past it is dropped and
+	// its socket closed (1013, try again later): the browser sees the gap
+	// as a reconnect, never as silence.
+	MaxGatewayQueueBytes = 16 << 20
+	// maxGatewayQueueOps bounds the operations kept for one router,
+	// closes and auto-responses included.
+	maxGatewayQueueOps = 1 << 16
+	// goneGatewayKept is how long a gone router's entry is kept (its
+	// sockets reported closed once each), in grace periods, before it is
+	// forgotten.
+	goneGatewayKept = 10
+)
+
+// Close codes the node sends or reports.
+const (
+	closeTryAgainLater = 1013
+	closeAbnormal      = 1006
+)
+
+// objectRef is the object an operation came from, to tell it a socket
+// is gone.
+type objectRef struct {
+	id        durable.ID
+	newObject func() durable.Object
+}
+
+// gatewayHub queues objects' socket operations per router. mu guards the
+// queues: they are written by every actor's goroutine (Sockets is called
+// on it, and must not block) and drained by each router's stream, so one
+// owner goroutine would add a hand-off per frame without saving a lock.
+type gatewayHub struct {
+	host  *objectHost
+	now   func() time.Time
+	grace time.Duration
+
+	mu         sync.Mutex
+	gws        map[string]*gatewayQueue
+	nextStream uint64
+}
+
+// gatewayQueue is what waits for one router.
+type gatewayQueue struct {
+	ops   []queuedOp
+	bytes int
+	// wake is signalled when ops grow or the stream is superseded.
+	wake chan struct{}
+	// stream is the attached stream's number (0: none), since when none
+	// is attached, and whether the router was taken for gone.
+	stream   uint64
+	detached time.Time
+	gone     bool
+	// closed are the sockets closed for an overflow, or reported closed
+	// to their objects for a gone router: nothing more is queued for them.
+	closed map[string]bool
+}
+
+type queuedOp struct {
+	op   *pb.GatewayOp
+	from objectRef
+}
+
+func newGatewayHub(host *objectHost, grace time.Duration) *gatewayHub {
+	return &gatewayHub{host: host, now: time.Now, grace: grace, gws: map[string]*gatewayQueue{}}
+}
+
+// queue is gateway's queue, made (detached) on first use; mu is held.
+func (h *gatewayHub) queue(gateway string) *gatewayQueue {
+	q := h.gws[gateway]
+	if q == nil {
+		q = &gatewayQueue{wake: make(chan struct{}, 1), detached: h.now(), closed: map[string]bool{}}
+		h.gws[gateway] = q
+	}
+	return q
+}
+
+func (q *gatewayQueue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// forObject is the durable.Sockets of one object's actor.
+func (h *gatewayHub) forObject(id durable.ID, newObject func() durable.Object) durable.Sockets {
+	return objectSockets{h: h, from: objectRef{id, newObject}}
+}
+
+type objectSockets struct {
+	h    *gatewayHub
+	from objectRef
+}
+
+func (s objectSockets) Send(socket string, msg []byte, text bool) {
+	s.h.put(s.from, &pb.GatewayOp{Socket: socket, Op: &pb.GatewayOp_Send{Send: &pb.SocketSend{Data: msg, Text: text}}}, len(msg))
+}
+
+func (s objectSockets) Close(socket string, code int, reason string) {
+	s.h.put(s.from, &pb.GatewayOp{Socket: socket, Op: &pb.GatewayOp_Close{Close: &pb.SocketClose{Code: int32(code), Reason: reason}}}, 0)
+}
+
+func (s objectSockets) AutoResponse(socket, request, response string) {
+	s.h.put(s.from, &pb.GatewayOp{Socket: socket, Op: &pb.GatewayOp_AutoResponse{AutoResponse: &pb.AutoResponse{Request: request, Response: response}}}, 0)
+}
+
+// put queues op for its socket's router. It never blocks: a router that
+// is gone, or whose queue is full, has the socket closed instead.
+func (h *gatewayHub) put(from objectRef, op *pb.GatewayOp, size int) {
+	gateway, _, err := objectclient.ParseSocket(op.Socket)
+	if err != nil {
+		// Accepted sockets' ids were checked by the node that took the
+		// upgrade; a record that fails now names no router to send to.
+		h.host.n.log.Warn("object sent to a socket with a bad id", "socket", op.Socket, "err", err)
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	q := h.queue(gateway)
+	switch {
+	case q.closed[op.Socket]:
+		return
+	case q.gone:
+		q.closed[op.Socket] = true
+		h.reportGone(from, op.Socket)
+		return
+	case len(q.ops) >= maxGatewayQueueOps || size > 0 && q.bytes+size > MaxGatewayQueueBytes:
+		q.closed[op.Socket] = true
+		if len(q.ops) < maxGatewayQueueOps+maxGatewayQueueOps/4 {
+			// Closes may pass the bound a little, so the browser hears why.
+			q.ops = append(q.ops, queuedOp{from: from, op: &pb.GatewayOp{Socket: op.Socket,
+				Op: &pb.GatewayOp_Close{Close: &pb.SocketClose{Code: closeTryAgainLater, Reason: "the router's queue on the object's node is full"}}}})
+		}
+		h.host.n.log.Warn("gateway queue full: socket closed", "gateway", gateway, "socket", op.Socket, "bytes", q.bytes)
+	default:
+		if _, isClose := op.Op.(*pb.GatewayOp_Close); isClose {
+			q.closed[op.Socket] = true
+		}
+		q.ops = append(q.ops, queuedOp{op: op, from: from})
+		q.bytes += size
+	}
+	q.signal()
+}
+
+// serve streams gateway's queue to its router until ctx ends, send
+// fails, or another stream of the same router takes over.
+func (h *gatewayHub) serve(ctx context.Context, gateway string, stream grpc.ServerStreamingServer[pb.GatewayOp]) error {
+	h.mu.Lock()
+	q := h.queue(gateway)
+	h.nextStream++
+	mine := h.nextStream
+	q.stream, q.gone = mine, false
+	clear(q.closed)
+	h.mu.Unlock()
+	q.signal() // a stream it superseded stops
+	defer func() {
+		h.mu.Lock()
+		if q.stream == mine {
+			q.stream, q.detached = 0, h.now()
+		}
+		h.mu.Unlock()
+	}()
+	for {
+		h.mu.Lock()
+		if q.stream != mine {
+			h.mu.Unlock()
+			return status.Error(codes.Aborted, "another stream of this router took over")
+		}
+		ops := q.ops
+		q.ops, q.bytes = nil, 0
+		h.mu.Unlock()
+		for i, op := range ops {
+			if err := stream.Send(op.op); err != nil {
+				h.requeue(q, ops[i:])
+				return err
+			}
+		}
+		if len(ops) > 0 {
+			continue
+		}
+		select {
+		case <-q.wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-h.host.n.stopping:
+			return status.Error(codes.Unavailable, "node shutting down")
+		}
+	}
+}
+
+// requeue puts back, first, the operations a broken stream did not send.
+func (h *gatewayHub) requeue(q *gatewayQueue, ops []queuedOp) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, op := range ops {
+		if s, ok := op.op.Op.(*pb.GatewayOp_Send); ok {
+			q.bytes += len(s.Send.Data)
+		}
+	}
+	q.ops = append(ops, q.ops...)
+}
+
+// sweep takes the routers that had no stream for the grace period for gone,
+// until the node stops.
+func (h *gatewayHub) sweep() {
+	defer h.host.wg.Done()
+	t := time.NewTicker(h.grace / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-h.host.n.stopping:
+			return
+		}
+		h.expire()
+	}
+}
+
+// expire takes the routers detached for the grace period for gone: their
+// queued operations are dropped and the sockets they were for reported
+// closed to their objects.
+func (h *gatewayHub) expire() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := h.now()
+	for gateway, q := range h.gws {
+		if q.stream != 0 || now.Sub(q.detached) < h.grace {
+			continue
+		}
+		if q.gone && now.Sub(q.detached) >= goneGatewayKept*h.grace {
+			delete(h.gws, gateway)
+			continue
+		}
+		if !q.gone {
+			h.host.n.log.Warn("router has had no gateway stream for the grace period: its sockets are taken for closed",
+				"gateway", gateway, "queued", len(q.ops))
+		}
+		q.gone = true
+		for _, op := range q.ops {
+			if !q.closed[op.op.Socket] {
+				q.closed[op.op.Socket] = true
+				h.reportGone(op.from, op.op.Socket)
+			}
+		}
+		q.ops, q.bytes = nil, 0
+	}
+}
+
+// reportGone tells the object that socket's router is gone, in the
+// background (mu is held): the event needs the object's actor, which may
+// be the one calling put.
+func (h *gatewayHub) reportGone(from objectRef, socket string) {
+	o := h.host
+	o.mu.Lock()
+	closed := o.closed
+	if !closed {
+		o.wg.Add(1)
+	}
+	o.mu.Unlock()
+	if closed {
+		return
+	}
+	go func() {
+		defer o.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), h.grace)
+		defer cancel()
+		// Another node leads the object by now if this one redirects:
+		// that one reports it at its next send.
+		_, err := o.run(ctx, from.id, from.newObject, func(a *durable.Actor) error {
+			return a.WebSocketClose(ctx, socket, closeAbnormal, "the router holding the socket is gone", false)
+		})
+		if err != nil && !isSocketGone(err) {
+			o.n.log.Info("could not tell an object its socket's router is gone", "socket", socket, "err", err)
+		}
+	}()
+}
+
+func isSocketGone(err error) bool { return errors.Is(err, durable.ErrUnknownSocket) }

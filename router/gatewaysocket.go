@@ -1,0 +1,209 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+
+	"github.com/coder/websocket"
+
+	"hellochat/durable"
+	"hellochat/objectclient"
+	pb "hellochat/proto/roompb"
+)
+
+// Close codes the gateway sends or reports.
+const (
+	closeGoingAway     = int(websocket.StatusGoingAway)
+	closeInternal      = int(websocket.StatusInternalError)
+	closeAbnormal      = int(websocket.StatusAbnormalClosure)
+	closeTryAgainLater = int(websocket.StatusTryAgainLater)
+)
+
+// gatewaySocket is one browser's WebSocket that an object holds. Its read
+// loop owns the connection's reads and the socket's end; its write loop
+// owns the writes, fed by the queue that the node streams and the read
+// loop's auto-responses fill.
+type gatewaySocket struct {
+	g      *gateway
+	id     string
+	object durable.ID
+	addr   string // the browser's, for the connection limits
+
+	mu      sync.Mutex
+	queue   []outFrame
+	bytes   int
+	closing bool // a close frame is queued: nothing more is
+	auto    *pb.AutoResponse
+	wake    chan struct{} // cap 1: the queue grew
+
+	conn        *websocket.Conn // set by accept, before the loops start
+	writerDone  chan struct{}
+	cancelWrite context.CancelFunc
+}
+
+type outFrame struct {
+	data   []byte
+	text   bool
+	close  bool
+	code   int
+	reason string
+}
+
+func newGatewaySocket(g *gateway, id string, object durable.ID, addr string) *gatewaySocket {
+	return &gatewaySocket{g: g, id: id, object: object, addr: addr, wake: make(chan struct{}, 1),
+		writerDone: make(chan struct{})}
+}
+
+// apply takes one operation the object's node sent.
+func (s *gatewaySocket) apply(op *pb.GatewayOp) {
+	switch o := op.GetOp().(type) {
+	case *pb.GatewayOp_Send:
+		s.push(outFrame{data: o.Send.GetData(), text: o.Send.GetText()})
+	case *pb.GatewayOp_Close:
+		s.push(outFrame{close: true, code: int(o.Close.GetCode()), reason: o.Close.GetReason()})
+	case *pb.GatewayOp_AutoResponse:
+		s.mu.Lock()
+		s.auto = o.AutoResponse
+		s.mu.Unlock()
+	}
+}
+
+// push queues a frame for the browser; past MaxGatewaySocketQueueBytes
+// the socket is closed instead.
+func (s *gatewaySocket) push(f outFrame) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return
+	}
+	if !f.close && s.bytes+len(f.data) > MaxGatewaySocketQueueBytes {
+		f = outFrame{close: true, code: closeTryAgainLater, reason: "the browser reads too slowly"}
+	}
+	s.closing = f.close
+	s.queue = append(s.queue, f)
+	s.bytes += len(f.data)
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// shut closes the socket with code: a close frame after what is queued.
+func (s *gatewaySocket) shut(code int, reason string) {
+	s.push(outFrame{close: true, code: code, reason: reason})
+}
+
+// accept completes the handshake the object agreed to and starts the
+// socket's loops.
+func (s *gatewaySocket) accept(w http.ResponseWriter, r *http.Request, resp *http.Response) {
+	opts := &websocket.AcceptOptions{InsecureSkipVerify: s.g.rt.cfg.AllowAnyOrigin}
+	if p := resp.Header.Get("Sec-WebSocket-Protocol"); p != "" {
+		opts.Subprotocols = []string{p}
+	}
+	conn, err := websocket.Accept(w, r, opts)
+	if err != nil {
+		s.end(closeAbnormal, "the WebSocket handshake failed", false)
+		return // Accept has answered
+	}
+	conn.SetReadLimit(MaxGatewayMessageBytes)
+	s.conn = conn
+	var wctx context.Context
+	wctx, s.cancelWrite = context.WithCancel(s.g.ctx)
+	go s.writeLoop(wctx)
+	go s.readLoop()
+}
+
+// readLoop hands each message to the object, one at a time and in order,
+// and reports the socket's end.
+func (s *gatewaySocket) readLoop() {
+	for {
+		typ, data, err := s.conn.Read(s.g.ctx)
+		if err != nil {
+			code, reason, clean := closeAbnormal, "", false
+			var ce websocket.CloseError
+			if errors.As(err, &ce) {
+				code, reason, clean = int(ce.Code), ce.Reason, true
+			}
+			s.cancelWrite()
+			<-s.writerDone
+			s.conn.CloseNow()
+			s.end(code, reason, clean)
+			return
+		}
+		s.mu.Lock()
+		auto, closing := s.auto, s.closing
+		s.mu.Unlock()
+		switch {
+		case closing:
+			continue // the socket is ending: the object hears only that
+		case typ == websocket.MessageText && auto != nil && auto.GetRequest() != "" && string(data) == auto.GetRequest():
+			s.push(outFrame{data: []byte(auto.GetResponse()), text: true})
+			continue
+		}
+		err = s.g.SocketEvent(s.g.ctx, s.object, &pb.SocketEvent{Socket: s.id, Kind: pb.SocketEvent_MESSAGE,
+			Data: data, Text: typ == websocket.MessageText})
+		if err == nil {
+			continue
+		}
+		code, reason, ends := eventError(err)
+		if !ends {
+			s.g.rt.log.Debug("object's handler refused a socket message", "socket", s.id, "err", err)
+			continue
+		}
+		s.shut(code, reason)
+	}
+}
+
+// writeLoop writes what is queued until a close frame, an error or ctx's
+// end.
+func (s *gatewaySocket) writeLoop(ctx context.Context) {
+	defer close(s.writerDone)
+	for {
+		select {
+		case <-s.wake:
+		case <-ctx.Done():
+			return
+		}
+		s.mu.Lock()
+		frames := s.queue
+		s.queue, s.bytes = nil, 0
+		s.mu.Unlock()
+		for _, f := range frames {
+			if f.close {
+				// Close waits for the browser's close frame, which ends
+				// the read loop.
+				s.conn.Close(websocket.StatusCode(f.code), f.reason)
+				return
+			}
+			typ := websocket.MessageBinary
+			if f.text {
+				typ = websocket.MessageText
+			}
+			wctx, cancel := context.WithTimeout(ctx, WriteTimeout)
+			err := s.conn.Write(wctx, typ, f.data)
+			cancel()
+			if err != nil {
+				s.conn.CloseNow()
+				return
+			}
+		}
+	}
+}
+
+// end tells the object the socket ended and lets go of it.
+func (s *gatewaySocket) end(code int, reason string, clean bool) {
+	go func() {
+		defer s.g.wg.Done()
+		defer s.g.rt.release(s.addr)
+		s.g.forget(s)
+		ctx, cancel := context.WithTimeout(s.g.reportCtx, objectclient.CallTimeout)
+		defer cancel()
+		err := s.g.SocketEvent(ctx, s.object, &pb.SocketEvent{Socket: s.id, Kind: pb.SocketEvent_CLOSE,
+			Code: int32(code), Reason: reason, Clean: clean})
+		if err != nil && !errors.Is(err, objectclient.ErrSocketGone) {
+			s.g.rt.log.Info("could not tell an object its socket closed", "socket", s.id, "err", err)
+		}
+	}()
+}

@@ -1,0 +1,286 @@
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"hellochat/apps"
+	"hellochat/durable"
+	tc "hellochat/internal/testcluster"
+)
+
+// lobbyNS is the class of the socket test app: a room on hibernating
+// WebSockets. A socket's attachment is its name; a message goes to every
+// socket as "name: text"; joins and closes are announced the same way.
+// GET lists its sockets, POST ?auto=REQ,RESP sets its auto-response, and
+// every message event is counted in storage.
+var lobbyNS = func() *durable.Namespace {
+	ns, err := durable.NewNamespace("lobby")
+	if err != nil {
+		panic(err)
+	}
+	return ns
+}()
+
+type lobby struct{}
+
+func (lobby) broadcast(s *durable.State, line string) error {
+	all, err := s.GetWebSockets("all")
+	if err != nil {
+		return err
+	}
+	for _, ws := range all {
+		if err := ws.Send([]byte(line), true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type lobbySocket struct {
+	ID   string   `json:"id"`
+	Name string   `json:"name"`
+	Tags []string `json:"tags"`
+}
+
+func (l lobby) Fetch(ctx context.Context, s *durable.State, w http.ResponseWriter, r *http.Request) {
+	fail := func(err error) { http.Error(w, err.Error(), http.StatusInternalServerError) }
+	switch {
+	case apps.IsWebSocketUpgrade(r):
+		name := r.URL.Query().Get("name")
+		if name == "" {
+			http.Error(w, "no name", http.StatusBadRequest)
+			return
+		}
+		ws, err := s.AcceptWebSocket(r, "all", "name:"+name)
+		if err == nil {
+			err = ws.SetAttachment([]byte(name))
+		}
+		if err == nil {
+			err = l.broadcast(s, name+" joined")
+		}
+		if err != nil {
+			fail(err)
+			return
+		}
+		w.WriteHeader(http.StatusSwitchingProtocols)
+	case r.Method == http.MethodPost:
+		req, resp, _ := strings.Cut(r.URL.Query().Get("auto"), ",")
+		if err := s.SetWebSocketAutoResponse(req, resp); err != nil {
+			fail(err)
+		}
+	default:
+		all, err := s.GetWebSockets("")
+		if err != nil {
+			fail(err)
+			return
+		}
+		out := []lobbySocket{}
+		for _, ws := range all {
+			out = append(out, lobbySocket{ws.ID(), string(ws.Attachment()), ws.Tags()})
+		}
+		events, _, _ := durable.GetJSON[int](s.Storage(), "events")
+		w.Header().Set("X-Events", fmt.Sprint(events))
+		json.NewEncoder(w).Encode(out)
+	}
+}
+
+func (l lobby) WebSocketMessage(ctx context.Context, s *durable.State, ws durable.WebSocket, msg []byte, text bool) error {
+	events, _, err := durable.GetJSON[int](s.Storage(), "events")
+	if err != nil {
+		return err
+	}
+	if err := durable.PutJSON(s.Storage(), "events", events+1); err != nil {
+		return err
+	}
+	if string(msg) == "bye" {
+		return ws.Close(4000, "asked to")
+	}
+	return l.broadcast(s, fmt.Sprintf("%s: %s", ws.Attachment(), msg))
+}
+
+func (l lobby) WebSocketClose(ctx context.Context, s *durable.State, ws durable.WebSocket, code int, reason string, clean bool) error {
+	return l.broadcast(s, fmt.Sprintf("%s left %d", ws.Attachment(), code))
+}
+
+func (l lobby) WebSocketError(ctx context.Context, s *durable.State, ws durable.WebSocket, err error) error {
+	return l.broadcast(s, fmt.Sprintf("%s broke", ws.Attachment()))
+}
+
+func lobbyApps(t *testing.T) *apps.Registry {
+	reg, err := apps.NewRegistry(apps.App{
+		Name:    "lobby",
+		Classes: []apps.Class{{Name: lobbyNS.Name(), New: func() durable.Object { return lobby{} }}},
+		Routes: []apps.Route{{Pattern: "/lobby/{name}", Handler: func(stub apps.Stub) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				apps.Forward(w, r, stub, lobbyNS.IDFromName(r.PathValue("name")), "lobby")
+			})
+		}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+// lobbyConn is a browser in a lobby.
+type lobbyConn struct {
+	t    *testing.T
+	name string
+	conn *websocket.Conn
+	in   chan string
+	done chan struct{}
+	code websocket.StatusCode
+}
+
+func joinLobby(t *testing.T, base, lobbyName, name string) *lobbyConn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	conn, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/lobby/"+lobbyName+"?name="+name, nil)
+	if err != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		t.Fatalf("%s joins %s: %v (status %d)", name, lobbyName, err, status)
+	}
+	c := &lobbyConn{t: t, name: name, conn: conn, in: make(chan string, 100), done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		for {
+			_, b, err := conn.Read(context.Background())
+			if err != nil {
+				c.code = websocket.CloseStatus(err)
+				return
+			}
+			c.in <- string(b)
+		}
+	}()
+	t.Cleanup(func() { conn.CloseNow() })
+	return c
+}
+
+func (c *lobbyConn) say(text string) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.conn.Write(ctx, websocket.MessageText, []byte(text)); err != nil {
+		c.t.Fatalf("%s says %q: %v", c.name, text, err)
+	}
+}
+
+// expect waits for the next line, which must be want.
+func (c *lobbyConn) expect(want string) {
+	c.t.Helper()
+	select {
+	case got := <-c.in:
+		if got != want {
+			c.t.Fatalf("%s got %q, want %q", c.name, got, want)
+		}
+	case <-c.done:
+		c.t.Fatalf("%s was closed (%d) waiting for %q", c.name, c.code, want)
+	case <-time.After(20 * time.Second):
+		c.t.Fatalf("%s: no %q within 20s", c.name, want)
+	}
+}
+
+// closed waits for the router to close the socket, and returns its code.
+func (c *lobbyConn) closed() websocket.StatusCode {
+	c.t.Helper()
+	select {
+	case <-c.done:
+		return c.code
+	case <-time.After(20 * time.Second):
+		c.t.Fatalf("%s not closed within 20s", c.name)
+		return 0
+	}
+}
+
+// lobbySockets lists a lobby's sockets through base, and its message events.
+func lobbySockets(t *testing.T, base, name string) (sockets []lobbySocket, events string) {
+	t.Helper()
+	resp, err := http.Get(base + "/lobby/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /lobby/%s: %d %s", name, resp.StatusCode, b)
+	}
+	if err := json.Unmarshal(b, &sockets); err != nil {
+		t.Fatalf("GET /lobby/%s: %v in %s", name, err, b)
+	}
+	return sockets, resp.Header.Get("X-Events")
+}
+
+func socketNames(ss []lobbySocket) string {
+	var names []string
+	for _, s := range ss {
+		names = append(names, s.Name)
+	}
+	return strings.Join(names, ",")
+}
+
+// Browsers on two routers share one object's sockets: each joins through
+// its own router, both are listed (getWebSockets), a message from one
+// reaches both, and a browser's close reaches the object, which stops
+// listing it.
+func TestObjectSocketsAcrossTwoRouters(t *testing.T) {
+	c := tc.New(t, 3, tc.Options{Apps: lobbyApps(t)})
+	r2 := c.StartRouter("router2")
+	t.Cleanup(func() { r2.Shutdown(context.Background()) })
+	base2 := "http://" + r2.Addr()
+
+	ann := joinLobby(t, c.URL(), "hall", "ann")
+	ann.expect("ann joined")
+	bob := joinLobby(t, base2, "hall", "bob")
+	ann.expect("bob joined")
+	bob.expect("bob joined")
+
+	ss, _ := lobbySockets(t, base2, "hall")
+	if got := socketNames(ss); len(ss) != 2 || !strings.Contains(got, "ann") || !strings.Contains(got, "bob") {
+		t.Fatalf("sockets listed: %+v", ss)
+	}
+	for _, s := range ss {
+		want := "router1~"
+		if s.Name == "bob" {
+			want = "router2~"
+		}
+		if !strings.HasPrefix(s.ID, want) {
+			t.Errorf("%s's socket id %q does not name its router %s", s.Name, s.ID, want)
+		}
+	}
+	ann.say("hi")
+	ann.expect("ann: hi")
+	bob.expect("ann: hi")
+	bob.say("hello")
+	ann.expect("bob: hello")
+	bob.expect("bob: hello")
+
+	ann.conn.Close(websocket.StatusNormalClosure, "done")
+	bob.expect("ann left 1000")
+	ss, _ = lobbySockets(t, c.URL(), "hall")
+	if got := socketNames(ss); got != "bob" {
+		t.Fatalf("after ann closed, sockets: %s", got)
+	}
+	bob.say("bye")
+	if code := bob.closed(); code != 4000 {
+		t.Fatalf("the object's close reached bob as %d, want 4000", code)
+	}
+	tc.Eventually(t, 10*time.Second, func() error {
+		if ss, _ := lobbySockets(t, c.URL(), "hall"); len(ss) != 0 {
+			return fmt.Errorf("sockets after both closed: %+v", ss)
+		}
+		return nil
+	})
+}
