@@ -11,10 +11,14 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"hellochat/apps"
 	"hellochat/durable"
 	tc "hellochat/internal/testcluster"
+	pb "hellochat/proto/roompb"
+	"hellochat/security"
 )
 
 // lobbyNS is the class of the socket test app: a room on hibernating
@@ -283,4 +287,115 @@ func TestObjectSocketsAcrossTwoRouters(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// An object with sockets open is evicted from memory, and the sockets stay
+// open: an auto-response is answered by the router without waking it
+// (no event, no actor), and the next message wakes it with its sockets'
+// attachments. Then its shard's leader is killed: the sockets stay open
+// and their attachments survive, and the new leader reaches both
+// routers' browsers.
+func TestObjectSocketsThroughEvictionAndFailover(t *testing.T) {
+	c := tc.New(t, 3, tc.Options{Apps: lobbyApps(t), ObjectIdle: 300 * time.Millisecond})
+	r2 := c.StartRouter("router2")
+	t.Cleanup(func() { r2.Shutdown(context.Background()) })
+	base2 := "http://" + r2.Addr()
+	object := lobbyNS.IDFromName("hall").StorageObject()
+
+	ann := joinLobby(t, c.URL(), "hall", "ann")
+	ann.expect("ann joined")
+	bob := joinLobby(t, base2, "hall", "bob")
+	ann.expect("bob joined")
+	bob.expect("bob joined")
+	resp, err := http.Post(c.URL()+"/lobby/hall?auto=ping,pong", "", nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("set the auto-response: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
+	leader := c.Leader(object)
+	tc.Eventually(t, 20*time.Second, func() error {
+		if n := c.Nodes[leader].ActiveObjects(); n != 0 {
+			return fmt.Errorf("%d objects still active on the leader", n)
+		}
+		return nil
+	})
+	for range 3 {
+		bob.say("ping")
+		bob.expect("pong")
+	}
+	if n := c.Nodes[leader].ActiveObjects(); n != 0 {
+		t.Fatalf("an auto-response woke the object: %d active", n)
+	}
+	ann.say("awake?")
+	ann.expect("ann: awake?")
+	bob.expect("ann: awake?")
+	if _, events := lobbySockets(t, c.URL(), "hall"); events != "1" {
+		t.Fatalf("message events counted: %s, want 1 (pings are not events)", events)
+	}
+
+	c.Kill(leader)
+	bob.say("still here")
+	ann.expect("bob: still here")
+	bob.expect("bob: still here")
+	if next := c.Leader(object); next == leader || next < 0 {
+		t.Fatalf("the object's shard is led by %d after killing %d", next, leader)
+	}
+	ss, events := lobbySockets(t, base2, "hall")
+	if got := socketNames(ss); len(ss) != 2 || !strings.Contains(got, "ann") || !strings.Contains(got, "bob") || events != "2" {
+		t.Fatalf("after failover: sockets %+v, events %s", ss, events)
+	}
+	bob.say("ping")
+	bob.expect("pong")
+}
+
+// A router that holds a socket and goes away without a word (its Gateway
+// stream ends and never comes back) is taken for gone after the grace
+// period: the object hears that the socket closed (1006) and stops
+// listing it. A router cannot use another router's gateway.
+func TestObjectSocketsOfAGoneRouterAreClosed(t *testing.T) {
+	c := tc.New(t, 3, tc.Options{Apps: lobbyApps(t), GatewayGrace: time.Second})
+	hall := lobbyNS.IDFromName("hall")
+	leader := c.Leader(hall.StorageObject())
+	node := pb.NewObjectsClient(grpcConn(t, c, security.RoleRouter, c.Config(leader).GRPCListen))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	upgrade := func(socket string) (*pb.FetchResponse, error) {
+		return node.Fetch(ctx, &pb.FetchRequest{Class: lobbyNS.Name(), Id: hall.String(), Method: "GET",
+			Url: "http://test/lobby/hall?name=ghost", Socket: socket})
+	}
+
+	// Another router's ids are refused.
+	if _, err := upgrade("router1~0123.1"); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("an upgrade on router1's gateway by test-router: %v, want PermissionDenied", err)
+	}
+	other, err := node.Gateway(ctx, &pb.GatewayHello{Gateway: "router1~0123"})
+	if err == nil {
+		_, err = other.Recv()
+	}
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("router1's gateway stream opened by test-router: %v, want PermissionDenied", err)
+	}
+
+	sctx, stop := context.WithCancel(ctx)
+	stream, err := node.Gateway(sctx, &pb.GatewayHello{Gateway: "test-router~ghost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := upgrade("test-router~ghost.1")
+	if err != nil || resp.GetResponse().GetStatus() != http.StatusSwitchingProtocols {
+		t.Fatalf("the ghost's upgrade: %v %v", resp, err)
+	}
+	op, err := stream.Recv()
+	if err != nil || op.GetSocket() != "test-router~ghost.1" || string(op.GetSend().GetData()) != "ghost joined" {
+		t.Fatalf("the ghost's stream: %v %v", op, err)
+	}
+	stop() // the ghost router is gone
+
+	ann := joinLobby(t, c.URL(), "hall", "ann")
+	ann.expect("ann joined")
+	ann.expect("ghost left 1006")
+	if ss, _ := lobbySockets(t, c.URL(), "hall"); socketNames(ss) != "ann" {
+		t.Fatalf("sockets after the ghost's router was taken for gone: %+v", ss)
+	}
 }
