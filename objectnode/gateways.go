@@ -3,6 +3,7 @@ package objectnode
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -62,9 +63,13 @@ type objectRef struct {
 // on it, and must not block) and drained by each router's stream, so one
 // owner goroutine would add a hand-off per frame without saving a lock.
 type gatewayHub struct {
-	host  *objectHost
-	now   func() time.Time
-	grace time.Duration
+	// report tells an object its socket is gone; it must not block (it is
+	// called with mu held, maybe on the object's own goroutine).
+	report   func(from objectRef, socket string)
+	log      *slog.Logger
+	stopping <-chan struct{}
+	now      func() time.Time
+	grace    time.Duration
 
 	mu         sync.Mutex
 	gws        map[string]*gatewayQueue
@@ -92,8 +97,9 @@ type queuedOp struct {
 	from objectRef
 }
 
-func newGatewayHub(host *objectHost, grace time.Duration) *gatewayHub {
-	return &gatewayHub{host: host, now: time.Now, grace: grace, gws: map[string]*gatewayQueue{}}
+func newGatewayHub(report func(objectRef, string), log *slog.Logger, stopping <-chan struct{}, grace time.Duration) *gatewayHub {
+	return &gatewayHub{report: report, log: log, stopping: stopping, now: time.Now, grace: grace,
+		gws: map[string]*gatewayQueue{}}
 }
 
 // queue is gateway's queue, made (detached) on first use; mu is held.
@@ -142,7 +148,7 @@ func (h *gatewayHub) put(from objectRef, op *pb.GatewayOp, size int) {
 	if err != nil {
 		// Accepted sockets' ids were checked by the node that took the
 		// upgrade; a record that fails now names no router to send to.
-		h.host.n.log.Warn("object sent to a socket with a bad id", "socket", op.Socket, "err", err)
+		h.log.Warn("object sent to a socket with a bad id", "socket", op.Socket, "err", err)
 		return
 	}
 	h.mu.Lock()
@@ -153,7 +159,7 @@ func (h *gatewayHub) put(from objectRef, op *pb.GatewayOp, size int) {
 		return
 	case q.gone:
 		q.closed[op.Socket] = true
-		h.reportGone(from, op.Socket)
+		h.report(from, op.Socket)
 		return
 	case len(q.ops) >= maxGatewayQueueOps || size > 0 && q.bytes+size > MaxGatewayQueueBytes:
 		q.closed[op.Socket] = true
@@ -162,7 +168,7 @@ func (h *gatewayHub) put(from objectRef, op *pb.GatewayOp, size int) {
 			q.ops = append(q.ops, queuedOp{from: from, op: &pb.GatewayOp{Socket: op.Socket,
 				Op: &pb.GatewayOp_Close{Close: &pb.SocketClose{Code: closeTryAgainLater, Reason: "the router's queue on the object's node is full"}}}})
 		}
-		h.host.n.log.Warn("gateway queue full: socket closed", "gateway", gateway, "socket", op.Socket, "bytes", q.bytes)
+		h.log.Warn("gateway queue full: socket closed", "gateway", gateway, "socket", op.Socket, "bytes", q.bytes)
 	default:
 		if _, isClose := op.Op.(*pb.GatewayOp_Close); isClose {
 			q.closed[op.Socket] = true
@@ -213,7 +219,7 @@ func (h *gatewayHub) serve(ctx context.Context, gateway string, stream grpc.Serv
 		case <-q.wake:
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-h.host.n.stopping:
+		case <-h.stopping:
 			return status.Error(codes.Unavailable, "node shutting down")
 		}
 	}
@@ -234,13 +240,12 @@ func (h *gatewayHub) requeue(q *gatewayQueue, ops []queuedOp) {
 // sweep takes the routers that had no stream for the grace period for gone,
 // until the node stops.
 func (h *gatewayHub) sweep() {
-	defer h.host.wg.Done()
 	t := time.NewTicker(h.grace / 4)
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
-		case <-h.host.n.stopping:
+		case <-h.stopping:
 			return
 		}
 		h.expire()
@@ -263,47 +268,18 @@ func (h *gatewayHub) expire() {
 			continue
 		}
 		if !q.gone {
-			h.host.n.log.Warn("router has had no gateway stream for the grace period: its sockets are taken for closed",
+			h.log.Warn("router has had no gateway stream for the grace period: its sockets are taken for closed",
 				"gateway", gateway, "queued", len(q.ops))
 		}
 		q.gone = true
 		for _, op := range q.ops {
 			if !q.closed[op.op.Socket] {
 				q.closed[op.op.Socket] = true
-				h.reportGone(op.from, op.op.Socket)
+				h.report(op.from, op.op.Socket)
 			}
 		}
 		q.ops, q.bytes = nil, 0
 	}
-}
-
-// reportGone tells the object that socket's router is gone, in the
-// background (mu is held): the event needs the object's actor, which may
-// be the one calling put.
-func (h *gatewayHub) reportGone(from objectRef, socket string) {
-	o := h.host
-	o.mu.Lock()
-	closed := o.closed
-	if !closed {
-		o.wg.Add(1)
-	}
-	o.mu.Unlock()
-	if closed {
-		return
-	}
-	go func() {
-		defer o.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), h.grace)
-		defer cancel()
-		// Another node leads the object by now if this one redirects:
-		// that one reports it at its next send.
-		_, err := o.run(ctx, from.id, from.newObject, func(a *durable.Actor) error {
-			return a.WebSocketClose(ctx, socket, closeAbnormal, "the router holding the socket is gone", false)
-		})
-		if err != nil && !isSocketGone(err) {
-			o.n.log.Info("could not tell an object its socket's router is gone", "socket", socket, "err", err)
-		}
-	}()
 }
 
 func isSocketGone(err error) bool { return errors.Is(err, durable.ErrUnknownSocket) }

@@ -164,7 +164,8 @@ func Start(cfg Config) (*Node, error) {
 	n.store = store
 	n.committer = raftCommitter{n}
 	n.objects = newObjectHost(n, cfg.Apps, cfg.ObjectIdle)
-	n.gateways = newGatewayHub(n.objects, cfg.GatewayGrace)
+	n.gateways = newGatewayHub(func(from objectRef, socket string) { n.objects.socketGone(from, socket, cfg.GatewayGrace) },
+		n.log, n.stopping, cfg.GatewayGrace)
 	n.raftSrv = shard.NewServer(n.verifyPeer)
 	n.registerMetrics()
 	if n.ident, err = loadIdentity(store); err != nil {
@@ -224,7 +225,7 @@ func Start(cfg Config) (*Node, error) {
 	}()
 	go n.startReplication()
 	go n.objects.sweep()
-	n.objects.wg.Add(2)
+	n.objects.wg.Add(1)
 	go n.objects.alarms.run()
 	go n.gateways.sweep()
 	if n.adminLis != nil {

@@ -353,3 +353,31 @@ func (o *objectHost) count() int {
 func (n *Node) ObjectKeys(object string, start, end []byte) ([]storage.KV, error) {
 	return n.store.List(object, start, end, 0, false)
 }
+
+// socketGone tells the object that socket's router is gone (the gateway
+// hub's report), in the background: the event needs the object's actor,
+// which may be the one whose send found the router gone.
+func (o *objectHost) socketGone(from objectRef, socket string, grace time.Duration) {
+	o.mu.Lock()
+	closed := o.closed
+	if !closed {
+		o.wg.Add(1)
+	}
+	o.mu.Unlock()
+	if closed {
+		return
+	}
+	go func() {
+		defer o.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
+		defer cancel()
+		// Another node leads the object by now if this one redirects:
+		// that one reports it at its next send.
+		_, err := o.run(ctx, from.id, from.newObject, func(a *durable.Actor) error {
+			return a.WebSocketClose(ctx, socket, closeAbnormal, "the router holding the socket is gone", false)
+		})
+		if err != nil && !isSocketGone(err) {
+			o.n.log.Info("could not tell an object its socket's router is gone", "socket", socket, "err", err)
+		}
+	}()
+}

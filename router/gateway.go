@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"sync"
@@ -58,14 +59,17 @@ type gateway struct {
 
 var _ apps.Upgrader = (*gateway)(nil)
 
-func newGateway(rt *Router, client *objectclient.Client, instance string) *gateway {
+func newGateway(rt *Router, client *objectclient.Client, instance string) (*gateway, error) {
 	g := &gateway{Client: client, rt: rt, id: objectclient.GatewayID(rt.cfg.ID, instance),
 		sockets: map[string]*gatewaySocket{}}
+	if _, err := objectclient.ParseGateway(g.id); err != nil {
+		return nil, fmt.Errorf("router: id %q cannot name sockets: %w", rt.cfg.ID, err)
+	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.reportCtx, g.cancelReport = context.WithCancel(context.Background())
 	g.streams.Add(1)
 	go g.run(g.ctx)
-	return g
+	return g, nil
 }
 
 // run keeps a Gateway stream open to every object node gossip knows,

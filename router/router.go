@@ -257,7 +257,12 @@ func Start(cfg Config) (*Router, error) {
 		return nil, err
 	}
 	rt.members = members
-	rt.gateway = newGateway(rt, objectclient.New(members.Placement, rt.conn), hex.EncodeToString(nonce))
+	if rt.gateway, err = newGateway(rt, objectclient.New(members.Placement, rt.conn), hex.EncodeToString(nonce)); err != nil {
+		members.Shutdown()
+		closeEarly()
+		rt.closeParker()
+		return nil, err
+	}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", rt.handleWS)

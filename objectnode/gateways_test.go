@@ -1,0 +1,214 @@
+package objectnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"hellochat/durable"
+	pb "hellochat/proto/roompb"
+)
+
+// hubRig is a gateway hub on a fake clock, with the reports it makes.
+type hubRig struct {
+	t        *testing.T
+	h        *gatewayHub
+	clock    time.Time
+	mu       sync.Mutex
+	reported []string
+	stopping chan struct{}
+}
+
+func newHubRig(t *testing.T) *hubRig {
+	r := &hubRig{t: t, clock: time.Unix(1000, 0), stopping: make(chan struct{})}
+	r.h = newGatewayHub(func(from objectRef, socket string) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.reported = append(r.reported, socket)
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)), r.stopping, time.Second)
+	r.h.now = func() time.Time { return r.clock }
+	t.Cleanup(func() { close(r.stopping) })
+	return r
+}
+
+func (r *hubRig) reports() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.reported, ",")
+}
+
+var hubObject = func() objectRef {
+	ns, _ := durable.NewNamespace("t")
+	return objectRef{id: ns.IDFromName("o")}
+}()
+
+func (r *hubRig) send(socket, msg string) {
+	objectSockets{h: r.h, from: hubObject}.Send(socket, []byte(msg), true)
+}
+
+// fakeStream is the node's end of a Gateway stream, recording what it
+// sends; failAfter fails the send after that many.
+type fakeStream struct {
+	grpc.ServerStream
+	ctx       context.Context
+	mu        sync.Mutex
+	got       []string
+	failAfter int
+}
+
+func (f *fakeStream) Context() context.Context { return f.ctx }
+
+func (f *fakeStream) Send(op *pb.GatewayOp) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failAfter > 0 && len(f.got) == f.failAfter {
+		return errors.New("broken")
+	}
+	switch o := op.GetOp().(type) {
+	case *pb.GatewayOp_Send:
+		f.got = append(f.got, op.GetSocket()+"<-"+string(o.Send.GetData()))
+	case *pb.GatewayOp_Close:
+		f.got = append(f.got, fmt.Sprintf("%s closed %d", op.GetSocket(), o.Close.GetCode()))
+	}
+	return nil
+}
+
+func (f *fakeStream) sent() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return strings.Join(f.got, ",")
+}
+
+// attach serves a stream of gateway, once it is attached, until it ends
+// on its own or the returned stop cancels it; stop returns serve's error.
+func (r *hubRig) attach(gateway string, failAfter int) (*fakeStream, func(cancelIt bool) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &fakeStream{ctx: ctx, failAfter: failAfter}
+	done := make(chan error, 1)
+	r.h.mu.Lock()
+	before := r.h.nextStream
+	r.h.mu.Unlock()
+	go func() { done <- r.h.serve(ctx, gateway, f) }()
+	waitFor(r.t, "the stream attached", func() string {
+		r.h.mu.Lock()
+		defer r.h.mu.Unlock()
+		return fmt.Sprint(r.h.nextStream > before)
+	}, "true")
+	return f, func(cancelIt bool) error {
+		if cancelIt {
+			cancel()
+		}
+		select {
+		case err := <-done:
+			cancel()
+			return err
+		case <-time.After(10 * time.Second):
+			cancel()
+			return errors.New("serve did not end")
+		}
+	}
+}
+
+func waitFor(t *testing.T, what string, get func() string, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for got := get(); got != want; got = get() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %q, want %q", what, got, want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// What objects send before their router's stream arrives waits for it,
+// in order; a stream that breaks puts back what it did not send, for the
+// next; a newer stream of the same router supersedes the older.
+func TestGatewayHubQueuesUntilTheStream(t *testing.T) {
+	r := newHubRig(t)
+	r.send("rt~a.1", "one")
+	r.send("rt~a.2", "two")
+	r.send("rt~b.1", "elsewhere")
+	f, stop := r.attach("rt~a", 1)
+	waitFor(t, "the first stream", f.sent, "rt~a.1<-one")
+	if err := stop(false); err == nil || !strings.Contains(err.Error(), "broken") {
+		t.Fatalf("serve after a failed send: %v", err)
+	}
+	f2, stop2 := r.attach("rt~a", 0)
+	r.send("rt~a.1", "three")
+	waitFor(t, "the second stream", f2.sent, "rt~a.2<-two,rt~a.1<-three")
+	f3, stop3 := r.attach("rt~a", 0)
+	if err := stop2(false); status.Code(err) != codes.Aborted {
+		t.Fatalf("the superseded stream ended with %v, want Aborted", err)
+	}
+	r.send("rt~a.2", "four")
+	waitFor(t, "the third stream", f3.sent, "rt~a.2<-four")
+	stop3(true)
+}
+
+// A router whose queue is full has the socket that overflowed it closed
+// (1013) rather than sent to with a gap; its other sockets go on.
+func TestGatewayHubClosesTheSocketThatOverflows(t *testing.T) {
+	r := newHubRig(t)
+	big := strings.Repeat("x", MaxGatewayQueueBytes/2)
+	r.send("rt~a.1", big)
+	r.send("rt~a.1", big)
+	r.send("rt~a.1", "over")
+	r.send("rt~a.1", "after")
+	f, stop := r.attach("rt~a", 0)
+	defer stop(true)
+	waitFor(t, "the stream", func() string { return fmt.Sprint(strings.Count(f.sent(), "<-x"), "/", strings.Contains(f.sent(), "closed")) }, "2/true")
+	if got := f.sent(); !strings.HasSuffix(got, "rt~a.1 closed 1013") || strings.Contains(got, "over") || strings.Contains(got, "after") {
+		t.Fatalf("after the overflow: ...%s", got[len(got)-40:])
+	}
+	r.send("rt~a.2", "fine")
+	waitFor(t, "another socket", func() string { return f.sent()[strings.LastIndexByte(f.sent(), ',')+1:] }, "rt~a.2<-fine")
+}
+
+// A router without a stream for the grace period is taken for gone: what
+// waited for it is dropped and each socket it was for reported once, and
+// so is a socket sent to later. A stream from it clears that.
+func TestGatewayHubReportsAGoneRoutersSockets(t *testing.T) {
+	r := newHubRig(t)
+	r.send("rt~a.1", "one")
+	r.send("rt~a.1", "two")
+	r.send("rt~a.2", "three")
+	r.clock = r.clock.Add(time.Second - time.Millisecond)
+	r.h.expire()
+	if got := r.reports(); got != "" {
+		t.Fatalf("reported within the grace: %s", got)
+	}
+	r.clock = r.clock.Add(time.Millisecond)
+	r.h.expire()
+	if got := r.reports(); got != "rt~a.1,rt~a.2" {
+		t.Fatalf("reported after the grace: %s", got)
+	}
+	r.send("rt~a.1", "late")
+	r.send("rt~a.3", "new")
+	r.send("rt~a.3", "newer")
+	if got := r.reports(); got != "rt~a.1,rt~a.2,rt~a.3" {
+		t.Fatalf("reported for later sends: %s", got)
+	}
+	f, stop := r.attach("rt~a", 0)
+	defer stop(true)
+	r.send("rt~a.4", "back")
+	waitFor(t, "the returned router's stream", f.sent, "rt~a.4<-back")
+
+	r.clock = r.clock.Add(goneGatewayKept * time.Second)
+	r.h.expire()
+	r.h.mu.Lock()
+	kept := len(r.h.gws)
+	r.h.mu.Unlock()
+	if kept != 1 {
+		t.Fatalf("%d gateways kept, want the attached one", kept)
+	}
+}
