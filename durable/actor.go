@@ -1,6 +1,7 @@
 package durable
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -85,12 +87,20 @@ type Actor struct {
 	obj Object // the instance; replaced after a failed commit
 	// reset says a commit failed: obj may hold state that was never
 	// committed, so it is replaced before the next event.
-	reset     bool
-	st        *Storage
-	cur       *State // the running event's
-	version   uint64 // the object's committed version
-	broken    error  // a reload failed: the actor can only refuse events
-	abandoned bool   // a commit was left in flight at Close
+	reset bool
+	st    *Storage
+	cur   *State // the running event's
+	// version is the last batch's, handed over (committed or in flight).
+	version uint64
+	// reader is the store under the writes in flight and gathered;
+	// flight is the batch handed to the Committer, next the one gathered
+	// behind it, and results the flight's outcome.
+	reader    *overlay
+	flight    *batch
+	next      *batch
+	results   chan error
+	broken    error // a reload failed: the actor can only refuse events
+	abandoned bool  // a commit was left in flight at Close
 	sched     alarmSchedule
 }
 
@@ -138,11 +148,13 @@ func Start(id ID, newObject func() Object, cfg Config) (*Actor, error) {
 		log:     cfg.Logger.With("object", id.Namespace()+"/"+id.String()),
 		mailbox: fifo.New[*event](cfg.Mailbox),
 		alarmc:  make(chan struct{}, 1),
+		results: make(chan error, 1),
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
-	a.st = &Storage{base: committed{r: cfg.Reader, object: a.object}, sync: a.syncEvent}
+	a.reader = &overlay{r: cfg.Reader}
+	a.st = &Storage{base: committed{r: a.reader, object: a.object}, sync: a.syncEvent}
 	var err error
 	if a.version, a.st.alarm, err = loadMeta(cfg.Reader, a.object); err != nil {
 		return nil, err
@@ -295,6 +307,8 @@ func (a *Actor) run(ready chan<- error) {
 			}
 		case <-a.alarmc:
 			a.fireAlarm()
+		case err := <-a.results:
+			a.settle(err)
 		}
 		if a.reset && !a.abandoned && a.broken == nil {
 			a.renew()
@@ -309,7 +323,7 @@ func (a *Actor) run(ready chan<- error) {
 // load runs the instance's Load, if it has one, as the first event.
 func (a *Actor) load() error {
 	if l, ok := a.obj.(Loader); ok {
-		return a.runEvent(a.ctx, false, l.Load)
+		return a.runNow(a.ctx, false, l.Load)
 	}
 	return nil
 }
@@ -326,8 +340,12 @@ func (a *Actor) renew() {
 	}
 }
 
-// exit fails what is still queued and marks the actor done.
+// exit commits what events left (waiting up to CommitWait), fails what
+// is still queued and marks the actor done.
 func (a *Actor) exit() {
+	if a.broken == nil {
+		a.drain()
+	}
 	a.cancel()
 	a.sched.stop()
 	switch {
@@ -354,36 +372,69 @@ func (a *Actor) handle(ev *event) {
 	ctx, cancel := context.WithCancel(ev.ctx)
 	defer cancel()
 	defer context.AfterFunc(a.ctx, cancel)()
-	ev.reply <- a.runEvent(ctx, false, ev.run)
+	a.runEvent(ctx, false, ev.run, func(err error) { ev.reply <- err })
 }
 
-// runEvent runs one event and commits its writes, then releases its
-// outputs. Nothing else of the object runs meanwhile.
-func (a *Actor) runEvent(ctx context.Context, alarmRun bool, fn func(context.Context, *State) error) error {
+// runEvent runs one event. Its writes join those waiting to be committed
+// (handed to the Committer at once if none are in flight), and its
+// outputs, its reply included, go to out once they and every earlier
+// event's writes are committed, or with the error that kept them from
+// it. The next event may run meanwhile: it reads these writes.
+func (a *Actor) runEvent(ctx context.Context, alarmRun bool, fn func(context.Context, *State) error, out func(error)) {
 	if a.broken != nil {
-		return a.broken
+		out(a.broken)
+		return
 	}
 	s := &State{id: a.id, storage: a.st, canSend: a.cfg.Deliver != nil, stub: a.cfg.Stub, canSocket: a.cfg.Sockets != nil,
-		callers: CallChain(ctx)}
+		callers: CallChain(ctx), drain: a.drain}
 	a.cur = s
 	a.st.begin(alarmRun)
-	defer func() {
-		a.st.end()
-		s.over = true
-		a.cur = nil
-	}()
 	err := protect(ctx, s, fn)
 	if err == nil {
 		err = a.st.broken
 	}
-	if err != nil {
-		return err
+	var ops []storage.Op
+	if err == nil {
+		ops = a.st.pendingOps()
 	}
-	if err := a.commit(); err != nil {
-		return err
+	b, serr := a.stage(ops)
+	// The event is over before any of its outputs can go: a reply lets
+	// its caller go on.
+	a.st.end()
+	s.over = true
+	a.cur = nil
+	switch {
+	case serr != nil:
+		out(serr)
+	case err != nil:
+		// Nothing to commit; the error, like any output, may tell of what
+		// earlier events wrote, so it waits for their commit.
+		a.after(b, func(cerr error) {
+			if cerr != nil {
+				err = cerr
+			}
+			out(err)
+		})
+	default:
+		a.after(b, func(cerr error) {
+			if cerr == nil {
+				a.release(s)
+			}
+			out(cerr)
+		})
 	}
-	a.release(s)
-	return nil
+}
+
+// runNow runs an event and waits for its commit: Load, alarms, and the
+// deletion of an alarm that failed too often, whose outcome the actor
+// needs before it goes on.
+func (a *Actor) runNow(ctx context.Context, alarmRun bool, fn func(context.Context, *State) error) error {
+	var err error
+	a.runEvent(ctx, alarmRun, fn, func(e error) { err = e })
+	if derr := a.drain(); err == nil {
+		err = derr
+	}
+	return err
 }
 
 // protect runs a handler, turning a panic into a PanicError.
@@ -396,24 +447,106 @@ func protect(ctx context.Context, s *State, fn func(context.Context, *State) err
 	return fn(ctx, s)
 }
 
-// syncEvent is Storage.Sync: a commit point within the running event.
+// syncEvent is Storage.Sync: a commit point within the running event. It
+// commits the event's writes so far and everything before them, and
+// releases what the event sent so far.
 func (a *Actor) syncEvent() error {
-	if err := a.commit(); err != nil {
-		a.st.broken = err
-		return err
+	b, err := a.stage(a.st.pendingOps())
+	if err == nil {
+		s := a.cur
+		a.after(b, func(err error) {
+			if err == nil {
+				a.release(s)
+			}
+		})
+		err = a.drain()
 	}
-	a.release(a.cur)
-	return nil
+	if err != nil {
+		a.st.broken = err
+	}
+	return err
 }
 
-// commit hands the event's writes so far to the Committer as one
-// versioned batch and waits for it. On failure the storage is reloaded,
-// so the object never reads what was not committed.
-func (a *Actor) commit() error {
-	ops := a.st.pendingOps()
-	if len(ops) == 0 {
-		return nil
+// A batch is writes handed to the Committer together, with the outputs
+// released once it is committed. The actor keeps at most one in flight
+// and gathers the writes of the events that finish meanwhile into the
+// next, handed over when the one in flight is committed: a busy object
+// commits many events per round trip, a quiet one each event at once.
+type batch struct {
+	ops     map[string]storage.Op // by store key; a later write replaces an earlier
+	bytes   int
+	outputs []func(error)
+}
+
+func opsSize(ops []storage.Op) int {
+	n := 0
+	for _, op := range ops {
+		n += len(op.Key) + len(op.Value)
 	}
+	return n
+}
+
+// stage takes an event's writes (none, for an event that wrote nothing)
+// to be committed after all before them, and returns the batch whose
+// commit its outputs wait for (nil: nothing is in flight, they may go).
+// If a commit it has to wait for first fails, the writes are dropped and
+// the error returned.
+func (a *Actor) stage(ops []storage.Op) (*batch, error) {
+	size := opsSize(ops)
+	for a.next != nil && a.next.bytes+size > MaxBatchBytes {
+		// Too much for one batch: the gathered one goes as soon as the
+		// one in flight is committed, and these writes after it.
+		if err := a.awaitFlight(); err != nil {
+			return nil, err
+		}
+	}
+	if a.broken != nil {
+		return nil, a.broken
+	}
+	if len(ops) == 0 {
+		if a.next != nil {
+			return a.next, nil
+		}
+		return a.flight, nil
+	}
+	// Later events read these writes as if committed.
+	a.st.committedNow()
+	a.publishAlarm()
+	b := a.next
+	switch {
+	case a.flight == nil:
+		b = &batch{ops: map[string]storage.Op{}}
+	case b == nil:
+		b = &batch{ops: map[string]storage.Op{}}
+		a.next, a.reader.next = b, b.ops
+	}
+	for _, op := range ops {
+		b.ops[string(op.Key)] = op
+	}
+	b.bytes += size
+	if a.flight == nil {
+		a.handOff(b)
+	}
+	return b, nil
+}
+
+// after releases out once b is committed (at once for nil b).
+func (a *Actor) after(b *batch, out func(error)) {
+	if b == nil {
+		out(nil)
+		return
+	}
+	b.outputs = append(b.outputs, out)
+}
+
+// handOff hands b to the Committer as one batch, versioned after the
+// last one handed over.
+func (a *Actor) handOff(b *batch) {
+	ops := make([]storage.Op, 0, len(b.ops)+1)
+	for _, op := range b.ops {
+		ops = append(ops, op)
+	}
+	slices.SortFunc(ops, func(x, y storage.Op) int { return bytes.Compare(x.Key, y.Key) })
 	next := a.version + 1
 	ops = append(ops, storage.Op{Key: versionKey, Value: encodeUint64(next)})
 	guards := storage.Guards{Versioned: true, Version: a.version, Next: next}
@@ -422,27 +555,67 @@ func (a *Actor) commit() error {
 		// object must have committed nothing yet.
 		guards.Absent = [][]byte{versionKey}
 	}
-	result := make(chan error, 1)
+	a.version = next
+	a.flight = b
+	a.reader.flight = b.ops
+	result := a.results
 	a.cfg.Committer.Commit(a.object, ops, guards, func(err error) {
 		select {
 		case result <- err:
 		default: // a second call breaks the contract; do not block on it
 		}
 	})
-	if err := a.waitCommit(result); err != nil {
-		a.reload()
-		a.reset = true
-		if errors.Is(err, ErrCommitAbandoned) {
+}
+
+// awaitFlight waits for the batch in flight to be committed (at most
+// CommitWait once the actor is closing) and settles it.
+func (a *Actor) awaitFlight() error {
+	return a.settle(a.waitCommit(a.results))
+}
+
+// drain commits everything handed over or gathered, releasing the
+// outputs in order; the first failure is returned.
+func (a *Actor) drain() error {
+	for a.flight != nil {
+		if err := a.awaitFlight(); err != nil {
 			return err
 		}
-		return fmt.Errorf("%w: %w", ErrNotCommitted, err)
 	}
-	a.version = next
-	a.st.committedNow()
-	// Published before the event's caller hears back, so that Alarm
-	// already says what the event committed.
-	a.publishAlarm()
 	return nil
+}
+
+// settle takes the result of the batch in flight. Committed: its outputs
+// are released, and the gathered batch goes next. Failed: its outputs
+// and the gathered ones (whose events read its writes) hear why, the
+// storage is reloaded from the store, so the object never reads what was
+// not committed, and the instance will be replaced.
+func (a *Actor) settle(err error) error {
+	b := a.flight
+	a.flight, a.reader.flight = nil, nil
+	if err == nil {
+		for _, out := range b.outputs {
+			out(nil)
+		}
+		if n := a.next; n != nil {
+			a.next, a.reader.next = nil, nil
+			a.handOff(n)
+		}
+		return nil
+	}
+	if !errors.Is(err, ErrCommitAbandoned) {
+		err = fmt.Errorf("%w: %w", ErrNotCommitted, err)
+	}
+	failed := b.outputs
+	if n := a.next; n != nil {
+		failed = append(failed, n.outputs...)
+		a.next, a.reader.next = nil, nil
+	}
+	a.reload()
+	a.reset = true
+	for _, out := range failed {
+		out(err)
+	}
+	return err
 }
 
 // waitCommit waits for a commit's result, at most CommitWait once the
@@ -469,6 +642,8 @@ func (a *Actor) waitCommit(result <-chan error) error {
 // reload drops what the object had not committed and reads its version
 // and alarm back: a failed (or unknown) commit may have changed them.
 func (a *Actor) reload() {
+	a.flight, a.next = nil, nil
+	a.reader.flight, a.reader.next = nil, nil
 	a.st.ev = newLayer(a.st.base, nil)
 	a.st.alarm.pending = nil
 	a.st.sockets = nil

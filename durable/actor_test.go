@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -120,34 +121,129 @@ func TestFailedEventCommitsNothing(t *testing.T) {
 	}
 }
 
-func TestInputGateWaitsForCommit(t *testing.T) {
-	started := make(chan string, 2)
+// While a batch is in flight, the next events run: they read its writes,
+// and their outputs wait for its commit, then go in order. The writes of
+// the events that ran meanwhile go to the Committer as one batch.
+func TestEventsRunWhileACommitIsInFlight(t *testing.T) {
 	r := newRig(t, methods(map[string]func(s *State) ([]byte, error){
-		"first": func(s *State) ([]byte, error) {
-			started <- "first"
-			return nil, s.Storage().Put("k", []byte("from first"))
-		},
+		"first": func(s *State) ([]byte, error) { return nil, s.Storage().Put("k", []byte("from first")) },
 		"second": func(s *State) ([]byte, error) {
-			started <- "second"
 			v, _, err := s.Storage().Get("k")
+			if err == nil {
+				err = s.Storage().Put("k2", append(v, " and second"...))
+			}
+			return v, err
+		},
+		"third": func(s *State) ([]byte, error) {
+			v, _, err := s.Storage().Get("k2")
+			if err == nil {
+				err = s.Storage().Put("k3", []byte("third"))
+			}
+			return v, err
+		},
+		"read": func(s *State) ([]byte, error) {
+			v, _, err := s.Storage().Get("k3")
 			return v, err
 		},
 	}))
 	r.c.setHold(true)
 	first := r.async("first")
 	r.c.waitAsked(t)
-	recv(t, started, "first event")
+	// One after another, each taken before the next is sent: all three
+	// run while the first batch is held, and none may answer.
 	second := r.async("second")
-	// Wait until the second event is queued: while the first one's batch
-	// is held, it must stay there.
-	r.waitQueued()
-	mustNot(t, started, "second event started while the first one's commit was in flight:")
+	waitTaken(t, r, 1)
+	third := r.async("third")
+	waitTaken(t, r, 2)
+	read := r.async("read")
+	waitTaken(t, r, 3)
+	mustNot(t, second, "second answered before the first batch was committed:")
+	mustNot(t, read, "a read answered before the writes it read were committed:")
+	if _, ok := r.stored("k2"); ok {
+		t.Fatal("second's write stored before its commit")
+	}
 	r.c.release(t, nil)
 	if got := recv(t, first, "first"); got.err != nil {
 		t.Fatal(got.err)
 	}
-	if got := recv(t, second, "second"); got.err != nil || string(got.out) != "from first" {
-		t.Fatalf("second read %q, %v", got.out, got.err)
+	// Second and third went as one batch.
+	r.c.waitAsked(t)
+	mustNot(t, third, "third answered before its batch was committed:")
+	r.c.release(t, nil)
+	for _, c := range []struct {
+		res  chan callResult
+		want string
+	}{{second, "from first"}, {third, "from first and second"}, {read, "third"}} {
+		if got := recv(t, c.res, "an answer"); got.err != nil || string(got.out) != c.want {
+			t.Fatalf("got %q, %v; want %q", got.out, got.err, c.want)
+		}
+	}
+	if n := r.c.commits; n != 2 {
+		t.Fatalf("%d batches committed, want 2", n)
+	}
+	if v, _ := r.stored("k3"); v != "third" {
+		t.Fatalf("stored k3 %q", v)
+	}
+}
+
+// When the batch in flight fails, the events that ran on its writes fail
+// with it: none of their writes is committed and none of their outputs
+// leaves; the object is reloaded and goes on.
+func TestEventsOnAFailedBatchFailWithIt(t *testing.T) {
+	class := methods(map[string]func(s *State) ([]byte, error){
+		"first": func(s *State) ([]byte, error) { return nil, s.Storage().Put("k", []byte("lost")) },
+		"second": func(s *State) ([]byte, error) {
+			v, _, err := s.Storage().Get("k")
+			if err == nil {
+				err = s.Send("peer", v)
+			}
+			if err == nil {
+				err = s.Storage().Put("k2", v)
+			}
+			return v, err
+		},
+		"read": func(s *State) ([]byte, error) {
+			v, found, err := s.Storage().Get("k")
+			if found {
+				return nil, errors.New("reads " + string(v) + " after the failure")
+			}
+			return []byte("nothing"), err
+		},
+	})
+	r := newRig(t, class)
+	r.c.setHold(true)
+	first := r.async("first")
+	r.c.waitAsked(t)
+	second := r.async("second")
+	waitTaken(t, r, 1)
+	r.c.release(t, errDisk)
+	for _, res := range []chan callResult{first, second} {
+		if got := recv(t, res, "an answer"); !errors.Is(got.err, ErrNotCommitted) || !errors.Is(got.err, errDisk) {
+			t.Fatalf("got %q, %v; want ErrNotCommitted wrapping the committer's error", got.out, got.err)
+		}
+	}
+	r.noOutput()
+	r.c.setHold(false)
+	if got := recv(t, r.async("read"), "read"); got.err != nil || string(got.out) != "nothing" {
+		t.Fatalf("after the failure: %q %v", got.out, got.err)
+	}
+	for _, k := range []string{"k", "k2"} {
+		if _, ok := r.stored(k); ok {
+			t.Fatalf("%s stored after its batch failed", k)
+		}
+	}
+}
+
+// waitTaken waits until the actor has run n events past the first
+// (the rig's class counts them).
+func waitTaken(t *testing.T, r *rig, n int) {
+	t.Helper()
+	deadline := time.Now().Add(testWait)
+	for r.obj.(*testClass).ran.Load() < int64(n+1) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the actor did not run %d more events", n)
+		}
+		runtime.Gosched()
 	}
 }
 
@@ -223,13 +319,28 @@ func TestStaleActorIsFenced(t *testing.T) {
 }
 
 func TestCloseFinishesTheCommitInFlight(t *testing.T) {
+	blocking := make(chan struct{})
 	r := newRig(t, methods(map[string]func(s *State) ([]byte, error){
 		"write": func(s *State) ([]byte, error) { return nil, s.Storage().Put("k", []byte("v")) },
 		"never": func(s *State) ([]byte, error) { t.Error("a queued event ran after Close"); return nil, nil },
 	}))
+	r.obj.(*testClass).call = func(ctx context.Context, s *State, method string, _ []byte) ([]byte, error) {
+		switch method {
+		case "write":
+			return nil, s.Storage().Put("k", []byte("v"))
+		case "block": // holds the actor until Close cancels it
+			close(blocking)
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		t.Error("a queued event ran after Close")
+		return nil, nil
+	}
 	r.c.setHold(true)
 	first := r.async("write")
 	r.c.waitAsked(t)
+	block := r.async("block")
+	<-blocking
 	queued := r.async("never")
 	r.waitQueued()
 	closed := make(chan error, 1)
@@ -243,6 +354,9 @@ func TestCloseFinishesTheCommitInFlight(t *testing.T) {
 	}
 	if got := recv(t, first, "event in flight"); got.err != nil {
 		t.Fatal(got.err)
+	}
+	if got := recv(t, block, "the event Close cancelled"); !errors.Is(got.err, context.Canceled) {
+		t.Fatalf("the running event: %v", got.err)
 	}
 	if got := recv(t, queued, "queued event"); !errors.Is(got.err, ErrClosed) {
 		t.Fatalf("queued event: %v", got.err)
@@ -339,17 +453,17 @@ func TestCallJSON(t *testing.T) {
 }
 
 func TestFullMailboxHoldsCallers(t *testing.T) {
+	started, unblock := make(chan struct{}), make(chan struct{})
 	class := methods(map[string]func(s *State) ([]byte, error){
-		"write": func(s *State) ([]byte, error) { return nil, s.Storage().Put("k", []byte("v")) },
+		"block": func(s *State) ([]byte, error) { close(started); <-unblock; return nil, nil },
 		"read":  func(s *State) ([]byte, error) { return []byte("read"), nil },
 	})
 	r := &rig{t: t, c: newFakeCommitter(), clock: newFakeClock(), out: make(chan Message, 1), mailbox: 1}
 	ns, _ := NewNamespace("Test")
 	r.id = ns.IDFromName("mailbox")
 	r.start(class)
-	r.c.setHold(true)
-	first := r.async("write")
-	r.c.waitAsked(t)
+	first := r.async("block")
+	<-started
 	queued := r.async("read") // fills the mailbox of one
 	r.waitQueued()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -366,7 +480,7 @@ func TestFullMailboxHoldsCallers(t *testing.T) {
 	if n := r.a.mailbox.Len(); n != 1 {
 		t.Fatalf("a mailbox of 1 holds %d events", n)
 	}
-	r.c.release(t, nil)
+	close(unblock)
 	if got := recv(t, first, "first"); got.err != nil {
 		t.Fatal(got.err)
 	}

@@ -86,7 +86,7 @@ func (a *Actor) fireAlarm() {
 	} else {
 		a.log.Warn("alarm fired on a class without an Alarm handler; clearing it")
 	}
-	err := a.runEvent(a.ctx, true, run)
+	err := a.runNow(a.ctx, true, run)
 	if err == nil {
 		*s = alarmSchedule{} // done with this alarm; rearm takes up any new one
 		return
@@ -98,7 +98,7 @@ func (a *Actor) fireAlarm() {
 	if s.retries > a.cfg.AlarmRetry.Retries {
 		a.log.Error("alarm failed too often; deleting it", "scheduled", s.at, "runs", s.retries, "err", err)
 		*s = alarmSchedule{}
-		if err := a.runEvent(a.ctx, false, func(_ context.Context, st *State) error {
+		if err := a.runNow(a.ctx, false, func(_ context.Context, st *State) error {
 			return st.Storage().DeleteAlarm()
 		}); err != nil {
 			a.log.Error("delete a failed alarm", "err", err)

@@ -118,5 +118,12 @@ func (s *State) outgoing(ctx context.Context, id ID) (context.Context, error) {
 	if err := checkChain(chain, id); err != nil {
 		return nil, err
 	}
+	// The output gate: the call may tell what earlier events wrote, so it
+	// leaves once that is committed (this event's own writes stay its own
+	// until it ends, as before).
+	if err := s.drain(); err != nil {
+		s.storage.broken = err
+		return nil, err
+	}
 	return WithCallChain(ctx, chain), nil
 }

@@ -11,26 +11,30 @@
 //
 // # Gates
 //
-// An actor runs its events strictly one after another, and an event's
-// batch is committed before the next event starts:
+// An actor runs its events one after another, on one goroutine, so a
+// class takes no locks. Its writes are committed behind it, as
+// Cloudflare's are:
 //
-//   - Input gate: nothing else of the object runs while an event runs or
-//     while its writes are being committed. Events of other objects run on
-//     their own actors, independently.
-//   - Output gate: what an event emits (its HTTP response, its Call result,
-//     the messages it queued with State.Send) is released only once its
-//     writes are committed. If the commit fails, the outputs are dropped,
-//     the caller gets an error that wraps ErrNotCommitted, the object's
-//     storage is reloaded from the committed store, and the class instance
-//     is replaced by a fresh one (Start's constructor, then Load), since
-//     its fields may hold what was not committed.
-//
-// The gates are strictly serial: there is no group commit across events,
-// so an object commits at most one batch per commit round trip. That
-// keeps reads simple (the committed store is all there is below an
-// event's writes) and makes a failed commit touch one event only. A class
-// that needs more writes per second batches them itself (an alarm that
-// flushes a buffer), as chat rooms do in objectnode.
+//   - Input gate: nothing else of the object runs while an event runs.
+//     Reads are local and synchronous, so an event never waits on its
+//     storage with the object open to others. When an event calls another
+//     object (State.Call, State.Fetch), nothing else of this object runs
+//     while it waits either: a call back into it fails (ErrCallCycle).
+//   - Output gate: what an event emits (its HTTP response, its Call
+//     result, its socket frames, the messages it queued with State.Send,
+//     and its errors) is released only once its writes and every earlier
+//     event's writes are committed. A call out to another object leaves
+//     only once the earlier events' writes are committed.
+//   - Write coalescing: while one batch is being committed, the next
+//     events run and read its writes; their writes are gathered into the
+//     next batch, handed over when the one in flight is committed. A busy
+//     object commits many events per commit round trip, a quiet one each
+//     event at once. If a commit fails, every event that ran on its writes
+//     fails with it: their outputs are dropped, their callers get an error
+//     that wraps ErrNotCommitted, the object's storage is reloaded from the
+//     committed store, and the class instance is replaced by a fresh one
+//     (Start's constructor, then Load), since its fields may hold what was
+//     not committed.
 //
 // Every event is all or nothing: one that returns an error (or panics)
 // commits none of its writes and emits nothing but the error (Cloudflare

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -232,9 +233,11 @@ func (c *fakeClock) waitTimer(t *testing.T, at time.Time) {
 type testClass struct {
 	call  func(ctx context.Context, s *State, method string, arg []byte) ([]byte, error)
 	alarm func(ctx context.Context, s *State, info AlarmInfo) error
+	ran   atomic.Int64 // calls that returned
 }
 
 func (c *testClass) Call(ctx context.Context, s *State, method string, arg []byte) ([]byte, error) {
+	defer c.ran.Add(1)
 	return c.call(ctx, s, method, arg)
 }
 

@@ -99,6 +99,9 @@ type State struct {
 	over    bool
 	stub    Stub
 	callers []ID // the objects waiting on this event (CallChain)
+	// drain commits what earlier events wrote (the actor's), before a
+	// call leaves.
+	drain func() error
 	// canSocket: the actor has a gateway (Config.Sockets); sockOut holds
 	// the event's socket sends and closes until its commit.
 	canSocket bool
