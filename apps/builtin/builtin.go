@@ -5,12 +5,13 @@ package builtin
 import (
 	"hellochat/apps"
 	"hellochat/apps/counter"
+	"hellochat/apps/hello"
 	"hellochat/apps/reminder"
 )
 
 // Registry returns the registry of every built-in app.
 func Registry() *apps.Registry {
-	r, err := apps.NewRegistry(counter.App(), reminder.App())
+	r, err := apps.NewRegistry(counter.App(), reminder.App(), hello.App())
 	if err != nil {
 		panic(err) // the built-in apps are fixed: a bad one fails every test
 	}
