@@ -59,6 +59,15 @@ type Config struct {
 	// Sockets reaches the sockets the object accepted. Nil:
 	// AcceptWebSocket is refused.
 	Sockets Sockets
+	// Confirm asks whoever owns the store to confirm that what the actor
+	// read was current: that no one else can have committed to the
+	// object since it was loaded (on the cluster, a Raft ReadIndex on its
+	// shard, answered once applied). It calls done once, from any
+	// goroutine, without blocking. The outputs of an event that wrote
+	// nothing wait for a confirmation asked after it ran, unless a later
+	// commit confirms them first; a writing event's commit is its own
+	// confirmation. Nil: reads need none (a store no one else writes).
+	Confirm func(done func(error))
 	Logger  *slog.Logger
 }
 
@@ -95,13 +104,20 @@ type Actor struct {
 	// reader is the store under the writes in flight and gathered;
 	// flight is the batch handed to the Committer, next the one gathered
 	// behind it, and results the flight's outcome.
-	reader    *overlay
-	flight    *batch
-	next      *batch
-	results   chan error
-	broken    error // a reload failed: the actor can only refuse events
-	abandoned bool  // a commit was left in flight at Close
-	sched     alarmSchedule
+	reader  *overlay
+	flight  *batch
+	next    *batch
+	results chan error
+	// confirming: a Confirm is out; its outputs are confirmWait, and
+	// confirmNext wait for the one after it (asked after they ran).
+	// confirmed carries its answer.
+	confirming  bool
+	confirmWait []func(error)
+	confirmNext []func(error)
+	confirmed   chan error
+	broken      error // a reload failed: the actor can only refuse events
+	abandoned   bool  // a commit was left in flight at Close
+	sched       alarmSchedule
 }
 
 // event is one input to the actor.
@@ -140,17 +156,18 @@ func Start(id ID, newObject func() Object, cfg Config) (*Actor, error) {
 		cfg.Logger = slog.Default()
 	}
 	a := &Actor{
-		id:      id,
-		object:  id.StorageObject(),
-		newObj:  newObject,
-		obj:     newObject(),
-		cfg:     cfg,
-		log:     cfg.Logger.With("object", id.Namespace()+"/"+id.String()),
-		mailbox: fifo.New[*event](cfg.Mailbox),
-		alarmc:  make(chan struct{}, 1),
-		results: make(chan error, 1),
-		closing: make(chan struct{}),
-		done:    make(chan struct{}),
+		id:        id,
+		object:    id.StorageObject(),
+		newObj:    newObject,
+		obj:       newObject(),
+		cfg:       cfg,
+		log:       cfg.Logger.With("object", id.Namespace()+"/"+id.String()),
+		mailbox:   fifo.New[*event](cfg.Mailbox),
+		alarmc:    make(chan struct{}, 1),
+		results:   make(chan error, 1),
+		confirmed: make(chan error, 1),
+		closing:   make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.reader = &overlay{r: cfg.Reader}
@@ -309,6 +326,8 @@ func (a *Actor) run(ready chan<- error) {
 			a.fireAlarm()
 		case err := <-a.results:
 			a.settle(err)
+		case err := <-a.confirmed:
+			a.settleConfirm(err)
 		}
 		if a.reset && !a.abandoned && a.broken == nil {
 			a.renew()
@@ -515,7 +534,9 @@ func (a *Actor) stage(ops []storage.Op) (*batch, error) {
 	b := a.next
 	switch {
 	case a.flight == nil:
-		b = &batch{ops: map[string]storage.Op{}}
+		// Its commit comes after every event that waits for a
+		// confirmation ran, so it confirms them too, in order.
+		b = &batch{ops: map[string]storage.Op{}, outputs: a.takeConfirmOutputs()}
 	case b == nil:
 		b = &batch{ops: map[string]storage.Op{}}
 		a.next, a.reader.next = b, b.ops
@@ -530,13 +551,64 @@ func (a *Actor) stage(ops []storage.Op) (*batch, error) {
 	return b, nil
 }
 
-// after releases out once b is committed (at once for nil b).
+// after releases out once b is committed; for nil b (nothing in
+// flight), once a confirmation asked from now on says the event's reads
+// were current (at once without Config.Confirm).
 func (a *Actor) after(b *batch, out func(error)) {
-	if b == nil {
+	switch {
+	case b != nil:
+		b.outputs = append(b.outputs, out)
+	case a.cfg.Confirm == nil:
 		out(nil)
-		return
+	default:
+		a.confirmNext = append(a.confirmNext, out)
+		if !a.confirming {
+			a.askConfirm()
+		}
 	}
-	b.outputs = append(b.outputs, out)
+}
+
+// askConfirm asks for a confirmation for the outputs in confirmNext.
+func (a *Actor) askConfirm() {
+	a.confirming = true
+	a.confirmWait, a.confirmNext = a.confirmNext, nil
+	answer := a.confirmed
+	a.cfg.Confirm(func(err error) {
+		select {
+		case answer <- err:
+		default: // a second call breaks the contract; do not block on it
+		}
+	})
+}
+
+// settleConfirm takes a confirmation's answer: its outputs go (or hear
+// that the reads could not be confirmed), and the next one is asked for
+// those that came since.
+func (a *Actor) settleConfirm(err error) error {
+	outs := a.confirmWait
+	a.confirming, a.confirmWait = false, nil
+	if err != nil {
+		// Another node may lead the object: what this actor holds in
+		// memory may be stale, so the instance is replaced.
+		err = fmt.Errorf("%w: reads not confirmed: %w", ErrNotCommitted, err)
+		a.reset = true
+	}
+	for _, out := range outs {
+		out(err)
+	}
+	if len(a.confirmNext) > 0 {
+		a.askConfirm()
+	}
+	return err
+}
+
+// takeConfirmOutputs hands over the outputs waiting for a confirmation
+// (to a commit that will confirm them); an answer still to come finds
+// nothing to release.
+func (a *Actor) takeConfirmOutputs() []func(error) {
+	outs := append(a.confirmWait, a.confirmNext...)
+	a.confirmWait, a.confirmNext = nil, nil
+	return outs
 }
 
 // handOff hands b to the Committer as one batch, versioned after the
@@ -573,15 +645,41 @@ func (a *Actor) awaitFlight() error {
 	return a.settle(a.waitCommit(a.results))
 }
 
-// drain commits everything handed over or gathered, releasing the
-// outputs in order; the first failure is returned.
+// drain commits everything handed over or gathered and waits for the
+// confirmations asked, releasing the outputs in order; the first failure
+// is returned.
 func (a *Actor) drain() error {
-	for a.flight != nil {
-		if err := a.awaitFlight(); err != nil {
+	for a.flight != nil || a.confirming {
+		var err error
+		if a.flight != nil {
+			err = a.awaitFlight()
+		} else {
+			err = a.awaitConfirm()
+		}
+		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// awaitConfirm waits for the confirmation out (at most CommitWait once
+// the actor is closing) and settles it.
+func (a *Actor) awaitConfirm() error {
+	select {
+	case err := <-a.confirmed:
+		return a.settleConfirm(err)
+	case <-a.closing:
+	}
+	timeout := make(chan struct{}, 1)
+	t := a.cfg.Clock.AfterFunc(a.cfg.CommitWait, func() { fifo.Signal(timeout) })
+	defer t.Stop()
+	select {
+	case err := <-a.confirmed:
+		return a.settleConfirm(err)
+	case <-timeout:
+		return a.settleConfirm(ErrClosed)
+	}
 }
 
 // settle takes the result of the batch in flight. Committed: its outputs

@@ -257,6 +257,9 @@ type rig struct {
 	socks *fakeSockets
 	// mailbox is Config.Mailbox for the next start (0: the default).
 	mailbox int
+	// confirms, when set before start, is Config.Confirm's: each request
+	// for a confirmation arrives on it, for the test to answer.
+	confirms chan func(error)
 }
 
 // quiet is the tests' logger: the runtime's warnings are expected there.
@@ -281,6 +284,7 @@ func (r *rig) start(obj Object) {
 		Reader: r.c, Committer: r.c, Clock: r.clock, Mailbox: r.mailbox,
 		Deliver: func(_ ID, m Message) { r.out <- m },
 		Sockets: r.socks,
+		Confirm: r.confirm(),
 		Logger:  quiet,
 	})
 	if err != nil {
@@ -293,6 +297,13 @@ func (r *rig) start(obj Object) {
 		r.c.failHeld()
 		a.Close()
 	})
+}
+
+func (r *rig) confirm() func(func(error)) {
+	if r.confirms == nil {
+		return nil
+	}
+	return func(done func(error)) { r.confirms <- done }
 }
 
 // stored reads a user key straight from the committed store.

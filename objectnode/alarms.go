@@ -194,10 +194,7 @@ func (w *alarmWaker) wake(ctx context.Context, s int, object string) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, alarmWakeTimeout)
 	defer cancel()
-	if redirect := o.confirm(ctx, id); redirect != nil {
-		log.Debug("alarm wake-up redirected", "object", object, "reason", redirect.GetReason())
-		return
-	}
+	// The actor's start confirms this node's leadership.
 	e, redirect, err := o.acquire(ctx, id, newObject)
 	switch {
 	case redirect != nil:

@@ -3,6 +3,7 @@ package objectnode
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"hellochat/shard"
@@ -19,18 +20,33 @@ const ConfirmTimeout = 2 * time.Second
 // last seq, then pages below it) is then current, not the view of a leader
 // that was deposed without knowing it yet (G1).
 func (n *Node) confirmLeader(ctx context.Context, s int) error {
-	h := n.host.Load()
-	if h == nil {
-		return shard.ErrNotLeader
-	}
-	ctx, cancel := context.WithTimeout(ctx, ConfirmTimeout)
-	defer cancel()
 	result := make(chan error, 1)
-	h.ConfirmLeader(s, func(err error) { result <- err })
+	n.confirmAsync(s, func(err error) { result <- err })
 	select {
 	case err := <-result:
 		return err
 	case <-ctx.Done():
-		return fmt.Errorf("no quorum confirmed this node's leadership within %v: %w", ConfirmTimeout, ctx.Err())
+		return ctx.Err()
 	}
+}
+
+// confirmAsync is confirmLeader that answers through done (once, from
+// any goroutine), within ConfirmTimeout: what objects' actors ask before
+// they release what an event that wrote nothing showed
+// (durable.Config.Confirm).
+func (n *Node) confirmAsync(s int, done func(error)) {
+	h := n.host.Load()
+	if h == nil {
+		done(shard.ErrNotLeader)
+		return
+	}
+	var once sync.Once
+	finish := func(err error) { once.Do(func() { done(err) }) }
+	t := time.AfterFunc(ConfirmTimeout, func() {
+		finish(fmt.Errorf("no quorum confirmed this node's leadership within %v", ConfirmTimeout))
+	})
+	h.ConfirmLeader(s, func(err error) {
+		t.Stop()
+		finish(err)
+	})
 }

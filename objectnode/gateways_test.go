@@ -166,7 +166,9 @@ func TestGatewayHubClosesTheSocketThatOverflows(t *testing.T) {
 	r.send("rt~a.1", "after")
 	f, stop := r.attach("rt~a", 0)
 	defer stop(true)
-	waitFor(t, "the stream", func() string { return fmt.Sprint(strings.Count(f.sent(), "<-x"), "/", strings.Contains(f.sent(), "closed")) }, "2/true")
+	waitFor(t, "the stream", func() string {
+		return fmt.Sprint(strings.Count(f.sent(), "<-x"), "/", strings.Contains(f.sent(), "closed"))
+	}, "2/true")
 	if got := f.sent(); !strings.HasSuffix(got, "rt~a.1 closed 1013") || strings.Contains(got, "over") || strings.Contains(got, "after") {
 		t.Fatalf("after the overflow: ...%s", got[len(got)-40:])
 	}

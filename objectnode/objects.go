@@ -101,10 +101,14 @@ func (o *objectHost) fetch(ctx context.Context, id durable.ID, newObject func() 
 	return resp, redirect, err
 }
 
-// run runs event on the object's actor once this node has confirmed it
-// leads the object's shard, starting the actor if need be.
+// run runs event on the object's actor if this node serves the object's
+// shard, starting the actor if need be. Leadership is confirmed when the
+// actor starts, then by each commit, and before the outputs of an event
+// that committed nothing (durable.Config.Confirm): a leader deposed
+// without knowing it yet shows nothing that another leader has moved
+// past, and a writing event costs no heartbeat round of its own.
 func (o *objectHost) run(ctx context.Context, id durable.ID, newObject func() durable.Object, event func(*durable.Actor) error) (*pb.Redirect, error) {
-	if redirect := o.confirm(ctx, id); redirect != nil {
+	if redirect := o.n.redirectFor(id.StorageObject()); redirect != nil {
 		return redirect, nil
 	}
 	for attempt := 0; ; attempt++ {
@@ -125,30 +129,6 @@ func (o *objectHost) run(ctx context.Context, id durable.ID, newObject func() du
 		}
 		return nil, err
 	}
-}
-
-// confirm is nil when this node serves the object's shard and a quorum
-// has just confirmed it leads it; otherwise it redirects. Calls and alarm
-// wake-ups both go through it before they acquire an actor.
-func (o *objectHost) confirm(ctx context.Context, id durable.ID) *pb.Redirect {
-	n := o.n
-	object := id.StorageObject()
-	s := shardOf(object)
-	if redirect := n.redirectFor(object); redirect != nil {
-		return redirect
-	}
-	// Confirmed before every call, not only when the actor starts: a
-	// method that only reads commits nothing, and a leader deposed without
-	// knowing it yet would otherwise answer from a state another leader
-	// has moved past. A call costs one heartbeat round more for it.
-	if err := n.confirmLeader(ctx, s); err != nil {
-		leader := ""
-		if h := n.host.Load(); h != nil {
-			_, leader = h.Serving(s)
-		}
-		return n.redirectTo(leader, "leadership not confirmed")
-	}
-	return nil
 }
 
 // acquire returns the object's running actor, starting it if needed, and
@@ -193,16 +173,26 @@ func (o *objectHost) acquire(ctx context.Context, id durable.ID, newObject func(
 	return e, nil, nil
 }
 
-// start starts e's actor, outside mu: Start runs the class's Load, which
-// may commit.
+// start starts e's actor, outside mu, once a quorum has confirmed this
+// node leads the object's shard and it applied what was committed then,
+// so the actor loads the object's newest state: Start runs the class's
+// Load, which may commit.
 func (o *objectHost) start(e *liveObject, id durable.ID, newObject func() durable.Object) {
-	a, err := durable.Start(id, newObject, durable.Config{
-		Reader:    o.n.store,
-		Committer: o.n.committer,
-		Stub:      o.n.stub,
-		Sockets:   o.n.gateways.forObject(id, newObject),
-		Logger:    o.n.log,
-	})
+	s := e.shard
+	var a *durable.Actor
+	err := o.n.confirmLeader(context.Background(), s)
+	if err != nil {
+		err = fmt.Errorf("leadership not confirmed: %w", err)
+	} else {
+		a, err = durable.Start(id, newObject, durable.Config{
+			Reader:    o.n.store,
+			Committer: o.n.committer,
+			Stub:      o.n.stub,
+			Sockets:   o.n.gateways.forObject(id, newObject),
+			Confirm:   func(done func(error)) { o.n.confirmAsync(s, done) },
+			Logger:    o.n.log,
+		})
+	}
 	o.mu.Lock()
 	switch {
 	case err != nil:

@@ -32,7 +32,11 @@ type loadClient struct {
 	name string
 	conn *websocket.Conn
 
-	lastSeq  uint64       // owned by the read loop
+	lastSeq uint64 // owned by the read loop
+	// lastFrom is, for the seed protocol (no seqs), the newest message
+	// number shown from each sender: each sender's messages must come
+	// 1, 2, 3... Owned by the read loop.
+	lastFrom map[string]int64
 	seq      atomic.Int64 // last message number used in an id
 	sent     atomic.Int64
 	acked    atomic.Int64
@@ -99,7 +103,7 @@ func (c *loadClient) tally(from, to int64, others int32) (refused, shown, lost i
 
 // run is the shared state of one load run.
 type run struct {
-	proto     string                 // "v2" or "seed"
+	proto     string                 // "v2" or "hello"
 	byName    map[string]*loadClient // senders, to note who was shown their messages
 	mu        sync.Mutex
 	latencies []time.Duration // send -> receive at the other clients of the room
@@ -151,7 +155,11 @@ func dialAll(ctx context.Context, base string, r *run, rooms, perRoom, parallel 
 			defer func() { <-sem }()
 			dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			conn, err := chatclient.DialConn(dctx, base, roomName(c.room), c.name, r.proto == "v2")
+			path := "/ws"
+			if r.proto == "hello" {
+				path = "/hello/ws"
+			}
+			conn, err := chatclient.DialConnAt(dctx, base, path, roomName(c.room), c.name, r.proto == "v2")
 			if err != nil {
 				errMu.Lock()
 				if firstErr == nil {
@@ -209,6 +217,8 @@ func (c *loadClient) handle(data []byte) {
 		return
 	}
 	switch f.Type {
+	case "":
+		c.handleSeed(f)
 	case "ack":
 		c.acked.Add(1)
 		c.note(c.idNumber(f.ID), outcomeAcked, false)
@@ -230,6 +240,32 @@ func (c *loadClient) handle(data []byte) {
 				sender.note(n, outcomePending, true)
 			}
 		}
+	}
+}
+
+// handleSeed checks a seed-protocol frame ({message, name, timestamp}):
+// the others' messages, each sender's in order, once each.
+func (c *loadClient) handleSeed(f frame) {
+	at, from, n, ok := parseText(f.Message)
+	if !ok || from == c.name {
+		return // history, notices
+	}
+	if c.lastFrom == nil {
+		c.lastFrom = map[string]int64{}
+	}
+	last := c.lastFrom[from]
+	switch {
+	case n <= last:
+		c.run.dup.Add(1)
+		return
+	case n != last+1:
+		c.run.reordered.Add(1)
+	}
+	c.lastFrom[from] = n
+	c.run.delivered.Add(1)
+	c.run.record(time.Duration(now() - at))
+	if sender := c.run.byName[from]; sender != nil {
+		sender.note(n, outcomePending, true)
 	}
 }
 

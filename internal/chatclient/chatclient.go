@@ -79,7 +79,17 @@ func DialConn(ctx context.Context, base, room, name string, v2 bool, extra ...st
 	return dialConn(ctx, nil, base, room, name, v2, extra...)
 }
 
+// DialConnAt is DialConn to another path than /ws (an app's route that
+// speaks the seed protocol, such as /hello/ws).
+func DialConnAt(ctx context.Context, base, path, room, name string, v2 bool, extra ...string) (*websocket.Conn, error) {
+	return dialPath(ctx, nil, base, path, room, name, v2, extra...)
+}
+
 func dialConn(ctx context.Context, hc *http.Client, base, room, name string, v2 bool, extra ...string) (*websocket.Conn, error) {
+	return dialPath(ctx, hc, base, "/ws", room, name, v2, extra...)
+}
+
+func dialPath(ctx context.Context, hc *http.Client, base, path, room, name string, v2 bool, extra ...string) (*websocket.Conn, error) {
 	q := url.Values{}
 	if room != "" {
 		q.Set("room", room)
@@ -94,7 +104,7 @@ func dialConn(ctx context.Context, hc *http.Client, base, room, name string, v2 
 		k, v, _ := strings.Cut(e, "=")
 		q.Set(k, v)
 	}
-	u := "ws" + strings.TrimPrefix(base, "http") + "/ws?" + q.Encode()
+	u := "ws" + strings.TrimPrefix(base, "http") + path + "?" + q.Encode()
 	opts := &websocket.DialOptions{HTTPClient: hc}
 	if v2 {
 		opts.Subprotocols = []string{"hellochat.v2"}
