@@ -122,9 +122,11 @@ type Actor struct {
 
 // event is one input to the actor.
 type event struct {
-	ctx   context.Context
-	run   func(ctx context.Context, s *State) error
-	reply chan error // capacity 1
+	ctx context.Context
+	run func(ctx context.Context, s *State) error
+	// done takes the event's outcome, once, on the actor's goroutine; it
+	// must not block.
+	done func(error)
 }
 
 // Start loads the object named id from the store and starts its actor
@@ -256,18 +258,12 @@ func (a *Actor) Call(ctx context.Context, method string, arg []byte) ([]byte, er
 // A call made along a chain that already waits on this object is refused
 // here, before it joins the mailbox behind the event that waits for it.
 func (a *Actor) do(ctx context.Context, run func(context.Context, *State) error) error {
-	if err := checkChain(CallChain(ctx), a.id); err != nil {
+	reply := make(chan error, 1)
+	if err := a.post(ctx, run, func(err error) { reply <- err }); err != nil {
 		return err
 	}
-	ev := &event{ctx: ctx, run: run, reply: make(chan error, 1)}
-	if !a.mailbox.Push(ev, a.closing, ctx.Done()) {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return ErrClosed
-	}
 	select {
-	case err := <-ev.reply:
+	case err := <-reply:
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
@@ -275,12 +271,28 @@ func (a *Actor) do(ctx context.Context, run func(context.Context, *State) error)
 		// The actor replies before it is done: a reply that is not here
 		// now will never come.
 		select {
-		case err := <-ev.reply:
+		case err := <-reply:
 			return err
 		default:
 			return ErrClosed
 		}
 	}
+}
+
+// post queues an event whose outcome goes to done instead of a waiting
+// caller: events posted one after another run in that order. An error
+// means it was not queued (ctx ended, or the actor is closed).
+func (a *Actor) post(ctx context.Context, run func(context.Context, *State) error, done func(error)) error {
+	if err := checkChain(CallChain(ctx), a.id); err != nil {
+		return err
+	}
+	if !a.mailbox.Push(&event{ctx: ctx, run: run, done: done}, a.closing, ctx.Done()) {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return ErrClosed
+	}
+	return nil
 }
 
 // Close stops the actor: it cancels the running event's context, lets
@@ -378,20 +390,20 @@ func (a *Actor) exit() {
 		if !ok {
 			break
 		}
-		ev.reply <- ErrClosed
+		ev.done(ErrClosed)
 	}
 	close(a.done)
 }
 
 func (a *Actor) handle(ev *event) {
 	if err := ev.ctx.Err(); err != nil {
-		ev.reply <- err // its caller is gone: do not run it for nobody
+		ev.done(err) // its caller is gone: do not run it for nobody
 		return
 	}
 	ctx, cancel := context.WithCancel(ev.ctx)
 	defer cancel()
 	defer context.AfterFunc(a.ctx, cancel)()
-	a.runEvent(ctx, false, ev.run, func(err error) { ev.reply <- err })
+	a.runEvent(ctx, false, ev.run, ev.done)
 }
 
 // runEvent runs one event. Its writes join those waiting to be committed
@@ -411,6 +423,13 @@ func (a *Actor) runEvent(ctx context.Context, alarmRun bool, fn func(context.Con
 	err := protect(ctx, s, fn)
 	if err == nil {
 		err = a.st.broken
+	}
+	// A handler's error that must not undo what the runtime wrote
+	// besides (a socket message's number): those writes are committed,
+	// then the error is the event's outcome.
+	var kept *keptError
+	if errors.As(err, &kept) {
+		err = nil
 	}
 	var ops []storage.Op
 	if err == nil {
@@ -438,11 +457,21 @@ func (a *Actor) runEvent(ctx context.Context, alarmRun bool, fn func(context.Con
 		a.after(b, func(cerr error) {
 			if cerr == nil {
 				a.release(s)
+				if kept != nil {
+					cerr = kept.err
+				}
 			}
 			out(cerr)
 		})
 	}
 }
+
+// keptError is a handler's error whose event still commits the writes
+// the runtime made for it (the handler's own were discarded).
+type keptError struct{ err error }
+
+func (e *keptError) Error() string { return e.err.Error() }
+func (e *keptError) Unwrap() error { return e.err }
 
 // runNow runs an event and waits for its commit: Load, alarms, and the
 // deletion of an alarm that failed too often, whose outcome the actor

@@ -171,6 +171,15 @@ func (s *Storage) begin(alarmRun bool) {
 	}
 }
 
+// discard drops the event's writes not yet committed (its alarm, socket
+// and auto-response changes too), as if it had just begun.
+func (s *Storage) discard() {
+	s.ev = newLayer(s.base, nil)
+	s.sockets, s.auto = nil, nil
+	s.txOpen = false
+	s.alarm.pending = nil
+}
+
 // end forgets the event's uncommitted writes.
 func (s *Storage) end() {
 	s.ev = nil

@@ -43,6 +43,10 @@ var (
 	ErrSocketClosed = errors.New("durable: socket closed")
 	// ErrSocketLimit refuses what would pass one of the socket limits.
 	ErrSocketLimit = errors.New("durable: socket limit")
+	// ErrOutOfOrder refuses a socket's numbered message that comes before
+	// the one it follows (WebSocketMessageAt): nothing ran, and the
+	// gateway sends again from the missing one.
+	ErrOutOfOrder = errors.New("durable: socket message out of order")
 	// ErrNoSockets refuses AcceptWebSocket on an actor made without
 	// Config.Sockets.
 	ErrNoSockets = errors.New("durable: actor has no socket gateway (Config.Sockets)")
@@ -76,6 +80,9 @@ func WithUpgrade(ctx context.Context, socket string) context.Context {
 type socketRecord struct {
 	Tags       []string `json:"t,omitempty"`
 	Attachment []byte   `json:"a,omitempty"`
+	// N is the number of the last message the object took from the
+	// socket (WebSocketMessageAt), committed with what it wrote.
+	N uint64 `json:"n,omitempty"`
 }
 
 // socketKey is a socket's record's store key: meta, 's', the id.
@@ -403,11 +410,19 @@ func (w *socketHandle) SetAttachment(b []byte) error {
 	if err != nil {
 		return err
 	}
-	if w.s.storage.sockets == nil {
-		w.s.storage.sockets = map[string]*socketRecord{}
-	}
-	w.s.storage.sockets[w.id] = &socketRecord{Tags: rec.Tags, Attachment: slices.Clone(b)}
+	changed := *rec
+	changed.Attachment = slices.Clone(b)
+	w.s.storage.setSocket(w.id, &changed)
 	return nil
+}
+
+// setSocket changes socket id's record (nil: drops it) with the event's
+// writes.
+func (s *Storage) setSocket(id string, rec *socketRecord) {
+	if s.sockets == nil {
+		s.sockets = map[string]*socketRecord{}
+	}
+	s.sockets[id] = rec
 }
 
 func (w *socketHandle) Send(msg []byte, text bool) error {
@@ -465,13 +480,61 @@ func (a *Actor) socketEvent(s *State, id string) (WebSocketHandler, WebSocket, e
 // object's WebSocketMessage handler, as one event (released like Call's
 // result). ErrUnknownSocket: the object does not hold that socket.
 func (a *Actor) WebSocketMessage(ctx context.Context, socket string, msg []byte, text bool) error {
-	return a.do(ctx, func(ctx context.Context, s *State) error {
+	return a.do(ctx, a.messageEvent(socket, 0, msg, text))
+}
+
+// WebSocketMessageAt delivers the socket's n-th message (from 1), in
+// order and once, whatever the gateway resends: the number of the last
+// message taken is committed with the socket's record, with what its
+// event wrote. A message taken already is not run again, and succeeds;
+// one whose predecessor was not taken fails with ErrOutOfOrder, and
+// nothing runs. A handler's error drops what the handler wrote, yet the
+// message counts as taken, so the next one is not held up by it. n = 0:
+// no order, as WebSocketMessage.
+func (a *Actor) WebSocketMessageAt(ctx context.Context, socket string, n uint64, msg []byte, text bool) error {
+	return a.do(ctx, a.messageEvent(socket, n, msg, text))
+}
+
+// PostWebSocketMessage queues WebSocketMessageAt without waiting: its
+// outcome goes to done (once, on the actor's goroutine; done must not
+// block). Messages posted one after another run in that order. An error
+// means it was not queued.
+func (a *Actor) PostWebSocketMessage(ctx context.Context, socket string, n uint64, msg []byte, text bool, done func(error)) error {
+	return a.post(ctx, a.messageEvent(socket, n, msg, text), done)
+}
+
+func (a *Actor) messageEvent(socket string, n uint64, msg []byte, text bool) func(context.Context, *State) error {
+	return func(ctx context.Context, s *State) error {
 		h, ws, err := a.socketEvent(s, socket)
+		if err != nil || n == 0 {
+			if err != nil {
+				return err
+			}
+			return h.WebSocketMessage(ctx, s, ws, msg, text)
+		}
+		rec, err := s.storage.socketRecord(socket)
 		if err != nil {
 			return err
 		}
-		return h.WebSocketMessage(ctx, s, ws, msg, text)
-	})
+		switch {
+		case n <= rec.N:
+			return nil // taken already
+		case n > rec.N+1:
+			return fmt.Errorf("%w: message %d of socket %s, after %d", ErrOutOfOrder, n, socket, rec.N)
+		}
+		taken := *rec
+		taken.N = n
+		s.storage.setSocket(socket, &taken)
+		err = protect(ctx, s, func(ctx context.Context, s *State) error { return h.WebSocketMessage(ctx, s, ws, msg, text) })
+		if err == nil || s.storage.broken != nil {
+			return err // done; or a failed Sync, after which nothing commits
+		}
+		// Only the number stands: the handler's writes and sends go.
+		s.storage.discard()
+		s.outbox, s.sockOut = nil, nil
+		s.storage.setSocket(socket, &taken)
+		return &keptError{err}
+	}
 }
 
 // WebSocketClose tells the object that socket's browser closed it (or

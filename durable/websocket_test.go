@@ -16,7 +16,8 @@ import (
 // "room", as "name: text".
 type room struct {
 	testClass
-	failClose bool
+	failClose   bool
+	failMessage bool // WebSocketMessage broadcasts, then fails
 }
 
 func (c *room) Fetch(ctx context.Context, s *State, w http.ResponseWriter, r *http.Request) {
@@ -49,7 +50,11 @@ func (c *room) WebSocketMessage(ctx context.Context, s *State, ws WebSocket, msg
 	if string(msg) == "bye" {
 		return ws.Close(1000, "asked to")
 	}
-	return c.broadcast(s, fmt.Sprintf("%s: %s", ws.Attachment(), msg))
+	err := c.broadcast(s, fmt.Sprintf("%s: %s", ws.Attachment(), msg))
+	if err == nil && c.failMessage {
+		return errors.New("handler refused")
+	}
+	return err
 }
 
 func (c *room) WebSocketClose(ctx context.Context, s *State, ws WebSocket, code int, reason string, wasClean bool) error {
@@ -336,5 +341,54 @@ func TestWebSocketAutoResponse(t *testing.T) {
 	sent(t, r, 0)
 	if err := set(strings.Repeat("p", MaxAutoResponseBytes+1), "pong"); !errors.Is(err, ErrSocketLimit) {
 		t.Fatalf("a request too long: %v", err)
+	}
+}
+
+// Numbered messages are taken in order and once: a resend of one taken
+// already succeeds without running, one past a gap fails with
+// ErrOutOfOrder and runs nothing, and a handler's error drops its writes
+// but still counts the message, so the next is not held up. The count
+// survives eviction with the socket's record.
+func TestNumberedSocketMessagesInOrderOnce(t *testing.T) {
+	r, c := newRoomRig(t)
+	join(t, r.a, "gw/1", "ann")
+	ctx := context.Background()
+	say := func(n uint64, text string) error { return r.a.WebSocketMessageAt(ctx, "gw/1", n, []byte(text), true) }
+	if err := say(1, "one"); err != nil {
+		t.Fatal(err)
+	}
+	if err := say(3, "three"); !errors.Is(err, ErrOutOfOrder) {
+		t.Fatalf("a message past a gap: %v, want ErrOutOfOrder", err)
+	}
+	if err := say(1, "one again"); err != nil {
+		t.Fatalf("a resend of a message taken: %v", err)
+	}
+	if got := strings.Join(sent(t, r, 1), "; "); got != "gw/1 <- ann: one" {
+		t.Fatalf("sent: %s (a resend or a gap ran)", got)
+	}
+	r.a.Close()
+	r.start(c)
+	if err := say(2, "two"); err != nil {
+		t.Fatal(err)
+	}
+	if err := say(2, "two again"); err != nil {
+		t.Fatal(err)
+	}
+	c.failMessage = true
+	if err := say(3, "three"); err == nil || !strings.Contains(err.Error(), "handler refused") {
+		t.Fatalf("a failing handler: %v", err)
+	}
+	c.failMessage = false
+	if err := say(3, "three again"); err != nil {
+		t.Fatalf("a resend of the failed message: %v", err)
+	}
+	if err := say(4, "four"); err != nil {
+		t.Fatalf("the message after a failed one: %v", err)
+	}
+	if got := strings.Join(sent(t, r, 2), "; "); got != "gw/1 <- ann: two; gw/1 <- ann: four" {
+		t.Fatalf("sent: %s", got)
+	}
+	if v, _ := r.stored("last"); v != "ann: four" {
+		t.Fatalf("stored last %q (the failed handler's write must be gone)", v)
 	}
 }
