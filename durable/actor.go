@@ -771,6 +771,7 @@ func (a *Actor) waitCommit(result <-chan error) error {
 func (a *Actor) reload() {
 	a.flight, a.next = nil, nil
 	a.reader.flight, a.reader.next = nil, nil
+	a.st.held = nil
 	a.st.ev = newLayer(a.st.base, nil)
 	a.st.alarm.pending = nil
 	a.st.sockets = nil

@@ -36,6 +36,8 @@ type Storage struct {
 	sockets map[string]*socketRecord
 	// auto is the event's change to the auto-response (nil: none).
 	auto *autoResponse
+	// held caches the socket records (websocket.go); nil: not read yet.
+	held *socketCache
 	sync func() error // commits the event's writes so far (the actor's)
 }
 
@@ -209,6 +211,7 @@ func (s *Storage) pendingOps() []storage.Op {
 // store holds them now, and the event goes on with an empty layer.
 func (s *Storage) committedNow() {
 	s.ev = newLayer(s.base, nil)
+	s.stageSockets()
 	s.sockets, s.auto = nil, nil
 	if p := s.alarm.pending; p != nil {
 		s.alarm.at, s.alarm.set = p.at, p.set

@@ -134,6 +134,74 @@ type autoResponse struct {
 
 var autoResponseKey = []byte{metaPrefix, 'r'}
 
+// socketCache is the object's socket records as the events see them
+// (committed, or handed to the Committer), kept in memory: only the
+// actor writes them, and a broadcast that listed them from the store
+// would scan every version a busy room left in the memtable. It is read
+// once, on first use, and dropped when the storage is reloaded.
+type socketCache struct {
+	recs map[string]*socketRecord
+	ids  []string // sorted; nil once a socket came or went
+}
+
+// sockets returns the cache, reading it from the store on first use.
+func (s *Storage) socketCache() (*socketCache, error) {
+	if s.held != nil {
+		return s.held, nil
+	}
+	c := &socketCache{recs: map[string]*socketRecord{}}
+	var decodeErr error
+	err := s.base.r.Scan(s.base.object, socketKey(""), socketKeysEnd, false, func(k, v []byte) bool {
+		id := string(k[2:])
+		rec, err := decodeSocket(id, v)
+		if err != nil {
+			decodeErr = err
+			return false
+		}
+		c.recs[id] = rec
+		return true
+	})
+	if err == nil {
+		err = decodeErr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("durable: list sockets: %w", err)
+	}
+	s.held = c
+	return c, nil
+}
+
+// sortedIDs is the cache's socket ids, in order.
+func (c *socketCache) sortedIDs() []string {
+	if c.ids == nil {
+		c.ids = make([]string, 0, len(c.recs))
+		for id := range c.recs {
+			c.ids = append(c.ids, id)
+		}
+		slices.Sort(c.ids)
+	}
+	return c.ids
+}
+
+// stage applies the event's changes to the cache (they were handed to
+// the Committer with its writes).
+func (s *Storage) stageSockets() {
+	if s.held == nil {
+		return
+	}
+	for id, rec := range s.sockets {
+		_, had := s.held.recs[id]
+		if rec == nil {
+			delete(s.held.recs, id)
+		} else {
+			s.held.recs[id] = rec
+		}
+		if had != (rec != nil) {
+			s.held.ids = nil
+		}
+	}
+}
+
 // socketRecord reads socket id's record as the event sees it.
 func (s *Storage) socketRecord(id string) (*socketRecord, error) {
 	if rec, ok := s.sockets[id]; ok {
@@ -142,14 +210,15 @@ func (s *Storage) socketRecord(id string) (*socketRecord, error) {
 		}
 		return rec, nil
 	}
-	b, found, err := s.base.r.Get(s.base.object, socketKey(id))
+	c, err := s.socketCache()
 	if err != nil {
-		return nil, fmt.Errorf("durable: read socket %s: %w", id, err)
+		return nil, err
 	}
-	if !found {
+	rec, ok := c.recs[id]
+	if !ok {
 		return nil, ErrUnknownSocket
 	}
-	return decodeSocket(id, b)
+	return rec, nil
 }
 
 func decodeSocket(id string, b []byte) (*socketRecord, error) {
@@ -167,28 +236,21 @@ type heldSocket struct {
 }
 
 // socketList lists the sockets the event sees, in id order, with their
-// records: one scan of the committed ones, under the event's changes.
+// records: the cache's, under the event's changes.
 func (s *Storage) socketList() ([]heldSocket, error) {
-	var held []heldSocket
-	var decodeErr error
-	err := s.base.r.Scan(s.base.object, socketKey(""), socketKeysEnd, false, func(k, v []byte) bool {
-		id := string(k[2:])
-		if _, changed := s.sockets[id]; changed {
-			return true
-		}
-		rec, err := decodeSocket(id, v)
-		if err != nil {
-			decodeErr = err
-			return false
-		}
-		held = append(held, heldSocket{id, rec})
-		return true
-	})
-	if err == nil {
-		err = decodeErr
-	}
+	c, err := s.socketCache()
 	if err != nil {
-		return nil, fmt.Errorf("durable: list sockets: %w", err)
+		return nil, err
+	}
+	ids := c.sortedIDs()
+	held := make([]heldSocket, 0, len(ids)+len(s.sockets))
+	for _, id := range ids {
+		if _, changed := s.sockets[id]; !changed {
+			held = append(held, heldSocket{id, c.recs[id]})
+		}
+	}
+	if len(s.sockets) == 0 {
+		return held, nil
 	}
 	for id, rec := range s.sockets {
 		if rec != nil {

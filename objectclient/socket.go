@@ -40,13 +40,21 @@ func (c *Client) SocketEvent(ctx context.Context, id durable.ID, ev *pb.SocketEv
 	})
 }
 
-// Gateway opens the gateway stream of gateway to the node at addr: the
-// node sends on it what its objects send to the gateway's sockets, until
-// ctx ends or the stream breaks.
-func (c *Client) Gateway(ctx context.Context, addr, gateway string) (grpc.ServerStreamingClient[pb.GatewayOp], error) {
+// Gateway opens the gateway stream of gateway to the node at addr, and
+// says hello on it: the caller sends its sockets' events on it, and the
+// node answers them and sends what its objects send to the gateway's
+// sockets, until ctx ends or the stream breaks.
+func (c *Client) Gateway(ctx context.Context, addr, gateway string) (grpc.BidiStreamingClient[pb.GatewayUp, pb.GatewayOp], error) {
 	conn, err := c.conn(addr)
 	if err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
-	return pb.NewObjectsClient(conn).Gateway(ctx, &pb.GatewayHello{Gateway: gateway})
+	st, err := pb.NewObjectsClient(conn).Gateway(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Send(&pb.GatewayUp{Up: &pb.GatewayUp_Hello{Hello: &pb.GatewayHello{Gateway: gateway}}}); err != nil {
+		return nil, err
+	}
+	return st, nil
 }

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -179,9 +178,14 @@ func (h *gatewayHub) put(from objectRef, op *pb.GatewayOp, size int) {
 	q.signal()
 }
 
+// gatewaySender is the node's end of a Gateway stream, as serve uses it.
+type gatewaySender interface {
+	Send(*pb.GatewayOp) error
+}
+
 // serve streams gateway's queue to its router until ctx ends, send
 // fails, or another stream of the same router takes over.
-func (h *gatewayHub) serve(ctx context.Context, gateway string, stream grpc.ServerStreamingServer[pb.GatewayOp]) error {
+func (h *gatewayHub) serve(ctx context.Context, gateway string, stream gatewaySender) error {
 	h.mu.Lock()
 	q := h.queue(gateway)
 	h.nextStream++
@@ -223,6 +227,21 @@ func (h *gatewayHub) serve(ctx context.Context, gateway string, stream grpc.Serv
 			return status.Error(codes.Unavailable, "node shutting down")
 		}
 	}
+}
+
+// putResult queues the result of an event the router sent on its
+// stream. Results are small and never dropped for a socket closed; past
+// the queue's bound they are, and the router, hearing nothing, sends the
+// socket's messages again.
+func (h *gatewayHub) putResult(gateway, socket string, r *pb.SocketEventResult) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	q := h.queue(gateway)
+	if q.gone || len(q.ops) >= maxGatewayQueueOps+maxGatewayQueueOps/4 {
+		return
+	}
+	q.ops = append(q.ops, queuedOp{op: &pb.GatewayOp{Socket: socket, Op: &pb.GatewayOp_Result{Result: r}}})
+	q.signal()
 }
 
 // requeue puts back, first, the operations a broken stream did not send.

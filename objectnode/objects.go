@@ -371,3 +371,29 @@ func (o *objectHost) socketGone(from objectRef, socket string, grace time.Durati
 		}
 	}()
 }
+
+// postMessage posts a socket's message to its object's actor without
+// waiting for it, so that the messages a Gateway stream carries run in the
+// order it carries them; done gets the outcome (or a redirect).
+func (o *objectHost) postMessage(ctx context.Context, t target, ev *pb.SocketEvent, done func(error, *pb.Redirect)) {
+	if redirect := o.n.redirectFor(t.id.StorageObject()); redirect != nil {
+		done(nil, redirect)
+		return
+	}
+	e, redirect, err := o.acquire(ctx, t.id, t.newObject)
+	if redirect != nil || err != nil {
+		done(err, redirect)
+		return
+	}
+	err = e.actor.PostWebSocketMessage(ctx, ev.GetSocket(), ev.GetN(), ev.GetData(), ev.GetText(), func(err error) {
+		o.release(e)
+		done(err, nil)
+	})
+	if err != nil {
+		o.release(e)
+		if errors.Is(err, durable.ErrClosed) {
+			o.retireStopped(e)
+		}
+		done(err, nil)
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -171,77 +170,3 @@ func cut(s string, n int) string {
 }
 
 func cutErr(err error) string { return cut(err.Error(), 256) }
-
-// authorizeGateway lets only the router a gateway id names use it: a
-// router's certificate names its id, which begins its gateway's id.
-func (s *objectService) authorizeGateway(ctx context.Context, gateway string) error {
-	who, err := s.node.cfg.Security.Authorize(ctx, security.RoleRouter)
-	if err != nil {
-		return err
-	}
-	owner, err := objectclient.ParseGateway(gateway)
-	if err != nil {
-		return status.Error(codes.InvalidArgument, err.Error())
-	}
-	if who.ID != "" && owner != who.ID {
-		return status.Errorf(codes.PermissionDenied, "%s may not use the gateway of router %s", who, cut(owner, 64))
-	}
-	return nil
-}
-
-// Gateway streams what objects send to the calling router's sockets.
-func (s *objectService) Gateway(hello *pb.GatewayHello, stream grpc.ServerStreamingServer[pb.GatewayOp]) error {
-	if err := s.authorizeGateway(stream.Context(), hello.GetGateway()); err != nil {
-		return err
-	}
-	return s.node.gateways.serve(stream.Context(), hello.GetGateway(), stream)
-}
-
-// Socket delivers one event of a socket to its object.
-func (s *objectService) Socket(ctx context.Context, ev *pb.SocketEvent) (*pb.SocketEventResponse, error) {
-	ctx, t, err := s.check(ctx, ev.GetClass(), ev.GetId(), nil)
-	if err != nil {
-		return nil, err
-	}
-	gateway, _, err := objectclient.ParseSocket(ev.GetSocket())
-	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "%s: %v", t.what, err)
-	}
-	if err := s.authorizeGateway(ctx, gateway); err != nil {
-		return nil, err
-	}
-	var event func(context.Context, *durable.Actor) error
-	switch ev.GetKind() {
-	case pb.SocketEvent_MESSAGE:
-		if len(ev.GetData()) > durable.MaxSocketMessageBytes {
-			return nil, status.Errorf(codes.InvalidArgument, "%s: a message of %d bytes, at most %d", t.what, len(ev.GetData()), durable.MaxSocketMessageBytes)
-		}
-		event = func(ctx context.Context, a *durable.Actor) error {
-			return a.WebSocketMessage(ctx, ev.GetSocket(), ev.GetData(), ev.GetText())
-		}
-	case pb.SocketEvent_CLOSE:
-		event = func(ctx context.Context, a *durable.Actor) error {
-			return a.WebSocketClose(ctx, ev.GetSocket(), int(ev.GetCode()), cut(ev.GetReason(), maxCloseReasonBytes), ev.GetClean())
-		}
-	case pb.SocketEvent_ERROR:
-		event = func(ctx context.Context, a *durable.Actor) error {
-			return a.WebSocketError(ctx, ev.GetSocket(), errors.New(cut(ev.GetReason(), maxCloseReasonBytes)))
-		}
-	default:
-		return nil, status.Errorf(codes.InvalidArgument, "%s: socket event of kind %d", t.what, ev.GetKind())
-	}
-	what := t.what + " socket " + ev.GetKind().String()
-	redirect, err := s.node.objects.run(ctx, t.id, t.newObject, func(a *durable.Actor) error { return event(ctx, a) })
-	switch {
-	case redirect != nil:
-		return &pb.SocketEventResponse{Redirect: redirect}, nil
-	case err == nil:
-		return &pb.SocketEventResponse{}, nil
-	case isSocketGone(err):
-		return &pb.SocketEventResponse{Gone: true}, nil
-	}
-	if st := s.eventError(what, err); st != nil {
-		return nil, st
-	}
-	return &pb.SocketEventResponse{Error: &pb.ObjectError{Message: cut(err.Error(), maxObjectErrorBytes)}}, nil
-}

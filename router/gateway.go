@@ -9,9 +9,13 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"hellochat/apps"
 	"hellochat/durable"
 	"hellochat/objectclient"
+	"hellochat/partition"
+	pb "hellochat/proto/roompb"
 )
 
 // The router is the gateway of the WebSockets that apps' objects accept
@@ -30,6 +34,14 @@ const (
 	// browser; a browser that lets more pile up is closed (1013) rather
 	// than sent to with a gap.
 	MaxGatewaySocketQueueBytes = 4 << 20
+	// eventAnswerTimeout is how long a message sent on a Gateway stream
+	// waits for its result before its socket sends it again by Socket.
+	eventAnswerTimeout = 3 * time.Second
+	// maxUnackedEvents and maxUnackedBytes bound the messages of one
+	// socket sent to its object and not yet answered; past them the
+	// router stops reading that browser until answers come.
+	maxUnackedEvents = 256
+	maxUnackedBytes  = 4 << 20
 	// gatewayRetryMin and gatewayRetryMax bound the wait before a Gateway
 	// stream to a node is opened again.
 	gatewayRetryMin = 50 * time.Millisecond
@@ -52,6 +64,11 @@ type gateway struct {
 	next    uint64
 	sockets map[string]*gatewaySocket
 	closed  bool
+	// streams by node address, while open; pending the messages sent on
+	// them and not yet answered, by seq.
+	nodes   map[string]*nodeStream
+	seq     uint64
+	pending map[uint64]pendingEvent
 
 	streams sync.WaitGroup
 	wg      sync.WaitGroup // sockets, until their objects were told they ended
@@ -61,14 +78,15 @@ var _ apps.Upgrader = (*gateway)(nil)
 
 func newGateway(rt *Router, client *objectclient.Client, instance string) (*gateway, error) {
 	g := &gateway{Client: client, rt: rt, id: objectclient.GatewayID(rt.cfg.ID, instance),
-		sockets: map[string]*gatewaySocket{}}
+		sockets: map[string]*gatewaySocket{}, nodes: map[string]*nodeStream{}, pending: map[uint64]pendingEvent{}}
 	if _, err := objectclient.ParseGateway(g.id); err != nil {
 		return nil, fmt.Errorf("router: id %q cannot name sockets: %w", rt.cfg.ID, err)
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.reportCtx, g.cancelReport = context.WithCancel(context.Background())
-	g.streams.Add(1)
+	g.streams.Add(2)
 	go g.run(g.ctx)
+	go g.expire(g.ctx)
 	return g, nil
 }
 
@@ -145,10 +163,19 @@ func (g *gateway) receive(ctx context.Context, addr string) error {
 	if err != nil {
 		return err
 	}
+	ns := &nodeStream{addr: addr, st: st}
+	g.mu.Lock()
+	g.nodes[addr] = ns
+	g.mu.Unlock()
+	defer g.lost(ns)
 	for {
 		op, err := st.Recv()
 		if err != nil {
 			return err
+		}
+		if r := op.GetResult(); r != nil {
+			g.answered(r)
+			continue
 		}
 		g.mu.Lock()
 		s := g.sockets[op.GetSocket()]
@@ -157,6 +184,118 @@ func (g *gateway) receive(ctx context.Context, addr string) error {
 			continue // ended here; the object has been told
 		}
 		s.apply(op)
+	}
+}
+
+// nodeStream is the sending side of a Gateway stream to one node.
+type nodeStream struct {
+	addr string
+	mu   sync.Mutex // one Send at a time
+	st   grpc.BidiStreamingClient[pb.GatewayUp, pb.GatewayOp]
+}
+
+// pendingEvent is a message sent on a stream and not yet answered.
+type pendingEvent struct {
+	s    *gatewaySocket
+	n    uint64
+	addr string
+	sent time.Time
+}
+
+// streamTo is the open stream to the node that leads the object's shard
+// as gossip has it, if any.
+func (g *gateway) streamTo(object durable.ID) *nodeStream {
+	attempt := 0
+	target, ok := g.rt.members.Placement().Target(partition.Of(object.StorageObject()), "", "", &attempt)
+	if !ok {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.nodes[target.GRPC]
+}
+
+// send sends a socket's message on ns, to be answered by seq; false: the
+// stream failed it (the socket sends again by Socket).
+func (g *gateway) send(ns *nodeStream, s *gatewaySocket, ev *pb.SocketEvent) bool {
+	g.mu.Lock()
+	g.seq++
+	ev.Seq = g.seq
+	g.pending[ev.Seq] = pendingEvent{s: s, n: ev.GetN(), addr: ns.addr, sent: time.Now()}
+	g.mu.Unlock()
+	ns.mu.Lock()
+	err := ns.st.Send(&pb.GatewayUp{Up: &pb.GatewayUp_Event{Event: ev}})
+	ns.mu.Unlock()
+	if err != nil {
+		g.mu.Lock()
+		delete(g.pending, ev.Seq)
+		g.mu.Unlock()
+		return false
+	}
+	return true
+}
+
+// answered takes a node's result for a message sent on its stream.
+func (g *gateway) answered(r *pb.SocketEventResult) {
+	g.mu.Lock()
+	p, ok := g.pending[r.GetSeq()]
+	delete(g.pending, r.GetSeq())
+	g.mu.Unlock()
+	if !ok {
+		return // given up on already: sent again by Socket
+	}
+	if r.GetUnavailable() != "" {
+		p.s.resync()
+		return
+	}
+	p.s.taken(p.n, r.GetResponse())
+}
+
+// lost gives up on what was sent on a stream that ended: those sockets
+// send again by Socket.
+func (g *gateway) lost(ns *nodeStream) {
+	g.mu.Lock()
+	if g.nodes[ns.addr] == ns {
+		delete(g.nodes, ns.addr)
+	}
+	var resync []*gatewaySocket
+	for seq, p := range g.pending {
+		if p.addr == ns.addr {
+			delete(g.pending, seq)
+			resync = append(resync, p.s)
+		}
+	}
+	g.mu.Unlock()
+	for _, s := range resync {
+		s.resync()
+	}
+}
+
+// expire gives up on messages unanswered for eventAnswerTimeout (a node
+// that stopped answering without its stream breaking): their sockets
+// send them again by Socket, which finds the shard's leader.
+func (g *gateway) expire(ctx context.Context) {
+	defer g.streams.Done()
+	t := time.NewTicker(eventAnswerTimeout / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+		var resync []*gatewaySocket
+		g.mu.Lock()
+		for seq, p := range g.pending {
+			if time.Since(p.sent) >= eventAnswerTimeout {
+				delete(g.pending, seq)
+				resync = append(resync, p.s)
+			}
+		}
+		g.mu.Unlock()
+		for _, s := range resync {
+			s.resync()
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -38,9 +39,25 @@ type gatewaySocket struct {
 	auto    *pb.AutoResponse
 	wake    chan struct{} // cap 1: the queue grew
 
+	// The browser's messages sent to the object and not yet answered, in
+	// order (guarded by mu): numbered from 1 (nextN is the last number
+	// given), streamed to the object's node as they come, and sent again
+	// one at a time by Socket (resyncing) after any failure.
+	nextN        uint64
+	unacked      []unackedEvent
+	unackedBytes int
+	resyncing    bool
+	room         chan struct{} // cap 1: unacked shrank
+
 	conn        *websocket.Conn // set by accept, before the loops start
 	writerDone  chan struct{}
 	cancelWrite context.CancelFunc
+}
+
+type unackedEvent struct {
+	n    uint64
+	data []byte
+	text bool
 }
 
 type outFrame struct {
@@ -53,7 +70,7 @@ type outFrame struct {
 
 func newGatewaySocket(g *gateway, id string, object durable.ID, addr string) *gatewaySocket {
 	return &gatewaySocket{g: g, id: id, object: object, addr: addr, wake: make(chan struct{}, 1),
-		writerDone: make(chan struct{})}
+		room: make(chan struct{}, 1), writerDone: make(chan struct{})}
 }
 
 // apply takes one operation the object's node sent.
@@ -126,6 +143,8 @@ func (s *gatewaySocket) readLoop() {
 			if errors.As(err, &ce) {
 				code, reason, clean = int(ce.Code), ce.Reason, true
 			}
+			// The object hears of the end after the messages before it.
+			s.awaitAnswers(objectclient.CallTimeout + eventAnswerTimeout)
 			s.cancelWrite()
 			<-s.writerDone
 			s.conn.CloseNow()
@@ -142,17 +161,136 @@ func (s *gatewaySocket) readLoop() {
 			s.push(outFrame{data: []byte(auto.GetResponse()), text: true})
 			continue
 		}
-		err = s.g.SocketEvent(s.g.ctx, s.object, &pb.SocketEvent{Socket: s.id, Kind: pb.SocketEvent_MESSAGE,
-			Data: data, Text: typ == websocket.MessageText})
+		s.forward(data, typ == websocket.MessageText)
+	}
+}
+
+// forward numbers a message and streams it to the node that leads the
+// object, or leaves it to the resend after a failure; it waits while too
+// many of the socket's messages are unanswered.
+func (s *gatewaySocket) forward(data []byte, text bool) {
+	s.mu.Lock()
+	for len(s.unacked) >= maxUnackedEvents || len(s.unacked) > 0 && s.unackedBytes+len(data) > maxUnackedBytes {
+		s.mu.Unlock()
+		select {
+		case <-s.room:
+		case <-s.g.ctx.Done():
+			return
+		}
+		s.mu.Lock()
+	}
+	s.nextN++
+	ev := unackedEvent{n: s.nextN, data: data, text: text}
+	s.unacked = append(s.unacked, ev)
+	s.unackedBytes += len(data)
+	resyncing := s.resyncing
+	s.mu.Unlock()
+	if resyncing {
+		return // the resend takes it in its turn
+	}
+	if ns := s.g.streamTo(s.object); ns == nil || !s.g.send(ns, s, s.event(ev)) {
+		s.resync()
+	}
+}
+
+func (s *gatewaySocket) event(ev unackedEvent) *pb.SocketEvent {
+	return &pb.SocketEvent{Class: s.object.Namespace(), Id: s.object.String(), Socket: s.id,
+		Kind: pb.SocketEvent_MESSAGE, Data: ev.data, Text: ev.text, N: ev.n}
+}
+
+// taken records that the object took the socket's messages up to n (it
+// takes them in order), and what it answered.
+func (s *gatewaySocket) taken(n uint64, resp *pb.SocketEventResponse) {
+	s.mu.Lock()
+	i := 0
+	for i < len(s.unacked) && s.unacked[i].n <= n {
+		s.unackedBytes -= len(s.unacked[i].data)
+		i++
+	}
+	s.unacked = s.unacked[i:]
+	s.mu.Unlock()
+	select {
+	case s.room <- struct{}{}:
+	default:
+	}
+	switch {
+	case resp.GetGone():
+		s.shut(closeInternal, "the object no longer holds this socket")
+	case resp.GetError() != nil:
+		s.g.rt.log.Debug("object's handler refused a socket message", "socket", s.id, "err", resp.GetError().GetMessage())
+	}
+}
+
+// resync sends the unanswered messages again, one at a time, by Socket
+// (which finds the shard's leader and retries), until none is left; the
+// stream carries the socket's messages again after that.
+func (s *gatewaySocket) resync() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.resyncing || len(s.unacked) == 0 {
+		return
+	}
+	s.resyncing = true
+	s.g.wg.Add(1)
+	go s.resend()
+}
+
+func (s *gatewaySocket) resend() {
+	defer s.g.wg.Done()
+	for {
+		s.mu.Lock()
+		if len(s.unacked) == 0 {
+			s.resyncing = false
+			s.mu.Unlock()
+			return
+		}
+		ev := s.unacked[0]
+		s.mu.Unlock()
+		err := s.g.SocketEvent(s.g.ctx, s.object, s.event(ev))
 		if err == nil {
+			s.taken(ev.n, nil)
 			continue
 		}
 		code, reason, ends := eventError(err)
 		if !ends {
-			s.g.rt.log.Debug("object's handler refused a socket message", "socket", s.id, "err", err)
+			s.taken(ev.n, &pb.SocketEventResponse{Error: &pb.ObjectError{Message: err.Error()}})
 			continue
 		}
+		// The socket ends: nothing more goes to the object but its end.
 		s.shut(code, reason)
+		s.taken(s.lastN(), nil)
+		s.mu.Lock()
+		s.resyncing = false
+		s.mu.Unlock()
+		return
+	}
+}
+
+func (s *gatewaySocket) lastN() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nextN
+}
+
+// awaitAnswers waits, at most limit, until every message the browser sent
+// is answered.
+func (s *gatewaySocket) awaitAnswers(limit time.Duration) {
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		left := len(s.unacked)
+		s.mu.Unlock()
+		if left == 0 {
+			return
+		}
+		select {
+		case <-s.room:
+		case <-t.C:
+			return
+		case <-s.g.ctx.Done():
+			return
+		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -369,7 +370,7 @@ func TestObjectSocketsOfAGoneRouterAreClosed(t *testing.T) {
 	if _, err := upgrade("router1~0123.1"); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("an upgrade on router1's gateway by test-router: %v, want PermissionDenied", err)
 	}
-	other, err := node.Gateway(ctx, &pb.GatewayHello{Gateway: "router1~0123"})
+	other, err := openGateway(ctx, node, "router1~0123")
 	if err == nil {
 		_, err = other.Recv()
 	}
@@ -378,7 +379,7 @@ func TestObjectSocketsOfAGoneRouterAreClosed(t *testing.T) {
 	}
 
 	sctx, stop := context.WithCancel(ctx)
-	stream, err := node.Gateway(sctx, &pb.GatewayHello{Gateway: "test-router~ghost"})
+	stream, err := openGateway(sctx, node, "test-router~ghost")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,4 +399,13 @@ func TestObjectSocketsOfAGoneRouterAreClosed(t *testing.T) {
 	if ss, _ := lobbySockets(t, c.URL(), "hall"); socketNames(ss) != "ann" {
 		t.Fatalf("sockets after the ghost's router was taken for gone: %+v", ss)
 	}
+}
+
+// openGateway opens a Gateway stream as a router would, with its hello.
+func openGateway(ctx context.Context, node pb.ObjectsClient, gateway string) (grpc.BidiStreamingClient[pb.GatewayUp, pb.GatewayOp], error) {
+	st, err := node.Gateway(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return st, st.Send(&pb.GatewayUp{Up: &pb.GatewayUp_Hello{Hello: &pb.GatewayHello{Gateway: gateway}}})
 }

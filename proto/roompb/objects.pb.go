@@ -612,13 +612,19 @@ type SocketEvent struct {
 	Class string                 `protobuf:"bytes,1,opt,name=class,proto3" json:"class,omitempty"`
 	Id    string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
 	// socket is the id the router gave the socket in its upgrade.
-	Socket        string           `protobuf:"bytes,3,opt,name=socket,proto3" json:"socket,omitempty"`
-	Kind          SocketEvent_Kind `protobuf:"varint,4,opt,name=kind,proto3,enum=hellochat.room.v1.SocketEvent_Kind" json:"kind,omitempty"`
-	Data          []byte           `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
-	Text          bool             `protobuf:"varint,6,opt,name=text,proto3" json:"text,omitempty"`
-	Code          int32            `protobuf:"varint,7,opt,name=code,proto3" json:"code,omitempty"`
-	Reason        string           `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
-	Clean         bool             `protobuf:"varint,9,opt,name=clean,proto3" json:"clean,omitempty"`
+	Socket string           `protobuf:"bytes,3,opt,name=socket,proto3" json:"socket,omitempty"`
+	Kind   SocketEvent_Kind `protobuf:"varint,4,opt,name=kind,proto3,enum=hellochat.room.v1.SocketEvent_Kind" json:"kind,omitempty"`
+	Data   []byte           `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	Text   bool             `protobuf:"varint,6,opt,name=text,proto3" json:"text,omitempty"`
+	Code   int32            `protobuf:"varint,7,opt,name=code,proto3" json:"code,omitempty"`
+	Reason string           `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	Clean  bool             `protobuf:"varint,9,opt,name=clean,proto3" json:"clean,omitempty"`
+	// n numbers a MESSAGE among its socket's, from 1: the object takes
+	// them in order and once (durable.Actor.WebSocketMessageAt), so a
+	// router resends freely. 0: unnumbered.
+	N uint64 `protobuf:"varint,10,opt,name=n,proto3" json:"n,omitempty"`
+	// seq tags an event sent on a Gateway stream; its result carries it.
+	Seq           uint64 `protobuf:"varint,11,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -716,6 +722,20 @@ func (x *SocketEvent) GetClean() bool {
 	return false
 }
 
+func (x *SocketEvent) GetN() uint64 {
+	if x != nil {
+		return x.N
+	}
+	return 0
+}
+
+func (x *SocketEvent) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 type SocketEventResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// redirect is set when the node does not lead the object's shard:
@@ -782,6 +802,88 @@ func (x *SocketEventResponse) GetGone() bool {
 	return false
 }
 
+type GatewayUp struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Up:
+	//
+	//	*GatewayUp_Hello
+	//	*GatewayUp_Event
+	Up            isGatewayUp_Up `protobuf_oneof:"up"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GatewayUp) Reset() {
+	*x = GatewayUp{}
+	mi := &file_roompb_objects_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GatewayUp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GatewayUp) ProtoMessage() {}
+
+func (x *GatewayUp) ProtoReflect() protoreflect.Message {
+	mi := &file_roompb_objects_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GatewayUp.ProtoReflect.Descriptor instead.
+func (*GatewayUp) Descriptor() ([]byte, []int) {
+	return file_roompb_objects_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GatewayUp) GetUp() isGatewayUp_Up {
+	if x != nil {
+		return x.Up
+	}
+	return nil
+}
+
+func (x *GatewayUp) GetHello() *GatewayHello {
+	if x != nil {
+		if x, ok := x.Up.(*GatewayUp_Hello); ok {
+			return x.Hello
+		}
+	}
+	return nil
+}
+
+func (x *GatewayUp) GetEvent() *SocketEvent {
+	if x != nil {
+		if x, ok := x.Up.(*GatewayUp_Event); ok {
+			return x.Event
+		}
+	}
+	return nil
+}
+
+type isGatewayUp_Up interface {
+	isGatewayUp_Up()
+}
+
+type GatewayUp_Hello struct {
+	Hello *GatewayHello `protobuf:"bytes,1,opt,name=hello,proto3,oneof"`
+}
+
+type GatewayUp_Event struct {
+	Event *SocketEvent `protobuf:"bytes,2,opt,name=event,proto3,oneof"`
+}
+
+func (*GatewayUp_Hello) isGatewayUp_Up() {}
+
+func (*GatewayUp_Event) isGatewayUp_Up() {}
+
 type GatewayHello struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// gateway is the router's gateway id, "<router id>~<instance>": the
@@ -793,7 +895,7 @@ type GatewayHello struct {
 
 func (x *GatewayHello) Reset() {
 	*x = GatewayHello{}
-	mi := &file_roompb_objects_proto_msgTypes[9]
+	mi := &file_roompb_objects_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -805,7 +907,7 @@ func (x *GatewayHello) String() string {
 func (*GatewayHello) ProtoMessage() {}
 
 func (x *GatewayHello) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_objects_proto_msgTypes[9]
+	mi := &file_roompb_objects_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -818,7 +920,7 @@ func (x *GatewayHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GatewayHello.ProtoReflect.Descriptor instead.
 func (*GatewayHello) Descriptor() ([]byte, []int) {
-	return file_roompb_objects_proto_rawDescGZIP(), []int{9}
+	return file_roompb_objects_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GatewayHello) GetGateway() string {
@@ -837,6 +939,7 @@ type GatewayOp struct {
 	//	*GatewayOp_Send
 	//	*GatewayOp_Close
 	//	*GatewayOp_AutoResponse
+	//	*GatewayOp_Result
 	Op            isGatewayOp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -844,7 +947,7 @@ type GatewayOp struct {
 
 func (x *GatewayOp) Reset() {
 	*x = GatewayOp{}
-	mi := &file_roompb_objects_proto_msgTypes[10]
+	mi := &file_roompb_objects_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -856,7 +959,7 @@ func (x *GatewayOp) String() string {
 func (*GatewayOp) ProtoMessage() {}
 
 func (x *GatewayOp) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_objects_proto_msgTypes[10]
+	mi := &file_roompb_objects_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -869,7 +972,7 @@ func (x *GatewayOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GatewayOp.ProtoReflect.Descriptor instead.
 func (*GatewayOp) Descriptor() ([]byte, []int) {
-	return file_roompb_objects_proto_rawDescGZIP(), []int{10}
+	return file_roompb_objects_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GatewayOp) GetSocket() string {
@@ -913,6 +1016,15 @@ func (x *GatewayOp) GetAutoResponse() *AutoResponse {
 	return nil
 }
 
+func (x *GatewayOp) GetResult() *SocketEventResult {
+	if x != nil {
+		if x, ok := x.Op.(*GatewayOp_Result); ok {
+			return x.Result
+		}
+	}
+	return nil
+}
+
 type isGatewayOp_Op interface {
 	isGatewayOp_Op()
 }
@@ -929,11 +1041,83 @@ type GatewayOp_AutoResponse struct {
 	AutoResponse *AutoResponse `protobuf:"bytes,4,opt,name=auto_response,json=autoResponse,proto3,oneof"`
 }
 
+type GatewayOp_Result struct {
+	Result *SocketEventResult `protobuf:"bytes,5,opt,name=result,proto3,oneof"`
+}
+
 func (*GatewayOp_Send) isGatewayOp_Op() {}
 
 func (*GatewayOp_Close) isGatewayOp_Op() {}
 
 func (*GatewayOp_AutoResponse) isGatewayOp_Op() {}
+
+func (*GatewayOp_Result) isGatewayOp_Op() {}
+
+// SocketEventResult answers an event sent on the Gateway stream.
+type SocketEventResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// response is the outcome, as Socket answers it; unset when
+	// unavailable is.
+	Response *SocketEventResponse `protobuf:"bytes,2,opt,name=response,proto3" json:"response,omitempty"`
+	// unavailable says why the outcome is not known (the node does not
+	// run the object now, or the event could not run in order): the
+	// router sends the socket's messages again from this one, by Socket.
+	Unavailable   string `protobuf:"bytes,3,opt,name=unavailable,proto3" json:"unavailable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SocketEventResult) Reset() {
+	*x = SocketEventResult{}
+	mi := &file_roompb_objects_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SocketEventResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SocketEventResult) ProtoMessage() {}
+
+func (x *SocketEventResult) ProtoReflect() protoreflect.Message {
+	mi := &file_roompb_objects_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SocketEventResult.ProtoReflect.Descriptor instead.
+func (*SocketEventResult) Descriptor() ([]byte, []int) {
+	return file_roompb_objects_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SocketEventResult) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *SocketEventResult) GetResponse() *SocketEventResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *SocketEventResult) GetUnavailable() string {
+	if x != nil {
+		return x.Unavailable
+	}
+	return ""
+}
 
 type SocketSend struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -945,7 +1129,7 @@ type SocketSend struct {
 
 func (x *SocketSend) Reset() {
 	*x = SocketSend{}
-	mi := &file_roompb_objects_proto_msgTypes[11]
+	mi := &file_roompb_objects_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -957,7 +1141,7 @@ func (x *SocketSend) String() string {
 func (*SocketSend) ProtoMessage() {}
 
 func (x *SocketSend) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_objects_proto_msgTypes[11]
+	mi := &file_roompb_objects_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -970,7 +1154,7 @@ func (x *SocketSend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SocketSend.ProtoReflect.Descriptor instead.
 func (*SocketSend) Descriptor() ([]byte, []int) {
-	return file_roompb_objects_proto_rawDescGZIP(), []int{11}
+	return file_roompb_objects_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SocketSend) GetData() []byte {
@@ -997,7 +1181,7 @@ type SocketClose struct {
 
 func (x *SocketClose) Reset() {
 	*x = SocketClose{}
-	mi := &file_roompb_objects_proto_msgTypes[12]
+	mi := &file_roompb_objects_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1009,7 +1193,7 @@ func (x *SocketClose) String() string {
 func (*SocketClose) ProtoMessage() {}
 
 func (x *SocketClose) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_objects_proto_msgTypes[12]
+	mi := &file_roompb_objects_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1022,7 +1206,7 @@ func (x *SocketClose) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SocketClose.ProtoReflect.Descriptor instead.
 func (*SocketClose) Descriptor() ([]byte, []int) {
-	return file_roompb_objects_proto_rawDescGZIP(), []int{12}
+	return file_roompb_objects_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SocketClose) GetCode() int32 {
@@ -1052,7 +1236,7 @@ type AutoResponse struct {
 
 func (x *AutoResponse) Reset() {
 	*x = AutoResponse{}
-	mi := &file_roompb_objects_proto_msgTypes[13]
+	mi := &file_roompb_objects_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1064,7 +1248,7 @@ func (x *AutoResponse) String() string {
 func (*AutoResponse) ProtoMessage() {}
 
 func (x *AutoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_objects_proto_msgTypes[13]
+	mi := &file_roompb_objects_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1077,7 +1261,7 @@ func (x *AutoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AutoResponse.ProtoReflect.Descriptor instead.
 func (*AutoResponse) Descriptor() ([]byte, []int) {
-	return file_roompb_objects_proto_rawDescGZIP(), []int{13}
+	return file_roompb_objects_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AutoResponse) GetRequest() string {
@@ -1131,7 +1315,7 @@ const file_roompb_objects_proto_rawDesc = "" +
 	"\fHTTPResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x123\n" +
 	"\aheaders\x18\x02 \x03(\v2\x19.hellochat.room.v1.HeaderR\aheaders\x12\x12\n" +
-	"\x04body\x18\x03 \x01(\fR\x04body\"\xaf\x02\n" +
+	"\x04body\x18\x03 \x01(\fR\x04body\"\xcf\x02\n" +
 	"\vSocketEvent\x12\x14\n" +
 	"\x05class\x18\x01 \x01(\tR\x05class\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x16\n" +
@@ -1141,7 +1325,10 @@ const file_roompb_objects_proto_rawDesc = "" +
 	"\x04text\x18\x06 \x01(\bR\x04text\x12\x12\n" +
 	"\x04code\x18\a \x01(\x05R\x04code\x12\x16\n" +
 	"\x06reason\x18\b \x01(\tR\x06reason\x12\x14\n" +
-	"\x05clean\x18\t \x01(\bR\x05clean\"?\n" +
+	"\x05clean\x18\t \x01(\bR\x05clean\x12\f\n" +
+	"\x01n\x18\n" +
+	" \x01(\x04R\x01n\x12\x10\n" +
+	"\x03seq\x18\v \x01(\x04R\x03seq\"?\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aMESSAGE\x10\x01\x12\t\n" +
@@ -1150,15 +1337,24 @@ const file_roompb_objects_proto_rawDesc = "" +
 	"\x13SocketEventResponse\x127\n" +
 	"\bredirect\x18\x01 \x01(\v2\x1b.hellochat.room.v1.RedirectR\bredirect\x124\n" +
 	"\x05error\x18\x02 \x01(\v2\x1e.hellochat.room.v1.ObjectErrorR\x05error\x12\x12\n" +
-	"\x04gone\x18\x03 \x01(\bR\x04gone\"(\n" +
+	"\x04gone\x18\x03 \x01(\bR\x04gone\"\x82\x01\n" +
+	"\tGatewayUp\x127\n" +
+	"\x05hello\x18\x01 \x01(\v2\x1f.hellochat.room.v1.GatewayHelloH\x00R\x05hello\x126\n" +
+	"\x05event\x18\x02 \x01(\v2\x1e.hellochat.room.v1.SocketEventH\x00R\x05eventB\x04\n" +
+	"\x02up\"(\n" +
 	"\fGatewayHello\x12\x18\n" +
-	"\agateway\x18\x01 \x01(\tR\agateway\"\xde\x01\n" +
+	"\agateway\x18\x01 \x01(\tR\agateway\"\x9e\x02\n" +
 	"\tGatewayOp\x12\x16\n" +
 	"\x06socket\x18\x01 \x01(\tR\x06socket\x123\n" +
 	"\x04send\x18\x02 \x01(\v2\x1d.hellochat.room.v1.SocketSendH\x00R\x04send\x126\n" +
 	"\x05close\x18\x03 \x01(\v2\x1e.hellochat.room.v1.SocketCloseH\x00R\x05close\x12F\n" +
-	"\rauto_response\x18\x04 \x01(\v2\x1f.hellochat.room.v1.AutoResponseH\x00R\fautoResponseB\x04\n" +
-	"\x02op\"4\n" +
+	"\rauto_response\x18\x04 \x01(\v2\x1f.hellochat.room.v1.AutoResponseH\x00R\fautoResponse\x12>\n" +
+	"\x06result\x18\x05 \x01(\v2$.hellochat.room.v1.SocketEventResultH\x00R\x06resultB\x04\n" +
+	"\x02op\"\x8b\x01\n" +
+	"\x11SocketEventResult\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12B\n" +
+	"\bresponse\x18\x02 \x01(\v2&.hellochat.room.v1.SocketEventResponseR\bresponse\x12 \n" +
+	"\vunavailable\x18\x03 \x01(\tR\vunavailable\"4\n" +
 	"\n" +
 	"SocketSend\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
@@ -1168,12 +1364,12 @@ const file_roompb_objects_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"D\n" +
 	"\fAutoResponse\x12\x18\n" +
 	"\arequest\x18\x01 \x01(\tR\arequest\x12\x1a\n" +
-	"\bresponse\x18\x02 \x01(\tR\bresponse2\xbc\x02\n" +
+	"\bresponse\x18\x02 \x01(\tR\bresponse2\xbb\x02\n" +
 	"\aObjects\x12G\n" +
 	"\x04Call\x12\x1e.hellochat.room.v1.CallRequest\x1a\x1f.hellochat.room.v1.CallResponse\x12J\n" +
 	"\x05Fetch\x12\x1f.hellochat.room.v1.FetchRequest\x1a .hellochat.room.v1.FetchResponse\x12P\n" +
-	"\x06Socket\x12\x1e.hellochat.room.v1.SocketEvent\x1a&.hellochat.room.v1.SocketEventResponse\x12J\n" +
-	"\aGateway\x12\x1f.hellochat.room.v1.GatewayHello\x1a\x1c.hellochat.room.v1.GatewayOp0\x01B\x18Z\x16hellochat/proto/roompbb\x06proto3"
+	"\x06Socket\x12\x1e.hellochat.room.v1.SocketEvent\x1a&.hellochat.room.v1.SocketEventResponse\x12I\n" +
+	"\aGateway\x12\x1c.hellochat.room.v1.GatewayUp\x1a\x1c.hellochat.room.v1.GatewayOp(\x010\x01B\x18Z\x16hellochat/proto/roompbb\x06proto3"
 
 var (
 	file_roompb_objects_proto_rawDescOnce sync.Once
@@ -1188,7 +1384,7 @@ func file_roompb_objects_proto_rawDescGZIP() []byte {
 }
 
 var file_roompb_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_roompb_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_roompb_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_roompb_objects_proto_goTypes = []any{
 	(SocketEvent_Kind)(0),       // 0: hellochat.room.v1.SocketEvent.Kind
 	(*CallRequest)(nil),         // 1: hellochat.room.v1.CallRequest
@@ -1200,39 +1396,45 @@ var file_roompb_objects_proto_goTypes = []any{
 	(*HTTPResponse)(nil),        // 7: hellochat.room.v1.HTTPResponse
 	(*SocketEvent)(nil),         // 8: hellochat.room.v1.SocketEvent
 	(*SocketEventResponse)(nil), // 9: hellochat.room.v1.SocketEventResponse
-	(*GatewayHello)(nil),        // 10: hellochat.room.v1.GatewayHello
-	(*GatewayOp)(nil),           // 11: hellochat.room.v1.GatewayOp
-	(*SocketSend)(nil),          // 12: hellochat.room.v1.SocketSend
-	(*SocketClose)(nil),         // 13: hellochat.room.v1.SocketClose
-	(*AutoResponse)(nil),        // 14: hellochat.room.v1.AutoResponse
-	(*Redirect)(nil),            // 15: hellochat.room.v1.Redirect
+	(*GatewayUp)(nil),           // 10: hellochat.room.v1.GatewayUp
+	(*GatewayHello)(nil),        // 11: hellochat.room.v1.GatewayHello
+	(*GatewayOp)(nil),           // 12: hellochat.room.v1.GatewayOp
+	(*SocketEventResult)(nil),   // 13: hellochat.room.v1.SocketEventResult
+	(*SocketSend)(nil),          // 14: hellochat.room.v1.SocketSend
+	(*SocketClose)(nil),         // 15: hellochat.room.v1.SocketClose
+	(*AutoResponse)(nil),        // 16: hellochat.room.v1.AutoResponse
+	(*Redirect)(nil),            // 17: hellochat.room.v1.Redirect
 }
 var file_roompb_objects_proto_depIdxs = []int32{
-	15, // 0: hellochat.room.v1.CallResponse.redirect:type_name -> hellochat.room.v1.Redirect
+	17, // 0: hellochat.room.v1.CallResponse.redirect:type_name -> hellochat.room.v1.Redirect
 	3,  // 1: hellochat.room.v1.CallResponse.error:type_name -> hellochat.room.v1.ObjectError
 	4,  // 2: hellochat.room.v1.FetchRequest.headers:type_name -> hellochat.room.v1.Header
 	7,  // 3: hellochat.room.v1.FetchResponse.response:type_name -> hellochat.room.v1.HTTPResponse
-	15, // 4: hellochat.room.v1.FetchResponse.redirect:type_name -> hellochat.room.v1.Redirect
+	17, // 4: hellochat.room.v1.FetchResponse.redirect:type_name -> hellochat.room.v1.Redirect
 	4,  // 5: hellochat.room.v1.HTTPResponse.headers:type_name -> hellochat.room.v1.Header
 	0,  // 6: hellochat.room.v1.SocketEvent.kind:type_name -> hellochat.room.v1.SocketEvent.Kind
-	15, // 7: hellochat.room.v1.SocketEventResponse.redirect:type_name -> hellochat.room.v1.Redirect
+	17, // 7: hellochat.room.v1.SocketEventResponse.redirect:type_name -> hellochat.room.v1.Redirect
 	3,  // 8: hellochat.room.v1.SocketEventResponse.error:type_name -> hellochat.room.v1.ObjectError
-	12, // 9: hellochat.room.v1.GatewayOp.send:type_name -> hellochat.room.v1.SocketSend
-	13, // 10: hellochat.room.v1.GatewayOp.close:type_name -> hellochat.room.v1.SocketClose
-	14, // 11: hellochat.room.v1.GatewayOp.auto_response:type_name -> hellochat.room.v1.AutoResponse
-	1,  // 12: hellochat.room.v1.Objects.Call:input_type -> hellochat.room.v1.CallRequest
-	5,  // 13: hellochat.room.v1.Objects.Fetch:input_type -> hellochat.room.v1.FetchRequest
-	8,  // 14: hellochat.room.v1.Objects.Socket:input_type -> hellochat.room.v1.SocketEvent
-	10, // 15: hellochat.room.v1.Objects.Gateway:input_type -> hellochat.room.v1.GatewayHello
-	2,  // 16: hellochat.room.v1.Objects.Call:output_type -> hellochat.room.v1.CallResponse
-	6,  // 17: hellochat.room.v1.Objects.Fetch:output_type -> hellochat.room.v1.FetchResponse
-	9,  // 18: hellochat.room.v1.Objects.Socket:output_type -> hellochat.room.v1.SocketEventResponse
-	11, // 19: hellochat.room.v1.Objects.Gateway:output_type -> hellochat.room.v1.GatewayOp
-	16, // [16:20] is the sub-list for method output_type
-	12, // [12:16] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	11, // 9: hellochat.room.v1.GatewayUp.hello:type_name -> hellochat.room.v1.GatewayHello
+	8,  // 10: hellochat.room.v1.GatewayUp.event:type_name -> hellochat.room.v1.SocketEvent
+	14, // 11: hellochat.room.v1.GatewayOp.send:type_name -> hellochat.room.v1.SocketSend
+	15, // 12: hellochat.room.v1.GatewayOp.close:type_name -> hellochat.room.v1.SocketClose
+	16, // 13: hellochat.room.v1.GatewayOp.auto_response:type_name -> hellochat.room.v1.AutoResponse
+	13, // 14: hellochat.room.v1.GatewayOp.result:type_name -> hellochat.room.v1.SocketEventResult
+	9,  // 15: hellochat.room.v1.SocketEventResult.response:type_name -> hellochat.room.v1.SocketEventResponse
+	1,  // 16: hellochat.room.v1.Objects.Call:input_type -> hellochat.room.v1.CallRequest
+	5,  // 17: hellochat.room.v1.Objects.Fetch:input_type -> hellochat.room.v1.FetchRequest
+	8,  // 18: hellochat.room.v1.Objects.Socket:input_type -> hellochat.room.v1.SocketEvent
+	10, // 19: hellochat.room.v1.Objects.Gateway:input_type -> hellochat.room.v1.GatewayUp
+	2,  // 20: hellochat.room.v1.Objects.Call:output_type -> hellochat.room.v1.CallResponse
+	6,  // 21: hellochat.room.v1.Objects.Fetch:output_type -> hellochat.room.v1.FetchResponse
+	9,  // 22: hellochat.room.v1.Objects.Socket:output_type -> hellochat.room.v1.SocketEventResponse
+	12, // 23: hellochat.room.v1.Objects.Gateway:output_type -> hellochat.room.v1.GatewayOp
+	20, // [20:24] is the sub-list for method output_type
+	16, // [16:20] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_roompb_objects_proto_init() }
@@ -1250,10 +1452,15 @@ func file_roompb_objects_proto_init() {
 		(*FetchResponse_Response)(nil),
 		(*FetchResponse_Redirect)(nil),
 	}
-	file_roompb_objects_proto_msgTypes[10].OneofWrappers = []any{
+	file_roompb_objects_proto_msgTypes[9].OneofWrappers = []any{
+		(*GatewayUp_Hello)(nil),
+		(*GatewayUp_Event)(nil),
+	}
+	file_roompb_objects_proto_msgTypes[11].OneofWrappers = []any{
 		(*GatewayOp_Send)(nil),
 		(*GatewayOp_Close)(nil),
 		(*GatewayOp_AutoResponse)(nil),
+		(*GatewayOp_Result)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1261,7 +1468,7 @@ func file_roompb_objects_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_roompb_objects_proto_rawDesc), len(file_roompb_objects_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

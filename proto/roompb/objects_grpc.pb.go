@@ -55,12 +55,15 @@ type ObjectsClient interface {
 	// outcomes fail as for Call.
 	Socket(ctx context.Context, in *SocketEvent, opts ...grpc.CallOption) (*SocketEventResponse, error)
 	// Gateway is the stream a router keeps open to every object node. The
-	// node sends on it what its objects send to the router's sockets
-	// (frames, closes, auto-responses), in the order the objects' events
-	// committed them. Sends for a router that has no stream open are kept
-	// for a grace period (objectnode.GatewayGrace), then dropped, and the
+	// router's first message is its hello; after it, the browsers'
+	// messages for objects this node leads (SocketEvent with seq and n),
+	// each answered by a result on the way back, in any order. The node
+	// sends on it what its objects send to the router's sockets (frames,
+	// closes, auto-responses), in the order the objects' events committed
+	// them. Sends for a router that has no stream open are kept for a grace
+	// period (objectnode.Config.GatewayGrace), then dropped, and the
 	// objects told the sockets closed (WebSocketClose, 1006).
-	Gateway(ctx context.Context, in *GatewayHello, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GatewayOp], error)
+	Gateway(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[GatewayUp, GatewayOp], error)
 }
 
 type objectsClient struct {
@@ -101,24 +104,18 @@ func (c *objectsClient) Socket(ctx context.Context, in *SocketEvent, opts ...grp
 	return out, nil
 }
 
-func (c *objectsClient) Gateway(ctx context.Context, in *GatewayHello, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GatewayOp], error) {
+func (c *objectsClient) Gateway(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[GatewayUp, GatewayOp], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &Objects_ServiceDesc.Streams[0], Objects_Gateway_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	x := &grpc.GenericClientStream[GatewayHello, GatewayOp]{ClientStream: stream}
-	if err := x.ClientStream.SendMsg(in); err != nil {
-		return nil, err
-	}
-	if err := x.ClientStream.CloseSend(); err != nil {
-		return nil, err
-	}
+	x := &grpc.GenericClientStream[GatewayUp, GatewayOp]{ClientStream: stream}
 	return x, nil
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Objects_GatewayClient = grpc.ServerStreamingClient[GatewayOp]
+type Objects_GatewayClient = grpc.BidiStreamingClient[GatewayUp, GatewayOp]
 
 // ObjectsServer is the server API for Objects service.
 // All implementations must embed UnimplementedObjectsServer
@@ -146,12 +143,15 @@ type ObjectsServer interface {
 	// outcomes fail as for Call.
 	Socket(context.Context, *SocketEvent) (*SocketEventResponse, error)
 	// Gateway is the stream a router keeps open to every object node. The
-	// node sends on it what its objects send to the router's sockets
-	// (frames, closes, auto-responses), in the order the objects' events
-	// committed them. Sends for a router that has no stream open are kept
-	// for a grace period (objectnode.GatewayGrace), then dropped, and the
+	// router's first message is its hello; after it, the browsers'
+	// messages for objects this node leads (SocketEvent with seq and n),
+	// each answered by a result on the way back, in any order. The node
+	// sends on it what its objects send to the router's sockets (frames,
+	// closes, auto-responses), in the order the objects' events committed
+	// them. Sends for a router that has no stream open are kept for a grace
+	// period (objectnode.Config.GatewayGrace), then dropped, and the
 	// objects told the sockets closed (WebSocketClose, 1006).
-	Gateway(*GatewayHello, grpc.ServerStreamingServer[GatewayOp]) error
+	Gateway(grpc.BidiStreamingServer[GatewayUp, GatewayOp]) error
 	mustEmbedUnimplementedObjectsServer()
 }
 
@@ -171,7 +171,7 @@ func (UnimplementedObjectsServer) Fetch(context.Context, *FetchRequest) (*FetchR
 func (UnimplementedObjectsServer) Socket(context.Context, *SocketEvent) (*SocketEventResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Socket not implemented")
 }
-func (UnimplementedObjectsServer) Gateway(*GatewayHello, grpc.ServerStreamingServer[GatewayOp]) error {
+func (UnimplementedObjectsServer) Gateway(grpc.BidiStreamingServer[GatewayUp, GatewayOp]) error {
 	return status.Errorf(codes.Unimplemented, "method Gateway not implemented")
 }
 func (UnimplementedObjectsServer) mustEmbedUnimplementedObjectsServer() {}
@@ -250,15 +250,11 @@ func _Objects_Socket_Handler(srv interface{}, ctx context.Context, dec func(inte
 }
 
 func _Objects_Gateway_Handler(srv interface{}, stream grpc.ServerStream) error {
-	m := new(GatewayHello)
-	if err := stream.RecvMsg(m); err != nil {
-		return err
-	}
-	return srv.(ObjectsServer).Gateway(m, &grpc.GenericServerStream[GatewayHello, GatewayOp]{ServerStream: stream})
+	return srv.(ObjectsServer).Gateway(&grpc.GenericServerStream[GatewayUp, GatewayOp]{ServerStream: stream})
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Objects_GatewayServer = grpc.ServerStreamingServer[GatewayOp]
+type Objects_GatewayServer = grpc.BidiStreamingServer[GatewayUp, GatewayOp]
 
 // Objects_ServiceDesc is the grpc.ServiceDesc for Objects service.
 // It's only intended for direct use with grpc.RegisterService,
@@ -285,6 +281,7 @@ var Objects_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Gateway",
 			Handler:       _Objects_Gateway_Handler,
 			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "roompb/objects.proto",
