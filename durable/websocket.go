@@ -546,13 +546,16 @@ func (a *Actor) WebSocketMessage(ctx context.Context, socket string, msg []byte,
 }
 
 // WebSocketMessageAt delivers the socket's n-th message (from 1), in
-// order and once, whatever the gateway resends: the number of the last
-// message taken is committed with the socket's record, with what its
-// event wrote. A message taken already is not run again, and succeeds;
-// one whose predecessor was not taken fails with ErrOutOfOrder, and
-// nothing runs. A handler's error drops what the handler wrote, yet the
-// message counts as taken, so the next one is not held up by it. n = 0:
-// no order, as WebSocketMessage.
+// order, whatever the gateway resends: the number of the last message
+// taken is committed with the socket's record, with what its event wrote,
+// and a message whose predecessor was not taken fails with ErrOutOfOrder,
+// and nothing runs. A message taken already runs again when it is resent
+// (a gateway resends what it heard no outcome of: the event may have
+// committed while what it sent was lost with its node), so a handler that
+// must not repeat its effects dedupes on an id of its own, as the counter
+// does. A handler's error drops what the handler wrote, yet the message
+// counts as taken, so the next one is not held up by it. n = 0: no order,
+// as WebSocketMessage.
 func (a *Actor) WebSocketMessageAt(ctx context.Context, socket string, n uint64, msg []byte, text bool) error {
 	return a.do(ctx, a.messageEvent(socket, n, msg, text))
 }
@@ -578,14 +581,11 @@ func (a *Actor) messageEvent(socket string, n uint64, msg []byte, text bool) fun
 		if err != nil {
 			return err
 		}
-		switch {
-		case n <= rec.N:
-			return nil // taken already
-		case n > rec.N+1:
+		if n > rec.N+1 {
 			return fmt.Errorf("%w: message %d of socket %s, after %d", ErrOutOfOrder, n, socket, rec.N)
 		}
 		taken := *rec
-		taken.N = n
+		taken.N = max(n, rec.N)
 		s.storage.setSocket(socket, &taken)
 		err = protect(ctx, s, func(ctx context.Context, s *State) error { return h.WebSocketMessage(ctx, s, ws, msg, text) })
 		if err == nil || s.storage.broken != nil {

@@ -620,8 +620,8 @@ type SocketEvent struct {
 	Reason string           `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
 	Clean  bool             `protobuf:"varint,9,opt,name=clean,proto3" json:"clean,omitempty"`
 	// n numbers a MESSAGE among its socket's, from 1: the object takes
-	// them in order and once (durable.Actor.WebSocketMessageAt), so a
-	// router resends freely. 0: unnumbered.
+	// them in order, never past a gap (durable.Actor.WebSocketMessageAt),
+	// so a router resends what it heard no outcome of. 0: unnumbered.
 	N uint64 `protobuf:"varint,10,opt,name=n,proto3" json:"n,omitempty"`
 	// seq tags an event sent on a Gateway stream; its result carries it.
 	Seq           uint64 `protobuf:"varint,11,opt,name=seq,proto3" json:"seq,omitempty"`
