@@ -16,9 +16,10 @@ import (
 // The Hello Chat class on the object API, through the router, as the
 // original app behaves: history on join, joined and Disconnected notices,
 // messages to the others. Then its leader is killed mid-chat: every
-// message a browser sent reaches the other browser (a message whose
-// outcome the router could not learn may arrive twice), and neither
-// browser is disconnected.
+// message a browser sent reaches the other browser, the first time each
+// in the order sent (a message whose outcome the router could not learn
+// is sent again, and may be shown twice), and neither browser is
+// disconnected.
 func TestHelloChatThroughALeaderKill(t *testing.T) {
 	c := tc.New(t, 3, tc.Options{})
 	dial := func(name string) (*websocket.Conn, chan hello.Frame) {
@@ -88,6 +89,9 @@ func TestHelloChatThroughALeaderKill(t *testing.T) {
 		f := next("bob", bobIn)
 		if f.Name != "ann" {
 			t.Fatalf("bob was shown %+v", f)
+		}
+		if want := fmt.Sprintf("m%d", len(seen)+1); !seen[f.Message] && f.Message != want {
+			t.Fatalf("bob was shown %s first, before %s", f.Message, want)
 		}
 		seen[f.Message] = true
 	}
