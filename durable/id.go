@@ -45,6 +45,17 @@ func NewNamespace(name string) (*Namespace, error) {
 	return &Namespace{name: name}, nil
 }
 
+// MustNamespace is NewNamespace for a name known to be valid, such as a
+// class's constant; it panics on an invalid one (regexp.MustCompile's
+// contract).
+func MustNamespace(name string) *Namespace {
+	ns, err := NewNamespace(name)
+	if err != nil {
+		panic(err)
+	}
+	return ns
+}
+
 // Name is the class name the namespace was made with.
 func (ns *Namespace) Name() string { return ns.name }
 

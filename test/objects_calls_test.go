@@ -24,13 +24,7 @@ import (
 // hopNS is the class of the call-chain test app: an object that counts
 // its visits and passes a path of names on to the next object. Its
 // route's body is the path after the object the URL names.
-var hopNS = func() *durable.Namespace {
-	ns, err := durable.NewNamespace("hop")
-	if err != nil {
-		panic(err)
-	}
-	return ns
-}()
+var hopNS = durable.MustNamespace("hop")
 
 type hopObject struct{}
 

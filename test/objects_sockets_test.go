@@ -27,13 +27,7 @@ import (
 // socket as "name: text"; joins and closes are announced the same way.
 // GET lists its sockets, POST ?auto=REQ,RESP sets its auto-response, and
 // every message event is counted in storage.
-var lobbyNS = func() *durable.Namespace {
-	ns, err := durable.NewNamespace("lobby")
-	if err != nil {
-		panic(err)
-	}
-	return ns
-}()
+var lobbyNS = durable.MustNamespace("lobby")
 
 type lobby struct{}
 

@@ -39,15 +39,7 @@ const Window = 1024
 const MaxRequestIDBytes = 128
 
 // Namespace is the Counter class's namespace.
-var Namespace = mustNamespace(ClassName)
-
-func mustNamespace(name string) *durable.Namespace {
-	ns, err := durable.NewNamespace(name)
-	if err != nil {
-		panic(err)
-	}
-	return ns
-}
+var Namespace = durable.MustNamespace(ClassName)
 
 // App is the counter app: its class and its routes.
 func App() apps.App {

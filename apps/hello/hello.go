@@ -50,13 +50,7 @@ const (
 )
 
 // Namespace is the room class's namespace.
-var Namespace = func() *durable.Namespace {
-	ns, err := durable.NewNamespace(ClassName)
-	if err != nil {
-		panic(err)
-	}
-	return ns
-}()
+var Namespace = durable.MustNamespace(ClassName)
 
 // App is the hello app: the room class and the Worker's route.
 func App() apps.App {

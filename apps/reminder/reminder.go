@@ -69,15 +69,7 @@ const (
 )
 
 // Namespace is the Reminder class's namespace.
-var Namespace = mustNamespace(ClassName)
-
-func mustNamespace(name string) *durable.Namespace {
-	ns, err := durable.NewNamespace(name)
-	if err != nil {
-		panic(err)
-	}
-	return ns
-}
+var Namespace = durable.MustNamespace(ClassName)
 
 // App is the reminder app: its class and its routes.
 func App() apps.App {
