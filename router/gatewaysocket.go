@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 
 	"hellochat/durable"
 	"hellochat/objectclient"
@@ -49,6 +50,11 @@ type gatewaySocket struct {
 	resyncing    bool
 	room         chan struct{} // cap 1: unacked shrank
 
+	// pace holds the browser to the router's frame rate (Config.FrameRate,
+	// FrameBurst) by reading it no faster: nothing is dropped, the
+	// browser's own socket fills instead. Nil: unbounded.
+	pace *rate.Limiter
+
 	conn        *websocket.Conn // set by accept, before the loops start
 	writerDone  chan struct{}
 	cancelWrite context.CancelFunc
@@ -69,8 +75,12 @@ type outFrame struct {
 }
 
 func newGatewaySocket(g *gateway, id string, object durable.ID, addr string) *gatewaySocket {
-	return &gatewaySocket{g: g, id: id, object: object, addr: addr, wake: make(chan struct{}, 1),
+	s := &gatewaySocket{g: g, id: id, object: object, addr: addr, wake: make(chan struct{}, 1),
 		room: make(chan struct{}, 1), writerDone: make(chan struct{})}
+	if cfg := g.rt.cfg; cfg.FrameRate > 0 {
+		s.pace = rate.NewLimiter(rate.Limit(cfg.FrameRate), cfg.FrameBurst)
+	}
+	return s
 }
 
 // apply takes one operation the object's node sent.
@@ -150,6 +160,9 @@ func (s *gatewaySocket) readLoop() {
 			s.conn.CloseNow()
 			s.end(code, reason, clean)
 			return
+		}
+		if s.pace != nil && s.pace.Wait(s.g.ctx) != nil {
+			continue // the router is stopping: the next Read ends the loop
 		}
 		s.mu.Lock()
 		auto, closing := s.auto, s.closing

@@ -403,3 +403,26 @@ func openGateway(ctx context.Context, node pb.ObjectsClient, gateway string) (gr
 	}
 	return st, st.Send(&pb.GatewayUp{Up: &pb.GatewayUp_Hello{Hello: &pb.GatewayHello{Gateway: gateway}}})
 }
+
+// A browser that sends faster than the router's frame rate is read more
+// slowly, not refused: every message reaches the object, in order, and
+// the burst past the allowance takes at least the time the rate allows.
+func TestObjectSocketsArePacedNotDropped(t *testing.T) {
+	const rate, burst, n = 20, 5, 30
+	c := tc.New(t, 3, tc.Options{Apps: lobbyApps(t), FrameRate: rate, FrameBurst: burst})
+	ann := joinLobby(t, c.URL(), "hall", "ann")
+	ann.expect("ann joined")
+	start := time.Now()
+	for i := 1; i <= n; i++ {
+		ann.say(fmt.Sprintf("m%d", i))
+	}
+	for i := 1; i <= n; i++ {
+		ann.expect(fmt.Sprintf("ann: m%d", i))
+	}
+	if took, least := time.Since(start), time.Duration(n-burst)*time.Second/rate; took < least {
+		t.Fatalf("%d messages at %d/s (burst %d) went through in %v, under %v", n, rate, burst, took, least)
+	}
+	if _, events := lobbySockets(t, c.URL(), "hall"); events != fmt.Sprint(n) {
+		t.Fatalf("the object took %s messages, want %d", events, n)
+	}
+}
