@@ -5,7 +5,10 @@
 //
 // node.go holds the node's lifecycle; config.go its settings;
 // replication.go the Raft groups' wiring; rooms.go and objects.go the
-// registries of live actors; redirect.go where to send a caller instead;
+// registries of live actors; objectevents.go how events reach objects;
+// objectservice.go and socketservice.go the Objects gRPC service;
+// gateways.go what objects send to routers' sockets; alarms.go the
+// alarm wake-ups; redirect.go where to send a caller instead;
 // formation.go, identity.go, decommission.go and known.go the node's
 // place in its cluster.
 package objectnode
