@@ -202,17 +202,22 @@ type pendingEvent struct {
 	sent time.Time
 }
 
-// streamTo is the open stream to the node that leads the object's shard
-// as gossip has it, if any.
-func (g *gateway) streamTo(object durable.ID) *nodeStream {
-	attempt := 0
-	target, ok := g.rt.members.Placement().Target(partition.Of(object.StorageObject()), "", "", &attempt)
-	if !ok {
-		return nil
+// streamTo is the open stream to the node that leads s's object's shard
+// as gossip has it, if any. The node is looked up again only when the
+// placement changed (on s's read loop, which owns s.target).
+func (g *gateway) streamTo(s *gatewaySocket) *nodeStream {
+	p := g.rt.members.Placement()
+	if s.target.addr == "" || s.target.version != p.Version() {
+		attempt := 0
+		target, ok := p.Target(partition.Of(s.object.StorageObject()), "", "", &attempt)
+		if !ok {
+			return nil
+		}
+		s.target.addr, s.target.version = target.GRPC, p.Version()
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.nodes[target.GRPC]
+	return g.nodes[s.target.addr]
 }
 
 // send sends a socket's message on ns, to be answered by seq; false: the

@@ -50,6 +50,13 @@ type gatewaySocket struct {
 	resyncing    bool
 	room         chan struct{} // cap 1: unacked shrank
 
+	// target caches the node its messages stream to, for a placement
+	// version (owned by the read loop).
+	target struct {
+		addr    string
+		version uint64
+	}
+
 	// pace holds the browser to the router's frame rate (Config.FrameRate,
 	// FrameBurst) by reading it no faster: nothing is dropped, the
 	// browser's own socket fills instead. Nil: unbounded.
@@ -201,7 +208,7 @@ func (s *gatewaySocket) forward(data []byte, text bool) {
 	if resyncing {
 		return // the resend takes it in its turn
 	}
-	if ns := s.g.streamTo(s.object); ns == nil || !s.g.send(ns, s, s.event(ev)) {
+	if ns := s.g.streamTo(s); ns == nil || !s.g.send(ns, s, s.event(ev)) {
 		s.resync()
 	}
 }
