@@ -21,10 +21,12 @@ import (
 // The router is the gateway of the WebSockets that apps' objects accept
 // (durable.State.AcceptWebSocket): the browser's connection ends here and
 // stays here while the object is evicted or moves to another node. The
-// router names each socket (objectclient.SocketID), hands the upgrade to
-// the object's Fetch, sends each of the browser's messages to the object
-// as an event (Objects.Socket), and keeps a Gateway stream open to every
-// object node, on which the nodes send what objects send to its sockets.
+// router names each socket (objectclient.SocketID) and hands the upgrade
+// to the object's Fetch. It keeps a Gateway stream open to every object
+// node: on it, the browsers' messages go numbered to the node that leads
+// their object, their results come back, and so does what objects send
+// to the router's sockets. After a failure a socket sends its unanswered
+// messages again by Objects.Socket (gatewaysocket.go).
 
 const (
 	// MaxGatewayMessageBytes bounds a message a browser sends on an

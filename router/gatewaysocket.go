@@ -149,8 +149,8 @@ func (s *gatewaySocket) accept(w http.ResponseWriter, r *http.Request, resp *htt
 	go s.readLoop()
 }
 
-// readLoop hands each message to the object, one at a time and in order,
-// and reports the socket's end.
+// readLoop hands each message to the object in order (forward), answers
+// the auto-response itself, and reports the socket's end.
 func (s *gatewaySocket) readLoop() {
 	for {
 		typ, data, err := s.conn.Read(s.g.ctx)
