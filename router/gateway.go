@@ -71,6 +71,9 @@ type gateway struct {
 	nodes   map[string]*nodeStream
 	seq     uint64
 	pending map[uint64]pendingEvent
+	// anyPending is signalled when pending stops being empty: expire
+	// sleeps without a timer while nothing waits for an answer.
+	anyPending chan struct{}
 
 	streams sync.WaitGroup
 	wg      sync.WaitGroup // sockets, until their objects were told they ended
@@ -80,7 +83,8 @@ var _ apps.Upgrader = (*gateway)(nil)
 
 func newGateway(rt *Router, client *objectclient.Client, instance string) (*gateway, error) {
 	g := &gateway{Client: client, rt: rt, id: objectclient.GatewayID(rt.cfg.ID, instance),
-		sockets: map[string]*gatewaySocket{}, nodes: map[string]*nodeStream{}, pending: map[uint64]pendingEvent{}}
+		sockets: map[string]*gatewaySocket{}, nodes: map[string]*nodeStream{}, pending: map[uint64]pendingEvent{},
+		anyPending: make(chan struct{}, 1)}
 	if _, err := objectclient.ParseGateway(g.id); err != nil {
 		return nil, fmt.Errorf("router: id %q cannot name sockets: %w", rt.cfg.ID, err)
 	}
@@ -229,6 +233,12 @@ func (g *gateway) send(ns *nodeStream, s *gatewaySocket, ev *pb.SocketEvent) boo
 	g.seq++
 	ev.Seq = g.seq
 	g.pending[ev.Seq] = pendingEvent{s: s, n: ev.GetN(), addr: ns.addr, sent: time.Now()}
+	if len(g.pending) == 1 {
+		select {
+		case g.anyPending <- struct{}{}:
+		default:
+		}
+	}
 	g.mu.Unlock()
 	ns.mu.Lock()
 	err := ns.st.Send(&pb.GatewayUp{Up: &pb.GatewayUp_Event{Event: ev}})
@@ -280,29 +290,39 @@ func (g *gateway) lost(ns *nodeStream) {
 
 // expire gives up on messages unanswered for eventAnswerTimeout (a node
 // that stopped answering without its stream breaking): their sockets
-// send them again by Socket, which finds the shard's leader.
+// send them again by Socket, which finds the shard's leader. It ticks
+// only while some message waits for its answer.
 func (g *gateway) expire(ctx context.Context) {
 	defer g.streams.Done()
-	t := time.NewTicker(eventAnswerTimeout / 3)
-	defer t.Stop()
 	for {
 		select {
-		case <-t.C:
+		case <-g.anyPending:
 		case <-ctx.Done():
 			return
 		}
-		var resync []*gatewaySocket
-		g.mu.Lock()
-		for seq, p := range g.pending {
-			if time.Since(p.sent) >= eventAnswerTimeout {
-				delete(g.pending, seq)
-				resync = append(resync, p.s)
+		t := time.NewTicker(eventAnswerTimeout / 3)
+		for waiting := true; waiting; {
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return
+			}
+			var resync []*gatewaySocket
+			g.mu.Lock()
+			for seq, p := range g.pending {
+				if time.Since(p.sent) >= eventAnswerTimeout {
+					delete(g.pending, seq)
+					resync = append(resync, p.s)
+				}
+			}
+			waiting = len(g.pending) > 0
+			g.mu.Unlock()
+			for _, s := range resync {
+				s.resync()
 			}
 		}
-		g.mu.Unlock()
-		for _, s := range resync {
-			s.resync()
-		}
+		t.Stop()
 	}
 }
 
