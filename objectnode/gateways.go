@@ -73,6 +73,10 @@ type gatewayHub struct {
 	mu         sync.Mutex
 	gws        map[string]*gatewayQueue
 	nextStream uint64
+	// detachedSome is signalled when a queue is made or loses its
+	// stream: sweep sleeps without a timer while every router's stream
+	// is attached.
+	detachedSome chan struct{}
 }
 
 // gatewayQueue is what waits for one router.
@@ -98,7 +102,7 @@ type queuedOp struct {
 
 func newGatewayHub(report func(objectRef, string), log *slog.Logger, stopping <-chan struct{}, grace time.Duration) *gatewayHub {
 	return &gatewayHub{report: report, log: log, stopping: stopping, now: time.Now, grace: grace,
-		gws: map[string]*gatewayQueue{}}
+		gws: map[string]*gatewayQueue{}, detachedSome: make(chan struct{}, 1)}
 }
 
 // queue is gateway's queue, made (detached) on first use; mu is held.
@@ -106,6 +110,7 @@ func (h *gatewayHub) queue(gateway string) *gatewayQueue {
 	q := h.gws[gateway]
 	if q == nil {
 		q = &gatewayQueue{wake: make(chan struct{}, 1), detached: h.now(), closed: map[string]bool{}}
+		h.noteDetached()
 		h.gws[gateway] = q
 	}
 	return q
@@ -198,6 +203,7 @@ func (h *gatewayHub) serve(ctx context.Context, gateway string, stream gatewaySe
 		h.mu.Lock()
 		if q.stream == mine {
 			q.stream, q.detached = 0, h.now()
+			h.noteDetached()
 		}
 		h.mu.Unlock()
 	}()
@@ -258,32 +264,54 @@ func (h *gatewayHub) requeue(q *gatewayQueue, ops []queuedOp) {
 
 // sweep takes the routers that had no stream for the grace period for gone,
 // until the node stops.
+// It ticks only while some queue has no stream.
 func (h *gatewayHub) sweep() {
-	t := time.NewTicker(h.grace / 4)
-	defer t.Stop()
 	for {
 		select {
-		case <-t.C:
+		case <-h.detachedSome:
 		case <-h.stopping:
 			return
 		}
-		h.expire()
+		t := time.NewTicker(h.grace / 4)
+		for detached := true; detached; {
+			select {
+			case <-t.C:
+			case <-h.stopping:
+				t.Stop()
+				return
+			}
+			detached = h.expire()
+		}
+		t.Stop()
+	}
+}
+
+// noteDetached wakes sweep; mu is held.
+func (h *gatewayHub) noteDetached() {
+	select {
+	case h.detachedSome <- struct{}{}:
+	default:
 	}
 }
 
 // expire takes the routers detached for the grace period for gone: their
 // queued operations are dropped and the sockets they were for reported
-// closed to their objects.
-func (h *gatewayHub) expire() {
+// closed to their objects. It reports whether some queue is still
+// without a stream (and so must be looked at again).
+func (h *gatewayHub) expire() (detached bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	now := h.now()
 	for gateway, q := range h.gws {
-		if q.stream != 0 || now.Sub(q.detached) < h.grace {
+		if q.stream != 0 {
 			continue
 		}
 		if q.gone && now.Sub(q.detached) >= goneGatewayKept*h.grace {
 			delete(h.gws, gateway)
+			continue
+		}
+		detached = true
+		if now.Sub(q.detached) < h.grace {
 			continue
 		}
 		if !q.gone {
@@ -299,6 +327,7 @@ func (h *gatewayHub) expire() {
 		}
 		q.ops, q.bytes = nil, 0
 	}
+	return detached
 }
 
 func isSocketGone(err error) bool { return errors.Is(err, durable.ErrUnknownSocket) }

@@ -185,7 +185,9 @@ func TestGatewayHubReportsAGoneRoutersSockets(t *testing.T) {
 	r.send("rt~a.1", "two")
 	r.send("rt~a.2", "three")
 	r.clock = r.clock.Add(time.Second - time.Millisecond)
-	r.h.expire()
+	if !r.h.expire() {
+		t.Fatal("expire does not say a router has no stream")
+	}
 	if got := r.reports(); got != "" {
 		t.Fatalf("reported within the grace: %s", got)
 	}
@@ -206,7 +208,9 @@ func TestGatewayHubReportsAGoneRoutersSockets(t *testing.T) {
 	waitFor(t, "the returned router's stream", f.sent, "rt~a.4<-back")
 
 	r.clock = r.clock.Add(goneGatewayKept * time.Second)
-	r.h.expire()
+	if r.h.expire() {
+		t.Fatal("expire says a router has no stream, with every router's stream attached")
+	}
 	r.h.mu.Lock()
 	kept := len(r.h.gws)
 	r.h.mu.Unlock()
