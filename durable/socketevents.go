@@ -9,16 +9,18 @@ import (
 // The events a socket's gateway brings an object: a message (numbered,
 // in order), a close, an error.
 
-// socketEvent is the handler and the socket a socket event of id goes to.
-func (a *Actor) socketEvent(s *State, id string) (WebSocketHandler, WebSocket, error) {
+// socketEvent is the handler a socket event of id goes to, and the
+// socket's record as the event sees it.
+func (a *Actor) socketEvent(s *State, id string) (WebSocketHandler, *socketRecord, error) {
 	h, ok := a.obj.(WebSocketHandler)
 	if !ok {
 		return nil, nil, fmt.Errorf("websocket event: %w", ErrNoHandler)
 	}
-	if _, err := s.storage.socketRecord(id); err != nil {
+	rec, err := s.storage.socketRecord(id)
+	if err != nil {
 		return nil, nil, err
 	}
-	return h, &socketHandle{s: s, id: id}, nil
+	return h, rec, nil
 }
 
 // WebSocketMessage delivers a message the browser of socket sent to the
@@ -53,16 +55,13 @@ func (a *Actor) PostWebSocketMessage(ctx context.Context, socket string, n uint6
 
 func (a *Actor) messageEvent(socket string, n uint64, msg []byte, text bool) func(context.Context, *State) error {
 	return func(ctx context.Context, s *State) error {
-		h, ws, err := a.socketEvent(s, socket)
-		if err != nil || n == 0 {
-			if err != nil {
-				return err
-			}
-			return h.WebSocketMessage(ctx, s, ws, msg, text)
-		}
-		rec, err := s.storage.socketRecord(socket)
+		h, rec, err := a.socketEvent(s, socket)
 		if err != nil {
 			return err
+		}
+		ws := &socketHandle{s: s, id: socket}
+		if n == 0 {
+			return h.WebSocketMessage(ctx, s, ws, msg, text)
 		}
 		if n > rec.N+1 {
 			return fmt.Errorf("%w: message %d of socket %s, after %d", ErrOutOfOrder, n, socket, rec.N)
@@ -103,11 +102,7 @@ func (a *Actor) WebSocketError(ctx context.Context, socket string, cause error) 
 
 func (a *Actor) socketGone(ctx context.Context, socket string, handle func(context.Context, *State, WebSocketHandler, WebSocket) error) error {
 	err := a.do(ctx, func(ctx context.Context, s *State) error {
-		h, _, err := a.socketEvent(s, socket)
-		if err != nil {
-			return err
-		}
-		rec, err := s.storage.socketRecord(socket)
+		h, rec, err := a.socketEvent(s, socket)
 		if err != nil {
 			return err
 		}

@@ -45,20 +45,28 @@ func (s *objectService) check(ctx context.Context, class, rawID string, chain []
 	if _, err := n.cfg.Security.Authorize(ctx, security.RoleRouter, security.RoleNode); err != nil {
 		return nil, target{}, err
 	}
-	ns, newObject, ok := n.objects.apps.Class(class)
+	t, err := s.resolve(class, rawID)
+	if err != nil {
+		return nil, target{}, err
+	}
+	ids, err := objectclient.DecodeChain(n.objects.apps, chain)
+	if err != nil {
+		return nil, target{}, status.Errorf(codes.InvalidArgument, "%s: %v", t.what, err)
+	}
+	return durable.WithCallChain(ctx, ids), t, nil
+}
+
+// resolve checks a class and an id and returns the object they name.
+func (s *objectService) resolve(class, rawID string) (target, error) {
+	ns, newObject, ok := s.node.objects.apps.Class(class)
 	if !ok {
-		return nil, target{}, status.Errorf(codes.NotFound, "no object class %q is registered on this node", cut(class, durable.MaxNamespaceLen))
+		return target{}, status.Errorf(codes.NotFound, "no object class %q is registered on this node", cut(class, durable.MaxNamespaceLen))
 	}
 	id, err := ns.IDFromString(rawID)
 	if err != nil {
-		return nil, target{}, status.Errorf(codes.InvalidArgument, "object id for class %s: %v", ns.Name(), cutErr(err))
+		return target{}, status.Errorf(codes.InvalidArgument, "object id for class %s: %v", ns.Name(), cutErr(err))
 	}
-	what := ns.Name() + "/" + id.String()
-	ids, err := objectclient.DecodeChain(n.objects.apps, chain)
-	if err != nil {
-		return nil, target{}, status.Errorf(codes.InvalidArgument, "%s: %v", what, err)
-	}
-	return durable.WithCallChain(ctx, ids), target{id, newObject, what}, nil
+	return target{id, newObject, ns.Name() + "/" + id.String()}, nil
 }
 
 // Call runs one method of one object.

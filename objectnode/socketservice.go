@@ -78,7 +78,7 @@ func (s *objectService) gatewayEvents(ctx context.Context, gateway string, strea
 		answer := func(resp *pb.SocketEventResponse, unavailable string) {
 			s.node.gateways.putResult(gateway, ev.GetSocket(), &pb.SocketEventResult{Seq: ev.GetSeq(), Response: resp, Unavailable: unavailable})
 		}
-		t, err := s.socketTarget(ctx, ev, gateway)
+		t, err := s.socketTarget(ev, gateway)
 		if err != nil {
 			// A bad event is answered, never retried.
 			answer(&pb.SocketEventResponse{Error: &pb.ObjectError{Message: cut(status.Convert(err).Message(), maxObjectErrorBytes)}}, "")
@@ -103,9 +103,10 @@ func (s *objectService) gatewayEvents(ctx context.Context, gateway string, strea
 }
 
 // socketTarget checks one streamed event: a message of a socket of the
-// stream's own gateway, to a registered object.
-func (s *objectService) socketTarget(ctx context.Context, ev *pb.SocketEvent, gateway string) (target, error) {
-	_, t, err := s.check(ctx, ev.GetClass(), ev.GetId(), nil)
+// stream's own gateway (the stream's hello was authorized), to a
+// registered object.
+func (s *objectService) socketTarget(ev *pb.SocketEvent, gateway string) (target, error) {
+	t, err := s.resolve(ev.GetClass(), ev.GetId())
 	if err != nil {
 		return target{}, err
 	}
@@ -116,10 +117,16 @@ func (s *objectService) socketTarget(ctx context.Context, ev *pb.SocketEvent, ga
 		return target{}, status.Errorf(codes.PermissionDenied, "%s: socket %s is not of gateway %s", t.what, cut(ev.GetSocket(), 64), gateway)
 	case ev.GetKind() != pb.SocketEvent_MESSAGE:
 		return target{}, status.Errorf(codes.InvalidArgument, "%s: a Gateway stream carries messages only, not %s", t.what, ev.GetKind())
-	case len(ev.GetData()) > durable.MaxSocketMessageBytes:
-		return target{}, status.Errorf(codes.InvalidArgument, "%s: a message of %d bytes, at most %d", t.what, len(ev.GetData()), durable.MaxSocketMessageBytes)
 	}
-	return t, nil
+	return t, checkMessage(t, ev)
+}
+
+// checkMessage holds a message to durable.MaxSocketMessageBytes.
+func checkMessage(t target, ev *pb.SocketEvent) error {
+	if len(ev.GetData()) > durable.MaxSocketMessageBytes {
+		return status.Errorf(codes.InvalidArgument, "%s: a message of %d bytes, at most %d", t.what, len(ev.GetData()), durable.MaxSocketMessageBytes)
+	}
+	return nil
 }
 
 // Socket delivers one event of a socket to its object.
@@ -138,8 +145,8 @@ func (s *objectService) Socket(ctx context.Context, ev *pb.SocketEvent) (*pb.Soc
 	var event func(context.Context, *durable.Actor) error
 	switch ev.GetKind() {
 	case pb.SocketEvent_MESSAGE:
-		if len(ev.GetData()) > durable.MaxSocketMessageBytes {
-			return nil, status.Errorf(codes.InvalidArgument, "%s: a message of %d bytes, at most %d", t.what, len(ev.GetData()), durable.MaxSocketMessageBytes)
+		if err := checkMessage(t, ev); err != nil {
+			return nil, err
 		}
 		event = func(ctx context.Context, a *durable.Actor) error {
 			return a.WebSocketMessageAt(ctx, ev.GetSocket(), ev.GetN(), ev.GetData(), ev.GetText())

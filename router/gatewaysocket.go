@@ -32,6 +32,8 @@ type gatewaySocket struct {
 	id     string
 	object durable.ID
 	addr   string // the browser's, for the connection limits
+	// class and objectID are object's, as each message names it.
+	class, objectID string
 
 	mu      sync.Mutex
 	queue   []outFrame
@@ -82,7 +84,8 @@ type outFrame struct {
 }
 
 func newGatewaySocket(g *gateway, id string, object durable.ID, addr string) *gatewaySocket {
-	s := &gatewaySocket{g: g, id: id, object: object, addr: addr, wake: make(chan struct{}, 1),
+	s := &gatewaySocket{g: g, id: id, object: object, addr: addr, class: object.Namespace(), objectID: object.String(),
+		wake: make(chan struct{}, 1),
 		room: make(chan struct{}, 1), writerDone: make(chan struct{})}
 	if cfg := g.rt.cfg; cfg.FrameRate > 0 {
 		s.pace = rate.NewLimiter(rate.Limit(cfg.FrameRate), cfg.FrameBurst)
@@ -214,7 +217,7 @@ func (s *gatewaySocket) forward(data []byte, text bool) {
 }
 
 func (s *gatewaySocket) event(ev unackedEvent) *pb.SocketEvent {
-	return &pb.SocketEvent{Class: s.object.Namespace(), Id: s.object.String(), Socket: s.id,
+	return &pb.SocketEvent{Class: s.class, Id: s.objectID, Socket: s.id,
 		Kind: pb.SocketEvent_MESSAGE, Data: ev.data, Text: ev.text, N: ev.n}
 }
 
