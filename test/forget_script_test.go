@@ -1,6 +1,8 @@
 package test
 
 import (
+	"fmt"
+	tc "hellochat/internal/testcluster"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,8 +46,13 @@ func TestScriptForgetNode(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(e.data, "node3")); !os.IsNotExist(err) {
 		t.Fatalf("node3's data dir is still there: %v", err)
 	}
-	health, err := httpGetText("http://" + scriptsAdmin + "/healthz")
-	if err != nil || !strings.HasPrefix(health, "ok: 3 of 3 object nodes alive") {
-		t.Fatalf("router /healthz after forget-node: %q, %v", health, err)
-	}
+	// A shard may still be handing its leadership over when the script
+	// returns: wait for the health it checks, as CI once saw a 503 here.
+	tc.Eventually(t, 30*time.Second, func() error {
+		health, err := httpGetText("http://" + scriptsAdmin + "/healthz")
+		if err != nil || !strings.HasPrefix(health, "ok: 3 of 3 object nodes alive") {
+			return fmt.Errorf("router /healthz after forget-node: %q, %v", health, err)
+		}
+		return nil
+	})
 }
