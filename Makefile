@@ -114,7 +114,7 @@ nemesis: build ## seeded random faults overlapping adds and removes under load, 
 fuzz: ## fuzz raft entry decoding, peers' Raft messages, and browser frame parsing (FUZZTIME=30s each)
 	$(GO) test -run '^$$' -fuzz FuzzDecodeCommand -fuzztime $(FUZZTIME) ./shard
 	$(GO) test -run '^$$' -fuzz FuzzStep -fuzztime $(FUZZTIME) ./shard
-	$(GO) test -run '^$$' -fuzz FuzzParseFrame -fuzztime $(FUZZTIME) ./router
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./apps/chat/wire
 
 bench: build ## benchmark suite on a real cluster (SCENARIO=n runs one); table in docs/benchmarks.md
 	./bin/bench $(if $(SCENARIO),--scenario $(SCENARIO))

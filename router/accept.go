@@ -8,6 +8,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"hellochat/apps/chat/wire"
 	"hellochat/limits"
 )
 
@@ -44,21 +45,21 @@ func (rt *Router) handleWS(w http.ResponseWriter, req *http.Request) {
 		frames:     newBucket(rt.cfg.FrameBurst),
 	}
 	if conn.Subprotocol() == SubprotocolV2 {
-		s.proto = protoV2
+		s.proto = wire.V2
 		s.lines = q.Get("lines") == "1"
 	}
 
 	room, rerr := limits.Room(q.Get("room"))
 	name, nerr := limits.Name(q.Get("name"))
 	var after uint64
-	if a := q.Get("after"); a != "" && s.proto == protoV2 {
+	if a := q.Get("after"); a != "" && s.proto == wire.V2 {
 		after, err = strconv.ParseUint(a, 10, 64)
 		if err != nil {
 			rerr = &limits.Error{Code: limits.CodeBadJSON, Message: "after must be a seq number"}
 		}
 	}
 	var kerr error
-	if s.proto == protoV2 {
+	if s.proto == wire.V2 {
 		s.key = q.Get("key")
 		kerr = limits.ClientKey(s.key)
 	}
@@ -68,7 +69,7 @@ func (rt *Router) handleWS(w http.ResponseWriter, req *http.Request) {
 			// The error frame first, then the close: written here, in order.
 			wctx, wcancel := context.WithTimeout(rt.ctx, WriteTimeout)
 			rt.metrics.refuse(le.Code)
-			conn.Write(wctx, websocket.MessageText, errorFrame(s.proto, le.Code, le.Message, ""))
+			conn.Write(wctx, websocket.MessageText, wire.Error(s.proto, le.Code, le.Message, ""))
 			wcancel()
 			conn.Close(websocket.StatusPolicyViolation, le.Message)
 			rt.release(addr)
@@ -86,8 +87,8 @@ func (rt *Router) serve(s *session) {
 		rt.release(s.addr)
 		return
 	}
-	if s.proto == protoV2 {
-		s.enqueue(welcomeFrame(s.room, s.name))
+	if s.proto == wire.V2 {
+		s.enqueue(wire.Welcome(s.room, s.name))
 	}
 	s.read(rt.join(s), false)
 }

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"hellochat/apps/chat/wire"
 	"hellochat/limits"
 	pb "hellochat/proto/roompb"
 )
@@ -70,7 +71,7 @@ func (h *history) reset() {
 func (rl *relay) start(rs *relaySession) {
 	rs.placed = true
 	switch {
-	case rs.s.proto == protoSeed:
+	case rs.s.proto == wire.Seed:
 		rs.pos = 0
 		if limit := uint64(rl.rt.cfg.SeedHistory); limit > 0 && rl.head > limit {
 			rs.pos = rl.head - limit
@@ -93,7 +94,7 @@ func (rl *relay) settle(rs *relaySession) {
 		return
 	}
 	delete(rl.lagging, rs.s.id)
-	if rs.s.proto == protoSeed {
+	if rs.s.proto == wire.Seed {
 		rs.started = true // the seed page gets history and live messages alike
 	}
 }
@@ -101,9 +102,9 @@ func (rl *relay) settle(rs *relaySession) {
 // begin sends a v2 browser its connect-time history, then who is here.
 func (rl *relay) begin(rs *relaySession, msgs []*pb.ChatMessage, more bool) {
 	rs.s.enqueue(historyFrame(msgs, more, 0))
-	rs.s.enqueue(presenceFrame(rl.users))
+	rs.s.enqueue(wire.Presence(rl.users))
 	if rl.degraded {
-		rs.s.enqueue(statusFrame("reconnecting"))
+		rs.s.enqueue(wire.Status("reconnecting"))
 	}
 	rs.started = true
 }
@@ -118,14 +119,14 @@ type encoded struct{ seed, v2 []byte }
 
 func (e *encoded) seedFrame(m *pb.ChatMessage) []byte {
 	if e.seed == nil {
-		e.seed = seedMessageFrame(m)
+		e.seed = wire.SeedMessage(toWire(m))
 	}
 	return e.seed
 }
 
 func (e *encoded) v2Frame(m *pb.ChatMessage) []byte {
 	if e.v2 == nil {
-		e.v2 = v2MessageFrame(m)
+		e.v2 = wire.V2Message(toWire(m))
 	}
 	return e.v2
 }
@@ -177,14 +178,14 @@ func (rl *relay) deliver(msgs []*pb.ChatMessage, live bool) {
 // (-1 when it was given nothing) and how many it queued.
 func (rl *relay) pass(rs *relaySession, msgs []*pb.ChatMessage, enc []encoded) (n, passed int) {
 	s := rs.s
-	if s.proto == protoV2 && !rs.started {
+	if s.proto == wire.V2 && !rs.started {
 		rl.begin(rs, msgs, false)
 		return -1, 0
 	}
 	n = -1
 	for i, m := range msgs {
 		switch {
-		case s.proto == protoV2:
+		case s.proto == wire.V2:
 			n = s.enqueue(enc[i].v2Frame(m))
 			passed++
 		case !s.sentIt(m.ClientId): // the seed page does not echo a sender's own message
@@ -292,7 +293,7 @@ func (rl *relay) older(from *session, req *pb.PageRequest) {
 		return
 	}
 	if rs.older != nil {
-		rl.refuse(from, limits.CodeRateLimited, errorFrame(from.proto, limits.CodeRateLimited, "one history request at a time", ""))
+		rl.refuse(from, limits.CodeRateLimited, wire.Error(from.proto, limits.CodeRateLimited, "one history request at a time", ""))
 		return
 	}
 	rs.older, rs.olderID = req, 0

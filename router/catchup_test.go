@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"hellochat/apps/chat/wire"
 	pb "hellochat/proto/roompb"
 )
 
@@ -38,7 +39,7 @@ func (rl *relay) newStream() {
 	}
 }
 
-func testSession(rl *relay, id uint64, p protocol) *relaySession {
+func testSession(rl *relay, id uint64, p wire.Protocol) *relaySession {
 	// writerOn: the test reads the queue; no writer takes it.
 	s := &session{id: id, proto: p, writerOn: true, closed: make(chan struct{}),
 		seedPrefix: rl.rt.idPrefix + "s" + string(rune('0'+id)) + "-"}
@@ -100,7 +101,7 @@ func shown(t *testing.T, rs *relaySession) (seqs []uint64, seed int) {
 // reads what was committed meanwhile, even if the room stays quiet after.
 func TestReopenedRelayCatchesUpQuietRoom(t *testing.T) {
 	rl := testRelay(t)
-	ann := testSession(rl, 1, protoV2)
+	ann := testSession(rl, 1, wire.V2)
 	rl.opened(&pb.Opened{LastSeq: 4})
 	ps := pages(rl)
 	if len(ps) != 1 || ps[0].Forward || ps[0].Before != 5 {
@@ -134,8 +135,8 @@ func TestReopenedRelayCatchesUpQuietRoom(t *testing.T) {
 // other, but waits until it drained and reads its own.
 func TestBusyHistoryReaderWaitsForItsOwnPage(t *testing.T) {
 	rl := testRelay(t)
-	fast := testSession(rl, 1, protoSeed)
-	slow := testSession(rl, 2, protoSeed)
+	fast := testSession(rl, 1, wire.Seed)
+	slow := testSession(rl, 2, wire.Seed)
 	rl.opened(&pb.Opened{LastSeq: 300})
 	ps := pages(rl)
 	if len(ps) != 1 || !ps[0].Forward || ps[0].After != 0 {
@@ -171,7 +172,7 @@ func TestBusyHistoryReaderWaitsForItsOwnPage(t *testing.T) {
 // (they will reach it live), and one request at a time.
 func TestOlderPagesStopAtThePosition(t *testing.T) {
 	rl := testRelay(t)
-	ann := testSession(rl, 1, protoV2)
+	ann := testSession(rl, 1, wire.V2)
 	rl.opened(&pb.Opened{LastSeq: 10})
 	ps := pages(rl)
 	rl.page(&pb.Page{Id: ps[0].Id, Messages: messages(1, 10)})

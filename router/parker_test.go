@@ -5,6 +5,7 @@ package router
 import (
 	"context"
 	"errors"
+	"hellochat/apps/chat/wire"
 	"testing"
 	"time"
 
@@ -32,7 +33,7 @@ func parkedSession(t *testing.T) (*session, *websocket.Conn, *relay, *parker) {
 	}
 	t.Cleanup(p.close)
 	s, client := sessionPair(t)
-	s.id, s.proto, s.parker = 7, protoV2, p
+	s.id, s.proto, s.parker = 7, wire.V2, p
 	rt := &Router{sessions: map[*session]bool{s: true}, connsByAddr: map[string]*addrState{}}
 	rl := newRelay(rt, "room")
 	return s, client, rl, p

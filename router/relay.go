@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"hellochat/apps/chat/wire"
 	"hellochat/cluster"
 	"hellochat/fifo"
 	"hellochat/limits"
@@ -274,7 +275,7 @@ func (rl *relay) send(from *session, s *pb.Send) {
 	}
 	if !rl.sends.add(s) {
 		rl.rt.refused.Add(1)
-		rl.refuse(from, limits.CodeOverloaded, refusalFrame(from.proto, limits.CodeOverloaded, "server overloaded; message not sent", s))
+		rl.refuse(from, limits.CodeOverloaded, wire.Refusal(from.proto, limits.CodeOverloaded, "server overloaded; message not sent", s.ClientId, s.Text))
 		return
 	}
 	rl.rt.metrics.received.Inc()

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"hellochat/apps/chat/wire"
 	"hellochat/cluster"
 	pb "hellochat/proto/roompb"
 )
@@ -119,9 +120,9 @@ func (rl *relay) retryLater(why string) {
 // status tells the v2 browsers that have their history whether the room
 // is reachable.
 func (rl *relay) status(state string) {
-	frame := statusFrame(state)
+	frame := wire.Status(state)
 	for _, rs := range rl.sessions {
-		if rs.s.proto == protoV2 && rs.started {
+		if rs.s.proto == wire.V2 && rs.started {
 			rs.s.enqueue(frame)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"hellochat/apps/chat/wire"
 	pb "hellochat/proto/roompb"
 )
 
@@ -50,17 +51,17 @@ func (rl *relay) event(e streamEvent) {
 		if rl.answered(sendKey{k.Ack.Session, k.Ack.ClientId}) != nil {
 			rl.rt.metrics.acked.Inc() // once per message, however many acks name it
 		}
-		if rs := rl.sessions[k.Ack.Session]; rs != nil && rs.s.proto == protoV2 {
-			rs.s.enqueue(ackFrame(k.Ack))
+		if rs := rl.sessions[k.Ack.Session]; rs != nil && rs.s.proto == wire.V2 {
+			rs.s.enqueue(wire.Ack(k.Ack.ClientId, k.Ack.Seq, k.Ack.TsMs))
 		}
 	case *pb.AttachEvent_Page:
 		rl.page(k.Page)
 	case *pb.AttachEvent_Presence:
 		rl.presence(k.Presence)
 	case *pb.AttachEvent_Typing:
-		frame := mustJSON(v2Out{Type: "typing", Name: k.Typing.Name})
+		frame := wire.Typing(k.Typing.Name)
 		for id, rs := range rl.sessions {
-			if rs.s.proto == protoV2 && rs.started && !(k.Typing.OriginRouter == rl.rt.instance && k.Typing.OriginSession == id) {
+			if rs.s.proto == wire.V2 && rs.started && !(k.Typing.OriginRouter == rl.rt.instance && k.Typing.OriginSession == id) {
 				rs.s.enqueue(frame)
 			}
 		}
@@ -72,9 +73,9 @@ func (rl *relay) event(e streamEvent) {
 		}
 		if rs := rl.sessions[rj.Session]; rs != nil {
 			if send != nil {
-				rl.refuse(rs.s, rj.Code, refusalFrame(rs.s.proto, rj.Code, rj.Message, send))
+				rl.refuse(rs.s, rj.Code, wire.Refusal(rs.s.proto, rj.Code, rj.Message, send.ClientId, send.Text))
 			} else {
-				rl.refuse(rs.s, rj.Code, errorFrame(rs.s.proto, rj.Code, rj.Message, rj.ClientId))
+				rl.refuse(rs.s, rj.Code, wire.Error(rs.s.proto, rj.Code, rj.Message, rj.ClientId))
 			}
 		}
 	}
@@ -115,11 +116,11 @@ func (rl *relay) presence(p *pb.Presence) {
 	var seed, v2 []byte
 	switch p.Change {
 	case pb.Presence_JOINED:
-		seed = mustJSON(seedFrame{Name: p.Name, Message: "joined the chat"})
-		v2 = mustJSON(v2Out{Type: "joined", Name: p.Name})
+		seed = wire.Joined(wire.Seed, p.Name)
+		v2 = wire.Joined(wire.V2, p.Name)
 	case pb.Presence_LEFT:
-		seed = mustJSON(seedFrame{Name: p.Name, Message: "Disconnected"})
-		v2 = mustJSON(v2Out{Type: "left", Name: p.Name})
+		seed = wire.Left(wire.Seed, p.Name)
+		v2 = wire.Left(wire.V2, p.Name)
 	}
 	// v2 browsers get the whole list when they start, then only who
 	// joined or left: a join costs each member one small frame, not the
@@ -132,17 +133,17 @@ func (rl *relay) presence(p *pb.Presence) {
 		}
 		subject := p.OriginRouter == rl.rt.instance && p.OriginSession == id
 		switch rs.s.proto {
-		case protoSeed:
+		case wire.Seed:
 			if seed != nil && !subject {
 				rs.s.enqueue(seed)
 			}
-		case protoV2:
+		case wire.V2:
 			if v2 != nil && !subject {
 				rs.s.enqueue(v2)
 				continue
 			}
 			if users == nil {
-				users = presenceFrame(p.Users)
+				users = wire.Presence(p.Users)
 			}
 			rs.s.enqueue(users)
 		}

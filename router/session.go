@@ -2,6 +2,7 @@ package router
 
 import (
 	"fmt"
+	"hellochat/apps/chat/wire"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,7 +48,7 @@ var linesBufs = sync.Pool{New: func() any { return new([]byte) }}
 // while frames wait: an idle session costs one goroutine, its reader.
 type session struct {
 	id         uint64
-	proto      protocol
+	proto      wire.Protocol
 	lines      bool // several frames per WebSocket message, one per line
 	room       string
 	name       string
@@ -194,7 +195,7 @@ func (s *session) watchDrain(low int) bool {
 // sentIt reports whether a message id is one the router gave a seed
 // message of this session.
 func (s *session) sentIt(clientID string) bool {
-	return s.proto == protoSeed && strings.HasPrefix(clientID, s.seedPrefix)
+	return s.proto == wire.Seed && strings.HasPrefix(clientID, s.seedPrefix)
 }
 
 // kill closes the session's socket and takes it out of its room at once,

@@ -7,6 +7,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"hellochat/apps/chat/wire"
 	"hellochat/limits"
 )
 
@@ -60,14 +61,14 @@ func (s *session) readLoop(rl *relay, resumed bool) (parked bool) {
 				return false
 			}
 			if tell {
-				s.enqueue(errorFrame(s.proto, limits.CodeRateLimited,
+				s.enqueue(wire.Error(s.proto, limits.CodeRateLimited,
 					fmt.Sprintf("too many frames (max %g/s); frames are being dropped", rl.rt.cfg.FrameRate), ""))
 			}
 			rl.rt.metrics.refuse(limits.CodeRateLimited)
 			continue
 		}
 		if typ != websocket.MessageText {
-			rl.refuse(s, limits.CodeBinary, errorFrame(s.proto, limits.CodeBinary, "binary frames are not supported; send JSON text", ""))
+			rl.refuse(s, limits.CodeBinary, wire.Error(s.proto, limits.CodeBinary, "binary frames are not supported; send JSON text", ""))
 			continue
 		}
 		s.handleFrame(rl, data)

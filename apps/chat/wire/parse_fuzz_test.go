@@ -1,4 +1,4 @@
-package router
+package wire
 
 import (
 	"strings"
@@ -8,11 +8,11 @@ import (
 	"hellochat/limits"
 )
 
-// FuzzParseFrame feeds arbitrary frames, in both protocols, to the parser
+// FuzzParse feeds arbitrary frames, in both protocols, to the parser
 // of browser input: it must never panic, every refusal carries a known code,
 // and every accepted send holds a trimmed, non-empty, valid UTF-8 text
 // within MaxMessageBytes with a valid id (v2).
-func FuzzParseFrame(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		`{"message":"hello"}`, `{"message":""}`, `{"message":null}`, `{"msg":"x"}`, `not json`,
 		`{"type":"send","id":"a1","text":"hi"}`, `{"type":"send","id":"","text":"hi"}`,
@@ -25,31 +25,31 @@ func FuzzParseFrame(f *testing.F) {
 	codes := map[string]bool{limits.CodeBadJSON: true, limits.CodeEmpty: true, limits.CodeTooLarge: true,
 		limits.CodeBadID: true, limits.CodeUnknownType: true}
 	f.Fuzz(func(t *testing.T, v2 bool, data []byte) {
-		p := protoSeed
+		p := Seed
 		if v2 {
-			p = protoV2
+			p = V2
 		}
-		op, err := parseFrame(p, data)
+		op, err := Parse(p, data)
 		if err != nil {
 			if !codes[err.Code] || err.Message == "" {
 				t.Fatalf("refusal with code %q message %q", err.Code, err.Message)
 			}
 			return
 		}
-		switch op.kind {
+		switch op.Kind {
 		case "send":
-			if op.text == "" || op.text != strings.TrimSpace(op.text) || len(op.text) > limits.MaxMessageBytes || !utf8.ValidString(op.text) {
-				t.Fatalf("accepted text %q", op.text)
+			if op.Text == "" || op.Text != strings.TrimSpace(op.Text) || len(op.Text) > limits.MaxMessageBytes || !utf8.ValidString(op.Text) {
+				t.Fatalf("accepted text %q", op.Text)
 			}
-			if v2 && limits.ClientID(op.id) != nil {
-				t.Fatalf("accepted id %q", op.id)
+			if v2 && limits.ClientID(op.ID) != nil {
+				t.Fatalf("accepted id %q", op.ID)
 			}
 		case "typing", "history":
 			if !v2 {
-				t.Fatalf("seed frame parsed as %s", op.kind)
+				t.Fatalf("seed frame parsed as %s", op.Kind)
 			}
 		default:
-			t.Fatalf("accepted frame of kind %q", op.kind)
+			t.Fatalf("accepted frame of kind %q", op.Kind)
 		}
 	})
 }
