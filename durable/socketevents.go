@@ -59,7 +59,7 @@ func (a *Actor) messageEvent(socket string, n uint64, msg []byte, text bool) fun
 		if err != nil {
 			return err
 		}
-		ws := &socketHandle{s: s, id: socket}
+		ws := &socketHandle{s: s, id: socket, n: n}
 		if n == 0 {
 			return h.WebSocketMessage(ctx, s, ws, msg, text)
 		}
@@ -79,6 +79,20 @@ func (a *Actor) messageEvent(socket string, n uint64, msg []byte, text bool) fun
 		s.storage.setSocket(socket, &taken)
 		return &keptError{err}
 	}
+}
+
+// MessageNumber is the number of the message that ws's WebSocketMessage
+// handles: 1 for the socket's first message, one more for each after it,
+// and the same number again when its router resends the message after a
+// failover (messages run at least once). The socket's ID with it is an
+// idempotency key for a handler that must not repeat its effects. It is 0
+// for a message without a number (Actor.WebSocketMessage) and outside
+// WebSocketMessage.
+func MessageNumber(ws WebSocket) uint64 {
+	if h, ok := ws.(*socketHandle); ok {
+		return h.n
+	}
+	return 0
 }
 
 // WebSocketClose tells the object that socket's browser closed it (or

@@ -270,6 +270,8 @@ type socketHandle struct {
 	// close and error events: its tags and attachment can be read, but
 	// nothing can be sent to it.
 	gone *socketRecord
+	// n is the number of the message being handled (MessageNumber).
+	n uint64
 }
 
 func (w *socketHandle) ID() string { return w.id }

@@ -4,6 +4,7 @@ package builtin
 
 import (
 	"hellochat/apps"
+	"hellochat/apps/chat"
 	"hellochat/apps/counter"
 	"hellochat/apps/hello"
 	"hellochat/apps/reminder"
@@ -11,7 +12,7 @@ import (
 
 // Registry returns the registry of every built-in app.
 func Registry() *apps.Registry {
-	r, err := apps.NewRegistry(counter.App(), reminder.App(), hello.App())
+	r, err := apps.NewRegistry(counter.App(), reminder.App(), hello.App(), chat.App())
 	if err != nil {
 		panic(err) // the built-in apps are fixed: a bad one fails every test
 	}

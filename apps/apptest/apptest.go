@@ -1,0 +1,137 @@
+// Package apptest runs an object class on the real runtime (package
+// durable) over an in-memory store, with a gateway that records what the
+// object sends to its sockets: the deterministic harness for testing a
+// class's events one by one, as etcd raft tests its core.
+package apptest
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+
+	"hellochat/durable"
+	"hellochat/storage"
+)
+
+// Committer commits to an in-memory store at once.
+type Committer struct{ *durable.MemStore }
+
+// Commit applies ops to the store and reports at once.
+func (c Committer) Commit(object string, ops []storage.Op, g storage.Guards, done func(error)) {
+	done(c.Apply(object, ops, g))
+}
+
+// Sockets records what an object sends to its sockets.
+type Sockets struct {
+	mu     sync.Mutex
+	sent   map[string][][]byte
+	closed map[string]int
+}
+
+// Send records a frame.
+func (s *Sockets) Send(socket string, msg []byte, text bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sent[socket] = append(s.sent[socket], append([]byte(nil), msg...))
+}
+
+// Close records a close and its code.
+func (s *Sockets) Close(socket string, code int, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed[socket] = code
+}
+
+// AutoResponse is not recorded.
+func (s *Sockets) AutoResponse(socket, request, response string) {}
+
+// Take returns and forgets the frames socket was sent.
+func (s *Sockets) Take(socket string) [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.sent[socket]
+	delete(s.sent, socket)
+	return out
+}
+
+// Closed reports whether socket was closed, and with which code.
+func (s *Sockets) Closed(socket string) (code int, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	code, ok = s.closed[socket]
+	return code, ok
+}
+
+// Rig is one object of a class on the runtime.
+type Rig struct {
+	T     testing.TB
+	ID    durable.ID
+	New   func() durable.Object
+	Store *durable.MemStore
+	Socks *Sockets
+	Actor *durable.Actor
+}
+
+// NewRig starts the object id of a class.
+func NewRig(t testing.TB, id durable.ID, newObject func() durable.Object) *Rig {
+	r := &Rig{T: t, ID: id, New: newObject, Store: durable.NewMemStore(),
+		Socks: &Sockets{sent: map[string][][]byte{}, closed: map[string]int{}}}
+	r.Start()
+	return r
+}
+
+// Start starts a fresh instance on the same store and sockets; after
+// Evict, it is the object coming back for its next event.
+func (r *Rig) Start() {
+	a, err := durable.Start(r.ID, r.New, durable.Config{
+		Reader: r.Store, Committer: Committer{r.Store}, Sockets: r.Socks,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		r.T.Fatal(err)
+	}
+	r.Actor = a
+	r.T.Cleanup(func() { a.Close() })
+}
+
+// Evict closes the instance, as an idle object is evicted from memory.
+func (r *Rig) Evict() { r.Actor.Close() }
+
+// Upgrade hands the object a WebSocket upgrade for socket, with header
+// set on the request as name-value pairs, and returns its answer.
+func (r *Rig) Upgrade(socket, url string, header ...string) *http.Response {
+	r.T.Helper()
+	ctx := durable.WithUpgrade(context.Background(), socket)
+	req := httptest.NewRequest("GET", url, nil).WithContext(ctx)
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Connection", "Upgrade")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := r.Actor.Fetch(ctx, req)
+	if err != nil {
+		r.T.Fatal(err)
+	}
+	return resp
+}
+
+// Message hands the object message n of socket (0: unnumbered), as a
+// router does; a handler's error fails the test.
+func (r *Rig) Message(socket string, n uint64, msg string) {
+	r.T.Helper()
+	if err := r.Actor.WebSocketMessageAt(context.Background(), socket, n, []byte(msg), true); err != nil {
+		r.T.Fatalf("message %d of %s: %v", n, socket, err)
+	}
+}
+
+// Gone tells the object socket's browser closed it.
+func (r *Rig) Gone(socket string) {
+	r.T.Helper()
+	if err := r.Actor.WebSocketClose(context.Background(), socket, 1001, "tab closed", true); err != nil {
+		r.T.Fatal(err)
+	}
+}

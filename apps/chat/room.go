@@ -1,0 +1,417 @@
+package chat
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"hellochat/apps"
+	"hellochat/apps/chat/wire"
+	"hellochat/durable"
+	"hellochat/limits"
+)
+
+// SeedHistory is how many of the newest messages a seed browser is shown
+// when it joins (the original sends the whole history; one event here
+// sends them all at once, so it is bounded).
+const SeedHistory = 1000
+
+// closePolicy is WebSocket close 1008, for names and keys refused.
+const closePolicy = 1008
+
+// attachment is what a socket carries through eviction and failover.
+type attachment struct {
+	Name  string        `json:"n"`
+	Key   string        `json:"k,omitempty"`
+	Proto wire.Protocol `json:"p"`
+}
+
+// Room is the class: one chat room. What it keeps in memory is restored
+// by Load from storage and from its sockets' attachments, so the runtime
+// may evict it, or renew it after a failed commit, at any time.
+type Room struct {
+	lastSeq uint64         // newest seq stored (or being stored)
+	lastTS  int64          // its timestamp
+	users   map[string]int // sockets per name
+	// now is the room's clock in Unix milliseconds; tests set their own.
+	now func() int64
+	// window is DedupeWindow; tests shrink it.
+	window uint64
+}
+
+// Load restores the newest seq and timestamp and who is here.
+func (r *Room) Load(ctx context.Context, s *durable.State) error {
+	if r.now == nil {
+		r.now = func() int64 { return time.Now().UnixMilli() }
+	}
+	if r.window == 0 {
+		r.window = DedupeWindow
+	}
+	last, err := s.Storage().List(durable.ListOptions{Prefix: msgPrefix, Reverse: true, Limit: 1})
+	if err != nil {
+		return fmt.Errorf("load the newest message: %w", err)
+	}
+	if len(last) == 1 {
+		var m wire.Message
+		if err := json.Unmarshal(last[0].Value, &m); err != nil {
+			return fmt.Errorf("decode message %s: %w", last[0].Key, err)
+		}
+		r.lastSeq, r.lastTS = m.Seq, m.TS
+	}
+	r.users = map[string]int{}
+	all, err := s.GetWebSockets("")
+	if err != nil {
+		return fmt.Errorf("load who is here: %w", err)
+	}
+	for _, ws := range all {
+		if a, ok := attachmentOf(ws); ok {
+			r.users[a.Name]++
+		}
+	}
+	return nil
+}
+
+func attachmentOf(ws durable.WebSocket) (attachment, bool) {
+	var a attachment
+	if json.Unmarshal(ws.Attachment(), &a) != nil || a.Name == "" {
+		return a, false // refused before it joined
+	}
+	return a, true
+}
+
+// Fetch takes a browser's upgrade from the Worker.
+func (r *Room) Fetch(ctx context.Context, s *durable.State, w http.ResponseWriter, req *http.Request) {
+	q := req.URL.Query()
+	room, err := limits.Room(q.Get("room"))
+	switch {
+	case req.URL.Path != Path || !apps.IsWebSocketUpgrade(req):
+		http.Error(w, "Not Found", http.StatusNotFound)
+		return
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	case !Namespace.IDFromName(room).Equal(s.ID()):
+		http.Error(w, "room "+room+" is another object", http.StatusBadRequest)
+		return
+	}
+	p := wire.Seed
+	if offers(req, wire.SubprotocolV2) {
+		p = wire.V2
+		w.Header().Set("Sec-WebSocket-Protocol", wire.SubprotocolV2)
+	}
+	ws, err := s.AcceptWebSocket(req)
+	if err == nil {
+		err = r.join(s, ws, p, room, q)
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.WriteHeader(http.StatusSwitchingProtocols)
+}
+
+// offers reports whether a handshake offers subprotocol.
+func offers(req *http.Request, subprotocol string) bool {
+	for _, h := range req.Header.Values("Sec-WebSocket-Protocol") {
+		for _, p := range strings.Split(h, ",") {
+			if strings.TrimSpace(p) == subprotocol {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// join checks the browser's name, key and resume point, then shows it
+// the room and shows it to the others. A refused browser gets the error
+// frame and a close, and never counts as here.
+func (r *Room) join(s *durable.State, ws durable.WebSocket, p wire.Protocol, room string, q map[string][]string) error {
+	get := func(k string) string {
+		if v := q[k]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	name, err := limits.Name(get("name"))
+	var after uint64
+	var key string
+	if p == wire.V2 {
+		if a := get("after"); a != "" && err == nil {
+			if after, err = strconv.ParseUint(a, 10, 64); err != nil {
+				err = &limits.Error{Code: limits.CodeBadJSON, Message: "after must be a seq number"}
+			}
+		}
+		if key = get("key"); err == nil {
+			err = limits.ClientKey(key)
+		}
+	}
+	var le *limits.Error
+	if errors.As(err, &le) {
+		if err := ws.Send(wire.Error(p, le.Code, le.Message, ""), true); err != nil {
+			return err
+		}
+		return ws.Close(closePolicy, le.Message)
+	}
+	if err != nil {
+		return err
+	}
+	att, _ := json.Marshal(attachment{Name: name, Key: key, Proto: p})
+	if err := ws.SetAttachment(att); err != nil {
+		return err
+	}
+	if p == wire.V2 {
+		err = r.showV2(s, ws, room, name, after)
+	} else {
+		err = r.showSeed(s, ws)
+	}
+	if err != nil {
+		return err
+	}
+	r.users[name]++
+	if p == wire.V2 {
+		err = ws.Send(wire.Presence(r.names()), true)
+	}
+	if err == nil {
+		err = r.toOthers(s, ws.ID(), func(p wire.Protocol) []byte { return wire.Joined(p, name) })
+	}
+	if err != nil {
+		r.users[name]-- // the event's writes are dropped: it never joined
+	}
+	return err
+}
+
+// showV2 sends a v2 browser its welcome and history: the messages after
+// its resume point if it missed at most limits.ResumeLimit (the first
+// page in "history", the rest as "message"), else the newest page.
+func (r *Room) showV2(s *durable.State, ws durable.WebSocket, room, name string, after uint64) error {
+	if err := ws.Send(wire.Welcome(room, name), true); err != nil {
+		return err
+	}
+	if after > 0 && after+limits.ResumeLimit >= r.lastSeq {
+		missed, err := since(s.Storage(), after, int(min(r.lastSeq-min(after, r.lastSeq), limits.ResumeLimit)))
+		if err != nil {
+			return err
+		}
+		first := missed[:min(len(missed), limits.HistoryLimit)]
+		if err := ws.Send(wire.History(first, false, 0), true); err != nil {
+			return err
+		}
+		for _, m := range missed[len(first):] {
+			if err := ws.Send(wire.V2Message(m), true); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	pg, err := newest(s.Storage(), 0, limits.HistoryLimit)
+	if err != nil {
+		return err
+	}
+	return ws.Send(wire.History(pg.msgs, pg.more, 0), true)
+}
+
+// showSeed sends a seed browser the newest SeedHistory messages.
+func (r *Room) showSeed(s *durable.State, ws durable.WebSocket) error {
+	for from := r.lastSeq - min(r.lastSeq, SeedHistory); from < r.lastSeq; {
+		msgs, err := since(s.Storage(), from, int(min(r.lastSeq-from, durable.MaxKeysPerList)))
+		if err != nil {
+			return err
+		}
+		if len(msgs) == 0 {
+			return nil
+		}
+		for _, m := range msgs {
+			if err := ws.Send(wire.SeedMessage(m), true); err != nil {
+				return err
+			}
+		}
+		from = msgs[len(msgs)-1].Seq
+	}
+	return nil
+}
+
+// names is who is here: names sorted, with repeats.
+func (r *Room) names() []string {
+	out := make([]string, 0, len(r.users))
+	for n, c := range r.users {
+		for range c {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// toOthers sends every socket but except the frame its protocol gets
+// (nil: none), encoding it once per protocol.
+func (r *Room) toOthers(s *durable.State, except string, frame func(wire.Protocol) []byte) error {
+	all, err := s.GetWebSockets("")
+	if err != nil {
+		return err
+	}
+	var enc [2][]byte
+	var done [2]bool
+	for _, ws := range all {
+		a, ok := attachmentOf(ws)
+		if !ok || ws.ID() == except {
+			continue
+		}
+		if !done[a.Proto] {
+			enc[a.Proto], done[a.Proto] = frame(a.Proto), true
+		}
+		if enc[a.Proto] == nil {
+			continue
+		}
+		if err := ws.Send(enc[a.Proto], true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WebSocketMessage handles one frame from a browser.
+func (r *Room) WebSocketMessage(ctx context.Context, s *durable.State, ws durable.WebSocket, data []byte, text bool) error {
+	a, ok := attachmentOf(ws)
+	if !ok {
+		return nil // refused; its close is on its way
+	}
+	if !text {
+		return ws.Send(wire.Error(a.Proto, limits.CodeBinary, "binary frames are not supported; send JSON text", ""), true)
+	}
+	op, lerr := wire.Parse(a.Proto, data)
+	if lerr != nil {
+		return ws.Send(wire.Error(a.Proto, lerr.Code, lerr.Message, op.ID), true)
+	}
+	switch op.Kind {
+	case "send":
+		return r.send(s, ws, a, op)
+	case "typing":
+		return r.toOthers(s, ws.ID(), func(p wire.Protocol) []byte {
+			if p == wire.V2 {
+				return wire.Typing(a.Name)
+			}
+			return nil
+		})
+	case "history":
+		limit := int(op.Limit)
+		if limit <= 0 || limit > limits.HistoryLimit {
+			limit = limits.HistoryLimit
+		}
+		pg, err := newest(s.Storage(), op.Before, limit)
+		if err != nil {
+			return err
+		}
+		return ws.Send(wire.History(pg.msgs, pg.more, op.Before), true)
+	}
+	return nil
+}
+
+// send stores a message and shows it to the room, or acks a resend of
+// one already stored.
+func (r *Room) send(s *durable.State, ws durable.WebSocket, a attachment, op wire.Op) error {
+	st := s.Storage()
+	id := op.ID
+	if a.Proto == wire.Seed {
+		id = seedID(ws.ID(), durable.MessageNumber(ws))
+	}
+	dkey := dedupeKey(a.Name, a.Key, id)
+	if v, found, err := st.Get(dedupPrefix + dkey); err != nil {
+		return fmt.Errorf("read the dedupe index: %w", err)
+	} else if found {
+		seq, ts, err := decodeStored(v)
+		if err != nil {
+			return err
+		}
+		if a.Proto == wire.V2 {
+			return ws.Send(wire.Ack(id, seq, ts), true)
+		}
+		return nil
+	}
+	m := wire.Message{Seq: r.lastSeq + 1, ID: id, Name: a.Name, Text: op.Text, TS: max(r.now(), r.lastTS)}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	for _, op := range []struct {
+		key string
+		val []byte
+	}{{msgKey(m.Seq), b}, {dedupPrefix + dkey, encodeStored(m.Seq, m.TS)}, {indexKey(m.Seq), []byte(dkey)}} {
+		if err := st.Put(op.key, op.val); err != nil {
+			return fmt.Errorf("store message %d: %w", m.Seq, err)
+		}
+	}
+	if err := forget(st, m.Seq, r.window); err != nil {
+		return err
+	}
+	if err := r.show(s, ws, a, m); err != nil {
+		return err
+	}
+	// Only a handler that succeeded takes the seq: an error drops its
+	// writes, and the next message must take the same seq.
+	r.lastSeq, r.lastTS = m.Seq, m.TS
+	return nil
+}
+
+// show sends a stored message to the room, and the sender its ack.
+func (r *Room) show(s *durable.State, ws durable.WebSocket, a attachment, m wire.Message) error {
+	if err := r.toOthers(s, ws.ID(), func(p wire.Protocol) []byte {
+		if p == wire.V2 {
+			return wire.V2Message(m)
+		}
+		return wire.SeedMessage(m)
+	}); err != nil {
+		return err
+	}
+	if a.Proto == wire.Seed {
+		return nil // the seed page shows its own message itself
+	}
+	if err := ws.Send(wire.V2Message(m), true); err != nil {
+		return err
+	}
+	return ws.Send(wire.Ack(m.ID, m.Seq, m.TS), true)
+}
+
+// forget drops the dedupe record that storing seq moves out of the
+// window, in the same batch, so every replica drops the same one.
+func forget(st *durable.Storage, seq, window uint64) error {
+	if seq <= window {
+		return nil
+	}
+	old := indexKey(seq - window)
+	key, found, err := st.Get(old)
+	if err != nil || !found {
+		return err
+	}
+	if _, err := st.Delete(dedupPrefix + string(key)); err != nil {
+		return err
+	}
+	_, err = st.Delete(old)
+	return err
+}
+
+// WebSocketClose tells the others a browser left.
+func (r *Room) WebSocketClose(ctx context.Context, s *durable.State, ws durable.WebSocket, code int, reason string, clean bool) error {
+	return r.leave(s, ws)
+}
+
+// WebSocketError is a leave as well: the socket is gone either way.
+func (r *Room) WebSocketError(ctx context.Context, s *durable.State, ws durable.WebSocket, err error) error {
+	return r.leave(s, ws)
+}
+
+func (r *Room) leave(s *durable.State, ws durable.WebSocket) error {
+	a, ok := attachmentOf(ws)
+	if !ok {
+		return nil
+	}
+	if r.users[a.Name]--; r.users[a.Name] <= 0 {
+		delete(r.users, a.Name)
+	}
+	return r.toOthers(s, ws.ID(), func(p wire.Protocol) []byte { return wire.Left(p, a.Name) })
+}
