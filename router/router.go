@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"hellochat/apps"
+	"hellochat/apps/chat"
 	"hellochat/cluster"
 	"hellochat/limits"
 	"hellochat/objectclient"
@@ -72,6 +73,9 @@ type Config struct {
 	SeedHistory int
 	// AllowAnyOrigin accepts WebSockets from pages of other origins.
 	AllowAnyOrigin bool
+	// ChatApp serves /ws with the chat app (package apps/chat, whose
+	// class the nodes run like any other) instead of the built-in chat.
+	ChatApp bool
 	// Apps are the apps whose HTTP routes the router serves, calling their
 	// durable objects on the object nodes (nil: none; the binary passes
 	// apps/builtin, so this package depends on no app).
@@ -265,7 +269,11 @@ func Start(cfg Config) (*Router, error) {
 	}
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("/ws", rt.handleWS)
+	if rt.cfg.ChatApp {
+		mux.Handle("/ws", chat.Worker(rt.gateway))
+	} else {
+		mux.HandleFunc("/ws", rt.handleWS)
+	}
 	mux.HandleFunc("/healthz", rt.handlePublicHealth)
 	mux.HandleFunc("/qr.png", handleQR)
 	mux.Handle("/", web.Handler())

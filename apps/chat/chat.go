@@ -43,6 +43,10 @@ const ClassName = "ChatRoom"
 // Path is the route's path.
 const Path = "/chat/ws"
 
+// WSPath is where a router run with --chat-app serves the Worker as well:
+// the built-in chat's path, so its pages and tools reach the app unchanged.
+const WSPath = "/ws"
+
 // Namespace is the room class's namespace.
 var Namespace = durable.MustNamespace(ClassName)
 
@@ -51,12 +55,12 @@ func App() apps.App {
 	return apps.App{
 		Name:    "chat",
 		Classes: []apps.Class{{Name: ClassName, New: func() durable.Object { return &Room{} }}},
-		Routes:  []apps.Route{{Pattern: "GET " + Path, Handler: worker}},
+		Routes:  []apps.Route{{Pattern: "GET " + Path, Handler: Worker}},
 	}
 }
 
-// worker is the stateless part: the room's name chooses the object.
-func worker(stub apps.Stub) http.Handler {
+// Worker is the stateless part: the room's name chooses the object.
+func Worker(stub apps.Stub) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		room, err := limits.Room(r.URL.Query().Get("room"))
 		if err != nil {

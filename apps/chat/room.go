@@ -90,7 +90,7 @@ func (r *Room) Fetch(ctx context.Context, s *durable.State, w http.ResponseWrite
 	q := req.URL.Query()
 	room, err := limits.Room(q.Get("room"))
 	switch {
-	case req.URL.Path != Path || !apps.IsWebSocketUpgrade(req):
+	case req.URL.Path != Path && req.URL.Path != WSPath || !apps.IsWebSocketUpgrade(req):
 		http.Error(w, "Not Found", http.StatusNotFound)
 		return
 	case err != nil:

@@ -64,7 +64,16 @@ func Dial(ctx context.Context, base, room, name string, v2 bool, extra ...string
 // DialVia is Dial through hc's transport (nil: the default), for a
 // router that only some network namespace reaches.
 func DialVia(ctx context.Context, hc *http.Client, base, room, name string, v2 bool, extra ...string) (*Client, error) {
-	conn, err := dialConn(ctx, hc, base, room, name, v2, extra...)
+	return start(dialConn(ctx, hc, base, room, name, v2, extra...))
+}
+
+// DialAt is Dial to another path than /ws (an app's route, such as
+// /chat/ws).
+func DialAt(ctx context.Context, base, path, room, name string, v2 bool, extra ...string) (*Client, error) {
+	return start(dialPath(ctx, nil, base, path, room, name, v2, extra...))
+}
+
+func start(conn *websocket.Conn, err error) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}

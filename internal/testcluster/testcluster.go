@@ -83,7 +83,14 @@ type Options struct {
 	// Apps are the object classes and routes the nodes and the router
 	// run (default apps/builtin's).
 	Apps *apps.Registry
+	// ChatApp serves /ws with the chat app (router --chat-app); the
+	// environment's HELLOCHAT_CHAT_APP=1 sets it for every cluster, so the
+	// chat tests run unchanged against the app.
+	ChatApp bool
 }
+
+// ChatAppEnv is the environment variable that sets Options.ChatApp.
+const ChatAppEnv = "HELLOCHAT_CHAT_APP"
 
 // Cluster is n object nodes and one router.
 type Cluster struct {
@@ -102,6 +109,9 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
 	if opts.RoomIdle == 0 {
 		opts.RoomIdle = time.Minute
+	}
+	if os.Getenv(ChatAppEnv) == "1" {
+		opts.ChatApp = true
 	}
 	switch {
 	case opts.SendRate == 0:
@@ -151,6 +161,7 @@ func (c *Cluster) StartRouter(id string) *router.Router {
 		FrameReadTimeout: c.opts.FrameReadTimeout,
 		SendBurst:        c.opts.SendBurst,
 		SeedHistory:      c.opts.SeedHistory,
+		ChatApp:          c.opts.ChatApp,
 		Security:         c.Security(security.RoleRouter, id),
 		Logger:           logger,
 		LogOutput:        raw,
