@@ -99,6 +99,22 @@ func Forward(w http.ResponseWriter, r *http.Request, stub Stub, id durable.ID, w
 	WriteResponse(w, resp)
 }
 
+// RoomWorker is a Worker that forwards each request to the object of ns
+// named by its ?room= parameter (limits.Room: a bad name is answered 400,
+// none is limits.DefaultRoom).
+func RoomWorker(ns *durable.Namespace) func(Stub) http.Handler {
+	return func(stub Stub) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			room, err := limits.Room(r.URL.Query().Get("room"))
+			if err != nil {
+				WriteError(w, http.StatusBadRequest, err.Error())
+				return
+			}
+			Forward(w, r, stub, ns.IDFromName(room), "room "+room)
+		})
+	}
+}
+
 // WriteResponse writes an object's response (status, headers, body) as
 // the answer.
 func WriteResponse(w http.ResponseWriter, resp *http.Response) {
@@ -124,10 +140,12 @@ type Upgrader interface {
 // IsWebSocketUpgrade reports whether r asks for a WebSocket.
 func IsWebSocketUpgrade(r *http.Request) bool {
 	return r.Method == http.MethodGet && strings.EqualFold(r.Header.Get("Upgrade"), "websocket") &&
-		headerHasToken(r.Header, "Connection", "upgrade")
+		HeaderHasToken(r.Header, "Connection", "upgrade")
 }
 
-func headerHasToken(h http.Header, name, token string) bool {
+// HeaderHasToken reports whether one of the comma-separated values of
+// header name is token (ASCII case ignored).
+func HeaderHasToken(h http.Header, name, token string) bool {
 	for _, v := range h.Values(name) {
 		for _, t := range strings.Split(v, ",") {
 			if strings.EqualFold(strings.TrimSpace(t), token) {

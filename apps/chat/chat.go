@@ -30,11 +30,8 @@
 package chat
 
 import (
-	"net/http"
-
 	"hellochat/apps"
 	"hellochat/durable"
-	"hellochat/limits"
 )
 
 // ClassName is the room class's namespace name.
@@ -60,13 +57,4 @@ func App() apps.App {
 }
 
 // Worker is the stateless part: the room's name chooses the object.
-func Worker(stub apps.Stub) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		room, err := limits.Room(r.URL.Query().Get("room"))
-		if err != nil {
-			apps.WriteError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		apps.Forward(w, r, stub, Namespace.IDFromName(room), "room "+room)
-	})
-}
+var Worker = apps.RoomWorker(Namespace)

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"hellochat/apps"
@@ -101,7 +100,7 @@ func (r *Room) Fetch(ctx context.Context, s *durable.State, w http.ResponseWrite
 		return
 	}
 	p := wire.Seed
-	if offers(req, wire.SubprotocolV2) {
+	if apps.HeaderHasToken(req.Header, "Sec-WebSocket-Protocol", wire.SubprotocolV2) {
 		p = wire.V2
 		w.Header().Set("Sec-WebSocket-Protocol", wire.SubprotocolV2)
 	}
@@ -114,18 +113,6 @@ func (r *Room) Fetch(ctx context.Context, s *durable.State, w http.ResponseWrite
 		return
 	}
 	w.WriteHeader(http.StatusSwitchingProtocols)
-}
-
-// offers reports whether a handshake offers subprotocol.
-func offers(req *http.Request, subprotocol string) bool {
-	for _, h := range req.Header.Values("Sec-WebSocket-Protocol") {
-		for _, p := range strings.Split(h, ",") {
-			if strings.TrimSpace(p) == subprotocol {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // join checks the browser's name, key and resume point, then shows it

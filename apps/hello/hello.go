@@ -57,20 +57,8 @@ func App() apps.App {
 	return apps.App{
 		Name:    "hello",
 		Classes: []apps.Class{{Name: ClassName, New: func() durable.Object { return Room{} }}},
-		Routes:  []apps.Route{{Pattern: "GET /hello/ws", Handler: worker}},
+		Routes:  []apps.Route{{Pattern: "GET /hello/ws", Handler: apps.RoomWorker(Namespace)}},
 	}
-}
-
-// worker is the stateless part: the room's name chooses the object.
-func worker(stub apps.Stub) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		room, err := limits.Room(r.URL.Query().Get("room"))
-		if err != nil {
-			apps.WriteError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		apps.Forward(w, r, stub, Namespace.IDFromName(room), "room "+room)
-	})
 }
 
 // Frame is every frame, both ways (a browser sends only Message).
