@@ -541,7 +541,7 @@ func (a *Actor) release(s *State) {
 	for _, op := range s.sockOut {
 		switch op.kind {
 		case opSend:
-			a.cfg.Sockets.Send(op.socket, op.msg, op.text)
+			a.cfg.Sockets.Send(op.socket, op.msg, op.text, op.number)
 		case opClose:
 			a.cfg.Sockets.Close(op.socket, op.code, op.reason)
 		case opAuto:

@@ -392,8 +392,8 @@ func mustNot[T any](t *testing.T, ch <-chan T, what string) {
 // fakeSockets records what an actor sends to its sockets' gateway.
 type fakeSockets struct{ ops chan socketOp }
 
-func (f *fakeSockets) Send(socket string, msg []byte, text bool) {
-	f.ops <- socketOp{socket: socket, kind: opSend, msg: msg, text: text}
+func (f *fakeSockets) Send(socket string, msg []byte, text bool, number uint64) {
+	f.ops <- socketOp{socket: socket, kind: opSend, msg: msg, text: text, number: number}
 }
 
 func (f *fakeSockets) Close(socket string, code int, reason string) {

@@ -74,6 +74,16 @@ type WebSocket interface {
 	ID() string
 	Tags() []string
 	Send(msg []byte, text bool) error
+	// SendNumbered sends msg as frame n of the socket's numbered
+	// sequence (n > 0): the gateway delivers it only if n is above the
+	// last number it delivered on the socket, and drops it as a repeat
+	// otherwise. A class sends a frame again this way when it cannot
+	// know whether the browser had it: a leader that committed an event
+	// may die before its frames leave, and the next instance, not
+	// knowing, sends the recent ones again (apps/chat does, numbering
+	// messages by their seq). Unnumbered frames (Send) are never
+	// dropped and do not move the number.
+	SendNumbered(n uint64, msg []byte, text bool) error
 	Close(code int, reason string) error
 	Attachment() []byte
 	SetAttachment(b []byte) error

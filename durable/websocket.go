@@ -57,7 +57,10 @@ var (
 // event that sent are committed, in the order the event sent; they must
 // not block for long.
 type Sockets interface {
-	Send(socket string, msg []byte, text bool)
+	// Send sends msg; number, when not 0, is the frame's number in the
+	// socket's sequence (WebSocket.SendNumbered), and the gateway drops
+	// it unless it is above the last number it delivered there.
+	Send(socket string, msg []byte, text bool, number uint64)
 	Close(socket string, code int, reason string)
 	// AutoResponse sets the socket's automatic reply: the gateway answers
 	// a text message equal to request with response itself, without an
@@ -95,6 +98,7 @@ type socketOp struct {
 	kind   socketOpKind
 	msg    []byte
 	text   bool
+	number uint64
 	code   int
 	reason string
 	auto   autoResponse
@@ -326,13 +330,17 @@ func (s *Storage) setSocket(id string, rec *socketRecord) {
 }
 
 func (w *socketHandle) Send(msg []byte, text bool) error {
+	return w.SendNumbered(0, msg, text)
+}
+
+func (w *socketHandle) SendNumbered(n uint64, msg []byte, text bool) error {
 	if len(msg) > MaxSocketMessageBytes {
 		return fmt.Errorf("%w: message of %d bytes, at most %d", ErrSocketLimit, len(msg), MaxSocketMessageBytes)
 	}
 	if _, err := w.record(); err != nil {
 		return err
 	}
-	w.s.sockOut = append(w.s.sockOut, socketOp{socket: w.id, kind: opSend, msg: slices.Clone(msg), text: text})
+	w.s.sockOut = append(w.s.sockOut, socketOp{socket: w.id, kind: opSend, msg: slices.Clone(msg), text: text, number: n})
 	return nil
 }
 

@@ -133,8 +133,8 @@ type objectSockets struct {
 	from objectRef
 }
 
-func (s objectSockets) Send(socket string, msg []byte, text bool) {
-	s.h.put(s.from, &pb.GatewayOp{Socket: socket, Op: &pb.GatewayOp_Send{Send: &pb.SocketSend{Data: msg, Text: text}}}, len(msg))
+func (s objectSockets) Send(socket string, msg []byte, text bool, number uint64) {
+	s.h.put(s.from, &pb.GatewayOp{Socket: socket, Op: &pb.GatewayOp_Send{Send: &pb.SocketSend{Data: msg, Text: text, Number: number}}}, len(msg))
 }
 
 func (s objectSockets) Close(socket string, code int, reason string) {

@@ -53,7 +53,7 @@ var hubObject = func() objectRef {
 }()
 
 func (r *hubRig) send(socket, msg string) {
-	objectSockets{h: r.h, from: hubObject}.Send(socket, []byte(msg), true)
+	objectSockets{h: r.h, from: hubObject}.Send(socket, []byte(msg), true, 0)
 }
 
 // fakeStream is the node's end of a Gateway stream, recording what it

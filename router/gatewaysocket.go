@@ -41,6 +41,11 @@ type gatewaySocket struct {
 	closing bool // a close frame is queued: nothing more is
 	auto    *pb.AutoResponse
 	wake    chan struct{} // cap 1: the queue grew
+	// shown is the number of the last numbered frame queued
+	// (durable.WebSocket.SendNumbered): a numbered frame not above it is
+	// a repeat, sent again by an object that could not know the browser
+	// had it, and is dropped.
+	shown uint64
 
 	// The browser's messages sent to the object and not yet answered, in
 	// order (guarded by mu): numbered from 1 (nextN is the last number
@@ -78,6 +83,7 @@ type unackedEvent struct {
 type outFrame struct {
 	data   []byte
 	text   bool
+	number uint64 // 0: not numbered
 	close  bool
 	code   int
 	reason string
@@ -97,7 +103,7 @@ func newGatewaySocket(g *gateway, id string, object durable.ID, addr string) *ga
 func (s *gatewaySocket) apply(op *pb.GatewayOp) {
 	switch o := op.GetOp().(type) {
 	case *pb.GatewayOp_Send:
-		s.push(outFrame{data: o.Send.GetData(), text: o.Send.GetText()})
+		s.push(outFrame{data: o.Send.GetData(), text: o.Send.GetText(), number: o.Send.GetNumber()})
 	case *pb.GatewayOp_Close:
 		s.push(outFrame{close: true, code: int(o.Close.GetCode()), reason: o.Close.GetReason()})
 	case *pb.GatewayOp_AutoResponse:
@@ -107,13 +113,19 @@ func (s *gatewaySocket) apply(op *pb.GatewayOp) {
 	}
 }
 
-// push queues a frame for the browser; past MaxGatewaySocketQueueBytes
-// the socket is closed instead.
+// push queues a frame for the browser, unless it is a numbered repeat;
+// past MaxGatewaySocketQueueBytes the socket is closed instead.
 func (s *gatewaySocket) push(f outFrame) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
 		return
+	}
+	if f.number > 0 {
+		if f.number <= s.shown {
+			return
+		}
+		s.shown = f.number
 	}
 	if !f.close && s.bytes+len(f.data) > MaxGatewaySocketQueueBytes {
 		f = outFrame{close: true, code: closeTryAgainLater, reason: "the browser reads too slowly"}

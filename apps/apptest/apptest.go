@@ -8,6 +8,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -25,18 +26,35 @@ func (c Committer) Commit(object string, ops []storage.Op, g storage.Guards, don
 	done(c.Apply(object, ops, g))
 }
 
-// Sockets records what an object sends to its sockets.
+// Sockets records what an object sends to its sockets. Like a router,
+// it drops a numbered frame (WebSocket.SendNumbered) whose number is not
+// above the last it kept for that socket.
 type Sockets struct {
-	mu     sync.Mutex
-	sent   map[string][][]byte
-	closed map[string]int
+	mu      sync.Mutex
+	sent    map[string][]frame
+	closed  map[string]int
+	numbers map[string]uint64 // the last number kept, per socket
+	taken   map[string]uint64 // the last number taken, per socket
+	repeats int
 }
 
-// Send records a frame.
-func (s *Sockets) Send(socket string, msg []byte, text bool) {
+type frame struct {
+	data   []byte
+	number uint64
+}
+
+// Send records a frame, unless it is a numbered repeat.
+func (s *Sockets) Send(socket string, msg []byte, text bool, number uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.sent[socket] = append(s.sent[socket], append([]byte(nil), msg...))
+	if number > 0 {
+		if number <= s.numbers[socket] {
+			s.repeats++
+			return
+		}
+		s.numbers[socket] = number
+	}
+	s.sent[socket] = append(s.sent[socket], frame{append([]byte(nil), msg...), number})
 }
 
 // Close records a close and its code.
@@ -49,13 +67,36 @@ func (s *Sockets) Close(socket string, code int, reason string) {
 // AutoResponse is not recorded.
 func (s *Sockets) AutoResponse(socket, request, response string) {}
 
-// Take returns and forgets the frames socket was sent.
+// Take returns and forgets the frames socket was sent: what its browser
+// was shown.
 func (s *Sockets) Take(socket string) [][]byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := s.sent[socket]
+	var out [][]byte
+	for _, f := range s.sent[socket] {
+		out = append(out, f.data)
+		s.taken[socket] = max(s.taken[socket], f.number)
+	}
 	delete(s.sent, socket)
 	return out
+}
+
+// Lose forgets every frame sent and not yet taken, as if the node that
+// sent them died before they left it: the numbers go back to the last
+// one taken.
+func (s *Sockets) Lose() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.sent)
+	clear(s.numbers)
+	maps.Copy(s.numbers, s.taken)
+}
+
+// Repeats is how many numbered frames were dropped as repeats.
+func (s *Sockets) Repeats() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.repeats
 }
 
 // Closed reports whether socket was closed, and with which code.
@@ -79,7 +120,7 @@ type Rig struct {
 // NewRig starts the object id of a class.
 func NewRig(t testing.TB, id durable.ID, newObject func() durable.Object) *Rig {
 	r := &Rig{T: t, ID: id, New: newObject, Store: durable.NewMemStore(),
-		Socks: &Sockets{sent: map[string][][]byte{}, closed: map[string]int{}}}
+		Socks: &Sockets{sent: map[string][]frame{}, closed: map[string]int{}, numbers: map[string]uint64{}, taken: map[string]uint64{}}}
 	r.Start()
 	return r
 }

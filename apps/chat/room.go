@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"hellochat/apps"
@@ -20,6 +21,18 @@ import (
 // when it joins (the original sends the whole history; one event here
 // sends them all at once, so it is bounded).
 const SeedHistory = 1000
+
+// A new instance sends its sockets the messages stored in the last
+// ReplayWindow again (at most ReplayLimit of them, and ReplayBytes of
+// frames in all), numbered by seq so that their routers drop those their
+// browsers were shown (durable.WebSocket.SendNumbered): a leader that
+// committed a message may die before its frames leave, and the next one
+// cannot know which did.
+const (
+	ReplayWindow = 15 * time.Second
+	ReplayLimit  = 1000
+	ReplayBytes  = 1 << 20
+)
 
 // closePolicy is WebSocket close 1008, for names and keys refused.
 const closePolicy = 1008
@@ -77,6 +90,52 @@ func (r *Room) Load(ctx context.Context, s *durable.State) error {
 		if a, ok := attachmentOf(ws); ok {
 			r.users[a.Name]++
 			r.joined[ws.ID()] = a
+		}
+	}
+	return r.replay(s, all)
+}
+
+// replay sends the sockets the recent messages again (ReplayWindow),
+// each as the socket was first sent it: a seed browser is not sent its
+// own, as the seed page shows them itself.
+func (r *Room) replay(s *durable.State, all []durable.WebSocket) error {
+	if len(r.joined) == 0 {
+		return nil
+	}
+	kvs, err := s.Storage().List(durable.ListOptions{Prefix: msgPrefix, Reverse: true, Limit: ReplayLimit})
+	if err != nil {
+		return fmt.Errorf("read the recent messages: %w", err)
+	}
+	cutoff := r.now() - ReplayWindow.Milliseconds()
+	var recent []wire.Message
+	for bytes := 0; len(recent) < len(kvs); {
+		var m wire.Message
+		if err := json.Unmarshal(kvs[len(recent)].Value, &m); err != nil {
+			return fmt.Errorf("decode message %s: %w", kvs[len(recent)].Key, err)
+		}
+		if bytes += len(kvs[len(recent)].Value) * len(r.joined); m.TS < cutoff || bytes > ReplayBytes {
+			break
+		}
+		recent = append(recent, m)
+	}
+	slices.Reverse(recent)
+	for _, ws := range all {
+		a, ok := r.joined[ws.ID()]
+		if !ok {
+			continue
+		}
+		own := seedPrefix(ws.ID())
+		for _, m := range recent {
+			var err error
+			switch {
+			case a.Proto == wire.V2:
+				err = ws.SendNumbered(m.Seq, wire.V2Message(m), true)
+			case !strings.HasPrefix(m.ID, own):
+				err = ws.SendNumbered(m.Seq, wire.SeedMessage(m), true)
+			}
+			if err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -172,7 +231,7 @@ func (r *Room) join(s *durable.State, ws durable.WebSocket, p wire.Protocol, roo
 		err = ws.Send(wire.Presence(r.names()), true)
 	}
 	if err == nil {
-		err = r.toOthers(s, ws.ID(), func(p wire.Protocol) []byte { return wire.Joined(p, name) })
+		err = r.toOthers(s, ws.ID(), 0, func(p wire.Protocol) []byte { return wire.Joined(p, name) })
 	}
 	if err != nil {
 		r.users[name]-- // the event's writes are dropped: it never joined
@@ -194,11 +253,11 @@ func (r *Room) showV2(s *durable.State, ws durable.WebSocket, room, name string,
 			return err
 		}
 		first := missed[:min(len(missed), limits.HistoryLimit)]
-		if err := ws.Send(wire.History(first, false, 0), true); err != nil {
+		if err := ws.SendNumbered(lastSeq(first), wire.History(first, false, 0), true); err != nil {
 			return err
 		}
 		for _, m := range missed[len(first):] {
-			if err := ws.Send(wire.V2Message(m), true); err != nil {
+			if err := ws.SendNumbered(m.Seq, wire.V2Message(m), true); err != nil {
 				return err
 			}
 		}
@@ -208,7 +267,16 @@ func (r *Room) showV2(s *durable.State, ws durable.WebSocket, room, name string,
 	if err != nil {
 		return err
 	}
-	return ws.Send(wire.History(pg.msgs, pg.more, 0), true)
+	return ws.SendNumbered(lastSeq(pg.msgs), wire.History(pg.msgs, pg.more, 0), true)
+}
+
+// lastSeq numbers a page of history by its newest message (0, unnumbered,
+// for none): what a replay would send again is newer, or a repeat.
+func lastSeq(msgs []wire.Message) uint64 {
+	if len(msgs) == 0 {
+		return 0
+	}
+	return msgs[len(msgs)-1].Seq
 }
 
 // showSeed sends a seed browser the newest SeedHistory messages.
@@ -222,7 +290,7 @@ func (r *Room) showSeed(s *durable.State, ws durable.WebSocket) error {
 			return nil
 		}
 		for _, m := range msgs {
-			if err := ws.Send(wire.SeedMessage(m), true); err != nil {
+			if err := ws.SendNumbered(m.Seq, wire.SeedMessage(m), true); err != nil {
 				return err
 			}
 		}
@@ -244,8 +312,8 @@ func (r *Room) names() []string {
 }
 
 // toOthers sends every socket but except the frame its protocol gets
-// (nil: none), encoding it once per protocol.
-func (r *Room) toOthers(s *durable.State, except string, frame func(wire.Protocol) []byte) error {
+// (nil: none), encoding it once per protocol; numbered n unless n is 0.
+func (r *Room) toOthers(s *durable.State, except string, n uint64, frame func(wire.Protocol) []byte) error {
 	all, err := s.GetWebSockets("")
 	if err != nil {
 		return err
@@ -263,7 +331,7 @@ func (r *Room) toOthers(s *durable.State, except string, frame func(wire.Protoco
 		if enc[a.Proto] == nil {
 			continue
 		}
-		if err := ws.Send(enc[a.Proto], true); err != nil {
+		if err := ws.SendNumbered(n, enc[a.Proto], true); err != nil {
 			return err
 		}
 	}
@@ -287,7 +355,7 @@ func (r *Room) WebSocketMessage(ctx context.Context, s *durable.State, ws durabl
 	case "send":
 		return r.send(s, ws, a, op)
 	case "typing":
-		return r.toOthers(s, ws.ID(), func(p wire.Protocol) []byte {
+		return r.toOthers(s, ws.ID(), 0, func(p wire.Protocol) []byte {
 			if p == wire.V2 {
 				return wire.Typing(a.Name)
 			}
@@ -355,7 +423,7 @@ func (r *Room) send(s *durable.State, ws durable.WebSocket, a attachment, op wir
 
 // show sends a stored message to the room, and the sender its ack.
 func (r *Room) show(s *durable.State, ws durable.WebSocket, a attachment, m wire.Message) error {
-	if err := r.toOthers(s, ws.ID(), func(p wire.Protocol) []byte {
+	if err := r.toOthers(s, ws.ID(), m.Seq, func(p wire.Protocol) []byte {
 		if p == wire.V2 {
 			return wire.V2Message(m)
 		}
@@ -366,7 +434,7 @@ func (r *Room) show(s *durable.State, ws durable.WebSocket, a attachment, m wire
 	if a.Proto == wire.Seed {
 		return nil // the seed page shows its own message itself
 	}
-	if err := ws.Send(wire.V2Message(m), true); err != nil {
+	if err := ws.SendNumbered(m.Seq, wire.V2Message(m), true); err != nil {
 		return err
 	}
 	return ws.Send(wire.Ack(m.ID, m.Seq, m.TS), true)
@@ -409,5 +477,5 @@ func (r *Room) leave(s *durable.State, ws durable.WebSocket) error {
 	if r.users[a.Name]--; r.users[a.Name] <= 0 {
 		delete(r.users, a.Name)
 	}
-	return r.toOthers(s, ws.ID(), func(p wire.Protocol) []byte { return wire.Left(p, a.Name) })
+	return r.toOthers(s, ws.ID(), 0, func(p wire.Protocol) []byte { return wire.Left(p, a.Name) })
 }

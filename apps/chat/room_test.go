@@ -287,3 +287,49 @@ func TestRoomComesBackFromStorage(t *testing.T) {
 		t.Fatalf("after eviction: seq %d at %d, after seq 1 at %d", got[0].Seq, got[0].TS, first.TS)
 	}
 }
+
+// A leader may commit messages and die before their frames leave it. The
+// next instance sends the recent ones again, numbered by seq, and the
+// routers drop what their browsers were shown: each browser is shown the
+// lost ones once, in order (a seed browser never its own), and nothing
+// older than ReplayWindow is sent again.
+func TestRoomSendsAgainWhatADeadLeaderHeld(t *testing.T) {
+	r := newRig(t, DedupeWindow)
+	r.v2("g.1", "ann")
+	r.v2("g.2", "bob")
+	r.seed("g.3", "cyd")
+	r.send("g.1", "a-1", "one")
+	r.send("g.1", "a-2", "two")
+	for _, g := range []string{"g.1", "g.2", "g.3"} {
+		r.frames(g)
+	}
+	r.send("g.1", "a-3", "three")
+	r.Message("g.3", 1, `{"message":"four"}`)
+	r.Socks.Lose() // committed, never shown
+	r.Evict()
+	r.Start()
+	expect(t, "ann", r.frames("g.1"), "message:3 message:4")
+	expect(t, "bob", r.frames("g.2"), "message:3 message:4")
+	expect(t, "cyd", r.frames("g.3"), "seed:ann:three")
+	if n := r.Socks.Repeats(); n == 0 {
+		t.Fatal("the new instance sent nothing the browsers already had: the window is not exercised")
+	}
+	r.send("g.1", "a-3", "three") // the resend of the unacked one
+	expect(t, "ann", r.frames("g.1"), "ack:3")
+	expect(t, "bob", r.frames("g.2"), "")
+
+	// What was shown is never shown again, across another restart.
+	r.Evict()
+	r.Start()
+	for _, g := range []string{"g.1", "g.2", "g.3"} {
+		expect(t, g, r.frames(g), "")
+	}
+
+	// Past the window, a restart sends nothing again.
+	r.send("g.1", "a-5", "five")
+	r.Socks.Lose()
+	r.ts += ReplayWindow.Milliseconds() + 1
+	r.Evict()
+	r.Start()
+	expect(t, "bob", r.frames("g.2"), "")
+}

@@ -38,8 +38,11 @@ func indexKey(seq uint64) string { return fmt.Sprintf("%s%016x", indexPrefix, se
 func dedupeKey(name, key, id string) string { return name + "\x00" + key + "\x00" + id }
 
 func seedID(socket string, n uint64) string {
-	return limits.RouterIDMark + socket + "." + strconv.FormatUint(n, 36)
+	return seedPrefix(socket) + strconv.FormatUint(n, 36)
 }
+
+// seedPrefix begins the ids of the seed messages socket sent.
+func seedPrefix(socket string) string { return limits.RouterIDMark + socket + "." }
 
 func encodeStored(seq uint64, ts int64) []byte {
 	b := make([]byte, 16)

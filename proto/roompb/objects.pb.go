@@ -1120,9 +1120,14 @@ func (x *SocketEventResult) GetUnavailable() string {
 }
 
 type SocketSend struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
-	Text          bool                   `protobuf:"varint,2,opt,name=text,proto3" json:"text,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Data  []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	Text  bool                   `protobuf:"varint,2,opt,name=text,proto3" json:"text,omitempty"`
+	// number, when not 0, numbers the frame in its socket's sequence
+	// (durable.WebSocket.SendNumbered): the router delivers it only if it
+	// is above the last number it delivered on the socket, and drops it as
+	// a repeat otherwise.
+	Number        uint64 `protobuf:"varint,3,opt,name=number,proto3" json:"number,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1169,6 +1174,13 @@ func (x *SocketSend) GetText() bool {
 		return x.Text
 	}
 	return false
+}
+
+func (x *SocketSend) GetNumber() uint64 {
+	if x != nil {
+		return x.Number
+	}
+	return 0
 }
 
 type SocketClose struct {
@@ -1354,11 +1366,12 @@ const file_roompb_objects_proto_rawDesc = "" +
 	"\x11SocketEventResult\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12B\n" +
 	"\bresponse\x18\x02 \x01(\v2&.hellochat.room.v1.SocketEventResponseR\bresponse\x12 \n" +
-	"\vunavailable\x18\x03 \x01(\tR\vunavailable\"4\n" +
+	"\vunavailable\x18\x03 \x01(\tR\vunavailable\"L\n" +
 	"\n" +
 	"SocketSend\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
-	"\x04text\x18\x02 \x01(\bR\x04text\"9\n" +
+	"\x04text\x18\x02 \x01(\bR\x04text\x12\x16\n" +
+	"\x06number\x18\x03 \x01(\x04R\x06number\"9\n" +
 	"\vSocketClose\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"D\n" +

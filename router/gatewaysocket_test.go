@@ -1,0 +1,42 @@
+package router
+
+import (
+	"testing"
+
+	"hellochat/durable"
+	pb "hellochat/proto/roompb"
+)
+
+var testObject = durable.MustNamespace("t").IDFromName("o")
+
+func sendOp(data string, number uint64) *pb.GatewayOp {
+	return &pb.GatewayOp{Socket: "s", Op: &pb.GatewayOp_Send{Send: &pb.SocketSend{Data: []byte(data), Text: true, Number: number}}}
+}
+
+// A numbered frame reaches the browser once: one at or below the last
+// number queued is a repeat (an object sending again what a dead leader
+// may not have handed over) and is dropped; unnumbered frames always go
+// and leave the number where it was.
+func TestNumberedFramesDropRepeats(t *testing.T) {
+	s := newGatewaySocket(&gateway{rt: &Router{}}, "r~1.1", testObject, "")
+	for _, op := range []*pb.GatewayOp{
+		sendOp("m1", 1), sendOp("m2", 2), sendOp("hi", 0),
+		sendOp("m1", 1), sendOp("m2", 2), // a new leader sends the recent ones again
+		sendOp("m3", 3), sendOp("hi", 0), sendOp("m3", 3), sendOp("m5", 5), sendOp("m4", 4),
+	} {
+		s.apply(op)
+	}
+	var got []string
+	for _, f := range s.queue {
+		got = append(got, string(f.data))
+	}
+	want := []string{"m1", "m2", "hi", "m3", "hi", "m5"}
+	if len(got) != len(want) {
+		t.Fatalf("queued %q, want %q", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("queued %q, want %q", got, want)
+		}
+	}
+}
