@@ -5,13 +5,21 @@ import (
 	"time"
 )
 
-// What a host needs to find objects whose alarm is set without starting
-// them: the cluster's shard leaders scan their store for AlarmKey and
-// wake the objects whose alarm is due soon (objectnode/alarms.go).
+// What a host needs to find objects without starting them: the cluster's
+// shard leaders scan their store for AlarmKey and wake the objects whose
+// alarm is due soon (objectnode/alarms.go), and, when they become leader,
+// for SocketKeyPrefix.
 
 // AlarmKey is the store key, within an object's storage object, that holds
 // its alarm when one is set (see the package doc's storage layout).
 func AlarmKey() []byte { return append([]byte(nil), alarmKey...) }
+
+// SocketKeyPrefix begins the store key of each WebSocket record an object
+// holds: an object holds sockets if it has a key under it. A shard's new
+// leader starts those objects, so that a class's Load can send again
+// what the old leader may have committed and not handed over
+// (WebSocket.SendNumbered).
+func SocketKeyPrefix() []byte { return socketKey("") }
 
 // DecodeAlarm reads the time stored under AlarmKey.
 func DecodeAlarm(value []byte) (time.Time, error) {

@@ -34,6 +34,12 @@ import (
 // once (leadershipChanged), so an alarm due while the shard had no leader
 // fires as soon as it has one again.
 //
+// It also passes once through the shard's objects that hold WebSockets
+// (durable.SocketKeyPrefix) and starts them. The old leader may have
+// committed events whose frames never left it; nothing else would start
+// such an object until its next event, and its class's Load is where it
+// can send the recent ones again (numbered, so routers drop repeats).
+//
 // Idle actors: the sweep does not close an actor whose alarm is due
 // within alarmWakeAhead, since the scan would only wake it again; one
 // whose alarm is further away is closed like any other and woken when the
@@ -69,7 +75,12 @@ type alarmWaker struct {
 
 	// Owned by the run goroutine.
 	cursor [cluster.Partitions]string // the last object scanned in the current pass
-	logged map[string]bool            // unregistered classes' objects already logged
+	// sockets marks the shards whose objects with sockets are still to
+	// be started since the node became their leader, and sockCursor is
+	// the last object that pass visited.
+	sockets    [cluster.Partitions]bool
+	sockCursor [cluster.Partitions]string
+	logged     map[string]bool // unregistered classes' objects already logged
 }
 
 func newAlarmWaker(o *objectHost) *alarmWaker {
@@ -114,12 +125,17 @@ func (w *alarmWaker) run() {
 			}
 			if w.fresh[s].Swap(false) {
 				w.cursor[s] = ""
+				w.sockets[s], w.sockCursor[s] = true, ""
 			}
 			if !w.serving(s) {
 				w.cursor[s] = ""
+				w.sockets[s] = false
 				continue
 			}
 			w.cursor[s] = w.scan(ctx, s, w.cursor[s])
+			if w.sockets[s] {
+				w.sockCursor[s], w.sockets[s] = w.scanSockets(ctx, s, w.sockCursor[s])
+			}
 		}
 	}
 }
@@ -159,7 +175,7 @@ func (w *alarmWaker) scan(ctx context.Context, s int, cursor string) string {
 		return "" // start the shard over next pass
 	}
 	for _, object := range due {
-		w.wake(ctx, s, object)
+		w.wake(ctx, s, object, "alarm")
 	}
 	if done {
 		return ""
@@ -167,30 +183,51 @@ func (w *alarmWaker) scan(ctx context.Context, s int, cursor string) string {
 	return last
 }
 
-// wake starts the actor of object, which has an alarm due soon, unless it
-// runs already.
-func (w *alarmWaker) wake(ctx context.Context, s int, object string) {
+// scanSockets visits up to alarmScanObjects objects of shard s after
+// cursor and starts those that hold sockets; it returns where the pass
+// resumes, and whether it has more to visit.
+func (w *alarmWaker) scanSockets(ctx context.Context, s int, cursor string) (string, bool) {
+	var holding []string
+	last, done, err := w.o.n.store.SeekObjectsHaving(s, durable.StoragePrefix, cursor, durable.SocketKeyPrefix(), alarmScanObjects,
+		func(object string, value []byte) {
+			if value != nil {
+				holding = append(holding, object)
+			}
+		})
+	if err != nil {
+		w.o.n.log.Error("scan a shard for objects holding sockets", "shard", s, "err", err)
+		return "", false
+	}
+	for _, object := range holding {
+		w.wake(ctx, s, object, "sockets")
+	}
+	return last, !done
+}
+
+// wake starts the actor of object, which has an alarm due soon or holds
+// sockets (why), unless it runs already.
+func (w *alarmWaker) wake(ctx context.Context, s int, object, why string) {
 	o, log := w.o, w.o.n.log
 	class, hexID, ok := durable.ParseStorageObject(object)
 	if !ok {
-		w.logOnce(object, "object name in the store is not a durable object's; not waking it")
+		w.logOnce(object, "object name in the store is not a durable object's; not waking it", why)
 		return
 	}
 	ns, newObject, ok := o.apps.Class(class)
 	if !ok {
-		w.logOnce(object, "alarm set on an object of a class not registered here; not waking it")
+		w.logOnce(object, "object of a class not registered here; not waking it", why)
 		return
 	}
 	id, err := ns.IDFromString(hexID)
 	if err != nil {
-		w.logOnce(object, "object's id in the store is not one of its class; not waking it")
+		w.logOnce(object, "object's id in the store is not one of its class; not waking it", why)
 		return
 	}
 	o.mu.Lock()
 	_, live := o.live[s][object]
 	o.mu.Unlock()
 	if live {
-		return // its actor has the alarm armed already
+		return // its actor runs: its alarm is armed, its Load ran
 	}
 	ctx, cancel := context.WithTimeout(ctx, alarmWakeTimeout)
 	defer cancel()
@@ -198,15 +235,15 @@ func (w *alarmWaker) wake(ctx context.Context, s int, object string) {
 	e, redirect, err := o.acquire(ctx, id, newObject)
 	switch {
 	case redirect != nil:
-		log.Debug("alarm wake-up redirected", "object", object, "reason", redirect.GetReason())
+		log.Debug("wake-up redirected", "object", object, "for", why, "reason", redirect.GetReason())
 	case err != nil:
-		log.Warn("wake an object for its alarm", "object", object, "err", err)
+		log.Warn("wake an object", "object", object, "for", why, "err", err)
 	default:
 		o.release(e)
 	}
 }
 
-func (w *alarmWaker) logOnce(object, msg string) {
+func (w *alarmWaker) logOnce(object, msg, why string) {
 	if w.logged[object] {
 		return
 	}
@@ -214,5 +251,5 @@ func (w *alarmWaker) logOnce(object, msg string) {
 		clear(w.logged)
 	}
 	w.logged[object] = true
-	w.o.n.log.Warn(msg, "object", object)
+	w.o.n.log.Warn(msg, "object", object, "for", why)
 }

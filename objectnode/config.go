@@ -59,6 +59,9 @@ type Config struct {
 	// RaftFaults, when set, loses Raft traffic between this node and its
 	// peers (tests cut nodes off with it).
 	RaftFaults shard.Faults
+	// GatewayFaults, when set, loses what this node streams to routers
+	// (tests lose the frames a node would die holding with it).
+	GatewayFaults GatewayFaults
 	// FS is where the node's Pebble DB lives; nil is the disk. Tests give
 	// one that fails on demand.
 	FS vfs.FS

@@ -50,6 +50,19 @@ const (
 	closeAbnormal      = 1006
 )
 
+// GatewayFaults decides, for tests, which operations a node loses on
+// their way to a router (Config.GatewayFaults): one dropped is as if the
+// node had died with it queued.
+type GatewayFaults interface {
+	Drop(gateway string, op *pb.GatewayOp) bool
+}
+
+// GatewayDropFunc is a GatewayFaults from a function.
+type GatewayDropFunc func(gateway string, op *pb.GatewayOp) bool
+
+// Drop calls f.
+func (f GatewayDropFunc) Drop(gateway string, op *pb.GatewayOp) bool { return f(gateway, op) }
+
 // objectRef is the object an operation came from, to tell it a socket
 // is gone.
 type objectRef struct {
@@ -69,6 +82,7 @@ type gatewayHub struct {
 	stopping <-chan struct{}
 	now      func() time.Time
 	grace    time.Duration
+	faults   GatewayFaults // nil: none
 
 	mu         sync.Mutex
 	gws        map[string]*gatewayQueue
@@ -217,6 +231,9 @@ func (h *gatewayHub) serve(ctx context.Context, gateway string, stream gatewaySe
 		q.ops, q.bytes = nil, 0
 		h.mu.Unlock()
 		for i, op := range ops {
+			if h.faults != nil && h.faults.Drop(gateway, op.op) {
+				continue
+			}
 			if err := stream.Send(op.op); err != nil {
 				h.requeue(q, ops[i:])
 				return err

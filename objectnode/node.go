@@ -169,6 +169,7 @@ func Start(cfg Config) (*Node, error) {
 	n.objects = newObjectHost(n, cfg.Apps, cfg.ObjectIdle)
 	n.gateways = newGatewayHub(func(from objectRef, socket string) { n.objects.socketGone(from, socket, cfg.GatewayGrace) },
 		n.log, n.stopping, cfg.GatewayGrace)
+	n.gateways.faults = cfg.GatewayFaults
 	n.raftSrv = shard.NewServer(n.verifyPeer)
 	n.registerMetrics()
 	if n.ident, err = loadIdentity(store); err != nil {

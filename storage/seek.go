@@ -20,6 +20,18 @@ import (
 // It is how a shard's leader finds its objects' alarms without an index:
 // each object's runtime keeps its alarm under one fixed key.
 func (s *Store) SeekObjects(shard int, prefix, after string, key []byte, limit int, fn func(object string, value []byte)) (last string, done bool, err error) {
+	return s.seekObjects(shard, prefix, after, key, false, limit, fn)
+}
+
+// SeekObjectsHaving is SeekObjects for a key prefix: fn gets the value of
+// the object's first key that begins with keyPrefix, or nil if none does.
+// It is how a shard's new leader finds the objects that hold WebSockets
+// (a record per socket, under one prefix).
+func (s *Store) SeekObjectsHaving(shard int, prefix, after string, keyPrefix []byte, limit int, fn func(object string, value []byte)) (last string, done bool, err error) {
+	return s.seekObjects(shard, prefix, after, keyPrefix, true, limit, fn)
+}
+
+func (s *Store) seekObjects(shard int, prefix, after string, key []byte, isPrefix bool, limit int, fn func(object string, value []byte)) (last string, done bool, err error) {
 	if prefix == "" || limit <= 0 {
 		return "", false, errors.New("storage: SeekObjects needs a prefix and a positive limit")
 	}
@@ -56,7 +68,7 @@ func (s *Store) SeekObjects(shard int, prefix, after string, key []byte, limit i
 		object := bytes.Clone(rest[:sep])
 		target := append(append(append(bytes.Clone(base), object...), 0), key...)
 		var value []byte
-		if it.SeekGE(target) && bytes.Equal(it.Key(), target) {
+		if it.SeekGE(target) && (bytes.Equal(it.Key(), target) || isPrefix && bytes.HasPrefix(it.Key(), target)) {
 			value = it.Value()
 		}
 		fn(string(object), value)

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 
@@ -58,6 +59,48 @@ func TestSeekObjectsPagesThroughOneShard(t *testing.T) {
 		}
 	}
 	if !slices.Equal(got, want) {
+		t.Fatalf("visited %q, want %q", got, want)
+	}
+}
+
+// SeekObjectsHaving finds the objects with any key under a prefix, and
+// not those whose keys only sort near it.
+func TestSeekObjectsHavingAKeyPrefix(t *testing.T) {
+	s := openTestStore(t, t.TempDir())
+	defer s.Close()
+	const shard = 3
+	var names []string // objects of the shard
+	for i := 0; len(names) < 5; i++ {
+		if name := fmt.Sprintf("\x01do/C/%04d", i); partition.Of(name) == shard {
+			names = append(names, name)
+		}
+	}
+	keys := [][]string{
+		{"ma", "msg.1", "ms~r.2"}, // two sockets
+		{"ma", "mt"},              // none: "mt" sorts after
+		{"mr", "ua"},              // none: "mr" sorts before
+		{"ms"},                    // the prefix itself
+		{"ua", "ub"},
+	}
+	want := map[string]string{}
+	for i, name := range names {
+		var ops []Op
+		for _, k := range keys[i] {
+			ops = append(ops, Op{Key: []byte(k), Value: []byte(k)})
+		}
+		if err := s.Apply(name, ops); err != nil {
+			t.Fatal(err)
+		}
+		want[name] = map[int]string{0: "msg.1", 3: "ms"}[i]
+	}
+	got := map[string]string{}
+	_, done, err := s.SeekObjectsHaving(shard, "\x01do/", "", []byte("ms"), 10, func(object string, value []byte) {
+		got[object] = string(value)
+	})
+	if err != nil || !done {
+		t.Fatalf("seek: done %v, %v", done, err)
+	}
+	if !maps.Equal(got, want) {
 		t.Fatalf("visited %q, want %q", got, want)
 	}
 }

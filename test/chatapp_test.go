@@ -1,12 +1,17 @@
 package test
 
 import (
+	"context"
 	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"hellochat/apps/chat"
 	tc "hellochat/internal/testcluster"
+	"hellochat/objectnode"
+	pb "hellochat/proto/roompb"
 )
 
 // The chat app on the object API (router --chat-app) through a kill -9
@@ -63,6 +68,55 @@ func TestChatAppThroughALeaderKill(t *testing.T) {
 		if m.Seq != uint64(i+1) || m.ID != fmt.Sprintf("a-%d", i+1) || acked[m.ID] != m.Seq {
 			t.Fatalf("history[%d] is %+v (acked as %d)", i, m, acked[m.ID])
 		}
+	}
+	for _, cl := range []*tc.Client{ann, bob} {
+		if cl.IsClosed() {
+			t.Fatalf("a browser was disconnected: %v", cl.CloseErr())
+		}
+	}
+}
+
+// A leader commits messages whose frames to one router never leave it,
+// and dies; nothing else happens in the room. Its sender's router had
+// every answer, so it sends nothing again: only the new leader, starting
+// the objects that hold sockets when it takes the shard, and the room's
+// Load sending its recent messages again, bring them to the other
+// router's browser: each once, in order, and before the next message.
+func TestChatAppSendsAgainWhatADeadLeaderHeld(t *testing.T) {
+	var dropping atomic.Value // the id of the node that loses router2's frames
+	dropping.Store("")
+	c := tc.New(t, 3, tc.Options{ChatApp: true, GatewayFaults: func(id string) objectnode.GatewayFaults {
+		return objectnode.GatewayDropFunc(func(gateway string, op *pb.GatewayOp) bool {
+			return op.GetSend() != nil && strings.HasPrefix(gateway, "router2~") && dropping.Load() == id
+		})
+	}})
+	r2 := c.StartRouter("router2")
+	t.Cleanup(func() { r2.Shutdown(context.Background()) })
+
+	ann := tc.Dial(t, c.URL(), "den", "ann", true, "key=ann-secret-key-0123")
+	ann.Expect(wait, "presence", tc.IsType("presence"))
+	bob := tc.Dial(t, "http://"+r2.Addr(), "den", "bob", true)
+	bob.Expect(wait, "presence", tc.IsType("presence"))
+	ann.Expect(wait, "bob joined", tc.IsType("joined"))
+
+	leader := c.Leader(chat.Namespace.IDFromName("den").StorageObject())
+	dropping.Store(c.Config(leader).ID)
+	const n = 5
+	for i := 1; i <= n; i++ {
+		ann.Post(fmt.Sprintf("a-%d", i), fmt.Sprintf("m%d", i))
+		if f := ann.Expect(wait, "ack", tc.IsType("ack")); f.Seq != uint64(i) {
+			t.Fatalf("a-%d acked as %d", i, f.Seq)
+		}
+	}
+	c.Kill(leader)
+	for i := 1; i <= n; i++ {
+		if f := bob.Expect(chatAppFailoverWait, "the held messages", tc.IsMessage); f.Seq != uint64(i) {
+			t.Fatalf("bob was shown seq %d, want %d", f.Seq, i)
+		}
+	}
+	ann.Post("a-next", "after")
+	if f := bob.Expect(chatAppFailoverWait, "the next message", tc.IsMessage); f.Seq != n+1 {
+		t.Fatalf("bob was shown seq %d after the failover, want %d", f.Seq, n+1)
 	}
 	for _, cl := range []*tc.Client{ann, bob} {
 		if cl.IsClosed() {

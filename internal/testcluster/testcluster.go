@@ -80,6 +80,9 @@ type Options struct {
 	// NodeFS, when set, gives a node (by id) the file system its store
 	// lives on; nil: the disk.
 	NodeFS func(id string) vfs.FS
+	// GatewayFaults, when set, gives a node (by id) the faults of what it
+	// streams to routers.
+	GatewayFaults func(id string) objectnode.GatewayFaults
 	// Apps are the object classes and routes the nodes and the router
 	// run (default apps/builtin's).
 	Apps *apps.Registry
@@ -207,9 +210,17 @@ func (c *Cluster) nodeConfig(id, gossip string, expect int) objectnode.Config {
 		SnapshotRate:  c.opts.SnapshotRate,
 		Security:      c.Security(security.RoleNode, id),
 		FS:            c.nodeFS(id),
+		GatewayFaults: c.gatewayFaults(id),
 		Logger:        logger,
 		LogOutput:     raw,
 	}
+}
+
+func (c *Cluster) gatewayFaults(id string) objectnode.GatewayFaults {
+	if c.opts.GatewayFaults == nil {
+		return nil
+	}
+	return c.opts.GatewayFaults(id)
 }
 
 func (c *Cluster) nodeFS(id string) vfs.FS {
