@@ -79,16 +79,23 @@ func WriteError(w http.ResponseWriter, status int, msg string) {
 // Forward hands r to the Fetch handler of the object id and writes the
 // object's response as the answer (a Worker's `return stub.fetch(request)`).
 // A WebSocket upgrade goes to the stub's Upgrade if it has one (a
-// router's does): the object may accept the socket. A Stub error is
-// answered with its HTTPStatus; what names the object in error messages.
+// router's does): the object may accept the socket, guarded by the
+// router's defaults (SocketPolicy{}). A Stub error is answered with its
+// HTTPStatus; what names the object in error messages.
 func Forward(w http.ResponseWriter, r *http.Request, stub Stub, id durable.ID, what string) {
+	ForwardWith(w, r, stub, id, what, SocketPolicy{})
+}
+
+// ForwardWith is Forward with the policy the router applies to the
+// browser's side of the socket, if r is an upgrade the object accepts.
+func ForwardWith(w http.ResponseWriter, r *http.Request, stub Stub, id durable.ID, what string, p SocketPolicy) {
 	if IsWebSocketUpgrade(r) {
 		u, ok := stub.(Upgrader)
 		if !ok {
 			WriteError(w, http.StatusNotImplemented, what+": this stub cannot hand WebSockets to objects")
 			return
 		}
-		u.Upgrade(w, r, id)
+		u.Upgrade(w, r, id, p)
 		return
 	}
 	resp, err := stub.Fetch(r.Context(), id, r)
@@ -132,9 +139,42 @@ func WriteResponse(w http.ResponseWriter, resp *http.Response) {
 // object (a router's stub, which keeps the browser's connection while
 // the object holds the socket; durable.State.AcceptWebSocket). Upgrade
 // answers r: 101 and the socket if the object accepts it, else the
-// object's response or an error.
+// object's response or an error. Refuse answers r with a socket of the
+// Worker's own, that no object holds (Cloudflare's WebSocketPair,
+// accepted in the Worker): the handshake (with subprotocol, if not ""),
+// frame, and a close with code and reason, so that a browser's page
+// hears why in its own protocol.
 type Upgrader interface {
-	Upgrade(w http.ResponseWriter, r *http.Request, id durable.ID)
+	Upgrade(w http.ResponseWriter, r *http.Request, id durable.ID, p SocketPolicy)
+	Refuse(w http.ResponseWriter, r *http.Request, subprotocol string, frame []byte, code int, reason string)
+}
+
+// SocketPolicy is how a router guards the browser's side of a socket an
+// object holds, chosen by the Worker for each upgrade. Its zero value is
+// the router's defaults.
+type SocketPolicy struct {
+	// MaxMessageBytes bounds one message from the browser: a longer one
+	// closes the socket with 1009 (0: the router's bound, 1 MiB).
+	MaxMessageBytes int
+	// OverBudget, when set, makes the router drop the messages of a
+	// browser past its frame budget (router --frame-rate, --frame-burst),
+	// tell it so with the frame OverBudget returns (given the rate) at
+	// most once a second, and close it with 1008 once it is refused
+	// router.FloodRefusals times within router.FloodWindow. Nil: the
+	// router reads such a browser no faster than its budget, and drops
+	// nothing (for protocols with no way to say "refused").
+	OverBudget func(rate float64) []byte
+}
+
+// RefuseWebSocket answers the upgrade r with a socket that sends frame and
+// closes (Upgrader.Refuse), or, through a stub that cannot, with status
+// 400 and the reason.
+func RefuseWebSocket(w http.ResponseWriter, r *http.Request, stub Stub, subprotocol string, frame []byte, code int, reason string) {
+	if u, ok := stub.(Upgrader); ok && IsWebSocketUpgrade(r) {
+		u.Refuse(w, r, subprotocol, frame, code, reason)
+		return
+	}
+	WriteError(w, http.StatusBadRequest, reason)
 }
 
 // IsWebSocketUpgrade reports whether r asks for a WebSocket.

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coder/websocket"
 	"google.golang.org/grpc"
 
 	"hellochat/apps"
@@ -330,13 +331,13 @@ func (g *gateway) expire(ctx context.Context) {
 // object accepts it (101), the router completes the handshake and keeps
 // the browser's connection; otherwise the object's answer is the
 // router's.
-func (g *gateway) Upgrade(w http.ResponseWriter, r *http.Request, id durable.ID) {
+func (g *gateway) Upgrade(w http.ResponseWriter, r *http.Request, id durable.ID, p apps.SocketPolicy) {
 	rt := g.rt
 	addr := clientAddr(r)
 	if _, ok := rt.admit(w, addr); !ok {
 		return
 	}
-	s, ok := g.open(id, addr)
+	s, ok := g.open(id, addr, p)
 	if !ok {
 		rt.release(addr)
 		http.Error(w, "router shutting down", http.StatusServiceUnavailable)
@@ -357,16 +358,36 @@ func (g *gateway) Upgrade(w http.ResponseWriter, r *http.Request, id durable.ID)
 	s.accept(w, r, resp)
 }
 
+// Refuse answers the upgrade r with a socket no object holds: the
+// handshake, frame, and a close with code and reason.
+func (g *gateway) Refuse(w http.ResponseWriter, r *http.Request, subprotocol string, frame []byte, code int, reason string) {
+	opts := &websocket.AcceptOptions{InsecureSkipVerify: g.rt.cfg.AllowAnyOrigin}
+	if subprotocol != "" {
+		opts.Subprotocols = []string{subprotocol}
+	}
+	conn, err := websocket.Accept(w, r, opts)
+	if err != nil {
+		return // Accept has answered
+	}
+	ctx, cancel := context.WithTimeout(g.ctx, WriteTimeout)
+	defer cancel()
+	if err := conn.Write(ctx, websocket.MessageText, frame); err != nil {
+		conn.CloseNow()
+		return
+	}
+	conn.Close(websocket.StatusCode(code), reason)
+}
+
 // open registers a socket before its upgrade reaches the object, so that
 // what the object sends at once waits for the handshake.
-func (g *gateway) open(id durable.ID, addr string) (*gatewaySocket, bool) {
+func (g *gateway) open(id durable.ID, addr string, p apps.SocketPolicy) (*gatewaySocket, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
 		return nil, false
 	}
 	g.next++
-	s := newGatewaySocket(g, objectclient.SocketID(g.id, g.next), id, addr)
+	s := newGatewaySocket(g, objectclient.SocketID(g.id, g.next), id, addr, p)
 	g.sockets[s.id] = s
 	g.wg.Add(1)
 	return s, true

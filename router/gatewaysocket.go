@@ -1,8 +1,12 @@
 package router
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -10,7 +14,9 @@ import (
 	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
 
+	"hellochat/apps"
 	"hellochat/durable"
+	"hellochat/limits"
 	"hellochat/objectclient"
 	pb "hellochat/proto/roompb"
 )
@@ -21,6 +27,7 @@ const (
 	closeInternal      = int(websocket.StatusInternalError)
 	closeAbnormal      = int(websocket.StatusAbnormalClosure)
 	closeTryAgainLater = int(websocket.StatusTryAgainLater)
+	closePolicy        = int(websocket.StatusPolicyViolation)
 )
 
 // gatewaySocket is one browser's WebSocket that an object holds. Its read
@@ -65,9 +72,17 @@ type gatewaySocket struct {
 	}
 
 	// pace holds the browser to the router's frame rate (Config.FrameRate,
-	// FrameBurst) by reading it no faster: nothing is dropped, the
-	// browser's own socket fills instead. Nil: unbounded.
-	pace *rate.Limiter
+	// FrameBurst): by reading it no faster, so that nothing is dropped and
+	// the browser's own socket fills instead, or, if the Worker's policy
+	// says how to refuse (OverBudget), by dropping what is past it. Nil:
+	// unbounded. flood counts the refusals (owned by the read loop).
+	pace   *rate.Limiter
+	policy apps.SocketPolicy
+	flood  flood
+
+	// raw is the browser's connection under the WebSocket library: a
+	// frame begun must be read within Config.FrameReadTimeout.
+	raw net.Conn
 
 	conn        *websocket.Conn // set by accept, before the loops start
 	writerDone  chan struct{}
@@ -89,8 +104,8 @@ type outFrame struct {
 	reason string
 }
 
-func newGatewaySocket(g *gateway, id string, object durable.ID, addr string) *gatewaySocket {
-	s := &gatewaySocket{g: g, id: id, object: object, addr: addr, class: object.Namespace(), objectID: object.String(),
+func newGatewaySocket(g *gateway, id string, object durable.ID, addr string, p apps.SocketPolicy) *gatewaySocket {
+	s := &gatewaySocket{g: g, id: id, object: object, addr: addr, class: object.Namespace(), objectID: object.String(), policy: p,
 		wake: make(chan struct{}, 1),
 		room: make(chan struct{}, 1), writerDone: make(chan struct{})}
 	if cfg := g.rt.cfg; cfg.FrameRate > 0 {
@@ -151,13 +166,18 @@ func (s *gatewaySocket) accept(w http.ResponseWriter, r *http.Request, resp *htt
 	if p := resp.Header.Get("Sec-WebSocket-Protocol"); p != "" {
 		opts.Subprotocols = []string{p}
 	}
-	conn, err := websocket.Accept(w, r, opts)
+	hj := &connHijack{ResponseWriter: w}
+	conn, err := websocket.Accept(hj, r, opts)
 	if err != nil {
 		s.end(closeAbnormal, "the WebSocket handshake failed", false)
 		return // Accept has answered
 	}
-	conn.SetReadLimit(MaxGatewayMessageBytes)
-	s.conn = conn
+	limit := MaxGatewayMessageBytes
+	if n := s.policy.MaxMessageBytes; n > 0 && n < limit {
+		limit = n
+	}
+	conn.SetReadLimit(int64(limit))
+	s.conn, s.raw = conn, hj.conn
 	var wctx context.Context
 	wctx, s.cancelWrite = context.WithCancel(s.g.ctx)
 	go s.writeLoop(wctx)
@@ -168,7 +188,7 @@ func (s *gatewaySocket) accept(w http.ResponseWriter, r *http.Request, resp *htt
 // the auto-response itself, and reports the socket's end.
 func (s *gatewaySocket) readLoop() {
 	for {
-		typ, data, err := s.conn.Read(s.g.ctx)
+		typ, data, err := s.read()
 		if err != nil {
 			code, reason, clean := closeAbnormal, "", false
 			var ce websocket.CloseError
@@ -183,8 +203,8 @@ func (s *gatewaySocket) readLoop() {
 			s.end(code, reason, clean)
 			return
 		}
-		if s.pace != nil && s.pace.Wait(s.g.ctx) != nil {
-			continue // the router is stopping: the next Read ends the loop
+		if s.overBudget() {
+			continue
 		}
 		s.mu.Lock()
 		auto, closing := s.auto, s.closing
@@ -198,6 +218,66 @@ func (s *gatewaySocket) readLoop() {
 		}
 		s.forward(data, typ == websocket.MessageText)
 	}
+}
+
+// read reads the browser's next message. Once its first frame's header
+// has come, the rest must come within Config.FrameReadTimeout: a browser
+// trickling a frame is cut off, a quiet one waits as long as it likes.
+func (s *gatewaySocket) read() (websocket.MessageType, []byte, error) {
+	typ, rd, err := s.conn.Reader(s.g.ctx)
+	if err != nil {
+		return typ, nil, err
+	}
+	timeout := s.g.rt.cfg.FrameReadTimeout
+	if s.raw != nil && timeout > 0 {
+		s.raw.SetReadDeadline(time.Now().Add(timeout))
+		defer s.raw.SetReadDeadline(time.Time{})
+	}
+	data, err := io.ReadAll(rd)
+	return typ, data, err
+}
+
+// overBudget applies the frame budget to the message just read, and
+// reports whether it is dropped: past the budget, the read loop waits
+// until the message fits, or, under a policy that can refuse, drops it,
+// tells the browser at most once a second, and closes a flood (1008).
+func (s *gatewaySocket) overBudget() bool {
+	switch {
+	case s.pace == nil:
+		return false
+	case s.policy.OverBudget == nil:
+		// An error means the router is stopping: the next read ends the loop.
+		return s.pace.Wait(s.g.ctx) != nil
+	case s.pace.Allow():
+		return false
+	}
+	rt := s.g.rt
+	tell, isFlood := s.flood.refuse()
+	switch {
+	case isFlood:
+		rt.metrics.refuse(reasonFlood)
+		s.shut(closePolicy, fmt.Sprintf("flood: %d frames over the limit within %v", FloodRefusals, FloodWindow))
+	case tell:
+		s.push(outFrame{data: s.policy.OverBudget(rt.cfg.FrameRate), text: true})
+	}
+	rt.metrics.refuse(limits.CodeRateLimited)
+	return true
+}
+
+// connHijack records the connection the WebSocket library hijacks.
+type connHijack struct {
+	http.ResponseWriter
+	conn net.Conn
+}
+
+func (h *connHijack) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := h.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, fmt.Errorf("router: %T cannot hijack its connection", h.ResponseWriter)
+	}
+	c, brw, err := hj.Hijack()
+	h.conn = c
+	return c, brw, err
 }
 
 // forward numbers a message and streams it to the node that leads the

@@ -3,6 +3,8 @@ package router
 import (
 	"testing"
 
+	"hellochat/apps"
+	"hellochat/apps/chat"
 	"hellochat/durable"
 	pb "hellochat/proto/roompb"
 )
@@ -18,7 +20,7 @@ func sendOp(data string, number uint64) *pb.GatewayOp {
 // may not have handed over) and is dropped; unnumbered frames always go
 // and leave the number where it was.
 func TestNumberedFramesDropRepeats(t *testing.T) {
-	s := newGatewaySocket(&gateway{rt: &Router{}}, "r~1.1", testObject, "")
+	s := newGatewaySocket(&gateway{rt: &Router{}}, "r~1.1", testObject, "", apps.SocketPolicy{})
 	for _, op := range []*pb.GatewayOp{
 		sendOp("m1", 1), sendOp("m2", 2), sendOp("hi", 0),
 		sendOp("m1", 1), sendOp("m2", 2), // a new leader sends the recent ones again
@@ -38,5 +40,12 @@ func TestNumberedFramesDropRepeats(t *testing.T) {
 		if got[i] != want[i] {
 			t.Fatalf("queued %q, want %q", got, want)
 		}
+	}
+}
+
+// The chat app's Worker defaults its send rate to the built-in chat's.
+func TestChatAppSendRateDefaultsMatch(t *testing.T) {
+	if chat.DefaultSendRate != DefaultSendRate || chat.DefaultSendBurst != DefaultSendBurst {
+		t.Fatalf("chat app %d/%d, router %d/%d", chat.DefaultSendRate, chat.DefaultSendBurst, DefaultSendRate, DefaultSendBurst)
 	}
 }

@@ -270,7 +270,7 @@ func Start(cfg Config) (*Router, error) {
 
 	mux := http.NewServeMux()
 	if rt.cfg.ChatApp {
-		mux.Handle("/ws", chat.Worker(rt.gateway))
+		mux.Handle("/ws", chat.NewWorker(chat.Options{SendRate: rt.cfg.SendRate, SendBurst: rt.cfg.SendBurst})(rt.gateway))
 	} else {
 		mux.HandleFunc("/ws", rt.handleWS)
 	}

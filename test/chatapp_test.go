@@ -124,3 +124,25 @@ func TestChatAppSendsAgainWhatADeadLeaderHeld(t *testing.T) {
 		}
 	}
 }
+
+// The built-in chat's tests of bad input and browser limits, run
+// unchanged against the chat app (router --chat-app): the Worker refuses
+// a bad room on a socket of its own, the router guards the room's sockets
+// with the app's policy (frame size, frame budget refused in the app's
+// own error frame, flood close, the frame read timeout), and the room
+// bounds each browser's sends.
+func TestChatAppKeepsTheBrowserLimits(t *testing.T) {
+	t.Setenv(tc.ChatAppEnv, "1")
+	for _, tt := range []struct {
+		name string
+		test func(*testing.T)
+	}{
+		{"BadInputKeepsConnection", TestBadInputKeepsConnection},
+		{"BadNamesAndRooms", TestBadNamesAndRooms},
+		{"FloodIsRateLimited", TestFloodIsRateLimited},
+		{"FrameBudget", TestFrameBudget},
+		{"TricklingClientDisconnected", TestTricklingClientDisconnected},
+	} {
+		t.Run(tt.name, tt.test)
+	}
+}

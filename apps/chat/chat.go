@@ -11,9 +11,9 @@
 //	GET /chat/ws?room=ROOM&name=NAME[&after=SEQ&key=KEY]   a WebSocket into ROOM
 //
 // Offer the subprotocol hellochat.v2 for v2; without it a browser speaks
-// the seed protocol. A bad ROOM is answered 400 before any socket (the
-// Worker has no socket to send an error frame on); a bad NAME, KEY or
-// SEQ gets an error frame and a close 1008, as docs/protocol.md says.
+// the seed protocol. A bad ROOM, NAME, KEY or SEQ gets an error frame and
+// a close 1008, as docs/protocol.md says (a bad ROOM from the Worker, on a
+// socket no room holds).
 //
 // What a room guarantees, and how it gets it from the API:
 //   - Every message is stored (committed through its shard's Raft group)
@@ -30,8 +30,16 @@
 package chat
 
 import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
 	"hellochat/apps"
+	"hellochat/apps/chat/wire"
 	"hellochat/durable"
+	"hellochat/limits"
 )
 
 // ClassName is the room class's namespace name.
@@ -56,5 +64,70 @@ func App() apps.App {
 	}
 }
 
-// Worker is the stateless part: the room's name chooses the object.
-var Worker = apps.RoomWorker(Namespace)
+// DefaultSendRate and DefaultSendBurst bound each browser's messages per
+// second, as the router's own defaults (router.DefaultSendRate) do for the
+// built-in chat.
+const (
+	DefaultSendRate  = 100
+	DefaultSendBurst = 200
+)
+
+// SendRateHeader carries a browser's send rate and burst ("RATE BURST";
+// a rate of 0 or less: no bound) from the Worker to the room, which keeps
+// it with the socket. The Worker always sets it, so a browser cannot.
+const SendRateHeader = "Hellochat-Send-Rate"
+
+// Options are the Worker's settings.
+type Options struct {
+	SendRate  float64
+	SendBurst int
+}
+
+// Worker is the stateless part with the default send rate.
+var Worker = NewWorker(Options{SendRate: DefaultSendRate, SendBurst: DefaultSendBurst})
+
+// NewWorker returns the stateless part: the room's name chooses the
+// object. A bad room is refused with the error frame of the browser's
+// protocol and close 1008, on a socket of the Worker's own; the room's
+// sockets are guarded by the router with frames of at most
+// limits.MaxFrameBytes, and a browser past its frame budget is told
+// rate_limited, in its protocol, and its frames dropped.
+func NewWorker(o Options) func(apps.Stub) http.Handler {
+	rateValue := strconv.FormatFloat(o.SendRate, 'g', -1, 64) + " " + strconv.Itoa(max(o.SendBurst, 1))
+	return func(stub apps.Stub) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			p, sub := wire.Seed, ""
+			if apps.HeaderHasToken(r.Header, "Sec-WebSocket-Protocol", wire.SubprotocolV2) {
+				p, sub = wire.V2, wire.SubprotocolV2
+			}
+			room, err := limits.Room(r.URL.Query().Get("room"))
+			var le *limits.Error
+			if errors.As(err, &le) {
+				apps.RefuseWebSocket(w, r, stub, sub, wire.Error(p, le.Code, le.Message, ""), closePolicy, le.Message)
+				return
+			}
+			r.Header.Set(SendRateHeader, rateValue)
+			apps.ForwardWith(w, r, stub, Namespace.IDFromName(room), "room "+room, apps.SocketPolicy{
+				MaxMessageBytes: limits.MaxFrameBytes,
+				OverBudget: func(rate float64) []byte {
+					return wire.Error(p, limits.CodeRateLimited, fmt.Sprintf("too many frames (max %g/s); frames are being dropped", rate), "")
+				},
+			})
+		})
+	}
+}
+
+// parseSendRate reads SendRateHeader; a missing or bad one is no bound
+// (only a Worker of this package forwards upgrades to rooms).
+func parseSendRate(v string) (rate float64, burst int) {
+	rs, bs, ok := strings.Cut(v, " ")
+	if !ok {
+		return 0, 0
+	}
+	rate, err1 := strconv.ParseFloat(rs, 64)
+	burst, err2 := strconv.Atoi(bs)
+	if err1 != nil || err2 != nil || burst < 1 {
+		return 0, 0
+	}
+	return rate, burst
+}

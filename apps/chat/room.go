@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"hellochat/apps"
 	"hellochat/apps/chat/wire"
 	"hellochat/durable"
@@ -42,6 +44,9 @@ type attachment struct {
 	Name  string        `json:"n"`
 	Key   string        `json:"k,omitempty"`
 	Proto wire.Protocol `json:"p"`
+	// Rate and Burst bound its messages per second (SendRateHeader).
+	Rate  float64 `json:"r,omitempty"`
+	Burst int     `json:"b,omitempty"`
 }
 
 // Room is the class: one chat room. What it keeps in memory is restored
@@ -55,6 +60,9 @@ type Room struct {
 	// broadcast reads it for each socket, and decoding it each time was a
 	// fifth of a message's CPU (BenchmarkRoomSend).
 	joined map[string]attachment
+	// sends holds each socket's send bucket, made at its first message
+	// (a new instance starts them full).
+	sends map[string]*rate.Limiter
 	// now is the room's clock in Unix milliseconds; tests set their own.
 	now func() int64
 	// window is DedupeWindow; tests shrink it.
@@ -82,6 +90,7 @@ func (r *Room) Load(ctx context.Context, s *durable.State) error {
 	}
 	r.users = map[string]int{}
 	r.joined = map[string]attachment{}
+	r.sends = map[string]*rate.Limiter{}
 	all, err := s.GetWebSockets("")
 	if err != nil {
 		return fmt.Errorf("load who is here: %w", err)
@@ -171,7 +180,8 @@ func (r *Room) Fetch(ctx context.Context, s *durable.State, w http.ResponseWrite
 	}
 	ws, err := s.AcceptWebSocket(req)
 	if err == nil {
-		err = r.join(s, ws, p, room, q)
+		sendRate, sendBurst := parseSendRate(req.Header.Get(SendRateHeader))
+		err = r.join(s, ws, attachment{Proto: p, Rate: sendRate, Burst: sendBurst}, room, q)
 	}
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -183,7 +193,8 @@ func (r *Room) Fetch(ctx context.Context, s *durable.State, w http.ResponseWrite
 // join checks the browser's name, key and resume point, then shows it
 // the room and shows it to the others. A refused browser gets the error
 // frame and a close, and never counts as here.
-func (r *Room) join(s *durable.State, ws durable.WebSocket, p wire.Protocol, room string, q map[string][]string) error {
+func (r *Room) join(s *durable.State, ws durable.WebSocket, a attachment, room string, q map[string][]string) error {
+	p := a.Proto
 	get := func(k string) string {
 		if v := q[k]; len(v) > 0 {
 			return v[0]
@@ -213,7 +224,8 @@ func (r *Room) join(s *durable.State, ws durable.WebSocket, p wire.Protocol, roo
 	if err != nil {
 		return err
 	}
-	att, _ := json.Marshal(attachment{Name: name, Key: key, Proto: p})
+	a.Name, a.Key = name, key
+	att, _ := json.Marshal(a)
 	if err := ws.SetAttachment(att); err != nil {
 		return err
 	}
@@ -226,7 +238,7 @@ func (r *Room) join(s *durable.State, ws durable.WebSocket, p wire.Protocol, roo
 		return err
 	}
 	r.users[name]++
-	r.joined[ws.ID()] = attachment{Name: name, Key: key, Proto: p}
+	r.joined[ws.ID()] = a
 	if p == wire.V2 {
 		err = ws.Send(wire.Presence(r.names()), true)
 	}
@@ -378,6 +390,10 @@ func (r *Room) WebSocketMessage(ctx context.Context, s *durable.State, ws durabl
 // send stores a message and shows it to the room, or acks a resend of
 // one already stored.
 func (r *Room) send(s *durable.State, ws durable.WebSocket, a attachment, op wire.Op) error {
+	if !r.mayPost(ws.ID(), a) {
+		return ws.Send(wire.Error(a.Proto, limits.CodeRateLimited,
+			fmt.Sprintf("too many messages (max %g/s); message not sent", a.Rate), op.ID), true)
+	}
 	st := s.Storage()
 	id := op.ID
 	if a.Proto == wire.Seed {
@@ -419,6 +435,19 @@ func (r *Room) send(s *durable.State, ws durable.WebSocket, a attachment, op wir
 	// writes, and the next message must take the same seq.
 	r.lastSeq, r.lastTS = m.Seq, m.TS
 	return nil
+}
+
+// mayPost takes a token from the socket's send bucket, if it has a rate.
+func (r *Room) mayPost(socket string, a attachment) bool {
+	if a.Rate <= 0 {
+		return true
+	}
+	lim := r.sends[socket]
+	if lim == nil {
+		lim = rate.NewLimiter(rate.Limit(a.Rate), a.Burst)
+		r.sends[socket] = lim
+	}
+	return lim.AllowN(time.UnixMilli(r.now()), 1)
 }
 
 // show sends a stored message to the room, and the sender its ack.
@@ -474,6 +503,7 @@ func (r *Room) leave(s *durable.State, ws durable.WebSocket) error {
 		return nil
 	}
 	delete(r.joined, ws.ID())
+	delete(r.sends, ws.ID())
 	if r.users[a.Name]--; r.users[a.Name] <= 0 {
 		delete(r.users, a.Name)
 	}

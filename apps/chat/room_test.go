@@ -333,3 +333,32 @@ func TestRoomSendsAgainWhatADeadLeaderHeld(t *testing.T) {
 	r.Start()
 	expect(t, "bob", r.frames("g.2"), "")
 }
+
+// A browser's sends are bounded by the rate its Worker gave the room: past
+// the burst, a send is answered rate_limited with its id and not stored.
+func TestRoomBoundsEachBrowsersSends(t *testing.T) {
+	r := newRig(t, DedupeWindow)
+	r.Upgrade("g.1", "http://router"+Path+"?room=lobby&name=ann&key=secret-key-0123456789",
+		"Sec-WebSocket-Protocol", wire.SubprotocolV2, SendRateHeader, "1 2")
+	r.v2("g.2", "bob") // no header: no bound
+	r.frames("g.1")
+	for i := 1; i <= 4; i++ {
+		r.send("g.1", fmt.Sprint("a-", i), "x")
+	}
+	ann := r.frames("g.1")
+	expect(t, "ann", ann, "message:1 ack:1 message:2 ack:2 error:rate_limited error:rate_limited")
+	if ann[4].ID != "a-3" || ann[5].ID != "a-4" {
+		t.Fatalf("refusals name %q and %q, want a-3 and a-4", ann[4].ID, ann[5].ID)
+	}
+	for i := 1; i <= 4; i++ {
+		r.send("g.2", fmt.Sprint("b-", i), "y")
+	}
+	if got := strings.Count(kinds(r.frames("g.2")), "ack:"); got != 4 {
+		t.Fatalf("bob, unbounded, got %d acks of 4", got)
+	}
+	r.ts += 1000 // a second later, one more token
+	r.send("g.1", "a-5", "x")
+	if f := r.frames("g.1"); kinds(f) != "message:3 message:4 message:5 message:6 message:7 ack:7" {
+		t.Fatalf("ann after a second: %s", kinds(f))
+	}
+}
