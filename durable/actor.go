@@ -546,6 +546,8 @@ func (a *Actor) release(s *State) {
 			a.cfg.Sockets.Close(op.socket, op.code, op.reason)
 		case opAuto:
 			a.cfg.Sockets.AutoResponse(op.socket, op.auto.Request, op.auto.Response)
+		case opDrain:
+			a.cfg.Sockets.Drain(op.socket)
 		}
 	}
 	s.sockOut = nil

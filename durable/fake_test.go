@@ -400,6 +400,10 @@ func (f *fakeSockets) Close(socket string, code int, reason string) {
 	f.ops <- socketOp{socket: socket, kind: opClose, code: code, reason: reason}
 }
 
+func (f *fakeSockets) Drain(socket string) {
+	f.ops <- socketOp{socket: socket, kind: opDrain}
+}
+
 func (f *fakeSockets) AutoResponse(socket, request, response string) {
 	f.ops <- socketOp{socket: socket, kind: opAuto, auto: autoResponse{request, response}}
 }

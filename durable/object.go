@@ -65,6 +65,13 @@ type WebSocketHandler interface {
 	WebSocketError(ctx context.Context, s *State, ws WebSocket, err error) error
 }
 
+// WebSocketDrainer is implemented by a class that paces what it sends a
+// socket by how fast the browser takes it (WebSocket.NotifyDrained): a
+// long history sent a page at a time, the next when the last one is out.
+type WebSocketDrainer interface {
+	WebSocketDrained(ctx context.Context, s *State, ws WebSocket) error
+}
+
 // WebSocket is a socket an object accepted, valid during one event. Its
 // tags and attachment (a small value, MaxAttachmentBytes) are stored with
 // the object: they survive its eviction from memory and its leader's
@@ -84,6 +91,13 @@ type WebSocket interface {
 	// messages by their seq). Unnumbered frames (Send) are never
 	// dropped and do not move the number.
 	SendNumbered(n uint64, msg []byte, text bool) error
+	// NotifyDrained asks for a WebSocketDrained event once what the
+	// object sent the socket until now (this event's frames included) is
+	// written to the browser's connection. It is a hint, not a promise:
+	// the request is lost with a leader that dies or a socket that
+	// closes, so a class that waits on it starts again from what it
+	// stored (its Load), and numbers what it sends (SendNumbered).
+	NotifyDrained() error
 	Close(code int, reason string) error
 	Attachment() []byte
 	SetAttachment(b []byte) error

@@ -95,6 +95,22 @@ func MessageNumber(ws WebSocket) uint64 {
 	return 0
 }
 
+// WebSocketDrained tells an object that asked (WebSocket.NotifyDrained)
+// that what it sent socket before asking reached the browser's
+// connection. A class without WebSocketDrainer ignores it.
+func (a *Actor) WebSocketDrained(ctx context.Context, socket string) error {
+	return a.do(ctx, func(ctx context.Context, s *State) error {
+		if _, err := s.storage.socketRecord(socket); err != nil {
+			return err
+		}
+		d, ok := a.obj.(WebSocketDrainer)
+		if !ok {
+			return nil
+		}
+		return d.WebSocketDrained(ctx, s, &socketHandle{s: s, id: socket})
+	})
+}
+
 // WebSocketClose tells the object that socket's browser closed it (or
 // its gateway lost it). The object holds the socket no more, even if the
 // handler fails (its writes are dropped, and a second event drops the

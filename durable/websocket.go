@@ -66,6 +66,9 @@ type Sockets interface {
 	// a text message equal to request with response itself, without an
 	// event (request "": none).
 	AutoResponse(socket, request, response string)
+	// Drain asks the gateway for a WebSocketDrained event of the socket
+	// once what was sent it before is written to its browser.
+	Drain(socket string)
 }
 
 type upgradeKey struct{}
@@ -110,6 +113,7 @@ const (
 	opSend socketOpKind = iota
 	opClose
 	opAuto
+	opDrain
 )
 
 // autoResponse is the object's automatic reply to a WebSocket ping
@@ -341,6 +345,14 @@ func (w *socketHandle) SendNumbered(n uint64, msg []byte, text bool) error {
 		return err
 	}
 	w.s.sockOut = append(w.s.sockOut, socketOp{socket: w.id, kind: opSend, msg: slices.Clone(msg), text: text, number: n})
+	return nil
+}
+
+func (w *socketHandle) NotifyDrained() error {
+	if _, err := w.record(); err != nil {
+		return err
+	}
+	w.s.sockOut = append(w.s.sockOut, socketOp{socket: w.id, kind: opDrain})
 	return nil
 }
 

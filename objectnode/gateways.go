@@ -155,6 +155,10 @@ func (s objectSockets) Close(socket string, code int, reason string) {
 	s.h.put(s.from, &pb.GatewayOp{Socket: socket, Op: &pb.GatewayOp_Close{Close: &pb.SocketClose{Code: int32(code), Reason: reason}}}, 0)
 }
 
+func (s objectSockets) Drain(socket string) {
+	s.h.put(s.from, &pb.GatewayOp{Socket: socket, Op: &pb.GatewayOp_Drain{Drain: &pb.SocketDrain{}}}, 0)
+}
+
 func (s objectSockets) AutoResponse(socket, request, response string) {
 	s.h.put(s.from, &pb.GatewayOp{Socket: socket, Op: &pb.GatewayOp_AutoResponse{AutoResponse: &pb.AutoResponse{Request: request, Response: response}}}, 0)
 }

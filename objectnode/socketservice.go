@@ -159,6 +159,8 @@ func (s *objectService) Socket(ctx context.Context, ev *pb.SocketEvent) (*pb.Soc
 		event = func(ctx context.Context, a *durable.Actor) error {
 			return a.WebSocketError(ctx, ev.GetSocket(), errors.New(cut(ev.GetReason(), maxCloseReasonBytes)))
 		}
+	case pb.SocketEvent_DRAINED:
+		event = func(ctx context.Context, a *durable.Actor) error { return a.WebSocketDrained(ctx, ev.GetSocket()) }
 	default:
 		return nil, status.Errorf(codes.InvalidArgument, "%s: socket event of kind %d", t.what, ev.GetKind())
 	}

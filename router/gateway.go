@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -62,6 +63,9 @@ type gateway struct {
 	// the sockets' last word to their objects. Both end at close.
 	ctx, reportCtx       context.Context
 	cancel, cancelReport context.CancelFunc
+
+	// queued counts the bytes waiting in the sockets' queues (Stats).
+	queued atomic.Int64
 
 	mu      sync.Mutex
 	next    uint64

@@ -99,6 +99,7 @@ type outFrame struct {
 	data   []byte
 	text   bool
 	number uint64 // 0: not numbered
+	drain  bool   // not a frame: tell the object once the ones before are written
 	close  bool
 	code   int
 	reason string
@@ -121,6 +122,8 @@ func (s *gatewaySocket) apply(op *pb.GatewayOp) {
 		s.push(outFrame{data: o.Send.GetData(), text: o.Send.GetText(), number: o.Send.GetNumber()})
 	case *pb.GatewayOp_Close:
 		s.push(outFrame{close: true, code: int(o.Close.GetCode()), reason: o.Close.GetReason()})
+	case *pb.GatewayOp_Drain:
+		s.push(outFrame{drain: true})
 	case *pb.GatewayOp_AutoResponse:
 		s.mu.Lock()
 		s.auto = o.AutoResponse
@@ -148,10 +151,21 @@ func (s *gatewaySocket) push(f outFrame) {
 	s.closing = f.close
 	s.queue = append(s.queue, f)
 	s.bytes += len(f.data)
+	s.g.queued.Add(int64(len(f.data)))
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
+}
+
+// discardQueue drops what the ended write loop left queued, and takes
+// nothing more.
+func (s *gatewaySocket) discardQueue() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closing = true
+	s.g.queued.Add(-int64(s.bytes))
+	s.queue, s.bytes = nil, 0
 }
 
 // shut closes the socket with code: a close frame after what is queued.
@@ -199,6 +213,7 @@ func (s *gatewaySocket) readLoop() {
 			s.awaitAnswers(objectclient.CallTimeout + eventAnswerTimeout)
 			s.cancelWrite()
 			<-s.writerDone
+			s.discardQueue()
 			s.conn.CloseNow()
 			s.end(code, reason, clean)
 			return
@@ -423,25 +438,57 @@ func (s *gatewaySocket) writeLoop(ctx context.Context) {
 		frames := s.queue
 		s.queue, s.bytes = nil, 0
 		s.mu.Unlock()
-		for _, f := range frames {
-			if f.close {
-				// Close waits for the browser's close frame, which ends
-				// the read loop.
-				s.conn.Close(websocket.StatusCode(f.code), f.reason)
-				return
-			}
-			typ := websocket.MessageBinary
-			if f.text {
-				typ = websocket.MessageText
-			}
-			wctx, cancel := context.WithTimeout(ctx, WriteTimeout)
-			err := s.conn.Write(wctx, typ, f.data)
-			cancel()
-			if err != nil {
-				s.conn.CloseNow()
-				return
-			}
+		if !s.write(ctx, frames) {
+			return
 		}
+	}
+}
+
+// write writes frames to the browser, and reports false once the socket
+// is done with (closed, or its connection failed).
+func (s *gatewaySocket) write(ctx context.Context, frames []outFrame) bool {
+	left := 0
+	for _, f := range frames {
+		left += len(f.data)
+	}
+	defer func() { s.g.queued.Add(-int64(left)) }()
+	for _, f := range frames {
+		switch {
+		case f.close:
+			// Close waits for the browser's close frame, which ends the
+			// read loop.
+			s.conn.Close(websocket.StatusCode(f.code), f.reason)
+			return false
+		case f.drain:
+			go s.reportDrained()
+			continue
+		}
+		typ := websocket.MessageBinary
+		if f.text {
+			typ = websocket.MessageText
+		}
+		wctx, cancel := context.WithTimeout(ctx, WriteTimeout)
+		err := s.conn.Write(wctx, typ, f.data)
+		cancel()
+		left -= len(f.data)
+		s.g.queued.Add(-int64(len(f.data)))
+		if err != nil {
+			s.conn.CloseNow()
+			return false
+		}
+	}
+	return true
+}
+
+// reportDrained tells the object that asked that what it sent before
+// reached the browser's connection (a DRAINED event). Lost, it is lost:
+// the object's wish was a hint (durable.WebSocket.NotifyDrained).
+func (s *gatewaySocket) reportDrained() {
+	ctx, cancel := context.WithTimeout(s.g.ctx, objectclient.CallTimeout)
+	defer cancel()
+	err := s.g.SocketEvent(ctx, s.object, &pb.SocketEvent{Socket: s.id, Kind: pb.SocketEvent_DRAINED})
+	if err != nil && ctx.Err() == nil {
+		s.g.rt.log.Debug("could not tell an object its socket drained", "socket", s.id, "err", err)
 	}
 }
 

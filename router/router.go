@@ -270,7 +270,7 @@ func Start(cfg Config) (*Router, error) {
 
 	mux := http.NewServeMux()
 	if rt.cfg.ChatApp {
-		mux.Handle("/ws", chat.NewWorker(chat.Options{SendRate: rt.cfg.SendRate, SendBurst: rt.cfg.SendBurst})(rt.gateway))
+		mux.Handle("/ws", chat.NewWorker(chat.Options{SendRate: rt.cfg.SendRate, SendBurst: rt.cfg.SendBurst, SeedHistory: rt.cfg.SeedHistory})(rt.gateway))
 	} else {
 		mux.HandleFunc("/ws", rt.handleWS)
 	}
@@ -349,23 +349,28 @@ func (rt *Router) Members() *cluster.Membership { return rt.members }
 
 // Stats are the router's counters and gauges.
 type Stats struct {
-	Sessions     int    // browsers connected
+	Sessions     int    // browsers connected (to the built-in chat or to objects)
 	RefusedConns uint64 // upgrades refused by MaxConns or MaxConnsPerAddr
 	Parked       int    // of them, idle with no goroutine (see parker)
 	Relays       int    // rooms with a relay
-	QueuedBytes  int    // bytes waiting to be written to browsers, all told (QueuedBytesBudget counts them)
+	QueuedBytes  int    // bytes waiting to be written to browsers, all told (QueuedBytesBudget counts the built-in chat's)
 	Refused      uint64 // sends refused as overloaded
 }
 
 // Stats reads the router's counters and gauges.
 func (rt *Router) Stats() Stats {
+	var st Stats
+	if rt.gateway != nil {
+		st.Sessions, st.QueuedBytes = rt.gateway.count(), int(rt.gateway.queued.Load())
+	}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	st := Stats{Sessions: len(rt.sessions), Relays: len(rt.relays), Refused: rt.refused.Load(), RefusedConns: rt.refusedConns.Load()}
+	st.Sessions += len(rt.sessions)
+	st.Relays, st.Refused, st.RefusedConns = len(rt.relays), rt.refused.Load(), rt.refusedConns.Load()
 	if rt.parker != nil {
 		st.Parked = rt.parker.parked()
 	}
-	st.QueuedBytes = int(rt.queued.used.Load())
+	st.QueuedBytes += int(rt.queued.used.Load())
 	return st
 }
 

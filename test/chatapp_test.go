@@ -125,13 +125,17 @@ func TestChatAppSendsAgainWhatADeadLeaderHeld(t *testing.T) {
 	}
 }
 
-// The built-in chat's tests of bad input and browser limits, run
-// unchanged against the chat app (router --chat-app): the Worker refuses
-// a bad room on a socket of its own, the router guards the room's sockets
-// with the app's policy (frame size, frame budget refused in the app's
-// own error frame, flood close, the frame read timeout), and the room
-// bounds each browser's sends.
-func TestChatAppKeepsTheBrowserLimits(t *testing.T) {
+// The built-in chat's tests that the chat app (router --chat-app) now
+// passes, run unchanged against it in every test run:
+//   - bad input and browser limits: the Worker refuses a bad room on a
+//     socket of its own, the router guards the room's sockets with the
+//     app's policy (frame size, frame budget refused in the app's own
+//     error frame, flood close, the frame read timeout), and the room
+//     bounds each browser's sends;
+//   - a seed browser's whole history, a page at a time as it reads
+//     (WebSocketDrained), with live messages after it without a gap, the
+//     router's cap on it, and the overload auditors that read it all.
+func TestChatAppPassesTheChatTests(t *testing.T) {
 	t.Setenv(tc.ChatAppEnv, "1")
 	for _, tt := range []struct {
 		name string
@@ -142,6 +146,9 @@ func TestChatAppKeepsTheBrowserLimits(t *testing.T) {
 		{"FloodIsRateLimited", TestFloodIsRateLimited},
 		{"FrameBudget", TestFrameBudget},
 		{"TricklingClientDisconnected", TestTricklingClientDisconnected},
+		{"SeedJoinStreamsWholeHistory", TestSeedJoinStreamsWholeHistory},
+		{"SeedHistoryCap", TestSeedHistoryCap},
+		{"OverloadLosesNothing", TestOverloadLosesNothing},
 	} {
 		t.Run(tt.name, tt.test)
 	}

@@ -35,6 +35,7 @@ type Sockets struct {
 	closed  map[string]int
 	numbers map[string]uint64 // the last number kept, per socket
 	taken   map[string]uint64 // the last number taken, per socket
+	drains  map[string]bool   // a WebSocketDrained asked for, per socket
 	repeats int
 }
 
@@ -62,6 +63,13 @@ func (s *Sockets) Close(socket string, code int, reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed[socket] = code
+}
+
+// Drain records that the object asked to hear when socket drained.
+func (s *Sockets) Drain(socket string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.drains[socket] = true
 }
 
 // AutoResponse is not recorded.
@@ -120,7 +128,8 @@ type Rig struct {
 // NewRig starts the object id of a class.
 func NewRig(t testing.TB, id durable.ID, newObject func() durable.Object) *Rig {
 	r := &Rig{T: t, ID: id, New: newObject, Store: durable.NewMemStore(),
-		Socks: &Sockets{sent: map[string][]frame{}, closed: map[string]int{}, numbers: map[string]uint64{}, taken: map[string]uint64{}}}
+		Socks: &Sockets{sent: map[string][]frame{}, closed: map[string]int{}, numbers: map[string]uint64{},
+			taken: map[string]uint64{}, drains: map[string]bool{}}}
 	r.Start()
 	return r
 }
@@ -167,6 +176,24 @@ func (r *Rig) Message(socket string, n uint64, msg string) {
 	if err := r.Actor.WebSocketMessageAt(context.Background(), socket, n, []byte(msg), true); err != nil {
 		r.T.Fatalf("message %d of %s: %v", n, socket, err)
 	}
+}
+
+// Drained hands the object the WebSocketDrained event it asked for on
+// socket, as a router does once the browser's connection took what was
+// sent before; it reports whether one was asked for.
+func (r *Rig) Drained(socket string) bool {
+	r.T.Helper()
+	r.Socks.mu.Lock()
+	asked := r.Socks.drains[socket]
+	delete(r.Socks.drains, socket)
+	r.Socks.mu.Unlock()
+	if !asked {
+		return false
+	}
+	if err := r.Actor.WebSocketDrained(context.Background(), socket); err != nil {
+		r.T.Fatalf("drained %s: %v", socket, err)
+	}
+	return true
 }
 
 // Gone tells the object socket's browser closed it.

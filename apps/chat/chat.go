@@ -77,10 +77,17 @@ const (
 // it with the socket. The Worker always sets it, so a browser cannot.
 const SendRateHeader = "Hellochat-Send-Rate"
 
+// SeedHistoryHeader carries how many of the newest messages a seed
+// browser is sent when it joins (router --seed-history; 0 or none: the
+// whole history, as the seed app sends), set by the Worker.
+const SeedHistoryHeader = "Hellochat-Seed-History"
+
 // Options are the Worker's settings.
 type Options struct {
 	SendRate  float64
 	SendBurst int
+	// SeedHistory caps the history a seed browser is sent (0: all).
+	SeedHistory int
 }
 
 // Worker is the stateless part with the default send rate.
@@ -94,6 +101,7 @@ var Worker = NewWorker(Options{SendRate: DefaultSendRate, SendBurst: DefaultSend
 // rate_limited, in its protocol, and its frames dropped.
 func NewWorker(o Options) func(apps.Stub) http.Handler {
 	rateValue := strconv.FormatFloat(o.SendRate, 'g', -1, 64) + " " + strconv.Itoa(max(o.SendBurst, 1))
+	seedHistory := strconv.Itoa(max(o.SeedHistory, 0))
 	return func(stub apps.Stub) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			p, sub := wire.Seed, ""
@@ -107,6 +115,7 @@ func NewWorker(o Options) func(apps.Stub) http.Handler {
 				return
 			}
 			r.Header.Set(SendRateHeader, rateValue)
+			r.Header.Set(SeedHistoryHeader, seedHistory)
 			apps.ForwardWith(w, r, stub, Namespace.IDFromName(room), "room "+room, apps.SocketPolicy{
 				MaxMessageBytes: limits.MaxFrameBytes,
 				OverBudget: func(rate float64) []byte {
@@ -115,6 +124,16 @@ func NewWorker(o Options) func(apps.Stub) http.Handler {
 			})
 		})
 	}
+}
+
+// parseSeedHistory reads SeedHistoryHeader: the newest messages of last
+// that a seed browser is sent.
+func parseSeedHistory(v string, last uint64) uint64 {
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || n == 0 {
+		return last
+	}
+	return min(n, last)
 }
 
 // parseSendRate reads SendRateHeader; a missing or bad one is no bound

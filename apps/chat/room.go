@@ -19,11 +19,6 @@ import (
 	"hellochat/limits"
 )
 
-// SeedHistory is how many of the newest messages a seed browser is shown
-// when it joins (the original sends the whole history; one event here
-// sends them all at once, so it is bounded).
-const SeedHistory = 1000
-
 // A new instance sends its sockets the messages stored in the last
 // ReplayWindow again (at most ReplayLimit of them, and ReplayBytes of
 // frames in all), numbered by seq so that their routers drop those their
@@ -47,6 +42,14 @@ type attachment struct {
 	// Rate and Burst bound its messages per second (SendRateHeader).
 	Rate  float64 `json:"r,omitempty"`
 	Burst int     `json:"b,omitempty"`
+	// A seed browser is sent the history a page at a time, the next when
+	// the last is written to it (WebSocketDrained). While Behind, it is
+	// sent no live message: its pages catch up with them. Sent is the
+	// seq of the newest message sent it, Shown of the newest it surely
+	// has (its page drained): a new instance sends (Shown, Sent] again.
+	Behind bool   `json:"c,omitempty"`
+	Sent   uint64 `json:"s,omitempty"`
+	Shown  uint64 `json:"w,omitempty"`
 }
 
 // Room is the class: one chat room. What it keeps in memory is restored
@@ -101,7 +104,32 @@ func (r *Room) Load(ctx context.Context, s *durable.State) error {
 			r.joined[ws.ID()] = a
 		}
 	}
+	if err := r.resumeSeedPages(s, all); err != nil {
+		return err
+	}
 	return r.replay(s, all)
+}
+
+// resumeSeedPages sends each seed browser still behind the page it may
+// not have had (its router drops what it had), and asks again to hear
+// when it is written: the old instance's wish died with it.
+func (r *Room) resumeSeedPages(s *durable.State, all []durable.WebSocket) error {
+	for _, ws := range all {
+		a, ok := r.joined[ws.ID()]
+		if !ok || !a.Behind {
+			continue
+		}
+		a.Sent = a.Shown
+		a, err := r.nextSeedPage(s, ws, a)
+		if err == nil {
+			err = setAttachment(ws, a)
+		}
+		if err != nil {
+			return err
+		}
+		r.joined[ws.ID()] = a
+	}
+	return nil
 }
 
 // replay sends the sockets the recent messages again (ReplayWindow),
@@ -130,8 +158,8 @@ func (r *Room) replay(s *durable.State, all []durable.WebSocket) error {
 	slices.Reverse(recent)
 	for _, ws := range all {
 		a, ok := r.joined[ws.ID()]
-		if !ok {
-			continue
+		if !ok || a.Behind {
+			continue // a seed browser still behind gets them in its pages
 		}
 		own := seedPrefix(ws.ID())
 		for _, m := range recent {
@@ -181,7 +209,15 @@ func (r *Room) Fetch(ctx context.Context, s *durable.State, w http.ResponseWrite
 	ws, err := s.AcceptWebSocket(req)
 	if err == nil {
 		sendRate, sendBurst := parseSendRate(req.Header.Get(SendRateHeader))
-		err = r.join(s, ws, attachment{Proto: p, Rate: sendRate, Burst: sendBurst}, room, q)
+		a := attachment{Proto: p, Rate: sendRate, Burst: sendBurst}
+		if p == wire.Seed {
+			// The seed page shows the whole history, or the newest
+			// SeedHistoryHeader messages.
+			a.Behind = true
+			a.Sent = r.lastSeq - min(r.lastSeq, parseSeedHistory(req.Header.Get(SeedHistoryHeader), r.lastSeq))
+			a.Shown = a.Sent
+		}
+		err = r.join(s, ws, a, room, q)
 	}
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -225,14 +261,13 @@ func (r *Room) join(s *durable.State, ws durable.WebSocket, a attachment, room s
 		return err
 	}
 	a.Name, a.Key = name, key
-	att, _ := json.Marshal(a)
-	if err := ws.SetAttachment(att); err != nil {
-		return err
-	}
 	if p == wire.V2 {
 		err = r.showV2(s, ws, room, name, after)
 	} else {
-		err = r.showSeed(s, ws)
+		a, err = r.nextSeedPage(s, ws, a)
+	}
+	if err == nil {
+		err = setAttachment(ws, a)
 	}
 	if err != nil {
 		return err
@@ -291,24 +326,60 @@ func lastSeq(msgs []wire.Message) uint64 {
 	return msgs[len(msgs)-1].Seq
 }
 
-// showSeed sends a seed browser the newest SeedHistory messages.
-func (r *Room) showSeed(s *durable.State, ws durable.WebSocket) error {
-	for from := r.lastSeq - min(r.lastSeq, SeedHistory); from < r.lastSeq; {
-		msgs, err := since(s.Storage(), from, int(min(r.lastSeq-from, durable.MaxKeysPerList)))
-		if err != nil {
-			return err
-		}
-		if len(msgs) == 0 {
-			return nil
-		}
-		for _, m := range msgs {
-			if err := ws.SendNumbered(m.Seq, wire.SeedMessage(m), true); err != nil {
-				return err
-			}
-		}
-		from = msgs[len(msgs)-1].Seq
+// nextSeedPage sends a seed browser that is behind its next page of
+// history, after a.Sent and at most limits.MaxPageBytes of it, and asks
+// to hear when it is written; once it has caught up with the room, it is
+// live. It returns the socket's attachment as it now is.
+func (r *Room) nextSeedPage(s *durable.State, ws durable.WebSocket, a attachment) (attachment, error) {
+	if !a.Behind {
+		return a, nil
 	}
-	return nil
+	if a.Sent < r.lastSeq {
+		msgs, err := since(s.Storage(), a.Sent, int(min(r.lastSeq-a.Sent, limits.HistoryLimit)))
+		if err != nil {
+			return a, err
+		}
+		for i, bytes := 0, 0; i < len(msgs) && (i == 0 || bytes < limits.MaxPageBytes); i++ {
+			m := msgs[i]
+			frame := wire.SeedMessage(m)
+			if err := ws.SendNumbered(m.Seq, frame, true); err != nil {
+				return a, err
+			}
+			bytes += len(frame)
+			a.Sent = m.Seq
+		}
+	}
+	if a.Sent >= r.lastSeq {
+		a.Behind, a.Sent, a.Shown = false, 0, 0
+		return a, nil
+	}
+	return a, ws.NotifyDrained()
+}
+
+// WebSocketDrained sends a seed browser catching up its next page.
+func (r *Room) WebSocketDrained(ctx context.Context, s *durable.State, ws durable.WebSocket) error {
+	a, ok := r.joined[ws.ID()]
+	if !ok || !a.Behind {
+		return nil
+	}
+	a.Shown = a.Sent
+	a, err := r.nextSeedPage(s, ws, a)
+	if err == nil {
+		err = setAttachment(ws, a)
+	}
+	if err == nil {
+		r.joined[ws.ID()] = a
+	}
+	return err
+}
+
+// setAttachment stores a with the socket.
+func setAttachment(ws durable.WebSocket, a attachment) error {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	return ws.SetAttachment(b)
 }
 
 // names is who is here: names sorted, with repeats.
@@ -334,8 +405,8 @@ func (r *Room) toOthers(s *durable.State, except string, n uint64, frame func(wi
 	var done [2]bool
 	for _, ws := range all {
 		a, ok := r.joined[ws.ID()]
-		if !ok || ws.ID() == except {
-			continue
+		if !ok || ws.ID() == except || n > 0 && a.Behind {
+			continue // a browser catching up gets messages in its pages
 		}
 		if !done[a.Proto] {
 			enc[a.Proto], done[a.Proto] = frame(a.Proto), true

@@ -362,3 +362,65 @@ func TestRoomBoundsEachBrowsersSends(t *testing.T) {
 		t.Fatalf("ann after a second: %s", kinds(f))
 	}
 }
+
+// A seed browser is sent the whole history a page at a time, the next
+// when the last is written to it; live messages wait for it to catch up,
+// so it is shown every message once, in order. A new instance sends the
+// page that may have been lost again; the Worker's cap sends the newest.
+func TestRoomPagesASeedBrowsersHistory(t *testing.T) {
+	r := newRig(t, DedupeWindow)
+	r.v2("g.1", "ann")
+	const n = 250
+	for i := 1; i <= n; i++ {
+		r.send("g.1", fmt.Sprint("m", i), fmt.Sprint("text ", i))
+	}
+	r.frames("g.1")
+	r.seed("g.2", "cyd")
+	var shown []string
+	take := func() int {
+		f := r.frames("g.2")
+		for _, m := range f {
+			shown = append(shown, m.Message)
+		}
+		return len(f)
+	}
+	r.Socks.Lose() // the first page is lost with its leader
+	r.Evict()
+	r.Start()
+	if got := take(); got != limits.HistoryLimit {
+		t.Fatalf("the first page again: %d messages, want %d", got, limits.HistoryLimit)
+	}
+	r.send("g.1", "live-1", "live 1")
+	if got := take(); got != 0 {
+		t.Fatalf("cyd, behind, was sent %d live messages", got)
+	}
+	pages := 1
+	for r.Drained("g.2") {
+		take()
+		pages++
+	}
+	if pages != 3 || len(shown) != n+1 {
+		t.Fatalf("cyd got %d messages in %d pages, want %d in 3", len(shown), pages, n+1)
+	}
+	for i := range n {
+		if shown[i] != fmt.Sprint("text ", i+1) {
+			t.Fatalf("cyd's message %d is %q", i, shown[i])
+		}
+	}
+	if shown[n] != "live 1" {
+		t.Fatalf("after the history cyd got %q", shown[n])
+	}
+	r.send("g.1", "live-2", "live 2")
+	if f := r.frames("g.2"); len(f) != 1 || f[0].Message != "live 2" {
+		t.Fatalf("cyd, caught up, got %s", kinds(f))
+	}
+
+	r.Upgrade("g.3", "http://router"+Path+"?room=lobby&name=dan", SeedHistoryHeader, "10")
+	f := r.frames("g.3")
+	if len(f) != 10 || f[0].Message != fmt.Sprint("text ", n-7) || f[9].Message != "live 2" {
+		t.Fatalf("dan, capped at 10, got %d from %q", len(f), f[0].Message)
+	}
+	if r.Drained("g.3") {
+		t.Fatal("dan, caught up at once, asked to hear of a drain")
+	}
+}

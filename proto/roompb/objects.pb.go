@@ -32,6 +32,9 @@ const (
 	SocketEvent_MESSAGE          SocketEvent_Kind = 1 // data (text or binary) from the browser
 	SocketEvent_CLOSE            SocketEvent_Kind = 2 // the browser closed it (code, reason, clean)
 	SocketEvent_ERROR            SocketEvent_Kind = 3 // it ended without a close (reason says why)
+	// DRAINED: what the object sent before it asked (durable
+	// WebSocket.NotifyDrained) was written to the browser's connection.
+	SocketEvent_DRAINED SocketEvent_Kind = 4
 )
 
 // Enum value maps for SocketEvent_Kind.
@@ -41,12 +44,14 @@ var (
 		1: "MESSAGE",
 		2: "CLOSE",
 		3: "ERROR",
+		4: "DRAINED",
 	}
 	SocketEvent_Kind_value = map[string]int32{
 		"KIND_UNSPECIFIED": 0,
 		"MESSAGE":          1,
 		"CLOSE":            2,
 		"ERROR":            3,
+		"DRAINED":          4,
 	}
 )
 
@@ -940,6 +945,7 @@ type GatewayOp struct {
 	//	*GatewayOp_Close
 	//	*GatewayOp_AutoResponse
 	//	*GatewayOp_Result
+	//	*GatewayOp_Drain
 	Op            isGatewayOp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1025,6 +1031,15 @@ func (x *GatewayOp) GetResult() *SocketEventResult {
 	return nil
 }
 
+func (x *GatewayOp) GetDrain() *SocketDrain {
+	if x != nil {
+		if x, ok := x.Op.(*GatewayOp_Drain); ok {
+			return x.Drain
+		}
+	}
+	return nil
+}
+
 type isGatewayOp_Op interface {
 	isGatewayOp_Op()
 }
@@ -1045,6 +1060,10 @@ type GatewayOp_Result struct {
 	Result *SocketEventResult `protobuf:"bytes,5,opt,name=result,proto3,oneof"`
 }
 
+type GatewayOp_Drain struct {
+	Drain *SocketDrain `protobuf:"bytes,6,opt,name=drain,proto3,oneof"`
+}
+
 func (*GatewayOp_Send) isGatewayOp_Op() {}
 
 func (*GatewayOp_Close) isGatewayOp_Op() {}
@@ -1052,6 +1071,46 @@ func (*GatewayOp_Close) isGatewayOp_Op() {}
 func (*GatewayOp_AutoResponse) isGatewayOp_Op() {}
 
 func (*GatewayOp_Result) isGatewayOp_Op() {}
+
+func (*GatewayOp_Drain) isGatewayOp_Op() {}
+
+// SocketDrain asks the router to tell the object (a DRAINED event) once
+// the frames queued for the socket before it are written to the browser.
+type SocketDrain struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SocketDrain) Reset() {
+	*x = SocketDrain{}
+	mi := &file_roompb_objects_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SocketDrain) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SocketDrain) ProtoMessage() {}
+
+func (x *SocketDrain) ProtoReflect() protoreflect.Message {
+	mi := &file_roompb_objects_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SocketDrain.ProtoReflect.Descriptor instead.
+func (*SocketDrain) Descriptor() ([]byte, []int) {
+	return file_roompb_objects_proto_rawDescGZIP(), []int{12}
+}
 
 // SocketEventResult answers an event sent on the Gateway stream.
 type SocketEventResult struct {
@@ -1070,7 +1129,7 @@ type SocketEventResult struct {
 
 func (x *SocketEventResult) Reset() {
 	*x = SocketEventResult{}
-	mi := &file_roompb_objects_proto_msgTypes[12]
+	mi := &file_roompb_objects_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1082,7 +1141,7 @@ func (x *SocketEventResult) String() string {
 func (*SocketEventResult) ProtoMessage() {}
 
 func (x *SocketEventResult) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_objects_proto_msgTypes[12]
+	mi := &file_roompb_objects_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1095,7 +1154,7 @@ func (x *SocketEventResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SocketEventResult.ProtoReflect.Descriptor instead.
 func (*SocketEventResult) Descriptor() ([]byte, []int) {
-	return file_roompb_objects_proto_rawDescGZIP(), []int{12}
+	return file_roompb_objects_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SocketEventResult) GetSeq() uint64 {
@@ -1134,7 +1193,7 @@ type SocketSend struct {
 
 func (x *SocketSend) Reset() {
 	*x = SocketSend{}
-	mi := &file_roompb_objects_proto_msgTypes[13]
+	mi := &file_roompb_objects_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1146,7 +1205,7 @@ func (x *SocketSend) String() string {
 func (*SocketSend) ProtoMessage() {}
 
 func (x *SocketSend) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_objects_proto_msgTypes[13]
+	mi := &file_roompb_objects_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1159,7 +1218,7 @@ func (x *SocketSend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SocketSend.ProtoReflect.Descriptor instead.
 func (*SocketSend) Descriptor() ([]byte, []int) {
-	return file_roompb_objects_proto_rawDescGZIP(), []int{13}
+	return file_roompb_objects_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SocketSend) GetData() []byte {
@@ -1193,7 +1252,7 @@ type SocketClose struct {
 
 func (x *SocketClose) Reset() {
 	*x = SocketClose{}
-	mi := &file_roompb_objects_proto_msgTypes[14]
+	mi := &file_roompb_objects_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1205,7 +1264,7 @@ func (x *SocketClose) String() string {
 func (*SocketClose) ProtoMessage() {}
 
 func (x *SocketClose) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_objects_proto_msgTypes[14]
+	mi := &file_roompb_objects_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1218,7 +1277,7 @@ func (x *SocketClose) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SocketClose.ProtoReflect.Descriptor instead.
 func (*SocketClose) Descriptor() ([]byte, []int) {
-	return file_roompb_objects_proto_rawDescGZIP(), []int{14}
+	return file_roompb_objects_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SocketClose) GetCode() int32 {
@@ -1248,7 +1307,7 @@ type AutoResponse struct {
 
 func (x *AutoResponse) Reset() {
 	*x = AutoResponse{}
-	mi := &file_roompb_objects_proto_msgTypes[15]
+	mi := &file_roompb_objects_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1260,7 +1319,7 @@ func (x *AutoResponse) String() string {
 func (*AutoResponse) ProtoMessage() {}
 
 func (x *AutoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_objects_proto_msgTypes[15]
+	mi := &file_roompb_objects_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1273,7 +1332,7 @@ func (x *AutoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AutoResponse.ProtoReflect.Descriptor instead.
 func (*AutoResponse) Descriptor() ([]byte, []int) {
-	return file_roompb_objects_proto_rawDescGZIP(), []int{15}
+	return file_roompb_objects_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AutoResponse) GetRequest() string {
@@ -1327,7 +1386,7 @@ const file_roompb_objects_proto_rawDesc = "" +
 	"\fHTTPResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x123\n" +
 	"\aheaders\x18\x02 \x03(\v2\x19.hellochat.room.v1.HeaderR\aheaders\x12\x12\n" +
-	"\x04body\x18\x03 \x01(\fR\x04body\"\xcf\x02\n" +
+	"\x04body\x18\x03 \x01(\fR\x04body\"\xdc\x02\n" +
 	"\vSocketEvent\x12\x14\n" +
 	"\x05class\x18\x01 \x01(\tR\x05class\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x16\n" +
@@ -1340,12 +1399,13 @@ const file_roompb_objects_proto_rawDesc = "" +
 	"\x05clean\x18\t \x01(\bR\x05clean\x12\f\n" +
 	"\x01n\x18\n" +
 	" \x01(\x04R\x01n\x12\x10\n" +
-	"\x03seq\x18\v \x01(\x04R\x03seq\"?\n" +
+	"\x03seq\x18\v \x01(\x04R\x03seq\"L\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aMESSAGE\x10\x01\x12\t\n" +
 	"\x05CLOSE\x10\x02\x12\t\n" +
-	"\x05ERROR\x10\x03\"\x98\x01\n" +
+	"\x05ERROR\x10\x03\x12\v\n" +
+	"\aDRAINED\x10\x04\"\x98\x01\n" +
 	"\x13SocketEventResponse\x127\n" +
 	"\bredirect\x18\x01 \x01(\v2\x1b.hellochat.room.v1.RedirectR\bredirect\x124\n" +
 	"\x05error\x18\x02 \x01(\v2\x1e.hellochat.room.v1.ObjectErrorR\x05error\x12\x12\n" +
@@ -1355,14 +1415,16 @@ const file_roompb_objects_proto_rawDesc = "" +
 	"\x05event\x18\x02 \x01(\v2\x1e.hellochat.room.v1.SocketEventH\x00R\x05eventB\x04\n" +
 	"\x02up\"(\n" +
 	"\fGatewayHello\x12\x18\n" +
-	"\agateway\x18\x01 \x01(\tR\agateway\"\x9e\x02\n" +
+	"\agateway\x18\x01 \x01(\tR\agateway\"\xd6\x02\n" +
 	"\tGatewayOp\x12\x16\n" +
 	"\x06socket\x18\x01 \x01(\tR\x06socket\x123\n" +
 	"\x04send\x18\x02 \x01(\v2\x1d.hellochat.room.v1.SocketSendH\x00R\x04send\x126\n" +
 	"\x05close\x18\x03 \x01(\v2\x1e.hellochat.room.v1.SocketCloseH\x00R\x05close\x12F\n" +
 	"\rauto_response\x18\x04 \x01(\v2\x1f.hellochat.room.v1.AutoResponseH\x00R\fautoResponse\x12>\n" +
-	"\x06result\x18\x05 \x01(\v2$.hellochat.room.v1.SocketEventResultH\x00R\x06resultB\x04\n" +
-	"\x02op\"\x8b\x01\n" +
+	"\x06result\x18\x05 \x01(\v2$.hellochat.room.v1.SocketEventResultH\x00R\x06result\x126\n" +
+	"\x05drain\x18\x06 \x01(\v2\x1e.hellochat.room.v1.SocketDrainH\x00R\x05drainB\x04\n" +
+	"\x02op\"\r\n" +
+	"\vSocketDrain\"\x8b\x01\n" +
 	"\x11SocketEventResult\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12B\n" +
 	"\bresponse\x18\x02 \x01(\v2&.hellochat.room.v1.SocketEventResponseR\bresponse\x12 \n" +
@@ -1397,7 +1459,7 @@ func file_roompb_objects_proto_rawDescGZIP() []byte {
 }
 
 var file_roompb_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_roompb_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_roompb_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_roompb_objects_proto_goTypes = []any{
 	(SocketEvent_Kind)(0),       // 0: hellochat.room.v1.SocketEvent.Kind
 	(*CallRequest)(nil),         // 1: hellochat.room.v1.CallRequest
@@ -1412,42 +1474,44 @@ var file_roompb_objects_proto_goTypes = []any{
 	(*GatewayUp)(nil),           // 10: hellochat.room.v1.GatewayUp
 	(*GatewayHello)(nil),        // 11: hellochat.room.v1.GatewayHello
 	(*GatewayOp)(nil),           // 12: hellochat.room.v1.GatewayOp
-	(*SocketEventResult)(nil),   // 13: hellochat.room.v1.SocketEventResult
-	(*SocketSend)(nil),          // 14: hellochat.room.v1.SocketSend
-	(*SocketClose)(nil),         // 15: hellochat.room.v1.SocketClose
-	(*AutoResponse)(nil),        // 16: hellochat.room.v1.AutoResponse
-	(*Redirect)(nil),            // 17: hellochat.room.v1.Redirect
+	(*SocketDrain)(nil),         // 13: hellochat.room.v1.SocketDrain
+	(*SocketEventResult)(nil),   // 14: hellochat.room.v1.SocketEventResult
+	(*SocketSend)(nil),          // 15: hellochat.room.v1.SocketSend
+	(*SocketClose)(nil),         // 16: hellochat.room.v1.SocketClose
+	(*AutoResponse)(nil),        // 17: hellochat.room.v1.AutoResponse
+	(*Redirect)(nil),            // 18: hellochat.room.v1.Redirect
 }
 var file_roompb_objects_proto_depIdxs = []int32{
-	17, // 0: hellochat.room.v1.CallResponse.redirect:type_name -> hellochat.room.v1.Redirect
+	18, // 0: hellochat.room.v1.CallResponse.redirect:type_name -> hellochat.room.v1.Redirect
 	3,  // 1: hellochat.room.v1.CallResponse.error:type_name -> hellochat.room.v1.ObjectError
 	4,  // 2: hellochat.room.v1.FetchRequest.headers:type_name -> hellochat.room.v1.Header
 	7,  // 3: hellochat.room.v1.FetchResponse.response:type_name -> hellochat.room.v1.HTTPResponse
-	17, // 4: hellochat.room.v1.FetchResponse.redirect:type_name -> hellochat.room.v1.Redirect
+	18, // 4: hellochat.room.v1.FetchResponse.redirect:type_name -> hellochat.room.v1.Redirect
 	4,  // 5: hellochat.room.v1.HTTPResponse.headers:type_name -> hellochat.room.v1.Header
 	0,  // 6: hellochat.room.v1.SocketEvent.kind:type_name -> hellochat.room.v1.SocketEvent.Kind
-	17, // 7: hellochat.room.v1.SocketEventResponse.redirect:type_name -> hellochat.room.v1.Redirect
+	18, // 7: hellochat.room.v1.SocketEventResponse.redirect:type_name -> hellochat.room.v1.Redirect
 	3,  // 8: hellochat.room.v1.SocketEventResponse.error:type_name -> hellochat.room.v1.ObjectError
 	11, // 9: hellochat.room.v1.GatewayUp.hello:type_name -> hellochat.room.v1.GatewayHello
 	8,  // 10: hellochat.room.v1.GatewayUp.event:type_name -> hellochat.room.v1.SocketEvent
-	14, // 11: hellochat.room.v1.GatewayOp.send:type_name -> hellochat.room.v1.SocketSend
-	15, // 12: hellochat.room.v1.GatewayOp.close:type_name -> hellochat.room.v1.SocketClose
-	16, // 13: hellochat.room.v1.GatewayOp.auto_response:type_name -> hellochat.room.v1.AutoResponse
-	13, // 14: hellochat.room.v1.GatewayOp.result:type_name -> hellochat.room.v1.SocketEventResult
-	9,  // 15: hellochat.room.v1.SocketEventResult.response:type_name -> hellochat.room.v1.SocketEventResponse
-	1,  // 16: hellochat.room.v1.Objects.Call:input_type -> hellochat.room.v1.CallRequest
-	5,  // 17: hellochat.room.v1.Objects.Fetch:input_type -> hellochat.room.v1.FetchRequest
-	8,  // 18: hellochat.room.v1.Objects.Socket:input_type -> hellochat.room.v1.SocketEvent
-	10, // 19: hellochat.room.v1.Objects.Gateway:input_type -> hellochat.room.v1.GatewayUp
-	2,  // 20: hellochat.room.v1.Objects.Call:output_type -> hellochat.room.v1.CallResponse
-	6,  // 21: hellochat.room.v1.Objects.Fetch:output_type -> hellochat.room.v1.FetchResponse
-	9,  // 22: hellochat.room.v1.Objects.Socket:output_type -> hellochat.room.v1.SocketEventResponse
-	12, // 23: hellochat.room.v1.Objects.Gateway:output_type -> hellochat.room.v1.GatewayOp
-	20, // [20:24] is the sub-list for method output_type
-	16, // [16:20] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	15, // 11: hellochat.room.v1.GatewayOp.send:type_name -> hellochat.room.v1.SocketSend
+	16, // 12: hellochat.room.v1.GatewayOp.close:type_name -> hellochat.room.v1.SocketClose
+	17, // 13: hellochat.room.v1.GatewayOp.auto_response:type_name -> hellochat.room.v1.AutoResponse
+	14, // 14: hellochat.room.v1.GatewayOp.result:type_name -> hellochat.room.v1.SocketEventResult
+	13, // 15: hellochat.room.v1.GatewayOp.drain:type_name -> hellochat.room.v1.SocketDrain
+	9,  // 16: hellochat.room.v1.SocketEventResult.response:type_name -> hellochat.room.v1.SocketEventResponse
+	1,  // 17: hellochat.room.v1.Objects.Call:input_type -> hellochat.room.v1.CallRequest
+	5,  // 18: hellochat.room.v1.Objects.Fetch:input_type -> hellochat.room.v1.FetchRequest
+	8,  // 19: hellochat.room.v1.Objects.Socket:input_type -> hellochat.room.v1.SocketEvent
+	10, // 20: hellochat.room.v1.Objects.Gateway:input_type -> hellochat.room.v1.GatewayUp
+	2,  // 21: hellochat.room.v1.Objects.Call:output_type -> hellochat.room.v1.CallResponse
+	6,  // 22: hellochat.room.v1.Objects.Fetch:output_type -> hellochat.room.v1.FetchResponse
+	9,  // 23: hellochat.room.v1.Objects.Socket:output_type -> hellochat.room.v1.SocketEventResponse
+	12, // 24: hellochat.room.v1.Objects.Gateway:output_type -> hellochat.room.v1.GatewayOp
+	21, // [21:25] is the sub-list for method output_type
+	17, // [17:21] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_roompb_objects_proto_init() }
@@ -1474,6 +1538,7 @@ func file_roompb_objects_proto_init() {
 		(*GatewayOp_Close)(nil),
 		(*GatewayOp_AutoResponse)(nil),
 		(*GatewayOp_Result)(nil),
+		(*GatewayOp_Drain)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1481,7 +1546,7 @@ func file_roompb_objects_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_roompb_objects_proto_rawDesc), len(file_roompb_objects_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
