@@ -38,6 +38,11 @@ const (
 	// maxGatewayQueueOps bounds the operations kept for one router,
 	// closes and auto-responses included.
 	maxGatewayQueueOps = 1 << 16
+	// maxGatewayBatchOps and maxGatewayBatchBytes bound one stream
+	// message (a GatewayBatch) of what waits for a router: one message per
+	// frame cost a busy node's stream most of its time, and the router's.
+	maxGatewayBatchOps   = 512
+	maxGatewayBatchBytes = 1 << 20
 	// goneGatewayKept is how long a gone router's entry is kept (its
 	// sockets reported closed once each), in grace periods, before it is
 	// forgotten.
@@ -234,14 +239,15 @@ func (h *gatewayHub) serve(ctx context.Context, gateway string, stream gatewaySe
 		ops := q.ops
 		q.ops, q.bytes = nil, 0
 		h.mu.Unlock()
-		for i, op := range ops {
-			if h.faults != nil && h.faults.Drop(gateway, op.op) {
-				continue
+		for i := 0; i < len(ops); {
+			msg, n := h.batch(gateway, ops[i:])
+			if msg != nil {
+				if err := stream.Send(msg); err != nil {
+					h.requeue(q, ops[i:])
+					return err
+				}
 			}
-			if err := stream.Send(op.op); err != nil {
-				h.requeue(q, ops[i:])
-				return err
-			}
+			i += n
 		}
 		if len(ops) > 0 {
 			continue
@@ -254,6 +260,31 @@ func (h *gatewayHub) serve(ctx context.Context, gateway string, stream gatewaySe
 			return status.Error(codes.Unavailable, "node shutting down")
 		}
 	}
+}
+
+// batch takes the operations that lead ops into one stream message, at
+// most maxGatewayBatchOps and about maxGatewayBatchBytes, and says how
+// many it took; nil if the faults dropped them all.
+func (h *gatewayHub) batch(gateway string, ops []queuedOp) (*pb.GatewayOp, int) {
+	var batch []*pb.GatewayOp
+	n, bytes := 0, 0
+	for ; n < len(ops) && n < maxGatewayBatchOps && (n == 0 || bytes < maxGatewayBatchBytes); n++ {
+		op := ops[n].op
+		if s, ok := op.Op.(*pb.GatewayOp_Send); ok {
+			bytes += len(s.Send.Data)
+		}
+		if h.faults != nil && h.faults.Drop(gateway, op) {
+			continue
+		}
+		batch = append(batch, op)
+	}
+	switch len(batch) {
+	case 0:
+		return nil, n
+	case 1:
+		return batch[0], n
+	}
+	return &pb.GatewayOp{Op: &pb.GatewayOp_Batch{Batch: &pb.GatewayBatch{Ops: batch}}}, n
 }
 
 // putResult queues the result of an event the router sent on its

@@ -63,6 +63,7 @@ type fakeStream struct {
 	ctx       context.Context
 	mu        sync.Mutex
 	got       []string
+	msgs      int // stream messages sent
 	failAfter int
 }
 
@@ -71,14 +72,21 @@ func (f *fakeStream) Context() context.Context { return f.ctx }
 func (f *fakeStream) Send(op *pb.GatewayOp) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.failAfter > 0 && len(f.got) == f.failAfter {
+	if f.failAfter > 0 && len(f.got) >= f.failAfter {
 		return errors.New("broken")
 	}
-	switch o := op.GetOp().(type) {
-	case *pb.GatewayOp_Send:
-		f.got = append(f.got, op.GetSocket()+"<-"+string(o.Send.GetData()))
-	case *pb.GatewayOp_Close:
-		f.got = append(f.got, fmt.Sprintf("%s closed %d", op.GetSocket(), o.Close.GetCode()))
+	f.msgs++
+	ops := []*pb.GatewayOp{op}
+	if b := op.GetBatch(); b != nil {
+		ops = b.GetOps()
+	}
+	for _, op := range ops {
+		switch o := op.GetOp().(type) {
+		case *pb.GatewayOp_Send:
+			f.got = append(f.got, op.GetSocket()+"<-"+string(o.Send.GetData()))
+		case *pb.GatewayOp_Close:
+			f.got = append(f.got, fmt.Sprintf("%s closed %d", op.GetSocket(), o.Close.GetCode()))
+		}
 	}
 	return nil
 }
@@ -136,10 +144,10 @@ func waitFor(t *testing.T, what string, get func() string, want string) {
 func TestGatewayHubQueuesUntilTheStream(t *testing.T) {
 	r := newHubRig(t)
 	r.send("rt~a.1", "one")
-	r.send("rt~a.2", "two")
 	r.send("rt~b.1", "elsewhere")
 	f, stop := r.attach("rt~a", 1)
 	waitFor(t, "the first stream", f.sent, "rt~a.1<-one")
+	r.send("rt~a.2", "two") // its send fails
 	if err := stop(false); err == nil || !strings.Contains(err.Error(), "broken") {
 		t.Fatalf("serve after a failed send: %v", err)
 	}
@@ -216,5 +224,25 @@ func TestGatewayHubReportsAGoneRoutersSockets(t *testing.T) {
 	r.h.mu.Unlock()
 	if kept != 1 {
 		t.Fatalf("%d gateways kept, want the attached one", kept)
+	}
+}
+
+// What waits for a router leaves in batches of maxGatewayBatchOps, in
+// order, not one stream message per frame.
+func TestGatewayHubSendsInBatches(t *testing.T) {
+	r := newHubRig(t)
+	const n = 2*maxGatewayBatchOps + 1
+	var want []string
+	for i := range n {
+		r.send("rt~a.1", fmt.Sprint(i))
+		want = append(want, fmt.Sprint("rt~a.1<-", i))
+	}
+	f, stop := r.attach("rt~a", 0)
+	defer stop(true)
+	waitFor(t, "the stream", f.sent, strings.Join(want, ","))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.msgs != 3 {
+		t.Fatalf("%d operations went in %d stream messages, want 3", n, f.msgs)
 	}
 }

@@ -184,16 +184,29 @@ func (g *gateway) receive(ctx context.Context, addr string) error {
 		if err != nil {
 			return err
 		}
-		if r := op.GetResult(); r != nil {
-			g.answered(r)
+		if b := op.GetBatch(); b != nil {
+			for _, op := range b.GetOps() {
+				if op.GetBatch() == nil { // a batch holds no batch
+					g.take(op)
+				}
+			}
 			continue
 		}
-		g.mu.Lock()
-		s := g.sockets[op.GetSocket()]
-		g.mu.Unlock()
-		if s == nil {
-			continue // ended here; the object has been told
-		}
+		g.take(op)
+	}
+}
+
+// take applies one operation a node sent: an answer to an event, or
+// something an object did to one of the router's sockets.
+func (g *gateway) take(op *pb.GatewayOp) {
+	if r := op.GetResult(); r != nil {
+		g.answered(r)
+		return
+	}
+	g.mu.Lock()
+	s := g.sockets[op.GetSocket()]
+	g.mu.Unlock()
+	if s != nil { // else it ended here; the object has been told
 		s.apply(op)
 	}
 }

@@ -1,12 +1,10 @@
 package router
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -81,8 +79,9 @@ type gatewaySocket struct {
 	flood  flood
 
 	// raw is the browser's connection under the WebSocket library: a
-	// frame begun must be read within Config.FrameReadTimeout.
-	raw net.Conn
+	// frame begun must be read within Config.FrameReadTimeout, and the
+	// frames written together leave in one write (browserConn's batch).
+	raw *browserConn
 
 	conn        *websocket.Conn // set by accept, before the loops start
 	writerDone  chan struct{}
@@ -180,7 +179,7 @@ func (s *gatewaySocket) accept(w http.ResponseWriter, r *http.Request, resp *htt
 	if p := resp.Header.Get("Sec-WebSocket-Protocol"); p != "" {
 		opts.Subprotocols = []string{p}
 	}
-	hj := &connHijack{ResponseWriter: w}
+	hj := &leanHijack{ResponseWriter: w}
 	conn, err := websocket.Accept(hj, r, opts)
 	if err != nil {
 		s.end(closeAbnormal, "the WebSocket handshake failed", false)
@@ -277,22 +276,6 @@ func (s *gatewaySocket) overBudget() bool {
 	}
 	rt.metrics.refuse(limits.CodeRateLimited)
 	return true
-}
-
-// connHijack records the connection the WebSocket library hijacks.
-type connHijack struct {
-	http.ResponseWriter
-	conn net.Conn
-}
-
-func (h *connHijack) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	hj, ok := h.ResponseWriter.(http.Hijacker)
-	if !ok {
-		return nil, nil, fmt.Errorf("router: %T cannot hijack its connection", h.ResponseWriter)
-	}
-	c, brw, err := hj.Hijack()
-	h.conn = c
-	return c, brw, err
 }
 
 // forward numbers a message and streams it to the node that leads the
@@ -445,39 +428,66 @@ func (s *gatewaySocket) writeLoop(ctx context.Context) {
 }
 
 // write writes frames to the browser, and reports false once the socket
-// is done with (closed, or its connection failed).
+// is done with (closed, or its connection failed). The frames before a
+// close or a drain marker leave together, in one write.
 func (s *gatewaySocket) write(ctx context.Context, frames []outFrame) bool {
 	left := 0
 	for _, f := range frames {
 		left += len(f.data)
 	}
 	defer func() { s.g.queued.Add(-int64(left)) }()
+	batching := false
+	flush := func() bool {
+		if !batching {
+			return true
+		}
+		batching = false
+		s.raw.SetWriteDeadline(time.Now().Add(WriteTimeout))
+		err := s.raw.end()
+		s.raw.SetWriteDeadline(time.Time{})
+		if err != nil {
+			s.conn.CloseNow()
+		}
+		return err == nil
+	}
 	for _, f := range frames {
 		switch {
 		case f.close:
 			// Close waits for the browser's close frame, which ends the
 			// read loop.
-			s.conn.Close(websocket.StatusCode(f.code), f.reason)
+			if flush() {
+				s.conn.Close(websocket.StatusCode(f.code), f.reason)
+			}
 			return false
 		case f.drain:
+			if !flush() {
+				return false
+			}
 			go s.reportDrained()
 			continue
+		}
+		if !batching && s.raw != nil {
+			s.raw.begin()
+			batching = true
 		}
 		typ := websocket.MessageBinary
 		if f.text {
 			typ = websocket.MessageText
 		}
-		wctx, cancel := context.WithTimeout(ctx, WriteTimeout)
-		err := s.conn.Write(wctx, typ, f.data)
-		cancel()
+		// In a batch the write only gathers the frame; flush bounds the
+		// connection's write.
+		err := s.conn.Write(ctx, typ, f.data)
 		left -= len(f.data)
 		s.g.queued.Add(-int64(len(f.data)))
 		if err != nil {
+			if batching {
+				s.raw.end()
+			}
 			s.conn.CloseNow()
 			return false
 		}
 	}
-	return true
+	return flush()
 }
 
 // reportDrained tells the object that asked that what it sent before

@@ -946,6 +946,7 @@ type GatewayOp struct {
 	//	*GatewayOp_AutoResponse
 	//	*GatewayOp_Result
 	//	*GatewayOp_Drain
+	//	*GatewayOp_Batch
 	Op            isGatewayOp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1040,6 +1041,15 @@ func (x *GatewayOp) GetDrain() *SocketDrain {
 	return nil
 }
 
+func (x *GatewayOp) GetBatch() *GatewayBatch {
+	if x != nil {
+		if x, ok := x.Op.(*GatewayOp_Batch); ok {
+			return x.Batch
+		}
+	}
+	return nil
+}
+
 type isGatewayOp_Op interface {
 	isGatewayOp_Op()
 }
@@ -1064,6 +1074,10 @@ type GatewayOp_Drain struct {
 	Drain *SocketDrain `protobuf:"bytes,6,opt,name=drain,proto3,oneof"`
 }
 
+type GatewayOp_Batch struct {
+	Batch *GatewayBatch `protobuf:"bytes,7,opt,name=batch,proto3,oneof"`
+}
+
 func (*GatewayOp_Send) isGatewayOp_Op() {}
 
 func (*GatewayOp_Close) isGatewayOp_Op() {}
@@ -1073,6 +1087,55 @@ func (*GatewayOp_AutoResponse) isGatewayOp_Op() {}
 func (*GatewayOp_Result) isGatewayOp_Op() {}
 
 func (*GatewayOp_Drain) isGatewayOp_Op() {}
+
+func (*GatewayOp_Batch) isGatewayOp_Op() {}
+
+// GatewayBatch carries many operations in one stream message, in order
+// (never a batch inside a batch): a busy node sends what waits for a
+// router together, not one message per frame.
+type GatewayBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ops           []*GatewayOp           `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GatewayBatch) Reset() {
+	*x = GatewayBatch{}
+	mi := &file_roompb_objects_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GatewayBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GatewayBatch) ProtoMessage() {}
+
+func (x *GatewayBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_roompb_objects_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GatewayBatch.ProtoReflect.Descriptor instead.
+func (*GatewayBatch) Descriptor() ([]byte, []int) {
+	return file_roompb_objects_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *GatewayBatch) GetOps() []*GatewayOp {
+	if x != nil {
+		return x.Ops
+	}
+	return nil
+}
 
 // SocketDrain asks the router to tell the object (a DRAINED event) once
 // the frames queued for the socket before it are written to the browser.
@@ -1084,7 +1147,7 @@ type SocketDrain struct {
 
 func (x *SocketDrain) Reset() {
 	*x = SocketDrain{}
-	mi := &file_roompb_objects_proto_msgTypes[12]
+	mi := &file_roompb_objects_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1096,7 +1159,7 @@ func (x *SocketDrain) String() string {
 func (*SocketDrain) ProtoMessage() {}
 
 func (x *SocketDrain) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_objects_proto_msgTypes[12]
+	mi := &file_roompb_objects_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1109,7 +1172,7 @@ func (x *SocketDrain) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SocketDrain.ProtoReflect.Descriptor instead.
 func (*SocketDrain) Descriptor() ([]byte, []int) {
-	return file_roompb_objects_proto_rawDescGZIP(), []int{12}
+	return file_roompb_objects_proto_rawDescGZIP(), []int{13}
 }
 
 // SocketEventResult answers an event sent on the Gateway stream.
@@ -1129,7 +1192,7 @@ type SocketEventResult struct {
 
 func (x *SocketEventResult) Reset() {
 	*x = SocketEventResult{}
-	mi := &file_roompb_objects_proto_msgTypes[13]
+	mi := &file_roompb_objects_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1141,7 +1204,7 @@ func (x *SocketEventResult) String() string {
 func (*SocketEventResult) ProtoMessage() {}
 
 func (x *SocketEventResult) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_objects_proto_msgTypes[13]
+	mi := &file_roompb_objects_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1154,7 +1217,7 @@ func (x *SocketEventResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SocketEventResult.ProtoReflect.Descriptor instead.
 func (*SocketEventResult) Descriptor() ([]byte, []int) {
-	return file_roompb_objects_proto_rawDescGZIP(), []int{13}
+	return file_roompb_objects_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SocketEventResult) GetSeq() uint64 {
@@ -1193,7 +1256,7 @@ type SocketSend struct {
 
 func (x *SocketSend) Reset() {
 	*x = SocketSend{}
-	mi := &file_roompb_objects_proto_msgTypes[14]
+	mi := &file_roompb_objects_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1205,7 +1268,7 @@ func (x *SocketSend) String() string {
 func (*SocketSend) ProtoMessage() {}
 
 func (x *SocketSend) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_objects_proto_msgTypes[14]
+	mi := &file_roompb_objects_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1218,7 +1281,7 @@ func (x *SocketSend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SocketSend.ProtoReflect.Descriptor instead.
 func (*SocketSend) Descriptor() ([]byte, []int) {
-	return file_roompb_objects_proto_rawDescGZIP(), []int{14}
+	return file_roompb_objects_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SocketSend) GetData() []byte {
@@ -1252,7 +1315,7 @@ type SocketClose struct {
 
 func (x *SocketClose) Reset() {
 	*x = SocketClose{}
-	mi := &file_roompb_objects_proto_msgTypes[15]
+	mi := &file_roompb_objects_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1264,7 +1327,7 @@ func (x *SocketClose) String() string {
 func (*SocketClose) ProtoMessage() {}
 
 func (x *SocketClose) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_objects_proto_msgTypes[15]
+	mi := &file_roompb_objects_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1277,7 +1340,7 @@ func (x *SocketClose) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SocketClose.ProtoReflect.Descriptor instead.
 func (*SocketClose) Descriptor() ([]byte, []int) {
-	return file_roompb_objects_proto_rawDescGZIP(), []int{15}
+	return file_roompb_objects_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SocketClose) GetCode() int32 {
@@ -1307,7 +1370,7 @@ type AutoResponse struct {
 
 func (x *AutoResponse) Reset() {
 	*x = AutoResponse{}
-	mi := &file_roompb_objects_proto_msgTypes[16]
+	mi := &file_roompb_objects_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1319,7 +1382,7 @@ func (x *AutoResponse) String() string {
 func (*AutoResponse) ProtoMessage() {}
 
 func (x *AutoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_objects_proto_msgTypes[16]
+	mi := &file_roompb_objects_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1332,7 +1395,7 @@ func (x *AutoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AutoResponse.ProtoReflect.Descriptor instead.
 func (*AutoResponse) Descriptor() ([]byte, []int) {
-	return file_roompb_objects_proto_rawDescGZIP(), []int{16}
+	return file_roompb_objects_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AutoResponse) GetRequest() string {
@@ -1415,15 +1478,18 @@ const file_roompb_objects_proto_rawDesc = "" +
 	"\x05event\x18\x02 \x01(\v2\x1e.hellochat.room.v1.SocketEventH\x00R\x05eventB\x04\n" +
 	"\x02up\"(\n" +
 	"\fGatewayHello\x12\x18\n" +
-	"\agateway\x18\x01 \x01(\tR\agateway\"\xd6\x02\n" +
+	"\agateway\x18\x01 \x01(\tR\agateway\"\x8f\x03\n" +
 	"\tGatewayOp\x12\x16\n" +
 	"\x06socket\x18\x01 \x01(\tR\x06socket\x123\n" +
 	"\x04send\x18\x02 \x01(\v2\x1d.hellochat.room.v1.SocketSendH\x00R\x04send\x126\n" +
 	"\x05close\x18\x03 \x01(\v2\x1e.hellochat.room.v1.SocketCloseH\x00R\x05close\x12F\n" +
 	"\rauto_response\x18\x04 \x01(\v2\x1f.hellochat.room.v1.AutoResponseH\x00R\fautoResponse\x12>\n" +
 	"\x06result\x18\x05 \x01(\v2$.hellochat.room.v1.SocketEventResultH\x00R\x06result\x126\n" +
-	"\x05drain\x18\x06 \x01(\v2\x1e.hellochat.room.v1.SocketDrainH\x00R\x05drainB\x04\n" +
-	"\x02op\"\r\n" +
+	"\x05drain\x18\x06 \x01(\v2\x1e.hellochat.room.v1.SocketDrainH\x00R\x05drain\x127\n" +
+	"\x05batch\x18\a \x01(\v2\x1f.hellochat.room.v1.GatewayBatchH\x00R\x05batchB\x04\n" +
+	"\x02op\">\n" +
+	"\fGatewayBatch\x12.\n" +
+	"\x03ops\x18\x01 \x03(\v2\x1c.hellochat.room.v1.GatewayOpR\x03ops\"\r\n" +
 	"\vSocketDrain\"\x8b\x01\n" +
 	"\x11SocketEventResult\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12B\n" +
@@ -1459,7 +1525,7 @@ func file_roompb_objects_proto_rawDescGZIP() []byte {
 }
 
 var file_roompb_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_roompb_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_roompb_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_roompb_objects_proto_goTypes = []any{
 	(SocketEvent_Kind)(0),       // 0: hellochat.room.v1.SocketEvent.Kind
 	(*CallRequest)(nil),         // 1: hellochat.room.v1.CallRequest
@@ -1474,44 +1540,47 @@ var file_roompb_objects_proto_goTypes = []any{
 	(*GatewayUp)(nil),           // 10: hellochat.room.v1.GatewayUp
 	(*GatewayHello)(nil),        // 11: hellochat.room.v1.GatewayHello
 	(*GatewayOp)(nil),           // 12: hellochat.room.v1.GatewayOp
-	(*SocketDrain)(nil),         // 13: hellochat.room.v1.SocketDrain
-	(*SocketEventResult)(nil),   // 14: hellochat.room.v1.SocketEventResult
-	(*SocketSend)(nil),          // 15: hellochat.room.v1.SocketSend
-	(*SocketClose)(nil),         // 16: hellochat.room.v1.SocketClose
-	(*AutoResponse)(nil),        // 17: hellochat.room.v1.AutoResponse
-	(*Redirect)(nil),            // 18: hellochat.room.v1.Redirect
+	(*GatewayBatch)(nil),        // 13: hellochat.room.v1.GatewayBatch
+	(*SocketDrain)(nil),         // 14: hellochat.room.v1.SocketDrain
+	(*SocketEventResult)(nil),   // 15: hellochat.room.v1.SocketEventResult
+	(*SocketSend)(nil),          // 16: hellochat.room.v1.SocketSend
+	(*SocketClose)(nil),         // 17: hellochat.room.v1.SocketClose
+	(*AutoResponse)(nil),        // 18: hellochat.room.v1.AutoResponse
+	(*Redirect)(nil),            // 19: hellochat.room.v1.Redirect
 }
 var file_roompb_objects_proto_depIdxs = []int32{
-	18, // 0: hellochat.room.v1.CallResponse.redirect:type_name -> hellochat.room.v1.Redirect
+	19, // 0: hellochat.room.v1.CallResponse.redirect:type_name -> hellochat.room.v1.Redirect
 	3,  // 1: hellochat.room.v1.CallResponse.error:type_name -> hellochat.room.v1.ObjectError
 	4,  // 2: hellochat.room.v1.FetchRequest.headers:type_name -> hellochat.room.v1.Header
 	7,  // 3: hellochat.room.v1.FetchResponse.response:type_name -> hellochat.room.v1.HTTPResponse
-	18, // 4: hellochat.room.v1.FetchResponse.redirect:type_name -> hellochat.room.v1.Redirect
+	19, // 4: hellochat.room.v1.FetchResponse.redirect:type_name -> hellochat.room.v1.Redirect
 	4,  // 5: hellochat.room.v1.HTTPResponse.headers:type_name -> hellochat.room.v1.Header
 	0,  // 6: hellochat.room.v1.SocketEvent.kind:type_name -> hellochat.room.v1.SocketEvent.Kind
-	18, // 7: hellochat.room.v1.SocketEventResponse.redirect:type_name -> hellochat.room.v1.Redirect
+	19, // 7: hellochat.room.v1.SocketEventResponse.redirect:type_name -> hellochat.room.v1.Redirect
 	3,  // 8: hellochat.room.v1.SocketEventResponse.error:type_name -> hellochat.room.v1.ObjectError
 	11, // 9: hellochat.room.v1.GatewayUp.hello:type_name -> hellochat.room.v1.GatewayHello
 	8,  // 10: hellochat.room.v1.GatewayUp.event:type_name -> hellochat.room.v1.SocketEvent
-	15, // 11: hellochat.room.v1.GatewayOp.send:type_name -> hellochat.room.v1.SocketSend
-	16, // 12: hellochat.room.v1.GatewayOp.close:type_name -> hellochat.room.v1.SocketClose
-	17, // 13: hellochat.room.v1.GatewayOp.auto_response:type_name -> hellochat.room.v1.AutoResponse
-	14, // 14: hellochat.room.v1.GatewayOp.result:type_name -> hellochat.room.v1.SocketEventResult
-	13, // 15: hellochat.room.v1.GatewayOp.drain:type_name -> hellochat.room.v1.SocketDrain
-	9,  // 16: hellochat.room.v1.SocketEventResult.response:type_name -> hellochat.room.v1.SocketEventResponse
-	1,  // 17: hellochat.room.v1.Objects.Call:input_type -> hellochat.room.v1.CallRequest
-	5,  // 18: hellochat.room.v1.Objects.Fetch:input_type -> hellochat.room.v1.FetchRequest
-	8,  // 19: hellochat.room.v1.Objects.Socket:input_type -> hellochat.room.v1.SocketEvent
-	10, // 20: hellochat.room.v1.Objects.Gateway:input_type -> hellochat.room.v1.GatewayUp
-	2,  // 21: hellochat.room.v1.Objects.Call:output_type -> hellochat.room.v1.CallResponse
-	6,  // 22: hellochat.room.v1.Objects.Fetch:output_type -> hellochat.room.v1.FetchResponse
-	9,  // 23: hellochat.room.v1.Objects.Socket:output_type -> hellochat.room.v1.SocketEventResponse
-	12, // 24: hellochat.room.v1.Objects.Gateway:output_type -> hellochat.room.v1.GatewayOp
-	21, // [21:25] is the sub-list for method output_type
-	17, // [17:21] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	16, // 11: hellochat.room.v1.GatewayOp.send:type_name -> hellochat.room.v1.SocketSend
+	17, // 12: hellochat.room.v1.GatewayOp.close:type_name -> hellochat.room.v1.SocketClose
+	18, // 13: hellochat.room.v1.GatewayOp.auto_response:type_name -> hellochat.room.v1.AutoResponse
+	15, // 14: hellochat.room.v1.GatewayOp.result:type_name -> hellochat.room.v1.SocketEventResult
+	14, // 15: hellochat.room.v1.GatewayOp.drain:type_name -> hellochat.room.v1.SocketDrain
+	13, // 16: hellochat.room.v1.GatewayOp.batch:type_name -> hellochat.room.v1.GatewayBatch
+	12, // 17: hellochat.room.v1.GatewayBatch.ops:type_name -> hellochat.room.v1.GatewayOp
+	9,  // 18: hellochat.room.v1.SocketEventResult.response:type_name -> hellochat.room.v1.SocketEventResponse
+	1,  // 19: hellochat.room.v1.Objects.Call:input_type -> hellochat.room.v1.CallRequest
+	5,  // 20: hellochat.room.v1.Objects.Fetch:input_type -> hellochat.room.v1.FetchRequest
+	8,  // 21: hellochat.room.v1.Objects.Socket:input_type -> hellochat.room.v1.SocketEvent
+	10, // 22: hellochat.room.v1.Objects.Gateway:input_type -> hellochat.room.v1.GatewayUp
+	2,  // 23: hellochat.room.v1.Objects.Call:output_type -> hellochat.room.v1.CallResponse
+	6,  // 24: hellochat.room.v1.Objects.Fetch:output_type -> hellochat.room.v1.FetchResponse
+	9,  // 25: hellochat.room.v1.Objects.Socket:output_type -> hellochat.room.v1.SocketEventResponse
+	12, // 26: hellochat.room.v1.Objects.Gateway:output_type -> hellochat.room.v1.GatewayOp
+	23, // [23:27] is the sub-list for method output_type
+	19, // [19:23] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_roompb_objects_proto_init() }
@@ -1539,6 +1608,7 @@ func file_roompb_objects_proto_init() {
 		(*GatewayOp_AutoResponse)(nil),
 		(*GatewayOp_Result)(nil),
 		(*GatewayOp_Drain)(nil),
+		(*GatewayOp_Batch)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1546,7 +1616,7 @@ func file_roompb_objects_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_roompb_objects_proto_rawDesc), len(file_roompb_objects_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
