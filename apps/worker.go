@@ -164,6 +164,13 @@ type SocketPolicy struct {
 	// router reads such a browser no faster than its budget, and drops
 	// nothing (for protocols with no way to say "refused").
 	OverBudget func(rate float64) []byte
+	// Overloaded, when set, answers a browser's message that finds its
+	// socket's window of messages sent to the object and unanswered full
+	// (the object is behind): the router drops the message and sends
+	// the frame Overloaded returns instead. A nil frame, or no
+	// Overloaded, has the router stop reading that browser until answers
+	// come (nothing is refused, the browser's own socket fills).
+	Overloaded func(msg []byte, text bool) []byte
 }
 
 // RefuseWebSocket answers the upgrade r with a socket that sends frame and

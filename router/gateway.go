@@ -39,12 +39,18 @@ const (
 	// than sent to with a gap.
 	MaxGatewaySocketQueueBytes = 4 << 20
 	// eventAnswerTimeout is how long a message sent on a Gateway stream
-	// waits for its result before its socket sends it again by Socket.
+	// waits for its result before its socket sends it again by Socket,
+	// if its node answered nothing else meanwhile; maxAnswerWait bounds
+	// the wait for a node that keeps answering others. Sent again, a
+	// socket's messages go one round trip at a time, so a busy room's
+	// slow answers must not send all its sockets down that path.
 	eventAnswerTimeout = 3 * time.Second
+	maxAnswerWait      = 10 * eventAnswerTimeout
 	// maxUnackedEvents and maxUnackedBytes bound the messages of one
 	// socket sent to its object and not yet answered; past them the
-	// router stops reading that browser until answers come.
-	maxUnackedEvents = 256
+	// router stops reading that browser until answers come, or refuses
+	// (apps.SocketPolicy.Overloaded). As the built-in chat's RelayWindow.
+	maxUnackedEvents = 1024
 	maxUnackedBytes  = 4 << 20
 	// gatewayRetryMin and gatewayRetryMax bound the wait before a Gateway
 	// stream to a node is opened again.
@@ -76,6 +82,10 @@ type gateway struct {
 	nodes   map[string]*nodeStream
 	seq     uint64
 	pending map[uint64]pendingEvent
+	// heard is when each node last answered a message on its stream: a
+	// node that answers others is busy, not stuck, and its slow answers
+	// are waited for (expire).
+	heard map[string]time.Time
 	// anyPending is signalled when pending stops being empty: expire
 	// sleeps without a timer while nothing waits for an answer.
 	anyPending chan struct{}
@@ -88,7 +98,7 @@ var _ apps.Upgrader = (*gateway)(nil)
 
 func newGateway(rt *Router, client *objectclient.Client, instance string) (*gateway, error) {
 	g := &gateway{Client: client, rt: rt, id: objectclient.GatewayID(rt.cfg.ID, instance),
-		sockets: map[string]*gatewaySocket{}, nodes: map[string]*nodeStream{}, pending: map[uint64]pendingEvent{},
+		sockets: map[string]*gatewaySocket{}, nodes: map[string]*nodeStream{}, pending: map[uint64]pendingEvent{}, heard: map[string]time.Time{},
 		anyPending: make(chan struct{}, 1)}
 	if _, err := objectclient.ParseGateway(g.id); err != nil {
 		return nil, fmt.Errorf("router: id %q cannot name sockets: %w", rt.cfg.ID, err)
@@ -187,20 +197,20 @@ func (g *gateway) receive(ctx context.Context, addr string) error {
 		if b := op.GetBatch(); b != nil {
 			for _, op := range b.GetOps() {
 				if op.GetBatch() == nil { // a batch holds no batch
-					g.take(op)
+					g.take(addr, op)
 				}
 			}
 			continue
 		}
-		g.take(op)
+		g.take(addr, op)
 	}
 }
 
 // take applies one operation a node sent: an answer to an event, or
 // something an object did to one of the router's sockets.
-func (g *gateway) take(op *pb.GatewayOp) {
+func (g *gateway) take(addr string, op *pb.GatewayOp) {
 	if r := op.GetResult(); r != nil {
-		g.answered(r)
+		g.answered(addr, r)
 		return
 	}
 	g.mu.Lock()
@@ -271,8 +281,9 @@ func (g *gateway) send(ns *nodeStream, s *gatewaySocket, ev *pb.SocketEvent) boo
 }
 
 // answered takes a node's result for a message sent on its stream.
-func (g *gateway) answered(r *pb.SocketEventResult) {
+func (g *gateway) answered(addr string, r *pb.SocketEventResult) {
 	g.mu.Lock()
+	g.heard[addr] = time.Now()
 	p, ok := g.pending[r.GetSeq()]
 	delete(g.pending, r.GetSeq())
 	g.mu.Unlock()
@@ -292,6 +303,7 @@ func (g *gateway) lost(ns *nodeStream) {
 	g.mu.Lock()
 	if g.nodes[ns.addr] == ns {
 		delete(g.nodes, ns.addr)
+		delete(g.heard, ns.addr)
 	}
 	var resync []*gatewaySocket
 	for seq, p := range g.pending {
@@ -306,8 +318,9 @@ func (g *gateway) lost(ns *nodeStream) {
 	}
 }
 
-// expire gives up on messages unanswered for eventAnswerTimeout (a node
-// that stopped answering without its stream breaking): their sockets
+// expire gives up on messages unanswered for eventAnswerTimeout by a node
+// that answered nothing else for as long (it stopped answering without
+// its stream breaking), or for maxAnswerWait: their sockets
 // send them again by Socket, which finds the shard's leader. It ticks
 // only while some message waits for its answer.
 func (g *gateway) expire(ctx context.Context) {
@@ -329,7 +342,8 @@ func (g *gateway) expire(ctx context.Context) {
 			var resync []*gatewaySocket
 			g.mu.Lock()
 			for seq, p := range g.pending {
-				if time.Since(p.sent) >= eventAnswerTimeout {
+				age, quiet := time.Since(p.sent), time.Since(g.heard[p.addr])
+				if age >= eventAnswerTimeout && (quiet >= eventAnswerTimeout || age >= maxAnswerWait) {
 					delete(g.pending, seq)
 					resync = append(resync, p.s)
 				}

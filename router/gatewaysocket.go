@@ -285,6 +285,14 @@ func (s *gatewaySocket) forward(data []byte, text bool) {
 	s.mu.Lock()
 	for len(s.unacked) >= maxUnackedEvents || len(s.unacked) > 0 && s.unackedBytes+len(data) > maxUnackedBytes {
 		s.mu.Unlock()
+		if s.policy.Overloaded != nil {
+			if frame := s.policy.Overloaded(data, text); frame != nil {
+				s.g.rt.refused.Add(1)
+				s.g.rt.metrics.refuse(limits.CodeOverloaded)
+				s.push(outFrame{data: frame, text: true})
+				return
+			}
+		}
 		select {
 		case <-s.room:
 		case <-s.g.ctx.Done():

@@ -10,6 +10,7 @@ import (
 
 	"hellochat/apps/chat"
 	tc "hellochat/internal/testcluster"
+	"hellochat/limits"
 	"hellochat/objectnode"
 	pb "hellochat/proto/roompb"
 )
@@ -151,5 +152,57 @@ func TestChatAppPassesTheChatTests(t *testing.T) {
 		{"OverloadLosesNothing", TestOverloadLosesNothing},
 	} {
 		t.Run(tt.name, tt.test)
+	}
+}
+
+// A room that is behind (its node's answers are held back here) fills
+// each socket's window of unanswered messages; the chat app's policy has
+// the router refuse the next sends as overloaded, with their ids, rather
+// than stop reading the browser. Nothing refused is stored, everything
+// acked is, and the room answers again once its node does.
+func TestChatAppRefusesSendsWhenTheRoomIsBehind(t *testing.T) {
+	var holding atomic.Bool
+	c := tc.New(t, 3, tc.Options{ChatApp: true, SendRate: -1, GatewayFaults: func(string) objectnode.GatewayFaults {
+		return objectnode.GatewayDropFunc(func(_ string, op *pb.GatewayOp) bool {
+			return holding.Load() && op.GetResult() != nil
+		})
+	}})
+	ann := tc.Dial(t, c.URL(), "busy", "ann", true)
+	ann.Expect(wait, "presence", tc.IsType("presence"))
+	holding.Store(true)
+	const window, n = 1024, 1200 // router's maxUnackedEvents
+	for i := range n {
+		ann.Post(fmt.Sprint("a-", i), "x")
+	}
+	refused := map[string]bool{}
+	for len(refused) < n-window {
+		f := ann.Expect(wait, "refusals", tc.IsType("error"))
+		if f.Code != limits.CodeOverloaded || f.ID == "" {
+			t.Fatalf("got %s, want an overloaded refusal naming its message", f.Raw)
+		}
+		refused[f.ID] = true
+	}
+	holding.Store(false)
+	acked := map[string]bool{}
+	for len(acked)+len(refused) < n {
+		f := ann.Expect(chatAppFailoverWait, "acks", func(f tc.Frame) bool { return f.Type == "ack" || f.Type == "error" })
+		if f.Type == "error" {
+			t.Fatalf("after the refusals: %s", f.Raw)
+		}
+		acked[f.ID] = true
+	}
+	bob := tc.Dial(t, c.URL(), "busy", "bob", true)
+	h := bob.Expect(wait, "history", tc.IsType("history"))
+	stored := len(h.Messages)
+	if h.More {
+		stored = -1 // more than a page: count below
+	}
+	for _, m := range h.Messages {
+		if refused[m.ID] || !acked[m.ID] {
+			t.Fatalf("history holds %s: refused %v, acked %v", m.ID, refused[m.ID], acked[m.ID])
+		}
+	}
+	if stored != -1 && stored != len(acked) {
+		t.Fatalf("history holds %d messages, %d were acked", stored, len(acked))
 	}
 }

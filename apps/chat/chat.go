@@ -121,9 +121,30 @@ func NewWorker(o Options) func(apps.Stub) http.Handler {
 				OverBudget: func(rate float64) []byte {
 					return wire.Error(p, limits.CodeRateLimited, fmt.Sprintf("too many frames (max %g/s); frames are being dropped", rate), "")
 				},
+				Overloaded: func(msg []byte, text bool) []byte {
+					return overloaded(p, msg, text)
+				},
 			})
 		})
 	}
+}
+
+// overloaded refuses a browser's message when its room is behind: a send
+// is refused as the built-in chat refuses it (overloaded, with its id and
+// the start of its text for the seed page), a typing notice is dropped
+// (nothing to say), and anything else waits for the room.
+func overloaded(p wire.Protocol, msg []byte, text bool) []byte {
+	if !text {
+		return nil
+	}
+	op, err := wire.Parse(p, msg)
+	switch {
+	case err != nil:
+		return nil // the room answers what it cannot read
+	case op.Kind == "send":
+		return wire.Refusal(p, limits.CodeOverloaded, "server overloaded; message not sent", op.ID, op.Text)
+	}
+	return nil
 }
 
 // parseSeedHistory reads SeedHistoryHeader: the newest messages of last
