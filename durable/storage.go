@@ -89,6 +89,18 @@ func (s *Storage) Delete(key string) (existed bool, err error) {
 	return del(s.ev, key)
 }
 
+// Drop deletes key like Delete, without saying whether it had a value:
+// it reads nothing. Deleting a key written long ago with Delete reads it
+// from the store first; a class that deletes old keys on every event (the
+// chat's dedupe window, two per message) spent half a busy leader's CPU
+// on those reads.
+func (s *Storage) Drop(key string) error {
+	if err := s.usable(); err != nil {
+		return err
+	}
+	return drop(s.ev, key)
+}
+
 // List returns the pairs the options select, in key order (or reversed).
 func (s *Storage) List(opts ListOptions) ([]KV, error) {
 	if err := s.usable(); err != nil {

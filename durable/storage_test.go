@@ -1,9 +1,11 @@
 package durable
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -372,5 +374,68 @@ func TestUserKeysNeverReachTheStoresOwn(t *testing.T) {
 	}
 	if v, _ := r.stored(""); v != "empty" {
 		t.Fatal("empty key not stored")
+	}
+}
+
+// countingReader counts the reads of the store under an actor.
+type countingReader struct {
+	Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Get(object string, key []byte) ([]byte, bool, error) {
+	c.n.Add(1)
+	return c.Reader.Get(object, key)
+}
+
+func (c *countingReader) Scan(object string, start, end []byte, reverse bool, fn func(key, value []byte) bool) error {
+	c.n.Add(1)
+	return c.Reader.Scan(object, start, end, reverse, fn)
+}
+
+// Drop deletes as Delete does, committed keys and the event's own, and an
+// absent key is no error; it reads nothing of the store to do it.
+func TestDropDeletesWithoutReading(t *testing.T) {
+	r := newRig(t, &testClass{})
+	if err := r.call(func(s *State) error {
+		for _, k := range []string{"a", "b"} {
+			if err := s.Storage().Put(k, []byte(k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// A fresh actor over the same store, counting what it reads.
+	reads := &countingReader{Reader: r.c}
+	obj := &testClass{}
+	a, err := Start(r.id, func() Object { return obj }, Config{Reader: reads, Committer: r.c, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	obj.call = func(_ context.Context, s *State, _ string, _ []byte) ([]byte, error) {
+		before := reads.n.Load()
+		if err := s.Storage().Put("c", []byte("c")); err != nil {
+			return nil, err
+		}
+		for _, k := range []string{"a", "c", "never"} {
+			if err := s.Storage().Drop(k); err != nil {
+				return nil, err
+			}
+		}
+		if n := reads.n.Load() - before; n != 0 {
+			return nil, fmt.Errorf("Drop read the store %d times", n)
+		}
+		return nil, nil
+	}
+	if _, err := a.Call(context.Background(), "drop", nil); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]bool{"a": false, "b": true, "c": false} {
+		if _, ok := r.stored(k); ok != want {
+			t.Errorf("%s stored: %v, want %v", k, ok, want)
+		}
 	}
 }

@@ -53,6 +53,14 @@ func (t *Txn) Delete(key string) (bool, error) {
 	return del(t.l, key)
 }
 
+// Drop is Storage.Drop within the transaction.
+func (t *Txn) Drop(key string) error {
+	if err := t.usable(); err != nil {
+		return err
+	}
+	return drop(t.l, key)
+}
+
 // List is Storage.List within the transaction.
 func (t *Txn) List(opts ListOptions) ([]KV, error) {
 	if err := t.usable(); err != nil {
@@ -130,6 +138,16 @@ func del(l *layer, key string) (bool, error) {
 	}
 	l.set(key, w)
 	return existed, nil
+}
+
+// drop deletes key without reading whether it had a value.
+func drop(l *layer, key string) error {
+	w := write{del: true}
+	if err := checkWrite(l, "delete", key, w); err != nil {
+		return err
+	}
+	l.set(key, w)
+	return nil
 }
 
 // deleteAll deletes every key it sees, all or none: it finds them first,

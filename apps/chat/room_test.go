@@ -193,6 +193,38 @@ func TestRoomDedupeWindow(t *testing.T) {
 	}
 }
 
+// A larger window's records are dropped a run at a time: a room keeps
+// between window and window+run-1 of them, index entries alike, and the
+// newest window messages are always recognised.
+func TestRoomDedupeWindowDropsRuns(t *testing.T) {
+	const window = 512 // forgetRun: 4
+	r := newRig(t, window)
+	r.v2("g.1", "ann")
+	count := func() (records, index int) {
+		r.Store.Scan(Namespace.IDFromName("lobby").StorageObject(), nil, nil, false, func(k, _ []byte) bool {
+			switch {
+			case strings.Contains(string(k), dedupPrefix):
+				records++
+			case strings.Contains(string(k), indexPrefix):
+				index++
+			}
+			return true
+		})
+		return records, index
+	}
+	for i := 1; i <= window+10; i++ {
+		r.send("g.1", fmt.Sprint("m", i), "x")
+		if i > window {
+			if d, x := count(); d != x || d < window || d >= window+int(forgetRun(window)) {
+				t.Fatalf("after %d messages: %d records, %d index entries; want %d to %d", i, d, x, window, window+int(forgetRun(window))-1)
+			}
+		}
+	}
+	r.frames("g.1")
+	r.send("g.1", "m11", "x") // the oldest of the newest window
+	expect(t, "ann", r.frames("g.1"), "ack:11")
+}
+
 // A v2 browser resumes after the seq it has: the first page of what it
 // missed as history, the rest as messages; one that missed more than
 // ResumeLimit gets the newest page and pages back with history requests.
