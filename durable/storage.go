@@ -92,8 +92,8 @@ func (s *Storage) Delete(key string) (existed bool, err error) {
 // Drop deletes key like Delete, without saying whether it had a value:
 // it reads nothing. Deleting a key written long ago with Delete reads it
 // from the store first; a class that deletes old keys on every event (the
-// chat's dedupe window, two per message) spent half a busy leader's CPU
-// on those reads.
+// chat's dedupe window, two per message) spent a third of a busy
+// leader's CPU on those reads.
 func (s *Storage) Drop(key string) error {
 	if err := s.usable(); err != nil {
 		return err

@@ -136,21 +136,22 @@ func (r *Room) resumeSeedPages(s *durable.State, all []durable.WebSocket) error 
 // each as the socket was first sent it: a seed browser is not sent its
 // own, as the seed page shows them itself.
 func (r *Room) replay(s *durable.State, all []durable.WebSocket) error {
-	if len(r.joined) == 0 {
-		return nil
+	cutoff := r.now() - ReplayWindow.Milliseconds()
+	if len(r.joined) == 0 || r.lastTS < cutoff {
+		return nil // a room evicted after a quiet minute reads nothing here
 	}
 	kvs, err := s.Storage().List(durable.ListOptions{Prefix: msgPrefix, Reverse: true, Limit: ReplayLimit})
 	if err != nil {
 		return fmt.Errorf("read the recent messages: %w", err)
 	}
-	cutoff := r.now() - ReplayWindow.Milliseconds()
 	var recent []wire.Message
-	for bytes := 0; len(recent) < len(kvs); {
+	bytes := 0
+	for _, kv := range kvs {
 		var m wire.Message
-		if err := json.Unmarshal(kvs[len(recent)].Value, &m); err != nil {
-			return fmt.Errorf("decode message %s: %w", kvs[len(recent)].Key, err)
+		if err := json.Unmarshal(kv.Value, &m); err != nil {
+			return fmt.Errorf("decode message %s: %w", kv.Key, err)
 		}
-		if bytes += len(kvs[len(recent)].Value) * len(r.joined); m.TS < cutoff || bytes > ReplayBytes {
+		if bytes += len(kv.Value) * len(r.joined); m.TS < cutoff || bytes > ReplayBytes {
 			break
 		}
 		recent = append(recent, m)
@@ -543,9 +544,9 @@ func (r *Room) show(s *durable.State, ws durable.WebSocket, a attachment, m wire
 // forget drops the dedupe records that storing seq moves out of the
 // window, in the same batch, so every replica drops the same ones. It
 // drops them a run at a time (forgetRun), read from the index in one
-// scan: a point read per message of a record written 65,536 messages ago
-// cost a busy leader a third of its CPU, one scan per run a few percent.
-// So a room keeps between window and window+forgetRun-1 records.
+// scan: three point reads per message of keys written 65,536 messages
+// earlier were 49% of a busy leader's CPU (bench scenario 8). So a room
+// keeps between window and window+forgetRun-1 records.
 func forget(st *durable.Storage, seq, window uint64) error {
 	run := forgetRun(window)
 	if seq <= window || seq%run != 0 {
