@@ -241,13 +241,19 @@ func (m *Membership) publishTombs(graves graveyard) {
 
 // spread starts a push/pull with every live member, so a tombstone an
 // admin handed this member reaches them all at once rather than one
-// random member per push/pull interval.
-func (m *Membership) spread() {
+// random member per push/pull interval. The addresses come from the
+// metas run keeps: memberlist's Members hands out the very Nodes its
+// packet handler rewrites under its own lock, and reading one raced.
+func (m *Membership) spread(known, routers map[string]Meta, alive map[string]bool) {
 	self := m.meta.Load().ID
 	var addrs []string
-	for _, n := range m.ml.Members() {
-		if n.Name != self {
-			addrs = append(addrs, n.Address())
+	for id := range alive {
+		meta, ok := known[id]
+		if !ok {
+			meta, ok = routers[id]
+		}
+		if ok && id != self && meta.Gossip != "" {
+			addrs = append(addrs, meta.Gossip)
 		}
 	}
 	if len(addrs) == 0 {

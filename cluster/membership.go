@@ -570,7 +570,7 @@ func (m *Membership) run(known map[string]Meta, graves graveyard) {
 				bury(t) // checked by Forget
 			}
 			if len(mg.tombstones) > 0 {
-				m.spread()
+				m.spread(known, routers, alive)
 			}
 			// Tombstones before metas: a push carries both, and the
 			// metas it carries may be the ones they forget.
