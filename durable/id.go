@@ -96,6 +96,35 @@ func (ns *Namespace) IDFromString(s string) (ID, error) {
 
 var errOtherNamespace = errors.New("not an id of namespace")
 
+// MaxNameBytes bounds a name that travels beside its ID (WithName).
+const MaxNameBytes = limits.MaxObjectNameBytes
+
+// WithName returns id knowing the name it was made from, after checking
+// that IDFromName(name) is id. An ID is a hash of its name and cannot give
+// it back, so a stub sends the name beside the ID, and the object's node
+// restores it with WithName: the object then sees it in ID.Name, as a
+// Durable Object sees ctx.id.name. A name that does not make id, or one
+// longer than MaxNameBytes, is refused.
+func (ns *Namespace) WithName(id ID, name string) (ID, error) {
+	if len(name) > MaxNameBytes {
+		return ID{}, fmt.Errorf("durable: object name of %d bytes: want at most %d", len(name), MaxNameBytes)
+	}
+	named := ns.IDFromName(name)
+	if !named.Equal(id) {
+		return ID{}, fmt.Errorf("durable: id %s of namespace %q is not the id of the name %q", id, ns.name, name)
+	}
+	return named, nil
+}
+
+// TravellingName is the name to send beside id: its name when it was made
+// from one of at most MaxNameBytes, else "".
+func (id ID) TravellingName() string {
+	if !id.named || len(id.name) > MaxNameBytes {
+		return ""
+	}
+	return id.name
+}
+
 func (ns *Namespace) makeID(body []byte, name string, named bool) ID {
 	h := sha256.New()
 	h.Write([]byte("durable check\x00"))

@@ -63,6 +63,35 @@ func TestIDs(t *testing.T) {
 	}
 }
 
+// A name travels beside its ID and is restored only if it makes that ID.
+func TestIDWithName(t *testing.T) {
+	chat, other := MustNamespace("ChatRoom"), MustNamespace("Counter")
+	lobby := chat.IDFromName("lobby")
+	parsed, _ := chat.IDFromString(lobby.String())
+	back, err := chat.WithName(parsed, lobby.TravellingName())
+	if name, ok := back.Name(); err != nil || !ok || name != "lobby" || !back.Equal(lobby) {
+		t.Fatalf("WithName(lobby): %v %q %v", err, name, ok)
+	}
+	long := chat.IDFromName(strings.Repeat("n", MaxNameBytes+1))
+	if long.TravellingName() != "" || chat.NewUniqueID().TravellingName() != "" {
+		t.Fatal("a name past MaxNameBytes, or a unique ID's, travels")
+	}
+	for _, c := range []struct {
+		ns   *Namespace
+		id   ID
+		name string
+	}{
+		{chat, parsed, "lobby2"},                          // another name's ID
+		{other, other.IDFromName("lobby"), "lob"},         // not its name
+		{chat, chat.NewUniqueID(), "lobby"},               // a unique ID has none
+		{chat, long, strings.Repeat("n", MaxNameBytes+1)}, // too long to carry
+	} {
+		if _, err := c.ns.WithName(c.id, c.name); err == nil {
+			t.Errorf("WithName(%s, %.20q) took it", c.id, c.name)
+		}
+	}
+}
+
 func flip(c byte) string {
 	if c == '0' {
 		return "1"

@@ -21,6 +21,11 @@ func AlarmKey() []byte { return append([]byte(nil), alarmKey...) }
 // (WebSocket.SendNumbered).
 func SocketKeyPrefix() []byte { return socketKey("") }
 
+// StoreKey is the store key, within an object's storage object, of the
+// key a class stores under (Storage.Put's key): for tools and tests that
+// read a node's store without starting the object.
+func StoreKey(key string) []byte { return userKey(key) }
+
 // DecodeAlarm reads the time stored under AlarmKey.
 func DecodeAlarm(value []byte) (time.Time, error) {
 	ns, err := decodeUint64("alarm", value)

@@ -78,8 +78,13 @@ const (
 	// MaxClassNameBytes letters, digits, '-' or '_'), '/', and its ID's 64
 	// lowercase hex digits. Room names are printable, so none begins so.
 	DurableObjectPrefix = "\x01do/"
-	MaxClassNameBytes   = 64
-	durableIDHexDigits  = 64
+	// MaxObjectNameBytes bounds the name an object's ID was made from
+	// (durable.Namespace.IDFromName) as it travels beside the ID to the
+	// object's node, which checks it against the ID. A longer name still
+	// makes an ID; its object is not told the name (durable.ID.Name).
+	MaxObjectNameBytes = 1024
+	MaxClassNameBytes  = 64
+	durableIDHexDigits = 64
 	// DefaultRoom and DefaultName are the seed app's defaults.
 	DefaultRoom = "default"
 	DefaultName = "Anonymous"

@@ -63,7 +63,7 @@ func New(placement func() *cluster.Placement, conn func(addr string) (*grpc.Clie
 // increments carry). The chain of calling objects in ctx
 // (durable.CallChain) goes with the call. Errors are *apps.Error.
 func (c *Client) Call(ctx context.Context, id durable.ID, method string, arg []byte) ([]byte, error) {
-	req := &pb.CallRequest{Class: id.Namespace(), Id: id.String(), Method: method, Arg: arg,
+	req := &pb.CallRequest{Class: id.Namespace(), Id: id.String(), Name: id.TravellingName(), Method: method, Arg: arg,
 		Chain: EncodeChain(durable.CallChain(ctx))}
 	var out []byte
 	err := c.roundTrip(ctx, id, func(ctx context.Context, conn *grpc.ClientConn) (*pb.Redirect, error) {

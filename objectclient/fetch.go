@@ -39,7 +39,7 @@ func (c *Client) fetch(ctx context.Context, id durable.ID, r *http.Request, sock
 	if err != nil {
 		return nil, &apps.Error{Code: apps.BadRequest, Message: err.Error()}
 	}
-	req.Class, req.Id, req.Chain, req.Socket = id.Namespace(), id.String(), EncodeChain(durable.CallChain(ctx)), socket
+	req.Class, req.Id, req.Name, req.Chain, req.Socket = id.Namespace(), id.String(), id.TravellingName(), EncodeChain(durable.CallChain(ctx)), socket
 	var out *pb.HTTPResponse
 	err = c.roundTrip(ctx, id, func(ctx context.Context, conn *grpc.ClientConn) (*pb.Redirect, error) {
 		resp, err := pb.NewObjectsClient(conn).Fetch(ctx, req)

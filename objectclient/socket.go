@@ -23,7 +23,7 @@ var ErrSocketGone = errors.New("objectclient: the object holds no such socket")
 // retries: an event whose outcome was unknown may be delivered twice. A
 // handler's error is an *apps.Error (Refused); the socket stays open.
 func (c *Client) SocketEvent(ctx context.Context, id durable.ID, ev *pb.SocketEvent) error {
-	ev.Class, ev.Id = id.Namespace(), id.String()
+	ev.Class, ev.Id, ev.Name = id.Namespace(), id.String(), id.TravellingName()
 	return c.roundTrip(ctx, id, func(ctx context.Context, conn *grpc.ClientConn) (*pb.Redirect, error) {
 		resp, err := pb.NewObjectsClient(conn).Socket(ctx, ev)
 		switch {

@@ -1,6 +1,8 @@
 package objectnode
 
 import (
+	"strings"
+
 	"hellochat/limits"
 	"hellochat/shard"
 	"hellochat/storage"
@@ -32,6 +34,15 @@ func (c raftCommitter) Commit(object string, ops []storage.Op, guards storage.Gu
 	if h == nil {
 		done(shard.ErrNotLeader)
 		return
+	}
+	if strings.HasPrefix(object, limits.DurableObjectPrefix) {
+		inner := done
+		done = func(err error) {
+			if err == nil {
+				c.n.objectCommits.Add(1)
+			}
+			inner(err)
+		}
 	}
 	h.Propose(shardOf(object), object, ops, guards, done)
 }

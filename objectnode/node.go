@@ -44,16 +44,19 @@ type Node struct {
 	log       *slog.Logger
 	store     *storage.Store
 	committer Committer
-	host      atomic.Pointer[shard.Host] // nil until the cluster has formed
-	raftSrv   *shard.Server
-	members   *cluster.Membership
-	grpc      *grpc.Server
-	lis       net.Listener
-	health    healthService
-	adminLis  net.Listener // nil without AdminListen
-	admin     *http.Server
-	reg       *prometheus.Registry
-	metrics   *metrics
+	// objectCommits counts the durable objects' batches committed here
+	// (Status's object_commits: the cluster view's commit rate).
+	objectCommits atomic.Uint64
+	host          atomic.Pointer[shard.Host] // nil until the cluster has formed
+	raftSrv       *shard.Server
+	members       *cluster.Membership
+	grpc          *grpc.Server
+	lis           net.Listener
+	health        healthService
+	adminLis      net.Listener // nil without AdminListen
+	admin         *http.Server
+	reg           *prometheus.Registry
+	metrics       *metrics
 
 	roomsMu sync.Mutex
 	rooms   map[string]*room // guarded by roomsMu

@@ -60,11 +60,13 @@ type objectHost struct {
 type liveObject struct {
 	object string
 	shard  int
+	id     durable.ID
 	ready  chan struct{} // closed once the actor started, or failed to
 	actor  *durable.Actor
 	err    error // why it did not start; actor and err are set before ready closes
 
 	// Guarded by objectHost.mu.
+	name     string    // the name its ID came from, once an event brought it
 	busy     int       // calls holding the entry
 	lastUsed time.Time // when the last call let go of it
 	retired  bool      // out of the registry; closed (or closing)
@@ -98,7 +100,8 @@ func (o *objectHost) acquire(ctx context.Context, id durable.ID, newObject func(
 			o.mu.Unlock()
 			return nil, redirect, nil
 		}
-		e = &liveObject{object: object, shard: s, ready: make(chan struct{}), lastUsed: time.Now()}
+		e = &liveObject{object: object, shard: s, id: id, ready: make(chan struct{}), lastUsed: time.Now()}
+		e.name, _ = id.Name()
 		o.live[s][object] = e
 		o.wg.Add(1)
 		e.busy++
@@ -106,6 +109,9 @@ func (o *objectHost) acquire(ctx context.Context, id durable.ID, newObject func(
 		o.start(e, id, newObject)
 	} else {
 		e.busy++
+		if name, ok := id.Name(); ok && e.name == "" {
+			e.name = name
+		}
 		o.mu.Unlock()
 	}
 	select {
@@ -271,6 +277,19 @@ func (o *objectHost) closeAll() {
 	}
 	o.mu.Unlock()
 	o.wg.Wait()
+}
+
+// status lists the objects with an actor here, started or starting.
+func (o *objectHost) status() []*pb.ObjectStatus {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []*pb.ObjectStatus
+	for s := range o.live {
+		for _, e := range o.live[s] {
+			out = append(out, &pb.ObjectStatus{Class: e.id.Namespace(), Id: e.id.String(), Name: e.name, Shard: uint32(s)})
+		}
+	}
+	return out
 }
 
 // count is how many objects have an actor here, started or starting.

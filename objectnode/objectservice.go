@@ -39,13 +39,13 @@ type target struct {
 
 // check authorizes the caller and checks the class, the id and the chain
 // of calling objects, which it puts in the returned context.
-func (s *objectService) check(ctx context.Context, class, rawID string, chain []string) (context.Context, target, error) {
+func (s *objectService) check(ctx context.Context, class, rawID, name string, chain []string) (context.Context, target, error) {
 	n := s.node
 	// Routers call for their routes, nodes for their objects' calls.
 	if _, err := n.cfg.Security.Authorize(ctx, security.RoleRouter, security.RoleNode); err != nil {
 		return nil, target{}, err
 	}
-	t, err := s.resolve(class, rawID)
+	t, err := s.resolve(class, rawID, name)
 	if err != nil {
 		return nil, target{}, err
 	}
@@ -56,8 +56,9 @@ func (s *objectService) check(ctx context.Context, class, rawID string, chain []
 	return durable.WithCallChain(ctx, ids), t, nil
 }
 
-// resolve checks a class and an id and returns the object they name.
-func (s *objectService) resolve(class, rawID string) (target, error) {
+// resolve checks a class, an id and the name it came with (if any) and
+// returns the object they name.
+func (s *objectService) resolve(class, rawID, name string) (target, error) {
 	ns, newObject, ok := s.node.objects.apps.Class(class)
 	if !ok {
 		return target{}, status.Errorf(codes.NotFound, "no object class %q is registered on this node", cut(class, durable.MaxNamespaceLen))
@@ -66,12 +67,17 @@ func (s *objectService) resolve(class, rawID string) (target, error) {
 	if err != nil {
 		return target{}, status.Errorf(codes.InvalidArgument, "object id for class %s: %v", ns.Name(), cutErr(err))
 	}
+	if name != "" {
+		if id, err = ns.WithName(id, name); err != nil {
+			return target{}, status.Errorf(codes.InvalidArgument, "object name for class %s: %v", ns.Name(), cutErr(err))
+		}
+	}
 	return target{id, newObject, ns.Name() + "/" + id.String()}, nil
 }
 
 // Call runs one method of one object.
 func (s *objectService) Call(ctx context.Context, req *pb.CallRequest) (*pb.CallResponse, error) {
-	ctx, t, err := s.check(ctx, req.GetClass(), req.GetId(), req.GetChain())
+	ctx, t, err := s.check(ctx, req.GetClass(), req.GetId(), req.GetName(), req.GetChain())
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +107,7 @@ func (s *objectService) Call(ctx context.Context, req *pb.CallRequest) (*pb.Call
 
 // Fetch hands one HTTP request to one object's Fetch handler.
 func (s *objectService) Fetch(ctx context.Context, req *pb.FetchRequest) (*pb.FetchResponse, error) {
-	ctx, t, err := s.check(ctx, req.GetClass(), req.GetId(), req.GetChain())
+	ctx, t, err := s.check(ctx, req.GetClass(), req.GetId(), req.GetName(), req.GetChain())
 	if err != nil {
 		return nil, err
 	}

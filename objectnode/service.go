@@ -261,6 +261,7 @@ func (s *service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusRe
 		resp.Members = append(resp.Members, &pb.MemberStatus{Id: m.ID, Role: m.Role, GrpcAddr: m.GRPC, Alive: p.Alive(m.ID),
 			Replica: m.Replica, Leaving: m.Leaving})
 	}
+	resp.Objects, resp.ObjectCommits = n.objects.status(), n.objectCommits.Load()
 	for _, r := range n.activeRooms() {
 		reply := make(chan *pb.RoomStatus, 1)
 		if err := r.enqueue(ctx, roomReq{status: reply}); err != nil {

@@ -106,7 +106,7 @@ func (s *objectService) gatewayEvents(ctx context.Context, gateway string, strea
 // stream's own gateway (the stream's hello was authorized), to a
 // registered object.
 func (s *objectService) socketTarget(ev *pb.SocketEvent, gateway string) (target, error) {
-	t, err := s.resolve(ev.GetClass(), ev.GetId())
+	t, err := s.resolve(ev.GetClass(), ev.GetId(), ev.GetName())
 	if err != nil {
 		return target{}, err
 	}
@@ -131,7 +131,7 @@ func checkMessage(t target, ev *pb.SocketEvent) error {
 
 // Socket delivers one event of a socket to its object.
 func (s *objectService) Socket(ctx context.Context, ev *pb.SocketEvent) (*pb.SocketEventResponse, error) {
-	ctx, t, err := s.check(ctx, ev.GetClass(), ev.GetId(), nil)
+	ctx, t, err := s.check(ctx, ev.GetClass(), ev.GetId(), ev.GetName(), nil)
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 
+	"hellochat/apps/chat"
 	"hellochat/cluster"
 	pb "hellochat/proto/roompb"
 )
@@ -113,10 +114,14 @@ type memberView struct {
 }
 
 type nodeView struct {
-	ID    string           `json:"id"`
-	Ready bool             `json:"ready"`
-	Error string           `json:"error,omitempty"`
-	Rooms []*pb.RoomStatus `json:"rooms"`
+	ID      string             `json:"id"`
+	Ready   bool               `json:"ready"`
+	Error   string             `json:"error,omitempty"`
+	Rooms   []*pb.RoomStatus   `json:"rooms"`
+	Objects []*pb.ObjectStatus `json:"objects,omitempty"`
+	// ObjectCommits is the node's count of objects' committed batches
+	// (the live view's rates come from it).
+	ObjectCommits uint64 `json:"objectCommits"`
 }
 
 // groupView is one shard's Raft group as its leader sees it. Moving is set
@@ -196,7 +201,7 @@ func (rt *Router) clusterView(ctx context.Context, rooms []string) clusterView {
 			} else if st, err := pb.NewRoomsClient(conn).Status(ctx, &pb.StatusRequest{}); err != nil {
 				nv.Error = err.Error()
 			} else {
-				nv.Ready, nv.Rooms = st.Ready, st.Rooms
+				nv.Ready, nv.Rooms, nv.Objects, nv.ObjectCommits = st.Ready, st.Rooms, st.Objects, st.ObjectCommits
 				statuses[i] = st
 			}
 		}()
@@ -229,7 +234,7 @@ func (rt *Router) clusterView(ctx context.Context, rooms []string) clusterView {
 		v.Members = append(v.Members, memberView{ID: r.ID, Role: r.Role, Addr: r.HTTP, Alive: true})
 	}
 	for _, room := range rooms {
-		ro := roomOwner{Room: room, Shard: cluster.Shard(room)}
+		ro := roomOwner{Room: room, Shard: cluster.Shard(rt.roomObject(room))}
 		if l := p.Leaders(ro.Shard); len(l) > 0 {
 			ro.Leader = l[0].ID
 		}
@@ -244,6 +249,15 @@ func (rt *Router) clusterView(ctx context.Context, rooms []string) clusterView {
 		v.Rooms = append(v.Rooms, ro)
 	}
 	return v
+}
+
+// roomObject is the name room's storage lives under: the room's own for
+// the built-in chat, its object's for the chat app.
+func (rt *Router) roomObject(room string) string {
+	if rt.cfg.ChatApp {
+		return chat.Namespace.IDFromName(room).StorageObject()
+	}
+	return room
 }
 
 // collectGroups builds every shard's group from the nodes' Status answers
@@ -394,6 +408,23 @@ func writeClusterText(w io.Writer, v clusterView) {
 		sort.Slice(n.Rooms, func(i, j int) bool { return n.Rooms[i].Room < n.Rooms[j].Room })
 		for _, r := range n.Rooms {
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\n", r.Room, r.Shard, n.ID, r.LastSeq, r.Sessions)
+		}
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "ACTIVE OBJECT\tNAME\tSHARD\tNODE\n")
+	for _, n := range v.Nodes {
+		sort.Slice(n.Objects, func(i, j int) bool {
+			a, b := n.Objects[i], n.Objects[j]
+			return a.Class < b.Class || a.Class == b.Class && a.Id < b.Id
+		})
+		for _, o := range n.Objects {
+			name := o.Name
+			if name == "" {
+				name = "-"
+			}
+			fmt.Fprintf(tw, "%s/%s\t%s\t%d\t%s\n", o.Class, o.Id, name, o.Shard, n.ID)
 		}
 	}
 	tw.Flush()

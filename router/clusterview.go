@@ -29,9 +29,10 @@ var clusterViewPage []byte
 type liveView struct {
 	clusterView
 	At int64 `json:"at"` // unix ms
-	// Rates is each node's committed messages per second over the last
-	// interval, from its rooms' last seqs (a room that moved counts from
-	// where it was).
+	// Rates is each node's commits per second over the last interval: its
+	// rooms' messages, from their last seqs (a room that moved counts from
+	// where it was), and its durable objects' committed batches (an
+	// object's events that commit together count once).
 	Rates map[string]float64 `json:"rates"`
 }
 
@@ -58,7 +59,8 @@ func (rt *Router) handleClusterEvents(w http.ResponseWriter, req *http.Request) 
 	w.Header().Set("Cache-Control", "no-cache")
 	tick := time.NewTicker(ClusterViewInterval)
 	defer tick.Stop()
-	var seqs map[string]uint64 // room -> last seq, as of the last event
+	var seqs map[string]uint64    // room -> last seq, as of the last event
+	var commits map[string]uint64 // node -> object commits, as of the last event
 	last := time.Time{}
 	for {
 		now := time.Now()
@@ -74,9 +76,20 @@ func (rt *Router) handleClusterEvents(w http.ResponseWriter, req *http.Request) 
 				}
 			}
 		}
+		nextCommits := map[string]uint64{}
+		for _, n := range lv.Nodes {
+			if n.Error == "" {
+				nextCommits[n.ID] = n.ObjectCommits
+			}
+		}
 		if !last.IsZero() {
 			for _, n := range lv.Nodes {
 				lv.Rates[n.ID] = 0
+				// A node that restarted counts from zero again: no rate
+				// until its next event.
+				if prev, ok := commits[n.ID]; ok && n.ObjectCommits > prev {
+					lv.Rates[n.ID] += float64(n.ObjectCommits-prev) / now.Sub(last).Seconds()
+				}
 			}
 			for room, seq := range next {
 				if prev, ok := seqs[room]; ok && seq > prev {
@@ -84,7 +97,7 @@ func (rt *Router) handleClusterEvents(w http.ResponseWriter, req *http.Request) 
 				}
 			}
 		}
-		seqs, last = next, now
+		seqs, commits, last = next, nextCommits, now
 		b, err := json.Marshal(lv)
 		if err != nil {
 			return

@@ -37,8 +37,8 @@ type gatewaySocket struct {
 	id     string
 	object durable.ID
 	addr   string // the browser's, for the connection limits
-	// class and objectID are object's, as each message names it.
-	class, objectID string
+	// class, objectID and name are object's, as each message names it.
+	class, objectID, name string
 
 	mu      sync.Mutex
 	queue   []outFrame
@@ -105,7 +105,7 @@ type outFrame struct {
 }
 
 func newGatewaySocket(g *gateway, id string, object durable.ID, addr string, p apps.SocketPolicy) *gatewaySocket {
-	s := &gatewaySocket{g: g, id: id, object: object, addr: addr, class: object.Namespace(), objectID: object.String(), policy: p,
+	s := &gatewaySocket{g: g, id: id, object: object, addr: addr, class: object.Namespace(), objectID: object.String(), name: object.TravellingName(), policy: p,
 		wake: make(chan struct{}, 1),
 		room: make(chan struct{}, 1), writerDone: make(chan struct{})}
 	if cfg := g.rt.cfg; cfg.FrameRate > 0 {
@@ -315,7 +315,7 @@ func (s *gatewaySocket) forward(data []byte, text bool) {
 }
 
 func (s *gatewaySocket) event(ev unackedEvent) *pb.SocketEvent {
-	return &pb.SocketEvent{Class: s.class, Id: s.objectID, Socket: s.id,
+	return &pb.SocketEvent{Class: s.class, Id: s.objectID, Name: s.name, Socket: s.id,
 		Kind: pb.SocketEvent_MESSAGE, Data: ev.data, Text: ev.text, N: ev.n}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"hellochat/apps/chat"
 	tc "hellochat/internal/testcluster"
 	pb "hellochat/proto/roompb"
 	"hellochat/security"
@@ -140,9 +141,9 @@ func TestRoomsSpreadOverNodes(t *testing.T) {
 	perNode := map[string]int{}
 	for i := range c.Nodes {
 		st := nodeStatus(t, c, c.Config(i).GRPCListen)
-		for _, r := range st.Rooms {
-			if !slices.Contains(st.Leading, r.Shard) {
-				t.Errorf("room %s active on %s, which does not lead shard %d", r.Room, st.NodeId, r.Shard)
+		for _, r := range activeRooms(st) {
+			if !slices.Contains(st.Leading, r.shard) {
+				t.Errorf("room %s active on %s, which does not lead shard %d", r.name, st.NodeId, r.shard)
 			}
 			perNode[st.NodeId]++
 		}
@@ -178,8 +179,8 @@ func TestNotOwnerRedirects(t *testing.T) {
 	if r == nil || r.OwnerId != owner || r.OwnerAddr != c.Config(leader).GRPCListen {
 		t.Fatalf("got %v, want a redirect to %s", ev, owner)
 	}
-	for _, rs := range nodeStatus(t, c, c.Config(other).GRPCListen).Rooms {
-		if rs.Room == room {
+	for _, rs := range activeRooms(nodeStatus(t, c, c.Config(other).GRPCListen)) {
+		if rs.name == room {
 			t.Fatalf("non-owner hosts %s", room)
 		}
 	}
@@ -343,9 +344,29 @@ func nodeStatus(t *testing.T, c *tc.Cluster, addr string) *pb.StatusResponse {
 	return st
 }
 
+type activeRoom struct {
+	name  string
+	shard uint32
+}
+
+// activeRooms lists the rooms a node runs: the built-in chat's, and the
+// chat app's objects by the name they came by.
+func activeRooms(st *pb.StatusResponse) []activeRoom {
+	var out []activeRoom
+	for _, r := range st.Rooms {
+		out = append(out, activeRoom{r.Room, r.Shard})
+	}
+	for _, o := range st.Objects {
+		if o.Class == chat.ClassName {
+			out = append(out, activeRoom{o.Name, o.Shard})
+		}
+	}
+	return out
+}
+
 func hosts(t *testing.T, c *tc.Cluster, addr, room string) bool {
-	for _, r := range nodeStatus(t, c, addr).Rooms {
-		if r.Room == room {
+	for _, r := range activeRooms(nodeStatus(t, c, addr)) {
+		if r.name == room {
 			return true
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"hellochat/cluster"
 	tc "hellochat/internal/testcluster"
 )
 
@@ -19,7 +18,7 @@ import (
 func TestDeposedLeaderAnswersNoReads(t *testing.T) {
 	c := tc.New(t, 3, tc.Options{SendRate: 10000, SendBurst: 10000})
 	room := "deposed"
-	shard := cluster.Shard(room)
+	shard := c.Shard(room)
 	old := c.Leader(room)
 	cut := cuttableWith(c, old, 200) // 10 s at the tests' 50 ms tick
 	if c.Leader(room) != old {

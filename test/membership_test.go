@@ -109,7 +109,7 @@ func checkHolders(t *testing.T, c *tc.Cluster, rooms []string) {
 	p := c.Router.Members().Placement()
 	c.Close()
 	for _, room := range rooms {
-		s := cluster.Shard(room)
+		s := c.Shard(room)
 		reps, _ := p.Replicas(s, 3)
 		want := map[string]bool{}
 		for _, r := range reps {
@@ -124,7 +124,8 @@ func checkHolders(t *testing.T, c *tc.Cluster, rooms []string) {
 				t.Fatal(err)
 			}
 			_, found, err := st.LoadRaft(s)
-			kvs, err2 := st.List(room, []byte("m"), []byte("n"), 0, false)
+			rs := c.Room(room)
+			kvs, err2 := st.List(rs.Object, rs.MsgStart, rs.MsgEnd, 0, false)
 			st.Close()
 			if err != nil || err2 != nil {
 				t.Fatal(err, err2)
@@ -221,7 +222,7 @@ func TestAmnesiaKeepsCommittedMessage(t *testing.T) {
 
 func servingIndex(c *tc.Cluster, room string) int {
 	for i, n := range c.Nodes {
-		if n != nil && n.Serves(room) {
+		if n != nil && n.Serves(c.Room(room).Object) {
 			return i
 		}
 	}
@@ -286,7 +287,7 @@ func TestLargeSnapshotReachesNewReplica(t *testing.T) {
 	room, other := "", ""
 	for i := 0; room == "" || other == ""; i++ {
 		name := fmt.Sprintf("big-%d", i)
-		reps, _ := grown.Replicas(cluster.Shard(name), 3)
+		reps, _ := grown.Replicas(c.Shard(name), 3)
 		onNew := false
 		for _, r := range reps {
 			onNew = onNew || r.ID == "node4"
@@ -345,7 +346,7 @@ func TestLargeSnapshotReachesNewReplica(t *testing.T) {
 	}
 	defer st.Close()
 	size := 0
-	err = st.Scan(room, nil, nil, false, func(k, v []byte) bool {
+	err = st.Scan(c.Room(room).Object, nil, nil, false, func(k, v []byte) bool {
 		size += len(k) + len(v)
 		return true
 	})

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"hellochat/apps/counter"
+	"hellochat/cluster"
 	"hellochat/durable"
 	tc "hellochat/internal/testcluster"
 	"hellochat/limits"
@@ -246,6 +247,8 @@ func TestObjectsCounterRefusals(t *testing.T) {
 			r.Chain = slices.Repeat([]string{counter.ClassName + "/" + counter.Namespace.IDFromName("x").String()}, durable.MaxCallDepth+1)
 		}, codes.InvalidArgument},
 		{"chain through the object itself", func(r *pb.CallRequest) { r.Chain = []string{counter.ClassName + "/" + id.String()} }, codes.FailedPrecondition},
+		{"name the id was not made from", func(r *pb.CallRequest) { r.Name = "indirect" }, codes.InvalidArgument},
+		{"name too long", func(r *pb.CallRequest) { r.Name = strings.Repeat("n", limits.MaxObjectNameBytes+1) }, codes.InvalidArgument},
 	} {
 		req := good()
 		bad.edit(req)
@@ -260,6 +263,25 @@ func TestObjectsCounterRefusals(t *testing.T) {
 	if resp, err := call(leader, security.RoleNode, good()); err != nil || resp.GetResult() == nil {
 		t.Errorf("call with a node's certificate: %v %v", resp, err)
 	}
+	// A call that carries the name its id came from names the object in
+	// the node's status, for operators to find it.
+	named := good()
+	named.Name = "direct"
+	if resp, err := call(leader, security.RoleRouter, named); err != nil || resp.GetResult() == nil {
+		t.Errorf("call with the object's name: %v %v", resp, err)
+	}
+	listed := false
+	for _, o := range nodeStatus(t, c, c.Config(leader).GRPCListen).GetObjects() {
+		if o.GetId() == id.String() {
+			listed = o.GetName() == "direct" && o.GetClass() == counter.ClassName && int(o.GetShard()) == cluster.Shard(id.StorageObject())
+			if !listed {
+				t.Errorf("the leader lists the object as %v; want name direct, class %s, its shard", o, counter.ClassName)
+			}
+		}
+	}
+	if !listed {
+		t.Errorf("the leader's status does not list the object it just ran")
+	}
 	// The object's own refusal comes back as its error, not a gRPC one.
 	req := good()
 	req.Method = "decrement"
@@ -271,8 +293,8 @@ func TestObjectsCounterRefusals(t *testing.T) {
 	if err != nil || resp.GetRedirect().GetOwnerAddr() != c.Config(leader).GRPCListen {
 		t.Errorf("call on a follower: %v %v; want a redirect to %s", resp, err, c.Config(leader).GRPCListen)
 	}
-	if code, v, msg, err := counterRequest(httpClient, c.URL(), "GET", "direct", ""); err != nil || code != 200 || v != 2 {
-		t.Errorf("GET direct: %d %d %s %v; want 2 (the router's and the node's increments ran, nothing else counted)", code, v, msg, err)
+	if code, v, msg, err := counterRequest(httpClient, c.URL(), "GET", "direct", ""); err != nil || code != 200 || v != 3 {
+		t.Errorf("GET direct: %d %d %s %v; want 3 (the router's, the node's and the named increments ran, nothing else counted)", code, v, msg, err)
 	}
 }
 

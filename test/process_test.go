@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"hellochat/cluster"
 	"hellochat/internal/launch"
 	tc "hellochat/internal/testcluster"
 	"hellochat/storage"
@@ -185,7 +184,8 @@ func TestKill9Failover(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			kvs, err := st.List(room, []byte("m"), []byte("n"), 0, false)
+			rs := tc.StoreOf(room, tc.ChatAppFromEnv()) // the router's --chat-app, HELLOCHAT_CHAT_APP
+			kvs, err := st.List(rs.Object, rs.MsgStart, rs.MsgEnd, 0, false)
 			st.Close()
 			if err != nil {
 				t.Fatal(err)
@@ -207,8 +207,6 @@ func TestKill9Failover(t *testing.T) {
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-func shardOf(room string) int { return cluster.Shard(room) }
 
 // TestDuplicateIDProcessExits starts a second real objectnode process with
 // a live node's --id: it exits non-zero with an error naming the first

@@ -37,7 +37,7 @@ func TestShardReturnsToNodeWhileReplicaLags(t *testing.T) {
 	var room, a, b, x string
 	for i := 0; room == ""; i++ {
 		name := fmt.Sprintf("lag-%d", i)
-		s := cluster.Shard(name)
+		s := c.Shard(name)
 		r3, _ := three.Replicas(s, 3)
 		r4, _ := four.Replicas(s, 3)
 		ids4 := []string{r4[0].ID, r4[1].ID, r4[2].ID}
@@ -57,7 +57,7 @@ func TestShardReturnsToNodeWhileReplicaLags(t *testing.T) {
 		}
 		room, a, b = name, rest[0], rest[1]
 	}
-	shard := cluster.Shard(room)
+	shard := c.Shard(room)
 	ai, bi, xi := c.NodeIndex(a), c.NodeIndex(b), c.NodeIndex(x)
 	t.Logf("room %s (shard %d): A=%s B=%s X=%s", room, shard, a, b, x)
 

@@ -218,7 +218,7 @@ func TestCutOffLeaderStopsServing(t *testing.T) {
 	cut.Store(true)
 	cutAt := time.Now()
 	tc.Eventually(t, wait, func() error {
-		if c.Nodes[leader].Serves(room) {
+		if c.Nodes[leader].Serves(c.Room(room).Object) {
 			return fmt.Errorf("the cut-off leader still serves %s", room)
 		}
 		return nil
@@ -293,7 +293,7 @@ func TestRestartAfterPeersTruncated(t *testing.T) {
 	c.WaitConverged(wait)
 	c.WaitLeaders(20 * time.Second)
 	checkRoom(t, c, room, w)
-	shard := shardOf(room)
+	shard := c.Shard(room)
 	// The snapshot streams in the background: wait until the restarted
 	// replica has applied past what its peers truncated, which only a
 	// snapshot can bring it.

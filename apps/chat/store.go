@@ -28,6 +28,13 @@ const (
 	indexPrefix = "i/"
 )
 
+// StoredMessages names where a room's messages are in a node's store: its
+// storage object and the store keys [start, end) of its messages, one
+// key each. For tools and tests that read a store without the room.
+func StoredMessages(room string) (object string, start, end []byte) {
+	return Namespace.IDFromName(room).StorageObject(), durable.StoreKey(msgPrefix), durable.StoreKey("m0") // '0' follows '/'
+}
+
 func msgKey(seq uint64) string   { return fmt.Sprintf("%s%016x", msgPrefix, seq) }
 func indexKey(seq uint64) string { return fmt.Sprintf("%s%016x", indexPrefix, seq) }
 

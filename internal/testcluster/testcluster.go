@@ -18,6 +18,7 @@ import (
 
 	"hellochat/apps"
 	"hellochat/apps/builtin"
+	"hellochat/apps/chat"
 	"hellochat/cluster"
 	"hellochat/internal/launch"
 	"hellochat/internal/logging"
@@ -95,6 +96,32 @@ type Options struct {
 // ChatAppEnv is the environment variable that sets Options.ChatApp.
 const ChatAppEnv = "HELLOCHAT_CHAT_APP"
 
+// ChatAppFromEnv reports whether ChatAppEnv asks for the chat app.
+func ChatAppFromEnv() bool { return os.Getenv(ChatAppEnv) == "1" }
+
+// RoomStore is where a chat room lives in a node's store: the object its
+// keys are under, and the key range of its messages, one key each.
+type RoomStore struct {
+	Object           string
+	MsgStart, MsgEnd []byte
+}
+
+// StoreOf is where room lives: the built-in chat keeps a room under its
+// name, the chat app under its object's storage.
+func StoreOf(room string, chatApp bool) RoomStore {
+	if chatApp {
+		object, start, end := chat.StoredMessages(room)
+		return RoomStore{object, start, end}
+	}
+	return RoomStore{room, []byte("m"), []byte("n")}
+}
+
+// Room is where room lives on this cluster's nodes.
+func (c *Cluster) Room(room string) RoomStore { return StoreOf(room, c.opts.ChatApp) }
+
+// Shard is the shard that holds room on this cluster.
+func (c *Cluster) Shard(room string) int { return cluster.Shard(c.Room(room).Object) }
+
 // Cluster is n object nodes and one router.
 type Cluster struct {
 	t      testing.TB
@@ -113,7 +140,7 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	if opts.RoomIdle == 0 {
 		opts.RoomIdle = time.Minute
 	}
-	if os.Getenv(ChatAppEnv) == "1" {
+	if ChatAppFromEnv() {
 		opts.ChatApp = true
 	}
 	switch {
@@ -421,7 +448,8 @@ func (c *Cluster) Replicas(rooms []string) (map[string][][]storage.KV, error) {
 			return nil, err
 		}
 		for _, room := range rooms {
-			kvs, err := st.List(room, []byte("m"), []byte("n"), 0, false)
+			rs := c.Room(room)
+			kvs, err := st.List(rs.Object, rs.MsgStart, rs.MsgEnd, 0, false)
 			if err != nil {
 				st.Close()
 				return nil, err
@@ -461,7 +489,7 @@ func (c *Cluster) WaitConverged(timeout time.Duration) {
 
 // Owner is the id of the node that owns room, as the router sees it.
 func (c *Cluster) Owner(room string) string {
-	o, _ := c.Router.Members().Placement().Owner(room)
+	o, _ := c.Router.Members().Placement().Owner(c.Room(room).Object)
 	return o.ID
 }
 
@@ -472,7 +500,7 @@ func (c *Cluster) Leader(room string) int {
 	leader := -1
 	Eventually(c.t, 10*time.Second, func() error {
 		for i, n := range c.Nodes {
-			if n != nil && n.Serves(room) {
+			if n != nil && n.Serves(c.Room(room).Object) {
 				leader = i
 				return nil
 			}

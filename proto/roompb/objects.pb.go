@@ -96,7 +96,12 @@ type CallRequest struct {
 	// refuses a call to an object already in the chain (a cycle, which
 	// would deadlock) and a chain of durable.MaxCallDepth entries or more,
 	// with FailedPrecondition.
-	Chain         []string `protobuf:"bytes,5,rep,name=chain,proto3" json:"chain,omitempty"`
+	Chain []string `protobuf:"bytes,5,rep,name=chain,proto3" json:"chain,omitempty"`
+	// name is the name the id was made from (durable.Namespace.IDFromName),
+	// when the caller's stub knows it and it is at most
+	// limits.MaxObjectNameBytes; the node refuses a name that does not make
+	// the id, and otherwise tells the object (durable.ID.Name).
+	Name          string `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -164,6 +169,13 @@ func (x *CallRequest) GetChain() []string {
 		return x.Chain
 	}
 	return nil
+}
+
+func (x *CallRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
 }
 
 type CallResponse struct {
@@ -379,7 +391,9 @@ type FetchRequest struct {
 	// (durable.State.AcceptWebSocket) under this id and answer 101. Only a
 	// router may set it, and only with an id of its own gateway
 	// ("<router id>~<instance>.<n>"; durable.MaxSocketIDBytes at most).
-	Socket        string `protobuf:"bytes,8,opt,name=socket,proto3" json:"socket,omitempty"`
+	Socket string `protobuf:"bytes,8,opt,name=socket,proto3" json:"socket,omitempty"`
+	// name is as in CallRequest.
+	Name          string `protobuf:"bytes,9,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -466,6 +480,13 @@ func (x *FetchRequest) GetChain() []string {
 func (x *FetchRequest) GetSocket() string {
 	if x != nil {
 		return x.Socket
+	}
+	return ""
+}
+
+func (x *FetchRequest) GetName() string {
+	if x != nil {
+		return x.Name
 	}
 	return ""
 }
@@ -629,7 +650,10 @@ type SocketEvent struct {
 	// so a router resends what it heard no outcome of. 0: unnumbered.
 	N uint64 `protobuf:"varint,10,opt,name=n,proto3" json:"n,omitempty"`
 	// seq tags an event sent on a Gateway stream; its result carries it.
-	Seq           uint64 `protobuf:"varint,11,opt,name=seq,proto3" json:"seq,omitempty"`
+	Seq uint64 `protobuf:"varint,11,opt,name=seq,proto3" json:"seq,omitempty"`
+	// name is as in CallRequest: the name the socket's upgrade reached the
+	// object by, so an object woken by a socket event knows it too.
+	Name          string `protobuf:"bytes,12,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -739,6 +763,13 @@ func (x *SocketEvent) GetSeq() uint64 {
 		return x.Seq
 	}
 	return 0
+}
+
+func (x *SocketEvent) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
 }
 
 type SocketEventResponse struct {
@@ -1416,13 +1447,14 @@ var File_roompb_objects_proto protoreflect.FileDescriptor
 
 const file_roompb_objects_proto_rawDesc = "" +
 	"\n" +
-	"\x14roompb/objects.proto\x12\x11hellochat.room.v1\x1a\x11roompb/room.proto\"s\n" +
+	"\x14roompb/objects.proto\x12\x11hellochat.room.v1\x1a\x11roompb/room.proto\"\x87\x01\n" +
 	"\vCallRequest\x12\x14\n" +
 	"\x05class\x18\x01 \x01(\tR\x05class\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x16\n" +
 	"\x06method\x18\x03 \x01(\tR\x06method\x12\x10\n" +
 	"\x03arg\x18\x04 \x01(\fR\x03arg\x12\x14\n" +
-	"\x05chain\x18\x05 \x03(\tR\x05chain\"\xa6\x01\n" +
+	"\x05chain\x18\x05 \x03(\tR\x05chain\x12\x12\n" +
+	"\x04name\x18\x06 \x01(\tR\x04name\"\xa6\x01\n" +
 	"\fCallResponse\x12\x18\n" +
 	"\x06result\x18\x01 \x01(\fH\x00R\x06result\x129\n" +
 	"\bredirect\x18\x02 \x01(\v2\x1b.hellochat.room.v1.RedirectH\x00R\bredirect\x126\n" +
@@ -1432,7 +1464,7 @@ const file_roompb_objects_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\tR\amessage\"2\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\xd5\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xe9\x01\n" +
 	"\fFetchRequest\x12\x14\n" +
 	"\x05class\x18\x01 \x01(\tR\x05class\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x16\n" +
@@ -1441,7 +1473,8 @@ const file_roompb_objects_proto_rawDesc = "" +
 	"\aheaders\x18\x05 \x03(\v2\x19.hellochat.room.v1.HeaderR\aheaders\x12\x12\n" +
 	"\x04body\x18\x06 \x01(\fR\x04body\x12\x14\n" +
 	"\x05chain\x18\a \x03(\tR\x05chain\x12\x16\n" +
-	"\x06socket\x18\b \x01(\tR\x06socket\"\x94\x01\n" +
+	"\x06socket\x18\b \x01(\tR\x06socket\x12\x12\n" +
+	"\x04name\x18\t \x01(\tR\x04name\"\x94\x01\n" +
 	"\rFetchResponse\x12=\n" +
 	"\bresponse\x18\x01 \x01(\v2\x1f.hellochat.room.v1.HTTPResponseH\x00R\bresponse\x129\n" +
 	"\bredirect\x18\x02 \x01(\v2\x1b.hellochat.room.v1.RedirectH\x00R\bredirectB\t\n" +
@@ -1449,7 +1482,7 @@ const file_roompb_objects_proto_rawDesc = "" +
 	"\fHTTPResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x123\n" +
 	"\aheaders\x18\x02 \x03(\v2\x19.hellochat.room.v1.HeaderR\aheaders\x12\x12\n" +
-	"\x04body\x18\x03 \x01(\fR\x04body\"\xdc\x02\n" +
+	"\x04body\x18\x03 \x01(\fR\x04body\"\xf0\x02\n" +
 	"\vSocketEvent\x12\x14\n" +
 	"\x05class\x18\x01 \x01(\tR\x05class\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x16\n" +
@@ -1462,7 +1495,8 @@ const file_roompb_objects_proto_rawDesc = "" +
 	"\x05clean\x18\t \x01(\bR\x05clean\x12\f\n" +
 	"\x01n\x18\n" +
 	" \x01(\x04R\x01n\x12\x10\n" +
-	"\x03seq\x18\v \x01(\x04R\x03seq\"L\n" +
+	"\x03seq\x18\v \x01(\x04R\x03seq\x12\x12\n" +
+	"\x04name\x18\f \x01(\tR\x04name\"L\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aMESSAGE\x10\x01\x12\t\n" +

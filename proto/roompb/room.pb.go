@@ -1366,7 +1366,12 @@ type StatusResponse struct {
 	// leaving is set once the node is being decommissioned.
 	Leaving bool `protobuf:"varint,7,opt,name=leaving,proto3" json:"leaving,omitempty"`
 	// replicas counts the shard replicas this node holds.
-	Replicas      uint32 `protobuf:"varint,8,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	Replicas uint32 `protobuf:"varint,8,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	// objects lists the durable objects with an actor on this node.
+	Objects []*ObjectStatus `protobuf:"bytes,9,rep,name=objects,proto3" json:"objects,omitempty"`
+	// object_commits counts the objects' batches this node committed since
+	// it started (the cluster view's commit rate).
+	ObjectCommits uint64 `protobuf:"varint,10,opt,name=object_commits,json=objectCommits,proto3" json:"object_commits,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1457,6 +1462,91 @@ func (x *StatusResponse) GetReplicas() uint32 {
 	return 0
 }
 
+func (x *StatusResponse) GetObjects() []*ObjectStatus {
+	if x != nil {
+		return x.Objects
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetObjectCommits() uint64 {
+	if x != nil {
+		return x.ObjectCommits
+	}
+	return 0
+}
+
+// ObjectStatus is one durable object running on a node.
+type ObjectStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Class string                 `protobuf:"bytes,1,opt,name=class,proto3" json:"class,omitempty"`
+	Id    string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// name is the name its ID was made from, once an event that came by
+	// name reached it (an object woken by its alarm alone has none yet).
+	Name          string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Shard         uint32 `protobuf:"varint,4,opt,name=shard,proto3" json:"shard,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ObjectStatus) Reset() {
+	*x = ObjectStatus{}
+	mi := &file_roompb_room_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObjectStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObjectStatus) ProtoMessage() {}
+
+func (x *ObjectStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_roompb_room_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObjectStatus.ProtoReflect.Descriptor instead.
+func (*ObjectStatus) Descriptor() ([]byte, []int) {
+	return file_roompb_room_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ObjectStatus) GetClass() string {
+	if x != nil {
+		return x.Class
+	}
+	return ""
+}
+
+func (x *ObjectStatus) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ObjectStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ObjectStatus) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
 // ForgetRequest carries a tombstone signed by an admin's certificate: the
 // signed JSON of {node, replica, at}, its signature and the certificate.
 // node_id and replica repeat what it says, so the node can refuse a
@@ -1479,7 +1569,7 @@ type ForgetRequest struct {
 
 func (x *ForgetRequest) Reset() {
 	*x = ForgetRequest{}
-	mi := &file_roompb_room_proto_msgTypes[18]
+	mi := &file_roompb_room_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1491,7 +1581,7 @@ func (x *ForgetRequest) String() string {
 func (*ForgetRequest) ProtoMessage() {}
 
 func (x *ForgetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_room_proto_msgTypes[18]
+	mi := &file_roompb_room_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1504,7 +1594,7 @@ func (x *ForgetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForgetRequest.ProtoReflect.Descriptor instead.
 func (*ForgetRequest) Descriptor() ([]byte, []int) {
-	return file_roompb_room_proto_rawDescGZIP(), []int{18}
+	return file_roompb_room_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ForgetRequest) GetNodeId() string {
@@ -1570,7 +1660,7 @@ type ForgetResponse struct {
 
 func (x *ForgetResponse) Reset() {
 	*x = ForgetResponse{}
-	mi := &file_roompb_room_proto_msgTypes[19]
+	mi := &file_roompb_room_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1582,7 +1672,7 @@ func (x *ForgetResponse) String() string {
 func (*ForgetResponse) ProtoMessage() {}
 
 func (x *ForgetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_room_proto_msgTypes[19]
+	mi := &file_roompb_room_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1595,7 +1685,7 @@ func (x *ForgetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForgetResponse.ProtoReflect.Descriptor instead.
 func (*ForgetResponse) Descriptor() ([]byte, []int) {
-	return file_roompb_room_proto_rawDescGZIP(), []int{19}
+	return file_roompb_room_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ForgetResponse) GetNodeId() string {
@@ -1638,7 +1728,7 @@ type DecommissionRequest struct {
 
 func (x *DecommissionRequest) Reset() {
 	*x = DecommissionRequest{}
-	mi := &file_roompb_room_proto_msgTypes[20]
+	mi := &file_roompb_room_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1650,7 +1740,7 @@ func (x *DecommissionRequest) String() string {
 func (*DecommissionRequest) ProtoMessage() {}
 
 func (x *DecommissionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_room_proto_msgTypes[20]
+	mi := &file_roompb_room_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1663,7 +1753,7 @@ func (x *DecommissionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionRequest.ProtoReflect.Descriptor instead.
 func (*DecommissionRequest) Descriptor() ([]byte, []int) {
-	return file_roompb_room_proto_rawDescGZIP(), []int{20}
+	return file_roompb_room_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DecommissionRequest) GetForce() bool {
@@ -1689,7 +1779,7 @@ type ShardStatus struct {
 
 func (x *ShardStatus) Reset() {
 	*x = ShardStatus{}
-	mi := &file_roompb_room_proto_msgTypes[21]
+	mi := &file_roompb_room_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1701,7 +1791,7 @@ func (x *ShardStatus) String() string {
 func (*ShardStatus) ProtoMessage() {}
 
 func (x *ShardStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_room_proto_msgTypes[21]
+	mi := &file_roompb_room_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1714,7 +1804,7 @@ func (x *ShardStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardStatus.ProtoReflect.Descriptor instead.
 func (*ShardStatus) Descriptor() ([]byte, []int) {
-	return file_roompb_room_proto_rawDescGZIP(), []int{21}
+	return file_roompb_room_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ShardStatus) GetShard() uint32 {
@@ -1765,7 +1855,7 @@ type RoomStatus struct {
 
 func (x *RoomStatus) Reset() {
 	*x = RoomStatus{}
-	mi := &file_roompb_room_proto_msgTypes[22]
+	mi := &file_roompb_room_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1777,7 +1867,7 @@ func (x *RoomStatus) String() string {
 func (*RoomStatus) ProtoMessage() {}
 
 func (x *RoomStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_room_proto_msgTypes[22]
+	mi := &file_roompb_room_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1790,7 +1880,7 @@ func (x *RoomStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomStatus.ProtoReflect.Descriptor instead.
 func (*RoomStatus) Descriptor() ([]byte, []int) {
-	return file_roompb_room_proto_rawDescGZIP(), []int{22}
+	return file_roompb_room_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RoomStatus) GetRoom() string {
@@ -1844,7 +1934,7 @@ type MemberStatus struct {
 
 func (x *MemberStatus) Reset() {
 	*x = MemberStatus{}
-	mi := &file_roompb_room_proto_msgTypes[23]
+	mi := &file_roompb_room_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1856,7 +1946,7 @@ func (x *MemberStatus) String() string {
 func (*MemberStatus) ProtoMessage() {}
 
 func (x *MemberStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_room_proto_msgTypes[23]
+	mi := &file_roompb_room_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1869,7 +1959,7 @@ func (x *MemberStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberStatus.ProtoReflect.Descriptor instead.
 func (*MemberStatus) Descriptor() ([]byte, []int) {
-	return file_roompb_room_proto_rawDescGZIP(), []int{23}
+	return file_roompb_room_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *MemberStatus) GetId() string {
@@ -2005,7 +2095,7 @@ const file_roompb_room_proto_rawDesc = "" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x12\n" +
 	"\x04code\x18\x03 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\"\x0f\n" +
-	"\rStatusRequest\"\xb7\x02\n" +
+	"\rStatusRequest\"\x99\x03\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05ready\x18\x02 \x01(\bR\x05ready\x123\n" +
@@ -2014,7 +2104,15 @@ const file_roompb_room_proto_rawDesc = "" +
 	"\aleading\x18\x05 \x03(\rR\aleading\x126\n" +
 	"\x06shards\x18\x06 \x03(\v2\x1e.hellochat.room.v1.ShardStatusR\x06shards\x12\x18\n" +
 	"\aleaving\x18\a \x01(\bR\aleaving\x12\x1a\n" +
-	"\breplicas\x18\b \x01(\rR\breplicas\"\xd2\x01\n" +
+	"\breplicas\x18\b \x01(\rR\breplicas\x129\n" +
+	"\aobjects\x18\t \x03(\v2\x1f.hellochat.room.v1.ObjectStatusR\aobjects\x12%\n" +
+	"\x0eobject_commits\x18\n" +
+	" \x01(\x04R\robjectCommits\"^\n" +
+	"\fObjectStatus\x12\x14\n" +
+	"\x05class\x18\x01 \x01(\tR\x05class\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x14\n" +
+	"\x05shard\x18\x04 \x01(\rR\x05shard\"\xd2\x01\n" +
 	"\rForgetRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\areplica\x18\x02 \x01(\tR\areplica\x12 \n" +
@@ -2071,7 +2169,7 @@ func file_roompb_room_proto_rawDescGZIP() []byte {
 }
 
 var file_roompb_room_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_roompb_room_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_roompb_room_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_roompb_room_proto_goTypes = []any{
 	(Presence_Change)(0),        // 0: hellochat.room.v1.Presence.Change
 	(*AttachRequest)(nil),       // 1: hellochat.room.v1.AttachRequest
@@ -2092,12 +2190,13 @@ var file_roompb_room_proto_goTypes = []any{
 	(*Reject)(nil),              // 16: hellochat.room.v1.Reject
 	(*StatusRequest)(nil),       // 17: hellochat.room.v1.StatusRequest
 	(*StatusResponse)(nil),      // 18: hellochat.room.v1.StatusResponse
-	(*ForgetRequest)(nil),       // 19: hellochat.room.v1.ForgetRequest
-	(*ForgetResponse)(nil),      // 20: hellochat.room.v1.ForgetResponse
-	(*DecommissionRequest)(nil), // 21: hellochat.room.v1.DecommissionRequest
-	(*ShardStatus)(nil),         // 22: hellochat.room.v1.ShardStatus
-	(*RoomStatus)(nil),          // 23: hellochat.room.v1.RoomStatus
-	(*MemberStatus)(nil),        // 24: hellochat.room.v1.MemberStatus
+	(*ObjectStatus)(nil),        // 19: hellochat.room.v1.ObjectStatus
+	(*ForgetRequest)(nil),       // 20: hellochat.room.v1.ForgetRequest
+	(*ForgetResponse)(nil),      // 21: hellochat.room.v1.ForgetResponse
+	(*DecommissionRequest)(nil), // 22: hellochat.room.v1.DecommissionRequest
+	(*ShardStatus)(nil),         // 23: hellochat.room.v1.ShardStatus
+	(*RoomStatus)(nil),          // 24: hellochat.room.v1.RoomStatus
+	(*MemberStatus)(nil),        // 25: hellochat.room.v1.MemberStatus
 }
 var file_roompb_room_proto_depIdxs = []int32{
 	2,  // 0: hellochat.room.v1.AttachRequest.open:type_name -> hellochat.room.v1.Open
@@ -2116,22 +2215,23 @@ var file_roompb_room_proto_depIdxs = []int32{
 	16, // 13: hellochat.room.v1.AttachEvent.reject:type_name -> hellochat.room.v1.Reject
 	11, // 14: hellochat.room.v1.Page.messages:type_name -> hellochat.room.v1.ChatMessage
 	0,  // 15: hellochat.room.v1.Presence.change:type_name -> hellochat.room.v1.Presence.Change
-	23, // 16: hellochat.room.v1.StatusResponse.rooms:type_name -> hellochat.room.v1.RoomStatus
-	24, // 17: hellochat.room.v1.StatusResponse.members:type_name -> hellochat.room.v1.MemberStatus
-	22, // 18: hellochat.room.v1.StatusResponse.shards:type_name -> hellochat.room.v1.ShardStatus
-	1,  // 19: hellochat.room.v1.Rooms.Attach:input_type -> hellochat.room.v1.AttachRequest
-	17, // 20: hellochat.room.v1.Rooms.Status:input_type -> hellochat.room.v1.StatusRequest
-	21, // 21: hellochat.room.v1.Rooms.Decommission:input_type -> hellochat.room.v1.DecommissionRequest
-	19, // 22: hellochat.room.v1.Rooms.Forget:input_type -> hellochat.room.v1.ForgetRequest
-	8,  // 23: hellochat.room.v1.Rooms.Attach:output_type -> hellochat.room.v1.AttachEvent
-	18, // 24: hellochat.room.v1.Rooms.Status:output_type -> hellochat.room.v1.StatusResponse
-	18, // 25: hellochat.room.v1.Rooms.Decommission:output_type -> hellochat.room.v1.StatusResponse
-	20, // 26: hellochat.room.v1.Rooms.Forget:output_type -> hellochat.room.v1.ForgetResponse
-	23, // [23:27] is the sub-list for method output_type
-	19, // [19:23] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	24, // 16: hellochat.room.v1.StatusResponse.rooms:type_name -> hellochat.room.v1.RoomStatus
+	25, // 17: hellochat.room.v1.StatusResponse.members:type_name -> hellochat.room.v1.MemberStatus
+	23, // 18: hellochat.room.v1.StatusResponse.shards:type_name -> hellochat.room.v1.ShardStatus
+	19, // 19: hellochat.room.v1.StatusResponse.objects:type_name -> hellochat.room.v1.ObjectStatus
+	1,  // 20: hellochat.room.v1.Rooms.Attach:input_type -> hellochat.room.v1.AttachRequest
+	17, // 21: hellochat.room.v1.Rooms.Status:input_type -> hellochat.room.v1.StatusRequest
+	22, // 22: hellochat.room.v1.Rooms.Decommission:input_type -> hellochat.room.v1.DecommissionRequest
+	20, // 23: hellochat.room.v1.Rooms.Forget:input_type -> hellochat.room.v1.ForgetRequest
+	8,  // 24: hellochat.room.v1.Rooms.Attach:output_type -> hellochat.room.v1.AttachEvent
+	18, // 25: hellochat.room.v1.Rooms.Status:output_type -> hellochat.room.v1.StatusResponse
+	18, // 26: hellochat.room.v1.Rooms.Decommission:output_type -> hellochat.room.v1.StatusResponse
+	21, // 27: hellochat.room.v1.Rooms.Forget:output_type -> hellochat.room.v1.ForgetResponse
+	24, // [24:28] is the sub-list for method output_type
+	20, // [20:24] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_roompb_room_proto_init() }
@@ -2163,7 +2263,7 @@ func file_roompb_room_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_roompb_room_proto_rawDesc), len(file_roompb_room_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
