@@ -247,7 +247,7 @@ func (s *service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusRe
 			if !st.Serving {
 				continue
 			}
-			ss := &pb.ShardStatus{Shard: uint32(s), Voters: st.Voters, Learners: st.Learners, Applied: st.Applied}
+			ss := &pb.ShardStatus{Shard: uint32(s), Voters: st.Voters, Learners: st.Learners, Applied: st.Applied, Behind: st.Behind}
 			if reps, err := p.Replicas(s, n.cfg.Replicas); err == nil {
 				for _, r := range reps {
 					ss.Want = append(ss.Want, r.ID)

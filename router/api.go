@@ -136,6 +136,9 @@ type groupView struct {
 	Want     []string `json:"want,omitempty"`
 	Applied  uint64   `json:"applied,omitempty"`
 	Moving   bool     `json:"moving,omitempty"`
+	// Behind names replicas that have not acknowledged every committed
+	// entry yet (as of the leader's last placement pass).
+	Behind []string `json:"behind,omitempty"`
 }
 
 type roomOwner struct {
@@ -295,6 +298,7 @@ func collectGroups(leaders map[int]string, statuses []*pb.StatusResponse) (group
 			g.Learners = sortedCopy(ss.Learners)
 			g.Want = append([]string(nil), ss.Want...)
 			g.Applied = ss.Applied
+			g.Behind = sortedCopy(ss.Behind)
 			g.Moving = len(g.Learners) > 0 || !sameSet(g.Voters, g.Want)
 			if g.Moving {
 				moving++
@@ -381,17 +385,17 @@ func writeClusterText(w io.Writer, v clusterView) {
 	tw.Flush()
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "SHARD\tLEADER\tVOTERS\tLEARNERS\tRING WANTS\tMOVE\n")
+	fmt.Fprintf(tw, "SHARD\tLEADER\tVOTERS\tLEARNERS\tRING WANTS\tMOVE\tBEHIND\n")
 	for _, g := range v.Groups {
 		if g.Leader == "" {
-			fmt.Fprintf(tw, "%d\t?\t?\t?\t?\t(no leader answered)\n", g.Shard)
+			fmt.Fprintf(tw, "%d\t?\t?\t?\t?\t(no leader answered)\t?\n", g.Shard)
 			continue
 		}
 		move := "-"
 		if g.Moving {
 			move = "moving"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", g.Shard, g.Leader, listOrDash(g.Voters), listOrDash(g.Learners), listOrDash(g.Want), move)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", g.Shard, g.Leader, listOrDash(g.Voters), listOrDash(g.Learners), listOrDash(g.Want), move, listOrDash(g.Behind))
 	}
 	tw.Flush()
 	// scripts/add-node.sh and restart-node.sh parse this line.

@@ -114,6 +114,9 @@ func (h *Host) apply(rds []ready) error {
 		d.f(d.err)
 	}
 	for _, g := range started {
+		// A new leader knows no follower's progress yet: it counts them all
+		// behind until they answer, not none until its placement pass.
+		g.behind = h.behindOf(g, g.rn.Status())
 		h.publish(g)
 	}
 	return nil

@@ -38,6 +38,9 @@ type group struct {
 	// transferee is the replica this node last handed leadership to, until
 	// a leader is known again.
 	transferee uint64
+	// behind names the replicas this leader last saw without every
+	// committed entry (noteBehind); nil while it does not lead.
+	behind []string
 	// recampaign counts down ticks to a second campaign after a leader
 	// died: the first can lose to a follower that has not yet forgotten it.
 	recampaign int

@@ -881,10 +881,10 @@ func (s *sim) heal() {
 
 var errNoAnswer = fmt.Errorf("no answer")
 
-// reliableRound ticks every Host once, then delivers everything in
-// flight, in the order it was sent.
+// reliableRound ticks every running Host once, then delivers everything
+// in flight, in the order it was sent.
 func (s *sim) reliableRound() {
-	for _, node := range s.nodes {
+	for _, node := range s.up() {
 		node.h.tick()
 		s.round(node)
 	}

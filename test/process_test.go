@@ -172,7 +172,11 @@ func TestKill9Failover(t *testing.T) {
 		t.Fatalf("ack after the restart has seq %d, want %d", a.Seq, n+2)
 	}
 
-	// Stop everything cleanly and compare the replicas byte for byte.
+	// Once node2 has every committed entry, stop everything cleanly and
+	// compare the replicas byte for byte.
+	if _, err := c.Settled(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 	if err := c.Stop(15 * time.Second); err != nil {
 		t.Fatal(err)
 	}

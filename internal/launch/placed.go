@@ -208,6 +208,16 @@ type View struct {
 	} `json:"members"`
 	Shards  map[int]string `json:"shards"`
 	Leaders map[int]string `json:"leaders"`
+	Nodes   []struct {
+		ID    string `json:"id"`
+		Ready bool   `json:"ready"`
+		Error string `json:"error"`
+	} `json:"nodes"`
+	Groups []struct {
+		Shard  int      `json:"shard"`
+		Behind []string `json:"behind"`
+	} `json:"groups"`
+	GroupsReported int `json:"groups_reported"`
 }
 
 // View asks the router how it sees the cluster.
@@ -221,8 +231,10 @@ func (c *Cluster) View() (View, error) {
 	return v, json.NewDecoder(resp.Body).Decode(&v)
 }
 
-// Settled waits until every node is alive and every shard is led by its
-// preferred replica, as the router sees it.
+// Settled waits until every node is alive and answers, every shard is led
+// by its preferred replica, and every shard's leader answers and reports no
+// replica behind, as the router sees it. Gossip alone can call a node that
+// was just restarted alive and leading before it has even started.
 func (c *Cluster) Settled(timeout time.Duration) (View, error) {
 	deadline := time.Now().Add(timeout)
 	var last error
@@ -256,6 +268,19 @@ func settled(v View, nodes int) error {
 	for s, owner := range v.Shards {
 		if v.Leaders[s] != owner {
 			return fmt.Errorf("shard %d led by %q, preferred %s", s, v.Leaders[s], owner)
+		}
+	}
+	for _, n := range v.Nodes {
+		if n.Error != "" || !n.Ready {
+			return fmt.Errorf("node %s not ready: %s", n.ID, n.Error)
+		}
+	}
+	if v.GroupsReported != cluster.Partitions {
+		return fmt.Errorf("leaders of %d of %d shards answered", v.GroupsReported, cluster.Partitions)
+	}
+	for _, g := range v.Groups {
+		if len(g.Behind) > 0 {
+			return fmt.Errorf("shard %d: %v behind its leader", g.Shard, g.Behind)
 		}
 	}
 	return nil

@@ -49,7 +49,10 @@ const startWait = 30 * time.Second
 
 // Options change a cluster from its defaults.
 type Options struct {
-	RoomIdle time.Duration // default 1 minute
+	// RoomIdle closes a room's actor after that long without sessions
+	// (default 1 minute). With ChatApp a room is an object, so it sets
+	// ObjectIdle too unless that is set.
+	RoomIdle time.Duration
 	// ObjectIdle closes a durable object's actor after that long without
 	// calls (default objectnode.DefaultObjectIdle).
 	ObjectIdle time.Duration
@@ -137,11 +140,14 @@ type Cluster struct {
 // others. Everything is stopped by t.Cleanup.
 func New(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
-	if opts.RoomIdle == 0 {
-		opts.RoomIdle = time.Minute
-	}
 	if ChatAppFromEnv() {
 		opts.ChatApp = true
+	}
+	if opts.ChatApp && opts.ObjectIdle == 0 {
+		opts.ObjectIdle = opts.RoomIdle
+	}
+	if opts.RoomIdle == 0 {
+		opts.RoomIdle = time.Minute
 	}
 	switch {
 	case opts.SendRate == 0:

@@ -1767,12 +1767,15 @@ func (x *DecommissionRequest) GetForce() bool {
 // id; one of an earlier incarnation of a node (its disk was wiped) has the
 // suffix "(old)".
 type ShardStatus struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Shard         uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
-	Voters        []string               `protobuf:"bytes,2,rep,name=voters,proto3" json:"voters,omitempty"`
-	Learners      []string               `protobuf:"bytes,3,rep,name=learners,proto3" json:"learners,omitempty"`
-	Want          []string               `protobuf:"bytes,4,rep,name=want,proto3" json:"want,omitempty"`
-	Applied       uint64                 `protobuf:"varint,5,opt,name=applied,proto3" json:"applied,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Shard    uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	Voters   []string               `protobuf:"bytes,2,rep,name=voters,proto3" json:"voters,omitempty"`
+	Learners []string               `protobuf:"bytes,3,rep,name=learners,proto3" json:"learners,omitempty"`
+	Want     []string               `protobuf:"bytes,4,rep,name=want,proto3" json:"want,omitempty"`
+	Applied  uint64                 `protobuf:"varint,5,opt,name=applied,proto3" json:"applied,omitempty"`
+	// behind names the replicas the leader has not seen acknowledge every
+	// committed entry (a restarted or new replica catching up).
+	Behind        []string `protobuf:"bytes,6,rep,name=behind,proto3" json:"behind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1840,6 +1843,13 @@ func (x *ShardStatus) GetApplied() uint64 {
 		return x.Applied
 	}
 	return 0
+}
+
+func (x *ShardStatus) GetBehind() []string {
+	if x != nil {
+		return x.Behind
+	}
+	return nil
 }
 
 type RoomStatus struct {
@@ -2129,13 +2139,14 @@ const file_roompb_room_proto_rawDesc = "" +
 	"ring_nodes\x18\x03 \x01(\rR\tringNodes\x12\x18\n" +
 	"\aalready\x18\x04 \x01(\bR\aalready\"+\n" +
 	"\x13DecommissionRequest\x12\x14\n" +
-	"\x05force\x18\x01 \x01(\bR\x05force\"\x85\x01\n" +
+	"\x05force\x18\x01 \x01(\bR\x05force\"\x9d\x01\n" +
 	"\vShardStatus\x12\x14\n" +
 	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x16\n" +
 	"\x06voters\x18\x02 \x03(\tR\x06voters\x12\x1a\n" +
 	"\blearners\x18\x03 \x03(\tR\blearners\x12\x12\n" +
 	"\x04want\x18\x04 \x03(\tR\x04want\x12\x18\n" +
-	"\aapplied\x18\x05 \x01(\x04R\aapplied\"\x87\x01\n" +
+	"\aapplied\x18\x05 \x01(\x04R\aapplied\x12\x16\n" +
+	"\x06behind\x18\x06 \x03(\tR\x06behind\"\x87\x01\n" +
 	"\n" +
 	"RoomStatus\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x14\n" +
