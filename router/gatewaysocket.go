@@ -444,19 +444,24 @@ func (s *gatewaySocket) write(ctx context.Context, frames []outFrame) bool {
 		left += len(f.data)
 	}
 	defer func() { s.g.queued.Add(-int64(left)) }()
+	// One watchdog bounds the whole batch, as a session's writes are
+	// bounded: a batch flushes whenever it gathers batchFlushBytes, in the
+	// middle of a frame's Write, so a deadline set only around the last
+	// flush left a browser that never reads holding the writer (and the
+	// close queued behind it) for good.
+	watchdog := time.AfterFunc(WriteTimeout, func() { s.conn.CloseNow() })
+	defer watchdog.Stop()
 	batching := false
 	flush := func() bool {
 		if !batching {
 			return true
 		}
 		batching = false
-		s.raw.SetWriteDeadline(time.Now().Add(WriteTimeout))
-		err := s.raw.end()
-		s.raw.SetWriteDeadline(time.Time{})
-		if err != nil {
+		if err := s.raw.end(); err != nil {
 			s.conn.CloseNow()
+			return false
 		}
-		return err == nil
+		return true
 	}
 	for _, f := range frames {
 		switch {

@@ -35,7 +35,7 @@ func TestChatAppThroughALeaderKill(t *testing.T) {
 	bob.Expect(wait, "presence", tc.IsType("presence"))
 
 	const n = 60
-	leader := c.Leader(chat.Namespace.IDFromName("den").StorageObject())
+	leader := c.ObjectLeader(chat.Namespace.IDFromName("den").StorageObject())
 	for i := 1; i <= n; i++ {
 		if i == n/2 {
 			c.Kill(leader)
@@ -100,7 +100,7 @@ func TestChatAppSendsAgainWhatADeadLeaderHeld(t *testing.T) {
 	bob.Expect(wait, "presence", tc.IsType("presence"))
 	ann.Expect(wait, "bob joined", tc.IsType("joined"))
 
-	leader := c.Leader(chat.Namespace.IDFromName("den").StorageObject())
+	leader := c.ObjectLeader(chat.Namespace.IDFromName("den").StorageObject())
 	dropping.Store(c.Config(leader).ID)
 	const n = 5
 	for i := 1; i <= n; i++ {
@@ -150,6 +150,7 @@ func TestChatAppPassesTheChatTests(t *testing.T) {
 		{"SeedJoinStreamsWholeHistory", TestSeedJoinStreamsWholeHistory},
 		{"SeedHistoryCap", TestSeedHistoryCap},
 		{"OverloadLosesNothing", TestOverloadLosesNothing},
+		{"SlowReaderIsDisconnected", TestSlowReaderIsDisconnected},
 	} {
 		t.Run(tt.name, tt.test)
 	}

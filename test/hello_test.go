@@ -107,7 +107,7 @@ func TestHelloChatThroughALeaderKill(t *testing.T) {
 	}
 
 	const n = 40
-	leader := c.Leader(hello.Namespace.IDFromName("kitchen").StorageObject())
+	leader := c.ObjectLeader(hello.Namespace.IDFromName("kitchen").StorageObject())
 	for i := 1; i <= n; i++ {
 		if i == n/2 {
 			c.Kill(leader)
@@ -158,7 +158,7 @@ func TestHelloChatThroughMembershipChange(t *testing.T) {
 			}
 		}
 	}()
-	victim := c.Leader(hello.Namespace.IDFromName("porch").StorageObject())
+	victim := c.ObjectLeader(hello.Namespace.IDFromName("porch").StorageObject())
 	added := c.AddNode()
 	c.WaitPlaced(90 * time.Second)
 	t.Logf("node%d joined; decommissioning node%d, leader of the room's shard", added+1, victim+1)

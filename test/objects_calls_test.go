@@ -140,7 +140,7 @@ func hopApps(t *testing.T) *apps.Registry {
 // hopNamesOnTwoLeaders names two hop objects whose shards different nodes
 // lead, so that calls between them cross nodes.
 func hopNamesOnTwoLeaders(c *tc.Cluster) (a, b string) {
-	leader := func(name string) int { return c.Leader(hopNS.IDFromName(name).StorageObject()) }
+	leader := func(name string) int { return c.ObjectLeader(hopNS.IDFromName(name).StorageObject()) }
 	a = "a0"
 	for i := 0; b == ""; i++ {
 		if n := fmt.Sprintf("b%d", i); leader(n) != leader(a) {
@@ -252,9 +252,9 @@ func TestObjectsFetchThroughStubs(t *testing.T) {
 	fetch := func(req *pb.FetchRequest) (*pb.FetchResponse, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
-		node := c.Leader(hopNS.IDFromName(a).StorageObject())
+		node := c.ObjectLeader(hopNS.IDFromName(a).StorageObject())
 		if req.Class == counter.ClassName {
-			node = c.Leader(counter.Namespace.IDFromName(a).StorageObject())
+			node = c.ObjectLeader(counter.Namespace.IDFromName(a).StorageObject())
 		}
 		return pb.NewObjectsClient(grpcConn(t, c, security.RoleRouter, c.Config(node).GRPCListen)).Fetch(ctx, req)
 	}

@@ -20,7 +20,7 @@ import (
 func TestObjectsCounterLinearizableThroughLeaderKill(t *testing.T) {
 	c := tc.New(t, 3, tc.Options{})
 	counterLoadThrough(t, c, "lin", func(prefix string) {
-		victim := c.Leader(counterObject(prefix + "-0"))
+		victim := c.ObjectLeader(counterObject(prefix + "-0"))
 		t.Logf("killing node%d, leader of %s-0's shard", victim+1, prefix)
 		c.Kill(victim)
 	})
@@ -33,7 +33,7 @@ func TestObjectsCounterLinearizableThroughLeaderKill(t *testing.T) {
 func TestObjectsCounterLinearizableThroughMembershipChange(t *testing.T) {
 	c := tc.New(t, 3, tc.Options{})
 	counterLoadThrough(t, c, "mem", func(prefix string) {
-		victim := c.Leader(counterObject(prefix + "-0"))
+		victim := c.ObjectLeader(counterObject(prefix + "-0"))
 		added := c.AddNode()
 		c.WaitPlaced(90 * time.Second)
 		t.Logf("node%d joined and shards moved; decommissioning node%d, leader of %s-0's shard", added+1, victim+1, prefix)

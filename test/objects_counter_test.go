@@ -73,7 +73,7 @@ func TestObjectsCounterThroughLeaderKill(t *testing.T) {
 		perClient  = 20 // increments per client: N = 40 per counter
 		dupEvery   = 4  // every dupEvery-th increment is sent twice
 	)
-	victim := c.Leader(counterObject(names[0]))
+	victim := c.ObjectLeader(counterObject(names[0]))
 	total := len(names) * clientsPer * perClient
 	killAt := int64(total / 3)
 	deadline := time.Now().Add(90 * time.Second)
@@ -177,7 +177,7 @@ func TestObjectsCounterThroughLeaderKill(t *testing.T) {
 			t.Errorf("GET %s: %d %d %s %v; want 200 and %d", name, code, v, msg, err, n)
 		}
 	}
-	if l := c.Leader(counterObject(names[0])); l == victim {
+	if l := c.ObjectLeader(counterObject(names[0])); l == victim {
 		t.Errorf("node%d still leads %q's shard after its kill", victim+1, names[0])
 	}
 }
@@ -216,7 +216,7 @@ func TestObjectsCounterRefusals(t *testing.T) {
 	}
 
 	id := counter.Namespace.IDFromName("direct")
-	leader := c.Leader(id.StorageObject())
+	leader := c.ObjectLeader(id.StorageObject())
 	other := (leader + 1) % 3
 	call := func(i int, role string, req *pb.CallRequest) (*pb.CallResponse, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
@@ -304,7 +304,7 @@ func TestObjectsCounterRefusals(t *testing.T) {
 func TestObjectsIdleActorsClose(t *testing.T) {
 	c := tc.New(t, 3, tc.Options{ObjectIdle: 300 * time.Millisecond})
 	httpClient := &http.Client{Timeout: time.Minute}
-	leader := c.Leader(counterObject("idle"))
+	leader := c.ObjectLeader(counterObject("idle"))
 	for want := int64(1); want <= 2; want++ {
 		if code, v, msg, err := counterRequest(httpClient, c.URL(), "POST", "idle", ""); err != nil || code != 200 || v != want {
 			t.Fatalf("POST: %d %d %s %v; want %d", code, v, msg, err, want)

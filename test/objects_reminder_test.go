@@ -167,13 +167,13 @@ func TestObjectsReminderAlarmsThroughLeaderKills(t *testing.T) {
 			earliest = r.Scheduled
 		}
 	}
-	victim := c.Leader(reminderObject(names[0]))
+	victim := c.ObjectLeader(reminderObject(names[0]))
 	c.Kill(victim)
 	if killed := time.Now(); !killed.Before(earliest) {
 		t.Fatalf("the first kill came %v after the first reminder was due: the test proves nothing", killed.Sub(earliest))
 	}
 	t.Logf("killed node%d, leader of %s's shard", victim+1, names[0])
-	c.Leader(reminderObject(names[0])) // a new leader serves it
+	c.ObjectLeader(reminderObject(names[0])) // a new leader serves it
 	c.Start(victim)
 
 	// Once some have fired, kill the leader of another list's shard while
@@ -190,10 +190,10 @@ func TestObjectsReminderAlarmsThroughLeaderKills(t *testing.T) {
 		}
 		return fmt.Errorf("none of %s fired yet", names[1])
 	})
-	victim2 := c.Leader(reminderObject(names[1]))
+	victim2 := c.ObjectLeader(reminderObject(names[1]))
 	c.Kill(victim2)
 	t.Logf("killed node%d, leader of %s's shard", victim2+1, names[1])
-	c.Leader(reminderObject(names[1]))
+	c.ObjectLeader(reminderObject(names[1]))
 	c.Start(victim2)
 
 	waitAllFired(t, c, want, 40*time.Second)
@@ -255,7 +255,7 @@ func TestObjectsReminderAlarmsThroughMembershipChange(t *testing.T) {
 			last = r.Scheduled
 		}
 	}
-	victim := c.Leader(reminderObject(names[0]))
+	victim := c.ObjectLeader(reminderObject(names[0]))
 	added := c.AddNode()
 	c.WaitPlaced(90 * time.Second)
 	t.Logf("node%d joined and shards moved; decommissioning node%d, leader of %s's shard", added+1, victim+1, names[0])

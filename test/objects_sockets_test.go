@@ -308,7 +308,7 @@ func TestObjectSocketsThroughEvictionAndFailover(t *testing.T) {
 	}
 	resp.Body.Close()
 
-	leader := c.Leader(object)
+	leader := c.ObjectLeader(object)
 	tc.Eventually(t, 20*time.Second, func() error {
 		if n := c.Nodes[leader].ActiveObjects(); n != 0 {
 			return fmt.Errorf("%d objects still active on the leader", n)
@@ -333,7 +333,7 @@ func TestObjectSocketsThroughEvictionAndFailover(t *testing.T) {
 	bob.say("still here")
 	ann.expect("bob: still here")
 	bob.expect("bob: still here")
-	if next := c.Leader(object); next == leader || next < 0 {
+	if next := c.ObjectLeader(object); next == leader || next < 0 {
 		t.Fatalf("the object's shard is led by %d after killing %d", next, leader)
 	}
 	ss, events := lobbySockets(t, base2, "hall")
@@ -351,7 +351,7 @@ func TestObjectSocketsThroughEvictionAndFailover(t *testing.T) {
 func TestObjectSocketsOfAGoneRouterAreClosed(t *testing.T) {
 	c := tc.New(t, 3, tc.Options{Apps: lobbyApps(t), GatewayGrace: time.Second})
 	hall := lobbyNS.IDFromName("hall")
-	leader := c.Leader(hall.StorageObject())
+	leader := c.ObjectLeader(hall.StorageObject())
 	node := pb.NewObjectsClient(grpcConn(t, c, security.RoleRouter, c.Config(leader).GRPCListen))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -503,15 +503,22 @@ func (c *Cluster) Owner(room string) string {
 // its index.
 func (c *Cluster) Leader(room string) int {
 	c.t.Helper()
+	return c.ObjectLeader(c.Room(room).Object)
+}
+
+// ObjectLeader waits until a running node serves the shard of a storage
+// object (a durable object's ID.StorageObject) and returns its index.
+func (c *Cluster) ObjectLeader(object string) int {
+	c.t.Helper()
 	leader := -1
 	Eventually(c.t, 10*time.Second, func() error {
 		for i, n := range c.Nodes {
-			if n != nil && n.Serves(c.Room(room).Object) {
+			if n != nil && n.Serves(object) {
 				leader = i
 				return nil
 			}
 		}
-		return fmt.Errorf("no node serves room %q", room)
+		return fmt.Errorf("no node serves object %q", object)
 	})
 	return leader
 }
