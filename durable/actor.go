@@ -66,6 +66,12 @@ type Config struct {
 	// commit confirms them first; a writing event's commit is its own
 	// confirmation. Nil: reads need none (a store no one else writes).
 	Confirm func(done func(error))
+	// Observe, if set, is told of each event's outcome (what its caller
+	// gets, or the alarm run's result), on the actor's goroutine, once
+	// its outputs are released or dropped; it must not block. Events
+	// refused before they queued (a full mailbox, a closed actor, a call
+	// cycle) are not told.
+	Observe func(kind EventKind, err error)
 	Logger  *slog.Logger
 }
 
@@ -218,7 +224,7 @@ func (a *Actor) ID() ID { return a.id }
 // unknown: the event may still run and commit.
 func (a *Actor) Fetch(ctx context.Context, r *http.Request) (*http.Response, error) {
 	w := newResponseBuffer()
-	err := a.do(ctx, func(ctx context.Context, s *State) error {
+	err := a.do(ctx, EventFetch, func(ctx context.Context, s *State) error {
 		f, ok := a.obj.(Fetcher)
 		if !ok {
 			return fmt.Errorf("fetch: %w", ErrNoHandler)
@@ -237,7 +243,7 @@ func (a *Actor) Fetch(ctx context.Context, r *http.Request) (*http.Response, err
 // is, and its writes were dropped.
 func (a *Actor) Call(ctx context.Context, method string, arg []byte) ([]byte, error) {
 	var out []byte
-	err := a.do(ctx, func(ctx context.Context, s *State) error {
+	err := a.do(ctx, EventCall, func(ctx context.Context, s *State) error {
 		c, ok := a.obj.(Caller)
 		if !ok {
 			return fmt.Errorf("call %s: %w", method, ErrNoHandler)
@@ -255,9 +261,9 @@ func (a *Actor) Call(ctx context.Context, method string, arg []byte) ([]byte, er
 // do queues an event and waits for its outcome.
 // A call made along a chain that already waits on this object is refused
 // here, before it joins the mailbox behind the event that waits for it.
-func (a *Actor) do(ctx context.Context, run func(context.Context, *State) error) error {
+func (a *Actor) do(ctx context.Context, kind EventKind, run func(context.Context, *State) error) error {
 	reply := make(chan error, 1)
-	if err := a.post(ctx, run, func(err error) { reply <- err }); err != nil {
+	if err := a.post(ctx, kind, run, func(err error) { reply <- err }); err != nil {
 		return err
 	}
 	select {
@@ -280,9 +286,16 @@ func (a *Actor) do(ctx context.Context, run func(context.Context, *State) error)
 // post queues an event whose outcome goes to done instead of a waiting
 // caller: events posted one after another run in that order. An error
 // means it was not queued (ctx ended, or the actor is closed).
-func (a *Actor) post(ctx context.Context, run func(context.Context, *State) error, done func(error)) error {
+func (a *Actor) post(ctx context.Context, kind EventKind, run func(context.Context, *State) error, done func(error)) error {
 	if err := checkChain(CallChain(ctx), a.id); err != nil {
 		return err
+	}
+	if a.cfg.Observe != nil && kind != eventRuntime {
+		reply := done
+		done = func(err error) {
+			a.observe(kind, err)
+			reply(err)
+		}
 	}
 	if !a.mailbox.Push(&event{ctx: ctx, run: run, done: done}, a.closing, ctx.Done()) {
 		if ctx.Err() != nil {

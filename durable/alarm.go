@@ -87,6 +87,7 @@ func (a *Actor) fireAlarm() {
 		a.log.Warn("alarm fired on a class without an Alarm handler; clearing it")
 	}
 	err := a.runNow(a.ctx, true, run)
+	a.observe(EventAlarm, err)
 	if err == nil {
 		*s = alarmSchedule{} // done with this alarm; rearm takes up any new one
 		return

@@ -260,6 +260,13 @@ type rig struct {
 	// confirms, when set before start, is Config.Confirm's: each request
 	// for a confirmation arrives on it, for the test to answer.
 	confirms chan func(error)
+	// observed gets what Config.Observe is told.
+	observed chan observation
+}
+
+type observation struct {
+	kind EventKind
+	err  error
 }
 
 // quiet is the tests' logger: the runtime's warnings are expected there.
@@ -272,7 +279,7 @@ func newRig(t *testing.T, obj Object) *rig {
 		t.Fatal(err)
 	}
 	r := &rig{t: t, c: newFakeCommitter(), clock: newFakeClock(), id: ns.IDFromName(t.Name()), out: make(chan Message, 100),
-		socks: &fakeSockets{ops: make(chan socketOp, 100)}}
+		socks: &fakeSockets{ops: make(chan socketOp, 100)}, observed: make(chan observation, 1000)}
 	r.start(obj)
 	return r
 }
@@ -285,7 +292,13 @@ func (r *rig) start(obj Object) {
 		Deliver: func(_ ID, m Message) { r.out <- m },
 		Sockets: r.socks,
 		Confirm: r.confirm(),
-		Logger:  quiet,
+		Observe: func(kind EventKind, err error) {
+			select {
+			case r.observed <- observation{kind, err}:
+			default: // a test that does not read them
+			}
+		},
+		Logger: quiet,
 	})
 	if err != nil {
 		r.t.Fatal(err)

@@ -27,7 +27,7 @@ func (a *Actor) socketEvent(s *State, id string) (WebSocketHandler, *socketRecor
 // object's WebSocketMessage handler, as one event (released like Call's
 // result). ErrUnknownSocket: the object does not hold that socket.
 func (a *Actor) WebSocketMessage(ctx context.Context, socket string, msg []byte, text bool) error {
-	return a.do(ctx, a.messageEvent(socket, 0, msg, text))
+	return a.do(ctx, EventSocketMessage, a.messageEvent(socket, 0, msg, text))
 }
 
 // WebSocketMessageAt delivers the socket's n-th message (from 1), in
@@ -42,7 +42,7 @@ func (a *Actor) WebSocketMessage(ctx context.Context, socket string, msg []byte,
 // counts as taken, so the next one is not held up by it. n = 0: no order,
 // as WebSocketMessage.
 func (a *Actor) WebSocketMessageAt(ctx context.Context, socket string, n uint64, msg []byte, text bool) error {
-	return a.do(ctx, a.messageEvent(socket, n, msg, text))
+	return a.do(ctx, EventSocketMessage, a.messageEvent(socket, n, msg, text))
 }
 
 // PostWebSocketMessage queues WebSocketMessageAt without waiting: its
@@ -50,7 +50,7 @@ func (a *Actor) WebSocketMessageAt(ctx context.Context, socket string, n uint64,
 // block). Messages posted one after another run in that order. An error
 // means it was not queued.
 func (a *Actor) PostWebSocketMessage(ctx context.Context, socket string, n uint64, msg []byte, text bool, done func(error)) error {
-	return a.post(ctx, a.messageEvent(socket, n, msg, text), done)
+	return a.post(ctx, EventSocketMessage, a.messageEvent(socket, n, msg, text), done)
 }
 
 func (a *Actor) messageEvent(socket string, n uint64, msg []byte, text bool) func(context.Context, *State) error {
@@ -99,7 +99,7 @@ func MessageNumber(ws WebSocket) uint64 {
 // that what it sent socket before asking reached the browser's
 // connection. A class without WebSocketDrainer ignores it.
 func (a *Actor) WebSocketDrained(ctx context.Context, socket string) error {
-	return a.do(ctx, func(ctx context.Context, s *State) error {
+	return a.do(ctx, EventSocketDrained, func(ctx context.Context, s *State) error {
 		if _, err := s.storage.socketRecord(socket); err != nil {
 			return err
 		}
@@ -117,7 +117,7 @@ func (a *Actor) WebSocketDrained(ctx context.Context, socket string) error {
 // socket's record alone). During the handler the socket is already out
 // of GetWebSockets; its tags and attachment can still be read.
 func (a *Actor) WebSocketClose(ctx context.Context, socket string, code int, reason string, wasClean bool) error {
-	return a.socketGone(ctx, socket, func(ctx context.Context, s *State, h WebSocketHandler, ws WebSocket) error {
+	return a.socketGone(ctx, EventSocketClose, socket, func(ctx context.Context, s *State, h WebSocketHandler, ws WebSocket) error {
 		return h.WebSocketClose(ctx, s, ws, code, reason, wasClean)
 	})
 }
@@ -125,13 +125,13 @@ func (a *Actor) WebSocketClose(ctx context.Context, socket string, code int, rea
 // WebSocketError tells the object that an error ended socket; as
 // WebSocketClose otherwise.
 func (a *Actor) WebSocketError(ctx context.Context, socket string, cause error) error {
-	return a.socketGone(ctx, socket, func(ctx context.Context, s *State, h WebSocketHandler, ws WebSocket) error {
+	return a.socketGone(ctx, EventSocketError, socket, func(ctx context.Context, s *State, h WebSocketHandler, ws WebSocket) error {
 		return h.WebSocketError(ctx, s, ws, cause)
 	})
 }
 
-func (a *Actor) socketGone(ctx context.Context, socket string, handle func(context.Context, *State, WebSocketHandler, WebSocket) error) error {
-	err := a.do(ctx, func(ctx context.Context, s *State) error {
+func (a *Actor) socketGone(ctx context.Context, kind EventKind, socket string, handle func(context.Context, *State, WebSocketHandler, WebSocket) error) error {
+	err := a.do(ctx, kind, func(ctx context.Context, s *State) error {
 		h, rec, err := a.socketEvent(s, socket)
 		if err != nil {
 			return err
@@ -144,7 +144,7 @@ func (a *Actor) socketGone(ctx context.Context, socket string, handle func(conte
 	if err == nil || errors.Is(err, ErrUnknownSocket) || ctx.Err() != nil {
 		return err
 	}
-	if ferr := a.do(ctx, func(_ context.Context, s *State) error { return s.storage.forgetSocket(socket) }); ferr != nil {
+	if ferr := a.do(ctx, eventRuntime, func(_ context.Context, s *State) error { return s.storage.forgetSocket(socket) }); ferr != nil {
 		return errors.Join(err, fmt.Errorf("drop the socket's record: %w", ferr))
 	}
 	return err

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"hellochat/durable"
 	"hellochat/limits"
 	"hellochat/shard"
 )
@@ -24,6 +25,21 @@ type metrics struct {
 	delivered prometheus.Counter
 	refused   *prometheus.CounterVec
 	raft      *shard.Metrics
+	// objectEvents and objectFailures count the durable objects' events
+	// by kind (indexed by durable.EventKind), resolved once: an event
+	// costs no label lookup.
+	objectEvents, objectFailures [durable.EventAlarm + 1]prometheus.Counter
+}
+
+// observeEvent is the actors' durable.Config.Observe.
+func (m *metrics) observeEvent(kind durable.EventKind, err error) {
+	if int(kind) >= len(m.objectEvents) || m.objectEvents[kind] == nil {
+		return
+	}
+	m.objectEvents[kind].Inc()
+	if err != nil {
+		m.objectFailures[kind].Inc()
+	}
 }
 
 // registerMetrics makes the node's metrics and registers them, with the
@@ -40,6 +56,13 @@ func (n *Node) registerMetrics() {
 	for _, c := range append(slices.Clone(limits.Codes), reasonOther) {
 		m.refused.WithLabelValues(c)
 	}
+	events := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hellochat_node_object_events_total",
+		Help: "Durable objects' events run on this node, by kind, counted once their outcome is out."}, []string{"kind"})
+	failures := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hellochat_node_object_event_failures_total",
+		Help: "Durable objects' events whose outcome was an error (the handler's, or a commit that failed), by kind."}, []string{"kind"})
+	for _, k := range durable.EventKinds {
+		m.objectEvents[k], m.objectFailures[k] = events.WithLabelValues(k.String()), failures.WithLabelValues(k.String())
+	}
 	n.metrics = m
 	host := func(f func(h *shard.Host) float64) func() float64 {
 		return func() float64 {
@@ -55,7 +78,11 @@ func (n *Node) registerMetrics() {
 	counter := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f)
 	}
-	n.reg.MustRegister(m.received, m.committed, m.delivered, m.refused,
+	n.reg.MustRegister(m.received, m.committed, m.delivered, m.refused, events, failures,
+		gauge("hellochat_node_active_objects", "Durable objects with an actor on this node (started or starting).",
+			func() float64 { return float64(n.objects.count()) }),
+		counter("hellochat_node_object_commits_total", "Durable objects' batches committed (fsync'd on a majority) by this node.",
+			func() float64 { return float64(n.objectCommits.Load()) }),
 		gauge("hellochat_node_active_rooms", "Rooms running on this node (in memory, on shards it leads).", func() float64 {
 			n.roomsMu.Lock()
 			defer n.roomsMu.Unlock()

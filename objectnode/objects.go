@@ -144,6 +144,7 @@ func (o *objectHost) start(e *liveObject, id durable.ID, newObject func() durabl
 			Stub:      o.n.stub,
 			Sockets:   o.n.gateways.forObject(id, newObject),
 			Confirm:   func(done func(error)) { o.n.confirmAsync(s, done) },
+			Observe:   o.n.metrics.observeEvent,
 			Logger:    o.n.log,
 		})
 	}

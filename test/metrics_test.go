@@ -161,6 +161,57 @@ func TestMetricsMoveWithEvents(t *testing.T) {
 	waitMetric(t, survivor, "hellochat_raft_leader_changes_total", above(changes[survivor]), "a survivor saw leaders change")
 }
 
+// TestObjectMetricsMoveWithEvents: the node's durable-object metrics move
+// with the events of the chat app's room, on the node that runs it: the
+// upgrades are fetches, each chat message one socket message, each
+// browser's leaving one socket close, none failed; its batches count as
+// object commits, and the room as an active object. The router counts the
+// object's browsers as sessions.
+func TestObjectMetricsMoveWithEvents(t *testing.T) {
+	c := tc.New(t, 3, tc.Options{ChatApp: true})
+	room := "object-metrics"
+	nodeAdmin := c.Nodes[c.Leader(room)].AdminAddr()
+	events := func(kind string) string { return `hellochat_node_object_events_total{kind="` + kind + `"}` }
+	failures := func(kind string) string { return `hellochat_node_object_event_failures_total{kind="` + kind + `"}` }
+	before := scrape(t, nodeAdmin)
+	for _, kind := range []string{"fetch", "call", "socket_message", "socket_close", "socket_error", "socket_drained", "alarm"} {
+		if _, ok := before[events(kind)]; !ok {
+			t.Errorf("%s missing before any event", events(kind))
+		}
+	}
+
+	ann := tc.Dial(t, c.URL(), room, "ann", true)
+	ann.Expect(wait, "presence", tc.IsType("presence"))
+	bob := tc.Dial(t, c.URL(), room, "bob", true)
+	ann.Expect(wait, "bob joining", func(f tc.Frame) bool { return f.Type == "joined" && f.Name == "bob" })
+	waitMetric(t, c.Router.AdminAddr(), "hellochat_router_sessions", func(v float64) bool { return v == 2 }, "two browsers")
+	waitMetric(t, nodeAdmin, "hellochat_node_active_objects", above(0), "the room on its leader")
+	waitMetric(t, nodeAdmin, events("fetch"), above(before[events("fetch")]+1), "two upgrades")
+
+	const n = 5
+	for i := 0; i < n; i++ {
+		ann.Post(fmt.Sprintf("m-%d", i), "hello")
+	}
+	for i := 0; i < n; i++ {
+		bob.Expect(wait, "message", tc.IsMessage)
+	}
+	ann.Expect(wait, "last ack", func(f tc.Frame) bool { return f.Type == "ack" && f.ID == fmt.Sprintf("m-%d", n-1) })
+	waitMetric(t, nodeAdmin, events("socket_message"), above(before[events("socket_message")]+n-1), "a socket message per chat message")
+	if v := scrape(t, nodeAdmin)["hellochat_node_object_commits_total"]; v <= before["hellochat_node_object_commits_total"] {
+		t.Errorf("object commits did not move: %v -> %v", before["hellochat_node_object_commits_total"], v)
+	}
+
+	ann.Conn.Close(1000, "bye")
+	bob.Conn.Close(1000, "bye")
+	waitMetric(t, nodeAdmin, events("socket_close"), above(before[events("socket_close")]+1), "both browsers leaving")
+	after := scrape(t, nodeAdmin)
+	for _, kind := range []string{"fetch", "socket_message", "socket_close"} {
+		if after[failures(kind)] != before[failures(kind)] {
+			t.Errorf("%s moved: %v -> %v", failures(kind), before[failures(kind)], after[failures(kind)])
+		}
+	}
+}
+
 // TestHealthEndpoints: liveness and readiness over HTTP on the router's and
 // nodes' admin listeners, and the gRPC health service on a node for a
 // caller with a cluster certificate.
