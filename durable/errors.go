@@ -27,19 +27,20 @@ var (
 	// ErrNoHandler fails an event the object's class does not handle (a
 	// Fetch to an object that is not a Fetcher, for example).
 	ErrNoHandler = errors.New("durable: class has no handler for this event")
-	// ErrKeyTooLarge, ErrValueTooLarge, ErrBatchTooLarge and ErrListTooLarge
-	// are the limits of limits.go. An operation refused for a limit changes
+	// ErrKeyTooLarge, ErrValueTooLarge, ErrBatchTooLarge, ErrListTooLarge
+	// and ErrTooManyKeys are the limits of limits.go. An operation refused for a limit changes
 	// nothing: the event's earlier writes stand.
 	ErrKeyTooLarge   = errors.New("durable: key too large")
 	ErrValueTooLarge = errors.New("durable: value too large")
 	ErrBatchTooLarge = errors.New("durable: event writes too much")
 	ErrListTooLarge  = errors.New("durable: list matches too many keys")
+	ErrTooManyKeys   = errors.New("durable: too many keys in one call")
 )
 
 // LimitError says which limit refused an operation and by how much. It
 // matches (errors.Is) its Err, one of the Err...TooLarge values.
 type LimitError struct {
-	Err   error  // ErrKeyTooLarge, ErrValueTooLarge, ErrBatchTooLarge or ErrListTooLarge
+	Err   error  // ErrKeyTooLarge, ErrValueTooLarge, ErrBatchTooLarge, ErrListTooLarge or ErrTooManyKeys
 	Op    string // "put", "delete", "list", ...
 	Key   string // the key (cut to 64 bytes), if the operation has one
 	Size  int    // the size that was asked for

@@ -13,6 +13,9 @@ const (
 	// refused, and so is a List without Limit that matches more keys. Page
 	// with Start (or End, in reverse) instead.
 	MaxKeysPerList = 1000
+	// MaxKeysPerCall bounds the keys of one GetMany, PutMany or
+	// DeleteMany, as Cloudflare bounds its multi-key forms.
+	MaxKeysPerCall = 128
 	// MaxBatchBytes bounds what one event (up to its end or a Sync) writes:
 	// the sum over the keys it writes of key and value sizes, counting each
 	// key once with its latest value (a deletion counts its key). Inside a
