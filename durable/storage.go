@@ -109,14 +109,21 @@ func (s *Storage) List(opts ListOptions) ([]KV, error) {
 	return list(s.ev, opts)
 }
 
-// DeleteAll deletes every key of the object (not its alarm). The
-// deletions count against MaxBatchBytes like any other: an object with
-// more data than that is cleared by deleting ranges over several events.
+// DeleteAll deletes every key of the object and its alarm, as
+// Cloudflare's deleteAll does since its 2026-02-24 compatibility date
+// (before, the alarm stayed); a SetAlarm after it in the event stands.
+// The deletions count against MaxBatchBytes like any other: an object
+// with more data than that is cleared by deleting ranges over several
+// events, and a refused DeleteAll leaves the alarm too.
 func (s *Storage) DeleteAll() error {
 	if err := s.usable(); err != nil {
 		return err
 	}
-	return deleteAll(s.ev)
+	if err := deleteAll(s.ev); err != nil {
+		return err
+	}
+	s.alarm.pending = &alarmChange{}
+	return nil
 }
 
 // Transaction runs fn with a Txn whose writes take effect only if fn
@@ -130,7 +137,7 @@ func (s *Storage) Transaction(fn func(tx *Txn) error) error {
 	}
 	s.txOpen = true
 	defer func() { s.txOpen = false }()
-	return transaction(s, s.ev, fn)
+	return transaction(s, nil, s.ev, fn)
 }
 
 // Sync commits the event's writes so far, and releases what it emitted so

@@ -339,8 +339,57 @@ func TestDeleteAll(t *testing.T) {
 			t.Errorf("%s stored: %v", k, ok)
 		}
 	}
-	if _, ok, _ := r.c.Get(r.id.StorageObject(), alarmKey); !ok {
-		t.Error("DeleteAll deleted the alarm")
+	if _, ok, _ := r.c.Get(r.id.StorageObject(), alarmKey); ok {
+		t.Error("DeleteAll left the alarm (Cloudflare's deleteAll deletes it since 2026-02-24)")
+	}
+
+	// A SetAlarm after DeleteAll in the same event stands; a transaction's
+	// DeleteAll takes the alarm only if the transaction succeeds, nested
+	// in another that does too.
+	alarmStored := func() bool {
+		_, ok, _ := r.c.Get(r.id.StorageObject(), alarmKey)
+		return ok
+	}
+	if err := r.call(func(s *State) error {
+		if err := s.Storage().DeleteAll(); err != nil {
+			return err
+		}
+		return s.Storage().SetAlarm(at)
+	}); err != nil || !alarmStored() {
+		t.Fatalf("SetAlarm after DeleteAll: %v, alarm stored %v", err, alarmStored())
+	}
+	rolled := errors.New("roll back")
+	for _, tt := range []struct {
+		name      string
+		inner     error // what the nested transaction returns
+		outer     error
+		wantAlarm bool
+	}{
+		{"inner rolled back", rolled, nil, true},
+		{"outer rolled back", nil, rolled, true},
+		{"both succeed", nil, nil, false},
+	} {
+		err := r.call(func(s *State) error {
+			err := s.Storage().Transaction(func(tx *Txn) error {
+				err := tx.Transaction(func(inner *Txn) error {
+					if err := inner.DeleteAll(); err != nil {
+						return err
+					}
+					return tt.inner
+				})
+				if err != nil && !errors.Is(err, rolled) {
+					return err
+				}
+				return tt.outer
+			})
+			if err != nil && !errors.Is(err, rolled) {
+				return err
+			}
+			return nil
+		})
+		if err != nil || alarmStored() != tt.wantAlarm {
+			t.Fatalf("%s: %v, alarm stored %v, want %v", tt.name, err, alarmStored(), tt.wantAlarm)
+		}
 	}
 }
 

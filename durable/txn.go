@@ -13,6 +13,9 @@ type Txn struct {
 	l      *layer
 	done   bool // its function returned
 	txOpen bool // a nested Transaction is running
+	// deleteAlarm: a DeleteAll ran, so the alarm goes too if the
+	// transaction (and every one it is nested in) succeeds.
+	deleteAlarm bool
 }
 
 var errTxnDone = errors.New("durable: transaction used after it finished")
@@ -69,12 +72,17 @@ func (t *Txn) List(opts ListOptions) ([]KV, error) {
 	return list(t.l, opts)
 }
 
-// DeleteAll is Storage.DeleteAll within the transaction.
+// DeleteAll is Storage.DeleteAll within the transaction: the alarm is
+// deleted only if the transaction succeeds.
 func (t *Txn) DeleteAll() error {
 	if err := t.usable(); err != nil {
 		return err
 	}
-	return deleteAll(t.l)
+	if err := deleteAll(t.l); err != nil {
+		return err
+	}
+	t.deleteAlarm = true
+	return nil
 }
 
 // Transaction nests a transaction in this one: an error from fn discards
@@ -85,10 +93,10 @@ func (t *Txn) Transaction(fn func(tx *Txn) error) error {
 	}
 	t.txOpen = true
 	defer func() { t.txOpen = false }()
-	return transaction(t.s, t.l, fn)
+	return transaction(t.s, t, t.l, fn)
 }
 
-func transaction(s *Storage, parent *layer, fn func(tx *Txn) error) error {
+func transaction(s *Storage, outer *Txn, parent *layer, fn func(tx *Txn) error) error {
 	tx := &Txn{s: s, l: newLayer(parent, parent)}
 	err := fn(tx)
 	tx.done = true
@@ -99,6 +107,13 @@ func transaction(s *Storage, parent *layer, fn func(tx *Txn) error) error {
 		return s.broken
 	}
 	parent.merge(tx.l)
+	if tx.deleteAlarm {
+		if outer != nil {
+			outer.deleteAlarm = true
+		} else {
+			s.alarm.pending = &alarmChange{}
+		}
+	}
 	return nil
 }
 
