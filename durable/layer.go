@@ -2,6 +2,7 @@ package durable
 
 import (
 	"bytes"
+	"errors"
 	"slices"
 )
 
@@ -165,6 +166,10 @@ type ListOptions struct {
 	// Start is the first key to include; End the first key past the
 	// range ("" : no end).
 	Start, End string
+	// StartAfter starts the range just past this key (pages of a forward
+	// List: the last key of one page starts the next); it and Start are
+	// not both set.
+	StartAfter string
 	// Reverse walks from the highest key down.
 	Reverse bool
 	// Limit stops after that many pairs (0: no limit, but see
@@ -176,6 +181,9 @@ type ListOptions struct {
 // it is empty.
 func (o ListOptions) bounds() (start, end string, ok bool) {
 	start, end = o.Start, o.End
+	if o.StartAfter != "" {
+		start = o.StartAfter + "\x00" // the first key past it
+	}
 	if o.Prefix != "" {
 		start = max(start, o.Prefix)
 		if pe, has := prefixEnd(o.Prefix); has && (end == "" || pe < end) {
@@ -184,6 +192,8 @@ func (o ListOptions) bounds() (start, end string, ok bool) {
 	}
 	return start, end, end == "" || start < end
 }
+
+var errStartAndStartAfter = errors.New("durable: list: Start and StartAfter both set")
 
 // prefixEnd is the first string past every string that starts with p;
 // has is false when there is none (p is all 0xff).
@@ -200,6 +210,9 @@ func prefixEnd(p string) (string, bool) {
 
 // list runs a List on v, checking the limits first.
 func list(v view, o ListOptions) ([]KV, error) {
+	if o.Start != "" && o.StartAfter != "" {
+		return nil, errStartAndStartAfter
+	}
 	if o.Limit < 0 || o.Limit > MaxKeysPerList {
 		return nil, &LimitError{Err: ErrListTooLarge, Op: "list", Size: o.Limit, Limit: MaxKeysPerList}
 	}

@@ -97,8 +97,14 @@ func TestListOptions(t *testing.T) {
 		{ListOptions{Prefix: "\xff"}, "\xff\xff"},
 		{ListOptions{Prefix: "b/", Start: "c"}, ""},
 		{ListOptions{Prefix: "zzz"}, ""},
+		{ListOptions{Prefix: "b/", StartAfter: "b/15", Limit: 2}, "b/2,b/4"},
+		{ListOptions{StartAfter: "b/1", End: "b/2"}, "b/15"},
+		{ListOptions{StartAfter: "c"}, "\xff\xff"},
 	}
 	err = r.call(func(s *State) error {
+		if _, err := s.Storage().List(ListOptions{Start: "a", StartAfter: "a"}); err == nil {
+			t.Error("List with Start and StartAfter both set: no error")
+		}
 		// Uncommitted writes merge with committed keys: one added, one
 		// deleted, one overwritten.
 		s.Storage().Put("b/15", []byte("new"))
