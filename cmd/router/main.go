@@ -49,7 +49,11 @@ func main() {
 		cfg.Logger.Error("cannot start", "err", err)
 		os.Exit(1)
 	}
-	cfg.Logger.Info("open the chat", "url", "http://"+rt.Addr()+"/")
+	chat := "built-in"
+	if cfg.ChatApp {
+		chat = "app (apps/chat on the object API)"
+	}
+	cfg.Logger.Info("open the chat", "url", "http://"+rt.Addr()+"/", "chat", chat)
 	if a := rt.AdminAddr(); a != "" {
 		cfg.Logger.Info("cluster view for operators", "url", "http://"+a+"/api/cluster?format=text")
 	}
