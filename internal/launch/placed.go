@@ -253,14 +253,14 @@ func (c *Cluster) Settled(timeout time.Duration) (View, error) {
 }
 
 func settled(v View, nodes int) error {
-	alive := 0
+	alive := map[string]bool{}
 	for _, m := range v.Members {
 		if m.Role == cluster.RoleNode && m.Alive {
-			alive++
+			alive[m.ID] = true
 		}
 	}
-	if alive != nodes {
-		return fmt.Errorf("%d of %d nodes alive", alive, nodes)
+	if len(alive) != nodes {
+		return fmt.Errorf("%d of %d nodes alive", len(alive), nodes)
 	}
 	if len(v.Shards) != cluster.Partitions {
 		return fmt.Errorf("%d of %d shards placed", len(v.Shards), cluster.Partitions)
@@ -270,8 +270,10 @@ func settled(v View, nodes int) error {
 			return fmt.Errorf("shard %d led by %q, preferred %s", s, v.Leaders[s], owner)
 		}
 	}
+	// A node gone for good (down, or decommissioned and left) is not
+	// waited for: only those gossip calls alive must answer.
 	for _, n := range v.Nodes {
-		if n.Error != "" || !n.Ready {
+		if alive[n.ID] && (n.Error != "" || !n.Ready) {
 			return fmt.Errorf("node %s not ready: %s", n.ID, n.Error)
 		}
 	}
