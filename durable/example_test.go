@@ -116,3 +116,62 @@ func ExampleStorage_Transaction() {
 	// move(new/1>read/2): "" move new/1: nothing there (<nil>)
 	// list(): "read/1=hello" <nil>
 }
+
+// Greet is a typed RPC method, declared once for the class and its
+// callers.
+var Greet = durable.Method[GreetReq, GreetResp]{Name: "greet"}
+
+type GreetReq struct{ Name string }
+type GreetResp struct {
+	Text  string
+	Times int
+}
+
+// Greeter serves Greet through Methods.
+type Greeter struct{ methods durable.Methods }
+
+func NewGreeter() *Greeter {
+	return &Greeter{methods: durable.NewMethods(
+		Greet.Serve(func(_ context.Context, s *durable.State, r GreetReq) (GreetResp, error) {
+			n, _, err := durable.GetJSON[int](s.Storage(), "greeted/"+r.Name)
+			if err != nil {
+				return GreetResp{}, err
+			}
+			n++
+			return GreetResp{Text: "hello, " + r.Name, Times: n}, durable.PutJSON(s.Storage(), "greeted/"+r.Name, n)
+		}),
+	)}
+}
+
+func (g *Greeter) Call(ctx context.Context, s *durable.State, method string, arg []byte) ([]byte, error) {
+	return g.methods.Call(ctx, s, method, arg)
+}
+
+// oneActor is a MethodCaller for one actor; on the cluster an app's stub,
+// another object's State or an objectclient.Client is.
+type oneActor struct{ a *durable.Actor }
+
+func (o oneActor) Call(ctx context.Context, _ durable.ID, method string, arg []byte) ([]byte, error) {
+	return o.a.Call(ctx, method, arg)
+}
+
+func ExampleMethod() {
+	ns, _ := durable.NewNamespace("Greeter")
+	store := durable.NewMemStore()
+	id := ns.IDFromName("lobby")
+	a, err := durable.Start(id, func() durable.Object { return NewGreeter() }, durable.Config{Reader: store, Committer: store})
+	if err != nil {
+		panic(err)
+	}
+	defer a.Close()
+	for range 2 {
+		resp, err := Greet.Call(context.Background(), oneActor{a}, id, GreetReq{Name: "ann"})
+		fmt.Println(resp.Text, resp.Times, err)
+	}
+	_, err = durable.Method[GreetReq, GreetResp]{Name: "wave"}.Call(context.Background(), oneActor{a}, id, GreetReq{})
+	fmt.Println(err)
+	// Output:
+	// hello, ann 1 <nil>
+	// hello, ann 2 <nil>
+	// durable: no method "wave" (methods: greet)
+}

@@ -16,7 +16,6 @@ package counter
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 
@@ -66,6 +65,16 @@ type Result struct {
 	Value int64 `json:"value"`
 }
 
+// The Counter's methods, typed: a caller uses them as
+// Increment.Call(ctx, stub, id, Arg{...}).
+var (
+	// Increment adds one and answers the new value; a request id it has
+	// seen answers the value that request got.
+	Increment = durable.Method[Arg, Result]{Name: "increment"}
+	// Get answers the value.
+	Get = durable.Method[Arg, Result]{Name: "get"}
+)
+
 // Counter is the class. Its storage:
 //
 //	"v"            the value (JSON)
@@ -77,38 +86,41 @@ type Result struct {
 // It keeps nothing in memory: every event reads storage, so a fresh
 // instance (on a new leader, or after a failed commit) needs no Load.
 type Counter struct {
-	window int64
+	window  int64
+	methods durable.Methods
 }
 
 // New returns a Counter with the default Window.
-func New() *Counter { return &Counter{window: Window} }
+func New() *Counter { return newCounter(Window) }
 
-// Call runs "increment" or "get".
-func (c *Counter) Call(_ context.Context, s *durable.State, method string, arg []byte) ([]byte, error) {
-	var a Arg
-	if len(arg) > 0 {
-		if err := json.Unmarshal(arg, &a); err != nil {
-			return nil, fmt.Errorf("counter: bad argument: %v", err)
-		}
-	}
+func newCounter(window int64) *Counter {
+	c := &Counter{window: window}
+	c.methods = durable.NewMethods(
+		Increment.Serve(func(_ context.Context, s *durable.State, a Arg) (Result, error) {
+			if err := a.check(); err != nil {
+				return Result{}, err
+			}
+			v, err := c.increment(s.Storage(), a.RequestID)
+			return Result{Value: v}, err
+		}),
+		Get.Serve(func(_ context.Context, s *durable.State, _ Arg) (Result, error) {
+			v, _, err := durable.GetJSON[int64](s.Storage(), "v")
+			return Result{Value: v}, err
+		}),
+	)
+	return c
+}
+
+func (a Arg) check() error {
 	if len(a.RequestID) > MaxRequestIDBytes {
-		return nil, fmt.Errorf("counter: request id longer than %d bytes", MaxRequestIDBytes)
+		return fmt.Errorf("counter: request id longer than %d bytes", MaxRequestIDBytes)
 	}
-	st := s.Storage()
-	var v int64
-	var err error
-	switch method {
-	case "get":
-		v, _, err = durable.GetJSON[int64](st, "v")
-	case "increment":
-		v, err = c.increment(st, a.RequestID)
-	default:
-		return nil, fmt.Errorf("counter: no method %q (increment, get)", method)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return json.Marshal(Result{Value: v})
+	return nil
+}
+
+// Call runs the Counter's methods (Increment, Get).
+func (c *Counter) Call(ctx context.Context, s *durable.State, method string, arg []byte) ([]byte, error) {
+	return c.methods.Call(ctx, s, method, arg)
 }
 
 func (c *Counter) increment(st *durable.Storage, id string) (int64, error) {
@@ -166,7 +178,7 @@ func incrementHandler(stub apps.Stub) http.Handler {
 			return
 		}
 		var res Result
-		apps.CallJSON(w, r, stub, Namespace.IDFromName(n), "counter", "increment", Arg{RequestID: key}, &res)
+		apps.CallJSON(w, r, stub, Namespace.IDFromName(n), "counter", Increment.Name, Arg{RequestID: key}, &res)
 	})
 }
 
@@ -178,7 +190,7 @@ func getHandler(stub apps.Stub) http.Handler {
 			return
 		}
 		var res Result
-		apps.CallJSON(w, r, stub, Namespace.IDFromName(n), "counter", "get", Arg{}, &res)
+		apps.CallJSON(w, r, stub, Namespace.IDFromName(n), "counter", Get.Name, Arg{}, &res)
 	})
 }
 

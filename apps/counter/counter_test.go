@@ -15,7 +15,7 @@ import (
 
 func start(t *testing.T, store *durable.MemStore, id durable.ID, window int64) *durable.Actor {
 	t.Helper()
-	a, err := durable.Start(id, func() durable.Object { return &Counter{window: window} },
+	a, err := durable.Start(id, func() durable.Object { return newCounter(window) },
 		durable.Config{Reader: store, Committer: store})
 	if err != nil {
 		t.Fatal(err)
