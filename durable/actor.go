@@ -370,14 +370,14 @@ func (a *Actor) load() error {
 	return nil
 }
 
-// renew replaces the instance after a failed commit, by one loaded from
-// what is committed. An instance that cannot load stops the actor (Close
+// renew replaces the instance after a failed commit or a failed
+// BlockConcurrencyWhile, by one loaded from what is committed. An instance that cannot load stops the actor (Close
 // returns why): its host starts it again when it is next needed.
 func (a *Actor) renew() {
 	a.reset = false
 	a.obj = a.newObj()
 	if err := a.load(); err != nil {
-		a.log.Error("reload the object after a failed commit", "err", err)
+		a.log.Error("reload the object after a reset", "err", err)
 		a.broken = fmt.Errorf("durable: object unusable: %w", err)
 	}
 }
@@ -428,7 +428,7 @@ func (a *Actor) runEvent(ctx context.Context, alarmRun bool, fn func(context.Con
 		return
 	}
 	s := &State{id: a.id, storage: a.st, canSend: a.cfg.Deliver != nil, stub: a.cfg.Stub, canSocket: a.cfg.Sockets != nil,
-		callers: CallChain(ctx), drain: a.drain}
+		callers: CallChain(ctx), actor: a}
 	a.cur = s
 	a.st.begin(alarmRun)
 	err := protect(ctx, s, fn)

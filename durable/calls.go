@@ -121,7 +121,7 @@ func (s *State) outgoing(ctx context.Context, id ID) (context.Context, error) {
 	// The output gate: the call may tell what earlier events wrote, so it
 	// leaves once that is committed (this event's own writes stay its own
 	// until it ends, as before).
-	if err := s.drain(); err != nil {
+	if err := s.actor.drain(); err != nil {
 		s.storage.broken = err
 		return nil, err
 	}

@@ -123,9 +123,9 @@ type State struct {
 	over    bool
 	stub    Stub
 	callers []ID // the objects waiting on this event (CallChain)
-	// drain commits what earlier events wrote (the actor's), before a
-	// call leaves.
-	drain func() error
+	// actor runs the event: its drain commits what earlier events wrote
+	// before a call leaves, and BlockConcurrencyWhile may reset it.
+	actor *Actor
 	// canSocket: the actor has a gateway (Config.Sockets); sockOut holds
 	// the event's socket sends and closes until its commit.
 	canSocket bool

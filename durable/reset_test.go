@@ -22,9 +22,29 @@ func (c *counter) Load(_ context.Context, s *State) error {
 }
 
 func (c *counter) Call(_ context.Context, s *State, method string, _ []byte) ([]byte, error) {
-	if method == "inc" {
+	switch method {
+	case "inc":
 		c.n++
 		if err := PutJSON(s.Storage(), "n", c.n); err != nil {
+			return nil, err
+		}
+	case "inc-then-block-ok", "inc-then-block-fail", "inc-then-block-panic", "inc-swallow-block-fail":
+		// The count moves in memory and in storage, then a rebuild runs
+		// under BlockConcurrencyWhile.
+		c.n++
+		if err := PutJSON(s.Storage(), "n", c.n); err != nil {
+			return nil, err
+		}
+		err := s.BlockConcurrencyWhile(func() error {
+			switch method {
+			case "inc-then-block-fail", "inc-swallow-block-fail":
+				return errors.New("rebuild failed")
+			case "inc-then-block-panic":
+				panic("rebuild panicked")
+			}
+			return nil
+		})
+		if err != nil && method != "inc-swallow-block-fail" {
 			return nil, err
 		}
 	}
@@ -124,3 +144,43 @@ var errCannotLoad = errors.New("cannot load")
 type failingLoad struct{}
 
 func (failingLoad) Load(context.Context, *State) error { return errCannotLoad }
+
+// TestBlockConcurrencyWhileResetsOnFailure: a BlockConcurrencyWhile whose
+// function fails (an error or a panic) resets the object as Cloudflare's
+// does: the instance is replaced once the event ends and the next event
+// runs on a fresh one loaded from what is committed. An event that returns
+// the error commits nothing; one that swallows it commits its writes, and
+// the instance is reset all the same. One that succeeds changes nothing.
+func TestBlockConcurrencyWhileResetsOnFailure(t *testing.T) {
+	r, loads := counterRig(t)
+	if n, err := r.count("inc-then-block-ok"); err != nil || n != "1" || *loads != 1 {
+		t.Fatalf("a block that succeeds: %q %v, %d loads", n, err, *loads)
+	}
+	for _, method := range []string{"inc-then-block-fail", "inc-then-block-panic"} {
+		_, err := r.count(method)
+		if !errors.Is(err, ErrObjectReset) {
+			t.Fatalf("%s: %v; want ErrObjectReset", method, err)
+		}
+		if method == "inc-then-block-panic" {
+			var pe *PanicError
+			if !errors.As(err, &pe) || len(pe.Stack) == 0 {
+				t.Fatalf("%s: %v; want a PanicError with its stack", method, err)
+			}
+		}
+		// The in-memory 2 is gone with the instance; the event's write went
+		// with its error.
+		if n, err := r.count("get"); err != nil || n != "1" {
+			t.Fatalf("after %s the object counts %q (%v), want the committed 1", method, n, err)
+		}
+	}
+	if *loads != 3 {
+		t.Fatalf("%d loads after two resets, want 3", *loads)
+	}
+	// Swallowed: the write stands, the instance is still replaced.
+	if n, err := r.count("inc-swallow-block-fail"); err != nil || n != "2" {
+		t.Fatalf("inc-swallow-block-fail: %q %v", n, err)
+	}
+	if n, err := r.count("get"); err != nil || n != "2" || *loads != 4 {
+		t.Fatalf("after a swallowed failure: %q %v, %d loads; want 2 and 4 loads", n, err, *loads)
+	}
+}
