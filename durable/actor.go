@@ -371,10 +371,18 @@ func (a *Actor) load() error {
 }
 
 // renew replaces the instance after a failed commit or a failed
-// BlockConcurrencyWhile, by one loaded from what is committed. An instance that cannot load stops the actor (Close
-// returns why): its host starts it again when it is next needed.
+// BlockConcurrencyWhile, by one loaded from what is committed. What
+// earlier events wrote may still be committing: the new instance loads
+// once it is, so that a commit failing meanwhile resets storage first
+// instead of failing the new instance's Load. An instance that cannot
+// load stops the actor (Close returns why): its host starts it again when
+// it is next needed.
 func (a *Actor) renew() {
 	a.reset = false
+	if err := a.drain(); err != nil && (a.abandoned || a.broken != nil) {
+		return
+	}
+	a.reset = false // a commit that failed in drain asked again
 	a.obj = a.newObj()
 	if err := a.load(); err != nil {
 		a.log.Error("reload the object after a reset", "err", err)

@@ -15,8 +15,10 @@ var ErrObjectReset = errors.New("durable: object reset")
 // event already runs alone, so what it adds is the reset: if fn fails (an
 // error or a panic), the instance is dropped when the event ends, its
 // in-memory state with it, and a new one is made and loaded (Load) from
-// what is committed, as after a failed commit. The error, wrapping
-// ErrObjectReset, is the event's to return; its writes then go too.
+// what is committed, as after a failed commit (once the earlier events'
+// batches are). The error, wrapping ErrObjectReset, is the event's to
+// return, and its writes then go too; an event that swallows it keeps its
+// writes, fn's included, and the instance is reset all the same.
 // Use it where a class (re)builds in-memory state it cannot go on
 // without: a half-built cache must not serve the next event.
 func (s *State) BlockConcurrencyWhile(fn func() error) error {

@@ -262,6 +262,8 @@ type rig struct {
 	confirms chan func(error)
 	// observed gets what Config.Observe is told.
 	observed chan observation
+	// blocked: the reset tests' counter tells it its block ran.
+	blocked chan struct{}
 }
 
 type observation struct {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // counter keeps its count in memory, loaded from storage: the kind of
@@ -12,6 +13,8 @@ import (
 type counter struct {
 	n     int
 	loads *int
+	// blocked is told when an event's BlockConcurrencyWhile has run.
+	blocked chan<- struct{}
 }
 
 func (c *counter) Load(_ context.Context, s *State) error {
@@ -44,6 +47,9 @@ func (c *counter) Call(_ context.Context, s *State, method string, _ []byte) ([]
 			}
 			return nil
 		})
+		if c.blocked != nil {
+			c.blocked <- struct{}{}
+		}
 		if err != nil && method != "inc-swallow-block-fail" {
 			return nil, err
 		}
@@ -55,7 +61,8 @@ func counterRig(t *testing.T) (*rig, *int) {
 	loads := new(int)
 	ns, _ := NewNamespace("Counter")
 	r := &rig{t: t, c: newFakeCommitter(), clock: newFakeClock(), id: ns.IDFromName("c"), out: make(chan Message, 1)}
-	a, err := Start(r.id, func() Object { return &counter{loads: loads} }, Config{Reader: r.c, Committer: r.c, Clock: r.clock, Logger: quiet})
+	r.blocked = make(chan struct{}, 100)
+	a, err := Start(r.id, func() Object { return &counter{loads: loads, blocked: r.blocked} }, Config{Reader: r.c, Committer: r.c, Clock: r.clock, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,5 +189,41 @@ func TestBlockConcurrencyWhileResetsOnFailure(t *testing.T) {
 	}
 	if n, err := r.count("get"); err != nil || n != "2" || *loads != 4 {
 		t.Fatalf("after a swallowed failure: %q %v, %d loads; want 2 and 4 loads", n, err, *loads)
+	}
+}
+
+// TestResetWaitsForCommitsInFlight: a BlockConcurrencyWhile fails while an
+// earlier event's batch is still committing, and that commit then fails.
+// The new instance loads only once the commit is settled, from storage as
+// reloaded after the failure: the actor goes on, it is not stopped by a
+// Load that met the failure.
+func TestResetWaitsForCommitsInFlight(t *testing.T) {
+	r, loads := counterRig(t)
+	r.c.setHold(true)
+	first := make(chan error, 1)
+	go func() { _, err := r.count("inc"); first <- err }()
+	r.c.waitAsked(t)
+	second := make(chan error, 1)
+	go func() { _, err := r.count("inc-then-block-fail"); second <- err }()
+	// The failed block ran; its error waits for the held commit, as any
+	// output does, and the actor renews the instance meanwhile.
+	select {
+	case <-r.blocked:
+	case <-time.After(testWait):
+		t.Fatal("the block never ran")
+	}
+	r.c.setHold(false)
+	r.c.release(t, errDisk)
+	if err := <-first; !errors.Is(err, ErrNotCommitted) {
+		t.Fatalf("the held inc: %v; want ErrNotCommitted", err)
+	}
+	if err := <-second; !errors.Is(err, ErrObjectReset) && !errors.Is(err, ErrNotCommitted) {
+		t.Fatalf("the failed block: %v", err)
+	}
+	if n, err := r.count("get"); err != nil || n != "0" {
+		t.Fatalf("after the reset and the failed commit the object counts %q (%v); want 0, and a live actor", n, err)
+	}
+	if *loads < 2 {
+		t.Fatalf("%d loads, want the instance replaced", *loads)
 	}
 }
