@@ -404,6 +404,9 @@ func (a *Actor) exit() {
 	case a.broken != nil:
 		a.exitErr = a.broken
 	}
+	// Closed first: an event posted now is refused (post returns
+	// ErrClosed), not queued behind the last Pop and never finished.
+	a.mailbox.Close()
 	for {
 		ev, ok := a.mailbox.Pop()
 		if !ok {

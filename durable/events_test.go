@@ -73,3 +73,22 @@ func TestObserveTellsEachEventsOutcome(t *testing.T) {
 	r.clock.Advance(retry.Sub(r.clock.Now()))
 	next(EventAlarm, nil)
 }
+
+// TestPostAfterCloseIsRefused: an event posted once the actor has closed
+// is refused at once (ErrClosed), not queued behind the last Pop of the
+// closing actor, where its done and Observe would never be called.
+func TestPostAfterCloseIsRefused(t *testing.T) {
+	r := newRig(t, &testClass{})
+	if err := r.a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	err := r.a.PostWebSocketMessage(context.Background(), "sock", 1, []byte("hi"), true, func(error) {
+		t.Error("done called for an event that was refused")
+	})
+	if !errors.Is(err, ErrClosed) {
+		t.Fatalf("post after Close: %v; want ErrClosed", err)
+	}
+	if _, err := r.a.Call(context.Background(), "x", nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("call after Close: %v; want ErrClosed", err)
+	}
+}

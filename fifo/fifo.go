@@ -23,8 +23,9 @@ type Queue[T any] struct {
 
 	mu      sync.Mutex
 	items   []T
-	head    int // items before head are taken
-	waiting int // pushes waiting for room
+	head    int  // items before head are taken
+	waiting int  // pushes waiting for room
+	closed  bool // no push succeeds any more
 }
 
 // New returns an empty queue that holds at most max items.
@@ -32,10 +33,10 @@ func New[T any](max int) *Queue[T] {
 	return &Queue[T]{max: max, Ready: make(chan struct{}, 1), room: make(chan struct{}, 1)}
 }
 
-// TryPush adds v unless the queue is full.
+// TryPush adds v unless the queue is full or closed.
 func (q *Queue[T]) TryPush(v T) bool {
 	q.mu.Lock()
-	if len(q.items)-q.head >= q.max {
+	if q.closed || len(q.items)-q.head >= q.max {
 		q.mu.Unlock()
 		return false
 	}
@@ -51,7 +52,7 @@ func (q *Queue[T]) TryPush(v T) bool {
 }
 
 // Push adds v, waiting while the queue is full; false if stop or cancel (a
-// nil one never fires) closed first.
+// nil one never fires) closed first, or the queue is closed.
 func (q *Queue[T]) Push(v T, stop, cancel <-chan struct{}) bool {
 	if q.TryPush(v) {
 		return true
@@ -62,7 +63,7 @@ func (q *Queue[T]) Push(v T, stop, cancel <-chan struct{}) bool {
 	defer func() {
 		q.mu.Lock()
 		q.waiting--
-		more := q.waiting > 0 && len(q.items)-q.head < q.max
+		more := q.waiting > 0 && (q.closed || len(q.items)-q.head < q.max)
 		q.mu.Unlock()
 		if more {
 			Signal(q.room) // the next waiter may fit too
@@ -71,6 +72,9 @@ func (q *Queue[T]) Push(v T, stop, cancel <-chan struct{}) bool {
 	// Try again once counted among the waiters: a Pop between the first
 	// try and the count did not signal room, but has made it.
 	for !q.TryPush(v) {
+		if q.isClosed() {
+			return false
+		}
 		select {
 		case <-q.room:
 		case <-stop:
@@ -80,6 +84,21 @@ func (q *Queue[T]) Push(v T, stop, cancel <-chan struct{}) bool {
 		}
 	}
 	return true
+}
+
+// Close makes every later push fail, so that the consumer, once it has
+// taken what is left, knows nothing more arrives. Waiting pushes give up.
+func (q *Queue[T]) Close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	Signal(q.room)
+}
+
+func (q *Queue[T]) isClosed() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.closed
 }
 
 // Pop takes the oldest item, if any; Ready is signalled again while more

@@ -83,6 +83,29 @@ func TestFIFOPushGivesUpWhenDone(t *testing.T) {
 	}
 }
 
+// Close refuses every later push, and wakes the pushes waiting on a full
+// queue (each gives up), while what was queued can still be taken.
+func TestFIFOClose(t *testing.T) {
+	q := New[int](1)
+	q.TryPush(1)
+	res := make(chan bool, 3)
+	for i := 0; i < 3; i++ {
+		go func() { res <- q.Push(2, nil, nil) }()
+	}
+	q.Close()
+	for i := 0; i < 3; i++ {
+		if <-res {
+			t.Fatal("a waiting push succeeded after Close")
+		}
+	}
+	if v, ok := q.Pop(); !ok || v != 1 {
+		t.Fatalf("Pop after Close: %v %v; want the queued 1", v, ok)
+	}
+	if q.TryPush(3) || q.Push(3, nil, nil) {
+		t.Fatal("a push into a closed, empty queue succeeded")
+	}
+}
+
 // The memory of a burst is let go once the queue empties: an idle room
 // holds no buffer.
 func TestFIFOReleasesBurst(t *testing.T) {
