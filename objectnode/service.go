@@ -243,11 +243,16 @@ func (s *service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusRe
 	if h := n.host.Load(); h != nil {
 		resp.Replicas = uint32(h.Replicas())
 		for s := 0; s < cluster.Partitions; s++ {
+			if i := h.Applied(s); i > 0 {
+				resp.Applied = append(resp.Applied, &pb.ReplicaApplied{Shard: uint32(s), Index: i})
+			}
+		}
+		for s := 0; s < cluster.Partitions; s++ {
 			st := h.Status(s)
 			if !st.Serving {
 				continue
 			}
-			ss := &pb.ShardStatus{Shard: uint32(s), Voters: st.Voters, Learners: st.Learners, Applied: st.Applied, Behind: st.Behind}
+			ss := &pb.ShardStatus{Shard: uint32(s), Voters: st.Voters, Learners: st.Learners, Applied: st.Applied}
 			if reps, err := p.Replicas(s, n.cfg.Replicas); err == nil {
 				for _, r := range reps {
 					ss.Want = append(ss.Want, r.ID)

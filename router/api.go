@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -136,8 +137,10 @@ type groupView struct {
 	Want     []string `json:"want,omitempty"`
 	Applied  uint64   `json:"applied,omitempty"`
 	Moving   bool     `json:"moving,omitempty"`
-	// Behind names replicas that have not acknowledged every committed
-	// entry yet (as of the leader's last placement pass).
+	// Behind names the replicas whose node has applied less of the shard
+	// than the leader had when asked (or did not answer): a restarted or
+	// new replica catching up. Under load a follower is often a few
+	// entries behind; in a quiet cluster none is.
 	Behind []string `json:"behind,omitempty"`
 }
 
@@ -266,15 +269,23 @@ func (rt *Router) roomObject(room string) string {
 // collectGroups builds every shard's group from the nodes' Status answers
 // (nil for a node that did not answer). Two nodes may both claim a shard
 // for a moment while leadership moves: the one gossip names as leader wins,
-// else the one that applied more. It also counts the shards with a move in
-// flight and those whose leader answered.
+// else the one that applied more. A replica is behind when its node
+// applied less of the shard than the leader has, or did not answer. It
+// also counts the shards with a move in flight and those whose leader
+// answered.
 func collectGroups(leaders map[int]string, statuses []*pb.StatusResponse) (groups []groupView, moving, reported int) {
 	best := make([]*pb.ShardStatus, cluster.Partitions)
 	bestNode := make([]string, cluster.Partitions)
+	applied := map[string]map[int]uint64{} // node -> shard -> index applied
 	for _, st := range statuses {
 		if st == nil {
 			continue
 		}
+		byShard := map[int]uint64{}
+		for _, a := range st.Applied {
+			byShard[int(a.Shard)] = a.Index
+		}
+		applied[st.NodeId] = byShard
 		for _, ss := range st.Shards {
 			s := int(ss.Shard)
 			if s < 0 || s >= cluster.Partitions {
@@ -298,7 +309,10 @@ func collectGroups(leaders map[int]string, statuses []*pb.StatusResponse) (group
 			g.Learners = sortedCopy(ss.Learners)
 			g.Want = append([]string(nil), ss.Want...)
 			g.Applied = ss.Applied
-			g.Behind = sortedCopy(ss.Behind)
+			if a, ok := applied[g.Leader][s]; ok {
+				g.Applied = a // read with the replicas', not when the leader last published
+			}
+			g.Behind = behind(g, applied)
 			g.Moving = len(g.Learners) > 0 || !sameSet(g.Voters, g.Want)
 			if g.Moving {
 				moving++
@@ -307,6 +321,22 @@ func collectGroups(leaders map[int]string, statuses []*pb.StatusResponse) (group
 		groups[s] = g
 	}
 	return groups, moving, reported
+}
+
+// behind lists the group's current replicas whose node has applied less
+// of the shard than its leader, or did not answer. A replica of an
+// earlier incarnation ("id(old)") is on its way out: the move shows it.
+func behind(g groupView, applied map[string]map[int]uint64) []string {
+	var out []string
+	for _, r := range slices.Concat(g.Voters, g.Learners) {
+		if r == g.Leader || strings.HasSuffix(r, "(old)") {
+			continue
+		}
+		if a, ok := applied[r][g.Shard]; !ok || a < g.Applied {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func sortedCopy(s []string) []string {

@@ -45,6 +45,36 @@ func TestCollectGroups(t *testing.T) {
 	}
 }
 
+// TestCollectGroupsNamesReplicasBehind: a replica is behind while its
+// node has applied less of the shard than the leader (as the leader's
+// node reports it now, not as it last published), or did not answer.
+func TestCollectGroupsNamesReplicasBehind(t *testing.T) {
+	voters := []string{"node1", "node2", "node3"}
+	statuses := []*pb.StatusResponse{
+		{NodeId: "node1", Shards: []*pb.ShardStatus{
+			{Shard: 0, Voters: voters, Applied: 5}, // published long ago
+			{Shard: 1, Voters: voters, Applied: 7},
+			{Shard: 2, Voters: voters, Applied: 9},
+		}, Applied: []*pb.ReplicaApplied{{Shard: 0, Index: 20}, {Shard: 1, Index: 7}, {Shard: 2, Index: 9}}},
+		{NodeId: "node2", Applied: []*pb.ReplicaApplied{{Shard: 0, Index: 20}, {Shard: 1, Index: 7}, {Shard: 2, Index: 9}}},
+		{NodeId: "node3", Applied: []*pb.ReplicaApplied{{Shard: 0, Index: 12}, {Shard: 1, Index: 7}}},
+	}
+	groups, _, _ := collectGroups(map[int]string{0: "node1", 1: "node1", 2: "node1"}, statuses)
+	for s, want := range []string{"node3", "", "node3"} {
+		if got := strings.Join(groups[s].Behind, ","); got != want {
+			t.Errorf("shard %d: behind %q, want %q", s, got, want)
+		}
+	}
+	if groups[0].Applied != 20 {
+		t.Errorf("shard 0's applied %d, want the leader's 20 of now", groups[0].Applied)
+	}
+	statuses[2] = nil // node3 does not answer
+	groups, _, _ = collectGroups(map[int]string{0: "node1", 1: "node1", 2: "node1"}, statuses)
+	if got := strings.Join(groups[1].Behind, ","); got != "node3" {
+		t.Errorf("shard 1 with node3 silent: behind %q, want node3", got)
+	}
+}
+
 func TestWriteClusterText(t *testing.T) {
 	held := uint32(12)
 	v := clusterView{Router: "router1", Partitions: cluster.Partitions,

@@ -110,13 +110,13 @@ func (h *Host) apply(rds []ready) error {
 		}
 		h.cfg.Metrics.ApplySeconds.Observe(time.Since(start).Seconds())
 	}
+	for _, r := range rds {
+		h.applied[r.g.shard].Store(r.g.applied)
+	}
 	for _, d := range dones {
 		d.f(d.err)
 	}
 	for _, g := range started {
-		// A new leader knows no follower's progress yet: it counts them all
-		// behind until they answer, not none until its placement pass.
-		g.behind = h.behindOf(g, g.rn.Status())
 		h.publish(g)
 	}
 	return nil

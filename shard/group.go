@@ -38,9 +38,6 @@ type group struct {
 	// transferee is the replica this node last handed leadership to, until
 	// a leader is known again.
 	transferee uint64
-	// behind names the replicas this leader last saw without every
-	// committed entry (noteBehind); nil while it does not lead.
-	behind []string
 	// recampaign counts down ticks to a second campaign after a leader
 	// died: the first can lose to a follower that has not yet forgotten it.
 	recampaign int
@@ -224,6 +221,7 @@ func (h *Host) addGroup(shard int, id uint64) (*group, error) {
 		return nil, err
 	}
 	h.groups[shard] = g
+	h.applied[shard].Store(g.applied)
 	h.replicasChanged()
 	h.log.Info("new replica: a leader added this node to the shard", "shard", shard, "replica", fmt.Sprintf("%x", id))
 	return g, nil
@@ -244,6 +242,7 @@ func (h *Host) destroyGroup(g *group, why string) error {
 		return err
 	}
 	delete(h.groups, g.shard)
+	h.applied[g.shard].Store(0)
 	h.replicasChanged()
 	g.leader, g.serving, g.lead = false, false, 0
 	g.confState = &raftpb.ConfState{}

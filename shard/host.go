@@ -207,6 +207,9 @@ type Host struct {
 
 	status   []atomic.Pointer[ShardStatus] // by shard
 	replicas atomic.Int32                  // groups on this node
+	// applied is each replica's applied index once it is in the store
+	// (0: no replica here), for whoever waits for replicas to converge.
+	applied []atomic.Uint64
 
 	// Owned by the loop.
 	groups   map[int]*group
@@ -252,6 +255,7 @@ func newHost(cfg Config) (*Host, error) {
 		stop:        make(chan struct{}),
 		done:        make(chan struct{}),
 		status:      make([]atomic.Pointer[ShardStatus], cluster.Partitions),
+		applied:     make([]atomic.Uint64, cluster.Partitions),
 		groups:      map[int]*group{},
 		ids:         map[uint64]string{},
 		names:       map[uint64]string{},
@@ -273,6 +277,7 @@ func newHost(cfg Config) (*Host, error) {
 		}
 		if g != nil {
 			h.groups[s] = g
+			h.applied[s].Store(g.applied)
 		}
 	}
 	h.replicas.Store(int32(len(h.groups)))
@@ -298,6 +303,11 @@ func (h *Host) Serving(shard int) (serving bool, leader string) {
 
 // Status is what this node knows of a shard's group.
 func (h *Host) Status(shard int) ShardStatus { return *h.status[shard].Load() }
+
+// Applied is the index this node's replica of shard has applied to the
+// store, 0 when it holds none. A replica whose Applied is the leader's
+// holds every committed entry in its store: identical data.
+func (h *Host) Applied(shard int) uint64 { return h.applied[shard].Load() }
 
 // RefusedMessages counts peers' Raft messages dropped: from a replica that
 // is not the sending node's own, or not plausible.

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 
-	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/tracker"
 
 	"hellochat/cluster"
@@ -20,9 +19,6 @@ type ShardStatus struct {
 	Voters   []string
 	Learners []string
 	Applied  uint64
-	// Behind names the replicas the leader has not yet seen acknowledge
-	// every committed entry: a restarted or new replica still catching up.
-	Behind []string
 }
 
 // confMark is a point in a replica's run: its last log index and the
@@ -44,11 +40,8 @@ func (h *Host) publish(g *group) {
 		// sent there do not wait for gossip to name it.
 		leader = h.nodeOf(g, g.transferee)
 	}
-	if !g.serving {
-		g.behind = nil
-	}
 	next := &ShardStatus{Shard: g.shard, Serving: g.serving, Leader: leader, Applied: g.applied,
-		Voters: h.nameAll(g, g.confState.GetVoters()), Learners: h.nameAll(g, g.confState.GetLearners()), Behind: g.behind}
+		Voters: h.nameAll(g, g.confState.GetVoters()), Learners: h.nameAll(g, g.confState.GetLearners())}
 	prev := h.status[g.shard].Swap(next)
 	if prev.Serving != next.Serving || prev.Leader != next.Leader {
 		h.cfg.OnLeadership(g.shard, next.Serving, next.Leader)
@@ -241,26 +234,4 @@ func (h *Host) preferLeaders() {
 			h.log.Info("handing leadership over", "shard", g.shard, "to", h.name(g, pref), "match", pr.Match, "last", last)
 		}
 	}
-}
-
-// noteBehind records which replicas of a group its leader has not seen
-// acknowledge every committed entry, and publishes a change. Operators
-// watch a restarted node catch up by it, and a clean stop of the whole
-// cluster leaves identical replicas only once no group lists one.
-func (h *Host) noteBehind(g *group, st raft.Status) {
-	if behind := h.behindOf(g, st); !slices.Equal(behind, g.behind) {
-		g.behind = behind
-		h.publish(g)
-	}
-}
-
-func (h *Host) behindOf(g *group, st raft.Status) []string {
-	var behind []string
-	for id, pr := range st.Progress {
-		if id != g.id && pr.Match < st.GetCommit() {
-			behind = append(behind, h.name(g, id))
-		}
-	}
-	slices.Sort(behind)
-	return behind
 }

@@ -210,14 +210,13 @@ func (h *Host) place() {
 		}
 	}
 	for _, g := range h.groups {
-		if !g.serving || g.removed {
+		if !g.serving || g.confBusy > 0 || g.removed {
+			continue
+		}
+		if len(h.ringMetas(g.shard)) == 0 {
 			continue
 		}
 		st := g.rn.Status()
-		h.noteBehind(g, st)
-		if g.confBusy > 0 || len(h.ringMetas(g.shard)) == 0 {
-			continue
-		}
 		if st.LeadTransferee != 0 {
 			continue // Raft drops proposals while leadership moves
 		}

@@ -372,6 +372,7 @@ func (h *Host) persist(rds []ready) error {
 			}
 			h.fillLegacy(g)
 			h.markConf(g)
+			h.applied[g.shard].Store(g.applied)
 			h.log.Info("installed snapshot", "shard", g.shard, "index", meta.GetIndex())
 			h.publish(g) // its applied index and configuration jumped
 		}

@@ -1372,6 +1372,10 @@ type StatusResponse struct {
 	// object_commits counts the objects' batches this node committed since
 	// it started (the cluster view's commit rate).
 	ObjectCommits uint64 `protobuf:"varint,10,opt,name=object_commits,json=objectCommits,proto3" json:"object_commits,omitempty"`
+	// applied lists every shard replica this node holds with the index it
+	// has applied to its store (the router's view names replicas behind
+	// their leader by it).
+	Applied       []*ReplicaApplied `protobuf:"bytes,11,rep,name=applied,proto3" json:"applied,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1476,6 +1480,65 @@ func (x *StatusResponse) GetObjectCommits() uint64 {
 	return 0
 }
 
+func (x *StatusResponse) GetApplied() []*ReplicaApplied {
+	if x != nil {
+		return x.Applied
+	}
+	return nil
+}
+
+type ReplicaApplied struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Shard         uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaApplied) Reset() {
+	*x = ReplicaApplied{}
+	mi := &file_roompb_room_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaApplied) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaApplied) ProtoMessage() {}
+
+func (x *ReplicaApplied) ProtoReflect() protoreflect.Message {
+	mi := &file_roompb_room_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaApplied.ProtoReflect.Descriptor instead.
+func (*ReplicaApplied) Descriptor() ([]byte, []int) {
+	return file_roompb_room_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ReplicaApplied) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *ReplicaApplied) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 // ObjectStatus is one durable object running on a node.
 type ObjectStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1491,7 +1554,7 @@ type ObjectStatus struct {
 
 func (x *ObjectStatus) Reset() {
 	*x = ObjectStatus{}
-	mi := &file_roompb_room_proto_msgTypes[18]
+	mi := &file_roompb_room_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1503,7 +1566,7 @@ func (x *ObjectStatus) String() string {
 func (*ObjectStatus) ProtoMessage() {}
 
 func (x *ObjectStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_room_proto_msgTypes[18]
+	mi := &file_roompb_room_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1516,7 +1579,7 @@ func (x *ObjectStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectStatus.ProtoReflect.Descriptor instead.
 func (*ObjectStatus) Descriptor() ([]byte, []int) {
-	return file_roompb_room_proto_rawDescGZIP(), []int{18}
+	return file_roompb_room_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ObjectStatus) GetClass() string {
@@ -1569,7 +1632,7 @@ type ForgetRequest struct {
 
 func (x *ForgetRequest) Reset() {
 	*x = ForgetRequest{}
-	mi := &file_roompb_room_proto_msgTypes[19]
+	mi := &file_roompb_room_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1581,7 +1644,7 @@ func (x *ForgetRequest) String() string {
 func (*ForgetRequest) ProtoMessage() {}
 
 func (x *ForgetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_room_proto_msgTypes[19]
+	mi := &file_roompb_room_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1594,7 +1657,7 @@ func (x *ForgetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForgetRequest.ProtoReflect.Descriptor instead.
 func (*ForgetRequest) Descriptor() ([]byte, []int) {
-	return file_roompb_room_proto_rawDescGZIP(), []int{19}
+	return file_roompb_room_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ForgetRequest) GetNodeId() string {
@@ -1660,7 +1723,7 @@ type ForgetResponse struct {
 
 func (x *ForgetResponse) Reset() {
 	*x = ForgetResponse{}
-	mi := &file_roompb_room_proto_msgTypes[20]
+	mi := &file_roompb_room_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1672,7 +1735,7 @@ func (x *ForgetResponse) String() string {
 func (*ForgetResponse) ProtoMessage() {}
 
 func (x *ForgetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_room_proto_msgTypes[20]
+	mi := &file_roompb_room_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1685,7 +1748,7 @@ func (x *ForgetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForgetResponse.ProtoReflect.Descriptor instead.
 func (*ForgetResponse) Descriptor() ([]byte, []int) {
-	return file_roompb_room_proto_rawDescGZIP(), []int{20}
+	return file_roompb_room_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ForgetResponse) GetNodeId() string {
@@ -1728,7 +1791,7 @@ type DecommissionRequest struct {
 
 func (x *DecommissionRequest) Reset() {
 	*x = DecommissionRequest{}
-	mi := &file_roompb_room_proto_msgTypes[21]
+	mi := &file_roompb_room_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1740,7 +1803,7 @@ func (x *DecommissionRequest) String() string {
 func (*DecommissionRequest) ProtoMessage() {}
 
 func (x *DecommissionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_room_proto_msgTypes[21]
+	mi := &file_roompb_room_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1753,7 +1816,7 @@ func (x *DecommissionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionRequest.ProtoReflect.Descriptor instead.
 func (*DecommissionRequest) Descriptor() ([]byte, []int) {
-	return file_roompb_room_proto_rawDescGZIP(), []int{21}
+	return file_roompb_room_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DecommissionRequest) GetForce() bool {
@@ -1767,22 +1830,19 @@ func (x *DecommissionRequest) GetForce() bool {
 // id; one of an earlier incarnation of a node (its disk was wiped) has the
 // suffix "(old)".
 type ShardStatus struct {
-	state    protoimpl.MessageState `protogen:"open.v1"`
-	Shard    uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
-	Voters   []string               `protobuf:"bytes,2,rep,name=voters,proto3" json:"voters,omitempty"`
-	Learners []string               `protobuf:"bytes,3,rep,name=learners,proto3" json:"learners,omitempty"`
-	Want     []string               `protobuf:"bytes,4,rep,name=want,proto3" json:"want,omitempty"`
-	Applied  uint64                 `protobuf:"varint,5,opt,name=applied,proto3" json:"applied,omitempty"`
-	// behind names the replicas the leader has not seen acknowledge every
-	// committed entry (a restarted or new replica catching up).
-	Behind        []string `protobuf:"bytes,6,rep,name=behind,proto3" json:"behind,omitempty"`
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Shard         uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	Voters        []string               `protobuf:"bytes,2,rep,name=voters,proto3" json:"voters,omitempty"`
+	Learners      []string               `protobuf:"bytes,3,rep,name=learners,proto3" json:"learners,omitempty"`
+	Want          []string               `protobuf:"bytes,4,rep,name=want,proto3" json:"want,omitempty"`
+	Applied       uint64                 `protobuf:"varint,5,opt,name=applied,proto3" json:"applied,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ShardStatus) Reset() {
 	*x = ShardStatus{}
-	mi := &file_roompb_room_proto_msgTypes[22]
+	mi := &file_roompb_room_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1794,7 +1854,7 @@ func (x *ShardStatus) String() string {
 func (*ShardStatus) ProtoMessage() {}
 
 func (x *ShardStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_room_proto_msgTypes[22]
+	mi := &file_roompb_room_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1807,7 +1867,7 @@ func (x *ShardStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardStatus.ProtoReflect.Descriptor instead.
 func (*ShardStatus) Descriptor() ([]byte, []int) {
-	return file_roompb_room_proto_rawDescGZIP(), []int{22}
+	return file_roompb_room_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ShardStatus) GetShard() uint32 {
@@ -1845,13 +1905,6 @@ func (x *ShardStatus) GetApplied() uint64 {
 	return 0
 }
 
-func (x *ShardStatus) GetBehind() []string {
-	if x != nil {
-		return x.Behind
-	}
-	return nil
-}
-
 type RoomStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Room          string                 `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
@@ -1865,7 +1918,7 @@ type RoomStatus struct {
 
 func (x *RoomStatus) Reset() {
 	*x = RoomStatus{}
-	mi := &file_roompb_room_proto_msgTypes[23]
+	mi := &file_roompb_room_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1877,7 +1930,7 @@ func (x *RoomStatus) String() string {
 func (*RoomStatus) ProtoMessage() {}
 
 func (x *RoomStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_room_proto_msgTypes[23]
+	mi := &file_roompb_room_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1890,7 +1943,7 @@ func (x *RoomStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomStatus.ProtoReflect.Descriptor instead.
 func (*RoomStatus) Descriptor() ([]byte, []int) {
-	return file_roompb_room_proto_rawDescGZIP(), []int{23}
+	return file_roompb_room_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RoomStatus) GetRoom() string {
@@ -1944,7 +1997,7 @@ type MemberStatus struct {
 
 func (x *MemberStatus) Reset() {
 	*x = MemberStatus{}
-	mi := &file_roompb_room_proto_msgTypes[24]
+	mi := &file_roompb_room_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1956,7 +2009,7 @@ func (x *MemberStatus) String() string {
 func (*MemberStatus) ProtoMessage() {}
 
 func (x *MemberStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_roompb_room_proto_msgTypes[24]
+	mi := &file_roompb_room_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1969,7 +2022,7 @@ func (x *MemberStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberStatus.ProtoReflect.Descriptor instead.
 func (*MemberStatus) Descriptor() ([]byte, []int) {
-	return file_roompb_room_proto_rawDescGZIP(), []int{24}
+	return file_roompb_room_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *MemberStatus) GetId() string {
@@ -2105,7 +2158,7 @@ const file_roompb_room_proto_rawDesc = "" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x12\n" +
 	"\x04code\x18\x03 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\"\x0f\n" +
-	"\rStatusRequest\"\x99\x03\n" +
+	"\rStatusRequest\"\xd6\x03\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05ready\x18\x02 \x01(\bR\x05ready\x123\n" +
@@ -2117,7 +2170,11 @@ const file_roompb_room_proto_rawDesc = "" +
 	"\breplicas\x18\b \x01(\rR\breplicas\x129\n" +
 	"\aobjects\x18\t \x03(\v2\x1f.hellochat.room.v1.ObjectStatusR\aobjects\x12%\n" +
 	"\x0eobject_commits\x18\n" +
-	" \x01(\x04R\robjectCommits\"^\n" +
+	" \x01(\x04R\robjectCommits\x12;\n" +
+	"\aapplied\x18\v \x03(\v2!.hellochat.room.v1.ReplicaAppliedR\aapplied\"<\n" +
+	"\x0eReplicaApplied\x12\x14\n" +
+	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"^\n" +
 	"\fObjectStatus\x12\x14\n" +
 	"\x05class\x18\x01 \x01(\tR\x05class\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
@@ -2139,14 +2196,13 @@ const file_roompb_room_proto_rawDesc = "" +
 	"ring_nodes\x18\x03 \x01(\rR\tringNodes\x12\x18\n" +
 	"\aalready\x18\x04 \x01(\bR\aalready\"+\n" +
 	"\x13DecommissionRequest\x12\x14\n" +
-	"\x05force\x18\x01 \x01(\bR\x05force\"\x9d\x01\n" +
+	"\x05force\x18\x01 \x01(\bR\x05force\"\x8b\x01\n" +
 	"\vShardStatus\x12\x14\n" +
 	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x16\n" +
 	"\x06voters\x18\x02 \x03(\tR\x06voters\x12\x1a\n" +
 	"\blearners\x18\x03 \x03(\tR\blearners\x12\x12\n" +
 	"\x04want\x18\x04 \x03(\tR\x04want\x12\x18\n" +
-	"\aapplied\x18\x05 \x01(\x04R\aapplied\x12\x16\n" +
-	"\x06behind\x18\x06 \x03(\tR\x06behind\"\x87\x01\n" +
+	"\aapplied\x18\x05 \x01(\x04R\aappliedJ\x04\b\x06\x10\a\"\x87\x01\n" +
 	"\n" +
 	"RoomStatus\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x14\n" +
@@ -2180,7 +2236,7 @@ func file_roompb_room_proto_rawDescGZIP() []byte {
 }
 
 var file_roompb_room_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_roompb_room_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_roompb_room_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_roompb_room_proto_goTypes = []any{
 	(Presence_Change)(0),        // 0: hellochat.room.v1.Presence.Change
 	(*AttachRequest)(nil),       // 1: hellochat.room.v1.AttachRequest
@@ -2201,13 +2257,14 @@ var file_roompb_room_proto_goTypes = []any{
 	(*Reject)(nil),              // 16: hellochat.room.v1.Reject
 	(*StatusRequest)(nil),       // 17: hellochat.room.v1.StatusRequest
 	(*StatusResponse)(nil),      // 18: hellochat.room.v1.StatusResponse
-	(*ObjectStatus)(nil),        // 19: hellochat.room.v1.ObjectStatus
-	(*ForgetRequest)(nil),       // 20: hellochat.room.v1.ForgetRequest
-	(*ForgetResponse)(nil),      // 21: hellochat.room.v1.ForgetResponse
-	(*DecommissionRequest)(nil), // 22: hellochat.room.v1.DecommissionRequest
-	(*ShardStatus)(nil),         // 23: hellochat.room.v1.ShardStatus
-	(*RoomStatus)(nil),          // 24: hellochat.room.v1.RoomStatus
-	(*MemberStatus)(nil),        // 25: hellochat.room.v1.MemberStatus
+	(*ReplicaApplied)(nil),      // 19: hellochat.room.v1.ReplicaApplied
+	(*ObjectStatus)(nil),        // 20: hellochat.room.v1.ObjectStatus
+	(*ForgetRequest)(nil),       // 21: hellochat.room.v1.ForgetRequest
+	(*ForgetResponse)(nil),      // 22: hellochat.room.v1.ForgetResponse
+	(*DecommissionRequest)(nil), // 23: hellochat.room.v1.DecommissionRequest
+	(*ShardStatus)(nil),         // 24: hellochat.room.v1.ShardStatus
+	(*RoomStatus)(nil),          // 25: hellochat.room.v1.RoomStatus
+	(*MemberStatus)(nil),        // 26: hellochat.room.v1.MemberStatus
 }
 var file_roompb_room_proto_depIdxs = []int32{
 	2,  // 0: hellochat.room.v1.AttachRequest.open:type_name -> hellochat.room.v1.Open
@@ -2226,23 +2283,24 @@ var file_roompb_room_proto_depIdxs = []int32{
 	16, // 13: hellochat.room.v1.AttachEvent.reject:type_name -> hellochat.room.v1.Reject
 	11, // 14: hellochat.room.v1.Page.messages:type_name -> hellochat.room.v1.ChatMessage
 	0,  // 15: hellochat.room.v1.Presence.change:type_name -> hellochat.room.v1.Presence.Change
-	24, // 16: hellochat.room.v1.StatusResponse.rooms:type_name -> hellochat.room.v1.RoomStatus
-	25, // 17: hellochat.room.v1.StatusResponse.members:type_name -> hellochat.room.v1.MemberStatus
-	23, // 18: hellochat.room.v1.StatusResponse.shards:type_name -> hellochat.room.v1.ShardStatus
-	19, // 19: hellochat.room.v1.StatusResponse.objects:type_name -> hellochat.room.v1.ObjectStatus
-	1,  // 20: hellochat.room.v1.Rooms.Attach:input_type -> hellochat.room.v1.AttachRequest
-	17, // 21: hellochat.room.v1.Rooms.Status:input_type -> hellochat.room.v1.StatusRequest
-	22, // 22: hellochat.room.v1.Rooms.Decommission:input_type -> hellochat.room.v1.DecommissionRequest
-	20, // 23: hellochat.room.v1.Rooms.Forget:input_type -> hellochat.room.v1.ForgetRequest
-	8,  // 24: hellochat.room.v1.Rooms.Attach:output_type -> hellochat.room.v1.AttachEvent
-	18, // 25: hellochat.room.v1.Rooms.Status:output_type -> hellochat.room.v1.StatusResponse
-	18, // 26: hellochat.room.v1.Rooms.Decommission:output_type -> hellochat.room.v1.StatusResponse
-	21, // 27: hellochat.room.v1.Rooms.Forget:output_type -> hellochat.room.v1.ForgetResponse
-	24, // [24:28] is the sub-list for method output_type
-	20, // [20:24] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	25, // 16: hellochat.room.v1.StatusResponse.rooms:type_name -> hellochat.room.v1.RoomStatus
+	26, // 17: hellochat.room.v1.StatusResponse.members:type_name -> hellochat.room.v1.MemberStatus
+	24, // 18: hellochat.room.v1.StatusResponse.shards:type_name -> hellochat.room.v1.ShardStatus
+	20, // 19: hellochat.room.v1.StatusResponse.objects:type_name -> hellochat.room.v1.ObjectStatus
+	19, // 20: hellochat.room.v1.StatusResponse.applied:type_name -> hellochat.room.v1.ReplicaApplied
+	1,  // 21: hellochat.room.v1.Rooms.Attach:input_type -> hellochat.room.v1.AttachRequest
+	17, // 22: hellochat.room.v1.Rooms.Status:input_type -> hellochat.room.v1.StatusRequest
+	23, // 23: hellochat.room.v1.Rooms.Decommission:input_type -> hellochat.room.v1.DecommissionRequest
+	21, // 24: hellochat.room.v1.Rooms.Forget:input_type -> hellochat.room.v1.ForgetRequest
+	8,  // 25: hellochat.room.v1.Rooms.Attach:output_type -> hellochat.room.v1.AttachEvent
+	18, // 26: hellochat.room.v1.Rooms.Status:output_type -> hellochat.room.v1.StatusResponse
+	18, // 27: hellochat.room.v1.Rooms.Decommission:output_type -> hellochat.room.v1.StatusResponse
+	22, // 28: hellochat.room.v1.Rooms.Forget:output_type -> hellochat.room.v1.ForgetResponse
+	25, // [25:29] is the sub-list for method output_type
+	21, // [21:25] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_roompb_room_proto_init() }
@@ -2274,7 +2332,7 @@ func file_roompb_room_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_roompb_room_proto_rawDesc), len(file_roompb_room_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
