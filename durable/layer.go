@@ -168,7 +168,8 @@ type ListOptions struct {
 	Start, End string
 	// StartAfter starts the range just past this key (pages of a forward
 	// List: the last key of one page starts the next); it and Start are
-	// not both set.
+	// not both set. "" is unset: to page past the empty key, use Start
+	// "\x00".
 	StartAfter string
 	// Reverse walks from the highest key down.
 	Reverse bool

@@ -33,7 +33,7 @@ type metrics struct {
 
 // observeEvent is the actors' durable.Config.Observe.
 func (m *metrics) observeEvent(kind durable.EventKind, err error) {
-	if int(kind) >= len(m.objectEvents) || m.objectEvents[kind] == nil {
+	if m == nil || int(kind) >= len(m.objectEvents) || m.objectEvents[kind] == nil {
 		return
 	}
 	m.objectEvents[kind].Inc()

@@ -280,13 +280,22 @@ func (o *objectHost) closeAll() {
 	o.wg.Wait()
 }
 
-// status lists the objects with an actor here, started or starting.
+// MaxStatusObjects bounds the objects a node's Status lists, so that a
+// node running many keeps its answer small (hellochat_node_active_objects
+// counts them all).
+const MaxStatusObjects = 1000
+
+// status lists the objects with an actor here, started or starting, at
+// most MaxStatusObjects of them.
 func (o *objectHost) status() []*pb.ObjectStatus {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	var out []*pb.ObjectStatus
 	for s := range o.live {
 		for _, e := range o.live[s] {
+			if len(out) == MaxStatusObjects {
+				return out
+			}
 			out = append(out, &pb.ObjectStatus{Class: e.id.Namespace(), Id: e.id.String(), Name: e.name, Shard: uint32(s)})
 		}
 	}
