@@ -65,6 +65,27 @@ func waitMetric(t *testing.T, addr, series string, ok func(float64) bool, what s
 
 func above(x float64) func(float64) bool { return func(v float64) bool { return v > x } }
 
+// annAndBob joins ann, then bob, to room; ann has seen bob join.
+func annAndBob(t *testing.T, c *tc.Cluster, room string) (ann, bob *tc.Client) {
+	t.Helper()
+	ann = tc.Dial(t, c.URL(), room, "ann", true)
+	ann.Expect(wait, "presence", tc.IsType("presence"))
+	bob = tc.Dial(t, c.URL(), room, "bob", true)
+	ann.Expect(wait, "bob joining", func(f tc.Frame) bool { return f.Type == "joined" && f.Name == "bob" })
+	return ann, bob
+}
+
+// annTellsBob has ann send n messages, bob shown each, ann acked the last.
+func annTellsBob(ann, bob *tc.Client, n int) {
+	for i := 0; i < n; i++ {
+		ann.Post(fmt.Sprintf("m-%d", i), "hello")
+	}
+	for i := 0; i < n; i++ {
+		bob.Expect(wait, "message", tc.IsMessage)
+	}
+	ann.Expect(wait, "last ack", func(f tc.Frame) bool { return f.Type == "ack" && f.ID == fmt.Sprintf("m-%d", n-1) })
+}
+
 // TestMetricsMoveWithEvents: each metric family moves when its event
 // happens, scraped over HTTP from the admin listeners of a real
 // in-process cluster: messages sent and refused, sessions and rooms,
@@ -86,23 +107,14 @@ func TestMetricsMoveWithEvents(t *testing.T) {
 		t.Fatal("router: no Go collector")
 	}
 
-	ann := tc.Dial(t, c.URL(), room, "ann", true)
-	ann.Expect(wait, "presence", tc.IsType("presence"))
-	bob := tc.Dial(t, c.URL(), room, "bob", true)
-	ann.Expect(wait, "bob joining", func(f tc.Frame) bool { return f.Type == "joined" && f.Name == "bob" })
+	ann, bob := annAndBob(t, c, room)
 	waitMetric(t, rtAdmin, "hellochat_router_sessions", func(v float64) bool { return v == 2 }, "two browsers")
 	waitMetric(t, rtAdmin, "hellochat_router_active_rooms", func(v float64) bool { return v == 1 }, "one room")
 	waitMetric(t, nodeAdmin, "hellochat_node_sessions", func(v float64) bool { return v == 2 }, "two sessions on the leader")
 	waitMetric(t, nodeAdmin, "hellochat_node_active_rooms", above(0), "a room on the leader")
 
 	const n = 5
-	for i := 0; i < n; i++ {
-		ann.Post(fmt.Sprintf("m-%d", i), "hello")
-	}
-	for i := 0; i < n; i++ {
-		bob.Expect(wait, "message", tc.IsMessage)
-	}
-	ann.Expect(wait, "last ack", func(f tc.Frame) bool { return f.Type == "ack" && f.ID == fmt.Sprintf("m-%d", n-1) })
+	annTellsBob(ann, bob, n)
 	r := scrape(t, rtAdmin)
 	for series, want := range map[string]float64{
 		"hellochat_router_messages_received_total":  n,
@@ -180,22 +192,13 @@ func TestObjectMetricsMoveWithEvents(t *testing.T) {
 		}
 	}
 
-	ann := tc.Dial(t, c.URL(), room, "ann", true)
-	ann.Expect(wait, "presence", tc.IsType("presence"))
-	bob := tc.Dial(t, c.URL(), room, "bob", true)
-	ann.Expect(wait, "bob joining", func(f tc.Frame) bool { return f.Type == "joined" && f.Name == "bob" })
+	ann, bob := annAndBob(t, c, room)
 	waitMetric(t, c.Router.AdminAddr(), "hellochat_router_sessions", func(v float64) bool { return v == 2 }, "two browsers")
 	waitMetric(t, nodeAdmin, "hellochat_node_active_objects", above(0), "the room on its leader")
 	waitMetric(t, nodeAdmin, events("fetch"), above(before[events("fetch")]+1), "two upgrades")
 
 	const n = 5
-	for i := 0; i < n; i++ {
-		ann.Post(fmt.Sprintf("m-%d", i), "hello")
-	}
-	for i := 0; i < n; i++ {
-		bob.Expect(wait, "message", tc.IsMessage)
-	}
-	ann.Expect(wait, "last ack", func(f tc.Frame) bool { return f.Type == "ack" && f.ID == fmt.Sprintf("m-%d", n-1) })
+	annTellsBob(ann, bob, n)
 	waitMetric(t, nodeAdmin, events("socket_message"), above(before[events("socket_message")]+n-1), "a socket message per chat message")
 	if v := scrape(t, nodeAdmin)["hellochat_node_object_commits_total"]; v <= before["hellochat_node_object_commits_total"] {
 		t.Errorf("object commits did not move: %v -> %v", before["hellochat_node_object_commits_total"], v)
