@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -69,9 +68,6 @@ type gateway struct {
 	// the sockets' last word to their objects. Both end at close.
 	ctx, reportCtx       context.Context
 	cancel, cancelReport context.CancelFunc
-
-	// queued counts the bytes waiting in the sockets' queues (Stats).
-	queued atomic.Int64
 
 	mu      sync.Mutex
 	next    uint64
@@ -365,10 +361,11 @@ func (g *gateway) expire(ctx context.Context) {
 func (g *gateway) Upgrade(w http.ResponseWriter, r *http.Request, id durable.ID, p apps.SocketPolicy) {
 	rt := g.rt
 	addr := clientAddr(r)
-	if _, ok := rt.admit(w, addr); !ok {
+	a, ok := rt.admit(w, addr)
+	if !ok {
 		return
 	}
-	s, ok := g.open(id, addr, p)
+	s, ok := g.open(id, addr, queueShares{router: &rt.queued, addr: &a.queued}, p)
 	if !ok {
 		rt.release(addr)
 		http.Error(w, "router shutting down", http.StatusServiceUnavailable)
@@ -411,14 +408,14 @@ func (g *gateway) Refuse(w http.ResponseWriter, r *http.Request, subprotocol str
 
 // open registers a socket before its upgrade reaches the object, so that
 // what the object sends at once waits for the handshake.
-func (g *gateway) open(id durable.ID, addr string, p apps.SocketPolicy) (*gatewaySocket, bool) {
+func (g *gateway) open(id durable.ID, addr string, shares queueShares, p apps.SocketPolicy) (*gatewaySocket, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
 		return nil, false
 	}
 	g.next++
-	s := newGatewaySocket(g, objectclient.SocketID(g.id, g.next), id, addr, p)
+	s := newGatewaySocket(g, objectclient.SocketID(g.id, g.next), id, addr, shares, p)
 	g.sockets[s.id] = s
 	g.wg.Add(1)
 	return s, true

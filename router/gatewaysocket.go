@@ -44,6 +44,12 @@ type gatewaySocket struct {
 	queue   []outFrame
 	bytes   int
 	closing bool // a close frame is queued: nothing more is
+	// writing is the bytes the write loop took and has not finished
+	// writing, since takenAt: with bytes, what the socket holds against
+	// shares (the router's budget and its address's share).
+	writing int
+	takenAt time.Time
+	shares  queueShares
 	auto    *pb.AutoResponse
 	wake    chan struct{} // cap 1: the queue grew
 	// shown is the number of the last numbered frame queued
@@ -104,8 +110,8 @@ type outFrame struct {
 	reason string
 }
 
-func newGatewaySocket(g *gateway, id string, object durable.ID, addr string, p apps.SocketPolicy) *gatewaySocket {
-	s := &gatewaySocket{g: g, id: id, object: object, addr: addr, class: object.Namespace(), objectID: object.String(), name: object.TravellingName(), policy: p,
+func newGatewaySocket(g *gateway, id string, object durable.ID, addr string, shares queueShares, p apps.SocketPolicy) *gatewaySocket {
+	s := &gatewaySocket{g: g, id: id, object: object, addr: addr, shares: shares, class: object.Namespace(), objectID: object.String(), name: object.TravellingName(), policy: p,
 		wake: make(chan struct{}, 1),
 		room: make(chan struct{}, 1), writerDone: make(chan struct{})}
 	if cfg := g.rt.cfg; cfg.FrameRate > 0 {
@@ -130,8 +136,11 @@ func (s *gatewaySocket) apply(op *pb.GatewayOp) {
 	}
 }
 
-// push queues a frame for the browser, unless it is a numbered repeat;
-// past MaxGatewaySocketQueueBytes the socket is closed instead.
+// push queues a frame for the browser, unless it is a numbered repeat.
+// A frame that does not fit what the socket may hold
+// (MaxGatewaySocketQueueBytes), or what its address or the router may
+// hold (queueShares), closes the socket instead: a browser that goes on
+// is never sent to with a gap.
 func (s *gatewaySocket) push(f outFrame) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -144,17 +153,55 @@ func (s *gatewaySocket) push(f outFrame) {
 		}
 		s.shown = f.number
 	}
-	if !f.close && s.bytes+len(f.data) > MaxGatewaySocketQueueBytes {
-		f = outFrame{close: true, code: closeTryAgainLater, reason: "the browser reads too slowly"}
+	if !f.close {
+		f = s.reserve(f)
 	}
 	s.closing = f.close
 	s.queue = append(s.queue, f)
 	s.bytes += len(f.data)
-	s.g.queued.Add(int64(len(f.data)))
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
+}
+
+// reserve counts f's bytes against the socket's shares and returns it, or
+// returns the close frame that ends a socket that cannot hold it; called
+// with mu held.
+func (s *gatewaySocket) reserve(f outFrame) outFrame {
+	n := len(f.data)
+	if s.bytes+s.writing+n > MaxGatewaySocketQueueBytes {
+		s.g.rt.metrics.refuse(reasonSlowConsumer)
+		return outFrame{close: true, code: closeTryAgainLater, reason: "the browser reads too slowly"}
+	}
+	keepsUp := func() bool {
+		return s.bytes+n <= QueuedBytesFloor && (s.writing == 0 || time.Since(s.takenAt) < StuckWriteAfter)
+	}
+	if reason, why := s.shares.reserve(int64(n), keepsUp); reason != "" {
+		s.g.rt.metrics.refuse(reason)
+		return outFrame{close: true, code: closePolicy, reason: why}
+	}
+	return f
+}
+
+// take hands the write loop what is queued.
+func (s *gatewaySocket) take() []outFrame {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	frames := s.queue
+	s.writing += s.bytes
+	s.queue, s.bytes = nil, 0
+	s.takenAt = time.Now()
+	return frames
+}
+
+// written gives back the bytes of a batch the write loop is done with,
+// written or not.
+func (s *gatewaySocket) written(n int) {
+	s.mu.Lock()
+	s.writing -= n
+	s.mu.Unlock()
+	s.shares.release(int64(n))
 }
 
 // discardQueue drops what the ended write loop left queued, and takes
@@ -163,7 +210,7 @@ func (s *gatewaySocket) discardQueue() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closing = true
-	s.g.queued.Add(-int64(s.bytes))
+	s.shares.release(int64(s.bytes))
 	s.queue, s.bytes = nil, 0
 }
 
@@ -212,7 +259,6 @@ func (s *gatewaySocket) readLoop() {
 			s.awaitAnswers(objectclient.CallTimeout + eventAnswerTimeout)
 			s.cancelWrite()
 			<-s.writerDone
-			s.discardQueue()
 			s.conn.CloseNow()
 			s.end(code, reason, clean)
 			return
@@ -425,11 +471,7 @@ func (s *gatewaySocket) writeLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
-		s.mu.Lock()
-		frames := s.queue
-		s.queue, s.bytes = nil, 0
-		s.mu.Unlock()
-		if !s.write(ctx, frames) {
+		if !s.write(ctx, s.take()) {
 			return
 		}
 	}
@@ -439,11 +481,11 @@ func (s *gatewaySocket) writeLoop(ctx context.Context) {
 // is done with (closed, or its connection failed). The frames before a
 // close or a drain marker leave together, in one write.
 func (s *gatewaySocket) write(ctx context.Context, frames []outFrame) bool {
-	left := 0
+	n := 0
 	for _, f := range frames {
-		left += len(f.data)
+		n += len(f.data)
 	}
-	defer func() { s.g.queued.Add(-int64(left)) }()
+	defer s.written(n)
 	// One watchdog bounds the whole batch, as a session's writes are
 	// bounded: a batch flushes whenever it gathers batchFlushBytes, in the
 	// middle of a frame's Write, so a deadline set only around the last
@@ -490,8 +532,6 @@ func (s *gatewaySocket) write(ctx context.Context, frames []outFrame) bool {
 		// In a batch the write only gathers the frame; flush bounds the
 		// connection's write.
 		err := s.conn.Write(ctx, typ, f.data)
-		left -= len(f.data)
-		s.g.queued.Add(-int64(len(f.data)))
 		if err != nil {
 			if batching {
 				s.raw.end()
@@ -515,8 +555,10 @@ func (s *gatewaySocket) reportDrained() {
 	}
 }
 
-// end tells the object the socket ended and lets go of it.
+// end tells the object the socket ended and lets go of it; its write
+// loop is done or never ran.
 func (s *gatewaySocket) end(code int, reason string, clean bool) {
+	s.discardQueue() // before its address's share may be forgotten
 	go func() {
 		defer s.g.wg.Done()
 		defer s.g.rt.release(s.addr)

@@ -20,7 +20,7 @@ func sendOp(data string, number uint64) *pb.GatewayOp {
 // may not have handed over) and is dropped; unnumbered frames always go
 // and leave the number where it was.
 func TestNumberedFramesDropRepeats(t *testing.T) {
-	s := newGatewaySocket(&gateway{rt: &Router{}}, "r~1.1", testObject, "", apps.SocketPolicy{})
+	s := newGatewaySocket(&gateway{rt: &Router{}}, "r~1.1", testObject, "", queueShares{}, apps.SocketPolicy{})
 	for _, op := range []*pb.GatewayOp{
 		sendOp("m1", 1), sendOp("m2", 2), sendOp("hi", 0),
 		sendOp("m1", 1), sendOp("m2", 2), // a new leader sends the recent ones again

@@ -34,13 +34,26 @@ import (
 
 const budgetWait = 60 * time.Second
 
-// startBudgetRouter starts a router that joins c's nodes with the given
-// limits on queued bytes, and waits until it serves rooms.
-func startBudgetRouter(t *testing.T, c *tc.Cluster, id string, budget, perAddr int64) *router.Router {
+// chats are the two chats a router serves at /ws: the built-in one, and
+// the chat app on the object API (--chat-app), whose browsers' sockets
+// the gateway holds.
+var chats = []struct {
+	name string
+	app  bool
+}{{"builtin", false}, {"app", true}}
+
+// startBudgetRouter starts a router that joins c's nodes (none when c is
+// nil) with the given limits on queued bytes, serving the chat app or
+// the built-in chat.
+func startBudgetRouter(t *testing.T, c *tc.Cluster, id string, chatApp bool, budget, perAddr int64) *router.Router {
 	t.Helper()
 	var seeds []string
-	for i := range c.Nodes {
-		seeds = append(seeds, c.Config(i).GossipListen)
+	sec := security.Insecure()
+	if c != nil {
+		for i := range c.Nodes {
+			seeds = append(seeds, c.Config(i).GossipListen)
+		}
+		sec = c.Security(security.RoleRouter, id)
 	}
 	rt, err := router.Start(router.Config{
 		ID:                 id,
@@ -49,9 +62,10 @@ func startBudgetRouter(t *testing.T, c *tc.Cluster, id string, budget, perAddr i
 		GossipListen:       "127.0.0.1:" + strconv.Itoa(tc.FreePort(t)),
 		Seeds:              seeds,
 		Timings:            tc.Timings(),
-		Security:           c.Security(security.RoleRouter, id),
+		Security:           sec,
 		QueuedBytesBudget:  budget,
 		QueuedBytesPerAddr: perAddr,
+		ChatApp:            chatApp,
 		Logger:             slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
@@ -209,113 +223,115 @@ func TestQueuedBytesBudget(t *testing.T) {
 		{"per address", 0, limit, []string{"127.0.0.1", "127.0.0.1", "127.0.0.1", "127.0.0.1", "127.0.0.1", "127.0.0.1"}, "queued_bytes_per_addr"},
 		{"router budget", limit, 0, []string{"127.0.0.1", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7"}, "queued_bytes_budget"},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			id := "router-" + strings.ReplaceAll(tt.name, " ", "-")
-			rt := startBudgetRouter(t, c, id, tt.budget, tt.perAddr)
-			base, room := "http://"+rt.Addr(), "budget-"+strings.ReplaceAll(tt.name, " ", "-")
+		for _, chat := range chats {
+			t.Run(tt.name+"/"+chat.name, func(t *testing.T) {
+				id := "router-" + strings.ReplaceAll(tt.name, " ", "-") + "-" + chat.name
+				rt := startBudgetRouter(t, c, id, chat.app, tt.budget, tt.perAddr)
+				base, room := "http://"+rt.Addr(), "budget-"+strings.ReplaceAll(tt.name, " ", "-")+"-"+chat.name
 
-			ctx, cancel := context.WithTimeout(context.Background(), budgetWait)
-			defer cancel()
-			// The writer and a reader, each from an address of its own.
-			writer := dialReader(t, base, room, "writer", "127.0.0.2")
-			reader := dialReader(t, base, room, "reader", "127.0.0.8")
+				ctx, cancel := context.WithTimeout(context.Background(), budgetWait)
+				defer cancel()
+				// The writer and a reader, each from an address of its own.
+				writer := dialReader(t, base, room, "writer", "127.0.0.2")
+				reader := dialReader(t, base, room, "reader", "127.0.0.8")
 
-			var slow []*websocket.Conn
-			for i, ip := range tt.slowFrom {
-				slow = append(slow, slowBrowser(t, base, room, fmt.Sprintf("slow%d", i), ip))
-			}
+				var slow []*websocket.Conn
+				for i, ip := range tt.slowFrom {
+					slow = append(slow, slowBrowser(t, base, room, fmt.Sprintf("slow%d", i), ip))
+				}
 
-			// Sample the queued bytes, the router's and those of the slow
-			// browsers' first address, while the room talks.
-			var peakMu sync.Mutex
-			peak, peakAddr := 0, int64(0)
-			stop := make(chan struct{})
-			sampled := make(chan struct{})
-			go func() {
-				defer close(sampled)
-				tick := time.NewTicker(time.Millisecond) // sampling a gauge, not waiting for an event
-				defer tick.Stop()
-				for {
-					q, qa := rt.Stats().QueuedBytes, rt.QueuedFrom(tt.slowFrom[0])
-					peakMu.Lock()
-					peak, peakAddr = max(peak, q), max(peakAddr, qa)
-					peakMu.Unlock()
-					select {
-					case <-stop:
-						return
-					case <-tick.C:
+				// Sample the queued bytes, the router's and those of the slow
+				// browsers' first address, while the room talks.
+				var peakMu sync.Mutex
+				peak, peakAddr := 0, int64(0)
+				stop := make(chan struct{})
+				sampled := make(chan struct{})
+				go func() {
+					defer close(sampled)
+					tick := time.NewTicker(time.Millisecond) // sampling a gauge, not waiting for an event
+					defer tick.Stop()
+					for {
+						q, qa := rt.Stats().QueuedBytes, rt.QueuedFrom(tt.slowFrom[0])
+						peakMu.Lock()
+						peak, peakAddr = max(peak, q), max(peakAddr, qa)
+						peakMu.Unlock()
+						select {
+						case <-stop:
+							return
+						case <-tick.C:
+						}
+					}
+				}()
+
+				// The room talks until every slow browser is gone: once its
+				// socket's buffers are full, what it is sent waits in the
+				// router, soon more than the limit. The messages go in rounds
+				// the room's send window takes whole, so none is refused as
+				// overloaded, and that a browser that reads takes without
+				// coming near the limit (4000 bytes a message).
+				const round, maxRounds = 50, 200
+				text := strings.Repeat("x", 4000)
+				sent := 0
+				for rt.Stats().Sessions > 2 {
+					if sent == round*maxRounds {
+						t.Fatalf("%d messages sent, and %d slow browsers still connected", sent, rt.Stats().Sessions-2)
+					}
+					for j := sent; j < sent+round; j++ {
+						frame := fmt.Sprintf(`{"type":"send","id":"w-%d","text":"%d %s"}`, j, j, text)
+						if err := writer.Conn.Write(ctx, websocket.MessageText, []byte(frame)); err != nil {
+							t.Fatalf("send %d: %v", j, err)
+						}
+					}
+					for j := sent; j < sent+round; j++ {
+						f := expect(t, writer, fmt.Sprintf("the ack of %d", j), func(f tc.Frame) bool { return f.Type == "ack" || f.Type == "error" })
+						if f.Type == "error" {
+							t.Fatalf("message %s refused: %s %s", f.ID, f.Code, f.Message)
+						}
+					}
+					sent += round
+				}
+				for i := 0; i < sent; i++ {
+					f := expect(t, reader, fmt.Sprintf("message %d", i), tc.IsMessage)
+					if want := fmt.Sprintf("%d ", i); !strings.HasPrefix(f.Text, want) {
+						t.Fatalf("the reader was shown %.20q as message %d", f.Text, i)
 					}
 				}
-			}()
+				close(stop)
+				<-sampled
 
-			// The room talks until every slow browser is gone: once its
-			// socket's buffers are full, what it is sent waits in the
-			// router, soon more than the limit. The messages go in rounds
-			// the room's send window takes whole, so none is refused as
-			// overloaded, and that a browser that reads takes without
-			// coming near the limit (4000 bytes a message).
-			const round, maxRounds = 50, 200
-			text := strings.Repeat("x", 4000)
-			sent := 0
-			for rt.Stats().Sessions > 2 {
-				if sent == round*maxRounds {
-					t.Fatalf("%d messages sent, and %d slow browsers still connected", sent, rt.Stats().Sessions-2)
+				peakMu.Lock()
+				t.Logf("%d messages; peak queued bytes: %d in all, %d for %s", sent, peak, peakAddr, tt.slowFrom[0])
+				if tt.perAddr > 0 && peakAddr > tt.perAddr {
+					t.Errorf("the router held %d bytes for the browsers of %s; want at most %d", peakAddr, tt.slowFrom[0], tt.perAddr)
 				}
-				for j := sent; j < sent+round; j++ {
-					frame := fmt.Sprintf(`{"type":"send","id":"w-%d","text":"%d %s"}`, j, j, text)
-					if err := writer.Conn.Write(ctx, websocket.MessageText, []byte(frame)); err != nil {
-						t.Fatalf("send %d: %v", j, err)
+				// Browsers with little waiting may pass the budget, by at
+				// most twice QueuedBytesFloor each.
+				if bound := tt.budget + int64(len(tt.slowFrom)+2)*2*router.QueuedBytesFloor; tt.budget > 0 && int64(peak) > bound {
+					t.Errorf("the router held %d bytes for its browsers; want at most %d", peak, bound)
+				}
+				peakMu.Unlock()
+				for i, conn := range slow {
+					if ce, ok := closedWith(t, conn); ok && (ce.Code != websocket.StatusPolicyViolation || !strings.HasPrefix(ce.Reason, "slow consumer")) {
+						t.Errorf("slow browser %d closed with %d %q, want 1008 slow consumer", i, ce.Code, ce.Reason)
 					}
 				}
-				for j := sent; j < sent+round; j++ {
-					f := expect(t, writer, fmt.Sprintf("the ack of %d", j), func(f tc.Frame) bool { return f.Type == "ack" || f.Type == "error" })
-					if f.Type == "error" {
-						t.Fatalf("message %s refused: %s %s", f.ID, f.Code, f.Message)
+				if n := refusedMetric(t, rt, tt.reason); n == 0 {
+					t.Errorf("refused_total{reason=%q} is 0", tt.reason)
+				}
+				// Everything the slow browsers held is given back.
+				tc.Eventually(t, budgetWait, func() error {
+					if st := rt.Stats(); st.QueuedBytes != 0 || st.Sessions != 2 {
+						return fmt.Errorf("%d sessions hold %d queued bytes; want the writer and the reader, and 0", st.Sessions, st.QueuedBytes)
+					}
+					return nil
+				})
+				for _, cl := range []*chatclient.Client{writer, reader} {
+					if cl.IsClosed() {
+						t.Fatal("a browser that reads was disconnected")
 					}
 				}
-				sent += round
-			}
-			for i := 0; i < sent; i++ {
-				f := expect(t, reader, fmt.Sprintf("message %d", i), tc.IsMessage)
-				if want := fmt.Sprintf("%d ", i); !strings.HasPrefix(f.Text, want) {
-					t.Fatalf("the reader was shown %.20q as message %d", f.Text, i)
-				}
-			}
-			close(stop)
-			<-sampled
-
-			peakMu.Lock()
-			t.Logf("%d messages; peak queued bytes: %d in all, %d for %s", sent, peak, peakAddr, tt.slowFrom[0])
-			if tt.perAddr > 0 && peakAddr > tt.perAddr {
-				t.Errorf("the router held %d bytes for the browsers of %s; want at most %d", peakAddr, tt.slowFrom[0], tt.perAddr)
-			}
-			// Browsers with little waiting may pass the budget, by at
-			// most twice QueuedBytesFloor each.
-			if bound := tt.budget + int64(len(tt.slowFrom)+2)*2*router.QueuedBytesFloor; tt.budget > 0 && int64(peak) > bound {
-				t.Errorf("the router held %d bytes for its browsers; want at most %d", peak, bound)
-			}
-			peakMu.Unlock()
-			for i, conn := range slow {
-				if ce, ok := closedWith(t, conn); ok && (ce.Code != websocket.StatusPolicyViolation || !strings.HasPrefix(ce.Reason, "slow consumer")) {
-					t.Errorf("slow browser %d closed with %d %q, want 1008 slow consumer", i, ce.Code, ce.Reason)
-				}
-			}
-			if n := refusedMetric(t, rt, tt.reason); n == 0 {
-				t.Errorf("refused_total{reason=%q} is 0", tt.reason)
-			}
-			// Everything the slow browsers held is given back.
-			tc.Eventually(t, budgetWait, func() error {
-				if st := rt.Stats(); st.QueuedBytes != 0 || st.Sessions != 2 {
-					return fmt.Errorf("%d sessions hold %d queued bytes; want the writer and the reader, and 0", st.Sessions, st.QueuedBytes)
-				}
-				return nil
 			})
-			for _, cl := range []*chatclient.Client{writer, reader} {
-				if cl.IsClosed() {
-					t.Fatal("a browser that reads was disconnected")
-				}
-			}
-		})
+		}
 	}
 }
 

@@ -353,7 +353,7 @@ type Stats struct {
 	RefusedConns uint64 // upgrades refused by MaxConns or MaxConnsPerAddr
 	Parked       int    // of them, idle with no goroutine (see parker)
 	Relays       int    // rooms with a relay
-	QueuedBytes  int    // bytes waiting to be written to browsers, all told (QueuedBytesBudget counts the built-in chat's)
+	QueuedBytes  int    // bytes waiting to be written to browsers, all told (what QueuedBytesBudget counts)
 	Refused      uint64 // sends refused as overloaded
 }
 
@@ -361,7 +361,7 @@ type Stats struct {
 func (rt *Router) Stats() Stats {
 	var st Stats
 	if rt.gateway != nil {
-		st.Sessions, st.QueuedBytes = rt.gateway.count(), int(rt.gateway.queued.Load())
+		st.Sessions = rt.gateway.count()
 	}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
