@@ -260,10 +260,10 @@ func (rt *Router) clusterView(ctx context.Context, rooms []string) clusterView {
 // roomObject is the name room's storage lives under: the room's own for
 // the built-in chat, its object's for the chat app.
 func (rt *Router) roomObject(room string) string {
-	if rt.cfg.ChatApp {
-		return chat.Namespace.IDFromName(room).StorageObject()
+	if rt.cfg.BuiltinChat {
+		return room
 	}
-	return room
+	return chat.Namespace.IDFromName(room).StorageObject()
 }
 
 // collectGroups builds every shard's group from the nodes' Status answers

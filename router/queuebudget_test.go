@@ -65,7 +65,7 @@ func startBudgetRouter(t *testing.T, c *tc.Cluster, id string, chatApp bool, bud
 		Security:           sec,
 		QueuedBytesBudget:  budget,
 		QueuedBytesPerAddr: perAddr,
-		ChatApp:            chatApp,
+		BuiltinChat:        !chatApp,
 		Logger:             slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
@@ -353,6 +353,7 @@ func TestQueuedBytesPerAddressErrorFrames(t *testing.T) {
 		Timings:            tc.Timings(),
 		Security:           security.Insecure(),
 		QueuedBytesPerAddr: share,
+		BuiltinChat:        true, // a router alone answers the built-in chat's bad frames itself
 		Logger:             slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

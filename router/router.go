@@ -73,9 +73,11 @@ type Config struct {
 	SeedHistory int
 	// AllowAnyOrigin accepts WebSockets from pages of other origins.
 	AllowAnyOrigin bool
-	// ChatApp serves /ws with the chat app (package apps/chat, whose
-	// class the nodes run like any other) instead of the built-in chat.
-	ChatApp bool
+	// BuiltinChat serves /ws with the built-in chat (router's relays and
+	// the nodes' Rooms.Attach) instead of the chat app (package
+	// apps/chat, whose class the nodes run like any other). It is there
+	// to compare the two while the built-in chat is being removed.
+	BuiltinChat bool
 	// Apps are the apps whose HTTP routes the router serves, calling their
 	// durable objects on the object nodes (nil: none; the binary passes
 	// apps/builtin, so this package depends on no app).
@@ -269,10 +271,10 @@ func Start(cfg Config) (*Router, error) {
 	}
 
 	mux := http.NewServeMux()
-	if rt.cfg.ChatApp {
-		mux.Handle("/ws", chat.NewWorker(chat.Options{SendRate: rt.cfg.SendRate, SendBurst: rt.cfg.SendBurst, SeedHistory: rt.cfg.SeedHistory})(rt.gateway))
-	} else {
+	if rt.cfg.BuiltinChat {
 		mux.HandleFunc("/ws", rt.handleWS)
+	} else {
+		mux.Handle("/ws", chat.NewWorker(chat.Options{SendRate: rt.cfg.SendRate, SendBurst: rt.cfg.SendBurst, SeedHistory: rt.cfg.SeedHistory})(rt.gateway))
 	}
 	mux.HandleFunc("/healthz", rt.handlePublicHealth)
 	mux.HandleFunc("/qr.png", handleQR)

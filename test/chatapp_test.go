@@ -28,7 +28,7 @@ import (
 const chatAppFailoverWait = 30 * time.Second
 
 func TestChatAppThroughALeaderKill(t *testing.T) {
-	c := tc.New(t, 3, tc.Options{ChatApp: true})
+	c := tc.New(t, 3, tc.Options{})
 	ann := tc.Dial(t, c.URL(), "den", "ann", true, "key=ann-secret-key-0123")
 	ann.Expect(wait, "presence", tc.IsType("presence"))
 	bob := tc.Dial(t, c.URL(), "den", "bob", true)
@@ -86,7 +86,7 @@ func TestChatAppThroughALeaderKill(t *testing.T) {
 func TestChatAppSendsAgainWhatADeadLeaderHeld(t *testing.T) {
 	var dropping atomic.Value // the id of the node that loses router2's frames
 	dropping.Store("")
-	c := tc.New(t, 3, tc.Options{ChatApp: true, GatewayFaults: func(id string) objectnode.GatewayFaults {
+	c := tc.New(t, 3, tc.Options{GatewayFaults: func(id string) objectnode.GatewayFaults {
 		return objectnode.GatewayDropFunc(func(gateway string, op *pb.GatewayOp) bool {
 			return op.GetSend() != nil && strings.HasPrefix(gateway, "router2~") && dropping.Load() == id
 		})
@@ -126,36 +126,6 @@ func TestChatAppSendsAgainWhatADeadLeaderHeld(t *testing.T) {
 	}
 }
 
-// The built-in chat's tests that the chat app (router --chat-app) now
-// passes, run unchanged against it in every test run:
-//   - bad input and browser limits: the Worker refuses a bad room on a
-//     socket of its own, the router guards the room's sockets with the
-//     app's policy (frame size, frame budget refused in the app's own
-//     error frame, flood close, the frame read timeout), and the room
-//     bounds each browser's sends;
-//   - a seed browser's whole history, a page at a time as it reads
-//     (WebSocketDrained), with live messages after it without a gap, the
-//     router's cap on it, and the overload auditors that read it all.
-func TestChatAppPassesTheChatTests(t *testing.T) {
-	t.Setenv(tc.ChatAppEnv, "1")
-	for _, tt := range []struct {
-		name string
-		test func(*testing.T)
-	}{
-		{"BadInputKeepsConnection", TestBadInputKeepsConnection},
-		{"BadNamesAndRooms", TestBadNamesAndRooms},
-		{"FloodIsRateLimited", TestFloodIsRateLimited},
-		{"FrameBudget", TestFrameBudget},
-		{"TricklingClientDisconnected", TestTricklingClientDisconnected},
-		{"SeedJoinStreamsWholeHistory", TestSeedJoinStreamsWholeHistory},
-		{"SeedHistoryCap", TestSeedHistoryCap},
-		{"OverloadLosesNothing", TestOverloadLosesNothing},
-		{"SlowReaderIsDisconnected", TestSlowReaderIsDisconnected},
-	} {
-		t.Run(tt.name, tt.test)
-	}
-}
-
 // A room that is behind (its node's answers are held back here) fills
 // each socket's window of unanswered messages; the chat app's policy has
 // the router refuse the next sends as overloaded, with their ids, rather
@@ -163,7 +133,7 @@ func TestChatAppPassesTheChatTests(t *testing.T) {
 // acked is, and the room answers again once its node does.
 func TestChatAppRefusesSendsWhenTheRoomIsBehind(t *testing.T) {
 	var holding atomic.Bool
-	c := tc.New(t, 3, tc.Options{ChatApp: true, SendRate: -1, GatewayFaults: func(string) objectnode.GatewayFaults {
+	c := tc.New(t, 3, tc.Options{SendRate: -1, GatewayFaults: func(string) objectnode.GatewayFaults {
 		return objectnode.GatewayDropFunc(func(_ string, op *pb.GatewayOp) bool {
 			return holding.Load() && op.GetResult() != nil
 		})

@@ -110,7 +110,7 @@ func TestClusterEventsOutliveTheReadTimeout(t *testing.T) {
 	start := time.Now()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	events, rated := 0, 0.0
+	events, late, rated := 0, 0, 0.0
 	for time.Since(start) < router.ReadTimeout+2*time.Second {
 		if !sc.Scan() {
 			t.Fatalf("the stream ended after %v and %d events: %v", time.Since(start).Round(time.Millisecond), events, sc.Err())
@@ -120,6 +120,9 @@ func TestClusterEventsOutliveTheReadTimeout(t *testing.T) {
 			continue
 		}
 		events++
+		if time.Since(start) > router.ReadTimeout {
+			late++
+		}
 		var ev struct{ Rates map[string]float64 }
 		if err := json.Unmarshal([]byte(data), &ev); err != nil {
 			t.Fatalf("event %d: %v", events, err)
@@ -127,8 +130,11 @@ func TestClusterEventsOutliveTheReadTimeout(t *testing.T) {
 		rated = max(rated, ev.Rates[leader])
 		ann.Post(fmt.Sprintf("v-%d", events), "hello")
 	}
-	if min := int((router.ReadTimeout) / router.ClusterViewInterval); events < min {
-		t.Fatalf("%d events in %v, want at least %d", events, time.Since(start), min)
+	// Counted past the read timeout, not against the interval: a loaded
+	// machine (-race, two cores) takes longer than the interval to
+	// gather some views.
+	if late == 0 {
+		t.Fatalf("%d events in %v, none after the read timeout (%v)", events, time.Since(start), router.ReadTimeout)
 	}
 	// One message per event, an event every interval: about 2 msg/s.
 	if rated <= 0 {

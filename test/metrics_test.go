@@ -91,7 +91,7 @@ func annTellsBob(ann, bob *tc.Client, n int) {
 // in-process cluster: messages sent and refused, sessions and rooms,
 // Raft proposals, commits and fsyncs, Pebble, and a leader killed.
 func TestMetricsMoveWithEvents(t *testing.T) {
-	c := tc.New(t, 3, tc.Options{})
+	c := tc.New(t, 3, tc.Options{BuiltinChat: true})
 	rtAdmin := c.Router.AdminAddr()
 	room := "metrics-room"
 	leader := c.Leader(room)
@@ -180,7 +180,7 @@ func TestMetricsMoveWithEvents(t *testing.T) {
 // object commits, and the room as an active object. The router counts the
 // object's browsers as sessions.
 func TestObjectMetricsMoveWithEvents(t *testing.T) {
-	c := tc.New(t, 3, tc.Options{ChatApp: true})
+	c := tc.New(t, 3, tc.Options{})
 	room := "object-metrics"
 	nodeAdmin := c.Nodes[c.Leader(room)].AdminAddr()
 	events := func(kind string) string { return `hellochat_node_object_events_total{kind="` + kind + `"}` }

@@ -316,7 +316,7 @@ func TestOverloadLosesNothing(t *testing.T) {
 // again and again. The router comes back, reads what it missed, resends
 // what was not acknowledged, sends less at once, and nothing is lost.
 func TestSlowStreamDropLosesNothing(t *testing.T) {
-	c := tc.New(t, 3, tc.Options{SendRate: -1, StreamQueue: 64})
+	c := tc.New(t, 3, tc.Options{SendRate: -1, StreamQueue: 64, BuiltinChat: true})
 	room := "dropped-stream"
 	out := burstRoom(t, c, room, 3, 1, 300)
 	drops := c.Nodes[c.Leader(room)].Stats().SlowStreams

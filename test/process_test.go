@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"hellochat/internal/chatstore"
 	"hellochat/internal/launch"
 	tc "hellochat/internal/testcluster"
 	"hellochat/storage"
@@ -188,7 +189,7 @@ func TestKill9Failover(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rs := tc.StoreOf(room, tc.ChatAppFromEnv()) // the router's --chat-app, HELLOCHAT_CHAT_APP
+			rs := chatstore.Of(room, chatstore.BuiltinChatFromEnv()) // the router's --builtin-chat
 			kvs, err := st.List(rs.Object, rs.MsgStart, rs.MsgEnd, 0, false)
 			st.Close()
 			if err != nil {

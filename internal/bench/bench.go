@@ -149,10 +149,10 @@ type Config struct {
 	// cluster; it must be on loopback. Process usage is then not reported.
 	// TargetAdmin is that router's admin address.
 	Target, TargetAdmin string
-	// ChatApp runs the router with --chat-app: the chat scenarios at /ws
-	// load the chat app on the object API instead of the built-in chat.
-	ChatApp bool
-	Out     io.Writer
+	// BuiltinChat runs the router with --builtin-chat: the chat scenarios
+	// at /ws load the built-in chat instead of the chat app.
+	BuiltinChat bool
+	Out         io.Writer
 }
 
 // Run starts the cluster and runs the scenarios.
@@ -163,8 +163,8 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		fmt.Fprintf(cfg.Out, "bench: starting 3 object nodes (R=3) and a router from %s\n", cfg.Bin)
 		var err error
 		routerFlags := []string{"--send-rate", "0"}
-		if cfg.ChatApp {
-			routerFlags = append(routerFlags, "--chat-app")
+		if cfg.BuiltinChat {
+			routerFlags = append(routerFlags, "--builtin-chat")
 		}
 		c, err = launch.Start(launch.Options{Bin: cfg.Bin, Dir: dir,
 			NodeFlags:   []string{"--room-idle", "2s"},

@@ -155,8 +155,8 @@ func (ch *Checks) Report(out io.Writer) {
 	res := ch.res
 	fmt.Fprintf(out, "messages sent %d, acknowledged %d, never acknowledged %d (refused by an error frame %d), in history %d\n",
 		res.sent, res.acked, res.unacked, res.refused, res.historyMessages)
-	fmt.Fprintf(out, "replicas: %d shard replicas on disk over %d shards, %d rooms compared\n",
-		res.replicas.holders, res.replicas.shards, res.replicas.roomsCompared)
+	fmt.Fprintf(out, "replicas: %d shard replicas on disk over %d shards, %d rooms (%d messages) compared\n",
+		res.replicas.holders, res.replicas.shards, res.replicas.roomsCompared, res.replicas.messagesCompared)
 	fmt.Fprintf(out, "node logs: %d logs of %d processes, %d times a process became a shard's leader\n",
 		res.raftLogs.logs, res.raftLogs.processes, res.raftLogs.elections)
 	fmt.Fprintf(out, "counter: %s\n", res.counter.Summary())

@@ -10,6 +10,7 @@ import (
 	"sort"
 
 	"hellochat/cluster"
+	"hellochat/internal/chatstore"
 	"hellochat/internal/launch"
 	"hellochat/storage"
 )
@@ -25,6 +26,7 @@ type replicaCheck struct {
 	misplacedEx, divergentEx       []string
 	err                            error
 	holders, shards, roomsCompared int
+	messagesCompared               int // in the first holder of each room
 }
 
 func (r replicaCheck) failed() bool { return r.misplaced > 0 || r.divergent > 0 || r.err != nil }
@@ -82,11 +84,13 @@ func compareReplicas(c *launch.Cluster, rooms []string) replicaCheck {
 			res.misplacedEx = append(res.misplacedEx, fmt.Sprintf("shard %d is held by %v, the ring places it on %v", s, ids, want))
 		}
 	}
+	builtin := chatstore.BuiltinChatFromEnv() // the chat the routers served
 	for _, room := range rooms {
-		s := cluster.Shard(room)
+		rs := chatstore.Of(room, builtin)
+		s := cluster.Shard(rs.Object)
 		var first []storage.KV
 		for i, n := range nodes {
-			kvs, err := n.st.List(room, []byte("m"), []byte("n"), 0, false)
+			kvs, err := n.st.List(rs.Object, rs.MsgStart, rs.MsgEnd, 0, false)
 			if err != nil {
 				res.err = err
 				return res
@@ -100,6 +104,7 @@ func compareReplicas(c *launch.Cluster, rooms []string) replicaCheck {
 			}
 			if i == holders[s][0] {
 				first = kvs
+				res.messagesCompared += len(kvs)
 				continue
 			}
 			same := len(kvs) == len(first)
@@ -114,6 +119,12 @@ func compareReplicas(c *launch.Cluster, rooms []string) replicaCheck {
 			}
 		}
 		res.roomsCompared++
+	}
+	if res.roomsCompared > 0 && res.messagesCompared == 0 {
+		// Rooms under load store messages: finding none means reading
+		// where the rooms do not keep them, a comparison that could not
+		// fail.
+		res.err = fmt.Errorf("no store holds a message of the %d rooms: the check reads the wrong keys", res.roomsCompared)
 	}
 	return res
 }

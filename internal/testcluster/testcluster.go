@@ -18,8 +18,8 @@ import (
 
 	"hellochat/apps"
 	"hellochat/apps/builtin"
-	"hellochat/apps/chat"
 	"hellochat/cluster"
+	"hellochat/internal/chatstore"
 	"hellochat/internal/launch"
 	"hellochat/internal/logging"
 	"hellochat/objectnode"
@@ -50,7 +50,7 @@ const startWait = 30 * time.Second
 // Options change a cluster from its defaults.
 type Options struct {
 	// RoomIdle closes a room's actor after that long without sessions
-	// (default 1 minute). With ChatApp a room is an object, so it sets
+	// (default 1 minute). Under the chat app a room is an object, so it sets
 	// ObjectIdle too unless that is set.
 	RoomIdle time.Duration
 	// ObjectIdle closes a durable object's actor after that long without
@@ -90,37 +90,15 @@ type Options struct {
 	// Apps are the object classes and routes the nodes and the router
 	// run (default apps/builtin's).
 	Apps *apps.Registry
-	// ChatApp serves /ws with the chat app (router --chat-app); the
-	// environment's HELLOCHAT_CHAT_APP=1 sets it for every cluster, so the
-	// chat tests run unchanged against the app.
-	ChatApp bool
-}
-
-// ChatAppEnv is the environment variable that sets Options.ChatApp.
-const ChatAppEnv = "HELLOCHAT_CHAT_APP"
-
-// ChatAppFromEnv reports whether ChatAppEnv asks for the chat app.
-func ChatAppFromEnv() bool { return os.Getenv(ChatAppEnv) == "1" }
-
-// RoomStore is where a chat room lives in a node's store: the object its
-// keys are under, and the key range of its messages, one key each.
-type RoomStore struct {
-	Object           string
-	MsgStart, MsgEnd []byte
-}
-
-// StoreOf is where room lives: the built-in chat keeps a room under its
-// name, the chat app under its object's storage.
-func StoreOf(room string, chatApp bool) RoomStore {
-	if chatApp {
-		object, start, end := chat.StoredMessages(room)
-		return RoomStore{object, start, end}
-	}
-	return RoomStore{room, []byte("m"), []byte("n")}
+	// BuiltinChat serves /ws with the built-in chat (router
+	// --builtin-chat) instead of the chat app; the environment's
+	// chatstore.BuiltinChatEnv (HELLOCHAT_BUILTIN_CHAT=1) sets it for every cluster, so the chat
+	// tests run unchanged against either.
+	BuiltinChat bool
 }
 
 // Room is where room lives on this cluster's nodes.
-func (c *Cluster) Room(room string) RoomStore { return StoreOf(room, c.opts.ChatApp) }
+func (c *Cluster) Room(room string) chatstore.Room { return chatstore.Of(room, c.opts.BuiltinChat) }
 
 // Shard is the shard that holds room on this cluster.
 func (c *Cluster) Shard(room string) int { return cluster.Shard(c.Room(room).Object) }
@@ -140,10 +118,10 @@ type Cluster struct {
 // others. Everything is stopped by t.Cleanup.
 func New(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
-	if ChatAppFromEnv() {
-		opts.ChatApp = true
+	if chatstore.BuiltinChatFromEnv() {
+		opts.BuiltinChat = true
 	}
-	if opts.ChatApp && opts.ObjectIdle == 0 {
+	if !opts.BuiltinChat && opts.ObjectIdle == 0 {
 		opts.ObjectIdle = opts.RoomIdle
 	}
 	if opts.RoomIdle == 0 {
@@ -197,7 +175,7 @@ func (c *Cluster) StartRouter(id string) *router.Router {
 		FrameReadTimeout: c.opts.FrameReadTimeout,
 		SendBurst:        c.opts.SendBurst,
 		SeedHistory:      c.opts.SeedHistory,
-		ChatApp:          c.opts.ChatApp,
+		BuiltinChat:      c.opts.BuiltinChat,
 		Security:         c.Security(security.RoleRouter, id),
 		Logger:           logger,
 		LogOutput:        raw,
