@@ -82,7 +82,7 @@ remove-node: ## decommission node N: replicas move away, it exits (N=2); refused
 forget-node: ## forget node N, gone for good (killed, never decommissioned): its replicas move to the others (N=3); FORCE=1 if it runs
 	FORCE="$(FORCE)" bash scripts/forget-node.sh "$(N)"
 
-owners: ## show members, each shard's replicas and moves, active rooms (ROOMS=a,b: who owns those)
+owners: ## show members, each shard's replicas and moves, active objects (ROOMS=a,b: who owns those)
 	bash scripts/owners.sh
 
 lint: ## go vet, and fail listing files gofmt would change

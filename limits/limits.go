@@ -24,10 +24,6 @@ const (
 	// MaxClientIDBytes bounds a client message id; ids hold no control
 	// characters (the dedupe index separates name, id and key with NULs).
 	MaxClientIDBytes = 64
-	// MaxRouterIDBytes bounds the instance id a router opens room streams
-	// with (its --id, a dot and 12 hex digits). Nodes echo it in every
-	// presence and typing event, to every router in the room.
-	MaxRouterIDBytes = 128
 	// A v2 browser's key (?key=) is its secret, 16-64 letters, digits, '-'
 	// or '_': the room dedupes its ids per (name, key), so ids others see
 	// cannot be used against it. Browsers without a key dedupe per name.
@@ -231,20 +227,6 @@ func ClientID(id string) error {
 	}
 	if err := printable(id); err != nil {
 		return errorf(CodeBadID, "message id %v", err)
-	}
-	return nil
-}
-
-// RouterID checks the instance id a router names itself with to nodes.
-func RouterID(id string) error {
-	if id == "" {
-		return errors.New("router id is empty")
-	}
-	if len(id) > MaxRouterIDBytes {
-		return fmt.Errorf("router id too long (max %d bytes)", MaxRouterIDBytes)
-	}
-	if err := printable(id); err != nil {
-		return fmt.Errorf("router id %w", err)
 	}
 	return nil
 }

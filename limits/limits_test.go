@@ -51,17 +51,6 @@ func TestClientID(t *testing.T) {
 	}
 }
 
-func TestRouterID(t *testing.T) {
-	if err := RouterID("router1.0123456789ab"); err != nil {
-		t.Errorf("a router's own id refused: %v", err)
-	}
-	for _, id := range []string{"", "r\x00", "r\tx", string(make([]byte, MaxRouterIDBytes+1))} {
-		if RouterID(id) == nil {
-			t.Errorf("RouterID(%q) accepted", id)
-		}
-	}
-}
-
 func TestObjectInputs(t *testing.T) {
 	for _, m := range []string{"increment", "get", "a.b-c_1"} {
 		if err := ObjectMethod(m); err != nil {

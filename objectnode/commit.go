@@ -10,9 +10,8 @@ import (
 
 // Committer makes an object's batch of writes durable and then calls done,
 // exactly once. For one object, done calls come in Commit order. This is the
-// seam between room logic and replication: stage 1 commits a synced local
-// Pebble batch; stage 2 proposes the batch to the shard's Raft group and
-// calls done when it is applied.
+// seam between objects' actors and replication: the batch is proposed to
+// the shard's Raft group, and done called when it is applied.
 type Committer interface {
 	Commit(object string, ops []storage.Op, guards storage.Guards, done func(error))
 }

@@ -30,9 +30,8 @@ type Config struct {
 	// once Expect fresh nodes are known (like Consul's bootstrap-expect),
 	// so the founders agree on the first replica sets. 0 means never form:
 	// only join (a node added to a running cluster).
-	Expect   int
-	Timings  cluster.Timings
-	RoomIdle time.Duration // evict a room with nobody attached after this
+	Expect  int
+	Timings cluster.Timings
 	// Apps are the durable object classes the node runs (nil: none; the
 	// binary passes apps/builtin, so this package depends on no app);
 	// ObjectIdle closes an object's actor
@@ -52,10 +51,6 @@ type Config struct {
 	// SnapshotEvery and KeepEntries bound each shard's Raft log (see
 	// shard.Config); zero means the defaults.
 	SnapshotEvery, KeepEntries uint64
-	// StreamQueue and StreamQueueBytes bound the events waiting to be sent
-	// to a router on one room's stream; zero means DefaultStreamQueue and
-	// DefaultStreamQueueBytes.
-	StreamQueue, StreamQueueBytes int
 	// RaftFaults, when set, loses Raft traffic between this node and its
 	// peers (tests cut nodes off with it).
 	RaftFaults shard.Faults
@@ -86,7 +81,6 @@ func DefaultConfig() Config {
 		GossipListen:  "127.0.0.1:7101",
 		Expect:        1,
 		Timings:       cluster.DefaultTimings(),
-		RoomIdle:      time.Minute,
 		Replicas:      3,
 		RaftTick:      100 * time.Millisecond,
 		ElectionTicks: 10,

@@ -9,16 +9,16 @@ import (
 	"hellochat/shard"
 )
 
-// ConfirmTimeout bounds how long an attach waits for the room's shard group
-// to confirm that this node still leads it. A leader cut off from its peers
-// gets no answer until Raft deposes it; the router is redirected meanwhile.
+// ConfirmTimeout bounds how long an object's start waits for its shard's
+// group to confirm that this node still leads it. A leader cut off from
+// its peers gets no answer until Raft deposes it; callers are redirected
+// meanwhile.
 const ConfirmTimeout = 2 * time.Second
 
 // confirmLeader returns nil once a quorum of the shard's group has
 // confirmed that this node leads it, and this node has applied everything
-// committed at that moment: what the room tells an attaching router (its
-// last seq, then pages below it) is then current, not the view of a leader
-// that was deposed without knowing it yet (G1).
+// committed at that moment: what an object then reads is current, not the
+// view of a leader that was deposed without knowing it yet (G1).
 func (n *Node) confirmLeader(ctx context.Context, s int) error {
 	result := make(chan error, 1)
 	n.confirmAsync(s, func(err error) { result <- err })

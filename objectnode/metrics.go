@@ -2,29 +2,18 @@ package objectnode
 
 import (
 	"math/bits"
-	"slices"
-
-	"hellochat/metric"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"hellochat/durable"
-	"hellochat/limits"
 	"hellochat/shard"
 )
-
-// reasonOther is the refusal reason of a code outside limits.Codes.
-const reasonOther = "other"
 
 // metrics are the node's Prometheus metrics, on the node's own registry
 // (several nodes may share a test process).
 type metrics struct {
-	received  prometheus.Counter
-	committed prometheus.Counter
-	delivered prometheus.Counter
-	refused   *prometheus.CounterVec
-	raft      *shard.Metrics
+	raft *shard.Metrics
 	// objectEvents and objectFailures count the durable objects' events
 	// by kind (indexed by durable.EventKind), resolved once: an event
 	// costs no label lookup.
@@ -45,17 +34,7 @@ func (m *metrics) observeEvent(kind durable.EventKind, err error) {
 // registerMetrics makes the node's metrics and registers them, with the
 // store's, the Raft host's, Go's and the process's, on n.reg.
 func (n *Node) registerMetrics() {
-	m := &metrics{
-		received:  metric.Counter("hellochat_node_messages_received_total", "Chat messages routers sent to rooms this node runs (resends included)."),
-		committed: metric.Counter("hellochat_node_messages_committed_total", "Chat messages committed (fsync'd on a majority) by rooms this node runs."),
-		delivered: metric.Counter("hellochat_node_messages_delivered_total", "Committed chat messages queued to router streams, one per stream."),
-		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hellochat_node_refused_total",
-			Help: "Joins and messages a room refused, by reason (the error code sent back)."}, []string{"reason"}),
-		raft: shard.NewMetrics(),
-	}
-	for _, c := range append(slices.Clone(limits.Codes), reasonOther) {
-		m.refused.WithLabelValues(c)
-	}
+	m := &metrics{raft: shard.NewMetrics()}
 	events := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hellochat_node_object_events_total",
 		Help: "Durable objects' events run on this node, by kind, counted once their outcome is out."}, []string{"kind"})
 	failures := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hellochat_node_object_event_failures_total",
@@ -78,27 +57,11 @@ func (n *Node) registerMetrics() {
 	counter := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f)
 	}
-	n.reg.MustRegister(m.received, m.committed, m.delivered, m.refused, events, failures,
+	n.reg.MustRegister(events, failures,
 		gauge("hellochat_node_active_objects", "Durable objects with an actor on this node (started or starting).",
 			func() float64 { return float64(n.objects.count()) }),
 		counter("hellochat_node_object_commits_total", "Durable objects' batches committed (fsync'd on a majority) by this node.",
 			func() float64 { return float64(n.objectCommits.Load()) }),
-		gauge("hellochat_node_active_rooms", "Rooms running on this node (in memory, on shards it leads).", func() float64 {
-			n.roomsMu.Lock()
-			defer n.roomsMu.Unlock()
-			return float64(len(n.rooms))
-		}),
-		gauge("hellochat_node_sessions", "Browser sessions joined to rooms this node runs, over all routers.", func() float64 {
-			n.roomsMu.Lock()
-			defer n.roomsMu.Unlock()
-			total := 0
-			for _, r := range n.rooms {
-				total += int(r.nsessions.Load())
-			}
-			return float64(total)
-		}),
-		counter("hellochat_node_slow_streams_total", "Router streams dropped because their router read too slowly.",
-			func() float64 { return float64(n.slowStreams.Load()) }),
 		counter("hellochat_node_refused_peers_total", "Replication streams refused: the certificate named another node than the messages.",
 			func() float64 { return float64(n.raftSrv.Refused()) }),
 		counter("hellochat_raft_refused_messages_total", "Peers' Raft messages dropped: misattributed or implausible.",
@@ -116,12 +79,4 @@ func (n *Node) registerMetrics() {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	n.reg.MustRegister(m.raft.Collectors()...)
-}
-
-// refuse counts a refusal; codes outside limits.Codes count as other.
-func (m *metrics) refuse(code string) {
-	if !slices.Contains(limits.Codes, code) {
-		code = reasonOther
-	}
-	m.refused.WithLabelValues(code).Inc()
 }

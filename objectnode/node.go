@@ -1,11 +1,11 @@
-// Package objectnode hosts objects: chat rooms and durable objects of the
-// registered classes, each a single-threaded actor on the leader of its
-// shard, whose every write is committed through the shard's Raft group
-// before anyone sees it. Routers reach them over gRPC (proto/roompb).
+// Package objectnode hosts durable objects of the registered classes,
+// each a single-threaded actor on the leader of its shard, whose every
+// write is committed through the shard's Raft group before anyone sees
+// it. Routers reach them over gRPC (proto/roompb).
 //
 // node.go holds the node's lifecycle; config.go its settings;
-// replication.go the Raft groups' wiring; rooms.go and objects.go the
-// registries of live actors; objectevents.go how events reach objects;
+// replication.go the Raft groups' wiring; objects.go the registry of live
+// actors; objectevents.go how events reach objects;
 // objectservice.go and socketservice.go the Objects gRPC service;
 // gateways.go what objects send to routers' sockets; alarms.go the
 // alarm wake-ups; redirect.go where to send a caller instead;
@@ -58,10 +58,6 @@ type Node struct {
 	reg           *prometheus.Registry
 	metrics       *metrics
 
-	roomsMu sync.Mutex
-	rooms   map[string]*room // guarded by roomsMu
-	roomsWG sync.WaitGroup
-
 	objects  *objectHost // durable objects' actors (objects.go)
 	gateways *gatewayHub // what they send to routers' sockets (gateways.go)
 	// peers and stub carry calls between objects (durable.State.Call) to
@@ -73,8 +69,6 @@ type Node struct {
 	loopDone     chan struct{} // closed when startReplication returns
 	shutdownOnce sync.Once
 
-	slowStreams atomic.Uint64 // streams dropped because their router fell behind
-
 	ident     identity
 	identMu   sync.Mutex // guards ident changes (Cluster, Leaving)
 	fatalOnce sync.Once
@@ -84,9 +78,6 @@ type Node struct {
 
 // Stats are the node's counters.
 type Stats struct {
-	// SlowStreams counts room streams dropped because their router did not
-	// read them fast enough (it comes back and reads what it missed).
-	SlowStreams uint64
 	// RefusedPeers counts replication streams refused because the caller's
 	// certificate did not name the node its messages claimed to be from.
 	RefusedPeers uint64
@@ -97,7 +88,7 @@ type Stats struct {
 
 // Stats returns the node's counters.
 func (n *Node) Stats() Stats {
-	st := Stats{SlowStreams: n.slowStreams.Load(), RefusedPeers: n.raftSrv.Refused()}
+	st := Stats{RefusedPeers: n.raftSrv.Refused()}
 	if h := n.host.Load(); h != nil {
 		st.RefusedRaft = h.RefusedMessages()
 	}
@@ -115,9 +106,6 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.RoomIdle <= 0 {
-		cfg.RoomIdle = time.Minute
-	}
 	if cfg.Apps == nil {
 		cfg.Apps, _ = apps.NewRegistry() // none: cannot fail
 	}
@@ -130,18 +118,11 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.Expect < 0 {
 		cfg.Expect = 0
 	}
-	if cfg.StreamQueue <= 0 {
-		cfg.StreamQueue = DefaultStreamQueue
-	}
-	if cfg.StreamQueueBytes <= 0 {
-		cfg.StreamQueueBytes = DefaultStreamQueueBytes
-	}
 	n := &Node{
 		cfg:      cfg,
 		log:      cfg.Logger,
 		health:   newHealthService(),
 		reg:      prometheus.NewRegistry(),
-		rooms:    map[string]*room{},
 		fatal:    make(chan struct{}),
 		stopping: make(chan struct{}),
 		loopDone: make(chan struct{}),
@@ -274,13 +255,14 @@ func (n *Node) GRPCAddr() string { return n.advertiseGRPC() }
 // GossipAddr is the address other members join.
 func (n *Node) GossipAddr() string { return n.members.GossipAddr() }
 
-// Serves reports whether this node leads the room's shard and serves it.
-func (n *Node) Serves(room string) bool {
+// Serves reports whether this node leads the shard of the object whose
+// storage is under object (durable.ID.StorageObject) and serves it.
+func (n *Node) Serves(object string) bool {
 	h := n.host.Load()
 	if h == nil {
 		return false
 	}
-	serving, _ := h.Serving(shardOf(room))
+	serving, _ := h.Serving(shardOf(object))
 	return serving
 }
 
@@ -347,8 +329,8 @@ func (n *Node) Err() error {
 	}
 }
 
-// Shutdown leaves the cluster, hands every stream a redirect, stops gRPC
-// and closes the store. It is idempotent; ctx bounds the graceful part.
+// Shutdown leaves the cluster, lets objects finish their batch in flight,
+// stops gRPC and closes the store. It is idempotent; ctx bounds the graceful part.
 func (n *Node) Shutdown(ctx context.Context) error {
 	var err error
 	n.shutdownOnce.Do(func() {
@@ -361,14 +343,10 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		if lerr := n.members.Leave(500 * time.Millisecond); lerr != nil {
 			n.log.Warn("leave cluster", "err", lerr)
 		}
-		n.roomsMu.Lock()
 		close(n.stopping)
-		n.roomsMu.Unlock()
 		<-n.loopDone
 
-		// Rooms and objects finish their batch in flight, which needs Raft
-		// running.
-		n.roomsWG.Wait()
+		// Objects finish their batch in flight, which needs Raft running.
 		n.objects.closeAll()
 		n.peers.Close()
 		n.raftSrv.Close()
@@ -404,19 +382,16 @@ func (n *Node) Kill() {
 		}
 		n.grpc.Stop()
 		n.members.Shutdown()
-		n.roomsMu.Lock()
 		close(n.stopping)
-		n.roomsMu.Unlock()
 		// Only once startReplication returned is the host (if any) known.
 		<-n.loopDone
 		if h := n.host.Load(); h != nil {
 			h.Stop()
 		}
-		n.roomsWG.Wait()
 		n.objects.closeAll() // their commits in flight failed with Raft
 		n.peers.Close()
 		n.store.Close()
 	})
 }
 
-func shardOf(room string) int { return cluster.Shard(room) }
+func shardOf(object string) int { return cluster.Shard(object) }

@@ -4,10 +4,11 @@ import (
 	pb "hellochat/proto/roompb"
 )
 
-// redirectFor is nil when this node should host the room now: it leads
-// the room's shard and has applied everything committed before its term.
-// Otherwise it says where to go instead ("not leader, try X").
-func (n *Node) redirectFor(room string) *pb.Redirect {
+// redirectFor is nil when this node should host the object whose storage
+// is under object now: it leads the object's shard and has applied
+// everything committed before its term. Otherwise it says where to go
+// instead ("not leader, try X").
+func (n *Node) redirectFor(object string) *pb.Redirect {
 	select {
 	case <-n.stopping:
 		return &pb.Redirect{Reason: "node shutting down"}
@@ -17,7 +18,7 @@ func (n *Node) redirectFor(room string) *pb.Redirect {
 	if h == nil {
 		return &pb.Redirect{Reason: "this node has not joined its cluster yet"}
 	}
-	serving, leader := h.Serving(shardOf(room))
+	serving, leader := h.Serving(shardOf(object))
 	if serving {
 		return nil
 	}

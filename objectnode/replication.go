@@ -148,11 +148,11 @@ func sameRing(a, b *cluster.Placement) bool {
 }
 
 // leadershipChanged runs on the Raft loop. A shard this node stopped
-// serving has its rooms stopped at once, their streams redirected to the
-// new leader; a shard it began serving is scanned for objects' alarms at
+// serving has its objects retired at once (callers are redirected to the
+// new leader); a shard it began serving is scanned for objects' alarms at
 // once (alarms.go); either way, gossip learns which shards this node
 // leads.
-func (n *Node) leadershipChanged(s int, serving bool, leader string) {
+func (n *Node) leadershipChanged(s int, serving bool, _ string) {
 	if h := n.host.Load(); h != nil {
 		n.members.SetLeads(h.Leads())
 	}
@@ -161,11 +161,4 @@ func (n *Node) leadershipChanged(s int, serving bool, leader string) {
 		return
 	}
 	n.objects.shardLost(s)
-	n.roomsMu.Lock()
-	defer n.roomsMu.Unlock()
-	for _, r := range n.rooms {
-		if r.shard == s {
-			r.stop(n.redirectTo(leader, "leadership moved"))
-		}
-	}
 }

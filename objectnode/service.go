@@ -2,153 +2,21 @@ package objectnode
 
 import (
 	"context"
-	"errors"
-	"io"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"hellochat/cluster"
-	"hellochat/limits"
 	pb "hellochat/proto/roompb"
 	"hellochat/security"
 )
 
-// service implements the Rooms gRPC service.
+// service implements the Rooms gRPC service: a node's status for routers
+// and operators, decommissioning and forgetting nodes (the name is that of
+// the chat rooms it once served as well).
 type service struct {
 	pb.UnimplementedRoomsServer
 	node *Node
-}
-
-// Attach relays one room for one router. The handler goroutine writes the
-// stream's queued events; a second goroutine reads the router's requests,
-// answers page reads from the store itself and feeds everything else to the
-// room actor, waiting while the actor's mailbox is full (backpressure).
-func (s *service) Attach(srv pb.Rooms_AttachServer) error {
-	n := s.node
-	ctx := srv.Context()
-	if _, err := n.cfg.Security.Authorize(ctx, security.RoleRouter); err != nil {
-		return err
-	}
-	first, err := srv.Recv()
-	if err != nil {
-		return err
-	}
-	open := first.GetOpen()
-	if open == nil {
-		return status.Error(codes.InvalidArgument, "first request must be Open")
-	}
-	name, err := limits.Room(open.Room)
-	if err != nil || name != open.Room {
-		return status.Errorf(codes.InvalidArgument, "bad room name %q", open.Room)
-	}
-	if err := limits.RouterID(open.RouterId); err != nil {
-		return status.Errorf(codes.InvalidArgument, "open %q: %v", name, err)
-	}
-	if redirect := n.redirectFor(name); redirect != nil {
-		return srv.Send(&pb.AttachEvent{Kind: &pb.AttachEvent_Redirect{Redirect: redirect}})
-	}
-	if err := n.confirmLeader(ctx, shardOf(name)); err != nil {
-		leader := ""
-		if h := n.host.Load(); h != nil {
-			_, leader = h.Serving(shardOf(name))
-		}
-		n.log.Info("attach refused: leadership not confirmed", "room", name, "err", err)
-		return srv.Send(&pb.AttachEvent{Kind: &pb.AttachEvent_Redirect{Redirect: n.redirectTo(leader, "leadership not confirmed")}})
-	}
-
-	st := newStream(open.RouterId, n.cfg.StreamQueue, n.cfg.StreamQueueBytes)
-	r, err := n.attach(ctx, name, st)
-	if errors.Is(err, ErrRoomStopped) {
-		return srv.Send(&pb.AttachEvent{Kind: &pb.AttachEvent_Redirect{Redirect: &pb.Redirect{Reason: "node shutting down"}}})
-	}
-	if err != nil {
-		return status.Errorf(codes.Unavailable, "attach %q: %v", name, err)
-	}
-	defer func() {
-		// Best effort: the room may already have dropped the stream or exited.
-		dctx, cancel := context.WithTimeout(context.Background(), n.cfg.RoomIdle)
-		defer cancel()
-		_ = r.enqueue(dctx, roomReq{detach: st})
-	}()
-
-	recvErr := make(chan error, 1)
-	go func() { recvErr <- s.readRequests(ctx, srv, r, st) }()
-
-	send := func() error {
-		for _, ev := range st.take() {
-			if err := srv.Send(ev); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	for {
-		select {
-		case <-st.wake:
-			if err := send(); err != nil {
-				return err
-			}
-		case <-st.closed:
-			// Send what was queued before the stream ended, then redirect.
-			if err := send(); err != nil {
-				return err
-			}
-			return srv.Send(st.final)
-		case err := <-recvErr:
-			select {
-			case <-st.closed: // dropped as too slow while answering a page
-				if err := send(); err != nil {
-					return err
-				}
-				return srv.Send(st.final)
-			default:
-			}
-			switch {
-			case errors.Is(err, ErrRoomStopped):
-				return status.Error(codes.Unavailable, "room stopped")
-			case err != nil && status.Code(err) != codes.Canceled:
-				return err
-			}
-			return nil // the router closed its side, or went away
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-// readRequests feeds a stream's requests to its room until the router
-// closes the stream. Page reads are answered here, from the store: they read
-// only committed messages, so the room actor need not see them.
-func (s *service) readRequests(ctx context.Context, srv pb.Rooms_AttachServer, r *room, st *stream) error {
-	n := s.node
-	for {
-		req, err := srv.Recv()
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		}
-		switch k := req.Kind.(type) {
-		case *pb.AttachRequest_Open:
-			return status.Error(codes.InvalidArgument, "Open sent twice")
-		case *pb.AttachRequest_Page:
-			page, err := readPage(n.store, r.name, k.Page)
-			if err != nil {
-				n.log.Error("read page", "room", r.name, "err", err)
-				return status.Errorf(codes.Unavailable, "read history of %q: %v", r.name, err)
-			}
-			if !st.push(&pb.AttachEvent{Kind: &pb.AttachEvent_Page{Page: page}}) {
-				n.dropSlow(r.name, st)
-				return nil
-			}
-		default:
-			if err := r.enqueue(ctx, roomReq{from: st, req: req}); err != nil {
-				return err
-			}
-		}
-	}
 }
 
 // Decommission starts moving every replica off this node.
@@ -225,7 +93,7 @@ func (s *service) Forget(ctx context.Context, req *pb.ForgetRequest) (*pb.Forget
 	return resp, nil
 }
 
-// Status reports the node's rooms and its view of the cluster.
+// Status reports the node's shards, objects and view of the cluster.
 func (s *service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
 	n := s.node
 	if _, err := n.cfg.Security.Authorize(ctx, security.RoleRouter, security.RoleAdmin, security.RoleNode); err != nil {
@@ -267,20 +135,5 @@ func (s *service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusRe
 			Replica: m.Replica, Leaving: m.Leaving})
 	}
 	resp.Objects, resp.ObjectCommits = n.objects.status(), n.objectCommits.Load()
-	for _, r := range n.activeRooms() {
-		reply := make(chan *pb.RoomStatus, 1)
-		if err := r.enqueue(ctx, roomReq{status: reply}); err != nil {
-			continue
-		}
-		select {
-		case rs, ok := <-reply:
-			if ok {
-				resp.Rooms = append(resp.Rooms, rs)
-			}
-		case <-r.done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
 	return resp, nil
 }

@@ -118,7 +118,6 @@ type nodeView struct {
 	ID      string             `json:"id"`
 	Ready   bool               `json:"ready"`
 	Error   string             `json:"error,omitempty"`
-	Rooms   []*pb.RoomStatus   `json:"rooms"`
 	Objects []*pb.ObjectStatus `json:"objects,omitempty"`
 	// ObjectCommits is the node's count of objects' committed batches
 	// (the live view's rates come from it).
@@ -152,7 +151,7 @@ type roomOwner struct {
 }
 
 // handleCluster reports members, shard owners, each shard's replicas and
-// moves, and each node's active rooms: the view users need while they kill,
+// moves, and each node's active objects: the view users need while they kill,
 // restart, add and remove nodes.
 func (rt *Router) handleCluster(w http.ResponseWriter, req *http.Request) {
 	var rooms []string
@@ -207,7 +206,7 @@ func (rt *Router) clusterView(ctx context.Context, rooms []string) clusterView {
 			} else if st, err := pb.NewRoomsClient(conn).Status(ctx, &pb.StatusRequest{}); err != nil {
 				nv.Error = err.Error()
 			} else {
-				nv.Ready, nv.Rooms, nv.Objects, nv.ObjectCommits = st.Ready, st.Rooms, st.Objects, st.ObjectCommits
+				nv.Ready, nv.Objects, nv.ObjectCommits = st.Ready, st.Objects, st.ObjectCommits
 				statuses[i] = st
 			}
 		}()
@@ -257,12 +256,9 @@ func (rt *Router) clusterView(ctx context.Context, rooms []string) clusterView {
 	return v
 }
 
-// roomObject is the name room's storage lives under: the room's own for
-// the built-in chat, its object's for the chat app.
+// roomObject is the name a chat room's storage lives under: its chat app
+// object's.
 func (rt *Router) roomObject(room string) string {
-	if rt.cfg.BuiltinChat {
-		return room
-	}
 	return chat.Namespace.IDFromName(room).StorageObject()
 }
 
@@ -433,22 +429,12 @@ func writeClusterText(w io.Writer, v clusterView) {
 		v.MovesInFlight, v.Partitions, v.GroupsReported, v.Partitions)
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "ACTIVE ROOM\tSHARD\tNODE\tLAST SEQ\tSESSIONS\n")
-	for _, n := range v.Nodes {
-		if n.Error != "" {
-			fmt.Fprintf(tw, "(%s: %s)\t\t\t\t\n", n.ID, n.Error)
-			continue
-		}
-		sort.Slice(n.Rooms, func(i, j int) bool { return n.Rooms[i].Room < n.Rooms[j].Room })
-		for _, r := range n.Rooms {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\n", r.Room, r.Shard, n.ID, r.LastSeq, r.Sessions)
-		}
-	}
-	tw.Flush()
-	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "ACTIVE OBJECT\tNAME\tSHARD\tNODE\n")
 	for _, n := range v.Nodes {
+		if n.Error != "" {
+			fmt.Fprintf(tw, "(%s: %s)\t\t\t\n", n.ID, n.Error)
+			continue
+		}
 		sort.Slice(n.Objects, func(i, j int) bool {
 			a, b := n.Objects[i], n.Objects[j]
 			return a.Class < b.Class || a.Class == b.Class && a.Id < b.Id

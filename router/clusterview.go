@@ -30,9 +30,8 @@ type liveView struct {
 	clusterView
 	At int64 `json:"at"` // unix ms
 	// Rates is each node's commits per second over the last interval: its
-	// rooms' messages, from their last seqs (a room that moved counts from
-	// where it was), and its durable objects' committed batches (an
-	// object's events that commit together count once).
+	// durable objects' committed batches (an object's events that commit
+	// together count once).
 	Rates map[string]float64 `json:"rates"`
 }
 
@@ -59,23 +58,11 @@ func (rt *Router) handleClusterEvents(w http.ResponseWriter, req *http.Request) 
 	w.Header().Set("Cache-Control", "no-cache")
 	tick := time.NewTicker(ClusterViewInterval)
 	defer tick.Stop()
-	var seqs map[string]uint64    // room -> last seq, as of the last event
 	var commits map[string]uint64 // node -> object commits, as of the last event
 	last := time.Time{}
 	for {
 		now := time.Now()
 		lv := liveView{clusterView: rt.clusterView(req.Context(), nil), At: now.UnixMilli(), Rates: map[string]float64{}}
-		// A room counts once, for the node listing it at the highest seq
-		// (two may list it while it moves), and only if the last event saw
-		// it too: a node that missed a Status call shows no spike.
-		next, owner := map[string]uint64{}, map[string]string{}
-		for _, n := range lv.Nodes {
-			for _, r := range n.Rooms {
-				if _, ok := next[r.Room]; !ok || r.LastSeq > next[r.Room] {
-					next[r.Room], owner[r.Room] = r.LastSeq, n.ID
-				}
-			}
-		}
 		nextCommits := map[string]uint64{}
 		for _, n := range lv.Nodes {
 			if n.Error == "" {
@@ -91,13 +78,8 @@ func (rt *Router) handleClusterEvents(w http.ResponseWriter, req *http.Request) 
 					lv.Rates[n.ID] += float64(n.ObjectCommits-prev) / now.Sub(last).Seconds()
 				}
 			}
-			for room, seq := range next {
-				if prev, ok := seqs[room]; ok && seq > prev {
-					lv.Rates[owner[room]] += float64(seq-prev) / now.Sub(last).Seconds()
-				}
-			}
 		}
-		seqs, commits, last = next, nextCommits, now
+		commits, last = nextCommits, now
 		b, err := json.Marshal(lv)
 		if err != nil {
 			return

@@ -37,6 +37,9 @@ const (
 	// browser; a browser that lets more pile up is closed (1013) rather
 	// than sent to with a gap.
 	MaxGatewaySocketQueueBytes = 4 << 20
+	// WriteTimeout bounds writing one batch of what waits for a browser:
+	// a browser that takes longer is cut off.
+	WriteTimeout = 10 * time.Second
 	// eventAnswerTimeout is how long a message sent on a Gateway stream
 	// waits for its result before its socket sends it again by Socket,
 	// if its node answered nothing else meanwhile; maxAnswerWait bounds
@@ -48,7 +51,7 @@ const (
 	// maxUnackedEvents and maxUnackedBytes bound the messages of one
 	// socket sent to its object and not yet answered; past them the
 	// router stops reading that browser until answers come, or refuses
-	// (apps.SocketPolicy.Overloaded). As the built-in chat's RelayWindow.
+	// (apps.SocketPolicy.Overloaded).
 	maxUnackedEvents = 1024
 	maxUnackedBytes  = 4 << 20
 	// gatewayRetryMin and gatewayRetryMax bound the wait before a Gateway

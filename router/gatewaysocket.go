@@ -486,8 +486,7 @@ func (s *gatewaySocket) write(ctx context.Context, frames []outFrame) bool {
 		n += len(f.data)
 	}
 	defer s.written(n)
-	// One watchdog bounds the whole batch, as a session's writes are
-	// bounded: a batch flushes whenever it gathers batchFlushBytes, in the
+	// One watchdog bounds the whole batch: a batch flushes whenever it gathers batchFlushBytes, in the
 	// middle of a frame's Write, so a deadline set only around the last
 	// flush left a browser that never reads holding the writer (and the
 	// close queued behind it) for good.

@@ -36,7 +36,8 @@ const (
 	// connection: on a quiet connection by TCP keepalive (a probe after
 	// half of it, then keepAliveProbes probes), and on one the router is
 	// writing to by TCP_USER_TIMEOUT (data unacknowledged that long), since
-	// keepalive stays silent while data waits. The session then leaves.
+	// keepalive stays silent while data waits. Its socket then ends, and
+	// its object is told.
 	DefaultDeadBrowserAfter = 30 * time.Second
 	keepAliveProbes         = 3
 	// MinDeadBrowserAfter and MaxDeadBrowserAfter bound the setting: the
@@ -152,8 +153,8 @@ func (rt *Router) release(addr string) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	rt.browsers--
-	// Its sessions gave their queued bytes back when they were killed, so
-	// an address forgotten here holds none.
+	// Its sockets gave their queued bytes back when they ended, so an
+	// address forgotten here holds none.
 	if a := rt.connsByAddr[addr]; a != nil {
 		if a.conns--; a.conns <= 0 {
 			delete(rt.connsByAddr, addr)

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"syscall"
 )
 
 // ReadBufferBytes sizes the buffer a browser's socket is read through. The
@@ -61,9 +60,6 @@ func (w *leanHijack) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		bc.pre = &prefixedConn{Conn: c, pending: bytes.Clone(p)}
 		bc.Conn = bc.pre
 	}
-	if sc, ok := c.(syscall.Conn); ok {
-		bc.raw, _ = sc.SyscallConn()
-	}
 	bc.br = bufio.NewReaderSize(bc, ReadBufferBytes)
 	w.conn = bc
 	return bc, bufio.NewReadWriter(bc.br, bufio.NewWriterSize(bc, writeStageBytes)), nil
@@ -93,31 +89,14 @@ func (c *prefixedConn) Read(p []byte) (int, error) {
 // wait for a browser together cost one write, and an idle connection holds
 // no write buffer. Outside a batch (the library's pongs and close frames)
 // writes go straight through.
-//
-// It also tells whether the library has read everything the browser sent
-// (idle), for a session to park with the parker when it has.
 type browserConn struct {
 	net.Conn
-	pre *prefixedConn   // when the server had read past the request
-	raw syscall.RawConn // to watch the socket; nil if it is not a plain one
-	br  *bufio.Reader   // what the library reads through
+	pre *prefixedConn // when the server had read past the request
+	br  *bufio.Reader // what the library reads through
 
 	mu    sync.Mutex
 	open  bool
 	batch *[]byte // nil when empty
-
-	// The reader's parking. br and pre belong to whoever reads: the
-	// session's reader, or, once the session is closed, the library's
-	// close handshake; never both (see session.tryPark and kill).
-	parkMu  sync.Mutex
-	parked  bool // no reader runs; the parker will start one
-	watched bool // the parker's set holds the socket
-}
-
-// idle reports whether nothing the browser sent waits to be read but what
-// is still in the socket.
-func (c *browserConn) idle() bool {
-	return c.br.Buffered() == 0 && (c.pre == nil || len(c.pre.pending) == 0)
 }
 
 func (c *browserConn) begin() {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -118,15 +117,16 @@ func (c *countingConn) Write(p []byte) (int, error) {
 // own message; a batch larger than batchFlushBytes goes in pieces of about
 // that size, whole and in order.
 func TestBatchWritesOnce(t *testing.T) {
-	s, msgs := socketPair(t)
-	sock := &countingConn{Conn: s.out.Conn}
-	s.out.Conn = sock
+	s, client := socketPair(t, queueShares{})
+	msgs := messages(client)
+	sock := &countingConn{Conn: s.raw.Conn}
+	s.raw.Conn = sock
 	frames := make([][]byte, 16)
 	for i := range frames {
 		frames[i] = []byte(fmt.Sprintf(`{"type":"message","seq":%d,"text":"%s"}`, i, strings.Repeat("x", 100)))
 	}
-	if err := s.writeFrames(frames); err != nil {
-		t.Fatal(err)
+	if !s.write(context.Background(), textFrames(frames...)) {
+		t.Fatal("the write failed")
 	}
 	for i, m := range readN(t, msgs, len(frames)) {
 		if !bytes.Equal(m, frames[i]) {
@@ -142,8 +142,8 @@ func TestBatchWritesOnce(t *testing.T) {
 	for i := range big {
 		big[i] = bytes.Repeat([]byte{'a' + byte(i)}, batchFlushBytes/2+100)
 	}
-	if err := s.writeFrames(big); err != nil {
-		t.Fatal(err)
+	if !s.write(context.Background(), textFrames(big...)) {
+		t.Fatal("the write failed")
 	}
 	for i, m := range readN(t, msgs, len(big)) {
 		if !bytes.Equal(m, big[i]) {
@@ -158,7 +158,7 @@ func TestBatchWritesOnce(t *testing.T) {
 // The library answers pings outside any batch, from the reading goroutine,
 // while batches are being written: both reach the client whole.
 func TestBatchPingsWhileWriting(t *testing.T) {
-	s, client := sessionPair(t)
+	s, client := socketPair(t, queueShares{})
 	go s.conn.Read(context.Background()) // answers pings until the client goes
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -200,8 +200,8 @@ func TestBatchPingsWhileWriting(t *testing.T) {
 			i := b*perBatch + j
 			frames[j] = []byte(fmt.Sprintf(`{"n":%d,"pad":"%s"}`, i, strings.Repeat("p", i%700)))
 		}
-		if err := s.writeFrames(frames); err != nil {
-			t.Fatal(err)
+		if !s.write(ctx, textFrames(frames...)) {
+			t.Fatal("the write failed")
 		}
 	}
 	if err := <-got; err != nil {
@@ -209,39 +209,5 @@ func TestBatchPingsWhileWriting(t *testing.T) {
 	}
 	if err := <-pings; err != nil {
 		t.Fatalf("ping: %v", err)
-	}
-}
-
-// A killed session's browser hears why, whether its read loop was
-// running or had not started.
-func TestKillTellsBrowserWhy(t *testing.T) {
-	for _, running := range []bool{true, false} {
-		s, client := sessionPair(t)
-		done := make(chan struct{})
-		if !running {
-			s.kill(websocket.StatusPolicyViolation, "slow consumer: test")
-		}
-		go func() {
-			defer close(done)
-			s.readLoop(&relay{}, false)
-		}()
-		if running {
-			s.kill(websocket.StatusPolicyViolation, "slow consumer: test")
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, _, err := client.Read(ctx)
-		cancel()
-		if websocket.CloseStatus(err) != websocket.StatusPolicyViolation {
-			t.Fatalf("running=%v: client read %v, want close 1008", running, err)
-		}
-		var ce websocket.CloseError
-		if errors.As(err, &ce) && ce.Reason != "slow consumer: test" {
-			t.Fatalf("running=%v: reason %q", running, ce.Reason)
-		}
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("running=%v: the read loop did not end", running)
-		}
 	}
 }

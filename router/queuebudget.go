@@ -7,10 +7,10 @@ import (
 )
 
 // Bounds on the bytes a router holds for browsers that read slower than
-// their rooms talk. SessionQueueBytes bounds one browser; these bound the
-// sum, so that many slow connections cannot hold the router's memory
-// between them: DefaultMaxConnsPerAddr connections of one address at
-// SessionQueueBytes each would be 4 GiB. Each is a default of a Config
+// their objects send. MaxGatewaySocketQueueBytes bounds one browser; these
+// bound the sum, so that many slow connections cannot hold the router's
+// memory between them: DefaultMaxConnsPerAddr connections of one address
+// at MaxGatewaySocketQueueBytes each would be 2 GiB. Each is a default of a Config
 // field and a flag; docs/protocol.md lists them.
 const (
 	// DefaultQueuedBytesBudget bounds the bytes waiting to be written to
@@ -35,7 +35,7 @@ const (
 	// its budget by what browsers that keep up hold: at most twice the
 	// floor each (what waits, and the batch being written). An address's
 	// share has no floor: its browsers are its own.
-	QueuedBytesFloor = SessionQueueLowBytes
+	QueuedBytesFloor = 256 << 10
 	StuckWriteAfter  = time.Second
 )
 
@@ -47,9 +47,9 @@ const (
 const maxReserveTries = 100
 
 // queueBudget counts the bytes queued for a set of browsers (all of a
-// router's, or those of one address) against a limit. Relays queue and
-// session writers release concurrently, so it is an atomic, never a lock
-// every fan-out would take. A reservation that does not fit is never
+// router's, or those of one address) against a limit. Streams from nodes
+// queue and sockets' writers release concurrently, so it is an atomic,
+// never a lock every frame would take. A reservation that does not fit is never
 // counted, not even for a moment, so the count passes the limit only by
 // what was forced past it (QueuedBytesFloor).
 type queueBudget struct {
@@ -90,8 +90,8 @@ type addrState struct {
 	queued queueBudget
 }
 
-// queueShares are the budgets a session's queued bytes count against;
-// nil ones (sessions made by hand in tests) count nowhere.
+// queueShares are the budgets a socket's queued bytes count against; nil
+// ones (sockets made by hand in tests) count nowhere.
 type queueShares struct {
 	router, addr *queueBudget
 }
@@ -100,7 +100,7 @@ type queueShares struct {
 // router's budget, or against neither; when they do not fit it returns
 // the refusal reason (for the metric) and what to tell the browser.
 // keepsUp, asked only when the router's budget is spent, says whether the
-// session may go past it (see QueuedBytesFloor).
+// socket may go past it (see QueuedBytesFloor).
 func (q queueShares) reserve(n int64, keepsUp func() bool) (reason, why string) {
 	if q.addr != nil && !q.addr.reserve(n, false) {
 		return reasonQueuedPerAddr, fmt.Sprintf("slow consumer: %d bytes queued for your address (max %d)",

@@ -21,6 +21,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"hellochat/apps/chat/wire"
 	"hellochat/internal/chatclient"
 	tc "hellochat/internal/testcluster"
 	"hellochat/router"
@@ -34,26 +35,13 @@ import (
 
 const budgetWait = 60 * time.Second
 
-// chats are the two chats a router serves at /ws: the built-in one, and
-// the chat app on the object API (--chat-app), whose browsers' sockets
-// the gateway holds.
-var chats = []struct {
-	name string
-	app  bool
-}{{"builtin", false}, {"app", true}}
-
-// startBudgetRouter starts a router that joins c's nodes (none when c is
-// nil) with the given limits on queued bytes, serving the chat app or
-// the built-in chat.
-func startBudgetRouter(t *testing.T, c *tc.Cluster, id string, chatApp bool, budget, perAddr int64) *router.Router {
+// startBudgetRouter starts a router that joins c's nodes with the given
+// limits on queued bytes.
+func startBudgetRouter(t *testing.T, c *tc.Cluster, id string, budget, perAddr int64) *router.Router {
 	t.Helper()
 	var seeds []string
-	sec := security.Insecure()
-	if c != nil {
-		for i := range c.Nodes {
-			seeds = append(seeds, c.Config(i).GossipListen)
-		}
-		sec = c.Security(security.RoleRouter, id)
+	for i := range c.Nodes {
+		seeds = append(seeds, c.Config(i).GossipListen)
 	}
 	rt, err := router.Start(router.Config{
 		ID:                 id,
@@ -62,10 +50,9 @@ func startBudgetRouter(t *testing.T, c *tc.Cluster, id string, chatApp bool, bud
 		GossipListen:       "127.0.0.1:" + strconv.Itoa(tc.FreePort(t)),
 		Seeds:              seeds,
 		Timings:            tc.Timings(),
-		Security:           sec,
+		Security:           c.Security(security.RoleRouter, id),
 		QueuedBytesBudget:  budget,
 		QueuedBytesPerAddr: perAddr,
-		BuiltinChat:        !chatApp,
 		Logger:             slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
@@ -108,7 +95,7 @@ func slowBrowser(t *testing.T, base, room, name, ip string) *websocket.Conn {
 	defer cancel()
 	u := "ws" + strings.TrimPrefix(base, "http") + "/ws?lines=1&room=" + room + "&name=" + name
 	conn, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{
-		HTTPClient: clientFrom(dialerFrom(ip, 4<<10)), Subprotocols: []string{router.SubprotocolV2}})
+		HTTPClient: clientFrom(dialerFrom(ip, 4<<10)), Subprotocols: []string{wire.SubprotocolV2}})
 	if err != nil {
 		t.Fatalf("dial %s from %s: %v", name, ip, err)
 	}
@@ -223,147 +210,130 @@ func TestQueuedBytesBudget(t *testing.T) {
 		{"per address", 0, limit, []string{"127.0.0.1", "127.0.0.1", "127.0.0.1", "127.0.0.1", "127.0.0.1", "127.0.0.1"}, "queued_bytes_per_addr"},
 		{"router budget", limit, 0, []string{"127.0.0.1", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7"}, "queued_bytes_budget"},
 	} {
-		for _, chat := range chats {
-			t.Run(tt.name+"/"+chat.name, func(t *testing.T) {
-				id := "router-" + strings.ReplaceAll(tt.name, " ", "-") + "-" + chat.name
-				rt := startBudgetRouter(t, c, id, chat.app, tt.budget, tt.perAddr)
-				base, room := "http://"+rt.Addr(), "budget-"+strings.ReplaceAll(tt.name, " ", "-")+"-"+chat.name
+		t.Run(tt.name, func(t *testing.T) {
+			id := "router-" + strings.ReplaceAll(tt.name, " ", "-")
+			rt := startBudgetRouter(t, c, id, tt.budget, tt.perAddr)
+			base, room := "http://"+rt.Addr(), "budget-"+strings.ReplaceAll(tt.name, " ", "-")
 
-				ctx, cancel := context.WithTimeout(context.Background(), budgetWait)
-				defer cancel()
-				// The writer and a reader, each from an address of its own.
-				writer := dialReader(t, base, room, "writer", "127.0.0.2")
-				reader := dialReader(t, base, room, "reader", "127.0.0.8")
+			ctx, cancel := context.WithTimeout(context.Background(), budgetWait)
+			defer cancel()
+			// The writer and a reader, each from an address of its own.
+			writer := dialReader(t, base, room, "writer", "127.0.0.2")
+			reader := dialReader(t, base, room, "reader", "127.0.0.8")
 
-				var slow []*websocket.Conn
-				for i, ip := range tt.slowFrom {
-					slow = append(slow, slowBrowser(t, base, room, fmt.Sprintf("slow%d", i), ip))
-				}
+			var slow []*websocket.Conn
+			for i, ip := range tt.slowFrom {
+				slow = append(slow, slowBrowser(t, base, room, fmt.Sprintf("slow%d", i), ip))
+			}
 
-				// Sample the queued bytes, the router's and those of the slow
-				// browsers' first address, while the room talks.
-				var peakMu sync.Mutex
-				peak, peakAddr := 0, int64(0)
-				stop := make(chan struct{})
-				sampled := make(chan struct{})
-				go func() {
-					defer close(sampled)
-					tick := time.NewTicker(time.Millisecond) // sampling a gauge, not waiting for an event
-					defer tick.Stop()
-					for {
-						q, qa := rt.Stats().QueuedBytes, rt.QueuedFrom(tt.slowFrom[0])
-						peakMu.Lock()
-						peak, peakAddr = max(peak, q), max(peakAddr, qa)
-						peakMu.Unlock()
-						select {
-						case <-stop:
-							return
-						case <-tick.C:
-						}
+			// Sample the queued bytes, the router's and those of the slow
+			// browsers' first address, while the room talks.
+			var peakMu sync.Mutex
+			peak, peakAddr := 0, int64(0)
+			stop := make(chan struct{})
+			sampled := make(chan struct{})
+			go func() {
+				defer close(sampled)
+				tick := time.NewTicker(time.Millisecond) // sampling a gauge, not waiting for an event
+				defer tick.Stop()
+				for {
+					q, qa := rt.Stats().QueuedBytes, rt.QueuedFrom(tt.slowFrom[0])
+					peakMu.Lock()
+					peak, peakAddr = max(peak, q), max(peakAddr, qa)
+					peakMu.Unlock()
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
 					}
-				}()
+				}
+			}()
 
-				// The room talks until every slow browser is gone: once its
-				// socket's buffers are full, what it is sent waits in the
-				// router, soon more than the limit. The messages go in rounds
-				// the room's send window takes whole, so none is refused as
-				// overloaded, and that a browser that reads takes without
-				// coming near the limit (4000 bytes a message).
-				const round, maxRounds = 50, 200
-				text := strings.Repeat("x", 4000)
-				sent := 0
-				for rt.Stats().Sessions > 2 {
-					if sent == round*maxRounds {
-						t.Fatalf("%d messages sent, and %d slow browsers still connected", sent, rt.Stats().Sessions-2)
-					}
-					for j := sent; j < sent+round; j++ {
-						frame := fmt.Sprintf(`{"type":"send","id":"w-%d","text":"%d %s"}`, j, j, text)
-						if err := writer.Conn.Write(ctx, websocket.MessageText, []byte(frame)); err != nil {
-							t.Fatalf("send %d: %v", j, err)
-						}
-					}
-					for j := sent; j < sent+round; j++ {
-						f := expect(t, writer, fmt.Sprintf("the ack of %d", j), func(f tc.Frame) bool { return f.Type == "ack" || f.Type == "error" })
-						if f.Type == "error" {
-							t.Fatalf("message %s refused: %s %s", f.ID, f.Code, f.Message)
-						}
-					}
-					sent += round
+			// The room talks until every slow browser is gone: once its
+			// socket's buffers are full, what it is sent waits in the
+			// router, soon more than the limit. The messages go in rounds
+			// the room's send window takes whole, so none is refused as
+			// overloaded, and that a browser that reads takes without
+			// coming near the limit (4000 bytes a message).
+			const round, maxRounds = 50, 200
+			text := strings.Repeat("x", 4000)
+			sent := 0
+			for rt.Stats().Sessions > 2 {
+				if sent == round*maxRounds {
+					t.Fatalf("%d messages sent, and %d slow browsers still connected", sent, rt.Stats().Sessions-2)
 				}
-				for i := 0; i < sent; i++ {
-					f := expect(t, reader, fmt.Sprintf("message %d", i), tc.IsMessage)
-					if want := fmt.Sprintf("%d ", i); !strings.HasPrefix(f.Text, want) {
-						t.Fatalf("the reader was shown %.20q as message %d", f.Text, i)
+				for j := sent; j < sent+round; j++ {
+					frame := fmt.Sprintf(`{"type":"send","id":"w-%d","text":"%d %s"}`, j, j, text)
+					if err := writer.Conn.Write(ctx, websocket.MessageText, []byte(frame)); err != nil {
+						t.Fatalf("send %d: %v", j, err)
 					}
 				}
-				close(stop)
-				<-sampled
+				for j := sent; j < sent+round; j++ {
+					f := expect(t, writer, fmt.Sprintf("the ack of %d", j), func(f tc.Frame) bool { return f.Type == "ack" || f.Type == "error" })
+					if f.Type == "error" {
+						t.Fatalf("message %s refused: %s %s", f.ID, f.Code, f.Message)
+					}
+				}
+				sent += round
+			}
+			for i := 0; i < sent; i++ {
+				f := expect(t, reader, fmt.Sprintf("message %d", i), tc.IsMessage)
+				if want := fmt.Sprintf("%d ", i); !strings.HasPrefix(f.Text, want) {
+					t.Fatalf("the reader was shown %.20q as message %d", f.Text, i)
+				}
+			}
+			close(stop)
+			<-sampled
 
-				peakMu.Lock()
-				t.Logf("%d messages; peak queued bytes: %d in all, %d for %s", sent, peak, peakAddr, tt.slowFrom[0])
-				if tt.perAddr > 0 && peakAddr > tt.perAddr {
-					t.Errorf("the router held %d bytes for the browsers of %s; want at most %d", peakAddr, tt.slowFrom[0], tt.perAddr)
+			peakMu.Lock()
+			t.Logf("%d messages; peak queued bytes: %d in all, %d for %s", sent, peak, peakAddr, tt.slowFrom[0])
+			if tt.perAddr > 0 && peakAddr > tt.perAddr {
+				t.Errorf("the router held %d bytes for the browsers of %s; want at most %d", peakAddr, tt.slowFrom[0], tt.perAddr)
+			}
+			// Browsers with little waiting may pass the budget, by at
+			// most twice QueuedBytesFloor each.
+			if bound := tt.budget + int64(len(tt.slowFrom)+2)*2*router.QueuedBytesFloor; tt.budget > 0 && int64(peak) > bound {
+				t.Errorf("the router held %d bytes for its browsers; want at most %d", peak, bound)
+			}
+			peakMu.Unlock()
+			for i, conn := range slow {
+				if ce, ok := closedWith(t, conn); ok && (ce.Code != websocket.StatusPolicyViolation || !strings.HasPrefix(ce.Reason, "slow consumer")) {
+					t.Errorf("slow browser %d closed with %d %q, want 1008 slow consumer", i, ce.Code, ce.Reason)
 				}
-				// Browsers with little waiting may pass the budget, by at
-				// most twice QueuedBytesFloor each.
-				if bound := tt.budget + int64(len(tt.slowFrom)+2)*2*router.QueuedBytesFloor; tt.budget > 0 && int64(peak) > bound {
-					t.Errorf("the router held %d bytes for its browsers; want at most %d", peak, bound)
+			}
+			if n := refusedMetric(t, rt, tt.reason); n == 0 {
+				t.Errorf("refused_total{reason=%q} is 0", tt.reason)
+			}
+			// Everything the slow browsers held is given back.
+			tc.Eventually(t, budgetWait, func() error {
+				if st := rt.Stats(); st.QueuedBytes != 0 || st.Sessions != 2 {
+					return fmt.Errorf("%d sessions hold %d queued bytes; want the writer and the reader, and 0", st.Sessions, st.QueuedBytes)
 				}
-				peakMu.Unlock()
-				for i, conn := range slow {
-					if ce, ok := closedWith(t, conn); ok && (ce.Code != websocket.StatusPolicyViolation || !strings.HasPrefix(ce.Reason, "slow consumer")) {
-						t.Errorf("slow browser %d closed with %d %q, want 1008 slow consumer", i, ce.Code, ce.Reason)
-					}
-				}
-				if n := refusedMetric(t, rt, tt.reason); n == 0 {
-					t.Errorf("refused_total{reason=%q} is 0", tt.reason)
-				}
-				// Everything the slow browsers held is given back.
-				tc.Eventually(t, budgetWait, func() error {
-					if st := rt.Stats(); st.QueuedBytes != 0 || st.Sessions != 2 {
-						return fmt.Errorf("%d sessions hold %d queued bytes; want the writer and the reader, and 0", st.Sessions, st.QueuedBytes)
-					}
-					return nil
-				})
-				for _, cl := range []*chatclient.Client{writer, reader} {
-					if cl.IsClosed() {
-						t.Fatal("a browser that reads was disconnected")
-					}
-				}
+				return nil
 			})
-		}
+			for _, cl := range []*chatclient.Client{writer, reader} {
+				if cl.IsClosed() {
+					t.Fatal("a browser that reads was disconnected")
+				}
+			}
+		})
 	}
 }
 
 // Many connections of one address that send and never read cannot make
 // the router hold more than the address's share of queued bytes, also
-// with no room to talk in: here what piles up is the error frame the
-// router answers each bad frame with. A router alone, no object node.
-// Each connection is closed as a slow consumer once its next frame does
-// not fit (the close frame waits behind what its socket holds, so the
-// refusals are counted instead), everything it held is given back, and a
-// browser of another address is answered as before.
+// with nothing said in their room: here what piles up is the error frame
+// the room answers each bad frame with. Each connection is closed as a
+// slow consumer once its next frame does not fit (the close frame waits
+// behind what its socket holds, so the refusals are counted instead),
+// everything it held is given back, and a browser of another address is
+// answered as before.
 func TestQueuedBytesPerAddressErrorFrames(t *testing.T) {
-	const share, conns = 256 << 10, 8
-	rt, err := router.Start(router.Config{
-		ID:                 "router1",
-		HTTPListen:         "127.0.0.1:0",
-		AdminListen:        "127.0.0.1:0",
-		GossipListen:       "127.0.0.1:" + strconv.Itoa(tc.FreePort(t)),
-		Timings:            tc.Timings(),
-		Security:           security.Insecure(),
-		QueuedBytesPerAddr: share,
-		BuiltinChat:        true, // a router alone answers the built-in chat's bad frames itself
-		Logger:             slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		rt.Shutdown(ctx)
-	})
+	// The share is small: each error frame is the room's answer to one
+	// frame, and a room under -race answers a few thousand a second.
+	const share, conns = 32 << 10, 8
+	c := tc.New(t, 3, tc.Options{})
+	rt := startBudgetRouter(t, c, "router-errors", 0, share)
 	base := "http://" + rt.Addr()
 	ctx, cancel := context.WithTimeout(context.Background(), budgetWait)
 	defer cancel()
@@ -444,7 +414,9 @@ func TestQueuedBytesPerAddressErrorFrames(t *testing.T) {
 		t.Errorf("%d connections closed for their address's share, want %d", n, conns)
 	}
 
-	other, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws?room=budget&name=other",
+	// In a room of its own: the flooded room may still be answering what
+	// its closed connections sent.
+	other, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws?room=budget-other&name=other",
 		&websocket.DialOptions{HTTPClient: clientFrom(dialerFrom("127.0.0.2", 0))})
 	if err != nil {
 		t.Fatal(err)

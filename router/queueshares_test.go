@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"hellochat/apps"
 	"strings"
 	"testing"
 	"time"
@@ -11,14 +12,24 @@ import (
 	"github.com/coder/websocket"
 )
 
-// stalledSession is a session on a real socket whose writer never runs,
-// so what it is sent stays queued: a browser that does not read.
-func stalledSession(t *testing.T, shares queueShares) (*session, *websocket.Conn) {
+// lastQueued is the newest frame waiting in s's queue.
+func lastQueued(t *testing.T, s *gatewaySocket) outFrame {
 	t.Helper()
-	s, client := sessionPair(t)
-	s.writerOn = true
-	s.shares = shares
-	return s, client
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.queue) == 0 {
+		t.Fatal("nothing queued")
+	}
+	return s.queue[len(s.queue)-1]
+}
+
+// wantClosedWith checks that s's queue ends with a close frame of code
+// whose reason holds reason.
+func wantClosedWith(t *testing.T, what string, s *gatewaySocket, code websocket.StatusCode, reason string) {
+	t.Helper()
+	if f := lastQueued(t, s); !f.close || f.code != int(code) || !strings.Contains(f.reason, reason) {
+		t.Fatalf("%s: last queued %+v, want a close %d holding %q", what, f, code, reason)
+	}
 }
 
 // closeOf reads the client end until the server closes it.
@@ -47,43 +58,42 @@ func wantUsed(t *testing.T, what string, b *queueBudget, want int64) {
 }
 
 // Queued bytes count against the address's share and the router's budget
-// from enqueue until they are written or their session is killed; a frame
-// that does not fit its address's share closes its session (1008), and
-// counts nowhere.
+// from push until they are written or their socket ends; a frame that
+// does not fit its address's share closes its socket (1008), and counts
+// nowhere.
 func TestQueuedBytesSharePerAddress(t *testing.T) {
 	rtq, addr := &queueBudget{limit: 1 << 20}, &queueBudget{limit: 10000}
 	shares := queueShares{router: rtq, addr: addr}
 	frame := bytes.Repeat([]byte("a"), 3000)
 
-	s1, c1 := stalledSession(t, shares)
+	s1, _ := socketPair(t, shares) // its writer never runs: a browser that does not read
 	for range 3 {
-		s1.enqueue(frame)
+		s1.push(outFrame{data: frame, text: true})
 	}
 	wantUsed(t, "address, three frames queued", addr, 9000)
 	wantUsed(t, "router, three frames queued", rtq, 9000)
 
-	s2, c2 := stalledSession(t, shares)
-	s2.enqueue(frame)
-	ce := closeOf(t, c2)
-	if ce.Code != websocket.StatusPolicyViolation || !strings.Contains(ce.Reason, "for your address (max 10000)") {
-		t.Fatalf("the session past its address's share closed with %d %q", ce.Code, ce.Reason)
-	}
+	s2, _ := socketPair(t, shares)
+	s2.push(outFrame{data: frame, text: true})
+	wantClosedWith(t, "past its address's share", s2, websocket.StatusPolicyViolation, "for your address (max 10000)")
 	wantUsed(t, "address, after the refused frame", addr, 9000)
 	wantUsed(t, "router, after the refused frame", rtq, 9000)
-	if s2.enqueue(frame); s2.qbytes != 0 {
-		t.Fatalf("a killed session queued %d bytes", s2.qbytes)
+	if s2.push(outFrame{data: frame, text: true}); s2.bytes != 0 {
+		t.Fatalf("a closing socket queued %d bytes", s2.bytes)
 	}
 
-	s1.kill(websocket.StatusNormalClosure, "")
-	wantUsed(t, "address, its session killed", addr, 0)
-	wantUsed(t, "router, its session killed", rtq, 0)
-	closeOf(t, c1)
+	s1.discardQueue() // as its end does
+	wantUsed(t, "address, its socket ended", addr, 0)
+	wantUsed(t, "router, its socket ended", rtq, 0)
 
-	// A session that reads gives its bytes back as they are written.
-	s3, msgs := socketPair(t)
-	s3.shares = shares
+	// A socket that reads gives its bytes back as they are written.
+	s3, client := socketPair(t, shares)
+	msgs := messages(client)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s3.writeLoop(ctx)
 	for range 3 {
-		s3.enqueue(frame)
+		s3.push(outFrame{data: frame, text: true})
 	}
 	readN(t, msgs, 3)
 	// The writer gives them back just after its write returns.
@@ -104,39 +114,36 @@ func TestQueuedBytesRouterBudget(t *testing.T) {
 	shares := queueShares{router: rtq}
 	frame := bytes.Repeat([]byte("b"), 3000)
 
-	slow, slowClient := stalledSession(t, shares)
-	slow.enqueue(frame)
-	keeping, keepingClient := stalledSession(t, shares)
-	keeping.enqueue(frame) // past the budget, but little waits for it
+	slow, _ := socketPair(t, shares)
+	slow.push(outFrame{data: frame, text: true})
+	keeping, _ := socketPair(t, shares)
+	keeping.push(outFrame{data: frame, text: true}) // past the budget, but little waits for it
 	wantUsed(t, "router, a frame each", rtq, 6000)
+	if f := lastQueued(t, keeping); f.close {
+		t.Fatalf("the socket with little waiting was closed: %q", f.reason)
+	}
 
-	slow.enqueue(bytes.Repeat([]byte("c"), QueuedBytesFloor))
-	ce := closeOf(t, slowClient)
-	if ce.Code != websocket.StatusPolicyViolation || !strings.Contains(ce.Reason, "router has 6000 bytes queued for browsers (max 5000)") {
-		t.Fatalf("the slow session closed with %d %q", ce.Code, ce.Reason)
-	}
-	wantUsed(t, "router, the slow session killed", rtq, 3000)
-	if keeping.isClosed() {
-		t.Fatal("the session with little waiting was closed")
-	}
+	slow.push(outFrame{data: bytes.Repeat([]byte("c"), QueuedBytesFloor), text: true})
+	wantClosedWith(t, "the slow socket", slow, websocket.StatusPolicyViolation, "router has 6000 bytes queued for browsers (max 5000)")
+	slow.discardQueue()
+	wantUsed(t, "router, the slow socket ended", rtq, 3000)
 
 	// A browser whose writer has been stuck on a batch for
 	// StuckWriteAfter does not keep up, however little waits besides.
-	stuck, stuckClient := stalledSession(t, shares)
-	stuck.enqueue(frame)
-	stuck.take()
-	stuck.qmu.Lock()
+	stuck, _ := socketPair(t, shares)
+	stuck.push(outFrame{data: frame, text: true})
+	taken := stuck.take()
+	stuck.mu.Lock()
 	stuck.takenAt = time.Now().Add(-StuckWriteAfter)
-	stuck.qmu.Unlock()
-	stuck.enqueue([]byte("small"))
-	if ce := closeOf(t, stuckClient); ce.Code != websocket.StatusPolicyViolation {
-		t.Fatalf("the stuck session closed with %d %q", ce.Code, ce.Reason)
-	}
-	wantUsed(t, "router, the stuck session killed", rtq, 3000)
+	stuck.mu.Unlock()
+	stuck.push(outFrame{data: []byte("small"), text: true})
+	wantClosedWith(t, "the stuck socket", stuck, websocket.StatusPolicyViolation, "slow consumer")
+	stuck.written(len(taken[0].data)) // as its write loop does when it ends
+	stuck.discardQueue()
+	wantUsed(t, "router, the stuck socket ended", rtq, 3000)
 
-	keeping.kill(websocket.StatusNormalClosure, "")
-	closeOf(t, keepingClient)
-	wantUsed(t, "router, all killed", rtq, 0)
+	keeping.discardQueue()
+	wantUsed(t, "router, all ended", rtq, 0)
 }
 
 // A reservation never shows in the count unless it fits, also while many
@@ -166,10 +173,10 @@ func TestQueueBudgetNeverOverLimit(t *testing.T) {
 	wantUsed(t, "after every release", b, 0)
 }
 
-// BenchmarkEnqueue is what counting queued bytes costs a relay's fan-out:
-// a frame queued and taken, counted against nothing or against an
-// address's share and the router's budget.
-func BenchmarkEnqueue(b *testing.B) {
+// BenchmarkPush is what counting queued bytes costs each frame a node
+// sends a browser: a frame queued, taken and written, counted against
+// nothing or against an address's share and the router's budget.
+func BenchmarkPush(b *testing.B) {
 	frame := bytes.Repeat([]byte("m"), 200)
 	for _, bb := range []struct {
 		name   string
@@ -179,11 +186,11 @@ func BenchmarkEnqueue(b *testing.B) {
 		{"counted", queueShares{router: &queueBudget{limit: 1 << 30}, addr: &queueBudget{limit: 64 << 20}}},
 	} {
 		b.Run(bb.name, func(b *testing.B) {
-			s := &session{writerOn: true, closed: make(chan struct{}), shares: bb.shares}
+			s := newGatewaySocket(testGateway(), "r~1.1", testObject, "", bb.shares, apps.SocketPolicy{})
 			for b.Loop() {
-				s.enqueue(frame)
+				s.push(outFrame{data: frame, text: true})
 				s.take()
-				s.written()
+				s.written(len(frame))
 			}
 		})
 	}

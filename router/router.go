@@ -1,6 +1,8 @@
-// Package router is the stateless edge: it holds browser WebSockets, finds
-// the object node that owns each room, relays over one gRPC stream per room,
-// and keeps browsers connected while rooms move or nodes restart.
+// Package router is the stateless edge: it serves the apps' Workers, holds
+// the browser WebSockets their objects accept, streams the browsers'
+// messages to the node that leads each object's shard over one gRPC stream
+// per node, and keeps browsers connected while objects move or nodes
+// restart.
 package router
 
 import (
@@ -26,7 +28,6 @@ import (
 	"hellochat/apps"
 	"hellochat/apps/chat"
 	"hellochat/cluster"
-	"hellochat/limits"
 	"hellochat/objectclient"
 	"hellochat/security"
 	"hellochat/web"
@@ -44,7 +45,8 @@ type Config struct {
 	// Security is the router's certificate, the CA it trusts and the
 	// gossip key (security.Dev, security.Load), or security.Insecure().
 	Security *security.Settings
-	// SendRate and SendBurst bound each browser's messages per second.
+	// SendRate and SendBurst bound each chat browser's messages per
+	// second (the chat app's Worker hands them to the room).
 	SendRate  float64
 	SendBurst int
 	// FrameRate and FrameBurst bound each browser's frames of any type per
@@ -73,11 +75,6 @@ type Config struct {
 	SeedHistory int
 	// AllowAnyOrigin accepts WebSockets from pages of other origins.
 	AllowAnyOrigin bool
-	// BuiltinChat serves /ws with the built-in chat (router's relays and
-	// the nodes' Rooms.Attach) instead of the chat app (package
-	// apps/chat, whose class the nodes run like any other). It is there
-	// to compare the two while the built-in chat is being removed.
-	BuiltinChat bool
 	// Apps are the apps whose HTTP routes the router serves, calling their
 	// durable objects on the object nodes (nil: none; the binary passes
 	// apps/builtin, so this package depends on no app).
@@ -126,7 +123,6 @@ type Router struct {
 	log      *slog.Logger
 	members  *cluster.Membership
 	instance string // unique per process start; names this router to nodes
-	idPrefix string // short and unique per process start; begins router-made message ids
 	http     *http.Server
 	admin    *http.Server // nil without AdminListen
 	lis      net.Listener
@@ -139,19 +135,14 @@ type Router struct {
 	ctx    context.Context // canceled at shutdown
 	cancel context.CancelFunc
 
-	nextSession  atomic.Uint64
-	refused      atomic.Uint64 // sends refused because a relay held too much
+	refused      atomic.Uint64 // browsers' messages refused as overloaded (apps.SocketPolicy.Overloaded)
 	refusedConns atomic.Uint64 // upgrades refused by MaxConns or MaxConnsPerAddr
-	parker       *parker       // idle browser sockets; nil where it cannot run
 
 	mu          sync.Mutex
-	relays      map[string]*relay     // guarded by mu
-	sessions    map[*session]bool     // guarded by mu
 	browsers    int                   // browsers admitted and not yet released; guarded by mu
 	connsByAddr map[string]*addrState // the same by client address; guarded by mu
 	queued      queueBudget           // bytes queued for all browsers (QueuedBytesBudget)
 	closing     bool                  // guarded by mu
-	relayWG     sync.WaitGroup
 
 	connsMu   sync.Mutex
 	nodeConns map[string]*grpc.ClientConn // by node gRPC address
@@ -223,25 +214,17 @@ func Start(cfg Config) (*Router, error) {
 		}
 	}
 	rt := &Router{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		instance: cfg.ID + "." + hex.EncodeToString(nonce),
-		// Router ids have no length limit; message ids do.
-		idPrefix:    limits.RouterIDMark + hex.EncodeToString(nonce) + "-",
+		cfg:         cfg,
+		log:         cfg.Logger,
+		instance:    cfg.ID + "." + hex.EncodeToString(nonce),
 		lis:         lis,
 		adminLis:    adminLis,
-		relays:      map[string]*relay{},
-		sessions:    map[*session]bool{},
 		connsByAddr: map[string]*addrState{},
 		queued:      queueBudget{limit: cfg.QueuedBytesBudget},
 		nodeConns:   map[string]*grpc.ClientConn{},
 	}
 	rt.ctx, rt.cancel = context.WithCancel(context.Background())
 	rt.metrics = newMetrics(rt)
-	if rt.parker, err = newParker(); err != nil {
-		closeEarly()
-		return nil, err
-	}
 	httpAddr := cfg.HTTPAdvertise
 	if httpAddr == "" {
 		httpAddr = lis.Addr().String()
@@ -259,23 +242,17 @@ func Start(cfg Config) (*Router, error) {
 	})
 	if err != nil {
 		closeEarly()
-		rt.closeParker()
 		return nil, err
 	}
 	rt.members = members
 	if rt.gateway, err = newGateway(rt, objectclient.New(members.Placement, rt.conn), hex.EncodeToString(nonce)); err != nil {
 		members.Shutdown()
 		closeEarly()
-		rt.closeParker()
 		return nil, err
 	}
 
 	mux := http.NewServeMux()
-	if rt.cfg.BuiltinChat {
-		mux.HandleFunc("/ws", rt.handleWS)
-	} else {
-		mux.Handle("/ws", chat.NewWorker(chat.Options{SendRate: rt.cfg.SendRate, SendBurst: rt.cfg.SendBurst, SeedHistory: rt.cfg.SeedHistory})(rt.gateway))
-	}
+	mux.Handle("/ws", chat.NewWorker(chat.Options{SendRate: rt.cfg.SendRate, SendBurst: rt.cfg.SendBurst, SeedHistory: rt.cfg.SeedHistory})(rt.gateway))
 	mux.HandleFunc("/healthz", rt.handlePublicHealth)
 	mux.HandleFunc("/qr.png", handleQR)
 	mux.Handle("/", web.Handler())
@@ -283,7 +260,6 @@ func Start(cfg Config) (*Router, error) {
 		rt.gateway.close(context.Background())
 		members.Shutdown()
 		closeEarly()
-		rt.closeParker()
 		return nil, err
 	}
 	rt.http = rt.serveHTTP(lis, mux, "HTTP")
@@ -330,12 +306,6 @@ func (rt *Router) AdminAddr() string {
 	return rt.adminLis.Addr().String()
 }
 
-func (rt *Router) closeParker() {
-	if rt.parker != nil {
-		rt.parker.close()
-	}
-}
-
 // isClosing reports whether Shutdown has begun.
 func (rt *Router) isClosing() bool {
 	rt.mu.Lock()
@@ -351,97 +321,15 @@ func (rt *Router) Members() *cluster.Membership { return rt.members }
 
 // Stats are the router's counters and gauges.
 type Stats struct {
-	Sessions     int    // browsers connected (to the built-in chat or to objects)
+	Sessions     int    // browsers connected to objects' sockets
+	Refused      uint64 // browsers' messages refused as overloaded
 	RefusedConns uint64 // upgrades refused by MaxConns or MaxConnsPerAddr
-	Parked       int    // of them, idle with no goroutine (see parker)
-	Relays       int    // rooms with a relay
 	QueuedBytes  int    // bytes waiting to be written to browsers, all told (what QueuedBytesBudget counts)
-	Refused      uint64 // sends refused as overloaded
 }
 
 // Stats reads the router's counters and gauges.
 func (rt *Router) Stats() Stats {
-	var st Stats
-	if rt.gateway != nil {
-		st.Sessions = rt.gateway.count()
-	}
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	st.Sessions += len(rt.sessions)
-	st.Relays, st.Refused, st.RefusedConns = len(rt.relays), rt.refused.Load(), rt.refusedConns.Load()
-	if rt.parker != nil {
-		st.Parked = rt.parker.parked()
-	}
-	st.QueuedBytes += int(rt.queued.used.Load())
-	return st
-}
-
-// join adds a browser session to its room's relay, starting the relay if
-// the room has none here yet. The lookup and the hand-over happen under mu,
-// which is also held by a relay deciding to retire, so a join never lands
-// in a relay that is on its way out.
-func (rt *Router) join(s *session) *relay {
-	rt.mu.Lock()
-	rl, ok := rt.relays[s.room]
-	if !ok {
-		rl = newRelay(rt, s.room)
-		rt.relays[s.room] = rl
-		rt.relayWG.Add(1)
-		go func() {
-			defer rt.relayWG.Done()
-			rl.run()
-		}()
-	}
-	s.rl.Store(rl)
-	// Counted until the relay handles it, so the relay cannot retire with
-	// a join on its way in, even one that waits outside mu for room in a
-	// full inbox.
-	rl.pendingJoins++
-	if rl.inbox.TryPush(relayReq{join: s}) {
-		rt.mu.Unlock()
-	} else {
-		rt.mu.Unlock()
-		rl.submit(relayReq{join: s})
-	}
-	return rl
-}
-
-// joined is called by a relay when it handles a join.
-func (rt *Router) joined(rl *relay) {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	rl.pendingJoins--
-}
-
-// retire removes an idle relay; false when a join slipped in first.
-func (rt *Router) retire(rl *relay) bool {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	if rl.inbox.Len() > 0 || rl.pendingJoins > 0 {
-		return false
-	}
-	if rt.relays[rl.room] == rl {
-		delete(rt.relays, rl.room)
-	}
-	return true
-}
-
-func (rt *Router) track(s *session) bool {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	if rt.closing {
-		return false
-	}
-	rt.sessions[s] = true
-	return true
-}
-
-func (rt *Router) untrack(s *session) {
-	s.dropQueue() // before its address's state may be forgotten
-	rt.mu.Lock()
-	delete(rt.sessions, s)
-	rt.mu.Unlock()
-	rt.release(s.addr)
+	return Stats{Sessions: rt.gateway.count(), Refused: rt.refused.Load(), RefusedConns: rt.refusedConns.Load(), QueuedBytes: int(rt.queued.used.Load())}
 }
 
 // conn returns the shared client connection to a node.
@@ -466,8 +354,8 @@ func (rt *Router) conn(addr string) (*grpc.ClientConn, error) {
 }
 
 // Shutdown closes every browser with 1001 (going away) so they reconnect to
-// another router, lets relays deliver what they hold, and leaves the
-// cluster. It is idempotent; ctx bounds the wait.
+// another router, lets their objects hear of it, and leaves the cluster. It
+// is idempotent; ctx bounds the wait.
 func (rt *Router) Shutdown(ctx context.Context) error {
 	rt.mu.Lock()
 	if rt.closing {
@@ -475,36 +363,18 @@ func (rt *Router) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	rt.closing = true
-	sessions := make([]*session, 0, len(rt.sessions))
-	for s := range rt.sessions {
-		sessions = append(sessions, s)
-	}
 	rt.mu.Unlock()
 
 	err := rt.http.Shutdown(ctx)
 	if rt.admin != nil {
 		rt.admin.Shutdown(ctx)
 	}
-	for _, s := range sessions {
-		s.kill(1001, "router shutting down")
-	}
 	rt.gateway.close(ctx)
-	relaysDone := make(chan struct{})
-	go func() {
-		rt.relayWG.Wait()
-		close(relaysDone)
-	}()
-	select {
-	case <-relaysDone:
-	case <-ctx.Done():
-	}
 	rt.cancel()
-	<-relaysDone
 	if lerr := rt.members.Leave(500 * time.Millisecond); lerr != nil {
 		rt.log.Warn("leave cluster", "err", lerr)
 	}
 	rt.members.Shutdown()
-	rt.closeParker()
 	rt.connsMu.Lock()
 	for _, c := range rt.nodeConns {
 		c.Close()

@@ -10,7 +10,7 @@ import (
 )
 
 // BenchmarkSocketWrite writes chat frames to a real WebSocket on loopback
-// (a reader drains the other end), bounding each write as the session's
+// (a reader drains the other end), bounding each write as a socket's
 // write loop must: with a deadline context per write, or with a plain
 // context and one watchdog timer per batch of writes.
 func BenchmarkSocketWrite(b *testing.B) {
@@ -53,37 +53,29 @@ func BenchmarkSocketWrite(b *testing.B) {
 }
 
 // BenchmarkWriteBatch writes a batch of 16 chat frames (one commit of a
-// busy room, as one browser receives it) through the session's writer:
-// one WebSocket message per frame, or joined as lines.
+// busy room, as one browser receives it) through a socket's writer, one
+// WebSocket message per frame, gathered into one write.
 func BenchmarkWriteBatch(b *testing.B) {
 	frame := []byte(`{"type":"message","seq":12345,"id":"c1-77","name":"alice","text":"` + strings.Repeat("x", 120) + `","ts":1733100000000}`)
 	batch := make([][]byte, 16)
 	for i := range batch {
 		batch[i] = frame
 	}
-	for _, lines := range []bool{false, true} {
-		name := "message-per-frame"
-		if lines {
-			name = "lines"
+	s := dialSink(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if !s.write(context.Background(), textFrames(batch...)) {
+			b.Fatal("the write failed")
 		}
-		b.Run(name, func(b *testing.B) {
-			s := dialSink(b)
-			s.lines = lines
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := s.writeFrames(batch); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/frame")
-		})
 	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/frame")
 }
 
-// dialSink returns a session on the server end of a real WebSocket on
+// dialSink returns a socket on the server end of a real WebSocket on
 // loopback whose client end reads and drops everything.
-func dialSink(b *testing.B) *session {
-	s, msgs := socketPair(b)
+func dialSink(b *testing.B) *gatewaySocket {
+	s, client := socketPair(b, queueShares{})
+	msgs := messages(client)
 	go func() {
 		for range msgs {
 		}

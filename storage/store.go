@@ -62,8 +62,8 @@ type KV struct {
 }
 
 // Store is the node's Pebble database. Objects see it through a small KV
-// API (get, list by range, batched writes), so other object kinds can live
-// beside chat rooms.
+// API (get, list by range, batched writes), each object's keys under its
+// own name.
 type Store struct {
 	db   *pebble.DB
 	dir  string

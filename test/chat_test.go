@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 
 	"hellochat/apps/chat"
+	"hellochat/apps/counter"
 	tc "hellochat/internal/testcluster"
 	pb "hellochat/proto/roompb"
 	"hellochat/security"
@@ -163,25 +164,25 @@ func TestRoomsSpreadOverNodes(t *testing.T) {
 	}
 }
 
-// TestNotOwnerRedirects: a node asked for a room whose shard it does not
-// lead answers "not leader, try X" and does not host it.
+// TestNotOwnerRedirects: a node called for an object whose shard it does
+// not lead answers "not leader, try X" and does not host it.
 func TestNotOwnerRedirects(t *testing.T) {
 	c := tc.New(t, 3, tc.Options{})
-	room := "redirect-me"
-	leader := c.Leader(room)
+	name := "redirect-me"
+	leader := c.ObjectLeader(counterObject(name))
 	owner := c.Config(leader).ID
 	other := (leader + 1) % 3
-	ev, err := openAt(t, c, other, room)
+	resp, err := callAt(t, c, other, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := ev.GetRedirect()
+	r := resp.GetRedirect()
 	if r == nil || r.OwnerId != owner || r.OwnerAddr != c.Config(leader).GRPCListen {
-		t.Fatalf("got %v, want a redirect to %s", ev, owner)
+		t.Fatalf("got %v, want a redirect to %s", resp, owner)
 	}
-	for _, rs := range activeRooms(nodeStatus(t, c, c.Config(other).GRPCListen)) {
-		if rs.name == room {
-			t.Fatalf("non-owner hosts %s", room)
+	for _, o := range nodeStatus(t, c, c.Config(other).GRPCListen).Objects {
+		if o.Class == counter.ClassName && o.Name == name {
+			t.Fatalf("non-owner hosts counter %s", name)
 		}
 	}
 }
@@ -189,7 +190,7 @@ func TestNotOwnerRedirects(t *testing.T) {
 // TestIdleRoomEvictedAndReactivated: a room nobody is in leaves memory and
 // comes back with its history when someone returns.
 func TestIdleRoomEvictedAndReactivated(t *testing.T) {
-	c := tc.New(t, 3, tc.Options{RoomIdle: 200 * time.Millisecond})
+	c := tc.New(t, 3, tc.Options{ObjectIdle: 200 * time.Millisecond})
 	room := "sleepy"
 	owner := c.Config(c.NodeIndex(c.Owner(room))).GRPCListen
 	ann := tc.Dial(t, c.URL(), room, "ann", true)
@@ -305,21 +306,17 @@ func history(t *testing.T, c *tc.Cluster, room string) []string {
 	return out
 }
 
-// openAt opens room on node i directly, as a router would, and returns
-// the node's first answer (opened, or a redirect), or the stream's error.
-func openAt(t *testing.T, c *tc.Cluster, i int, room string) (*pb.AttachEvent, error) {
+// callAt calls the counter name's get on node i directly, as a router
+// would, and returns the node's answer (a result, a redirect, an object's
+// error) or the call's error.
+func callAt(t *testing.T, c *tc.Cluster, i int, name string) (*pb.CallResponse, error) {
 	t.Helper()
 	conn := grpcConn(t, c, security.RoleRouter, c.Config(i).GRPCListen)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	t.Cleanup(cancel)
-	stream, err := pb.NewRoomsClient(conn).Attach(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.Send(&pb.AttachRequest{Kind: &pb.AttachRequest_Open{Open: &pb.Open{Room: room, RouterId: "test"}}}); err != nil {
-		t.Fatal(err)
-	}
-	return stream.Recv()
+	defer cancel()
+	id := counter.Namespace.IDFromName(name)
+	return pb.NewObjectsClient(conn).Call(ctx, &pb.CallRequest{Class: counter.ClassName, Id: id.String(), Name: name,
+		Method: counter.Get.Name, Arg: []byte("{}")})
 }
 
 // grpcConn dials a node as a member of the cluster's PKI with role.
@@ -349,13 +346,10 @@ type activeRoom struct {
 	shard uint32
 }
 
-// activeRooms lists the rooms a node runs: the built-in chat's, and the
-// chat app's objects by the name they came by.
+// activeRooms lists the rooms a node runs: the chat app's objects, by the
+// name they came by.
 func activeRooms(st *pb.StatusResponse) []activeRoom {
 	var out []activeRoom
-	for _, r := range st.Rooms {
-		out = append(out, activeRoom{r.Room, r.Shard})
-	}
 	for _, o := range st.Objects {
 		if o.Class == chat.ClassName {
 			out = append(out, activeRoom{o.Name, o.Shard})

@@ -15,7 +15,7 @@ import (
 	pb "hellochat/proto/roompb"
 )
 
-// The chat app on the object API (router --chat-app) through a kill -9
+// The chat app on the object API through a kill -9
 // of its room's leader mid-chat: every message is acked, stored exactly
 // once with seqs 1..n in order, neither browser is disconnected, and the
 // other browser is shown every message live, in seq order, none twice:

@@ -12,6 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"hellochat/apps/chat/wire"
 	tc "hellochat/internal/testcluster"
 	"hellochat/limits"
 	"hellochat/router"
@@ -26,7 +27,7 @@ func dialFrom(t *testing.T, base, local, room string) (*websocket.Conn, int, err
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	u := "ws" + strings.TrimPrefix(base, "http") + "/ws?room=" + room + "&name=x"
-	conn, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: client, Subprotocols: []string{router.SubprotocolV2}})
+	conn, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: client, Subprotocols: []string{wire.SubprotocolV2}})
 	code := 0
 	if resp != nil {
 		code = resp.StatusCode

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	tc "hellochat/internal/testcluster"
@@ -88,10 +87,10 @@ func annTellsBob(ann, bob *tc.Client, n int) {
 
 // TestMetricsMoveWithEvents: each metric family moves when its event
 // happens, scraped over HTTP from the admin listeners of a real
-// in-process cluster: messages sent and refused, sessions and rooms,
-// Raft proposals, commits and fsyncs, Pebble, and a leader killed.
+// in-process cluster: browsers connected, Raft proposals, commits and
+// fsyncs, Pebble, the Go and process collectors, and a leader killed.
 func TestMetricsMoveWithEvents(t *testing.T) {
-	c := tc.New(t, 3, tc.Options{BuiltinChat: true})
+	c := tc.New(t, 3, tc.Options{})
 	rtAdmin := c.Router.AdminAddr()
 	room := "metrics-room"
 	leader := c.Leader(room)
@@ -109,31 +108,8 @@ func TestMetricsMoveWithEvents(t *testing.T) {
 
 	ann, bob := annAndBob(t, c, room)
 	waitMetric(t, rtAdmin, "hellochat_router_sessions", func(v float64) bool { return v == 2 }, "two browsers")
-	waitMetric(t, rtAdmin, "hellochat_router_active_rooms", func(v float64) bool { return v == 1 }, "one room")
-	waitMetric(t, nodeAdmin, "hellochat_node_sessions", func(v float64) bool { return v == 2 }, "two sessions on the leader")
-	waitMetric(t, nodeAdmin, "hellochat_node_active_rooms", above(0), "a room on the leader")
-
-	const n = 5
-	annTellsBob(ann, bob, n)
-	r := scrape(t, rtAdmin)
-	for series, want := range map[string]float64{
-		"hellochat_router_messages_received_total":  n,
-		"hellochat_router_messages_committed_total": n,
-		"hellochat_router_messages_delivered_total": 2 * n, // ann sees her own, bob too
-	} {
-		if r[series] != want {
-			t.Errorf("router %s = %v, want %v", series, r[series], want)
-		}
-	}
+	annTellsBob(ann, bob, 5)
 	nd := scrape(t, nodeAdmin)
-	for series, want := range map[string]float64{
-		"hellochat_node_messages_received_total":  n,
-		"hellochat_node_messages_committed_total": n,
-	} {
-		if nd[series] != want {
-			t.Errorf("node %s = %v, want %v", series, nd[series], want)
-		}
-	}
 	for _, series := range []string{"hellochat_raft_proposals_total", "hellochat_raft_commit_seconds_count",
 		"hellochat_raft_log_sync_seconds_count", "hellochat_raft_apply_seconds_count"} {
 		if nd[series] <= before[series] {
@@ -144,20 +120,8 @@ func TestMetricsMoveWithEvents(t *testing.T) {
 		t.Errorf("leader reports %v shards led, %v replicas", nd["hellochat_raft_shards_led"], nd["hellochat_raft_replicas"])
 	}
 
-	// A refused frame is counted by its reason, the others stay.
-	badJSON := `hellochat_router_refused_total{reason="bad_json"}`
-	if r[badJSON] != 0 {
-		t.Fatalf("%s = %v before any bad frame", badJSON, r[badJSON])
-	}
-	ann.SendRaw(websocket.MessageText, []byte("{not json"))
-	ann.Expect(wait, "error frame", func(f tc.Frame) bool { return f.Type == "error" && f.Code == "bad_json" })
-	r = scrape(t, rtAdmin)
-	if r[badJSON] != 1 || r[`hellochat_router_refused_total{reason="rate_limited"}`] != 0 {
-		t.Fatalf("after one bad frame: bad_json %v, rate_limited %v", r[badJSON], r[`hellochat_router_refused_total{reason="rate_limited"}`])
-	}
-
-	// Kill the room's leader: the survivors see a leader change, the
-	// router reconnects the room's stream.
+	// Kill the room's leader: the survivors see a leader change, and the
+	// room takes messages again.
 	var survivor string
 	changes := map[string]float64{}
 	for i, node := range c.Nodes {
@@ -169,7 +133,6 @@ func TestMetricsMoveWithEvents(t *testing.T) {
 	c.Kill(leader)
 	ann.Post("after-kill", "still here")
 	ann.Expect(wait, "ack after the kill", func(f tc.Frame) bool { return f.Type == "ack" && f.ID == "after-kill" })
-	waitMetric(t, rtAdmin, "hellochat_router_relay_reconnects_total", above(0), "the router reconnected the room")
 	waitMetric(t, survivor, "hellochat_raft_leader_changes_total", above(changes[survivor]), "a survivor saw leaders change")
 }
 

@@ -13,9 +13,9 @@ import (
 
 	"github.com/coder/websocket"
 
+	"hellochat/apps/chat/wire"
 	"hellochat/internal/launch"
 	"hellochat/internal/netlab"
-	"hellochat/router"
 )
 
 // netlabCluster is three object nodes and a router, each on a host of its
@@ -125,7 +125,7 @@ func (c *netlabCluster) browserOn(host, room, name string) *netlabBrowser {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	u := "ws" + strings.TrimPrefix(c.c.Base, "http") + "/ws?lines=1&room=" + room + "&name=" + name + "&key=" + name + "-netlab-key-0123456789"
-	conn, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{Subprotocols: []string{router.SubprotocolV2},
+	conn, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{Subprotocols: []string{wire.SubprotocolV2},
 		HTTPClient: &http.Client{Transport: &http.Transport{DialContext: c.lab.Dialer(host)}}})
 	if err != nil {
 		c.t.Fatalf("browser %s: %v", name, err)

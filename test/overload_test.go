@@ -310,18 +310,3 @@ func TestOverloadLosesNothing(t *testing.T) {
 		}
 	}
 }
-
-// TestSlowStreamDropLosesNothing: with the node's queue for each router
-// stream cut to 64 events, bursts make the node drop the router's stream
-// again and again. The router comes back, reads what it missed, resends
-// what was not acknowledged, sends less at once, and nothing is lost.
-func TestSlowStreamDropLosesNothing(t *testing.T) {
-	c := tc.New(t, 3, tc.Options{SendRate: -1, StreamQueue: 64, BuiltinChat: true})
-	room := "dropped-stream"
-	out := burstRoom(t, c, room, 3, 1, 300)
-	drops := c.Nodes[c.Leader(room)].Stats().SlowStreams
-	if drops == 0 {
-		t.Fatal("the leader never dropped the router's stream: the test did not test the drop")
-	}
-	t.Logf("the leader dropped the stream %d times; %d committed, %d refused", drops, out.committed, out.refused)
-}

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"hellochat/internal/chatstore"
+	"hellochat/apps/chat"
 	"hellochat/internal/launch"
 	tc "hellochat/internal/testcluster"
 	"hellochat/storage"
@@ -189,8 +189,8 @@ func TestKill9Failover(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rs := chatstore.Of(room, chatstore.BuiltinChatFromEnv()) // the router's --builtin-chat
-			kvs, err := st.List(rs.Object, rs.MsgStart, rs.MsgEnd, 0, false)
+			object, start, end := chat.StoredMessages(room)
+			kvs, err := st.List(object, start, end, 0, false)
 			st.Close()
 			if err != nil {
 				t.Fatal(err)

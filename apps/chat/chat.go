@@ -48,8 +48,8 @@ const ClassName = "ChatRoom"
 // Path is the route's path.
 const Path = "/chat/ws"
 
-// WSPath is where a router run with --chat-app serves the Worker as well:
-// the built-in chat's path, so its pages and tools reach the app unchanged.
+// WSPath is where routers serve the Worker as well: the chat's documented
+// path, which its pages and tools use.
 const WSPath = "/ws"
 
 // Namespace is the room class's namespace.
@@ -65,8 +65,8 @@ func App() apps.App {
 }
 
 // DefaultSendRate and DefaultSendBurst bound each browser's messages per
-// second, as the router's own defaults (router.DefaultSendRate) do for the
-// built-in chat.
+// second when the Worker is given no other (router.DefaultSendRate and
+// DefaultSendBurst are the same).
 const (
 	DefaultSendRate  = 100
 	DefaultSendBurst = 200
@@ -130,9 +130,8 @@ func NewWorker(o Options) func(apps.Stub) http.Handler {
 }
 
 // overloaded refuses a browser's message when its room is behind: a send
-// is refused as the built-in chat refuses it (overloaded, with its id and
-// the start of its text for the seed page), a typing notice is dropped
-// (nothing to say), and anything else waits for the room.
+// is refused (overloaded, with its id and the start of its text for the
+// seed page), and anything else, a typing notice too, waits for the room.
 func overloaded(p wire.Protocol, msg []byte, text bool) []byte {
 	if !text {
 		return nil

@@ -26,7 +26,6 @@ func main() {
 	fs.StringVar(&cfg.Dir, "data", "data/bench", "directory for the cluster's data and logs (wiped at start)")
 	fs.IntVar(&cfg.Only, "scenario", 0, "run only this scenario (1-9; 0: all)")
 	fs.BoolVar(&cfg.Short, "short", false, "shorter measuring windows")
-	fs.BoolVar(&cfg.BuiltinChat, "builtin-chat", false, "run the router with --builtin-chat: the chat scenarios load the built-in chat instead of the chat app")
 	fs.StringVar(&cfg.Target, "target", "", "load a running router at this URL instead of starting a cluster (loopback only)")
 	fs.StringVar(&cfg.TargetAdmin, "target-admin", "http://127.0.0.1:8081", "the admin endpoints of the --target router (loopback only)")
 	jsonOut := fs.String("json", "data/bench/results.json", "write the results here as JSON")

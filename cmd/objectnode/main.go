@@ -42,7 +42,7 @@ func main() {
 	fs.StringVar(&cfg.GRPCListen, "grpc-addr", cfg.GRPCListen, "host:port to serve gRPC (routers and peers connect here)")
 	fs.StringVar(&cfg.GRPCAdvertise, "grpc-advertise", "", "host:port routers and peers should dial, if not --grpc-addr")
 	fs.IntVar(&cfg.Expect, "expect", cfg.Expect, "form a new cluster once this many fresh object nodes are known (first start of a cluster); 0: only join an existing cluster (adding a node)")
-	fs.DurationVar(&cfg.RoomIdle, "room-idle", cfg.RoomIdle, "evict a room from memory after this long with nobody in it")
+	fs.DurationVar(&cfg.ObjectIdle, "object-idle", objectnode.DefaultObjectIdle, "evict an object (a chat room too) from memory after this long without events; its sockets stay open")
 	fs.IntVar(&cfg.Replicas, "replicas", cfg.Replicas, "replicas per shard (Raft group size); fewer only while the cluster has fewer nodes")
 	fs.DurationVar(&cfg.RaftTick, "raft-tick", cfg.RaftTick, "Raft clock tick; the leader sends heartbeats every tick")
 	fs.IntVar(&cfg.ElectionTicks, "election-ticks", cfg.ElectionTicks, "ticks without a leader before an election (randomized up to twice this)")

@@ -28,7 +28,6 @@ func main() {
 	fs.Int64Var(&cfg.QueuedBytesPerAddr, "queued-bytes-per-addr", cfg.QueuedBytesPerAddr, "share of --queued-bytes-budget the browsers of one client address may hold (0: unlimited; raise it behind a proxy that hides addresses)")
 	fs.DurationVar(&cfg.DeadBrowserAfter, "dead-browser-after", cfg.DeadBrowserAfter, "a browser gone without closing (machine off, network lost) leaves its room within this")
 	fs.IntVar(&cfg.SeedHistory, "seed-history", 0, "newest messages a seed-protocol browser gets on connect (0: the whole history, like the seed app)")
-	fs.BoolVar(&cfg.BuiltinChat, "builtin-chat", false, "serve /ws with the built-in chat (being removed) instead of the chat app on the object API (apps/chat)")
 	fs.BoolVar(&cfg.AllowAnyOrigin, "allow-any-origin", false, "accept WebSockets from pages served by other origins")
 	fs.StringVar(&cfg.AdminListen, "admin-addr", cfg.AdminListen, "host:port for the operator's endpoints (/api/cluster, detailed /healthz, --pprof); keep it on loopback or a private network; empty: none")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go pprof profiles under /debug/pprof/ on --admin-addr")
@@ -49,11 +48,7 @@ func main() {
 		cfg.Logger.Error("cannot start", "err", err)
 		os.Exit(1)
 	}
-	chat := "app (apps/chat on the object API)"
-	if cfg.BuiltinChat {
-		chat = "built-in"
-	}
-	cfg.Logger.Info("open the chat", "url", "http://"+rt.Addr()+"/", "chat", chat)
+	cfg.Logger.Info("open the chat", "url", "http://"+rt.Addr()+"/")
 	if a := rt.AdminAddr(); a != "" {
 		cfg.Logger.Info("cluster view for operators", "url", "http://"+a+"/api/cluster?format=text")
 	}

@@ -149,10 +149,7 @@ type Config struct {
 	// cluster; it must be on loopback. Process usage is then not reported.
 	// TargetAdmin is that router's admin address.
 	Target, TargetAdmin string
-	// BuiltinChat runs the router with --builtin-chat: the chat scenarios
-	// at /ws load the built-in chat instead of the chat app.
-	BuiltinChat bool
-	Out         io.Writer
+	Out                 io.Writer
 }
 
 // Run starts the cluster and runs the scenarios.
@@ -163,11 +160,10 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		fmt.Fprintf(cfg.Out, "bench: starting 3 object nodes (R=3) and a router from %s\n", cfg.Bin)
 		var err error
 		routerFlags := []string{"--send-rate", "0"}
-		if cfg.BuiltinChat {
-			routerFlags = append(routerFlags, "--builtin-chat")
-		}
 		c, err = launch.Start(launch.Options{Bin: cfg.Bin, Dir: dir,
-			NodeFlags:   []string{"--room-idle", "2s"},
+			// Rooms nobody talks in leave memory soon (their sockets stay
+			// open): scenario 7 joins a room evicted first.
+			NodeFlags:   []string{"--object-idle", "2s"},
 			RouterFlags: routerFlags})
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"hellochat/apps/chat"
 	"hellochat/internal/launch"
 )
 
@@ -78,7 +79,8 @@ func procDelta(before, after map[string]procSample, d time.Duration) []ProcStat 
 	return out
 }
 
-// activeRooms lists the rooms some node hosts, from the router's view.
+// activeRooms lists the chat rooms some node has an actor for, from the
+// router's view: the chat class's objects, by name.
 func activeRooms(base string) (map[string]bool, error) {
 	client := http.Client{Timeout: 5 * time.Second}
 	resp, err := client.Get(base + "/api/cluster")
@@ -88,9 +90,10 @@ func activeRooms(base string) (map[string]bool, error) {
 	defer resp.Body.Close()
 	var v struct {
 		Nodes []struct {
-			Rooms []struct {
-				Room string `json:"room"`
-			} `json:"rooms"`
+			Objects []struct {
+				Class string `json:"class"`
+				Name  string `json:"name"`
+			} `json:"objects"`
 		} `json:"nodes"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
@@ -98,8 +101,10 @@ func activeRooms(base string) (map[string]bool, error) {
 	}
 	out := map[string]bool{}
 	for _, n := range v.Nodes {
-		for _, r := range n.Rooms {
-			out[r.Room] = true
+		for _, o := range n.Objects {
+			if o.Class == chat.ClassName {
+				out[o.Name] = true
+			}
 		}
 	}
 	return out, nil

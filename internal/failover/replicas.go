@@ -9,8 +9,8 @@ import (
 	"slices"
 	"sort"
 
+	"hellochat/apps/chat"
 	"hellochat/cluster"
-	"hellochat/internal/chatstore"
 	"hellochat/internal/launch"
 	"hellochat/storage"
 )
@@ -84,13 +84,12 @@ func compareReplicas(c *launch.Cluster, rooms []string) replicaCheck {
 			res.misplacedEx = append(res.misplacedEx, fmt.Sprintf("shard %d is held by %v, the ring places it on %v", s, ids, want))
 		}
 	}
-	builtin := chatstore.BuiltinChatFromEnv() // the chat the routers served
 	for _, room := range rooms {
-		rs := chatstore.Of(room, builtin)
-		s := cluster.Shard(rs.Object)
+		object, start, end := chat.StoredMessages(room)
+		s := cluster.Shard(object)
 		var first []storage.KV
 		for i, n := range nodes {
-			kvs, err := n.st.List(rs.Object, rs.MsgStart, rs.MsgEnd, 0, false)
+			kvs, err := n.st.List(object, start, end, 0, false)
 			if err != nil {
 				res.err = err
 				return res

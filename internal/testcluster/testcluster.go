@@ -18,8 +18,8 @@ import (
 
 	"hellochat/apps"
 	"hellochat/apps/builtin"
+	"hellochat/apps/chat"
 	"hellochat/cluster"
-	"hellochat/internal/chatstore"
 	"hellochat/internal/launch"
 	"hellochat/internal/logging"
 	"hellochat/objectnode"
@@ -49,12 +49,8 @@ const startWait = 30 * time.Second
 
 // Options change a cluster from its defaults.
 type Options struct {
-	// RoomIdle closes a room's actor after that long without sessions
-	// (default 1 minute). Under the chat app a room is an object, so it sets
-	// ObjectIdle too unless that is set.
-	RoomIdle time.Duration
-	// ObjectIdle closes a durable object's actor after that long without
-	// calls (default objectnode.DefaultObjectIdle).
+	// ObjectIdle closes a durable object's actor (a chat room's too)
+	// after that long without calls (default objectnode.DefaultObjectIdle).
 	ObjectIdle time.Duration
 	// GatewayGrace is the nodes' objectnode.Config.GatewayGrace.
 	GatewayGrace time.Duration
@@ -62,9 +58,6 @@ type Options struct {
 	SendBurst    int
 	// SeedHistory caps the history seed clients get (router --seed-history).
 	SeedHistory int
-	// StreamQueue bounds the events a node queues for one router stream
-	// (default objectnode.DefaultStreamQueue).
-	StreamQueue int
 	// SnapshotEvery and KeepEntries shrink the Raft log bounds, to make
 	// snapshots happen in a test.
 	SnapshotEvery, KeepEntries uint64
@@ -90,15 +83,20 @@ type Options struct {
 	// Apps are the object classes and routes the nodes and the router
 	// run (default apps/builtin's).
 	Apps *apps.Registry
-	// BuiltinChat serves /ws with the built-in chat (router
-	// --builtin-chat) instead of the chat app; the environment's
-	// chatstore.BuiltinChatEnv (HELLOCHAT_BUILTIN_CHAT=1) sets it for every cluster, so the chat
-	// tests run unchanged against either.
-	BuiltinChat bool
 }
 
 // Room is where room lives on this cluster's nodes.
-func (c *Cluster) Room(room string) chatstore.Room { return chatstore.Of(room, c.opts.BuiltinChat) }
+func (c *Cluster) Room(room string) RoomStore {
+	object, start, end := chat.StoredMessages(room)
+	return RoomStore{object, start, end}
+}
+
+// RoomStore is where a chat room lives in a node's store: the object its
+// keys are under, and the key range of its messages, one key each.
+type RoomStore struct {
+	Object           string
+	MsgStart, MsgEnd []byte
+}
 
 // Shard is the shard that holds room on this cluster.
 func (c *Cluster) Shard(room string) int { return cluster.Shard(c.Room(room).Object) }
@@ -118,15 +116,6 @@ type Cluster struct {
 // others. Everything is stopped by t.Cleanup.
 func New(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
-	if chatstore.BuiltinChatFromEnv() {
-		opts.BuiltinChat = true
-	}
-	if !opts.BuiltinChat && opts.ObjectIdle == 0 {
-		opts.ObjectIdle = opts.RoomIdle
-	}
-	if opts.RoomIdle == 0 {
-		opts.RoomIdle = time.Minute
-	}
 	switch {
 	case opts.SendRate == 0:
 		opts.SendRate = router.DefaultSendRate
@@ -175,7 +164,6 @@ func (c *Cluster) StartRouter(id string) *router.Router {
 		FrameReadTimeout: c.opts.FrameReadTimeout,
 		SendBurst:        c.opts.SendBurst,
 		SeedHistory:      c.opts.SeedHistory,
-		BuiltinChat:      c.opts.BuiltinChat,
 		Security:         c.Security(security.RoleRouter, id),
 		Logger:           logger,
 		LogOutput:        raw,
@@ -205,7 +193,6 @@ func (c *Cluster) nodeConfig(id, gossip string, expect int) objectnode.Config {
 		Seeds:        c.seeds,
 		Expect:       expect,
 		Timings:      Timings(),
-		RoomIdle:     c.opts.RoomIdle,
 		ObjectIdle:   c.opts.ObjectIdle,
 		GatewayGrace: c.opts.GatewayGrace,
 		Replicas:     3,
@@ -216,7 +203,6 @@ func (c *Cluster) nodeConfig(id, gossip string, expect int) objectnode.Config {
 		ElectionTicks: 10,
 		SnapshotEvery: c.opts.SnapshotEvery,
 		KeepEntries:   c.opts.KeepEntries,
-		StreamQueue:   c.opts.StreamQueue,
 		MaxMoves:      c.opts.MaxMoves,
 		SnapshotRate:  c.opts.SnapshotRate,
 		Security:      c.Security(security.RoleNode, id),
