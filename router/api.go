@@ -17,7 +17,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 
-	"hellochat/apps/chat"
 	"hellochat/cluster"
 	pb "hellochat/proto/roompb"
 )
@@ -239,7 +238,11 @@ func (rt *Router) clusterView(ctx context.Context, rooms []string) clusterView {
 		v.Members = append(v.Members, memberView{ID: r.ID, Role: r.Role, Addr: r.HTTP, Alive: true})
 	}
 	for _, room := range rooms {
-		ro := roomOwner{Room: room, Shard: cluster.Shard(rt.roomObject(room))}
+		if rt.rooms == nil {
+			break // no class of rooms to look them up in
+		}
+		// A room is the RoomClass object named after it.
+		ro := roomOwner{Room: room, Shard: cluster.Shard(rt.rooms.IDFromName(room).StorageObject())}
 		if l := p.Leaders(ro.Shard); len(l) > 0 {
 			ro.Leader = l[0].ID
 		}
@@ -254,12 +257,6 @@ func (rt *Router) clusterView(ctx context.Context, rooms []string) clusterView {
 		v.Rooms = append(v.Rooms, ro)
 	}
 	return v
-}
-
-// roomObject is the name a chat room's storage lives under: its chat app
-// object's.
-func (rt *Router) roomObject(room string) string {
-	return chat.Namespace.IDFromName(room).StorageObject()
 }
 
 // collectGroups builds every shard's group from the nodes' Status answers

@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	"hellochat/apps"
-	"hellochat/apps/chat"
 	"hellochat/durable"
 	pb "hellochat/proto/roompb"
 )
@@ -40,12 +39,5 @@ func TestNumberedFramesDropRepeats(t *testing.T) {
 		if got[i] != want[i] {
 			t.Fatalf("queued %q, want %q", got, want)
 		}
-	}
-}
-
-// The chat app's Worker defaults its send rate to the built-in chat's.
-func TestChatAppSendRateDefaultsMatch(t *testing.T) {
-	if chat.DefaultSendRate != DefaultSendRate || chat.DefaultSendBurst != DefaultSendBurst {
-		t.Fatalf("chat app %d/%d, router %d/%d", chat.DefaultSendRate, chat.DefaultSendBurst, DefaultSendRate, DefaultSendBurst)
 	}
 }

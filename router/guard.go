@@ -18,7 +18,7 @@ const (
 	// an upgrade past it is answered 429.
 	DefaultMaxConnsPerAddr = 512
 	// DefaultFrameRate and DefaultFrameBurst bound every frame a browser
-	// sends, of any type (sends also have their own SendRate): past them
+	// sends, of any type (an app may bound its messages further): past them
 	// a frame is dropped, and the browser told at most once a second.
 	DefaultFrameRate  = 50
 	DefaultFrameBurst = 100

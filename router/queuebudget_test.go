@@ -21,6 +21,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"hellochat/apps/builtin"
 	"hellochat/apps/chat/wire"
 	"hellochat/internal/chatclient"
 	tc "hellochat/internal/testcluster"
@@ -35,8 +36,8 @@ import (
 
 const budgetWait = 60 * time.Second
 
-// startBudgetRouter starts a router that joins c's nodes with the given
-// limits on queued bytes.
+// startBudgetRouter starts a router that serves the built-in apps and joins
+// c's nodes, with the given limits on queued bytes.
 func startBudgetRouter(t *testing.T, c *tc.Cluster, id string, budget, perAddr int64) *router.Router {
 	t.Helper()
 	var seeds []string
@@ -44,6 +45,7 @@ func startBudgetRouter(t *testing.T, c *tc.Cluster, id string, budget, perAddr i
 		seeds = append(seeds, c.Config(i).GossipListen)
 	}
 	rt, err := router.Start(router.Config{
+		Apps:               builtin.Registry(builtin.Options{}), // the chat at /ws, sends unbounded
 		ID:                 id,
 		HTTPListen:         "127.0.0.1:0",
 		AdminListen:        "127.0.0.1:0",

@@ -26,8 +26,8 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"hellochat/apps"
-	"hellochat/apps/chat"
 	"hellochat/cluster"
+	"hellochat/durable"
 	"hellochat/objectclient"
 	"hellochat/security"
 	"hellochat/web"
@@ -45,10 +45,6 @@ type Config struct {
 	// Security is the router's certificate, the CA it trusts and the
 	// gossip key (security.Dev, security.Load), or security.Insecure().
 	Security *security.Settings
-	// SendRate and SendBurst bound each chat browser's messages per
-	// second (the chat app's Worker hands them to the room).
-	SendRate  float64
-	SendBurst int
 	// FrameRate and FrameBurst bound each browser's frames of any type per
 	// second (DefaultFrameRate, DefaultFrameBurst; rate 0: unbounded).
 	FrameRate  float64
@@ -69,16 +65,16 @@ type Config struct {
 	// DeadBrowserAfter bounds how long a browser gone without closing
 	// stays connected (DefaultDeadBrowserAfter).
 	DeadBrowserAfter time.Duration
-	// SeedHistory caps the history a seed-protocol browser gets on
-	// connect to the newest SeedHistory messages; 0 sends the whole
-	// history, as the seed app does.
-	SeedHistory int
 	// AllowAnyOrigin accepts WebSockets from pages of other origins.
 	AllowAnyOrigin bool
 	// Apps are the apps whose HTTP routes the router serves, calling their
 	// durable objects on the object nodes (nil: none; the binary passes
-	// apps/builtin, so this package depends on no app).
+	// apps/builtin, whose chat serves /ws, so this package depends on no
+	// app).
 	Apps *apps.Registry
+	// RoomClass is the class whose objects /api/cluster?rooms= names by
+	// name (the binary's: the chat's rooms); empty: rooms are not looked up.
+	RoomClass string
 	// AdminListen is where the operator's endpoints are served:
 	// /api/cluster, a detailed /healthz and, with Pprof, Go's profiles under
 	// /debug/pprof/. Keep it on loopback or a private network; empty serves
@@ -90,12 +86,6 @@ type Config struct {
 	LogOutput   io.Writer
 }
 
-// Defaults for the per-connection send limit (flags --send-rate, --send-burst).
-const (
-	DefaultSendRate  = 100
-	DefaultSendBurst = 200
-)
-
 // DefaultConfig is one router on loopback.
 func DefaultConfig() Config {
 	return Config{
@@ -104,8 +94,6 @@ func DefaultConfig() Config {
 		AdminListen:        "127.0.0.1:8081",
 		GossipListen:       "127.0.0.1:7100",
 		Timings:            cluster.DefaultTimings(),
-		SendRate:           DefaultSendRate,
-		SendBurst:          DefaultSendBurst,
 		FrameRate:          DefaultFrameRate,
 		FrameBurst:         DefaultFrameBurst,
 		MaxConns:           DefaultMaxConns,
@@ -147,7 +135,8 @@ type Router struct {
 	connsMu   sync.Mutex
 	nodeConns map[string]*grpc.ClientConn // by node gRPC address
 
-	gateway *gateway // apps' objects' WebSockets (gateway.go)
+	gateway *gateway           // apps' objects' WebSockets (gateway.go)
+	rooms   *durable.Namespace // RoomClass's; nil without one
 }
 
 // Start listens, joins the cluster and serves.
@@ -163,9 +152,6 @@ func Start(cfg Config) (*Router, error) {
 	}
 	if cfg.Apps == nil {
 		cfg.Apps, _ = apps.NewRegistry() // none: cannot fail
-	}
-	if cfg.SendBurst < 1 {
-		cfg.SendBurst = 1
 	}
 	if cfg.FrameBurst < 1 {
 		cfg.FrameBurst = 1
@@ -187,6 +173,13 @@ func Start(cfg Config) (*Router, error) {
 	if cfg.QueuedBytesBudget > 0 && cfg.QueuedBytesPerAddr > cfg.QueuedBytesBudget {
 		return nil, fmt.Errorf("router: queued bytes per address %d is more than the router's budget %d: it is a share of it",
 			cfg.QueuedBytesPerAddr, cfg.QueuedBytesBudget)
+	}
+	var rooms *durable.Namespace
+	if cfg.RoomClass != "" {
+		var err error
+		if rooms, err = durable.NewNamespace(cfg.RoomClass); err != nil {
+			return nil, fmt.Errorf("router: room class: %w", err)
+		}
 	}
 	nonce := make([]byte, 6)
 	if _, err := rand.Read(nonce); err != nil {
@@ -219,6 +212,7 @@ func Start(cfg Config) (*Router, error) {
 		instance:    cfg.ID + "." + hex.EncodeToString(nonce),
 		lis:         lis,
 		adminLis:    adminLis,
+		rooms:       rooms,
 		connsByAddr: map[string]*addrState{},
 		queued:      queueBudget{limit: cfg.QueuedBytesBudget},
 		nodeConns:   map[string]*grpc.ClientConn{},
@@ -252,7 +246,6 @@ func Start(cfg Config) (*Router, error) {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/ws", chat.NewWorker(chat.Options{SendRate: rt.cfg.SendRate, SendBurst: rt.cfg.SendBurst, SeedHistory: rt.cfg.SeedHistory})(rt.gateway))
 	mux.HandleFunc("/healthz", rt.handlePublicHealth)
 	mux.HandleFunc("/qr.png", handleQR)
 	mux.Handle("/", web.Handler())

@@ -10,9 +10,18 @@ import (
 	"hellochat/apps/reminder"
 )
 
-// Registry returns the registry of every built-in app.
-func Registry() *apps.Registry {
-	r, err := apps.NewRegistry(counter.App(), reminder.App(), hello.App(), chat.App())
+// Options are the built-in apps' settings.
+type Options struct {
+	Chat chat.Options
+}
+
+// DefaultOptions are the apps' defaults.
+func DefaultOptions() Options { return Options{Chat: chat.DefaultOptions()} }
+
+// Registry returns the registry of every built-in app. Only routers use
+// the options: nodes run the classes, which have none.
+func Registry(o Options) *apps.Registry {
+	r, err := apps.NewRegistry(counter.App(), reminder.App(), hello.App(), chat.App(o.Chat))
 	if err != nil {
 		panic(err) // the built-in apps are fixed: a bad one fails every test
 	}

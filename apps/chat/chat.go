@@ -56,17 +56,17 @@ const WSPath = "/ws"
 var Namespace = durable.MustNamespace(ClassName)
 
 // App is the chat app: the room class and the Worker's route.
-func App() apps.App {
+func App(o Options) apps.App {
+	worker := NewWorker(o)
 	return apps.App{
 		Name:    "chat",
 		Classes: []apps.Class{{Name: ClassName, New: func() durable.Object { return &Room{} }}},
-		Routes:  []apps.Route{{Pattern: "GET " + Path, Handler: Worker}},
+		Routes:  []apps.Route{{Pattern: "GET " + Path, Handler: worker}, {Pattern: "GET " + WSPath, Handler: worker}},
 	}
 }
 
 // DefaultSendRate and DefaultSendBurst bound each browser's messages per
-// second when the Worker is given no other (router.DefaultSendRate and
-// DefaultSendBurst are the same).
+// second (router --send-rate, --send-burst).
 const (
 	DefaultSendRate  = 100
 	DefaultSendBurst = 200
@@ -84,14 +84,19 @@ const SeedHistoryHeader = "Hellochat-Seed-History"
 
 // Options are the Worker's settings.
 type Options struct {
+	// SendRate and SendBurst bound each browser's messages per second
+	// (rate 0 or less: no bound).
 	SendRate  float64
 	SendBurst int
 	// SeedHistory caps the history a seed browser is sent (0: all).
 	SeedHistory int
 }
 
-// Worker is the stateless part with the default send rate.
-var Worker = NewWorker(Options{SendRate: DefaultSendRate, SendBurst: DefaultSendBurst})
+// DefaultOptions are the Worker's settings by default: the default send
+// rate, and the whole history.
+func DefaultOptions() Options {
+	return Options{SendRate: DefaultSendRate, SendBurst: DefaultSendBurst}
+}
 
 // NewWorker returns the stateless part: the room's name chooses the
 // object. A bad room is refused with the error frame of the browser's

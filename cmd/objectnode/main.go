@@ -61,7 +61,7 @@ func main() {
 		os.Exit(2)
 	}
 
-	cfg.Apps = builtin.Registry()
+	cfg.Apps = builtin.Registry(builtin.DefaultOptions())
 	n, err := objectnode.Start(cfg)
 	if err != nil {
 		cfg.Logger.Error("cannot start", "err", err)

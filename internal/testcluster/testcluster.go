@@ -54,7 +54,7 @@ type Options struct {
 	ObjectIdle time.Duration
 	// GatewayGrace is the nodes' objectnode.Config.GatewayGrace.
 	GatewayGrace time.Duration
-	SendRate     float64 // default router.DefaultSendRate; negative: no limit
+	SendRate     float64 // the chat's (default chat.DefaultSendRate); negative: no limit
 	SendBurst    int
 	// SeedHistory caps the history seed clients get (router --seed-history).
 	SeedHistory int
@@ -118,10 +118,10 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
 	switch {
 	case opts.SendRate == 0:
-		opts.SendRate = router.DefaultSendRate
-		opts.SendBurst = router.DefaultSendBurst
+		opts.SendRate = chat.DefaultSendRate
+		opts.SendBurst = chat.DefaultSendBurst
 	case opts.SendRate < 0:
-		opts.SendRate = 0 // the router's "unlimited"
+		opts.SendRate = 0 // the chat's "unlimited"
 	}
 	c := &Cluster{t: t, opts: opts, dir: t.TempDir(), Nodes: make([]*objectnode.Node, n)}
 	for i := 0; i < n; i++ {
@@ -150,20 +150,18 @@ func (c *Cluster) StartRouter(id string) *router.Router {
 	logger, raw := testLogger(c.t, id)
 	rt, err := router.Start(router.Config{
 		Apps:             c.apps(),
+		RoomClass:        chat.ClassName,
 		ID:               id,
 		HTTPListen:       "127.0.0.1:0",
 		AdminListen:      "127.0.0.1:0",
 		GossipListen:     "127.0.0.1:" + strconv.Itoa(FreePort(c.t)),
 		Seeds:            c.seeds,
 		Timings:          Timings(),
-		SendRate:         c.opts.SendRate,
 		FrameRate:        c.opts.FrameRate,
 		FrameBurst:       c.opts.FrameBurst,
 		MaxConns:         c.opts.MaxConns,
 		MaxConnsPerAddr:  c.opts.MaxConnsPerAddr,
 		FrameReadTimeout: c.opts.FrameReadTimeout,
-		SendBurst:        c.opts.SendBurst,
-		SeedHistory:      c.opts.SeedHistory,
 		Security:         c.Security(security.RoleRouter, id),
 		Logger:           logger,
 		LogOutput:        raw,
@@ -178,7 +176,7 @@ func (c *Cluster) apps() *apps.Registry {
 	if c.opts.Apps != nil {
 		return c.opts.Apps
 	}
-	return builtin.Registry()
+	return builtin.Registry(builtin.Options{Chat: chat.Options{SendRate: c.opts.SendRate, SendBurst: c.opts.SendBurst, SeedHistory: c.opts.SeedHistory}})
 }
 
 func (c *Cluster) nodeConfig(id, gossip string, expect int) objectnode.Config {
