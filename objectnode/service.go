@@ -102,20 +102,14 @@ func (s *service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusRe
 	p := n.members.Placement()
 	resp := &pb.StatusResponse{NodeId: n.cfg.ID, Ready: n.ready()}
 	if h := n.host.Load(); h != nil {
+		resp.Replicas = uint32(h.Replicas())
 		for s := 0; s < cluster.Partitions; s++ {
 			if serving, _ := h.Serving(s); serving {
 				resp.Leading = append(resp.Leading, uint32(s))
 			}
-		}
-	}
-	if h := n.host.Load(); h != nil {
-		resp.Replicas = uint32(h.Replicas())
-		for s := 0; s < cluster.Partitions; s++ {
 			if i := h.Applied(s); i > 0 {
 				resp.Applied = append(resp.Applied, &pb.ReplicaApplied{Shard: uint32(s), Index: i})
 			}
-		}
-		for s := 0; s < cluster.Partitions; s++ {
 			st := h.Status(s)
 			if !st.Serving {
 				continue

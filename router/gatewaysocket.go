@@ -486,10 +486,10 @@ func (s *gatewaySocket) write(ctx context.Context, frames []outFrame) bool {
 		n += len(f.data)
 	}
 	defer s.written(n)
-	// One watchdog bounds the whole batch: a batch flushes whenever it gathers batchFlushBytes, in the
-	// middle of a frame's Write, so a deadline set only around the last
-	// flush left a browser that never reads holding the writer (and the
-	// close queued behind it) for good.
+	// One watchdog bounds the whole batch: a batch flushes whenever it
+	// gathers batchFlushBytes, in the middle of a frame's Write, so a
+	// deadline set only around the last flush left a browser that never
+	// reads holding the writer (and the close queued behind it) for good.
 	watchdog := time.AfterFunc(WriteTimeout, func() { s.conn.CloseNow() })
 	defer watchdog.Stop()
 	batching := false
