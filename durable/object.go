@@ -130,6 +130,7 @@ type State struct {
 	// the event's socket sends and closes until its commit.
 	canSocket bool
 	sockOut   []socketOp
+	lastFrame []byte // the last frame sent (copyFrame)
 }
 
 // ID is the object's ID.

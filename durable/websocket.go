@@ -1,6 +1,7 @@
 package durable
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -344,8 +345,19 @@ func (w *socketHandle) SendNumbered(n uint64, msg []byte, text bool) error {
 	if _, err := w.record(); err != nil {
 		return err
 	}
-	w.s.sockOut = append(w.s.sockOut, socketOp{socket: w.id, kind: opSend, msg: slices.Clone(msg), text: text, number: n})
+	w.s.sockOut = append(w.s.sockOut, socketOp{socket: w.id, kind: opSend, msg: w.s.copyFrame(msg), text: text, number: n})
 	return nil
+}
+
+// copyFrame is the event's own copy of msg (the class may reuse its
+// buffer once Send returns). A broadcast sends one frame to many sockets:
+// they share one copy, and the node sends it to each router once.
+func (s *State) copyFrame(msg []byte) []byte {
+	if last := s.lastFrame; len(last) == len(msg) && bytes.Equal(last, msg) {
+		return last
+	}
+	s.lastFrame = slices.Clone(msg)
+	return s.lastFrame
 }
 
 func (w *socketHandle) NotifyDrained() error {

@@ -392,3 +392,28 @@ func TestNumberedSocketMessagesInOrder(t *testing.T) {
 		t.Fatalf("stored last %q (the failed handler's write must be gone)", v)
 	}
 }
+
+// A frame sent to many sockets is copied once, and the sends share the
+// copy (the node then sends it to each router once); a class that reuses
+// its buffer still has each send carry what it held at the time.
+func TestWebSocketBroadcastSharesOneCopy(t *testing.T) {
+	r, _ := newRoomRig(t)
+	join(t, r.a, "gw/1", "ann")
+	join(t, r.a, "gw/2", "bob")
+	if err := r.a.WebSocketMessage(context.Background(), "gw/1", []byte("hi"), true); err != nil {
+		t.Fatal(err)
+	}
+	a, b := recv(t, r.socks.ops, "the first send"), recv(t, r.socks.ops, "the second send")
+	if string(a.msg) != "ann: hi" || string(b.msg) != "ann: hi" || &a.msg[0] != &b.msg[0] {
+		t.Fatalf("broadcast sent %q and %q, sharing a copy: %v", a.msg, b.msg, &a.msg[0] == &b.msg[0])
+	}
+
+	s := &State{}
+	buf := []byte("abc")
+	first, again := s.copyFrame(buf), s.copyFrame(buf)
+	buf[0] = 'x'
+	changed := s.copyFrame(buf)
+	if string(first) != "abc" || &first[0] != &again[0] || string(changed) != "xbc" || &buf[0] == &first[0] {
+		t.Fatalf("copies of a reused buffer: %q %q %q", first, again, changed)
+	}
+}

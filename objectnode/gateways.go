@@ -264,17 +264,29 @@ func (h *gatewayHub) serve(ctx context.Context, gateway string, stream gatewaySe
 
 // batch takes the operations that lead ops into one stream message, at
 // most maxGatewayBatchOps and about maxGatewayBatchBytes, and says how
-// many it took; nil if the faults dropped them all.
+// many it took; nil if the faults dropped them all. A frame sent to many
+// of the router's sockets (one copy, durable's broadcast) goes once.
 func (h *gatewayHub) batch(gateway string, ops []queuedOp) (*pb.GatewayOp, int) {
 	var batch []*pb.GatewayOp
+	var sends map[*byte]int // how many sends share each frame
+	shared := false
 	n, bytes := 0, 0
 	for ; n < len(ops) && n < maxGatewayBatchOps && (n == 0 || bytes < maxGatewayBatchBytes); n++ {
 		op := ops[n].op
-		if s, ok := op.Op.(*pb.GatewayOp_Send); ok {
-			bytes += len(s.Send.Data)
-		}
 		if h.faults != nil && h.faults.Drop(gateway, op) {
 			continue
+		}
+		if s, ok := op.Op.(*pb.GatewayOp_Send); ok && len(s.Send.Data) > 0 {
+			if sends == nil {
+				sends = map[*byte]int{}
+			}
+			first := &s.Send.Data[0]
+			if sends[first] == 0 {
+				bytes += len(s.Send.Data)
+			} else {
+				shared = true
+			}
+			sends[first]++
 		}
 		batch = append(batch, op)
 	}
@@ -284,7 +296,33 @@ func (h *gatewayHub) batch(gateway string, ops []queuedOp) (*pb.GatewayOp, int) 
 	case 1:
 		return batch[0], n
 	}
-	return &pb.GatewayOp{Op: &pb.GatewayOp_Batch{Batch: &pb.GatewayBatch{Ops: batch}}}, n
+	b := &pb.GatewayBatch{Ops: batch}
+	if shared {
+		shareFrames(b, sends)
+	}
+	return &pb.GatewayOp{Op: &pb.GatewayOp_Batch{Batch: b}}, n
+}
+
+// shareFrames moves each frame sent more than once in b into b.Frames
+// and has its sends name it there. The queued operations are left as they
+// are: a stream that fails sends them again, maybe batched otherwise.
+func shareFrames(b *pb.GatewayBatch, sends map[*byte]int) {
+	index := map[*byte]uint32{}
+	for i, op := range b.Ops {
+		s, ok := op.Op.(*pb.GatewayOp_Send)
+		if !ok || len(s.Send.Data) == 0 || sends[&s.Send.Data[0]] < 2 {
+			continue
+		}
+		first := &s.Send.Data[0]
+		k := index[first]
+		if k == 0 {
+			b.Frames = append(b.Frames, s.Send.Data)
+			k = uint32(len(b.Frames))
+			index[first] = k
+		}
+		b.Ops[i] = &pb.GatewayOp{Socket: op.Socket, Op: &pb.GatewayOp_Send{Send: &pb.SocketSend{
+			Text: s.Send.Text, Number: s.Send.Number, Frame: k}}}
+	}
 }
 
 // putResult queues the result of an event the router sent on its

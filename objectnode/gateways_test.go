@@ -64,6 +64,8 @@ type fakeStream struct {
 	mu        sync.Mutex
 	got       []string
 	msgs      int // stream messages sent
+	frames    int // shared frames (GatewayBatch.frames) sent
+	bytes     int // bytes of frames sent in SocketSend.data
 	failAfter int
 }
 
@@ -77,13 +79,24 @@ func (f *fakeStream) Send(op *pb.GatewayOp) error {
 	}
 	f.msgs++
 	ops := []*pb.GatewayOp{op}
+	var frames [][]byte
 	if b := op.GetBatch(); b != nil {
-		ops = b.GetOps()
+		ops, frames = b.GetOps(), b.GetFrames()
+		f.frames += len(frames)
 	}
 	for _, op := range ops {
 		switch o := op.GetOp().(type) {
 		case *pb.GatewayOp_Send:
-			f.got = append(f.got, op.GetSocket()+"<-"+string(o.Send.GetData()))
+			data := o.Send.GetData()
+			if k := o.Send.GetFrame(); k > 0 {
+				if len(data) > 0 || int(k) > len(frames) {
+					f.got = append(f.got, fmt.Sprintf("%s<-bad frame %d of %d with %d bytes", op.GetSocket(), k, len(frames), len(data)))
+					continue
+				}
+				data = frames[k-1]
+			}
+			f.bytes += len(o.Send.GetData())
+			f.got = append(f.got, op.GetSocket()+"<-"+string(data))
 		case *pb.GatewayOp_Close:
 			f.got = append(f.got, fmt.Sprintf("%s closed %d", op.GetSocket(), o.Close.GetCode()))
 		}
@@ -247,5 +260,41 @@ func TestGatewayHubSendsInBatches(t *testing.T) {
 	defer f.mu.Unlock()
 	if f.msgs != 3 {
 		t.Fatalf("%d operations went in %d stream messages, want 3", n, f.msgs)
+	}
+}
+
+// A frame an object sends to many sockets of one router (one copy, as
+// durable makes for a broadcast) crosses the stream once.
+func TestGatewayHubSendsABroadcastFrameOnce(t *testing.T) {
+	r := newHubRig(t)
+	sockets := objectSockets{h: r.h, from: hubObject}
+	hello := []byte("hello everyone")
+	for _, s := range []string{"rt~a.1", "rt~a.2", "rt~a.3"} {
+		sockets.Send(s, hello, true, 7)
+	}
+	sockets.Send("rt~a.1", []byte("ack"), true, 0)
+	sockets.Send("rt~a.4", []byte("hello everyone"), true, 0) // equal, not shared
+	f, stop := r.attach("rt~a", 0)
+	defer stop(true)
+	waitFor(t, "the stream", f.sent, "rt~a.1<-hello everyone,rt~a.2<-hello everyone,rt~a.3<-hello everyone,rt~a.1<-ack,rt~a.4<-hello everyone")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.msgs != 1 || f.frames != 1 || f.bytes != len("ack")+len(hello) {
+		t.Fatalf("sent %d stream messages, %d shared frames, %d bytes inline; want 1, 1 and %d", f.msgs, f.frames, f.bytes, len("ack")+len(hello))
+	}
+	// The queued operations stay as the objects sent them: a stream that
+	// breaks puts them back, to be batched again.
+	queued := []queuedOp{
+		{op: &pb.GatewayOp{Socket: "rt~a.1", Op: &pb.GatewayOp_Send{Send: &pb.SocketSend{Data: hello}}}},
+		{op: &pb.GatewayOp{Socket: "rt~a.2", Op: &pb.GatewayOp_Send{Send: &pb.SocketSend{Data: hello}}}},
+	}
+	msg, n := r.h.batch("rt~a", queued)
+	if b := msg.GetBatch(); n != 2 || len(b.GetFrames()) != 1 || b.GetOps()[1].GetSend().GetFrame() != 1 {
+		t.Fatalf("batch of 2 sends of one frame: took %d, %v", n, msg)
+	}
+	for _, q := range queued {
+		if s := q.op.GetSend(); string(s.GetData()) != string(hello) || s.GetFrame() != 0 {
+			t.Fatalf("batching changed a queued send: %v", q.op)
+		}
 	}
 }

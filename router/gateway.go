@@ -195,14 +195,37 @@ func (g *gateway) receive(ctx context.Context, addr string) error {
 		}
 		if b := op.GetBatch(); b != nil {
 			for _, op := range b.GetOps() {
-				if op.GetBatch() == nil { // a batch holds no batch
-					g.take(addr, op)
+				if op.GetBatch() != nil {
+					continue // a batch holds no batch
 				}
+				op, err := resolveFrame(op, b.GetFrames())
+				if err != nil {
+					g.rt.log.Error("bad operation from a node: socket closed", "node", addr, "socket", op.GetSocket(), "err", err)
+				}
+				g.take(addr, op)
 			}
 			continue
 		}
 		g.take(addr, op)
 	}
+}
+
+// resolveFrame gives a send that names one of its batch's shared frames
+// that frame's bytes (the sockets share them: nothing writes to a queued
+// frame). A send naming a frame its batch lacks (a node's bug) becomes a
+// close of its socket, and an error to log: the browser reconnects and
+// resumes, and never reads on past a gap.
+func resolveFrame(op *pb.GatewayOp, frames [][]byte) (*pb.GatewayOp, error) {
+	s := op.GetSend()
+	if s == nil || s.GetFrame() == 0 {
+		return op, nil
+	}
+	if int(s.GetFrame()) > len(frames) || len(s.GetData()) > 0 {
+		return &pb.GatewayOp{Socket: op.GetSocket(), Op: &pb.GatewayOp_Close{Close: &pb.SocketClose{Code: int32(closeInternal), Reason: "the object's node sent a bad frame"}}},
+			fmt.Errorf("a send names frame %d of a batch of %d, with %d bytes of its own", s.GetFrame(), len(frames), len(s.GetData()))
+	}
+	s.Data = frames[s.GetFrame()-1]
+	return op, nil
 }
 
 // take applies one operation a node sent: an answer to an event, or

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"fmt"
 	"testing"
 
 	"hellochat/apps"
@@ -38,6 +39,42 @@ func TestNumberedFramesDropRepeats(t *testing.T) {
 	for i := range want {
 		if got[i] != want[i] {
 			t.Fatalf("queued %q, want %q", got, want)
+		}
+	}
+}
+
+// A node sends a broadcast's frame once per batch; each send that names
+// it gets its bytes, and one that names a frame the batch lacks closes
+// its socket rather than leave a gap.
+func TestResolveSharedFrames(t *testing.T) {
+	frames := [][]byte{[]byte("one"), []byte("two")}
+	named := func(k uint32, data string) *pb.GatewayOp {
+		return &pb.GatewayOp{Socket: "s", Op: &pb.GatewayOp_Send{Send: &pb.SocketSend{Data: []byte(data), Frame: k, Text: true}}}
+	}
+	for _, tc := range []struct {
+		op      *pb.GatewayOp
+		want    string
+		wantErr bool
+	}{
+		{named(0, "own"), "send own", false},
+		{named(1, ""), "send one", false},
+		{named(2, ""), "send two", false},
+		{named(3, ""), "close 1011", true},
+		{named(1, "both"), "close 1011", true},
+		{&pb.GatewayOp{Socket: "s", Op: &pb.GatewayOp_Drain{Drain: &pb.SocketDrain{}}}, "drain", false},
+	} {
+		op, err := resolveFrame(tc.op, frames)
+		var got string
+		switch o := op.GetOp().(type) {
+		case *pb.GatewayOp_Send:
+			got = "send " + string(o.Send.GetData())
+		case *pb.GatewayOp_Close:
+			got = fmt.Sprint("close ", o.Close.GetCode())
+		case *pb.GatewayOp_Drain:
+			got = "drain"
+		}
+		if got != tc.want || (err != nil) != tc.wantErr {
+			t.Errorf("%v: %s (err %v), want %s (err %v)", tc.op, got, err, tc.want, tc.wantErr)
 		}
 	}
 }

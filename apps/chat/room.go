@@ -485,17 +485,15 @@ func (r *Room) send(s *durable.State, ws durable.WebSocket, a attachment, op wir
 		return nil
 	}
 	m := wire.Message{Seq: r.lastSeq + 1, ID: id, Name: a.Name, Text: op.Text, TS: max(r.now(), r.lastTS)}
-	b, err := json.Marshal(m)
+	b, err := json.Marshal(storedMessage{Message: m, Key: a.Key})
 	if err != nil {
 		return err
 	}
-	for _, op := range []struct {
-		key string
-		val []byte
-	}{{msgKey(m.Seq), b}, {dedupPrefix + dkey, encodeStored(m.Seq, m.TS)}, {indexKey(m.Seq), []byte(dkey)}} {
-		if err := st.Put(op.key, op.val); err != nil {
-			return fmt.Errorf("store message %d: %w", m.Seq, err)
-		}
+	if err := st.Put(msgKey(m.Seq), b); err != nil {
+		return fmt.Errorf("store message %d: %w", m.Seq, err)
+	}
+	if err := st.Put(dedupPrefix+dkey, encodeStored(m.Seq, m.TS)); err != nil {
+		return fmt.Errorf("store message %d's dedupe record: %w", m.Seq, err)
 	}
 	if err := forget(st, m.Seq, r.window); err != nil {
 		return err
@@ -543,26 +541,27 @@ func (r *Room) show(s *durable.State, ws durable.WebSocket, a attachment, m wire
 
 // forget drops the dedupe records that storing seq moves out of the
 // window, in the same batch, so every replica drops the same ones. It
-// drops them a run at a time (forgetRun), read from the index in one
-// scan: three point reads per message of keys written 65,536 messages
-// earlier were 49% of a busy leader's CPU (bench scenario 8). So a room
-// keeps between window and window+forgetRun-1 records.
+// drops them a run at a time (forgetRun), named by their messages, read
+// in one scan: three point reads per message of keys written 65,536
+// messages earlier were 49% of a busy leader's CPU (bench scenario 8). So
+// a room keeps between window and window+forgetRun-1 records.
 func forget(st *durable.Storage, seq, window uint64) error {
 	run := forgetRun(window)
 	if seq <= window || seq%run != 0 {
 		return nil
 	}
 	newest := seq - window
-	kvs, err := st.List(durable.ListOptions{Prefix: indexPrefix, Start: indexKey(newest - min(newest, run) + 1),
-		End: indexKey(newest + 1), Limit: int(run)})
+	kvs, err := st.List(durable.ListOptions{Prefix: msgPrefix, Start: msgKey(newest - min(newest, run) + 1),
+		End: msgKey(newest + 1), Limit: int(run)})
 	if err != nil {
-		return fmt.Errorf("read the dedupe index: %w", err)
+		return fmt.Errorf("read the messages leaving the dedupe window: %w", err)
 	}
 	for _, kv := range kvs {
-		if err := st.Drop(dedupPrefix + string(kv.Value)); err != nil {
-			return err
+		var m storedMessage
+		if err := json.Unmarshal(kv.Value, &m); err != nil {
+			return fmt.Errorf("decode message %s: %w", kv.Key, err)
 		}
-		if err := st.Drop(kv.Key); err != nil {
+		if err := st.Drop(dedupPrefix + m.dedupeKey()); err != nil {
 			return err
 		}
 	}

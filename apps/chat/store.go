@@ -18,15 +18,28 @@ const DedupeWindow = 1 << 16
 
 // A room's storage:
 //
-//	"m/" %016x   message seq, a wire.Message (JSON)
+//	"m/" %016x   message seq, a storedMessage (JSON)
 //	"d/" KEY     dedupe record: seq and timestamp (16 bytes) of the
 //	             message stored under KEY (dedupeKey)
-//	"i/" %016x   the KEY of message seq, while its record is kept
+//
+// A message's record names its dedupe KEY, so that forget finds the
+// records to drop without an index of its own: one key fewer per message
+// to write on every replica.
 const (
 	msgPrefix   = "m/"
 	dedupPrefix = "d/"
-	indexPrefix = "i/"
 )
+
+// storedMessage is a message as a room stores it: what its browsers are
+// shown, and the sender's client key, which they never are (wire.Message
+// reads it without the key).
+type storedMessage struct {
+	wire.Message
+	Key string `json:"k,omitempty"`
+}
+
+// dedupeKey is the key of the message's dedupe record.
+func (m storedMessage) dedupeKey() string { return dedupeKey(m.Name, m.Key, m.ID) }
 
 // StoredMessages names where a room's messages are in a node's store: its
 // storage object and the store keys [start, end) of its messages, one
@@ -35,8 +48,7 @@ func StoredMessages(room string) (object string, start, end []byte) {
 	return Namespace.IDFromName(room).StorageObject(), durable.StoreKey(msgPrefix), durable.StoreKey("m0") // '0' follows '/'
 }
 
-func msgKey(seq uint64) string   { return fmt.Sprintf("%s%016x", msgPrefix, seq) }
-func indexKey(seq uint64) string { return fmt.Sprintf("%s%016x", indexPrefix, seq) }
+func msgKey(seq uint64) string { return fmt.Sprintf("%s%016x", msgPrefix, seq) }
 
 // dedupeKey names a message for resends: v2 by sender name, key and id
 // (NUL cannot occur in any of them: limits refuse control characters);

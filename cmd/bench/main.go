@@ -26,6 +26,7 @@ func main() {
 	fs.StringVar(&cfg.Dir, "data", "data/bench", "directory for the cluster's data and logs (wiped at start)")
 	fs.IntVar(&cfg.Only, "scenario", 0, "run only this scenario (1-9; 0: all)")
 	fs.BoolVar(&cfg.Short, "short", false, "shorter measuring windows")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go pprof profiles on every process's admin address (printed at start)")
 	fs.StringVar(&cfg.Target, "target", "", "load a running router at this URL instead of starting a cluster (loopback only)")
 	fs.StringVar(&cfg.TargetAdmin, "target-admin", "http://127.0.0.1:8081", "the admin endpoints of the --target router (loopback only)")
 	jsonOut := fs.String("json", "data/bench/results.json", "write the results here as JSON")

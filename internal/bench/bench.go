@@ -145,6 +145,9 @@ type Config struct {
 	Dir   string
 	Only  int  // run just this scenario (0: all)
 	Short bool // shorter windows (CI smoke runs)
+	// Pprof serves Go profiles on every process's admin address, printed
+	// at start, to profile a scenario while it runs.
+	Pprof bool
 	// Target, when set, is a running router to load instead of starting a
 	// cluster; it must be on loopback. Process usage is then not reported.
 	// TargetAdmin is that router's admin address.
@@ -160,14 +163,23 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		fmt.Fprintf(cfg.Out, "bench: starting 3 object nodes (R=3) and a router from %s\n", cfg.Bin)
 		var err error
 		routerFlags := []string{"--send-rate", "0"}
-		c, err = launch.Start(launch.Options{Bin: cfg.Bin, Dir: dir,
-			// Rooms nobody talks in leave memory within the scenario 7
-			// wait (it joins a room evicted first). Not sooner: a room that
-			// wakes sends its sockets its last chat.ReplayWindow again,
-			// and at 2 s, rooms evicted between a busy run's events made
-			// scenario 3 commit 1,268 msgs/s of 4,000 with 13,518 lost.
-			NodeFlags:   []string{"--object-idle", "20s"},
-			RouterFlags: routerFlags})
+		// Rooms nobody talks in leave memory within the scenario 7 wait
+		// (it joins a room evicted first). Not sooner: a room that wakes
+		// sends its sockets its last chat.ReplayWindow again, and at 2 s,
+		// rooms evicted between a busy run's events made scenario 3
+		// commit 1,268 msgs/s of 4,000 with 13,518 lost.
+		nodeFlags := []string{"--object-idle", "20s"}
+		if cfg.Pprof {
+			nodeFlags, routerFlags = append(nodeFlags, "--pprof"), append(routerFlags, "--pprof")
+		}
+		c, err = launch.Start(launch.Options{Bin: cfg.Bin, Dir: dir, NodeFlags: nodeFlags, RouterFlags: routerFlags})
+		if err == nil && cfg.Pprof {
+			fmt.Fprintf(cfg.Out, "bench: pprof at %s/debug/pprof/ (router)", c.Admin)
+			for _, n := range c.Nodes {
+				fmt.Fprintf(cfg.Out, ", http://%s/debug/pprof/ (%s)", n.AdminAddr(), n.Name)
+			}
+			fmt.Fprintln(cfg.Out)
+		}
 		return err
 	}
 	if cfg.Target != "" {

@@ -1125,8 +1125,12 @@ func (*GatewayOp_Batch) isGatewayOp_Op() {}
 // (never a batch inside a batch): a busy node sends what waits for a
 // router together, not one message per frame.
 type GatewayBatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ops           []*GatewayOp           `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ops   []*GatewayOp           `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
+	// frames holds, once, each frame sent to more than one of the batch's
+	// sockets (an object's broadcast); those sends name it by
+	// SocketSend.frame instead of carrying it.
+	Frames        [][]byte `protobuf:"bytes,2,rep,name=frames,proto3" json:"frames,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1164,6 +1168,13 @@ func (*GatewayBatch) Descriptor() ([]byte, []int) {
 func (x *GatewayBatch) GetOps() []*GatewayOp {
 	if x != nil {
 		return x.Ops
+	}
+	return nil
+}
+
+func (x *GatewayBatch) GetFrames() [][]byte {
+	if x != nil {
+		return x.Frames
 	}
 	return nil
 }
@@ -1280,7 +1291,10 @@ type SocketSend struct {
 	// (durable.WebSocket.SendNumbered): the router delivers it only if it
 	// is above the last number it delivered on the socket, and drops it as
 	// a repeat otherwise.
-	Number        uint64 `protobuf:"varint,3,opt,name=number,proto3" json:"number,omitempty"`
+	Number uint64 `protobuf:"varint,3,opt,name=number,proto3" json:"number,omitempty"`
+	// frame, when not 0, says data is the enclosing GatewayBatch's
+	// frames[frame-1] (data is then empty).
+	Frame         uint32 `protobuf:"varint,4,opt,name=frame,proto3" json:"frame,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1332,6 +1346,13 @@ func (x *SocketSend) GetText() bool {
 func (x *SocketSend) GetNumber() uint64 {
 	if x != nil {
 		return x.Number
+	}
+	return 0
+}
+
+func (x *SocketSend) GetFrame() uint32 {
+	if x != nil {
+		return x.Frame
 	}
 	return 0
 }
@@ -1521,19 +1542,21 @@ const file_roompb_objects_proto_rawDesc = "" +
 	"\x06result\x18\x05 \x01(\v2$.hellochat.room.v1.SocketEventResultH\x00R\x06result\x126\n" +
 	"\x05drain\x18\x06 \x01(\v2\x1e.hellochat.room.v1.SocketDrainH\x00R\x05drain\x127\n" +
 	"\x05batch\x18\a \x01(\v2\x1f.hellochat.room.v1.GatewayBatchH\x00R\x05batchB\x04\n" +
-	"\x02op\">\n" +
+	"\x02op\"V\n" +
 	"\fGatewayBatch\x12.\n" +
-	"\x03ops\x18\x01 \x03(\v2\x1c.hellochat.room.v1.GatewayOpR\x03ops\"\r\n" +
+	"\x03ops\x18\x01 \x03(\v2\x1c.hellochat.room.v1.GatewayOpR\x03ops\x12\x16\n" +
+	"\x06frames\x18\x02 \x03(\fR\x06frames\"\r\n" +
 	"\vSocketDrain\"\x8b\x01\n" +
 	"\x11SocketEventResult\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12B\n" +
 	"\bresponse\x18\x02 \x01(\v2&.hellochat.room.v1.SocketEventResponseR\bresponse\x12 \n" +
-	"\vunavailable\x18\x03 \x01(\tR\vunavailable\"L\n" +
+	"\vunavailable\x18\x03 \x01(\tR\vunavailable\"b\n" +
 	"\n" +
 	"SocketSend\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\bR\x04text\x12\x16\n" +
-	"\x06number\x18\x03 \x01(\x04R\x06number\"9\n" +
+	"\x06number\x18\x03 \x01(\x04R\x06number\x12\x14\n" +
+	"\x05frame\x18\x04 \x01(\rR\x05frame\"9\n" +
 	"\vSocketClose\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"D\n" +
