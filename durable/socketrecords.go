@@ -130,7 +130,8 @@ type heldSocket struct {
 }
 
 // socketList lists the sockets the event sees, in id order, with their
-// records: the cache's, under the event's changes.
+// records: the cache's, under the event's changes. An event that changed
+// only records (a message's number) lists in the cache's order, unsorted.
 func (s *Storage) socketList() ([]heldSocket, error) {
 	c, err := s.socketCache()
 	if err != nil {
@@ -139,19 +140,24 @@ func (s *Storage) socketList() ([]heldSocket, error) {
 	ids := c.sortedIDs()
 	held := make([]heldSocket, 0, len(ids)+len(s.sockets))
 	for _, id := range ids {
-		if _, changed := s.sockets[id]; !changed {
+		rec, changed := s.sockets[id]
+		switch {
+		case !changed:
 			held = append(held, heldSocket{id, c.recs[id]})
-		}
-	}
-	if len(s.sockets) == 0 {
-		return held, nil
-	}
-	for id, rec := range s.sockets {
-		if rec != nil {
+		case rec != nil:
 			held = append(held, heldSocket{id, rec})
 		}
 	}
-	slices.SortFunc(held, func(a, b heldSocket) int { return strings.Compare(a.id, b.id) })
+	added := false
+	for id, rec := range s.sockets {
+		if _, cached := c.recs[id]; !cached && rec != nil {
+			held = append(held, heldSocket{id, rec})
+			added = true
+		}
+	}
+	if added {
+		slices.SortFunc(held, func(a, b heldSocket) int { return strings.Compare(a.id, b.id) })
+	}
 	return held, nil
 }
 

@@ -262,10 +262,13 @@ func (s *State) GetWebSockets(tag string) ([]WebSocket, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []WebSocket
+	// One allocation for the handles: a broadcast lists every socket.
+	handles := make([]socketHandle, 0, len(held))
+	out := make([]WebSocket, 0, len(held))
 	for _, h := range held {
 		if tag == "" || slices.Contains(h.rec.Tags, tag) {
-			out = append(out, &socketHandle{s: s, id: h.id})
+			handles = append(handles, socketHandle{s: s, id: h.id})
+			out = append(out, &handles[len(handles)-1])
 		}
 	}
 	return out, nil

@@ -123,24 +123,54 @@ type Rig struct {
 	Store *durable.MemStore
 	Socks *Sockets
 	Actor *durable.Actor
+
+	pebble *storage.Store // NewPebbleRig's
 }
 
 // NewRig starts the object id of a class.
 func NewRig(t testing.TB, id durable.ID, newObject func() durable.Object) *Rig {
-	r := &Rig{T: t, ID: id, New: newObject, Store: durable.NewMemStore(),
-		Socks: &Sockets{sent: map[string][]frame{}, closed: map[string]int{}, numbers: map[string]uint64{},
-			taken: map[string]uint64{}, drains: map[string]bool{}}}
+	r := &Rig{T: t, ID: id, New: newObject, Store: durable.NewMemStore(), Socks: newSockets()}
 	r.Start()
 	return r
+}
+
+// NewPebbleRig starts the object id of a class on a node's Pebble store
+// in a test directory, each batch committed in one synced write, as a
+// shard commits it once Raft has it (no Raft, no guards: one actor
+// writes). For benchmarks of a class's path to the store; Store is nil.
+func NewPebbleRig(t testing.TB, id durable.ID, newObject func() durable.Object) *Rig {
+	s, err := storage.OpenStore(t.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	r := &Rig{T: t, ID: id, New: newObject, Socks: newSockets(), pebble: s}
+	r.Start()
+	return r
+}
+
+func newSockets() *Sockets {
+	return &Sockets{sent: map[string][]frame{}, closed: map[string]int{}, numbers: map[string]uint64{},
+		taken: map[string]uint64{}, drains: map[string]bool{}}
+}
+
+// pebbleCommitter applies each batch on its own goroutine, as a shard
+// answers later: the actor gathers the next batch meanwhile.
+type pebbleCommitter struct{ s *storage.Store }
+
+func (c pebbleCommitter) Commit(object string, ops []storage.Op, _ storage.Guards, done func(error)) {
+	go func() { done(c.s.Apply(object, ops)) }()
 }
 
 // Start starts a fresh instance on the same store and sockets; after
 // Evict, it is the object coming back for its next event.
 func (r *Rig) Start() {
-	a, err := durable.Start(r.ID, r.New, durable.Config{
-		Reader: r.Store, Committer: Committer{r.Store}, Sockets: r.Socks,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	cfg := durable.Config{Reader: r.Store, Committer: Committer{r.Store}, Sockets: r.Socks,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if r.pebble != nil {
+		cfg.Reader, cfg.Committer = r.pebble, pebbleCommitter{r.pebble}
+	}
+	a, err := durable.Start(r.ID, r.New, cfg)
 	if err != nil {
 		r.T.Fatal(err)
 	}

@@ -70,6 +70,8 @@ type Room struct {
 	now func() int64
 	// window is DedupeWindow; tests shrink it.
 	window uint64
+	// dedupe answers most "is it stored already?" without a read.
+	dedupe dedupeFilter
 }
 
 // Load restores the newest seq and timestamp and who is here.
@@ -472,7 +474,9 @@ func (r *Room) send(s *durable.State, ws durable.WebSocket, a attachment, op wir
 		id = seedID(ws.ID(), durable.MessageNumber(ws))
 	}
 	dkey := dedupeKey(a.Name, a.Key, id)
-	if v, found, err := st.Get(dedupPrefix + dkey); err != nil {
+	if !r.dedupe.mayHave(dkey) {
+		// surely new
+	} else if v, found, err := st.Get(dedupPrefix + dkey); err != nil {
 		return fmt.Errorf("read the dedupe index: %w", err)
 	} else if found {
 		seq, ts, err := decodeStored(v)
@@ -495,7 +499,11 @@ func (r *Room) send(s *durable.State, ws durable.WebSocket, a attachment, op wir
 	if err := st.Put(dedupPrefix+dkey, encodeStored(m.Seq, m.TS)); err != nil {
 		return fmt.Errorf("store message %d's dedupe record: %w", m.Seq, err)
 	}
+	r.dedupe.added(dkey)
 	if err := forget(st, m.Seq, r.window); err != nil {
+		return err
+	}
+	if err := r.dedupe.step(st, int(min(m.Seq, r.window+forgetRun(r.window)))); err != nil {
 		return err
 	}
 	if err := r.show(s, ws, a, m); err != nil {

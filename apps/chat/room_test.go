@@ -19,13 +19,15 @@ import (
 // handed to it as a router would, and what it sends is read back by socket.
 type rig struct {
 	*apptest.Rig
-	ts int64
+	ts   int64
+	room *Room // the newest instance (read it between events only)
 }
 
 func newRig(t *testing.T, window uint64) *rig {
 	r := &rig{ts: 1_000}
 	r.Rig = apptest.NewRig(t, Namespace.IDFromName("lobby"), func() durable.Object {
-		return &Room{window: window, now: func() int64 { r.ts++; return r.ts }}
+		r.room = &Room{window: window, now: func() int64 { r.ts++; return r.ts }}
+		return r.room
 	})
 	return r
 }
