@@ -567,9 +567,9 @@ func (a *Actor) release(s *State) {
 		case opSend:
 			a.cfg.Sockets.Send(op.socket, op.msg, op.text, op.number)
 		case opClose:
-			a.cfg.Sockets.Close(op.socket, op.code, op.reason)
+			a.cfg.Sockets.Close(op.socket, op.rare.code, op.rare.reason)
 		case opAuto:
-			a.cfg.Sockets.AutoResponse(op.socket, op.auto.Request, op.auto.Response)
+			a.cfg.Sockets.AutoResponse(op.socket, op.rare.auto.Request, op.rare.auto.Response)
 		case opDrain:
 			a.cfg.Sockets.Drain(op.socket)
 		}

@@ -412,7 +412,7 @@ func (f *fakeSockets) Send(socket string, msg []byte, text bool, number uint64) 
 }
 
 func (f *fakeSockets) Close(socket string, code int, reason string) {
-	f.ops <- socketOp{socket: socket, kind: opClose, code: code, reason: reason}
+	f.ops <- socketOp{socket: socket, kind: opClose, rare: &rareSocketOp{code: code, reason: reason}}
 }
 
 func (f *fakeSockets) Drain(socket string) {
@@ -420,5 +420,5 @@ func (f *fakeSockets) Drain(socket string) {
 }
 
 func (f *fakeSockets) AutoResponse(socket, request, response string) {
-	f.ops <- socketOp{socket: socket, kind: opAuto, auto: autoResponse{request, response}}
+	f.ops <- socketOp{socket: socket, kind: opAuto, rare: &rareSocketOp{auto: autoResponse{request, response}}}
 }

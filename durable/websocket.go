@@ -103,6 +103,12 @@ type socketOp struct {
 	msg    []byte
 	text   bool
 	number uint64
+	// rare is a close's code and reason, or an auto-response: kept apart,
+	// as a broadcast queues many sends and copies each op as it grows.
+	rare *rareSocketOp
+}
+
+type rareSocketOp struct {
 	code   int
 	reason string
 	auto   autoResponse
@@ -171,7 +177,7 @@ func (s *State) AcceptWebSocket(r *http.Request, tags ...string) (WebSocket, err
 		return nil, err
 	}
 	if auto.Request != "" {
-		s.sockOut = append(s.sockOut, socketOp{socket: id, kind: opAuto, auto: auto})
+		s.sockOut = append(s.sockOut, socketOp{socket: id, kind: opAuto, rare: &rareSocketOp{auto: auto}})
 	}
 	return &socketHandle{s: s, id: id}, nil
 }
@@ -203,7 +209,7 @@ func (s *State) SetWebSocketAutoResponse(request, response string) error {
 	auto := autoResponse{Request: request, Response: response}
 	s.storage.auto = &auto
 	for _, h := range held {
-		s.sockOut = append(s.sockOut, socketOp{socket: h.id, kind: opAuto, auto: auto})
+		s.sockOut = append(s.sockOut, socketOp{socket: h.id, kind: opAuto, rare: &rareSocketOp{auto: auto}})
 	}
 	return nil
 }
@@ -348,6 +354,10 @@ func (w *socketHandle) SendNumbered(n uint64, msg []byte, text bool) error {
 	if _, err := w.record(); err != nil {
 		return err
 	}
+	if w.s.sockOut == nil && w.s.storage.held != nil {
+		// A broadcast sends to every socket: room for all at once.
+		w.s.sockOut = make([]socketOp, 0, len(w.s.storage.held.recs)+2)
+	}
 	w.s.sockOut = append(w.s.sockOut, socketOp{socket: w.id, kind: opSend, msg: w.s.copyFrame(msg), text: text, number: n})
 	return nil
 }
@@ -379,7 +389,7 @@ func (w *socketHandle) Close(code int, reason string) error {
 		w.s.storage.sockets = map[string]*socketRecord{}
 	}
 	w.s.storage.sockets[w.id] = nil
-	w.s.sockOut = append(w.s.sockOut, socketOp{socket: w.id, kind: opClose, code: code, reason: reason})
+	w.s.sockOut = append(w.s.sockOut, socketOp{socket: w.id, kind: opClose, rare: &rareSocketOp{code: code, reason: reason}})
 	return nil
 }
 

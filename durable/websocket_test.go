@@ -103,9 +103,9 @@ func sent(t *testing.T, r *rig, n int) []string {
 		op := recv(t, r.socks.ops, "a socket operation")
 		switch op.kind {
 		case opClose:
-			got = append(got, fmt.Sprintf("%s closed %d %s", op.socket, op.code, op.reason))
+			got = append(got, fmt.Sprintf("%s closed %d %s", op.socket, op.rare.code, op.rare.reason))
 		case opAuto:
-			got = append(got, fmt.Sprintf("%s answers %q with %q", op.socket, op.auto.Request, op.auto.Response))
+			got = append(got, fmt.Sprintf("%s answers %q with %q", op.socket, op.rare.auto.Request, op.rare.auto.Response))
 		default:
 			got = append(got, op.socket+" <- "+string(op.msg))
 		}

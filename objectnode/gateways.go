@@ -102,6 +102,9 @@ type gatewayHub struct {
 type gatewayQueue struct {
 	ops   []queuedOp
 	bytes int
+	// spare is the slice the stream emptied last, for ops to grow into
+	// again: a busy node queues a dozen operations per chat message.
+	spare []queuedOp
 	// wake is signalled when ops grow or the stream is superseded.
 	wake chan struct{}
 	// stream is the attached stream's number (0: none), since when none
@@ -153,7 +156,23 @@ type objectSockets struct {
 }
 
 func (s objectSockets) Send(socket string, msg []byte, text bool, number uint64) {
-	s.h.put(s.from, &pb.GatewayOp{Socket: socket, Op: &pb.GatewayOp_Send{Send: &pb.SocketSend{Data: msg, Text: text, Number: number}}}, len(msg))
+	s.h.put(s.from, newSendOp(socket, msg, text, number, 0), len(msg))
+}
+
+// sendOp is a send's three messages in one allocation: a broadcast
+// queues one per socket.
+type sendOp struct {
+	op    pb.GatewayOp
+	oneof pb.GatewayOp_Send
+	send  pb.SocketSend
+}
+
+func newSendOp(socket string, data []byte, text bool, number uint64, frame uint32) *pb.GatewayOp {
+	o := &sendOp{}
+	o.send.Data, o.send.Text, o.send.Number, o.send.Frame = data, text, number, frame
+	o.oneof.Send = &o.send
+	o.op.Socket, o.op.Op = socket, &o.oneof
+	return &o.op
 }
 
 func (s objectSockets) Close(socket string, code int, reason string) {
@@ -181,6 +200,12 @@ func (h *gatewayHub) put(from objectRef, op *pb.GatewayOp, size int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	q := h.queue(gateway)
+	// Only a queue that was empty needs its stream woken: one that holds
+	// operations is drained whole by a stream already woken, which looks
+	// again before it waits. A broadcast so wakes it once, not per socket.
+	if len(q.ops) == 0 {
+		defer q.signal()
+	}
 	switch {
 	case q.closed[op.Socket]:
 		return
@@ -203,7 +228,6 @@ func (h *gatewayHub) put(from objectRef, op *pb.GatewayOp, size int) {
 		q.ops = append(q.ops, queuedOp{op: op, from: from})
 		q.bytes += size
 	}
-	q.signal()
 }
 
 // gatewaySender is the node's end of a Gateway stream, as serve uses it.
@@ -237,7 +261,7 @@ func (h *gatewayHub) serve(ctx context.Context, gateway string, stream gatewaySe
 			return status.Error(codes.Aborted, "another stream of this router took over")
 		}
 		ops := q.ops
-		q.ops, q.bytes = nil, 0
+		q.ops, q.spare, q.bytes = q.spare, nil, 0
 		h.mu.Unlock()
 		for i := 0; i < len(ops); {
 			msg, n := h.batch(gateway, ops[i:])
@@ -250,6 +274,10 @@ func (h *gatewayHub) serve(ctx context.Context, gateway string, stream gatewaySe
 			i += n
 		}
 		if len(ops) > 0 {
+			clear(ops) // let what was sent go
+			h.mu.Lock()
+			q.spare = ops[:0]
+			h.mu.Unlock()
 			continue
 		}
 		select {
@@ -320,8 +348,7 @@ func shareFrames(b *pb.GatewayBatch, sends map[*byte]int) {
 			k = uint32(len(b.Frames))
 			index[first] = k
 		}
-		b.Ops[i] = &pb.GatewayOp{Socket: op.Socket, Op: &pb.GatewayOp_Send{Send: &pb.SocketSend{
-			Text: s.Send.Text, Number: s.Send.Number, Frame: k}}}
+		b.Ops[i] = newSendOp(op.Socket, nil, s.Send.Text, s.Send.Number, k)
 	}
 }
 
@@ -336,8 +363,10 @@ func (h *gatewayHub) putResult(gateway, socket string, r *pb.SocketEventResult) 
 	if q.gone || len(q.ops) >= maxGatewayQueueOps+maxGatewayQueueOps/4 {
 		return
 	}
+	if len(q.ops) == 0 {
+		q.signal() // see put
+	}
 	q.ops = append(q.ops, queuedOp{op: &pb.GatewayOp{Socket: socket, Op: &pb.GatewayOp_Result{Result: r}}})
-	q.signal()
 }
 
 // requeue puts back, first, the operations a broken stream did not send.

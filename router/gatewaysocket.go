@@ -42,6 +42,7 @@ type gatewaySocket struct {
 
 	mu      sync.Mutex
 	queue   []outFrame
+	spare   []outFrame // the last batch written, emptied (recycle)
 	bytes   int
 	closing bool // a close frame is queued: nothing more is
 	// writing is the bytes the write loop took and has not finished
@@ -157,12 +158,17 @@ func (s *gatewaySocket) push(f outFrame) {
 		f = s.reserve(f)
 	}
 	s.closing = f.close
+	if len(s.queue) == 0 {
+		// Only an empty queue needs its writer woken: the writer takes
+		// the whole queue on each wake, so frames pushed behind one that
+		// woke it go with that one.
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
 	s.queue = append(s.queue, f)
 	s.bytes += len(f.data)
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
 }
 
 // reserve counts f's bytes against the socket's shares and returns it, or
@@ -190,9 +196,18 @@ func (s *gatewaySocket) take() []outFrame {
 	defer s.mu.Unlock()
 	frames := s.queue
 	s.writing += s.bytes
-	s.queue, s.bytes = nil, 0
+	s.queue, s.spare, s.bytes = s.spare, nil, 0
 	s.takenAt = time.Now()
 	return frames
+}
+
+// recycle keeps a written batch's slice for the queue to grow into again:
+// a busy room queues a frame per message for every socket.
+func (s *gatewaySocket) recycle(frames []outFrame) {
+	clear(frames) // let the frames' bytes go
+	s.mu.Lock()
+	s.spare = frames[:0]
+	s.mu.Unlock()
 }
 
 // written gives back the bytes of a batch the write loop is done with,
@@ -471,9 +486,11 @@ func (s *gatewaySocket) writeLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
-		if !s.write(ctx, s.take()) {
+		frames := s.take()
+		if !s.write(ctx, frames) {
 			return
 		}
+		s.recycle(frames)
 	}
 }
 
@@ -492,6 +509,11 @@ func (s *gatewaySocket) write(ctx context.Context, frames []outFrame) bool {
 	// reads holding the writer (and the close queued behind it) for good.
 	watchdog := time.AfterFunc(WriteTimeout, func() { s.conn.CloseNow() })
 	defer watchdog.Stop()
+	// The frames are written without a context: the library watches one
+	// per Write (an AfterFunc each, a fifth of the router's allocations
+	// in a hot room), so the batch watches ctx once instead.
+	stop := context.AfterFunc(ctx, func() { s.conn.CloseNow() })
+	defer stop()
 	batching := false
 	flush := func() bool {
 		if !batching {
@@ -530,7 +552,7 @@ func (s *gatewaySocket) write(ctx context.Context, frames []outFrame) bool {
 		}
 		// In a batch the write only gathers the frame; flush bounds the
 		// connection's write.
-		err := s.conn.Write(ctx, typ, f.data)
+		err := s.conn.Write(context.Background(), typ, f.data)
 		if err != nil {
 			if batching {
 				s.raw.end()

@@ -281,7 +281,7 @@ func (r *Room) join(s *durable.State, ws durable.WebSocket, a attachment, room s
 		err = ws.Send(wire.Presence(r.names()), true)
 	}
 	if err == nil {
-		err = r.toOthers(s, ws.ID(), 0, func(p wire.Protocol) []byte { return wire.Joined(p, name) })
+		_, err = r.toOthers(s, ws.ID(), 0, func(p wire.Protocol) []byte { return wire.Joined(p, name) })
 	}
 	if err != nil {
 		r.users[name]-- // the event's writes are dropped: it never joined
@@ -399,12 +399,12 @@ func (r *Room) names() []string {
 
 // toOthers sends every socket but except the frame its protocol gets
 // (nil: none), encoding it once per protocol; numbered n unless n is 0.
-func (r *Room) toOthers(s *durable.State, except string, n uint64, frame func(wire.Protocol) []byte) error {
+// It returns the frames it encoded, by protocol.
+func (r *Room) toOthers(s *durable.State, except string, n uint64, frame func(wire.Protocol) []byte) (enc [2][]byte, err error) {
 	all, err := s.GetWebSockets("")
 	if err != nil {
-		return err
+		return enc, err
 	}
-	var enc [2][]byte
 	var done [2]bool
 	for _, ws := range all {
 		a, ok := r.joined[ws.ID()]
@@ -418,10 +418,10 @@ func (r *Room) toOthers(s *durable.State, except string, n uint64, frame func(wi
 			continue
 		}
 		if err := ws.SendNumbered(n, enc[a.Proto], true); err != nil {
-			return err
+			return enc, err
 		}
 	}
-	return nil
+	return enc, nil
 }
 
 // WebSocketMessage handles one frame from a browser.
@@ -441,12 +441,13 @@ func (r *Room) WebSocketMessage(ctx context.Context, s *durable.State, ws durabl
 	case "send":
 		return r.send(s, ws, a, op)
 	case "typing":
-		return r.toOthers(s, ws.ID(), 0, func(p wire.Protocol) []byte {
+		_, err := r.toOthers(s, ws.ID(), 0, func(p wire.Protocol) []byte {
 			if p == wire.V2 {
 				return wire.Typing(a.Name)
 			}
 			return nil
 		})
+		return err
 	case "history":
 		limit := int(op.Limit)
 		if limit <= 0 || limit > limits.HistoryLimit {
@@ -530,18 +531,23 @@ func (r *Room) mayPost(socket string, a attachment) bool {
 
 // show sends a stored message to the room, and the sender its ack.
 func (r *Room) show(s *durable.State, ws durable.WebSocket, a attachment, m wire.Message) error {
-	if err := r.toOthers(s, ws.ID(), m.Seq, func(p wire.Protocol) []byte {
+	enc, err := r.toOthers(s, ws.ID(), m.Seq, func(p wire.Protocol) []byte {
 		if p == wire.V2 {
 			return wire.V2Message(m)
 		}
 		return wire.SeedMessage(m)
-	}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	if a.Proto == wire.Seed {
 		return nil // the seed page shows its own message itself
 	}
-	if err := ws.SendNumbered(m.Seq, wire.V2Message(m), true); err != nil {
+	own := enc[wire.V2]
+	if own == nil {
+		own = wire.V2Message(m)
+	}
+	if err := ws.SendNumbered(m.Seq, own, true); err != nil {
 		return err
 	}
 	return ws.Send(wire.Ack(m.ID, m.Seq, m.TS), true)
@@ -601,5 +607,6 @@ func (r *Room) leave(s *durable.State, ws durable.WebSocket) error {
 	if r.users[a.Name]--; r.users[a.Name] <= 0 {
 		delete(r.users, a.Name)
 	}
-	return r.toOthers(s, ws.ID(), 0, func(p wire.Protocol) []byte { return wire.Left(p, a.Name) })
+	_, err := r.toOthers(s, ws.ID(), 0, func(p wire.Protocol) []byte { return wire.Left(p, a.Name) })
+	return err
 }

@@ -79,15 +79,24 @@ func encode(v any) []byte {
 // SeedMessage and V2Message encode one committed message; a room encodes
 // it once per protocol present, however many browsers.
 func SeedMessage(m Message) []byte {
-	return encode(seedFrame{Name: m.Name, Message: m.Text, Timestamp: m.TS})
+	b := append(frameBuf(m), '{')
+	if m.Name != "" {
+		b = append(b, `"name":`...)
+		b = appendString(b, m.Name)
+		b = append(b, ',')
+	}
+	b = append(b, `"message":`...)
+	b = appendString(b, m.Text)
+	if m.TS != 0 {
+		b = append(b, `,"timestamp":`...)
+		b = strconv.AppendInt(b, m.TS, 10)
+	}
+	return append(b, '}')
 }
 
 // V2Message is a v2 "message" frame.
 func V2Message(m Message) []byte {
-	return encode(struct {
-		Type string `json:"type"`
-		Message
-	}{"message", m})
+	return appendMessageFields(append(frameBuf(m), `{"type":"message",`...), m)
 }
 
 // Welcome is v2's first frame.
@@ -112,7 +121,20 @@ func History(msgs []Message, more bool, before uint64) []byte {
 
 // Ack tells a v2 sender its message id is stored as seq.
 func Ack(id string, seq uint64, ts int64) []byte {
-	return encode(v2Out{Type: "ack", ID: id, Seq: seq, TS: ts})
+	b := append(make([]byte, 0, 48+len(id)), `{"type":"ack"`...)
+	if id != "" {
+		b = append(b, `,"id":`...)
+		b = appendString(b, id)
+	}
+	if seq != 0 {
+		b = append(b, `,"seq":`...)
+		b = strconv.AppendUint(b, seq, 10)
+	}
+	if ts != 0 {
+		b = append(b, `,"ts":`...)
+		b = strconv.AppendInt(b, ts, 10)
+	}
+	return append(b, '}')
 }
 
 // Presence is who is in the room (names sorted, with repeats).
