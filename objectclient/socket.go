@@ -43,7 +43,9 @@ func (c *Client) SocketEvent(ctx context.Context, id durable.ID, ev *pb.SocketEv
 // Gateway opens the gateway stream of gateway to the node at addr, and
 // says hello on it: the caller sends its sockets' events on it, and the
 // node answers them and sends what its objects send to the gateway's
-// sockets, until ctx ends or the stream breaks.
+// sockets, until ctx ends or the stream breaks. The caller reads shared
+// frames (GatewayBatch.frames, SocketSend.frame and also): the hello says
+// it does.
 func (c *Client) Gateway(ctx context.Context, addr, gateway string) (grpc.BidiStreamingClient[pb.GatewayUp, pb.GatewayOp], error) {
 	conn, err := c.conn(addr)
 	if err != nil {
@@ -53,7 +55,7 @@ func (c *Client) Gateway(ctx context.Context, addr, gateway string) (grpc.BidiSt
 	if err != nil {
 		return nil, err
 	}
-	if err := st.Send(&pb.GatewayUp{Up: &pb.GatewayUp_Hello{Hello: &pb.GatewayHello{Gateway: gateway}}}); err != nil {
+	if err := st.Send(&pb.GatewayUp{Up: &pb.GatewayUp_Hello{Hello: &pb.GatewayHello{Gateway: gateway, SharesFrames: true}}}); err != nil {
 		return nil, err
 	}
 	return st, nil

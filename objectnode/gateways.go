@@ -236,8 +236,9 @@ type gatewaySender interface {
 }
 
 // serve streams gateway's queue to its router until ctx ends, send
-// fails, or another stream of the same router takes over.
-func (h *gatewayHub) serve(ctx context.Context, gateway string, stream gatewaySender) error {
+// fails, or another stream of the same router takes over; shares says the
+// router reads shared frames (GatewayHello.shares_frames).
+func (h *gatewayHub) serve(ctx context.Context, gateway string, shares bool, stream gatewaySender) error {
 	h.mu.Lock()
 	q := h.queue(gateway)
 	h.nextStream++
@@ -264,7 +265,7 @@ func (h *gatewayHub) serve(ctx context.Context, gateway string, stream gatewaySe
 		q.ops, q.spare, q.bytes = q.spare, nil, 0
 		h.mu.Unlock()
 		for i := 0; i < len(ops); {
-			msg, n := h.batch(gateway, ops[i:])
+			msg, n := h.batch(gateway, ops[i:], shares)
 			if msg != nil {
 				if err := stream.Send(msg); err != nil {
 					h.requeue(q, ops[i:])
@@ -292,31 +293,35 @@ func (h *gatewayHub) serve(ctx context.Context, gateway string, stream gatewaySe
 
 // batch takes the operations that lead ops into one stream message, at
 // most maxGatewayBatchOps and about maxGatewayBatchBytes, and says how
-// many it took; nil if the faults dropped them all. A frame sent to many
-// of the router's sockets (one copy, durable's broadcast) goes once.
-func (h *gatewayHub) batch(gateway string, ops []queuedOp) (*pb.GatewayOp, int) {
+// many it took; nil if the faults dropped them all. For a router that
+// shares frames (shares), a frame sent to many of its sockets (one copy:
+// durable's broadcast) goes once: sends of it one after another with one
+// number become one send with more sockets (SocketSend.also), and others
+// name it in the batch's frames.
+func (h *gatewayHub) batch(gateway string, ops []queuedOp, shares bool) (*pb.GatewayOp, int) {
 	var batch []*pb.GatewayOp
-	var sends map[*byte]int // how many sends share each frame
-	shared := false
+	merged := false // the last op in batch is a copy that took more sockets
 	n, bytes := 0, 0
 	for ; n < len(ops) && n < maxGatewayBatchOps && (n == 0 || bytes < maxGatewayBatchBytes); n++ {
 		op := ops[n].op
 		if h.faults != nil && h.faults.Drop(gateway, op) {
 			continue
 		}
-		if s, ok := op.Op.(*pb.GatewayOp_Send); ok && len(s.Send.Data) > 0 {
-			if sends == nil {
-				sends = map[*byte]int{}
+		if shares && len(batch) > 0 && sameSend(batch[len(batch)-1], op) {
+			last := batch[len(batch)-1]
+			if !merged {
+				s := last.GetSend()
+				last = newSendOp(last.Socket, s.Data, s.Text, s.Number, 0)
+				batch[len(batch)-1], merged = last, true
 			}
-			first := &s.Send.Data[0]
-			if sends[first] == 0 {
-				bytes += len(s.Send.Data)
-			} else {
-				shared = true
-			}
-			sends[first]++
+			send := last.GetSend()
+			send.Also = append(send.Also, op.Socket)
+			continue
 		}
-		batch = append(batch, op)
+		if s, ok := op.Op.(*pb.GatewayOp_Send); ok {
+			bytes += len(s.Send.Data)
+		}
+		batch, merged = append(batch, op), false
 	}
 	switch len(batch) {
 	case 0:
@@ -325,30 +330,55 @@ func (h *gatewayHub) batch(gateway string, ops []queuedOp) (*pb.GatewayOp, int) 
 		return batch[0], n
 	}
 	b := &pb.GatewayBatch{Ops: batch}
-	if shared {
-		shareFrames(b, sends)
+	if shares {
+		shareFrames(b)
 	}
 	return &pb.GatewayOp{Op: &pb.GatewayOp_Batch{Batch: b}}, n
 }
 
-// shareFrames moves each frame sent more than once in b into b.Frames
-// and has its sends name it there. The queued operations are left as they
-// are: a stream that fails sends them again, maybe batched otherwise.
-func shareFrames(b *pb.GatewayBatch, sends map[*byte]int) {
+// sameSend reports whether op sends what prev sends (the same copy of
+// the frame, with the same number), to another socket.
+func sameSend(prev, op *pb.GatewayOp) bool {
+	a, b := prev.GetSend(), op.GetSend()
+	return a != nil && b != nil && len(a.Data) > 0 && len(a.Data) == len(b.Data) && &a.Data[0] == &b.Data[0] &&
+		a.Number == b.Number && a.Text == b.Text && a.Frame == 0 && b.Frame == 0
+}
+
+// shareFrames moves each frame that more than one of b's sends carry
+// into b.Frames, and has those sends name it there. The queued operations
+// are left as they are: a stream that fails sends them again, maybe
+// batched otherwise.
+func shareFrames(b *pb.GatewayBatch) {
+	var sends map[*byte]int // how many sends carry each frame
+	shared := false
+	for _, op := range b.Ops {
+		if s := op.GetSend(); s != nil && len(s.Data) > 0 {
+			if sends == nil {
+				sends = map[*byte]int{}
+			}
+			sends[&s.Data[0]]++
+			shared = shared || sends[&s.Data[0]] > 1
+		}
+	}
+	if !shared {
+		return
+	}
 	index := map[*byte]uint32{}
 	for i, op := range b.Ops {
-		s, ok := op.Op.(*pb.GatewayOp_Send)
-		if !ok || len(s.Send.Data) == 0 || sends[&s.Send.Data[0]] < 2 {
+		s := op.GetSend()
+		if s == nil || len(s.Data) == 0 || sends[&s.Data[0]] < 2 {
 			continue
 		}
-		first := &s.Send.Data[0]
+		first := &s.Data[0]
 		k := index[first]
 		if k == 0 {
-			b.Frames = append(b.Frames, s.Send.Data)
+			b.Frames = append(b.Frames, s.Data)
 			k = uint32(len(b.Frames))
 			index[first] = k
 		}
-		b.Ops[i] = newSendOp(op.Socket, nil, s.Send.Text, s.Send.Number, k)
+		shared := newSendOp(op.Socket, nil, s.Text, s.Number, k)
+		shared.GetSend().Also = s.Also
+		b.Ops[i] = shared
 	}
 }
 

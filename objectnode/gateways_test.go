@@ -27,10 +27,11 @@ type hubRig struct {
 	mu       sync.Mutex
 	reported []string
 	stopping chan struct{}
+	shares   bool // the routers attached read shared frames
 }
 
 func newHubRig(t *testing.T) *hubRig {
-	r := &hubRig{t: t, clock: time.Unix(1000, 0), stopping: make(chan struct{})}
+	r := &hubRig{t: t, clock: time.Unix(1000, 0), stopping: make(chan struct{}), shares: true}
 	r.h = newGatewayHub(func(from objectRef, socket string) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -65,6 +66,7 @@ type fakeStream struct {
 	got       []string
 	msgs      int // stream messages sent
 	frames    int // shared frames (GatewayBatch.frames) sent
+	sends     int // SocketSend ops sent (one may be for many sockets)
 	bytes     int // bytes of frames sent in SocketSend.data
 	failAfter int
 }
@@ -96,7 +98,10 @@ func (f *fakeStream) Send(op *pb.GatewayOp) error {
 				data = frames[k-1]
 			}
 			f.bytes += len(o.Send.GetData())
-			f.got = append(f.got, op.GetSocket()+"<-"+string(data))
+			f.sends++
+			for _, socket := range append([]string{op.GetSocket()}, o.Send.GetAlso()...) {
+				f.got = append(f.got, socket+"<-"+string(data))
+			}
 		case *pb.GatewayOp_Close:
 			f.got = append(f.got, fmt.Sprintf("%s closed %d", op.GetSocket(), o.Close.GetCode()))
 		}
@@ -119,7 +124,7 @@ func (r *hubRig) attach(gateway string, failAfter int) (*fakeStream, func(cancel
 	r.h.mu.Lock()
 	before := r.h.nextStream
 	r.h.mu.Unlock()
-	go func() { done <- r.h.serve(ctx, gateway, f) }()
+	go func() { done <- r.h.serve(ctx, gateway, r.shares, f) }()
 	waitFor(r.t, "the stream attached", func() string {
 		r.h.mu.Lock()
 		defer r.h.mu.Unlock()
@@ -264,36 +269,53 @@ func TestGatewayHubSendsInBatches(t *testing.T) {
 }
 
 // A frame an object sends to many sockets of one router (one copy, as
-// durable makes for a broadcast) crosses the stream once.
+// durable makes for a broadcast) crosses the stream once: sends of it in
+// a row, with one number, as one send with more sockets; others naming
+// it in the batch's frames. A router that does not read shared frames is
+// sent each whole.
 func TestGatewayHubSendsABroadcastFrameOnce(t *testing.T) {
-	r := newHubRig(t)
-	sockets := objectSockets{h: r.h, from: hubObject}
-	hello := []byte("hello everyone")
-	for _, s := range []string{"rt~a.1", "rt~a.2", "rt~a.3"} {
-		sockets.Send(s, hello, true, 7)
+	for _, shares := range []bool{true, false} {
+		r := newHubRig(t)
+		r.shares = shares
+		sockets := objectSockets{h: r.h, from: hubObject}
+		hello := []byte("hello everyone")
+		for _, s := range []string{"rt~a.1", "rt~a.2", "rt~a.3"} {
+			sockets.Send(s, hello, true, 7)
+		}
+		sockets.Send("rt~a.1", []byte("ack"), true, 0)
+		sockets.Send("rt~a.4", hello, true, 7)                   // the same again, after another
+		sockets.Send("rt~a.5", []byte("hello everyone"), true, 0) // equal, not the same copy
+		f, stop := r.attach("rt~a", 0)
+		waitFor(t, "the stream", f.sent, "rt~a.1<-hello everyone,rt~a.2<-hello everyone,rt~a.3<-hello everyone,rt~a.1<-ack,rt~a.4<-hello everyone,rt~a.5<-hello everyone")
+		f.mu.Lock()
+		got := fmt.Sprintf("%d messages, %d sends, %d shared frames, %d bytes inline", f.msgs, f.sends, f.frames, f.bytes)
+		f.mu.Unlock()
+		want := fmt.Sprintf("1 messages, 4 sends, 1 shared frames, %d bytes inline", len("ack")+len(hello))
+		if !shares {
+			want = fmt.Sprintf("1 messages, 6 sends, 0 shared frames, %d bytes inline", len("ack")+5*len(hello))
+		}
+		if got != want {
+			t.Errorf("shares %v: %s; want %s", shares, got, want)
+		}
+		stop(true)
 	}
-	sockets.Send("rt~a.1", []byte("ack"), true, 0)
-	sockets.Send("rt~a.4", []byte("hello everyone"), true, 0) // equal, not shared
-	f, stop := r.attach("rt~a", 0)
-	defer stop(true)
-	waitFor(t, "the stream", f.sent, "rt~a.1<-hello everyone,rt~a.2<-hello everyone,rt~a.3<-hello everyone,rt~a.1<-ack,rt~a.4<-hello everyone")
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.msgs != 1 || f.frames != 1 || f.bytes != len("ack")+len(hello) {
-		t.Fatalf("sent %d stream messages, %d shared frames, %d bytes inline; want 1, 1 and %d", f.msgs, f.frames, f.bytes, len("ack")+len(hello))
-	}
+
 	// The queued operations stay as the objects sent them: a stream that
 	// breaks puts them back, to be batched again.
+	r := newHubRig(t)
+	hello := []byte("hello")
 	queued := []queuedOp{
-		{op: &pb.GatewayOp{Socket: "rt~a.1", Op: &pb.GatewayOp_Send{Send: &pb.SocketSend{Data: hello}}}},
-		{op: &pb.GatewayOp{Socket: "rt~a.2", Op: &pb.GatewayOp_Send{Send: &pb.SocketSend{Data: hello}}}},
+		{op: newSendOp("rt~a.1", hello, true, 0, 0)},
+		{op: newSendOp("rt~a.2", hello, true, 0, 0)},
+		{op: newSendOp("rt~a.1", []byte("ack"), true, 0, 0)},
+		{op: newSendOp("rt~a.3", hello, true, 0, 0)},
 	}
-	msg, n := r.h.batch("rt~a", queued)
-	if b := msg.GetBatch(); n != 2 || len(b.GetFrames()) != 1 || b.GetOps()[1].GetSend().GetFrame() != 1 {
-		t.Fatalf("batch of 2 sends of one frame: took %d, %v", n, msg)
+	msg, n := r.h.batch("rt~a", queued, true)
+	if b := msg.GetBatch(); n != 4 || len(b.GetOps()) != 3 || len(b.GetFrames()) != 1 || len(b.GetOps()[0].GetSend().GetAlso()) != 1 {
+		t.Fatalf("batch of 4 sends: took %d, %v", n, msg)
 	}
 	for _, q := range queued {
-		if s := q.op.GetSend(); string(s.GetData()) != string(hello) || s.GetFrame() != 0 {
+		if s := q.op.GetSend(); len(s.GetData()) == 0 || s.GetFrame() != 0 || len(s.GetAlso()) != 0 {
 			t.Fatalf("batching changed a queued send: %v", q.op)
 		}
 	}

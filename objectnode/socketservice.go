@@ -60,7 +60,7 @@ func (s *objectService) Gateway(stream grpc.BidiStreamingServer[pb.GatewayUp, pb
 			s.node.log.Info("gateway stream's events ended", "gateway", gateway, "err", err)
 		}
 	}()
-	return s.node.gateways.serve(ctx, gateway, stream)
+	return s.node.gateways.serve(ctx, gateway, hello.GetSharesFrames(), stream)
 }
 
 // gatewayEvents posts each event the router sends to its object, in the

@@ -235,11 +235,21 @@ func (g *gateway) take(addr string, op *pb.GatewayOp) {
 		g.answered(addr, r)
 		return
 	}
+	also := op.GetSend().GetAlso()
 	g.mu.Lock()
 	s := g.sockets[op.GetSocket()]
+	var more []*gatewaySocket
+	for _, id := range also {
+		if o := g.sockets[id]; o != nil {
+			more = append(more, o)
+		}
+	}
 	g.mu.Unlock()
 	if s != nil { // else it ended here; the object has been told
 		s.apply(op)
+	}
+	for _, o := range more { // a broadcast: the same frame for each
+		o.apply(op)
 	}
 }
 

@@ -2,6 +2,7 @@ package router
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"hellochat/apps"
@@ -75,6 +76,28 @@ func TestResolveSharedFrames(t *testing.T) {
 		}
 		if got != tc.want || (err != nil) != tc.wantErr {
 			t.Errorf("%v: %s (err %v), want %s (err %v)", tc.op, got, err, tc.want, tc.wantErr)
+		}
+	}
+}
+
+// A send with more sockets (a broadcast) queues its frame, with its
+// number, for each of them that is here, and for no other.
+func TestBroadcastSendReachesEachSocket(t *testing.T) {
+	g := testGateway()
+	for _, id := range []string{"r~1.1", "r~1.2", "r~1.3", "r~1.4"} {
+		g.sockets[id] = newGatewaySocket(g, id, testObject, "", queueShares{}, apps.SocketPolicy{})
+	}
+	op := &pb.GatewayOp{Socket: "r~1.1", Op: &pb.GatewayOp_Send{Send: &pb.SocketSend{
+		Data: []byte("hello"), Text: true, Number: 9, Also: []string{"r~1.3", "r~1.gone", "r~1.2"}}}}
+	g.take("node", op)
+	for id, want := range map[string]string{"r~1.1": "hello#9", "r~1.2": "hello#9", "r~1.3": "hello#9", "r~1.4": ""} {
+		s := g.sockets[id]
+		var got []string
+		for _, f := range s.queue {
+			got = append(got, fmt.Sprintf("%s#%d", f.data, f.number))
+		}
+		if strings.Join(got, ",") != want {
+			t.Errorf("%s queued %q, want %q", id, got, want)
 		}
 	}
 }

@@ -924,7 +924,11 @@ type GatewayHello struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// gateway is the router's gateway id, "<router id>~<instance>": the
 	// part of its sockets' ids before the last '.'.
-	Gateway       string `protobuf:"bytes,1,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	Gateway string `protobuf:"bytes,1,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	// shares_frames says the router reads GatewayBatch.frames and
+	// SocketSend.also, so a node may send a frame meant for many of its
+	// sockets once. A router that does not say so is sent each frame whole.
+	SharesFrames  bool `protobuf:"varint,2,opt,name=shares_frames,json=sharesFrames,proto3" json:"shares_frames,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -964,6 +968,13 @@ func (x *GatewayHello) GetGateway() string {
 		return x.Gateway
 	}
 	return ""
+}
+
+func (x *GatewayHello) GetSharesFrames() bool {
+	if x != nil {
+		return x.SharesFrames
+	}
+	return false
 }
 
 // GatewayOp is one thing an object did to one socket of the router.
@@ -1294,7 +1305,10 @@ type SocketSend struct {
 	Number uint64 `protobuf:"varint,3,opt,name=number,proto3" json:"number,omitempty"`
 	// frame, when not 0, says data is the enclosing GatewayBatch's
 	// frames[frame-1] (data is then empty).
-	Frame         uint32 `protobuf:"varint,4,opt,name=frame,proto3" json:"frame,omitempty"`
+	Frame uint32 `protobuf:"varint,4,opt,name=frame,proto3" json:"frame,omitempty"`
+	// also are more sockets of the router to send the same frame to, with
+	// the same number, each after the op's socket: a broadcast.
+	Also          []string `protobuf:"bytes,5,rep,name=also,proto3" json:"also,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1355,6 +1369,13 @@ func (x *SocketSend) GetFrame() uint32 {
 		return x.Frame
 	}
 	return 0
+}
+
+func (x *SocketSend) GetAlso() []string {
+	if x != nil {
+		return x.Also
+	}
+	return nil
 }
 
 type SocketClose struct {
@@ -1531,9 +1552,10 @@ const file_roompb_objects_proto_rawDesc = "" +
 	"\tGatewayUp\x127\n" +
 	"\x05hello\x18\x01 \x01(\v2\x1f.hellochat.room.v1.GatewayHelloH\x00R\x05hello\x126\n" +
 	"\x05event\x18\x02 \x01(\v2\x1e.hellochat.room.v1.SocketEventH\x00R\x05eventB\x04\n" +
-	"\x02up\"(\n" +
+	"\x02up\"M\n" +
 	"\fGatewayHello\x12\x18\n" +
-	"\agateway\x18\x01 \x01(\tR\agateway\"\x8f\x03\n" +
+	"\agateway\x18\x01 \x01(\tR\agateway\x12#\n" +
+	"\rshares_frames\x18\x02 \x01(\bR\fsharesFrames\"\x8f\x03\n" +
 	"\tGatewayOp\x12\x16\n" +
 	"\x06socket\x18\x01 \x01(\tR\x06socket\x123\n" +
 	"\x04send\x18\x02 \x01(\v2\x1d.hellochat.room.v1.SocketSendH\x00R\x04send\x126\n" +
@@ -1550,13 +1572,14 @@ const file_roompb_objects_proto_rawDesc = "" +
 	"\x11SocketEventResult\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12B\n" +
 	"\bresponse\x18\x02 \x01(\v2&.hellochat.room.v1.SocketEventResponseR\bresponse\x12 \n" +
-	"\vunavailable\x18\x03 \x01(\tR\vunavailable\"b\n" +
+	"\vunavailable\x18\x03 \x01(\tR\vunavailable\"v\n" +
 	"\n" +
 	"SocketSend\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\bR\x04text\x12\x16\n" +
 	"\x06number\x18\x03 \x01(\x04R\x06number\x12\x14\n" +
-	"\x05frame\x18\x04 \x01(\rR\x05frame\"9\n" +
+	"\x05frame\x18\x04 \x01(\rR\x05frame\x12\x12\n" +
+	"\x04also\x18\x05 \x03(\tR\x04also\"9\n" +
 	"\vSocketClose\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"D\n" +
