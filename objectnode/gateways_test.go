@@ -283,7 +283,7 @@ func TestGatewayHubSendsABroadcastFrameOnce(t *testing.T) {
 			sockets.Send(s, hello, true, 7)
 		}
 		sockets.Send("rt~a.1", []byte("ack"), true, 0)
-		sockets.Send("rt~a.4", hello, true, 7)                   // the same again, after another
+		sockets.Send("rt~a.4", hello, true, 7)                    // the same again, after another
 		sockets.Send("rt~a.5", []byte("hello everyone"), true, 0) // equal, not the same copy
 		f, stop := r.attach("rt~a", 0)
 		waitFor(t, "the stream", f.sent, "rt~a.1<-hello everyone,rt~a.2<-hello everyone,rt~a.3<-hello everyone,rt~a.1<-ack,rt~a.4<-hello everyone,rt~a.5<-hello everyone")
