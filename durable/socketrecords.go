@@ -130,8 +130,9 @@ type heldSocket struct {
 }
 
 // socketList lists the sockets the event sees, in id order, with their
-// records: the cache's, under the event's changes. An event that changed
-// only records (a message's number) lists in the cache's order, unsorted.
+// records: the cache's, under the event's changes. Only sockets the event
+// added need sorting in: one that changed only records (a message's
+// number) keeps the cache's order.
 func (s *Storage) socketList() ([]heldSocket, error) {
 	c, err := s.socketCache()
 	if err != nil {

@@ -475,19 +475,21 @@ func (r *Room) send(s *durable.State, ws durable.WebSocket, a attachment, op wir
 		id = seedID(ws.ID(), durable.MessageNumber(ws))
 	}
 	dkey := dedupeKey(a.Name, a.Key, id)
-	if !r.dedupe.mayHave(dkey) {
-		// surely new
-	} else if v, found, err := st.Get(dedupPrefix + dkey); err != nil {
-		return fmt.Errorf("read the dedupe index: %w", err)
-	} else if found {
-		seq, ts, err := decodeStored(v)
+	if r.dedupe.mayHave(dkey) { // else surely new: no read
+		v, found, err := st.Get(dedupPrefix + dkey)
 		if err != nil {
-			return err
+			return fmt.Errorf("read the dedupe index: %w", err)
 		}
-		if a.Proto == wire.V2 {
-			return ws.Send(wire.Ack(id, seq, ts), true)
+		if found {
+			seq, ts, err := decodeStored(v)
+			if err != nil {
+				return err
+			}
+			if a.Proto == wire.V2 {
+				return ws.Send(wire.Ack(id, seq, ts), true)
+			}
+			return nil
 		}
-		return nil
 	}
 	m := wire.Message{Seq: r.lastSeq + 1, ID: id, Name: a.Name, Text: op.Text, TS: max(r.now(), r.lastTS)}
 	b, err := json.Marshal(storedMessage{Message: m, Key: a.Key})
