@@ -198,11 +198,13 @@ func (g *gateway) receive(ctx context.Context, addr string) error {
 				if op.GetBatch() != nil {
 					continue // a batch holds no batch
 				}
-				op, err := resolveFrame(op, b.GetFrames())
+				ops, err := resolveFrame(op, b.GetFrames())
 				if err != nil {
-					g.rt.log.Error("bad operation from a node: socket closed", "node", addr, "socket", op.GetSocket(), "err", err)
+					g.rt.log.Error("bad operation from a node: its sockets closed", "node", addr, "socket", op.GetSocket(), "err", err)
 				}
-				g.take(addr, op)
+				for _, op := range ops {
+					g.take(addr, op)
+				}
 			}
 			continue
 		}
@@ -213,19 +215,23 @@ func (g *gateway) receive(ctx context.Context, addr string) error {
 // resolveFrame gives a send that names one of its batch's shared frames
 // that frame's bytes (the sockets share them: nothing writes to a queued
 // frame). A send naming a frame its batch lacks (a node's bug) becomes a
-// close of its socket, and an error to log: the browser reconnects and
-// resumes, and never reads on past a gap.
-func resolveFrame(op *pb.GatewayOp, frames [][]byte) (*pb.GatewayOp, error) {
+// close of each socket it was for, and an error to log: the browsers
+// reconnect and resume, and never read on past a gap.
+func resolveFrame(op *pb.GatewayOp, frames [][]byte) ([]*pb.GatewayOp, error) {
 	s := op.GetSend()
 	if s == nil || s.GetFrame() == 0 {
-		return op, nil
+		return []*pb.GatewayOp{op}, nil
 	}
 	if int(s.GetFrame()) > len(frames) || len(s.GetData()) > 0 {
-		return &pb.GatewayOp{Socket: op.GetSocket(), Op: &pb.GatewayOp_Close{Close: &pb.SocketClose{Code: int32(closeInternal), Reason: "the object's node sent a bad frame"}}},
-			fmt.Errorf("a send names frame %d of a batch of %d, with %d bytes of its own", s.GetFrame(), len(frames), len(s.GetData()))
+		var closes []*pb.GatewayOp
+		for _, socket := range append([]string{op.GetSocket()}, s.GetAlso()...) {
+			closes = append(closes, &pb.GatewayOp{Socket: socket, Op: &pb.GatewayOp_Close{Close: &pb.SocketClose{
+				Code: int32(closeInternal), Reason: "the object's node sent a bad frame"}}})
+		}
+		return closes, fmt.Errorf("a send names frame %d of a batch of %d, with %d bytes of its own", s.GetFrame(), len(frames), len(s.GetData()))
 	}
 	s.Data = frames[s.GetFrame()-1]
-	return op, nil
+	return []*pb.GatewayOp{op}, nil
 }
 
 // take applies one operation a node sent: an answer to an event, or

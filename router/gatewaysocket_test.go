@@ -46,35 +46,39 @@ func TestNumberedFramesDropRepeats(t *testing.T) {
 
 // A node sends a broadcast's frame once per batch; each send that names
 // it gets its bytes, and one that names a frame the batch lacks closes
-// its socket rather than leave a gap.
+// each socket it was for rather than leave a gap.
 func TestResolveSharedFrames(t *testing.T) {
 	frames := [][]byte{[]byte("one"), []byte("two")}
-	named := func(k uint32, data string) *pb.GatewayOp {
-		return &pb.GatewayOp{Socket: "s", Op: &pb.GatewayOp_Send{Send: &pb.SocketSend{Data: []byte(data), Frame: k, Text: true}}}
+	named := func(k uint32, data string, also ...string) *pb.GatewayOp {
+		return &pb.GatewayOp{Socket: "s", Op: &pb.GatewayOp_Send{Send: &pb.SocketSend{Data: []byte(data), Frame: k, Text: true, Also: also}}}
 	}
 	for _, tc := range []struct {
 		op      *pb.GatewayOp
 		want    string
 		wantErr bool
 	}{
-		{named(0, "own"), "send own", false},
-		{named(1, ""), "send one", false},
-		{named(2, ""), "send two", false},
-		{named(3, ""), "close 1011", true},
-		{named(1, "both"), "close 1011", true},
-		{&pb.GatewayOp{Socket: "s", Op: &pb.GatewayOp_Drain{Drain: &pb.SocketDrain{}}}, "drain", false},
+		{named(0, "own"), "s send own", false},
+		{named(1, ""), "s send one", false},
+		{named(2, ""), "s send two", false},
+		{named(3, ""), "s close 1011", true},
+		{named(1, "both"), "s close 1011", true},
+		{named(3, "", "t", "u"), "s close 1011, t close 1011, u close 1011", true},
+		{named(2, "", "t"), "s send two", false},
+		{&pb.GatewayOp{Socket: "s", Op: &pb.GatewayOp_Drain{Drain: &pb.SocketDrain{}}}, "s drain", false},
 	} {
-		op, err := resolveFrame(tc.op, frames)
-		var got string
-		switch o := op.GetOp().(type) {
-		case *pb.GatewayOp_Send:
-			got = "send " + string(o.Send.GetData())
-		case *pb.GatewayOp_Close:
-			got = fmt.Sprint("close ", o.Close.GetCode())
-		case *pb.GatewayOp_Drain:
-			got = "drain"
+		ops, err := resolveFrame(tc.op, frames)
+		var outs []string
+		for _, op := range ops {
+			switch o := op.GetOp().(type) {
+			case *pb.GatewayOp_Send:
+				outs = append(outs, op.GetSocket()+" send "+string(o.Send.GetData()))
+			case *pb.GatewayOp_Close:
+				outs = append(outs, fmt.Sprint(op.GetSocket(), " close ", o.Close.GetCode()))
+			case *pb.GatewayOp_Drain:
+				outs = append(outs, op.GetSocket()+" drain")
+			}
 		}
-		if got != tc.want || (err != nil) != tc.wantErr {
+		if got := strings.Join(outs, ", "); got != tc.want || (err != nil) != tc.wantErr {
 			t.Errorf("%v: %s (err %v), want %s (err %v)", tc.op, got, err, tc.want, tc.wantErr)
 		}
 	}
