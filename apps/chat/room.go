@@ -87,8 +87,8 @@ func (r *Room) Load(ctx context.Context, s *durable.State) error {
 		return fmt.Errorf("load the newest message: %w", err)
 	}
 	if len(last) == 1 {
-		var m wire.Message
-		if err := json.Unmarshal(last[0].Value, &m); err != nil {
+		m, _, err := wire.DecodeRecord(last[0].Value)
+		if err != nil {
 			return fmt.Errorf("decode message %s: %w", last[0].Key, err)
 		}
 		r.lastSeq, r.lastTS = m.Seq, m.TS
@@ -149,8 +149,8 @@ func (r *Room) replay(s *durable.State, all []durable.WebSocket) error {
 	var recent []wire.Message
 	bytes := 0
 	for _, kv := range kvs {
-		var m wire.Message
-		if err := json.Unmarshal(kv.Value, &m); err != nil {
+		m, _, err := wire.DecodeRecord(kv.Value)
+		if err != nil {
 			return fmt.Errorf("decode message %s: %w", kv.Key, err)
 		}
 		if bytes += len(kv.Value) * len(r.joined); m.TS < cutoff || bytes > ReplayBytes {
@@ -492,11 +492,7 @@ func (r *Room) send(s *durable.State, ws durable.WebSocket, a attachment, op wir
 		}
 	}
 	m := wire.Message{Seq: r.lastSeq + 1, ID: id, Name: a.Name, Text: op.Text, TS: max(r.now(), r.lastTS)}
-	b, err := json.Marshal(storedMessage{Message: m, Key: a.Key})
-	if err != nil {
-		return err
-	}
-	if err := st.Put(msgKey(m.Seq), b); err != nil {
+	if err := st.Put(msgKey(m.Seq), wire.AppendRecord(nil, m, a.Key)); err != nil {
 		return fmt.Errorf("store message %d: %w", m.Seq, err)
 	}
 	if err := st.Put(dedupPrefix+dkey, encodeStored(m.Seq, m.TS)); err != nil {
@@ -573,11 +569,11 @@ func forget(st *durable.Storage, seq, window uint64) error {
 		return fmt.Errorf("read the messages leaving the dedupe window: %w", err)
 	}
 	for _, kv := range kvs {
-		var m storedMessage
-		if err := json.Unmarshal(kv.Value, &m); err != nil {
+		m, key, err := wire.DecodeRecord(kv.Value)
+		if err != nil {
 			return fmt.Errorf("decode message %s: %w", kv.Key, err)
 		}
-		if err := st.Drop(dedupPrefix + m.dedupeKey()); err != nil {
+		if err := st.Drop(dedupPrefix + dedupeKey(m.Name, key, m.ID)); err != nil {
 			return err
 		}
 	}

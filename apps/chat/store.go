@@ -2,7 +2,6 @@ package chat
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"strconv"
 
@@ -18,7 +17,9 @@ const DedupeWindow = 1 << 16
 
 // A room's storage:
 //
-//	"m/" %016x   message seq, a storedMessage (JSON)
+//	"m/" %016x   message seq, a JSON record (wire.AppendRecord): the
+//	             message as browsers are shown it, and its sender's
+//	             client key, which they never are
 //	"d/" KEY     dedupe record: seq and timestamp (16 bytes) of the
 //	             message stored under KEY (dedupeKey)
 //
@@ -30,17 +31,6 @@ const (
 	dedupPrefix = "d/"
 )
 
-// storedMessage is a message as a room stores it: what its browsers are
-// shown, and the sender's client key, which they never are (wire.Message
-// reads it without the key).
-type storedMessage struct {
-	wire.Message
-	Key string `json:"k,omitempty"`
-}
-
-// dedupeKey is the key of the message's dedupe record.
-func (m storedMessage) dedupeKey() string { return dedupeKey(m.Name, m.Key, m.ID) }
-
 // StoredMessages names where a room's messages are in a node's store: its
 // storage object and the store keys [start, end) of its messages, one
 // key each. For tools and tests that read a store without the room.
@@ -48,7 +38,16 @@ func StoredMessages(room string) (object string, start, end []byte) {
 	return Namespace.IDFromName(room).StorageObject(), durable.StoreKey(msgPrefix), durable.StoreKey("m0") // '0' follows '/'
 }
 
-func msgKey(seq uint64) string { return fmt.Sprintf("%s%016x", msgPrefix, seq) }
+// msgKey is "m/" and seq in 16 hex digits, so keys sort as seqs do.
+func msgKey(seq uint64) string {
+	var b [len(msgPrefix) + 16]byte
+	copy(b[:], msgPrefix)
+	for i := len(b) - 1; i >= len(msgPrefix); i-- {
+		b[i] = "0123456789abcdef"[seq&0xf]
+		seq >>= 4
+	}
+	return string(b[:])
+}
 
 // dedupeKey names a message for resends: v2 by sender name, key and id
 // (NUL cannot occur in any of them: limits refuse control characters);
@@ -102,8 +101,8 @@ func newest(st *durable.Storage, before uint64, limit int) (page, error) {
 			p.more = true
 			break
 		}
-		var m wire.Message
-		if err := json.Unmarshal(kv.Value, &m); err != nil {
+		m, _, err := wire.DecodeRecord(kv.Value)
+		if err != nil {
 			return page{}, fmt.Errorf("decode message %s: %w", kv.Key, err)
 		}
 		bytes += len(kv.Value)
@@ -123,8 +122,8 @@ func since(st *durable.Storage, after uint64, limit int) ([]wire.Message, error)
 	}
 	out := make([]wire.Message, 0, len(kvs))
 	for _, kv := range kvs {
-		var m wire.Message
-		if err := json.Unmarshal(kv.Value, &m); err != nil {
+		m, _, err := wire.DecodeRecord(kv.Value)
+		if err != nil {
 			return nil, fmt.Errorf("decode message %s: %w", kv.Key, err)
 		}
 		out = append(out, m)

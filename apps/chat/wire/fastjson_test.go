@@ -12,13 +12,8 @@ func TestFastFramesMatchEncodingJSON(t *testing.T) {
 	strs := []string{"", "hello", `"quoted" and \back\slash`, "<b>&amp;</b>", "tab\tnew\nline\r\b\f\x00\x1f\x7f",
 		"ünïcødé 🚀", "\u2028line\u2029para", "bad \xff\xfe utf8 \xc3", "\xe2\x80", "emoji at end 🚀\xf0\x9f"}
 	rng := rand.New(rand.NewPCG(1, 2))
-	alphabet := []string{"a", "Z", "0", " ", `"`, `\`, "<", ">", "&", "\n", "\x01", "\x7f", "é", "€", "🚀", "\u2028", "\u2029", "\xff", "\xc3", "\xe2\x82"}
 	for range 2000 {
-		var s string
-		for range rng.IntN(12) {
-			s += alphabet[rng.IntN(len(alphabet))]
-		}
-		strs = append(strs, s)
+		strs = append(strs, randomText(rng))
 	}
 	for i, s := range strs {
 		other := strs[(i+1)%len(strs)]
@@ -41,6 +36,18 @@ func TestFastFramesMatchEncodingJSON(t *testing.T) {
 			}
 		}
 	}
+}
+
+// randomText strings together up to 11 pieces that encoders treat apart:
+// quotes, backslashes, HTML, control characters, multi-byte runes,
+// U+2028 and invalid UTF-8.
+func randomText(rng *rand.Rand) string {
+	alphabet := []string{"a", "Z", "0", " ", `"`, `\`, "<", ">", "&", "\n", "\x01", "\x7f", "é", "€", "🚀", "\u2028", "\u2029", "\xff", "\xc3", "\xe2\x82"}
+	var s string
+	for range rng.IntN(12) {
+		s += alphabet[rng.IntN(len(alphabet))]
+	}
+	return s
 }
 
 func BenchmarkV2Message(b *testing.B) {

@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -37,14 +36,14 @@ type v2In struct {
 // any); nothing here panics on any input (FuzzParse).
 func Parse(p Protocol, data []byte) (Op, *limits.Error) {
 	if p == Seed {
-		var in seedIn
-		if err := json.Unmarshal(data, &in); err != nil || in.Message == nil {
+		in, err := decodeSeed(data)
+		if err != nil || in.Message == nil {
 			return Op{}, &limits.Error{Code: limits.CodeBadJSON, Message: `invalid frame: expected {"message":"..."}`}
 		}
 		return checkedSend("", *in.Message)
 	}
-	var in v2In
-	if err := json.Unmarshal(data, &in); err != nil {
+	in, err := decodeV2(data)
+	if err != nil {
 		return Op{}, &limits.Error{Code: limits.CodeBadJSON, Message: "invalid JSON frame"}
 	}
 	switch in.Type {
