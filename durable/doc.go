@@ -48,6 +48,10 @@
 //	'u' <user key>   the class's own keys (so no user key starts with 0x00)
 //	'm' 'v'          the object's version: 8 bytes, big endian
 //	'm' 'a'          the alarm: Unix nanoseconds, 8 bytes, big endian
+//	'm' 's' <socket> an accepted WebSocket's tags and attachment (JSON)
+//	'm' 'n' <socket> the number of its last message taken: 8 bytes, big
+//	                 endian (a key of its own: it changes every message)
+//	'm' 'r'          the automatic ping/pong reply, when one is set
 //
 // Every batch is versioned (storage.Guards.Versioned): a stale actor of the
 // object, one that missed a commit, is refused instead of overwriting it.

@@ -1,6 +1,7 @@
 package durable
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -19,7 +20,12 @@ type socketRecord struct {
 	Tags       []string `json:"t,omitempty"`
 	Attachment []byte   `json:"a,omitempty"`
 	// N is the number of the last message the object took from the
-	// socket (WebSocketMessageAt), committed with what it wrote.
+	// socket (WebSocketMessageAt), committed with what it wrote. It is
+	// stored under a key of its own (socketNumberKey), as it changes
+	// with every message: rewriting the record each time put its tags
+	// and attachment, base64 in JSON, into every message's Raft entry on
+	// every replica. Records written before kept it here as "n"; the
+	// larger of the two counts.
 	N uint64 `json:"n,omitempty"`
 }
 
@@ -27,6 +33,11 @@ type socketRecord struct {
 func socketKey(id string) []byte { return append([]byte{metaPrefix, 's'}, id...) }
 
 var socketKeysEnd = []byte{metaPrefix, 's' + 1}
+
+// socketNumberKey holds a socket's N: meta, 'n', the id.
+func socketNumberKey(id string) []byte { return append([]byte{metaPrefix, 'n'}, id...) }
+
+var socketNumbersEnd = []byte{metaPrefix, 'n' + 1}
 
 // socketCache is the object's socket records as the events see them
 // (committed, or handed to the Committer), kept in memory: only the
@@ -55,6 +66,24 @@ func (s *Storage) socketCache() (*socketCache, error) {
 		c.recs[id] = rec
 		return true
 	})
+	if err == nil {
+		err = decodeErr
+	}
+	if err == nil {
+		err = s.base.r.Scan(s.base.object, socketNumberKey(""), socketNumbersEnd, false, func(k, v []byte) bool {
+			rec := c.recs[string(k[2:])]
+			if rec == nil {
+				return true // its socket's record is gone: the number is a leftover
+			}
+			n, err := decodeUint64("socket message number", v)
+			if err != nil {
+				decodeErr = err
+				return false
+			}
+			rec.N = max(rec.N, n)
+			return true
+		})
+	}
 	if err == nil {
 		err = decodeErr
 	}
@@ -170,14 +199,25 @@ func (s *Storage) socketOps() []storage.Op {
 	ops := make([]storage.Op, 0, len(s.sockets))
 	for id, rec := range s.sockets {
 		if rec == nil {
-			ops = append(ops, storage.Op{Key: socketKey(id), Delete: true})
+			ops = append(ops, storage.Op{Key: socketKey(id), Delete: true}, storage.Op{Key: socketNumberKey(id), Delete: true})
 			continue
 		}
-		b, err := json.Marshal(rec)
-		if err != nil {
-			panic(fmt.Sprintf("durable: encode socket record: %v", err)) // strings and bytes: cannot fail
+		var was *socketRecord // the record as the store has it, or will once what was staged commits
+		if s.held != nil {
+			was = s.held.recs[id]
 		}
-		ops = append(ops, storage.Op{Key: socketKey(id), Value: b})
+		rewrite := was == nil || !slices.Equal(was.Tags, rec.Tags) || !bytes.Equal(was.Attachment, rec.Attachment)
+		if rewrite {
+			b, err := json.Marshal(socketRecord{Tags: rec.Tags, Attachment: rec.Attachment})
+			if err != nil {
+				panic(fmt.Sprintf("durable: encode socket record: %v", err)) // strings and bytes: cannot fail
+			}
+			ops = append(ops, storage.Op{Key: socketKey(id), Value: b})
+		}
+		// A rewritten record drops an "n" the old format kept in it.
+		if rec.N > 0 && (rewrite || was.N != rec.N) {
+			ops = append(ops, storage.Op{Key: socketNumberKey(id), Value: encodeUint64(rec.N)})
+		}
 	}
 	slices.SortFunc(ops, func(a, b storage.Op) int { return strings.Compare(string(a.Key), string(b.Key)) })
 	return ops

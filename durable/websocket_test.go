@@ -1,12 +1,15 @@
 package durable
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hellochat/storage"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -415,5 +418,62 @@ func TestWebSocketBroadcastSharesOneCopy(t *testing.T) {
 	changed := s.copyFrame(buf)
 	if string(first) != "abc" || &first[0] != &again[0] || string(changed) != "xbc" || &buf[0] == &first[0] {
 		t.Fatalf("copies of a reused buffer: %q %q %q", first, again, changed)
+	}
+}
+
+// A numbered message writes its socket's number under a key of its own,
+// not the socket's record again: the record's tags and attachment would
+// ride in every message's batch. A record in the old format, with the
+// number inside, still counts, and the larger of the two wins.
+func TestNumberedMessageWritesOnlyItsNumber(t *testing.T) {
+	r, c := newRoomRig(t)
+	join(t, r.a, "gw/1", "ann")
+	for len(r.c.asked) > 0 {
+		<-r.c.asked // the join's commits
+	}
+	ctx := context.Background()
+	if err := r.a.WebSocketMessageAt(ctx, "gw/1", 1, []byte("one"), true); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, op := range r.c.waitAsked(t).ops {
+		if !bytes.Equal(op.Key, versionKey) {
+			keys = append(keys, fmt.Sprintf("%q=%x", op.Key, op.Value))
+		}
+	}
+	slices.Sort(keys)
+	if got, want := strings.Join(keys, " "), fmt.Sprintf("%q=%x %q=%x", socketNumberKey("gw/1"), encodeUint64(1), userKey("last"), "ann: one"); got != want {
+		t.Fatalf("a numbered message wrote %s, want %s", got, want)
+	}
+	sent(t, r, 1)
+
+	// bob's record as the previous format stored it: number 5 inside.
+	old, err := json.Marshal(map[string]any{"t": []string{"room"}, "a": []byte("bob"), "n": 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.c.Apply(r.id.StorageObject(), []storage.Op{{Key: socketKey("gw/2"), Value: old}}, storage.Guards{}); err != nil {
+		t.Fatal(err)
+	}
+	say := func(n uint64) error { return r.a.WebSocketMessageAt(ctx, "gw/2", n, []byte(fmt.Sprint(n)), true) }
+	for _, evict := range []bool{true, false, true} {
+		if evict {
+			r.a.Close()
+			r.start(c)
+		}
+		if err := say(7); !errors.Is(err, ErrOutOfOrder) {
+			t.Fatalf("message 7 after 5 (evicted: %v): %v, want ErrOutOfOrder", evict, err)
+		}
+	}
+	if err := say(6); err != nil {
+		t.Fatal(err)
+	}
+	r.a.Close()
+	r.start(c)
+	if err := say(7); err != nil {
+		t.Fatalf("message 7 after 6 was taken, and the actor evicted: %v", err)
+	}
+	if got := strings.Join(sent(t, r, 4), "; "); got != "gw/1 <- bob: 6; gw/2 <- bob: 6; gw/1 <- bob: 7; gw/2 <- bob: 7" {
+		t.Fatalf("sent: %s", got)
 	}
 }

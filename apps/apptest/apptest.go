@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"hellochat/durable"
@@ -125,7 +126,14 @@ type Rig struct {
 	Actor *durable.Actor
 
 	pebble *storage.Store // NewPebbleRig's
+	// committed counts the bytes of keys and values NewPebbleRig's
+	// batches held: what a shard would put in its Raft log.
+	committed *atomic.Int64
 }
+
+// CommittedBytes is how many bytes of keys and values the batches of a
+// NewPebbleRig held so far.
+func (r *Rig) CommittedBytes() int64 { return r.committed.Load() }
 
 // NewRig starts the object id of a class.
 func NewRig(t testing.TB, id durable.ID, newObject func() durable.Object) *Rig {
@@ -144,7 +152,7 @@ func NewPebbleRig(t testing.TB, id durable.ID, newObject func() durable.Object) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	r := &Rig{T: t, ID: id, New: newObject, Socks: newSockets(), pebble: s}
+	r := &Rig{T: t, ID: id, New: newObject, Socks: newSockets(), pebble: s, committed: new(atomic.Int64)}
 	r.Start()
 	return r
 }
@@ -156,9 +164,15 @@ func newSockets() *Sockets {
 
 // pebbleCommitter applies each batch on its own goroutine, as a shard
 // answers later: the actor gathers the next batch meanwhile.
-type pebbleCommitter struct{ s *storage.Store }
+type pebbleCommitter struct {
+	s     *storage.Store
+	bytes *atomic.Int64
+}
 
 func (c pebbleCommitter) Commit(object string, ops []storage.Op, _ storage.Guards, done func(error)) {
+	for _, op := range ops {
+		c.bytes.Add(int64(len(op.Key) + len(op.Value)))
+	}
 	go func() { done(c.s.Apply(object, ops)) }()
 }
 
@@ -168,7 +182,7 @@ func (r *Rig) Start() {
 	cfg := durable.Config{Reader: r.Store, Committer: Committer{r.Store}, Sockets: r.Socks,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if r.pebble != nil {
-		cfg.Reader, cfg.Committer = r.pebble, pebbleCommitter{r.pebble}
+		cfg.Reader, cfg.Committer = r.pebble, pebbleCommitter{r.pebble, r.committed}
 	}
 	a, err := durable.Start(r.ID, r.New, cfg)
 	if err != nil {
