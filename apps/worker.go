@@ -171,6 +171,13 @@ type SocketPolicy struct {
 	// Overloaded, has the router stop reading that browser until answers
 	// come (nothing is refused, the browser's own socket fills).
 	Overloaded func(msg []byte, text bool) []byte
+	// JoinLines lets the router send the text frames that wait for the
+	// browser together as one WebSocket message, one frame per line (up
+	// to router.MaxLinesBytes), for a protocol whose browser splits its
+	// messages on "\n": a busy room's frames then cost the browser one
+	// message each batch, not one each frame. A frame that holds a
+	// newline of its own always goes alone.
+	JoinLines bool
 }
 
 // RefuseWebSocket answers the upgrade r with a socket that sends frame and

@@ -54,6 +54,10 @@ const (
 	// (apps.SocketPolicy.Overloaded).
 	maxUnackedEvents = 1024
 	maxUnackedBytes  = 4 << 20
+	// MaxLinesBytes bounds one WebSocket message of frames joined one
+	// per line (apps.SocketPolicy.JoinLines); a single frame longer than
+	// that goes alone.
+	MaxLinesBytes = 64 << 10
 	// gatewayRetryMin and gatewayRetryMax bound the wait before a Gateway
 	// stream to a node is opened again.
 	gatewayRetryMin = 50 * time.Millisecond

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -526,7 +527,15 @@ func (s *gatewaySocket) write(ctx context.Context, frames []outFrame) bool {
 		}
 		return true
 	}
-	for _, f := range frames {
+	var lines *[]byte // borrowed from linesBufs for this batch, once frames are joined
+	defer func() {
+		if lines != nil {
+			*lines = (*lines)[:0]
+			linesBufs.Put(lines)
+		}
+	}()
+	for i := 0; i < len(frames); i++ {
+		f := frames[i]
 		switch {
 		case f.close:
 			// Close waits for the browser's close frame, which ends the
@@ -546,13 +555,16 @@ func (s *gatewaySocket) write(ctx context.Context, frames []outFrame) bool {
 			s.raw.begin()
 			batching = true
 		}
-		typ := websocket.MessageBinary
+		typ, data := websocket.MessageBinary, f.data
 		if f.text {
 			typ = websocket.MessageText
+			if s.policy.JoinLines {
+				data, i = joinLines(frames, i, &lines)
+			}
 		}
 		// In a batch the write only gathers the frame; flush bounds the
 		// connection's write.
-		err := s.conn.Write(context.Background(), typ, f.data)
+		err := s.conn.Write(context.Background(), typ, data)
 		if err != nil {
 			if batching {
 				s.raw.end()
@@ -562,6 +574,38 @@ func (s *gatewaySocket) write(ctx context.Context, frames []outFrame) bool {
 		}
 	}
 	return flush()
+}
+
+// joinLines joins frames[i] and the text frames that follow it into one
+// message, one per line, as long as they fit MaxLinesBytes, in *buf
+// (borrowed from linesBufs when nil), and returns the message and the
+// index of the last frame in it. A frame with a newline of its own would
+// read as two lines, so it goes alone, and ends the run.
+func joinLines(frames []outFrame, i int, buf **[]byte) ([]byte, int) {
+	joinable := func(f outFrame) bool {
+		return f.text && !f.close && !f.drain && bytes.IndexByte(f.data, '\n') < 0
+	}
+	first := frames[i].data
+	if !joinable(frames[i]) {
+		return first, i
+	}
+	last, size := i, len(first)
+	for last+1 < len(frames) && joinable(frames[last+1]) && size+1+len(frames[last+1].data) <= MaxLinesBytes {
+		last++
+		size += 1 + len(frames[last].data)
+	}
+	if last == i {
+		return first, i
+	}
+	if *buf == nil {
+		*buf = linesBufs.Get().(*[]byte)
+	}
+	b := append((**buf)[:0], first...)
+	for _, f := range frames[i+1 : last+1] {
+		b = append(append(b, '\n'), f.data...)
+	}
+	**buf = b
+	return b, last
 }
 
 // reportDrained tells the object that asked that what it sent before

@@ -33,6 +33,10 @@ const (
 // holds none.
 var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
+// linesBufs recycles the buffers frames are joined in (joinLines), so a
+// socket holds none between batches.
+var linesBufs = sync.Pool{New: func() any { return new([]byte) }}
+
 // leanHijack hands the WebSocket library a hijacked connection that reads
 // through a ReadBufferBytes buffer instead of the server's, and writes
 // through a browserConn. Use it as a pointer: after the upgrade, conn is

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -209,5 +210,37 @@ func TestBatchPingsWhileWriting(t *testing.T) {
 	}
 	if err := <-pings; err != nil {
 		t.Fatalf("ping: %v", err)
+	}
+}
+
+// Under apps.SocketPolicy.JoinLines the text frames that wait together
+// reach the browser as one message, one per line, cut at MaxLinesBytes;
+// a frame with a newline of its own, and a binary frame, go alone, and
+// the frames around them join as before. Every frame arrives once, in
+// order.
+func TestJoinLines(t *testing.T) {
+	s, client := socketPair(t, queueShares{})
+	s.policy.JoinLines = true
+	msgs := messages(client)
+	big := func(c byte) []byte { return bytes.Repeat([]byte{c}, MaxLinesBytes/2-10) }
+	frames := textFrames([]byte("f0"), []byte("f1"), []byte("f2"), []byte("two\nlines"), []byte("f3"),
+		big('a'), big('b'), big('c'), []byte("f4"))
+	frames = slices.Insert(frames, 5, outFrame{data: []byte{0, 1}})
+	if !s.write(context.Background(), frames) {
+		t.Fatal("the write failed")
+	}
+	want := []string{"f0\nf1\nf2", "two\nlines", "f3", "\x00\x01",
+		string(big('a')) + "\n" + string(big('b')), string(big('c')) + "\nf4"}
+	for i, m := range readN(t, msgs, len(want)) {
+		if string(m) != want[i] {
+			t.Fatalf("message %d: %.40q (%d bytes), want %.40q (%d bytes)", i, m, len(m), want[i], len(want[i]))
+		}
+	}
+	// A lone frame needs no joining, nor any buffer.
+	if !s.write(context.Background(), textFrames([]byte("alone"))) {
+		t.Fatal("the write failed")
+	}
+	if m := readN(t, msgs, 1)[0]; string(m) != "alone" {
+		t.Fatalf("a lone frame arrived as %q", m)
 	}
 }

@@ -129,6 +129,9 @@ func NewWorker(o Options) func(apps.Stub) http.Handler {
 				Overloaded: func(msg []byte, text bool) []byte {
 					return overloaded(p, msg, text)
 				},
+				// lines=1: a v2 browser that splits messages on newlines
+				// (docs/protocol.md); no frame of ours holds a raw one.
+				JoinLines: p == wire.V2 && r.URL.Query().Get("lines") == "1",
 			})
 		})
 	}
