@@ -66,9 +66,10 @@ func (a *Actor) stage(ops []storage.Op) (*batch, error) {
 	case a.flight == nil:
 		// Its commit comes after every event that waits for a
 		// confirmation ran, so it confirms them too, in order.
-		b = &batch{ops: map[string]storage.Op{}, outputs: a.takeConfirmOutputs()}
+		b = &batch{ops: make(map[string]storage.Op, len(ops)), outputs: a.takeConfirmOutputs()}
 	case b == nil:
-		b = &batch{ops: map[string]storage.Op{}}
+		b = &batch{ops: make(map[string]storage.Op, max(len(ops), a.lastBatch.ops)),
+			outputs: make([]func(error), 0, a.lastBatch.outputs)}
 		a.next, a.reader.next = b, b.ops
 	}
 	for _, op := range ops {
@@ -158,6 +159,7 @@ func (a *Actor) handOff(b *batch) {
 		guards.Absent = [][]byte{versionKey}
 	}
 	a.version = next
+	a.lastBatch.ops, a.lastBatch.outputs = len(b.ops), len(b.outputs)
 	a.flight = b
 	a.reader.flight = b.ops
 	result := a.results
