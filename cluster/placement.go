@@ -73,6 +73,12 @@ func newPlacement(version uint64, known map[string]Meta, alive map[string]bool, 
 		}
 	}
 	sort.Slice(p.routers, func(i, j int) bool { return p.routers[i].ID < p.routers[j].ID })
+	// In a fixed order, not the map's: consistent names a member's ring
+	// points by its id and the point's number run together, so node1's
+	// points 10-19 are node11's 0-9, and the member added last takes them.
+	// In map order every view of the same nodes was a coin toss, and
+	// leaders handed shards back and forth between node1 and node11.
+	sort.Slice(members, func(i, j int) bool { return members[i].String() < members[j].String() })
 	p.size = len(members)
 	if len(members) > 0 {
 		p.ring = consistent.New(members, consistent.Config{
