@@ -71,3 +71,32 @@ func TestRoomFilterKnowsWhatEarlierInstancesStored(t *testing.T) {
 		expect(t, "ann after resending "+id, r.frames("g.1"), fmt.Sprint("ack:", seq))
 	}
 }
+
+// A room that keeps few records fills its filter with its first message
+// (one short read), so a quiet room's next messages skip the point read
+// too, and still recognises resends of what it stored before and since.
+func TestSmallRoomFiltersAtOnce(t *testing.T) {
+	r := newRig(t, 8192)
+	r.v2("g.1", "ann")
+	for i := 1; i <= 3; i++ {
+		r.send("g.1", fmt.Sprint("m", i), "x")
+	}
+	r.Evict()
+	r.Start()
+	r.frames("g.1")
+	r.send("g.1", "m4", "x")
+	if got := len(r.frames("g.1")); got != 2 {
+		t.Fatalf("%d frames for a new message, want a message and an ack", got)
+	}
+	d := &r.room.dedupe
+	if d.ready == nil {
+		t.Fatalf("a room of 4 messages has no filter after its instance's first message")
+	}
+	for seq, id := range []string{"m1", "m2", "m3", "m4"} {
+		if !d.mayHave(dedupeKey("ann", "secret-key-0123456789", id)) {
+			t.Fatalf("the filter is sure %s is new", id)
+		}
+		r.send("g.1", id, "again")
+		expect(t, "ann after resending "+id, r.frames("g.1"), fmt.Sprint("ack:", seq+1))
+	}
+}
