@@ -87,9 +87,9 @@ func (r *Room) Load(ctx context.Context, s *durable.State) error {
 		return fmt.Errorf("load the newest message: %w", err)
 	}
 	if len(last) == 1 {
-		m, _, err := wire.DecodeRecord(last[0].Value)
+		m, _, err := decodeMessage(last[0])
 		if err != nil {
-			return fmt.Errorf("decode message %s: %w", last[0].Key, err)
+			return err
 		}
 		r.lastSeq, r.lastTS = m.Seq, m.TS
 	}
@@ -149,9 +149,9 @@ func (r *Room) replay(s *durable.State, all []durable.WebSocket) error {
 	var recent []wire.Message
 	bytes := 0
 	for _, kv := range kvs {
-		m, _, err := wire.DecodeRecord(kv.Value)
+		m, _, err := decodeMessage(kv)
 		if err != nil {
-			return fmt.Errorf("decode message %s: %w", kv.Key, err)
+			return err
 		}
 		if bytes += len(kv.Value) * len(r.joined); m.TS < cutoff || bytes > ReplayBytes {
 			break
@@ -569,9 +569,9 @@ func forget(st *durable.Storage, seq, window uint64) error {
 		return fmt.Errorf("read the messages leaving the dedupe window: %w", err)
 	}
 	for _, kv := range kvs {
-		m, key, err := wire.DecodeRecord(kv.Value)
+		m, key, err := decodeMessage(kv)
 		if err != nil {
-			return fmt.Errorf("decode message %s: %w", kv.Key, err)
+			return err
 		}
 		if err := st.Drop(dedupPrefix + dedupeKey(m.Name, key, m.ID)); err != nil {
 			return err

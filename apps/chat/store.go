@@ -38,6 +38,15 @@ func StoredMessages(room string) (object string, start, end []byte) {
 	return Namespace.IDFromName(room).StorageObject(), durable.StoreKey(msgPrefix), durable.StoreKey("m0") // '0' follows '/'
 }
 
+// decodeMessage reads a stored message and its sender's client key.
+func decodeMessage(kv durable.KV) (wire.Message, string, error) {
+	m, key, err := wire.DecodeRecord(kv.Value)
+	if err != nil {
+		return wire.Message{}, "", fmt.Errorf("decode message %s: %w", kv.Key, err)
+	}
+	return m, key, nil
+}
+
 // msgKey is "m/" and seq in 16 hex digits, so keys sort as seqs do.
 func msgKey(seq uint64) string {
 	var b [len(msgPrefix) + 16]byte
@@ -101,9 +110,9 @@ func newest(st *durable.Storage, before uint64, limit int) (page, error) {
 			p.more = true
 			break
 		}
-		m, _, err := wire.DecodeRecord(kv.Value)
+		m, _, err := decodeMessage(kv)
 		if err != nil {
-			return page{}, fmt.Errorf("decode message %s: %w", kv.Key, err)
+			return page{}, err
 		}
 		bytes += len(kv.Value)
 		p.msgs = append(p.msgs, m)
@@ -122,9 +131,9 @@ func since(st *durable.Storage, after uint64, limit int) ([]wire.Message, error)
 	}
 	out := make([]wire.Message, 0, len(kvs))
 	for _, kv := range kvs {
-		m, _, err := wire.DecodeRecord(kv.Value)
+		m, _, err := decodeMessage(kv)
 		if err != nil {
-			return nil, fmt.Errorf("decode message %s: %w", kv.Key, err)
+			return nil, err
 		}
 		out = append(out, m)
 	}
