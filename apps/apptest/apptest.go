@@ -132,8 +132,13 @@ type Rig struct {
 }
 
 // CommittedBytes is how many bytes of keys and values the batches of a
-// NewPebbleRig held so far.
-func (r *Rig) CommittedBytes() int64 { return r.committed.Load() }
+// NewPebbleRig held so far (a NewRig does not count them: 0).
+func (r *Rig) CommittedBytes() int64 {
+	if r.committed == nil {
+		return 0
+	}
+	return r.committed.Load()
+}
 
 // NewRig starts the object id of a class.
 func NewRig(t testing.TB, id durable.ID, newObject func() durable.Object) *Rig {
