@@ -2,6 +2,7 @@ package chat
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 
@@ -51,10 +52,7 @@ func decodeMessage(kv durable.KV) (wire.Message, string, error) {
 func msgKey(seq uint64) string {
 	var b [len(msgPrefix) + 16]byte
 	copy(b[:], msgPrefix)
-	for i := len(b) - 1; i >= len(msgPrefix); i-- {
-		b[i] = "0123456789abcdef"[seq&0xf]
-		seq >>= 4
-	}
+	hex.Encode(b[len(msgPrefix):], binary.BigEndian.AppendUint64(nil, seq))
 	return string(b[:])
 }
 

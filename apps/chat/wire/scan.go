@@ -115,25 +115,33 @@ func plainUint(data []byte, i int) (n uint64, next int, ok bool) {
 	return n, j, true
 }
 
+// decodeFlat decodes data into a T: by hand through member when scanFlat
+// takes it, else by encoding/json from a fresh T.
+func decodeFlat[T any](data []byte, member func(in *T, key []byte, v flatValue) bool) (T, error) {
+	var in T
+	if scanFlat(data, func(key []byte, v flatValue) bool { return member(&in, key, v) }) {
+		return in, nil
+	}
+	var fresh T
+	err := json.Unmarshal(data, &fresh)
+	return fresh, err
+}
+
 // decodeSeed decodes a seed browser's frame.
-func decodeSeed(data []byte) (in seedIn, err error) {
-	if scanFlat(data, func(key []byte, v flatValue) bool {
+func decodeSeed(data []byte) (seedIn, error) {
+	return decodeFlat(data, func(in *seedIn, key []byte, v flatValue) bool {
 		if string(key) != "message" || v.isNum {
 			return false
 		}
 		s := string(v.str)
 		in.Message = &s
 		return true
-	}) {
-		return in, nil
-	}
-	in = seedIn{}
-	return in, json.Unmarshal(data, &in)
+	})
 }
 
 // decodeV2 decodes a v2 browser's frame.
-func decodeV2(data []byte) (in v2In, err error) {
-	if scanFlat(data, func(key []byte, v flatValue) bool {
+func decodeV2(data []byte) (v2In, error) {
+	return decodeFlat(data, func(in *v2In, key []byte, v flatValue) bool {
 		switch string(key) {
 		case "type":
 			in.Type = string(v.str)
@@ -151,11 +159,7 @@ func decodeV2(data []byte) (in v2In, err error) {
 			return false
 		}
 		return !v.isNum
-	}) {
-		return in, nil
-	}
-	in = v2In{}
-	return in, json.Unmarshal(data, &in)
+	})
 }
 
 // AppendRecord appends m as a room stores it: Message's JSON with the
@@ -180,32 +184,29 @@ type record struct {
 
 // DecodeRecord reads a message stored by AppendRecord (or by
 // encoding/json, as rooms stored them before) and its sender's key.
-func DecodeRecord(data []byte) (m Message, key string, err error) {
-	if scanFlat(data, func(k []byte, v flatValue) bool {
+func DecodeRecord(data []byte) (Message, string, error) {
+	r, err := decodeFlat(data, func(r *record, k []byte, v flatValue) bool {
 		switch string(k) {
 		case "seq":
-			m.Seq = v.num
+			r.Seq = v.num
 			return v.isNum
 		case "ts":
-			m.TS = int64(v.num)
+			r.TS = int64(v.num)
 			return v.isNum && v.num <= math.MaxInt64
 		case "id":
-			m.ID = string(v.str)
+			r.ID = string(v.str)
 		case "name":
-			m.Name = string(v.str)
+			r.Name = string(v.str)
 		case "text":
-			m.Text = string(v.str)
+			r.Text = string(v.str)
 		case "k":
-			key = string(v.str)
+			r.Key = string(v.str)
 		default:
 			return false
 		}
 		return !v.isNum
-	}) {
-		return m, key, nil
-	}
-	var r record
-	if err := json.Unmarshal(data, &r); err != nil {
+	})
+	if err != nil {
 		return Message{}, "", err
 	}
 	return r.Message, r.Key, nil
