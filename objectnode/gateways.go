@@ -92,6 +92,7 @@ type gatewayHub struct {
 	mu         sync.Mutex
 	gws        map[string]*gatewayQueue
 	nextStream uint64
+	held       uint64 // awaitRoom's waits (holds)
 	// detachedSome is signalled when a queue is made or loses its
 	// stream: sweep sleeps without a timer while every router's stream
 	// is attached.
@@ -102,6 +103,11 @@ type gatewayHub struct {
 type gatewayQueue struct {
 	ops   []queuedOp
 	bytes int
+	// sendingOps and sendingBytes are what the stream took from ops and
+	// has not sent; roomy, when not nil, is closed once the queue is no
+	// longer crowded (gatewaypressure.go).
+	sendingOps, sendingBytes int
+	roomy                    chan struct{}
 	// spare is the slice the stream emptied last, for ops to grow into
 	// again: a busy node queues a dozen operations per chat message.
 	spare []queuedOp
@@ -262,6 +268,7 @@ func (h *gatewayHub) serve(ctx context.Context, gateway string, shares bool, str
 			return status.Error(codes.Aborted, "another stream of this router took over")
 		}
 		ops := q.ops
+		q.sendingOps, q.sendingBytes = len(ops), q.bytes
 		q.ops, q.spare, q.bytes = q.spare, nil, 0
 		h.mu.Unlock()
 		for i := 0; i < len(ops); {
@@ -272,6 +279,9 @@ func (h *gatewayHub) serve(ctx context.Context, gateway string, shares bool, str
 					return err
 				}
 			}
+			h.mu.Lock()
+			q.sent(n, sendBytes(ops[i:i+n]))
+			h.mu.Unlock()
 			i += n
 		}
 		if len(ops) > 0 {
@@ -403,12 +413,10 @@ func (h *gatewayHub) putResult(gateway, socket string, r *pb.SocketEventResult) 
 func (h *gatewayHub) requeue(q *gatewayQueue, ops []queuedOp) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, op := range ops {
-		if s, ok := op.op.Op.(*pb.GatewayOp_Send); ok {
-			q.bytes += len(s.Send.Data)
-		}
-	}
+	n := sendBytes(ops)
+	q.bytes += n
 	q.ops = append(ops, q.ops...)
+	q.sent(len(ops), n) // not sent but queued again: the same backlog
 }
 
 // sweep takes the routers that had no stream for the grace period for gone,

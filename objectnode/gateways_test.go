@@ -69,11 +69,17 @@ type fakeStream struct {
 	sends     int // SocketSend ops sent (one may be for many sockets)
 	bytes     int // bytes of frames sent in SocketSend.data
 	failAfter int
+	// gate, when not nil, holds each Send until it takes a value (or
+	// gate is closed): a router that reads the stream slowly.
+	gate chan struct{}
 }
 
 func (f *fakeStream) Context() context.Context { return f.ctx }
 
 func (f *fakeStream) Send(op *pb.GatewayOp) error {
+	if f.gate != nil {
+		<-f.gate
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failAfter > 0 && len(f.got) >= f.failAfter {
@@ -118,8 +124,12 @@ func (f *fakeStream) sent() string {
 // attach serves a stream of gateway, once it is attached, until it ends
 // on its own or the returned stop cancels it; stop returns serve's error.
 func (r *hubRig) attach(gateway string, failAfter int) (*fakeStream, func(cancelIt bool) error) {
+	return r.attachStream(gateway, &fakeStream{failAfter: failAfter})
+}
+
+func (r *hubRig) attachStream(gateway string, f *fakeStream) (*fakeStream, func(cancelIt bool) error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &fakeStream{ctx: ctx, failAfter: failAfter}
+	f.ctx = ctx
 	done := make(chan error, 1)
 	r.h.mu.Lock()
 	before := r.h.nextStream
@@ -318,5 +328,63 @@ func TestGatewayHubSendsABroadcastFrameOnce(t *testing.T) {
 		if s := q.op.GetSend(); len(s.GetData()) == 0 || s.GetFrame() != 0 || len(s.GetAlso()) != 0 {
 			t.Fatalf("batching changed a queued send: %v", q.op)
 		}
+	}
+}
+
+// A router's streamed messages are held while the node's queue for it is
+// crowded, counting what its stream took and has not sent, until the
+// queue is below half the mark: overload slows the router's browsers
+// instead of overflowing the queue and closing their sockets.
+func TestGatewayHubHoldsARoutersMessagesWhileItsQueueIsCrowded(t *testing.T) {
+	r := newHubRig(t)
+	ctx := context.Background()
+	for i := range gatewayCrowdedOps - 1 {
+		r.send("rt~a.1", fmt.Sprint(i))
+	}
+	if err := r.h.awaitRoom(ctx, "rt~a"); err != nil || r.h.holds() != 0 {
+		t.Fatalf("below the mark: %v, %d holds", err, r.h.holds())
+	}
+	r.send("rt~a.1", "crowds")
+	done := make(chan error, 1)
+	go func() { done <- r.h.awaitRoom(ctx, "rt~a") }()
+	waitFor(t, "the hold", func() string { return fmt.Sprint(r.h.holds()) }, "1")
+	if err := r.h.awaitRoom(ctx, "rt~b"); err != nil {
+		t.Fatalf("another router's queue is not crowded: %v", err)
+	}
+
+	f, stop := r.attachStream("rt~a", &fakeStream{gate: make(chan struct{})})
+	defer stop(true)
+	defer close(f.gate)
+	// Send k+1 runs only after the stream counted batch k sent.
+	const batches = gatewayCrowdedOps / maxGatewayBatchOps
+	const roomyAfter = (gatewayCrowdedOps-gatewayRoomyOps)/maxGatewayBatchOps + 1 // batches sent
+	for k := 1; k <= roomyAfter; k++ {
+		f.gate <- struct{}{}
+		select {
+		case err := <-done:
+			t.Fatalf("released with %d of %d batches sent (%v), want %d", k-1, batches, err, roomyAfter)
+		default:
+		}
+	}
+	f.gate <- struct{}{}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("released with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("still held with %d of %d batches sent", roomyAfter, batches)
+	}
+
+	// A hold ends with its stream.
+	for i := range gatewayCrowdedOps {
+		r.send("rt~c.1", fmt.Sprint(i))
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	go func() { done <- r.h.awaitRoom(cctx, "rt~c") }()
+	waitFor(t, "the second hold", func() string { return fmt.Sprint(r.h.holds()) }, "2")
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("a hold whose stream ended: %v", err)
 	}
 }

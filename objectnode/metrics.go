@@ -62,6 +62,8 @@ func (n *Node) registerMetrics() {
 			func() float64 { return float64(n.objects.count()) }),
 		counter("hellochat_node_object_commits_total", "Durable objects' batches committed (fsync'd on a majority) by this node.",
 			func() float64 { return float64(n.objectCommits.Load()) }),
+		counter("hellochat_node_gateway_holds_total", "Times a router's streamed socket messages were held because the node's queue for it was crowded.",
+			func() float64 { return float64(n.gateways.holds()) }),
 		counter("hellochat_node_refused_peers_total", "Replication streams refused: the certificate named another node than the messages.",
 			func() float64 { return float64(n.raftSrv.Refused()) }),
 		counter("hellochat_raft_refused_messages_total", "Peers' Raft messages dropped: misattributed or implausible.",

@@ -75,6 +75,9 @@ func (s *objectService) gatewayEvents(ctx context.Context, gateway string, strea
 		if ev == nil {
 			return status.Error(codes.InvalidArgument, "only events follow a Gateway stream's hello")
 		}
+		if err := s.node.gateways.awaitRoom(ctx, gateway); err != nil {
+			return err
+		}
 		answer := func(resp *pb.SocketEventResponse, unavailable string) {
 			s.node.gateways.putResult(gateway, ev.GetSocket(), &pb.SocketEventResult{Seq: ev.GetSeq(), Response: resp, Unavailable: unavailable})
 		}

@@ -36,7 +36,7 @@ const (
 	// MaxGatewaySocketQueueBytes bounds what waits to be written to one
 	// browser; a browser that lets more pile up is closed (1013) rather
 	// than sent to with a gap.
-	MaxGatewaySocketQueueBytes = 4 << 20
+	MaxGatewaySocketQueueBytes = 8 << 20
 	// WriteTimeout bounds writing one batch of what waits for a browser:
 	// a browser that takes longer is cut off.
 	WriteTimeout = 10 * time.Second
@@ -79,6 +79,7 @@ type gateway struct {
 	mu      sync.Mutex
 	next    uint64
 	sockets map[string]*gatewaySocket
+	flows   map[objectKey]*objectFlow // of the objects with sockets here
 	closed  bool
 	// streams by node address, while open; pending the messages sent on
 	// them and not yet answered, by seq.
@@ -101,7 +102,7 @@ var _ apps.Upgrader = (*gateway)(nil)
 
 func newGateway(rt *Router, client *objectclient.Client, instance string) (*gateway, error) {
 	g := &gateway{Client: client, rt: rt, id: objectclient.GatewayID(rt.cfg.ID, instance),
-		sockets: map[string]*gatewaySocket{}, nodes: map[string]*nodeStream{}, pending: map[uint64]pendingEvent{}, heard: map[string]time.Time{},
+		sockets: map[string]*gatewaySocket{}, flows: map[objectKey]*objectFlow{}, nodes: map[string]*nodeStream{}, pending: map[uint64]pendingEvent{}, heard: map[string]time.Time{},
 		anyPending: make(chan struct{}, 1)}
 	if _, err := objectclient.ParseGateway(g.id); err != nil {
 		return nil, fmt.Errorf("router: id %q cannot name sockets: %w", rt.cfg.ID, err)
@@ -463,6 +464,7 @@ func (g *gateway) open(id durable.ID, addr string, shares queueShares, p apps.So
 	g.next++
 	s := newGatewaySocket(g, objectclient.SocketID(g.id, g.next), id, addr, shares, p)
 	g.sockets[s.id] = s
+	g.joinFlow(s)
 	g.wg.Add(1)
 	return s, true
 }
@@ -472,6 +474,7 @@ func (g *gateway) forget(s *gatewaySocket) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	delete(g.sockets, s.id)
+	g.leaveFlow(s)
 }
 
 // close ends every socket with 1001, waits within ctx for their objects

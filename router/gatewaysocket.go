@@ -52,8 +52,12 @@ type gatewaySocket struct {
 	writing int
 	takenAt time.Time
 	shares  queueShares
-	auto    *pb.AutoResponse
-	wake    chan struct{} // cap 1: the queue grew
+	// flow is its object's sockets here (nil in tests of one socket);
+	// behind says this one is counted behind in it (HeldQueueBytes).
+	flow   *objectFlow
+	behind bool
+	auto   *pb.AutoResponse
+	wake   chan struct{} // cap 1: the queue grew
 	// shown is the number of the last numbered frame queued
 	// (durable.WebSocket.SendNumbered): a numbered frame not above it is
 	// a repeat, sent again by an object that could not know the browser
@@ -170,6 +174,10 @@ func (s *gatewaySocket) push(f outFrame) {
 	}
 	s.queue = append(s.queue, f)
 	s.bytes += len(f.data)
+	if s.flow != nil && !s.behind && s.bytes+s.writing >= HeldQueueBytes {
+		s.behind = true
+		s.flow.mark(true)
+	}
 }
 
 // reserve counts f's bytes against the socket's shares and returns it, or
@@ -216,6 +224,10 @@ func (s *gatewaySocket) recycle(frames []outFrame) {
 func (s *gatewaySocket) written(n int) {
 	s.mu.Lock()
 	s.writing -= n
+	if s.behind && s.bytes+s.writing <= QueuedBytesFloor {
+		s.behind = false
+		s.flow.mark(false)
+	}
 	s.mu.Unlock()
 	s.shares.release(int64(n))
 }
@@ -228,6 +240,10 @@ func (s *gatewaySocket) discardQueue() {
 	s.closing = true
 	s.shares.release(int64(s.bytes))
 	s.queue, s.bytes = nil, 0
+	if s.behind {
+		s.behind = false
+		s.flow.mark(false)
+	}
 }
 
 // shut closes the socket with code: a close frame after what is queued.
@@ -291,6 +307,9 @@ func (s *gatewaySocket) readLoop() {
 		case typ == websocket.MessageText && auto != nil && auto.GetRequest() != "" && string(data) == auto.GetRequest():
 			s.push(outFrame{data: []byte(auto.GetResponse()), text: true})
 			continue
+		}
+		if s.flow != nil {
+			s.flow.wait(s.g.ctx, &s.g.rt.held)
 		}
 		s.forward(data, typ == websocket.MessageText)
 	}

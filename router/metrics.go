@@ -64,11 +64,13 @@ type statsCollector struct{ rt *Router }
 var (
 	descSessions = prometheus.NewDesc("hellochat_router_sessions", "Browsers connected.", nil, nil)
 	descQueued   = prometheus.NewDesc("hellochat_router_queued_bytes", "Bytes waiting to be written to browsers, counted against --queued-bytes-budget.", nil, nil)
+	descHeld     = prometheus.NewDesc("hellochat_router_held_messages_total", "Browsers' messages held because every browser of their object had HeldQueueBytes waiting.", nil, nil)
 )
 
 func (statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descSessions
 	ch <- descQueued
+	ch <- descHeld
 }
 
 func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
@@ -76,4 +78,5 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	for d, v := range map[*prometheus.Desc]int{descSessions: st.Sessions, descQueued: st.QueuedBytes} {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v))
 	}
+	ch <- prometheus.MustNewConstMetric(descHeld, prometheus.CounterValue, float64(st.Held))
 }

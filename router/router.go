@@ -124,6 +124,7 @@ type Router struct {
 	cancel context.CancelFunc
 
 	refused      atomic.Uint64 // browsers' messages refused as overloaded (apps.SocketPolicy.Overloaded)
+	held         atomic.Uint64 // browsers' messages held while all their object's browsers were behind (objectFlow)
 	refusedConns atomic.Uint64 // upgrades refused by MaxConns or MaxConnsPerAddr
 
 	mu          sync.Mutex
@@ -316,13 +317,14 @@ func (rt *Router) Members() *cluster.Membership { return rt.members }
 type Stats struct {
 	Sessions     int    // browsers connected to objects' sockets
 	Refused      uint64 // browsers' messages refused as overloaded
+	Held         uint64 // browsers' messages held because every browser of their object was behind (HeldQueueBytes)
 	RefusedConns uint64 // upgrades refused by MaxConns or MaxConnsPerAddr
 	QueuedBytes  int    // bytes waiting to be written to browsers, all told (what QueuedBytesBudget counts)
 }
 
 // Stats reads the router's counters and gauges.
 func (rt *Router) Stats() Stats {
-	return Stats{Sessions: rt.gateway.count(), Refused: rt.refused.Load(), RefusedConns: rt.refusedConns.Load(), QueuedBytes: int(rt.queued.used.Load())}
+	return Stats{Sessions: rt.gateway.count(), Refused: rt.refused.Load(), Held: rt.held.Load(), RefusedConns: rt.refusedConns.Load(), QueuedBytes: int(rt.queued.used.Load())}
 }
 
 // conn returns the shared client connection to a node.
