@@ -24,7 +24,11 @@ func main() {
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
 	fs.StringVar(&cfg.Bin, "bin", "bin", "directory holding the objectnode and router binaries")
 	fs.StringVar(&cfg.Dir, "data", "data/bench", "directory for the cluster's data and logs (wiped at start)")
-	fs.IntVar(&cfg.Only, "scenario", 0, "run only this scenario (1-9; 0: all)")
+	fs.Func("scenario", "run only these scenarios, in the suite's order, on one cluster (1-9, or a list: 3,4; 0: all)", func(v string) error {
+		only, err := bench.ParseScenarios(v)
+		cfg.Only = only
+		return err
+	})
 	fs.BoolVar(&cfg.Short, "short", false, "shorter measuring windows")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go pprof profiles on every process's admin address (printed at start)")
 	fs.StringVar(&cfg.Target, "target", "", "load a running router at this URL instead of starting a cluster (loopback only)")
@@ -51,7 +55,7 @@ func main() {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 		}
 	}
-	if *md != "" && cfg.Only == 0 && !cfg.Short {
+	if *md != "" && len(cfg.Only) == 0 && !cfg.Short {
 		command := "make bench"
 		if len(os.Args) > 1 {
 			command = "bench " + strings.Join(os.Args[1:], " ")

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -143,8 +144,8 @@ func kept(r Result, rate float64) bool {
 type Config struct {
 	Bin   string
 	Dir   string
-	Only  int  // run just this scenario (0: all)
-	Short bool // shorter windows (CI smoke runs)
+	Only  []int // run just these scenarios (none: all)
+	Short bool  // shorter windows (CI smoke runs)
 	// Pprof serves Go profiles on every process's admin address, printed
 	// at start, to profile a scenario while it runs.
 	Pprof bool
@@ -198,7 +199,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	}
 	var results []Result
 	for _, sc := range Scenarios(cfg.Short) {
-		if cfg.Only != 0 && sc.N != cfg.Only {
+		if len(cfg.Only) > 0 && !slices.Contains(cfg.Only, sc.N) {
 			continue
 		}
 		// Memory per connection is measured as the growth of each
@@ -663,4 +664,23 @@ func WriteJSON(path string, results []Result) error {
 		return err
 	}
 	return os.WriteFile(path, b, 0o644)
+}
+
+// ParseScenarios reads the --scenario flag: a scenario's number, or a
+// comma-separated list of them, run in the suite's order on one cluster
+// (to see what one leaves behind for the next); "0" or "" is all.
+func ParseScenarios(v string) ([]int, error) {
+	var only []int
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" || f == "0" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > len(Scenarios(false)) {
+			return nil, fmt.Errorf("scenario %q: want 1-%d", f, len(Scenarios(false)))
+		}
+		only = append(only, n)
+	}
+	return only, nil
 }
