@@ -57,7 +57,15 @@ type gatewaySocket struct {
 	flow   *objectFlow
 	behind bool
 	auto   *pb.AutoResponse
-	wake   chan struct{} // cap 1: the queue grew
+	// A writer goroutine runs only while frames wait, so that an idle
+	// browser holds none: wctx is the writers' context, set once the
+	// handshake is done (nil: frames wait for it); writerOn says one
+	// runs, writerOff that none starts again (the socket is done
+	// writing); writers is waited on before the connection is let go.
+	wctx      context.Context
+	writerOn  bool
+	writerOff bool
+	writers   sync.WaitGroup
 	// shown is the number of the last numbered frame queued
 	// (durable.WebSocket.SendNumbered): a numbered frame not above it is
 	// a repeat, sent again by an object that could not know the browser
@@ -96,7 +104,6 @@ type gatewaySocket struct {
 	raw *browserConn
 
 	conn        *websocket.Conn // set by accept, before the loops start
-	writerDone  chan struct{}
 	cancelWrite context.CancelFunc
 }
 
@@ -118,8 +125,7 @@ type outFrame struct {
 
 func newGatewaySocket(g *gateway, id string, object durable.ID, addr string, shares queueShares, p apps.SocketPolicy) *gatewaySocket {
 	s := &gatewaySocket{g: g, id: id, object: object, addr: addr, shares: shares, class: object.Namespace(), objectID: object.String(), name: object.TravellingName(), policy: p,
-		wake: make(chan struct{}, 1),
-		room: make(chan struct{}, 1), writerDone: make(chan struct{})}
+		room: make(chan struct{}, 1)}
 	if cfg := g.rt.cfg; cfg.FrameRate > 0 {
 		s.pace = rate.NewLimiter(rate.Limit(cfg.FrameRate), cfg.FrameBurst)
 	}
@@ -163,16 +169,8 @@ func (s *gatewaySocket) push(f outFrame) {
 		f = s.reserve(f)
 	}
 	s.closing = f.close
-	if len(s.queue) == 0 {
-		// Only an empty queue needs its writer woken: the writer takes
-		// the whole queue on each wake, so frames pushed behind one that
-		// woke it go with that one.
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
-	}
 	s.queue = append(s.queue, f)
+	s.startWriter()
 	s.bytes += len(f.data)
 	if s.flow != nil && !s.behind && s.bytes+s.writing >= HeldQueueBytes {
 		s.behind = true
@@ -199,10 +197,42 @@ func (s *gatewaySocket) reserve(f outFrame) outFrame {
 	return f
 }
 
-// take hands the write loop what is queued.
+// startWriter starts a writer for what is queued, unless one runs or
+// none may; mu is held.
+func (s *gatewaySocket) startWriter() {
+	if s.writerOn || s.writerOff || s.wctx == nil || len(s.queue) == 0 {
+		return
+	}
+	s.writerOn = true
+	s.writers.Add(1)
+	go s.writeLoop()
+}
+
+// startWriting lets writers start, with ctx, from now on.
+func (s *gatewaySocket) startWriting(ctx context.Context) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.wctx = ctx
+	s.startWriter()
+}
+
+// stopWriting lets no writer start again, and waits for the one running.
+func (s *gatewaySocket) stopWriting() {
+	s.mu.Lock()
+	s.writerOff = true
+	s.mu.Unlock()
+	s.writers.Wait()
+}
+
+// take hands the writer what is queued; nil when nothing is, and then
+// the writer is done (the next push starts another).
 func (s *gatewaySocket) take() []outFrame {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if len(s.queue) == 0 {
+		s.writerOn = false
+		return nil
+	}
 	frames := s.queue
 	s.writing += s.bytes
 	s.queue, s.spare, s.bytes = s.spare, nil, 0
@@ -270,9 +300,9 @@ func (s *gatewaySocket) accept(w http.ResponseWriter, r *http.Request, resp *htt
 	}
 	conn.SetReadLimit(int64(limit))
 	s.conn, s.raw = conn, hj.conn
-	var wctx context.Context
-	wctx, s.cancelWrite = context.WithCancel(s.g.ctx)
-	go s.writeLoop(wctx)
+	wctx, cancel := context.WithCancel(s.g.ctx)
+	s.cancelWrite = cancel
+	s.startWriting(wctx)
 	go s.readLoop()
 }
 
@@ -290,7 +320,7 @@ func (s *gatewaySocket) readLoop() {
 			// The object hears of the end after the messages before it.
 			s.awaitAnswers(objectclient.CallTimeout + eventAnswerTimeout)
 			s.cancelWrite()
-			<-s.writerDone
+			s.stopWriting()
 			s.conn.CloseNow()
 			s.end(code, reason, clean)
 			return
@@ -496,18 +526,19 @@ func (s *gatewaySocket) awaitAnswers(limit time.Duration) {
 	}
 }
 
-// writeLoop writes what is queued until a close frame, an error or ctx's
-// end.
-func (s *gatewaySocket) writeLoop(ctx context.Context) {
-	defer close(s.writerDone)
+// writeLoop writes what is queued until nothing is, or until a close
+// frame, an error or the end of wctx, after which no writer starts again.
+func (s *gatewaySocket) writeLoop() {
+	defer s.writers.Done()
 	for {
-		select {
-		case <-s.wake:
-		case <-ctx.Done():
+		frames := s.take()
+		if frames == nil {
 			return
 		}
-		frames := s.take()
-		if !s.write(ctx, frames) {
+		if !s.write(s.wctx, frames) {
+			s.mu.Lock()
+			s.writerOff, s.writerOn = true, false
+			s.mu.Unlock()
 			return
 		}
 		s.recycle(frames)

@@ -1,9 +1,11 @@
 package router
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"hellochat/apps"
 	"hellochat/durable"
@@ -103,5 +105,52 @@ func TestBroadcastSendReachesEachSocket(t *testing.T) {
 		if strings.Join(got, ",") != want {
 			t.Errorf("%s queued %q, want %q", id, got, want)
 		}
+	}
+}
+
+// A socket's writer runs only while frames wait for its browser: it
+// exits once the queue is empty, so an idle browser holds no goroutine,
+// and the next frame starts another. Frames queued before the handshake
+// wait for it; after the socket stops writing, none starts.
+func TestWriterRunsOnlyWhileFramesWait(t *testing.T) {
+	s, client := socketPair(t, queueShares{})
+	msgs := messages(client)
+	writerOn := func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.writerOn
+	}
+	idle := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for writerOn() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the writer still runs", what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	s.push(outFrame{data: []byte("early"), text: true})
+	if writerOn() {
+		t.Fatal("a writer started before the handshake")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s.startWriting(ctx)
+	if got := string(readN(t, msgs, 1)[0]); got != "early" {
+		t.Fatalf("read %q, want the frame queued before the handshake", got)
+	}
+	idle("after the first frame")
+	for i := range 3 {
+		s.push(outFrame{data: fmt.Appendf(nil, "frame %d", i), text: true})
+		if got, want := string(readN(t, msgs, 1)[0]), fmt.Sprintf("frame %d", i); got != want {
+			t.Fatalf("read %q, want %q", got, want)
+		}
+		idle(fmt.Sprintf("after frame %d", i))
+	}
+	s.stopWriting()
+	s.push(outFrame{data: []byte("late"), text: true})
+	if writerOn() {
+		t.Fatal("a writer started after the socket stopped writing")
 	}
 }

@@ -91,7 +91,7 @@ func TestQueuedBytesSharePerAddress(t *testing.T) {
 	msgs := messages(client)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go s3.writeLoop(ctx)
+	s3.startWriting(ctx)
 	for range 3 {
 		s3.push(outFrame{data: frame, text: true})
 	}
