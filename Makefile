@@ -34,7 +34,7 @@ PARTITIONS ?= 5
 MUTES ?= 3
 DEAFS ?= 3
 SKIP_UNUSABLE ?=
-# Scenario of `make bench` (empty: all).
+# Scenarios of `make bench`: one (4), or a list run on one cluster (3,4); empty: all.
 SCENARIO ?=
 # Time per target of `make fuzz`.
 FUZZTIME ?= 30s
@@ -116,7 +116,7 @@ fuzz: ## fuzz raft entry decoding, peers' Raft messages, and browser frame parsi
 	$(GO) test -run '^$$' -fuzz FuzzStep -fuzztime $(FUZZTIME) ./shard
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./apps/chat/wire
 
-bench: build ## benchmark suite on a real cluster (SCENARIO=n runs one); table in docs/benchmarks.md
+bench: build ## benchmark suite on a real cluster (SCENARIO=n or n,m runs those); table in docs/benchmarks.md
 	./bin/bench $(if $(SCENARIO),--scenario $(SCENARIO))
 
 bench-go: ## Go benchmarks of the hot paths
