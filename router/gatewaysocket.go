@@ -170,12 +170,12 @@ func (s *gatewaySocket) push(f outFrame) {
 	}
 	s.closing = f.close
 	s.queue = append(s.queue, f)
-	s.startWriter()
 	s.bytes += len(f.data)
 	if s.flow != nil && !s.behind && s.bytes+s.writing >= HeldQueueBytes {
 		s.behind = true
 		s.flow.mark(true)
 	}
+	s.startWriter()
 }
 
 // reserve counts f's bytes against the socket's shares and returns it, or
