@@ -43,6 +43,8 @@ func (h *gatewayHub) awaitRoom(ctx context.Context, gateway string) error {
 		return nil
 	}
 	h.held++
+	h.log.Info("a router's queue is crowded: its streamed messages wait", "gateway", gateway,
+		"queued", len(q.ops), "sending", q.sendingOps, "bytes", q.bytes+q.sendingBytes)
 	for {
 		if ops, bytes := q.backlog(); ops < gatewayRoomyOps && bytes < gatewayRoomyBytes {
 			h.mu.Unlock()
