@@ -46,7 +46,9 @@
 // An object's keys live in the store under ID.StorageObject(); within it:
 //
 //	'u' <user key>   the class's own keys (so no user key starts with 0x00)
-//	'm' 'v'          the object's version: 8 bytes, big endian
+//	'm' 'v'          the object's version, as written until the store's own
+//	                 record (storage.VersionKey) was read instead; kept on
+//	                 older objects, written no more
 //	'm' 'a'          the alarm: Unix nanoseconds, 8 bytes, big endian
 //	'm' 's' <socket> an accepted WebSocket's tags and attachment (JSON)
 //	'm' 'n' <socket> the number of its last message taken: 8 bytes, big

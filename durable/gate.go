@@ -145,18 +145,21 @@ func (a *Actor) takeConfirmOutputs() []func(error) {
 // handOff hands b to the Committer as one batch, versioned after the
 // last one handed over.
 func (a *Actor) handOff(b *batch) {
-	ops := make([]storage.Op, 0, len(b.ops)+1)
+	ops := make([]storage.Op, 0, len(b.ops))
 	for _, op := range b.ops {
 		ops = append(ops, op)
 	}
 	slices.SortFunc(ops, func(x, y storage.Op) int { return bytes.Compare(x.Key, y.Key) })
+	// The store records the version itself (storage.VersionKey), in the
+	// batch that the guard lets through: a key of the object's own for it
+	// would be a second copy of every batch's version.
 	next := a.version + 1
-	ops = append(ops, storage.Op{Key: versionKey, Value: encodeUint64(next)})
 	guards := storage.Guards{Versioned: true, Version: a.version, Next: next}
 	if a.version == 0 {
-		// A store without the version recorded checks keys instead: the
-		// object must have committed nothing yet.
-		guards.Absent = [][]byte{versionKey}
+		// A store without a version recorded checks keys instead: the
+		// object must have committed nothing yet, not even under the
+		// version key of an earlier format (legacyVersionKey).
+		guards.Absent = [][]byte{legacyVersionKey}
 	}
 	a.version = next
 	a.lastBatch.ops, a.lastBatch.outputs = len(b.ops), len(b.outputs)

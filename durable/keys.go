@@ -14,8 +14,12 @@ const (
 )
 
 var (
-	versionKey = []byte{metaPrefix, 'v'}
-	alarmKey   = []byte{metaPrefix, 'a'}
+	// legacyVersionKey held each batch's version beside the store's own
+	// record of it (storage.VersionKey) until the store's record was
+	// read instead; objects written then still have it, always equal to
+	// the store's, and nothing writes it now.
+	legacyVersionKey = []byte{metaPrefix, 'v'}
+	alarmKey         = []byte{metaPrefix, 'a'}
 )
 
 func userKey(k string) []byte {

@@ -76,10 +76,18 @@ func (m *MemStore) Apply(object string, ops []storage.Op, guards storage.Guards)
 	return nil
 }
 
-// Get reads one key of an object.
+// Get reads one key of an object; storage.VersionKey reads its version,
+// as it does from the store.
 func (m *MemStore) Get(object string, key []byte) ([]byte, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if bytes.Equal(key, storage.VersionKey()) {
+		v, ok := m.versions[object]
+		if !ok {
+			return nil, false, nil
+		}
+		return encodeUint64(v), true, nil
+	}
 	v, ok := m.objects[object][string(key)]
 	return bytes.Clone(v), ok, nil
 }

@@ -240,7 +240,7 @@ func (s *Storage) committedNow() {
 
 // loadMeta reads the object's version and alarm from the store.
 func loadMeta(r Reader, object string) (version uint64, alarm alarmState, err error) {
-	v, found, err := r.Get(object, versionKey)
+	v, found, err := r.Get(object, storage.VersionKey())
 	if err != nil {
 		return 0, alarmState{}, fmt.Errorf("durable: load version of %q: %w", object, err)
 	}

@@ -52,6 +52,12 @@ type Guards struct {
 // start with 0x00 are the store's own; no op may write them.
 var versionKey = []byte{0, 'v'}
 
+// VersionKey is the object key under which the store records an object's
+// version (Guards.Versioned), as 8 bytes big-endian: a reader learns the
+// version it must guard its next batch with by getting this key, and no
+// batch needs to write the version a second time among its own ops.
+func VersionKey() []byte { return bytes.Clone(versionKey) }
+
 // ReservedKey reports whether an object key belongs to the store.
 func ReservedKey(key []byte) bool { return len(key) > 0 && key[0] == 0 }
 
