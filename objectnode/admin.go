@@ -92,7 +92,8 @@ func listOrNone(ids []string) string {
 
 // serveAdmin serves the operator's endpoints on lis: /livez (the process
 // answers), /readyz and /healthz (it is part of a running cluster),
-// /metrics (Prometheus), and with Pprof Go's profiles.
+// /metrics (Prometheus), and with Pprof Go's profiles and Pebble's own
+// report of its LSM (/debug/pebble).
 func (n *Node) serveAdmin(lis net.Listener) *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -119,6 +120,7 @@ func (n *Node) serveAdmin(lis net.Listener) *http.Server {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("/debug/pebble", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, n.store.PebbleReport()) })
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: adminReadHeaderTimeout, IdleTimeout: adminIdleTimeout}
 	go func() {

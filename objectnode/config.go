@@ -48,9 +48,9 @@ type Config struct {
 	// when gossip or the transport reports it dead.
 	RaftTick      time.Duration
 	ElectionTicks int
-	// SnapshotEvery and KeepEntries bound each shard's Raft log (see
-	// shard.Config); zero means the defaults.
-	SnapshotEvery, KeepEntries uint64
+	// SnapshotEvery, TrailEntries and KeepEntries bound each shard's Raft
+	// log (see shard.Config); zero means the defaults.
+	SnapshotEvery, TrailEntries, KeepEntries uint64
 	// RaftFaults, when set, loses Raft traffic between this node and its
 	// peers (tests cut nodes off with it).
 	RaftFaults shard.Faults

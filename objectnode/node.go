@@ -276,6 +276,16 @@ func (n *Node) ShardStatus(s int) (st shard.ShardStatus, ok bool) {
 	return h.Status(s), true
 }
 
+// ShardLog is how far this node's replica of shard has applied, and the
+// last index its Raft log dropped; ok is false before the node runs.
+func (n *Node) ShardLog(s int) (applied, compacted uint64, ok bool) {
+	h := n.host.Load()
+	if h == nil {
+		return 0, 0, false
+	}
+	return h.Applied(s), h.Compacted(s), true
+}
+
 // ActiveObjects counts the durable objects with an actor on this node,
 // started or starting.
 func (n *Node) ActiveObjects() int { return n.objects.count() }

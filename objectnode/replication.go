@@ -78,6 +78,7 @@ func (n *Node) startReplication() {
 		Tick:          n.cfg.RaftTick,
 		ElectionTicks: n.cfg.ElectionTicks,
 		SnapshotEvery: n.cfg.SnapshotEvery,
+		TrailEntries:  n.cfg.TrailEntries,
 		KeepEntries:   n.cfg.KeepEntries,
 		MaxMoves:      n.cfg.MaxMoves,
 		SnapshotRate:  n.cfg.SnapshotRate,

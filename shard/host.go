@@ -63,9 +63,12 @@ type Config struct {
 	Tick           time.Duration
 	ElectionTicks  int
 	HeartbeatTicks int
-	// SnapshotEvery applied entries a shard takes a snapshot and truncates
-	// its log, keeping KeepEntries behind it for slow followers.
+	// A shard's replica takes a snapshot and truncates its log once it can
+	// drop at least SnapshotEvery entries. It keeps TrailEntries behind
+	// what it applied, and as leader also what a follower still lacks, up
+	// to KeepEntries behind (see compactPoint).
 	SnapshotEvery uint64
+	TrailEntries  uint64
 	KeepEntries   uint64
 	// MaxMoves bounds the replicas this node, as leader, moves at once (a
 	// learner being added and caught up counts until it is promoted).
@@ -119,6 +122,14 @@ func (f DropFunc) Drop(peer string) bool { return f(peer) }
 const (
 	DefaultMaxMoves     = 4
 	DefaultSnapshotRate = 32 << 20
+	// A replica truncates its log in steps of at least 256 entries (one
+	// range deletion each), keeps 128 behind what it applied, and as
+	// leader keeps up to 2,000 for a follower that lags: at the hot room's
+	// few hundred entries a second, a follower paused for seconds still
+	// catches up from the log.
+	DefaultSnapshotEvery = 256
+	DefaultTrailEntries  = 128
+	DefaultKeepEntries   = 2000
 )
 
 func (cfg *Config) setDefaults() {
@@ -138,10 +149,13 @@ func (cfg *Config) setDefaults() {
 	// keep enough entries that a follower briefly slowed by load catches up
 	// from the log instead.
 	if cfg.SnapshotEvery == 0 {
-		cfg.SnapshotEvery = 5000
+		cfg.SnapshotEvery = DefaultSnapshotEvery
+	}
+	if cfg.TrailEntries == 0 {
+		cfg.TrailEntries = DefaultTrailEntries
 	}
 	if cfg.KeepEntries == 0 {
-		cfg.KeepEntries = 2000
+		cfg.KeepEntries = DefaultKeepEntries
 	}
 	if cfg.MaxMoves <= 0 {
 		cfg.MaxMoves = DefaultMaxMoves
@@ -210,6 +224,9 @@ type Host struct {
 	// applied is each replica's applied index once it is in the store
 	// (0: no replica here), for whoever waits for replicas to converge.
 	applied []atomic.Uint64
+	// compacted is each replica's last index its log dropped: it holds
+	// the entries after it.
+	compacted []atomic.Uint64
 
 	// Owned by the loop.
 	groups   map[int]*group
@@ -256,6 +273,7 @@ func newHost(cfg Config) (*Host, error) {
 		done:        make(chan struct{}),
 		status:      make([]atomic.Pointer[ShardStatus], cluster.Partitions),
 		applied:     make([]atomic.Uint64, cluster.Partitions),
+		compacted:   make([]atomic.Uint64, cluster.Partitions),
 		groups:      map[int]*group{},
 		ids:         map[uint64]string{},
 		names:       map[uint64]string{},
@@ -278,6 +296,7 @@ func newHost(cfg Config) (*Host, error) {
 		if g != nil {
 			h.groups[s] = g
 			h.applied[s].Store(g.applied)
+			h.compacted[s].Store(g.snapIndex)
 		}
 	}
 	h.replicas.Store(int32(len(h.groups)))
@@ -308,6 +327,10 @@ func (h *Host) Status(shard int) ShardStatus { return *h.status[shard].Load() }
 // store, 0 when it holds none. A replica whose Applied is the leader's
 // holds every committed entry in its store: identical data.
 func (h *Host) Applied(shard int) uint64 { return h.applied[shard].Load() }
+
+// Compacted is the last index this node's replica of shard dropped from
+// its log: the log holds the entries after it.
+func (h *Host) Compacted(shard int) uint64 { return h.compacted[shard].Load() }
 
 // RefusedMessages counts peers' Raft messages dropped: from a replica that
 // is not the sending node's own, or not plausible.

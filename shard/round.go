@@ -8,6 +8,7 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
 
 	pb "hellochat/proto/roompb"
@@ -373,6 +374,7 @@ func (h *Host) persist(rds []ready) error {
 			h.fillLegacy(g)
 			h.markConf(g)
 			h.applied[g.shard].Store(g.applied)
+			h.compacted[g.shard].Store(g.snapIndex)
 			h.log.Info("installed snapshot", "shard", g.shard, "index", meta.GetIndex())
 			h.publish(g) // its applied index and configuration jumped
 		}
@@ -475,11 +477,21 @@ func (h *Host) failPending(g *group, err error) {
 // maybeCompact snapshots a shard's applied state and truncates its log so
 // the log stays bounded. The snapshot holds no data: the data is already in
 // the store, and is read from there when a follower needs it.
+//
+// The log is truncated as soon as no replica needs it (compactPoint), not
+// at a fixed length: entries deleted while still in Pebble's memtable are
+// never flushed or compacted, and a node's 64 logs kept at a fixed length
+// were most of what its disk rewrote.
 func (h *Host) maybeCompact(g *group) error {
-	if g.applied < g.snapIndex+h.cfg.SnapshotEvery+h.cfg.KeepEntries {
+	// The cheapest bound first: nothing to do until even the shortest
+	// trail leaves SnapshotEvery entries to drop.
+	if g.applied < g.snapIndex+h.cfg.SnapshotEvery+h.trail() {
 		return nil
 	}
-	at := g.applied - h.cfg.KeepEntries
+	at := h.compactPoint(g)
+	if at < g.snapIndex+h.cfg.SnapshotEvery {
+		return nil
+	}
 	snap, err := g.ms.CreateSnapshot(at, g.confState, nil)
 	if err != nil {
 		return fmt.Errorf("shard %d: snapshot at %d: %w", g.shard, at, err)
@@ -495,5 +507,36 @@ func (h *Host) maybeCompact(g *group) error {
 		return err
 	}
 	g.snapIndex = at
+	h.compacted[g.shard].Store(at)
 	return nil
+}
+
+// trail is how many applied entries a replica keeps when no follower is
+// known to need more: enough for a follower's last few appends in flight.
+func (h *Host) trail() uint64 { return min(h.cfg.TrailEntries, h.cfg.KeepEntries) }
+
+// compactPoint is the index up to which a replica may truncate its log.
+// A follower keeps only the trail behind what it applied: its log serves
+// others only once it leads, and then a replica that kept up with the old
+// leader already holds all but the trail of it. A leader also keeps what each
+// follower still lacks (its match), so a follower that paused or
+// restarted catches up from the log; but never more than KeepEntries
+// behind what it applied, past which a follower gets a snapshot instead.
+func (h *Host) compactPoint(g *group) uint64 {
+	upto := g.applied
+	if g.leader {
+		g.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+			if id != g.id {
+				upto = min(upto, pr.Match)
+			}
+		})
+	}
+	var at, floor uint64
+	if upto > h.trail() {
+		at = upto - h.trail()
+	}
+	if g.applied > h.cfg.KeepEntries {
+		floor = g.applied - h.cfg.KeepEntries
+	}
+	return max(at, floor)
 }

@@ -293,8 +293,9 @@ func (s *sim) note(format string, args ...any) {
 func (s *sim) config(node *simNode, bootstrap bool) Config {
 	return Config{NodeID: node.id, Replica: node.replica, Store: node.st, Members: simMembers{s.placement},
 		Bootstrap: bootstrap, Replicas: 3, ElectionTicks: simElectionTicks, HeartbeatTicks: 1,
-		// Small, so lagging replicas need snapshots.
-		SnapshotEvery: 8, KeepEntries: 4,
+		// Small, so lagging replicas need snapshots; a leader keeps more
+		// than the trail for a follower that lags.
+		SnapshotEvery: 8, TrailEntries: 2, KeepEntries: 12,
 		SnapshotRate: 1 << 40, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }
 

@@ -45,3 +45,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.memtableBytes, float64(m.MemTable.Size))
 	gauge(c.sstables, float64(total.NumFiles))
 }
+
+// PebbleReport is Pebble's own table of the LSM (levels, flushes,
+// compactions by kind, WAL and memtables), for an operator asking why a
+// node spends CPU on its disk.
+func (s *Store) PebbleReport() string { return s.db.Metrics().String() }

@@ -319,3 +319,75 @@ func TestRestartAfterPeersTruncated(t *testing.T) {
 	}
 	checkReplicas(t, c, room)
 }
+
+// TestLogsKeepOnlyWhatAReplicaLacks: with every replica up, each one
+// truncates its shard's log to a short trail behind what it applied, long
+// before the bound kept for lagging followers; while a follower is down
+// the leader keeps what it lacks, so it catches up from the log and no
+// snapshot is sent.
+func TestLogsKeepOnlyWhatAReplicaLacks(t *testing.T) {
+	const every, trail, keep = 10, 5, 400
+	c := tc.New(t, 3, tc.Options{SendRate: 10000, SendBurst: 10000, SnapshotEvery: every, TrailEntries: trail, KeepEntries: keep})
+	room := "trail"
+	shard := c.Shard(room)
+	w := newWriter(t, c, room, "w")
+	// One message at a time: each is its own log entry.
+	write := func(n int) {
+		for i := 0; i < n; i++ {
+			w.post()
+			w.collect(t, wait, nil)
+		}
+	}
+	// logLen is how many applied entries node i's replica still holds.
+	logLen := func(i int) (uint64, error) {
+		applied, compacted, ok := c.Nodes[i].ShardLog(shard)
+		if !ok || applied == 0 {
+			return 0, fmt.Errorf("node %d holds no replica of shard %d", i, shard)
+		}
+		return applied - compacted, nil
+	}
+	short := func(nodes ...int) func() error {
+		return func() error {
+			for _, i := range nodes {
+				n, err := logLen(i)
+				if err != nil {
+					return err
+				}
+				if n > trail+every {
+					return fmt.Errorf("node %d's log of shard %d holds %d applied entries, want at most %d", i, shard, n, trail+every)
+				}
+			}
+			return nil
+		}
+	}
+	write(60)
+	tc.Eventually(t, wait, short(0, 1, 2))
+
+	leader := c.Leader(room)
+	follower, other := (leader+1)%3, (leader+2)%3
+	c.Kill(follower)
+	write(60)
+	if n, err := logLen(leader); err != nil || n < 60 {
+		t.Fatalf("with a follower down the leader's log holds %d entries (%v), want the 60 it lacks", n, err)
+	}
+	tc.Eventually(t, wait, short(other))
+	sent := scrape(t, c.Nodes[leader].AdminAddr())["hellochat_raft_snapshots_sent_total"]
+	c.Start(follower)
+	c.WaitConverged(wait)
+	tc.Eventually(t, 20*time.Second, func() error {
+		lead, _, _ := c.Nodes[leader].ShardLog(shard)
+		got, _, _ := c.Nodes[follower].ShardLog(shard)
+		if got < lead {
+			return fmt.Errorf("restarted replica of shard %d applied %d of %d", shard, got, lead)
+		}
+		return nil
+	})
+	if now := scrape(t, c.Nodes[leader].AdminAddr())["hellochat_raft_snapshots_sent_total"]; now != sent {
+		t.Fatalf("the leader sent %v snapshots to a follower its log could catch up", now-sent)
+	}
+	// Caught up, the follower no longer holds the leader's log back.
+	write(2 * every)
+	tc.Eventually(t, wait, short(0, 1, 2))
+	checkRoom(t, c, room, w)
+	checkReplicas(t, c, room)
+}

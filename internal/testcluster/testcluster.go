@@ -58,9 +58,9 @@ type Options struct {
 	SendBurst    int
 	// SeedHistory caps the history seed clients get (router --seed-history).
 	SeedHistory int
-	// SnapshotEvery and KeepEntries shrink the Raft log bounds, to make
-	// snapshots happen in a test.
-	SnapshotEvery, KeepEntries uint64
+	// SnapshotEvery, TrailEntries and KeepEntries shrink the Raft log
+	// bounds, to make snapshots happen in a test.
+	SnapshotEvery, TrailEntries, KeepEntries uint64
 	// MaxMoves bounds the replicas each leader moves at once.
 	MaxMoves int
 	// SnapshotRate bounds the bytes per second a node streams in
@@ -200,6 +200,7 @@ func (c *Cluster) nodeConfig(id, gossip string, expect int) objectnode.Config {
 		RaftTick:      100 * time.Millisecond,
 		ElectionTicks: 10,
 		SnapshotEvery: c.opts.SnapshotEvery,
+		TrailEntries:  c.opts.TrailEntries,
 		KeepEntries:   c.opts.KeepEntries,
 		MaxMoves:      c.opts.MaxMoves,
 		SnapshotRate:  c.opts.SnapshotRate,
