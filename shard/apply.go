@@ -13,11 +13,23 @@ import (
 	"hellochat/storage"
 )
 
+// applySize estimates the bytes of the batch that applies rds' committed
+// entries: each command's ops, and again the object's name in each key.
+func applySize(rds []ready) int {
+	n := 64 // the applied indexes
+	for _, r := range rds {
+		for _, e := range r.rd.CommittedEntries {
+			n += 2 * len(e.GetData())
+		}
+	}
+	return n
+}
+
 // apply applies the round's committed entries of every group in one batch,
 // then tells proposers and publishes groups that started serving.
 func (h *Host) apply(rds []ready) error {
 	start := time.Now()
-	ab := h.cfg.Store.NewApplyBatch()
+	ab := h.cfg.Store.NewApplyBatch(applySize(rds))
 	type doneCall struct {
 		f   func(error)
 		err error

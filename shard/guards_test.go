@@ -30,7 +30,7 @@ func seqKey(seq byte) []byte { return []byte{'m', 0, 0, 0, 0, 0, 0, 0, seq} }
 // returning which applied.
 func apply(t *testing.T, st *storage.Store, g *group, cmds ...*pb.Command) []bool {
 	t.Helper()
-	ab := st.NewApplyBatch()
+	ab := st.NewApplyBatch(0)
 	var oks []bool
 	for _, c := range cmds {
 		ops := make([]storage.Op, len(c.Ops))

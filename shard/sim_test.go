@@ -628,7 +628,7 @@ func (s *sim) propose() {
 	if s.rng.Intn(2) == 0 {
 		// As a room actor would: the next seq after the last this
 		// node's store holds.
-		last, _, err := node.st.NewApplyBatch().Version(roomIn(sh))
+		last, _, err := node.st.NewApplyBatch(0).Version(roomIn(sh))
 		if err != nil {
 			s.fail("read the version of shard %d's room on %s: %v", sh, node.id, err)
 		}
@@ -1024,7 +1024,7 @@ func (s *sim) compare(sh int) {
 			s.fail("shard %d's room holds %s=%s, a write answered %v", sh, kv.Key, kv.Value, ErrConflict)
 		}
 	}
-	if last, _, err := leader.st.NewApplyBatch().Version(roomIn(sh)); err != nil || last != n {
+	if last, _, err := leader.st.NewApplyBatch(0).Version(roomIn(sh)); err != nil || last != n {
 		s.fail("shard %d's room holds %d seqs, its version is %d (err %v)", sh, n, last, err)
 	}
 }

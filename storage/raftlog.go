@@ -138,8 +138,12 @@ func (s *Store) NewBatch() *Batch { return &Batch{b: s.db.NewBatch(), s: s} }
 
 // NewApplyBatch starts a batch that can also read: Has sees the batch's
 // own writes on top of the store, as applying a log entry after another in
-// the same batch must.
-func (s *Store) NewApplyBatch() *Batch { return &Batch{b: s.db.NewIndexedBatch(), s: s} }
+// the same batch must. size is about how many bytes it will hold (0 if
+// unknown): a batch that grows to it doubles its buffer, and each copy is
+// garbage.
+func (s *Store) NewApplyBatch(size int) *Batch {
+	return &Batch{b: s.db.NewIndexedBatchWithSize(size), s: s}
+}
 
 // Has reports whether an object's key exists, counting this batch's writes
 // (an apply batch only).

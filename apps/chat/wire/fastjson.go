@@ -85,6 +85,12 @@ func appendMessageFields(b []byte, m Message) []byte {
 	return append(b, '}')
 }
 
-func frameBuf(m Message) []byte {
-	return make([]byte, 0, 64+len(m.ID)+len(m.Name)+len(m.Text))
-}
+func frameBuf(m Message) []byte { return make([]byte, 0, frameCap(m)) }
+
+func frameCap(m Message) int { return frameFixedBytes + len(m.ID) + len(m.Name) + len(m.Text) }
+
+// frameFixedBytes is what a message frame or record holds besides its
+// strings: the field names and quotes (59 bytes in a v2 frame), two
+// numbers of up to 20 digits, and room for a few escapes. Short of it,
+// the last field appended (ts) reallocated the frame, once per message.
+const frameFixedBytes = 128

@@ -23,3 +23,12 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAppendRecord is the stored form of each message.
+func BenchmarkAppendRecord(b *testing.B) {
+	m := Message{Seq: 12345, Name: "alice", Text: "hello, this is a fairly ordinary chat message", TS: 1764100000000, ID: "k3f9-17"}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		AppendRecord(nil, m, "0123456789abcdef0123456789abcdef")
+	}
+}

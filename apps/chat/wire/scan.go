@@ -166,6 +166,9 @@ func decodeV2(data []byte) (v2In, error) {
 // sender's client key as member "k" (omitted when empty), which no
 // browser is shown. HTML characters are not escaped.
 func AppendRecord(b []byte, m Message, key string) []byte {
+	if b == nil {
+		b = make([]byte, 0, frameCap(m)+len(`,"k":""`)+len(key))
+	}
 	b = append(b, '{')
 	b = appendMessageFields(b, m)
 	if key == "" {
