@@ -221,8 +221,7 @@ func (h *Host) addGroup(shard int, id uint64) (*group, error) {
 		return nil, err
 	}
 	h.groups[shard] = g
-	h.applied[shard].Store(g.applied)
-	h.compacted[shard].Store(g.snapIndex)
+	h.showLog(g)
 	h.replicasChanged()
 	h.log.Info("new replica: a leader added this node to the shard", "shard", shard, "replica", fmt.Sprintf("%x", id))
 	return g, nil
@@ -243,7 +242,7 @@ func (h *Host) destroyGroup(g *group, why string) error {
 		return err
 	}
 	delete(h.groups, g.shard)
-	h.applied[g.shard].Store(0)
+	h.applied[g.shard].Store(0) // no replica here: nothing applied, no log
 	h.compacted[g.shard].Store(0)
 	h.replicasChanged()
 	g.leader, g.serving, g.lead = false, false, 0

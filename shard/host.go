@@ -295,8 +295,7 @@ func newHost(cfg Config) (*Host, error) {
 		}
 		if g != nil {
 			h.groups[s] = g
-			h.applied[s].Store(g.applied)
-			h.compacted[s].Store(g.snapIndex)
+			h.showLog(g)
 		}
 	}
 	h.replicas.Store(int32(len(h.groups)))
@@ -331,6 +330,13 @@ func (h *Host) Applied(shard int) uint64 { return h.applied[shard].Load() }
 // Compacted is the last index this node's replica of shard dropped from
 // its log: the log holds the entries after it.
 func (h *Host) Compacted(shard int) uint64 { return h.compacted[shard].Load() }
+
+// showLog makes g's applied index and log start visible to Applied and
+// Compacted, after either moved other than by applying entries.
+func (h *Host) showLog(g *group) {
+	h.applied[g.shard].Store(g.applied)
+	h.compacted[g.shard].Store(g.snapIndex)
+}
 
 // RefusedMessages counts peers' Raft messages dropped: from a replica that
 // is not the sending node's own, or not plausible.

@@ -373,8 +373,7 @@ func (h *Host) persist(rds []ready) error {
 			}
 			h.fillLegacy(g)
 			h.markConf(g)
-			h.applied[g.shard].Store(g.applied)
-			h.compacted[g.shard].Store(g.snapIndex)
+			h.showLog(g)
 			h.log.Info("installed snapshot", "shard", g.shard, "index", meta.GetIndex())
 			h.publish(g) // its applied index and configuration jumped
 		}
@@ -507,7 +506,7 @@ func (h *Host) maybeCompact(g *group) error {
 		return err
 	}
 	g.snapIndex = at
-	h.compacted[g.shard].Store(at)
+	h.showLog(g)
 	return nil
 }
 
