@@ -126,6 +126,8 @@ type Actor struct {
 	broken      error // a reload failed: the actor can only refuse events
 	abandoned   bool  // a commit was left in flight at Close
 	sched       alarmSchedule
+	// sendTo is release's list of the sockets one frame goes to, reused.
+	sendTo []string
 }
 
 // event is one input to the actor.
@@ -566,10 +568,16 @@ func (a *Actor) release(s *State) {
 		a.cfg.Deliver(a.id, m)
 	}
 	s.outbox = nil
-	for _, op := range s.sockOut {
-		switch op.kind {
+	for i := 0; i < len(s.sockOut); i++ {
+		switch op := &s.sockOut[i]; op.kind {
 		case opSend:
-			a.cfg.Sockets.Send(op.socket, op.msg, op.text, op.number)
+			a.sendTo = append(a.sendTo[:0], op.socket)
+			for i+1 < len(s.sockOut) && sameFrame(op, &s.sockOut[i+1]) {
+				i++
+				a.sendTo = append(a.sendTo, s.sockOut[i].socket)
+			}
+			a.cfg.Sockets.Send(a.sendTo, op.msg, op.text, op.number)
+			clear(a.sendTo)
 		case opClose:
 			a.cfg.Sockets.Close(op.socket, op.rare.code, op.rare.reason)
 		case opAuto:
@@ -579,4 +587,11 @@ func (a *Actor) release(s *State) {
 		}
 	}
 	s.sockOut = nil
+}
+
+// sameFrame reports whether b sends what a sends (the event's one copy
+// of a broadcast frame, State.copyFrame), with the same number.
+func sameFrame(a, b *socketOp) bool {
+	return b.kind == opSend && len(a.msg) > 0 && len(a.msg) == len(b.msg) && &a.msg[0] == &b.msg[0] &&
+		a.text == b.text && a.number == b.number
 }

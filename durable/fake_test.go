@@ -404,11 +404,21 @@ func mustNot[T any](t *testing.T, ch <-chan T, what string) {
 	}
 }
 
-// fakeSockets records what an actor sends to its sockets' gateway.
-type fakeSockets struct{ ops chan socketOp }
+// fakeSockets records what an actor sends to its sockets' gateway: each
+// socket's operations on ops and, when calls is not nil, the sockets of
+// each Send call.
+type fakeSockets struct {
+	ops   chan socketOp
+	calls chan []string
+}
 
-func (f *fakeSockets) Send(socket string, msg []byte, text bool, number uint64) {
-	f.ops <- socketOp{socket: socket, kind: opSend, msg: msg, text: text, number: number}
+func (f *fakeSockets) Send(sockets []string, msg []byte, text bool, number uint64) {
+	if f.calls != nil {
+		f.calls <- slices.Clone(sockets)
+	}
+	for _, socket := range sockets {
+		f.ops <- socketOp{socket: socket, kind: opSend, msg: msg, text: text, number: number}
+	}
 }
 
 func (f *fakeSockets) Close(socket string, code int, reason string) {

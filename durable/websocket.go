@@ -58,10 +58,14 @@ var (
 // event that sent are committed, in the order the event sent; they must
 // not block for long.
 type Sockets interface {
-	// Send sends msg; number, when not 0, is the frame's number in the
-	// socket's sequence (WebSocket.SendNumbered), and the gateway drops
-	// it unless it is above the last number it delivered there.
-	Send(socket string, msg []byte, text bool, number uint64)
+	// Send sends msg to each of sockets: a broadcast's sends of one
+	// frame in a row come as one call, so that a gateway can queue the
+	// frame once for all of them. number, when not 0, is the frame's
+	// number in each socket's sequence (WebSocket.SendNumbered), and the
+	// gateway drops it where it is not above the last number it
+	// delivered there. Send must not keep sockets, which the actor
+	// reuses; msg is the event's own copy and is never written again.
+	Send(sockets []string, msg []byte, text bool, number uint64)
 	Close(socket string, code int, reason string)
 	// AutoResponse sets the socket's automatic reply: the gateway answers
 	// a text message equal to request with response itself, without an

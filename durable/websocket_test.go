@@ -410,6 +410,40 @@ func TestWebSocketBroadcastSharesOneCopy(t *testing.T) {
 		t.Fatalf("broadcast sent %q and %q, sharing a copy: %v", a.msg, b.msg, &a.msg[0] == &b.msg[0])
 	}
 
+	// The actor hands the gateway a run of sends of one copy, with one
+	// number, as one call; any other send between ends the run, and a
+	// socket's operations keep their order.
+	f := &fakeSockets{ops: make(chan socketOp, 100), calls: make(chan []string, 100)}
+	act := &Actor{cfg: Config{Sockets: f}}
+	frame, other := []byte("frame"), []byte("other")
+	st := &State{sockOut: []socketOp{
+		{socket: "gw/1", kind: opSend, msg: frame, number: 4},
+		{socket: "gw/2", kind: opSend, msg: frame, number: 4},
+		{socket: "gw/3", kind: opSend, msg: frame, number: 5},
+		{socket: "gw/1", kind: opSend, msg: other, number: 5},
+		{socket: "gw/4", kind: opSend, msg: frame, number: 5},
+		{socket: "gw/2", kind: opDrain},
+		{socket: "gw/5", kind: opSend, msg: frame, number: 5},
+		{socket: "gw/6", kind: opSend, msg: []byte("frame"), number: 5},
+	}}
+	act.release(st)
+	close(f.calls)
+	var calls []string
+	for c := range f.calls {
+		calls = append(calls, strings.Join(c, "+"))
+	}
+	if got, want := strings.Join(calls, " "), "gw/1+gw/2 gw/3 gw/1 gw/4 gw/5 gw/6"; got != want {
+		t.Fatalf("release sent to %s, want %s", got, want)
+	}
+	var order []string
+	for range 8 {
+		op := recv(t, f.ops, "a released op")
+		order = append(order, op.socket)
+	}
+	if got := strings.Join(order, " "); got != "gw/1 gw/2 gw/3 gw/1 gw/4 gw/2 gw/5 gw/6" {
+		t.Fatalf("released in the order %s", got)
+	}
+
 	s := &State{}
 	buf := []byte("abc")
 	first, again := s.copyFrame(buf), s.copyFrame(buf)

@@ -83,7 +83,7 @@ func sendBytes(ops []queuedOp) int {
 	n := 0
 	for _, op := range ops {
 		if s, ok := op.op.Op.(*pb.GatewayOp_Send); ok {
-			n += len(s.Send.Data)
+			n += len(s.Send.Data) * (1 + len(s.Send.Also))
 		}
 	}
 	return n

@@ -36,7 +36,8 @@ const (
 	// as a reconnect, never as silence.
 	MaxGatewayQueueBytes = 16 << 20
 	// maxGatewayQueueOps bounds the operations kept for one router,
-	// closes and auto-responses included.
+	// closes and auto-responses included; a frame sent to many of the
+	// router's sockets is one.
 	maxGatewayQueueOps = 1 << 16
 	// maxGatewayBatchOps and maxGatewayBatchBytes bound one stream
 	// message (a GatewayBatch) of what waits for a router: one message per
@@ -161,8 +162,8 @@ type objectSockets struct {
 	from objectRef
 }
 
-func (s objectSockets) Send(socket string, msg []byte, text bool, number uint64) {
-	s.h.put(s.from, newSendOp(socket, msg, text, number, 0), len(msg))
+func (s objectSockets) Send(sockets []string, msg []byte, text bool, number uint64) {
+	s.h.putSend(s.from, sockets, msg, text, number)
 }
 
 // sendOp is a send's three messages in one allocation: a broadcast
@@ -196,44 +197,118 @@ func (s objectSockets) AutoResponse(socket, request, response string) {
 // put queues op for its socket's router. It never blocks: a router that
 // is gone, or whose queue is full, has the socket closed instead.
 func (h *gatewayHub) put(from objectRef, op *pb.GatewayOp, size int) {
-	gateway, _, err := objectclient.ParseSocket(op.Socket)
-	if err != nil {
-		// Accepted sockets' ids were checked by the node that took the
-		// upgrade; a record that fails now names no router to send to.
-		h.log.Warn("object sent to a socket with a bad id", "socket", op.Socket, "err", err)
+	gateway, ok := h.gatewayOf(op.Socket)
+	if !ok {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	q := h.queue(gateway)
-	// Only a queue that was empty needs its stream woken: one that holds
-	// operations is drained whole by a stream already woken, which looks
-	// again before it waits. A broadcast so wakes it once, not per socket.
-	if len(q.ops) == 0 {
-		defer q.signal()
+	h.touch(q)
+	if !h.admit(q, gateway, from, op.Socket, size) {
+		return
 	}
+	if _, isClose := op.Op.(*pb.GatewayOp_Close); isClose {
+		q.closed[op.Socket] = true
+	}
+	q.ops = append(q.ops, queuedOp{op: op, from: from})
+	q.bytes += size
+}
+
+// putSend queues msg for each of sockets, as one send per router (the
+// router writes it to each of its sockets named): a broadcast queued
+// once, not once per socket. Each socket is admitted on its own, as put
+// admits it.
+func (h *gatewayHub) putSend(from objectRef, sockets []string, msg []byte, text bool, number uint64) {
+	// A room's sockets are on a few routers, in any order: this call's
+	// send queued for each, found by a look down a short list.
+	type queued struct {
+		gateway string
+		q       *gatewayQueue
+		op      *pb.GatewayOp // nil until a socket of the router is admitted
+	}
+	var mine [4]queued
+	to := mine[:0]
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i, socket := range sockets {
+		gateway, ok := h.gatewayOf(socket)
+		if !ok {
+			continue
+		}
+		k := 0
+		for k < len(to) && to[k].gateway != gateway {
+			k++
+		}
+		if k == len(to) {
+			to = append(to, queued{gateway: gateway, q: h.queue(gateway)})
+			h.touch(to[k].q)
+		}
+		g := &to[k]
+		if !h.admit(g.q, gateway, from, socket, len(msg)) {
+			continue
+		}
+		g.q.bytes += len(msg)
+		if g.op == nil {
+			g.op = newSendOp(socket, msg, text, number, 0)
+			g.q.ops = append(g.q.ops, queuedOp{op: g.op, from: from})
+			continue
+		}
+		// No stream holds g.op yet: it was queued under this hold of mu.
+		send := g.op.GetSend()
+		if send.Also == nil {
+			send.Also = make([]string, 0, len(sockets)-i)
+		}
+		send.Also = append(send.Also, socket)
+	}
+}
+
+// gatewayOf is the router a socket lives on.
+func (h *gatewayHub) gatewayOf(socket string) (string, bool) {
+	gateway, _, err := objectclient.ParseSocket(socket)
+	if err != nil {
+		// Accepted sockets' ids were checked by the node that took the
+		// upgrade; a record that fails now names no router to send to.
+		h.log.Warn("object sent to a socket with a bad id", "socket", socket, "err", err)
+		return "", false
+	}
+	return gateway, true
+}
+
+// touch wakes q's stream if q is empty, as something is about to be
+// queued on it; mu is held. Only a queue that was empty needs it: one
+// that holds operations is drained whole by a stream already woken,
+// which looks again before it waits (and takes mu first).
+func (h *gatewayHub) touch(q *gatewayQueue) {
+	if len(q.ops) == 0 {
+		q.signal()
+	}
+}
+
+// admit reports whether an operation of size bytes for socket may be
+// queued on q. If not, it has dealt with the socket: one closed stays
+// closed, one of a gone router is reported closed to its object, and
+// one whose operation would overflow the queue is closed (1013); mu is
+// held.
+func (h *gatewayHub) admit(q *gatewayQueue, gateway string, from objectRef, socket string, size int) bool {
 	switch {
-	case q.closed[op.Socket]:
-		return
+	case q.closed[socket]:
+		return false
 	case q.gone:
-		q.closed[op.Socket] = true
-		h.report(from, op.Socket)
-		return
+		q.closed[socket] = true
+		h.report(from, socket)
+		return false
 	case len(q.ops) >= maxGatewayQueueOps || size > 0 && q.bytes+size > MaxGatewayQueueBytes:
-		q.closed[op.Socket] = true
+		q.closed[socket] = true
 		if len(q.ops) < maxGatewayQueueOps+maxGatewayQueueOps/4 {
 			// Closes may pass the bound a little, so the browser hears why.
-			q.ops = append(q.ops, queuedOp{from: from, op: &pb.GatewayOp{Socket: op.Socket,
+			q.ops = append(q.ops, queuedOp{from: from, op: &pb.GatewayOp{Socket: socket,
 				Op: &pb.GatewayOp_Close{Close: &pb.SocketClose{Code: closeTryAgainLater, Reason: "the router's queue on the object's node is full"}}}})
 		}
-		h.log.Warn("gateway queue full: socket closed", "gateway", gateway, "socket", op.Socket, "bytes", q.bytes)
-	default:
-		if _, isClose := op.Op.(*pb.GatewayOp_Close); isClose {
-			q.closed[op.Socket] = true
-		}
-		q.ops = append(q.ops, queuedOp{op: op, from: from})
-		q.bytes += size
+		h.log.Warn("gateway queue full: socket closed", "gateway", gateway, "socket", socket, "bytes", q.bytes)
+		return false
 	}
+	return true
 }
 
 // gatewaySender is the node's end of a Gateway stream, as serve uses it.
@@ -305,9 +380,10 @@ func (h *gatewayHub) serve(ctx context.Context, gateway string, shares bool, str
 // most maxGatewayBatchOps and about maxGatewayBatchBytes, and says how
 // many it took; nil if the faults dropped them all. For a router that
 // shares frames (shares), a frame sent to many of its sockets (one copy:
-// durable's broadcast) goes once: sends of it one after another with one
+// durable's broadcast) goes once: its sends one after another with one
 // number become one send with more sockets (SocketSend.also), and others
-// name it in the batch's frames.
+// name it in the batch's frames. A router that does not is sent a send
+// for each socket.
 func (h *gatewayHub) batch(gateway string, ops []queuedOp, shares bool) (*pb.GatewayOp, int) {
 	var batch []*pb.GatewayOp
 	merged := false // the last op in batch is a copy that took more sockets
@@ -317,19 +393,31 @@ func (h *gatewayHub) batch(gateway string, ops []queuedOp, shares bool) (*pb.Gat
 		if h.faults != nil && h.faults.Drop(gateway, op) {
 			continue
 		}
-		if shares && len(batch) > 0 && sameSend(batch[len(batch)-1], op) {
+		s := op.GetSend()
+		switch {
+		case s == nil:
+		case !shares && len(s.Also) > 0:
+			bytes += len(s.Data) * (1 + len(s.Also))
+			batch, merged = append(batch, newSendOp(op.Socket, s.Data, s.Text, s.Number, 0)), false
+			for _, socket := range s.Also {
+				batch = append(batch, newSendOp(socket, s.Data, s.Text, s.Number, 0))
+			}
+			continue
+		case shares && len(batch) > 0 && sameSend(batch[len(batch)-1], op):
 			last := batch[len(batch)-1]
 			if !merged {
-				s := last.GetSend()
-				last = newSendOp(last.Socket, s.Data, s.Text, s.Number, 0)
+				// The queued send stays as it was queued: a stream that
+				// breaks batches it again.
+				ls := last.GetSend()
+				last = newSendOp(last.Socket, ls.Data, ls.Text, ls.Number, 0)
+				last.GetSend().Also = append(make([]string, 0, 2*(len(ls.Also)+len(s.Also)+1)), ls.Also...)
 				batch[len(batch)-1], merged = last, true
 			}
 			send := last.GetSend()
-			send.Also = append(send.Also, op.Socket)
+			send.Also = append(append(send.Also, op.Socket), s.Also...)
 			continue
-		}
-		if s, ok := op.Op.(*pb.GatewayOp_Send); ok {
-			bytes += len(s.Send.Data)
+		default:
+			bytes += len(s.Data)
 		}
 		batch, merged = append(batch, op), false
 	}
@@ -477,9 +565,11 @@ func (h *gatewayHub) expire() (detached bool) {
 		}
 		q.gone = true
 		for _, op := range q.ops {
-			if !q.closed[op.op.Socket] {
-				q.closed[op.op.Socket] = true
-				h.report(op.from, op.op.Socket)
+			for _, socket := range append([]string{op.op.Socket}, op.op.GetSend().GetAlso()...) {
+				if !q.closed[socket] {
+					q.closed[socket] = true
+					h.report(op.from, socket)
+				}
 			}
 		}
 		q.ops, q.bytes = nil, 0

@@ -45,18 +45,21 @@ type frame struct {
 	number uint64
 }
 
-// Send records a frame, unless it is a numbered repeat.
-func (s *Sockets) Send(socket string, msg []byte, text bool, number uint64) {
+// Send records a frame for each socket, unless it is a numbered repeat
+// there.
+func (s *Sockets) Send(sockets []string, msg []byte, text bool, number uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if number > 0 {
-		if number <= s.numbers[socket] {
-			s.repeats++
-			return
+	for _, socket := range sockets {
+		if number > 0 {
+			if number <= s.numbers[socket] {
+				s.repeats++
+				continue
+			}
+			s.numbers[socket] = number
 		}
-		s.numbers[socket] = number
+		s.sent[socket] = append(s.sent[socket], frame{append([]byte(nil), msg...), number})
 	}
-	s.sent[socket] = append(s.sent[socket], frame{append([]byte(nil), msg...), number})
 }
 
 // Close records a close and its code.
