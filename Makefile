@@ -36,6 +36,9 @@ DEAFS ?= 3
 SKIP_UNUSABLE ?=
 # Scenarios of `make bench`: one (4), or a list run on one cluster (3,4); empty: all.
 SCENARIO ?=
+# Offered rates (msgs/s) replacing the hot-room and overload ramps' steps
+# in `make bench` (7000, or 4000,7000): one rate held, to compare builds.
+STEPS ?=
 # Time per target of `make fuzz`.
 FUZZTIME ?= 30s
 # `make nemesis`: one run per seed (SEEDS=1,2,3 for several, else SEED), its
@@ -117,7 +120,7 @@ fuzz: ## fuzz raft entry decoding, peers' Raft messages, and browser frame parsi
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./apps/chat/wire
 
 bench: build ## benchmark suite on a real cluster (SCENARIO=n or n,m runs those); table in docs/benchmarks.md
-	./bin/bench $(if $(SCENARIO),--scenario $(SCENARIO))
+	./bin/bench $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(STEPS),--steps $(STEPS))
 
 bench-go: ## Go benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./...

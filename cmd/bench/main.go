@@ -29,6 +29,11 @@ func main() {
 		cfg.Only = only
 		return err
 	})
+	fs.Func("steps", "offered rates (msgs/s) replacing the ramp and overload scenarios' steps: 7000, or 4000,7000", func(v string) error {
+		steps, err := bench.ParseSteps(v)
+		cfg.Steps = steps
+		return err
+	})
 	fs.BoolVar(&cfg.Short, "short", false, "shorter measuring windows")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go pprof profiles on every process's admin address (printed at start)")
 	fs.StringVar(&cfg.Target, "target", "", "load a running router at this URL instead of starting a cluster (loopback only)")
@@ -55,7 +60,7 @@ func main() {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 		}
 	}
-	if *md != "" && len(cfg.Only) == 0 && !cfg.Short {
+	if *md != "" && len(cfg.Only) == 0 && len(cfg.Steps) == 0 && !cfg.Short {
 		command := "make bench"
 		if len(os.Args) > 1 {
 			command = "bench " + strings.Join(os.Args[1:], " ")

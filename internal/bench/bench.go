@@ -83,6 +83,8 @@ type Step struct {
 	Lost         int64   `json:"lost"`
 	P99          float64 `json:"p99_ms"`
 	Disconnected int     `json:"disconnected"`
+	// CPUPerMsg is Result.CPUPerMsg over this step's window.
+	CPUPerMsg float64 `json:"cluster_cpu_us_per_msg,omitempty"`
 }
 
 // ProcStat is one process's CPU use over the measured window and its RSS
@@ -146,6 +148,10 @@ type Config struct {
 	Dir   string
 	Only  []int // run just these scenarios (none: all)
 	Short bool  // shorter windows (CI smoke runs)
+	// Steps, when set, replaces the offered rates of the ramp and
+	// overload scenarios (msgs/s): one rate held for a window measures a
+	// change's CPU per message there, run after run.
+	Steps []float64
 	// Pprof serves Go profiles on every process's admin address, printed
 	// at start, to profile a scenario while it runs.
 	Pprof bool
@@ -201,6 +207,9 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	for _, sc := range Scenarios(cfg.Short) {
 		if len(cfg.Only) > 0 && !slices.Contains(cfg.Only, sc.N) {
 			continue
+		}
+		if len(cfg.Steps) > 0 && len(sc.Steps) > 0 {
+			sc.Steps = cfg.Steps
 		}
 		// Memory per connection is measured as the growth of each
 		// process's RSS, so it needs processes that ran nothing before:
@@ -411,9 +420,12 @@ func ramp(ctx context.Context, c *launch.Cluster, sc Scenario, out io.Writer) (R
 	for _, total := range sc.Steps {
 		res := window(ctx, c, r, clients, total/float64(len(clients)), sc.Duration, sc.PerRoom)
 		ok := res.P99 <= 100 && res.Lost == 0 && res.Dup == 0 && res.Reordered == 0 && res.MsgsPerSec >= 0.9*total
-		fmt.Fprintf(out, "bench:   offered %.0f msgs/s: committed %.0f msgs/s, %.0f deliveries/s, p99 %.1f ms, lost %d  %s\n",
-			total, res.MsgsPerSec, res.DeliveriesPerSec, res.P99, res.Lost, map[bool]string{true: "ok", false: "over"}[ok])
+		fmt.Fprintf(out, "bench:   offered %.0f msgs/s: committed %.0f msgs/s, %.0f deliveries/s, p99 %.1f ms, lost %d, cpu %.0f µs/msg (%s)  %s\n",
+			total, res.MsgsPerSec, res.DeliveriesPerSec, res.P99, res.Lost, res.CPUPerMsg, procsLine(res.Procs), map[bool]string{true: "ok", false: "over"}[ok])
 		step := fmt.Sprintf("%.0f:%.0f/p99=%.0fms", total, res.MsgsPerSec, res.P99)
+		if res.CPUPerMsg > 0 {
+			step += fmt.Sprintf("/cpu=%.0fus", res.CPUPerMsg)
+		}
 		if res.Extra != "" { // a step's disconnects and refusals must not vanish from the report
 			step += " (" + res.Extra + ")"
 		}
@@ -446,9 +458,10 @@ func overload(ctx context.Context, c *launch.Cluster, sc Scenario, out io.Writer
 	total.Met = true
 	for _, offered := range sc.Steps {
 		res := window(ctx, c, r, clients, offered/float64(len(clients)), sc.Duration, sc.PerRoom)
-		st := Step{Offered: offered, Committed: res.MsgsPerSec, Refused: res.RefusedPerSec, Lost: res.Lost, P99: res.P99, Disconnected: res.Disconnected}
-		fmt.Fprintf(out, "bench:   offered %.0f msgs/s: committed %.0f/s, refused %.0f/s, lost %d, p99 %.1f ms, %d disconnected %s\n",
-			st.Offered, st.Committed, st.Refused, st.Lost, st.P99, st.Disconnected, res.Extra)
+		st := Step{Offered: offered, Committed: res.MsgsPerSec, Refused: res.RefusedPerSec, Lost: res.Lost, P99: res.P99,
+			Disconnected: res.Disconnected, CPUPerMsg: res.CPUPerMsg}
+		fmt.Fprintf(out, "bench:   offered %.0f msgs/s: committed %.0f/s, refused %.0f/s, lost %d, p99 %.1f ms, %d disconnected, cpu %.0f µs/msg (%s) %s\n",
+			st.Offered, st.Committed, st.Refused, st.Lost, st.P99, st.Disconnected, st.CPUPerMsg, procsLine(res.Procs), res.Extra)
 		total.Steps = append(total.Steps, st)
 		total.Sent += res.Sent
 		total.Delivered += res.Delivered
@@ -683,4 +696,26 @@ func ParseScenarios(v string) ([]int, error) {
 		only = append(only, n)
 	}
 	return only, nil
+}
+
+// MaxStepRate bounds a --steps rate: past it a step's load generator,
+// not the cluster, would be what the window measures.
+const MaxStepRate = 100_000
+
+// ParseSteps reads a list of offered rates (msgs/s, each 1 to
+// MaxStepRate): 7000 or 4000,7000.
+func ParseSteps(v string) ([]float64, error) {
+	var steps []float64
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		r, err := strconv.ParseFloat(f, 64)
+		if err != nil || !(r >= 1 && r <= MaxStepRate) { // NaN fails both
+			return nil, fmt.Errorf("step %q: want a rate from 1 to %d msgs/s", f, MaxStepRate)
+		}
+		steps = append(steps, r)
+	}
+	return steps, nil
 }

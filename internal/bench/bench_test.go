@@ -1,6 +1,9 @@
 package bench
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 // The tool must never load anything but this machine.
 func TestCheckLoopback(t *testing.T) {
@@ -56,6 +59,21 @@ func TestKept(t *testing.T) {
 	} {
 		if got := kept(c.r, 10000); got != c.want {
 			t.Errorf("kept(%+v, 10000) = %v, want %v", c.r, got, c.want)
+		}
+	}
+}
+
+// --steps takes a list of rates and refuses what is not one.
+func TestParseSteps(t *testing.T) {
+	for in, want := range map[string]string{"7000": "[7000]", "4000, 7000,": "[4000 7000]", "": "[]", "0.5e4": "[5000]"} {
+		got, err := ParseSteps(in)
+		if err != nil || fmt.Sprint(got) != want {
+			t.Errorf("ParseSteps(%q) = %v, %v; want %s", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"0", "-5", "x", "100001", "7000,NaN", "Inf"} {
+		if got, err := ParseSteps(bad); err == nil {
+			t.Errorf("ParseSteps(%q) = %v, want an error", bad, got)
 		}
 	}
 }

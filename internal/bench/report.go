@@ -132,3 +132,12 @@ func gitRev() string {
 	}
 	return rev
 }
+
+// procsLine is each process's CPU over a window, for a progress line.
+func procsLine(procs []ProcStat) string {
+	ps := make([]string, 0, len(procs))
+	for _, p := range procs {
+		ps = append(ps, fmt.Sprintf("%s %.0f%%", p.Name, p.CPUPct))
+	}
+	return strings.Join(ps, ", ")
+}
