@@ -72,14 +72,6 @@ type Config struct {
 	LogOutput   io.Writer // memberlist's log lines
 }
 
-// DefaultGCPercent is the Go collector target (GOGC) the objectnode
-// binary runs with: a node's heap is mostly short-lived garbage (frames,
-// batches, proposals), and collecting half as often as at Go's default
-// of 100 kept a hot room's p99 at 10,000 msgs/s within 100 ms in 4 of 5
-// windows instead of 1 of 4, for up to 80 MB more per node under that
-// load (docs/profiles.md).
-const DefaultGCPercent = 200
-
 // DefaultConfig is a single node on loopback.
 func DefaultConfig() Config {
 	return Config{

@@ -52,7 +52,7 @@ func main() {
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go pprof profiles under /debug/pprof/ on --admin-addr")
 	member := flagenv.MemberFlags(fs, &cfg.GossipListen, &cfg.GossipAdvertise, &cfg.Timings)
 	sec := flagenv.SecurityFlags(fs)
-	setGC := flagenv.GCFlag(fs, objectnode.DefaultGCPercent)
+	setGC := flagenv.GCFlag(fs)
 	flagenv.ParseOrExit(fs, "Runs one hellochat object node.")
 	setGC()
 	cfg.Seeds = member.Seeds()

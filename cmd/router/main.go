@@ -36,9 +36,7 @@ func main() {
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go pprof profiles under /debug/pprof/ on --admin-addr")
 	member := flagenv.MemberFlags(fs, &cfg.GossipListen, &cfg.GossipAdvertise, &cfg.Timings)
 	sec := flagenv.SecurityFlags(fs)
-	// Go's own default: a router holds every browser's connection, and
-	// its memory per connection is what a higher target would spend.
-	setGC := flagenv.GCFlag(fs, 100)
+	setGC := flagenv.GCFlag(fs)
 	flagenv.ParseOrExit(fs, "Runs one hellochat router.")
 	setGC()
 	cfg.Seeds = member.Seeds()

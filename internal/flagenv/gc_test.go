@@ -6,18 +6,18 @@ import (
 	"testing"
 )
 
-// --gc-percent sets the process's collector target: the process's own
-// default, GOGC instead when set, the flag's variable or the flag itself
-// over both.
+// --gc-percent sets the process's collector target: DefaultGCPercent,
+// GOGC instead when set, the flag's variable or the flag itself over
+// both.
 func TestGCFlag(t *testing.T) {
 	for _, c := range []struct {
 		name, gogc, env string
 		args            []string
 		want            int
 	}{
-		{name: "default", want: 200},
+		{name: "default", want: DefaultGCPercent},
 		{name: "GOGC", gogc: "50", want: 50},
-		{name: "GOGC not a number", gogc: "off", want: 200},
+		{name: "GOGC not a number", gogc: "off", want: DefaultGCPercent},
 		{name: "variable", gogc: "50", env: "150", want: 150},
 		{name: "flag", gogc: "50", env: "150", args: []string{"--gc-percent", "300"}, want: 300},
 	} {
@@ -27,7 +27,7 @@ func TestGCFlag(t *testing.T) {
 				t.Setenv(EnvName("gc-percent"), c.env)
 			}
 			fs := flag.NewFlagSet("t", flag.ContinueOnError)
-			apply := GCFlag(fs, 200)
+			apply := GCFlag(fs)
 			if err := Parse(fs, c.args); err != nil {
 				t.Fatal(err)
 			}
