@@ -66,6 +66,7 @@ func (s *objectService) Gateway(stream grpc.BidiStreamingServer[pb.GatewayUp, pb
 // gatewayEvents posts each event the router sends to its object, in the
 // order sent, and queues its result for the router when it is known.
 func (s *objectService) gatewayEvents(ctx context.Context, gateway string, stream grpc.BidiStreamingServer[pb.GatewayUp, pb.GatewayOp]) error {
+	targets := newTargetCache(s.resolve)
 	for {
 		up, err := stream.Recv()
 		if err != nil {
@@ -81,7 +82,7 @@ func (s *objectService) gatewayEvents(ctx context.Context, gateway string, strea
 		answer := func(resp *pb.SocketEventResponse, unavailable string) {
 			s.node.gateways.putResult(gateway, ev.GetSocket(), &pb.SocketEventResult{Seq: ev.GetSeq(), Response: resp, Unavailable: unavailable})
 		}
-		t, err := s.socketTarget(ev, gateway)
+		t, err := s.socketTarget(ev, gateway, targets)
 		if err != nil {
 			// A bad event is answered, never retried.
 			answer(&pb.SocketEventResponse{Error: &pb.ObjectError{Message: cut(status.Convert(err).Message(), maxObjectErrorBytes)}}, "")
@@ -108,8 +109,8 @@ func (s *objectService) gatewayEvents(ctx context.Context, gateway string, strea
 // socketTarget checks one streamed event: a message of a socket of the
 // stream's own gateway (the stream's hello was authorized), to a
 // registered object.
-func (s *objectService) socketTarget(ev *pb.SocketEvent, gateway string) (target, error) {
-	t, err := s.resolve(ev.GetClass(), ev.GetId(), ev.GetName())
+func (s *objectService) socketTarget(ev *pb.SocketEvent, gateway string, targets *targetCache) (target, error) {
+	t, err := targets.resolve(ev.GetClass(), ev.GetId(), ev.GetName())
 	if err != nil {
 		return target{}, err
 	}
