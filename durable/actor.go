@@ -128,10 +128,6 @@ type Actor struct {
 	sched       alarmSchedule
 	// sendTo is release's list of the sockets one frame goes to, reused.
 	sendTo []string
-	// spareOut are events' socket operation lists that release emptied,
-	// for the next events to fill: a room's broadcast fills one per
-	// message, and making it was the largest of its allocations.
-	spareOut [][]socketOp
 }
 
 // event is one input to the actor.
@@ -590,35 +586,7 @@ func (a *Actor) release(s *State) {
 			a.cfg.Sockets.Drain(op.socket)
 		}
 	}
-	a.putSockOut(s.sockOut)
 	s.sockOut = nil
-}
-
-// Bounds of the spare socket operation lists an actor keeps: how many
-// (events whose commits are in flight together each hold one), and how
-// long one may be (a list grown by a rare event is let go).
-const (
-	maxSpareOut    = 64
-	maxSpareOutCap = 4096
-)
-
-// takeSockOut is an empty list of socket operations with room for n.
-func (a *Actor) takeSockOut(n int) []socketOp {
-	if k := len(a.spareOut); k > 0 && cap(a.spareOut[k-1]) >= n {
-		out := a.spareOut[k-1]
-		a.spareOut = a.spareOut[:k-1]
-		return out
-	}
-	return make([]socketOp, 0, n)
-}
-
-// putSockOut keeps a released event's list for another event.
-func (a *Actor) putSockOut(ops []socketOp) {
-	if cap(ops) == 0 || cap(ops) > maxSpareOutCap || len(a.spareOut) >= maxSpareOut {
-		return
-	}
-	clear(ops) // let its frames go
-	a.spareOut = append(a.spareOut, ops[:0])
 }
 
 // sameFrame reports whether b sends what a sends (the event's one copy

@@ -360,7 +360,7 @@ func (w *socketHandle) SendNumbered(n uint64, msg []byte, text bool) error {
 	}
 	if w.s.sockOut == nil && w.s.storage.held != nil {
 		// A broadcast sends to every socket: room for all at once.
-		w.s.sockOut = w.s.actor.takeSockOut(len(w.s.storage.held.recs) + 2)
+		w.s.sockOut = make([]socketOp, 0, len(w.s.storage.held.recs)+2)
 	}
 	w.s.sockOut = append(w.s.sockOut, socketOp{socket: w.id, kind: opSend, msg: w.s.copyFrame(msg), text: text, number: n})
 	return nil
