@@ -20,12 +20,6 @@ const DefaultGCPercent = 100
 // process, and returns a function that applies it once the flags are
 // parsed. The GOGC variable, when set, is its default instead of
 // DefaultGCPercent, so an operator's usual knob keeps working.
-//
-// A node allocates for every message it stores and forwards: a hot
-// room's leader collects several times a second, and its room's
-// goroutine, which every message of the room waits on, pays for marking
-// in its own allocations. A higher target spends memory to collect less
-// often.
 func GCFlag(fs *flag.FlagSet) (apply func()) {
 	def := DefaultGCPercent
 	if v, err := strconv.Atoi(os.Getenv("GOGC")); err == nil {
