@@ -320,8 +320,8 @@ func (h *Host) collectOrphans() {
 // forever; the nemesis saw a decommissioned node stay "leaving" so).
 func (h *Host) probeLeader(g *group) {
 	for _, m := range h.cfg.Members.Placement().Leaders(g.shard) {
-		if m.ID == h.cfg.NodeID || h.memberNode(g, m.ID) || h.dropped(m.ID) {
-			continue // members hear from it anyway (votes, probeMembers)
+		if m.ID == h.cfg.NodeID || h.hearsFrom(g, m.ID) || h.dropped(m.ID) {
+			continue // it hears from g anyway (hearsFrom)
 		}
 		msg := &raftpb.Message{Type: raftpb.MsgHeartbeatResp.Enum(), From: &g.id, To: proto.Uint64(0), Term: proto.Uint64(g.term)}
 		b, err := proto.Marshal(msg)
@@ -330,6 +330,22 @@ func (h *Host) probeLeader(g *group) {
 		}
 		h.tr.send(m.ID, []*pb.RaftEnvelope{{Shard: uint32(g.shard), Message: b, ToIncarnation: m.Replica}}, nil)
 	}
+}
+
+// hearsFrom reports whether node hears from g, silent, without
+// probeLeader's probe: g's votes reach the voters of its configuration,
+// and a learner's probeMembers every member. A learner of a voter's
+// configuration hears nothing from it.
+func (h *Host) hearsFrom(g *group, node string) bool {
+	if slices.Contains(g.confState.GetLearners(), g.id) {
+		return h.memberNode(g, node)
+	}
+	for _, id := range g.confState.GetVoters() {
+		if id != g.id && h.nodeOf(g, id) == node {
+			return true
+		}
+	}
+	return false
 }
 
 // removedForCertain reports whether g's group removed replica id for
