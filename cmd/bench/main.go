@@ -29,7 +29,7 @@ func main() {
 		cfg.Only = only
 		return err
 	})
-	fs.Func("steps", "offered rates (msgs/s) replacing the ramp and overload scenarios' steps: 7000, or 4000,7000", func(v string) error {
+	fs.Func("steps", "offered rates (msgs/s) replacing the ramp and overload scenarios' steps, each run even past one over its target: 7000, or 4000,7000", func(v string) error {
 		steps, err := bench.ParseSteps(v)
 		cfg.Steps = steps
 		return err

@@ -41,6 +41,9 @@ type Scenario struct {
 	// chat at /ws) or "hello" (the seed protocol to apps/hello, the chat
 	// class on the object API, at /hello/ws).
 	Proto string `json:"proto,omitempty"`
+	// held: the steps were chosen (Config.Steps), so a ramp runs every
+	// one of them, past a step over its target, to compare windows.
+	held bool
 	// met decides whether the target was reached (conns and cold decide
 	// it themselves from what only they measure).
 	met func(Result) bool
@@ -150,7 +153,8 @@ type Config struct {
 	Short bool  // shorter windows (CI smoke runs)
 	// Steps, when set, replaces the offered rates of the ramp and
 	// overload scenarios (msgs/s): one rate held for a window measures a
-	// change's CPU per message there, run after run.
+	// change's CPU per message there, run after run. A ramp then runs
+	// every step, including those after a step over its target.
 	Steps []float64
 	// Pprof serves Go profiles on every process's admin address, printed
 	// at start, to profile a scenario while it runs.
@@ -209,7 +213,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 			continue
 		}
 		if len(cfg.Steps) > 0 && len(sc.Steps) > 0 {
-			sc.Steps = cfg.Steps
+			sc.Steps, sc.held = cfg.Steps, true
 		}
 		// Memory per connection is measured as the growth of each
 		// process's RSS, so it needs processes that ran nothing before:
@@ -430,6 +434,12 @@ func ramp(ctx context.Context, c *launch.Cluster, sc Scenario, out io.Writer) (R
 			step += " (" + res.Extra + ")"
 		}
 		steps = append(steps, step)
+		if !ok && sc.held {
+			if best.Sent == 0 {
+				best = res
+			}
+			continue
+		}
 		if !ok {
 			if best.Sent == 0 {
 				best = res
