@@ -68,7 +68,15 @@ type Result struct {
 	P50, P90, P99    float64    `json:"-"`
 	P999, Max        float64    `json:"-"`
 	Latency          [5]float64 `json:"latency_ms_p50_p90_p99_p999_max"`
-	Procs            []ProcStat `json:"processes"`
+	// StampP50 and StampP99 are the part of the latency up to the room's
+	// timestamp (run.stamped), for v2 rooms: what the commit and the way
+	// back to the browsers did not add.
+	StampP50 float64 `json:"to_room_stamp_ms_p50,omitempty"`
+	StampP99 float64 `json:"to_room_stamp_ms_p99,omitempty"`
+	// WrittenP99 is the p99 of the time from a message's scheduled send
+	// to the end of its write (run.written).
+	WrittenP99 float64    `json:"written_ms_p99,omitempty"`
+	Procs      []ProcStat `json:"processes"`
 	// CPUPerMsg is the CPU time the cluster (object nodes and routers, not
 	// the load generator) spent per committed message over the window
 	// Procs covers, in microseconds: the figure to drive down.
@@ -85,6 +93,7 @@ type Step struct {
 	Refused      float64 `json:"refused_msgs_per_sec"`
 	Lost         int64   `json:"lost"`
 	P99          float64 `json:"p99_ms"`
+	StampP99     float64 `json:"to_room_stamp_ms_p99,omitempty"`
 	Disconnected int     `json:"disconnected"`
 	// CPUPerMsg is Result.CPUPerMsg over this step's window.
 	CPUPerMsg float64 `json:"cluster_cpu_us_per_msg,omitempty"`
@@ -328,7 +337,7 @@ func openClients(ctx context.Context, c *launch.Cluster, sc Scenario) (*run, []*
 // the first two.
 func window(ctx context.Context, c *launch.Cluster, r *run, clients []*loadClient, rate float64, d time.Duration, perRoom int) Result {
 	r.mu.Lock()
-	r.latencies = r.latencies[:0]
+	r.latencies, r.stamped, r.written = r.latencies[:0], r.stamped[:0], r.written[:0]
 	r.mu.Unlock()
 	delivered0, dup0, reord0, err0 := r.delivered.Load(), r.dup.Load(), r.reordered.Load(), r.errors.Load()
 	first := make([]int64, len(clients))
@@ -395,6 +404,8 @@ func window(ctx context.Context, c *launch.Cluster, r *run, clients []*loadClien
 	res.DeliveriesPerSec = float64(res.Delivered) / elapsed.Seconds()
 	r.mu.Lock()
 	res.P50, res.P90, res.P99, res.P999, res.Max = percentiles(r.latencies)
+	res.StampP50, _, res.StampP99, _, _ = percentiles(r.stamped)
+	_, _, res.WrittenP99, _, _ = percentiles(r.written)
 	r.mu.Unlock()
 	res.Procs = procDelta(before, after, elapsed)
 	res.CPUPerMsg = cpuPerMsg(res.Procs, res.MsgsPerSec)
@@ -424,8 +435,8 @@ func ramp(ctx context.Context, c *launch.Cluster, sc Scenario, out io.Writer) (R
 	for _, total := range sc.Steps {
 		res := window(ctx, c, r, clients, total/float64(len(clients)), sc.Duration, sc.PerRoom)
 		ok := res.P99 <= 100 && res.Lost == 0 && res.Dup == 0 && res.Reordered == 0 && res.MsgsPerSec >= 0.9*total
-		fmt.Fprintf(out, "bench:   offered %.0f msgs/s: committed %.0f msgs/s, %.0f deliveries/s, p99 %.1f ms, lost %d, cpu %.0f µs/msg (%s)  %s\n",
-			total, res.MsgsPerSec, res.DeliveriesPerSec, res.P99, res.Lost, res.CPUPerMsg, procsLine(res.Procs), map[bool]string{true: "ok", false: "over"}[ok])
+		fmt.Fprintf(out, "bench:   offered %.0f msgs/s: committed %.0f msgs/s, %.0f deliveries/s, p99 %.1f ms%s, lost %d, cpu %.0f µs/msg (%s)  %s\n",
+			total, res.MsgsPerSec, res.DeliveriesPerSec, res.P99, stampLine(res), res.Lost, res.CPUPerMsg, procsLine(res.Procs), map[bool]string{true: "ok", false: "over"}[ok])
 		step := fmt.Sprintf("%.0f:%.0f/p99=%.0fms", total, res.MsgsPerSec, res.P99)
 		if res.CPUPerMsg > 0 {
 			step += fmt.Sprintf("/cpu=%.0fus", res.CPUPerMsg)
@@ -455,6 +466,16 @@ func ramp(ctx context.Context, c *launch.Cluster, sc Scenario, out io.Writer) (R
 	return best, nil
 }
 
+// stampLine is how much of the latency came before the messages were
+// written, and before their room stamped them, for a progress line.
+func stampLine(res Result) string {
+	s := fmt.Sprintf(" (written: p99 %.1f ms", res.WrittenP99)
+	if res.StampP99 != 0 || res.StampP50 != 0 {
+		s += fmt.Sprintf("; to the room's stamp: p50 %.1f, p99 %.1f ms", res.StampP50, res.StampP99)
+	}
+	return s + ")"
+}
+
 // overload offers one room more and more, past what it can take, and keeps
 // every step: what was committed, what was refused out loud, what was lost
 // (must be 0) and the latency from each message's scheduled send time.
@@ -469,9 +490,9 @@ func overload(ctx context.Context, c *launch.Cluster, sc Scenario, out io.Writer
 	for _, offered := range sc.Steps {
 		res := window(ctx, c, r, clients, offered/float64(len(clients)), sc.Duration, sc.PerRoom)
 		st := Step{Offered: offered, Committed: res.MsgsPerSec, Refused: res.RefusedPerSec, Lost: res.Lost, P99: res.P99,
-			Disconnected: res.Disconnected, CPUPerMsg: res.CPUPerMsg}
-		fmt.Fprintf(out, "bench:   offered %.0f msgs/s: committed %.0f/s, refused %.0f/s, lost %d, p99 %.1f ms, %d disconnected, cpu %.0f µs/msg (%s) %s\n",
-			st.Offered, st.Committed, st.Refused, st.Lost, st.P99, st.Disconnected, st.CPUPerMsg, procsLine(res.Procs), res.Extra)
+			StampP99: res.StampP99, Disconnected: res.Disconnected, CPUPerMsg: res.CPUPerMsg}
+		fmt.Fprintf(out, "bench:   offered %.0f msgs/s: committed %.0f/s, refused %.0f/s, lost %d, p99 %.1f ms%s, %d disconnected, cpu %.0f µs/msg (%s) %s\n",
+			st.Offered, st.Committed, st.Refused, st.Lost, st.P99, stampLine(res), st.Disconnected, st.CPUPerMsg, procsLine(res.Procs), res.Extra)
 		total.Steps = append(total.Steps, st)
 		total.Sent += res.Sent
 		total.Delivered += res.Delivered

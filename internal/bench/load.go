@@ -107,6 +107,16 @@ type run struct {
 	byName    map[string]*loadClient // senders, to note who was shown their messages
 	mu        sync.Mutex
 	latencies []time.Duration // send -> receive at the other clients of the room
+	// stamped is, for each v2 message its sender is shown, the time from
+	// its scheduled send to the timestamp its room gave it (when its event
+	// ran): the part of the latency before the room's commit, to tell it
+	// from the commit and the way back. Millisecond stamps on the same
+	// machine's wall clock.
+	stamped []time.Duration
+	// written is, for each message sent, the time from its scheduled send
+	// to the end of its write: the load generator's own lag, and a socket
+	// the router stopped reading.
+	written   []time.Duration
 	delivered atomic.Int64
 	dup       atomic.Int64
 	reordered atomic.Int64
@@ -123,6 +133,27 @@ func (r *run) record(d time.Duration) {
 	r.mu.Unlock()
 }
 
+func (r *run) recordWritten(d time.Duration) {
+	if !r.measuring.Load() {
+		return
+	}
+	r.mu.Lock()
+	r.written = append(r.written, d)
+	r.mu.Unlock()
+}
+
+// recordStamp takes the room's timestamp (Unix ms) of a message scheduled
+// at at (the load generator's clock).
+func (r *run) recordStamp(at, tsMillis int64) {
+	if !r.measuring.Load() || tsMillis <= 0 {
+		return
+	}
+	d := time.Duration(tsMillis*int64(time.Millisecond) - (epoch.UnixNano() + at))
+	r.mu.Lock()
+	r.stamped = append(r.stamped, d)
+	r.mu.Unlock()
+}
+
 // frame is the part of a server frame the load generator reads.
 type frame struct {
 	Type    string `json:"type"`
@@ -131,6 +162,7 @@ type frame struct {
 	Text    string `json:"text"`
 	Message string `json:"message"`
 	Name    string `json:"name"`
+	TS      int64  `json:"ts"`
 }
 
 // dialAll opens rooms x perRoom clients, at most parallel dials at a time,
@@ -233,7 +265,11 @@ func (c *loadClient) handle(data []byte) {
 			c.run.reordered.Add(1)
 		}
 		c.lastSeq = max(c.lastSeq, f.Seq)
-		if at, from, n, ok := parseText(f.Text); ok && from != c.name {
+		at, from, n, ok := parseText(f.Text)
+		if ok && from == c.name {
+			c.run.recordStamp(at, f.TS)
+		}
+		if ok && from != c.name {
 			c.run.delivered.Add(1)
 			c.run.record(time.Duration(now() - at))
 			if sender := c.run.byName[from]; sender != nil {
@@ -350,6 +386,7 @@ func (c *loadClient) send(ctx context.Context, rate float64, pad int) {
 			return
 		}
 		c.sent.Add(1)
+		c.run.recordWritten(time.Duration(now() - int64(next.Sub(epoch))))
 		next = next.Add(interval)
 	}
 }
