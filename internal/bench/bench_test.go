@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"testing"
+	"time"
 )
 
 // The tool must never load anything but this machine.
@@ -75,5 +76,27 @@ func TestParseSteps(t *testing.T) {
 		if got, err := ParseSteps(bad); err == nil {
 			t.Errorf("ParseSteps(%q) = %v, want an error", bad, got)
 		}
+	}
+}
+
+// A room's stamp 5 ms after a message's scheduled send counts as 5 ms to
+// the stamp (to the millisecond), on the load generator's clock turned
+// into wall time; stamps outside the window, or missing, are not counted.
+func TestRecordStampMeasuresFromTheScheduledSend(t *testing.T) {
+	r := &run{}
+	at := now()
+	stampMillis := (epoch.UnixNano()+at)/int64(time.Millisecond) + 5
+	r.recordStamp(at, stampMillis)
+	if len(r.stamped) != 0 {
+		t.Fatalf("recorded %v outside the window", r.stamped)
+	}
+	r.measuring.Store(true)
+	r.recordStamp(at, stampMillis)
+	r.recordStamp(at, 0)
+	if len(r.stamped) != 1 {
+		t.Fatalf("recorded %d stamps, want 1", len(r.stamped))
+	}
+	if d := r.stamped[0]; d <= 4*time.Millisecond || d > 5*time.Millisecond {
+		t.Fatalf("to the stamp: %v, want within (4ms, 5ms]", d)
 	}
 }
