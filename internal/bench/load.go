@@ -244,7 +244,7 @@ func (c *loadClient) read() {
 // handle checks one frame.
 func (c *loadClient) handle(data []byte) {
 	var f frame
-	if json.Unmarshal(data, &f) != nil {
+	if !decodeFrame(data, &f) {
 		c.run.errors.Add(1)
 		return
 	}
