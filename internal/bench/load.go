@@ -124,34 +124,26 @@ type run struct {
 	measuring atomic.Bool // latencies are recorded only inside the window
 }
 
-func (r *run) record(d time.Duration) {
+// add appends d to one of the run's samples, inside the window only.
+func (r *run) add(samples *[]time.Duration, d time.Duration) {
 	if !r.measuring.Load() {
 		return
 	}
 	r.mu.Lock()
-	r.latencies = append(r.latencies, d)
+	*samples = append(*samples, d)
 	r.mu.Unlock()
 }
 
-func (r *run) recordWritten(d time.Duration) {
-	if !r.measuring.Load() {
-		return
-	}
-	r.mu.Lock()
-	r.written = append(r.written, d)
-	r.mu.Unlock()
-}
+func (r *run) record(d time.Duration) { r.add(&r.latencies, d) }
+
+func (r *run) recordWritten(d time.Duration) { r.add(&r.written, d) }
 
 // recordStamp takes the room's timestamp (Unix ms) of a message scheduled
 // at at (the load generator's clock).
 func (r *run) recordStamp(at, tsMillis int64) {
-	if !r.measuring.Load() || tsMillis <= 0 {
-		return
+	if tsMillis > 0 {
+		r.add(&r.stamped, time.Duration(tsMillis*int64(time.Millisecond)-(epoch.UnixNano()+at)))
 	}
-	d := time.Duration(tsMillis*int64(time.Millisecond) - (epoch.UnixNano() + at))
-	r.mu.Lock()
-	r.stamped = append(r.stamped, d)
-	r.mu.Unlock()
 }
 
 // frame is the part of a server frame the load generator reads.
