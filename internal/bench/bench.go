@@ -445,15 +445,12 @@ func ramp(ctx context.Context, c *launch.Cluster, sc Scenario, out io.Writer) (R
 			step += " (" + res.Extra + ")"
 		}
 		steps = append(steps, step)
-		if !ok && sc.held {
-			if best.Sent == 0 {
-				best = res
-			}
-			continue
-		}
 		if !ok {
 			if best.Sent == 0 {
 				best = res
+			}
+			if sc.held {
+				continue
 			}
 			// An overloaded step leaves a backlog; let it drain so the
 			// next scenario starts from an idle cluster.
