@@ -449,12 +449,12 @@ func ramp(ctx context.Context, c *launch.Cluster, sc Scenario, out io.Writer) (R
 			if best.Sent == 0 {
 				best = res
 			}
+			// An overloaded step leaves a backlog; let it drain so the
+			// next step or scenario starts from an idle cluster.
+			cooldown(r, 60*time.Second)
 			if sc.held {
 				continue
 			}
-			// An overloaded step leaves a backlog; let it drain so the
-			// next scenario starts from an idle cluster.
-			cooldown(r, 60*time.Second)
 			break
 		}
 		best = res
