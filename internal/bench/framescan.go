@@ -99,7 +99,19 @@ func scanFrame(d []byte, f *frame) bool {
 	}
 }
 
-var frameFields = map[string]int{"type": 1, "seq": 2, "id": 4, "text": 8, "message": 16, "name": 32, "ts": 64}
+// The frame's fields, as bits of the set scanFrame has seen.
+const (
+	fieldType = 1 << iota
+	fieldSeq
+	fieldID
+	fieldText
+	fieldMessage
+	fieldName
+	fieldTS
+)
+
+var frameFields = map[string]int{"type": fieldType, "seq": fieldSeq, "id": fieldID, "text": fieldText,
+	"message": fieldMessage, "name": fieldName, "ts": fieldTS}
 
 // matchesFold reports whether key is a field's name in other case.
 func matchesFold(key []byte) bool {
@@ -112,33 +124,28 @@ func matchesFold(key []byte) bool {
 }
 
 // set stores one member; false when its kind is not the field's.
-func set(f *frame, bit int, str []byte, num uint64, isNum bool) bool {
-	switch bit {
-	case 2, 64:
-		if !isNum || bit == 64 && num > 1<<63-1 {
-			return false
-		}
-		if bit == 2 {
-			f.Seq = num
-		} else {
-			f.TS = int64(num)
-		}
-		return true
+func set(f *frame, field int, str []byte, num uint64, isNum bool) bool {
+	switch field {
+	case fieldSeq:
+		f.Seq = num
+		return isNum
+	case fieldTS:
+		f.TS = int64(num)
+		return isNum && num <= 1<<63-1
 	}
 	if isNum {
 		return false
 	}
-	s := string(str)
-	switch bit {
-	case 1:
+	switch s := string(str); field {
+	case fieldType:
 		f.Type = s
-	case 4:
+	case fieldID:
 		f.ID = s
-	case 8:
+	case fieldText:
 		f.Text = s
-	case 16:
+	case fieldMessage:
 		f.Message = s
-	case 32:
+	case fieldName:
 		f.Name = s
 	}
 	return true
